@@ -1,0 +1,158 @@
+//! `ipckit tour`: each mechanism in a few narrated lines, between real
+//! processes, in the order the seeds teach them.
+
+use std::error::Error;
+use std::time::Duration;
+
+use ipckit::codec::Json;
+use ipckit::process::{Builder, JoinError, current_process, parent_process};
+use ipckit::{Connection, Process, RecvError};
+use serde::{Deserialize, Serialize};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
+
+pub fn run() -> Result {
+    println!("ipckit tour: every mechanism between real processes\n");
+    processes()?;
+    pipe_one_way()?;
+    pipe_duplex()?;
+    pipe_errors()?;
+    println!("\ntour finished: every child was joined, nothing was left behind");
+    Ok(())
+}
+
+fn section(title: &str) {
+    println!("== {title}");
+}
+
+/// A worker: reports who it is and squares its argument.
+fn square(x: u64) -> (String, i32, u64) {
+    let me = current_process();
+    (me.name().to_string(), me.pid(), x * x)
+}
+
+fn processes() -> Result {
+    section("1. Processes (multiprocessing.Process)");
+    let me = current_process();
+    println!("parent: {} (pid {})", me.name(), me.pid());
+    let workers: Vec<_> = (1..=3u64)
+        .map(|x| Process::spawn(square, x))
+        .collect::<std::result::Result<_, _>>()?;
+    for w in workers {
+        let (name, pid, sq) = w.join()?;
+        println!("  {name} (pid {pid}) returned {sq}");
+    }
+    let named = Builder::new().name("greeter").spawn(
+        |greeting: String| {
+            let parent = parent_process().expect("spawned by ipckit");
+            format!("{greeting} from {} to {} (pid {})", current_process().name(), parent.name(), parent.pid())
+        },
+        "hello".to_string(),
+    )?;
+    println!("  {}", named.join()?);
+
+    let panics = Process::spawn(|n: u32| -> u32 { panic!("worker refused {n}") }, 7)?;
+    match panics.join() {
+        Err(JoinError::Panicked { message }) => println!("  a child that panics: join() says it panicked: {message:?}"),
+        other => return Err(format!("expected a panic, got {other:?}").into()),
+    }
+    let mut sleeper = Process::spawn(|s: u64| std::thread::sleep(Duration::from_secs(s)), 600)?;
+    println!("  sleeper pid {} alive: {}", sleeper.pid(), sleeper.is_alive());
+    sleeper.kill()?;
+    let ended = sleeper.join_timeout(Duration::from_secs(10));
+    println!(
+        "  after kill(): {}, exitcode {:?} (negative signal number, as in Python)",
+        ended.err().map(|e| e.to_string()).unwrap_or_default(),
+        sleeper.exitcode()
+    );
+    println!();
+    Ok(())
+}
+
+/// Seed 001's child: closes its sending end and prints until end of file.
+fn sub_process((parent_pid, (mut out_pipe, in_pipe)): (u32, (Connection, Connection))) {
+    println!("  child {} started by parent {parent_pid}", std::process::id());
+    in_pipe.close();
+    loop {
+        match out_pipe.recv::<u32>() {
+            Ok(msg) => println!("  out pipe : {msg}"),
+            Err(RecvError::Eof) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    println!("  child: end of file, every sender closed its end");
+}
+
+fn pipe_one_way() -> Result {
+    section("2. Pipe (seed 001: one process writes, the other reads until EOF)");
+    let (out_pipe, in_pipe) = ipckit::pipe(false)?;
+    let child = Process::spawn(sub_process, (std::process::id(), (out_pipe.try_clone()?, in_pipe.try_clone()?)))?;
+    out_pipe.close();
+    let mut in_pipe = in_pipe;
+    for i in 0..10u32 {
+        in_pipe.send(&i)?;
+    }
+    in_pipe.close();
+    child.join()?;
+    println!("  parent: child joined\n");
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Order {
+    id: u32,
+    item: String,
+    qty: u16,
+}
+
+fn pipe_duplex() -> Result {
+    section("3. Duplex Pipe: typed request/reply, JSON, and a Connection sent over a Connection");
+    let (mut here, there) = ipckit::pipe(true)?;
+    let server = Process::spawn(
+        |mut conn: Connection| {
+            // Requests arrive as structs; replies go back the same way.
+            while let Ok(order) = conn.recv::<Order>() {
+                let reply = format!("order {} accepted: {} x {}", order.id, order.qty, order.item);
+                conn.send(&reply).expect("reply");
+            }
+            // Then a Connection arrives over this Connection.
+            let mut extra: Connection<Json> = match conn.recv() {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            extra.send(&serde_json::json!({"message": "hi over a passed connection", "n": [1, 2]})).expect("json");
+        },
+        there,
+    )?;
+    for (id, item) in [(1, "tea"), (2, "cake")] {
+        here.send(&Order { id, item: item.into(), qty: 2 })?;
+        println!("  parent sent Order #{id}; child replied {:?}", here.recv::<String>()?);
+    }
+    here.send_bytes(b"not an order")?; // ends the child's loop: a decode error
+    let (mine, theirs) = Connection::<Json>::pair(true)?;
+    here.send(&theirs)?;
+    drop(theirs);
+    let mut mine = mine;
+    let json = mine.recv_bytes()?;
+    println!("  child answered over the passed connection, in JSON: {}", String::from_utf8_lossy(&json));
+    server.join()?;
+    println!();
+    Ok(())
+}
+
+fn pipe_errors() -> Result {
+    section("4. What errors look like");
+    let (mut a, mut b) = ipckit::pipe(true)?;
+    a.send(&"a string")?;
+    match b.recv::<Order>() {
+        Err(e) => println!("  recv::<Order>() of a string: {e}"),
+        Ok(o) => return Err(format!("decoded {o:?}").into()),
+    }
+    a.send_bytes(&[0u8; 4096])?;
+    println!("  recv_bytes_max(100) of 4096 bytes: {}", b.recv_bytes_max(100).unwrap_err());
+    println!("  ...and the message is still there: {} bytes", b.recv_bytes()?.len());
+    let child = Process::spawn(|c: Connection| -> () { std::process::exit(if c.readable() { 3 } else { 4 }) }, a)?;
+    println!("  a child that exits with code 3: {}", child.join().unwrap_err());
+    println!("  recv() after the peer's process ended: {}", b.recv::<u8>().unwrap_err());
+    Ok(())
+}

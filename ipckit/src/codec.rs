@@ -1,0 +1,118 @@
+//! Codecs: how typed values become the bytes of a message.
+//!
+//! A [`Connection`](crate::Connection) is generic over its codec, so the
+//! choice is made once, in the type, and costs nothing per message:
+//!
+//! | codec | format | use it for |
+//! |---|---|---|
+//! | [`Postcard`] (default) | [postcard](https://docs.rs/postcard), compact, not self-describing | ipckit to ipckit |
+//! | [`Json`] | JSON text (serde_json) | other languages, debugging, seed 002's JSON messages |
+//!
+//! Decoding never runs code chosen by the sender (unlike Python's pickle): a
+//! malformed or hostile message is a [`CodecError`], and the receiver names
+//! the type it expects.
+//!
+//! ```
+//! use ipckit::codec::{Codec, Json, Postcard};
+//!
+//! let mut buf = Vec::new();
+//! Json::encode(&("hi", 2), &mut buf).unwrap();
+//! assert_eq!(buf, br#"["hi",2]"#);
+//! let back: (String, u8) = Json::decode(&buf).unwrap();
+//! assert_eq!(back, ("hi".to_string(), 2));
+//!
+//! buf.clear();
+//! Postcard::encode(&7u32, &mut buf).unwrap();
+//! assert!(Postcard::decode::<String>(&buf).is_err());
+//! ```
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// An encoding or decoding failure, with the codec's own explanation.
+#[derive(Debug, thiserror::Error)]
+#[error("{codec}: {message}")]
+pub struct CodecError {
+    codec: &'static str,
+    message: String,
+}
+
+impl CodecError {
+    /// A new error reported by the codec named `codec`.
+    pub fn new(codec: &'static str, message: impl std::fmt::Display) -> CodecError {
+        CodecError {
+            codec,
+            message: message.to_string(),
+        }
+    }
+
+    /// The name of the codec that failed.
+    pub fn codec(&self) -> &'static str {
+        self.codec
+    }
+}
+
+/// A way to turn serde values into message bytes and back.
+///
+/// Implement it to plug in another format; the codec is a type parameter of
+/// [`Connection`](crate::Connection), so it is zero-sized and stateless.
+pub trait Codec: 'static {
+    /// A short name for error messages (`"postcard"`, `"json"`).
+    const NAME: &'static str;
+
+    /// Appends the encoding of `value` to `out`.
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError>;
+
+    /// Decodes a whole message. Trailing bytes are an error: a message that
+    /// decodes as a shorter type is not silently accepted.
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>;
+}
+
+/// The default codec: [postcard](https://docs.rs/postcard), a compact,
+/// maintained, `no_std`-friendly serde format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Postcard;
+
+impl Codec for Postcard {
+    const NAME: &'static str = "postcard";
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let buf = std::mem::take(out);
+        match postcard::to_extend(value, buf) {
+            Ok(buf) => {
+                *out = buf;
+                Ok(())
+            }
+            Err(e) => Err(CodecError::new(Self::NAME, e)),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        let (value, rest) =
+            postcard::take_from_bytes(bytes).map_err(|e| CodecError::new(Self::NAME, e))?;
+        if rest.is_empty() {
+            Ok(value)
+        } else {
+            Err(CodecError::new(
+                Self::NAME,
+                format_args!("{} trailing bytes after the value", rest.len()),
+            ))
+        }
+    }
+}
+
+/// JSON (serde_json): readable by every language.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Json;
+
+impl Codec for Json {
+    const NAME: &'static str = "json";
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        serde_json::to_writer(out, value).map_err(|e| CodecError::new(Self::NAME, e))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        serde_json::from_slice(bytes).map_err(|e| CodecError::new(Self::NAME, e))
+    }
+}

@@ -1,0 +1,170 @@
+//! Passing descriptors inside serde values.
+//!
+//! Every ipckit handle (a [`Connection`](crate::Connection) today; queues,
+//! shared values and locks later) is backed by one or more file descriptors.
+//! A handle serializes as an *index* into the list of descriptors that travel
+//! beside the message: as `SCM_RIGHTS` on a Unix socket, which is how both
+//! [`Process`](crate::Process) arguments and `Connection::send` carry them.
+//!
+//! The list lives in a thread-local context that exists only while ipckit
+//! itself encodes or decodes a message: [`collect`] around encoding,
+//! [`provide`] around decoding. Serializing a handle anywhere else (say
+//! `serde_json::to_string(&conn)`) is an error, not a dangling number.
+
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::CodecError;
+
+/// The newtype name handles serialize under.
+const HANDLE_NAME: &str = "$ipckit::fd";
+
+thread_local! {
+    /// Descriptors referenced by the message being encoded on this thread.
+    static OUTGOING: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
+    /// Descriptors that arrived with the message being decoded on this thread.
+    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    /// Why the last handle failed to deserialize: formats such as postcard
+    /// drop custom error messages, so [`provide`] puts it back.
+    static HANDLE_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs `encode` with a fresh outgoing list, returning its result and the raw
+/// descriptors the handles in it referenced (borrowed: the caller keeps the
+/// handles alive until the message is sent).
+pub(crate) fn collect<R>(encode: impl FnOnce() -> R) -> (R, Vec<RawFd>) {
+    let saved = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+    let result = encode();
+    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), saved));
+    (result, fds.unwrap_or_default())
+}
+
+/// Runs `decode` with `fds` available to handles being deserialized; any
+/// descriptor no handle claimed is closed afterwards. If decoding failed
+/// because of a handle, the error says so.
+pub(crate) fn provide<T>(
+    fds: Vec<OwnedFd>,
+    decode: impl FnOnce() -> Result<T, CodecError>,
+) -> Result<T, CodecError> {
+    let table = fds.into_iter().map(Some).collect();
+    let saved = INCOMING.with(|i| i.borrow_mut().replace(table));
+    HANDLE_ERROR.with(|e| e.borrow_mut().take());
+    let result = decode();
+    INCOMING.with(|i| *i.borrow_mut() = saved);
+    let handle_error = HANDLE_ERROR.with(|e| e.borrow_mut().take());
+    match (result, handle_error) {
+        (Err(e), Some(why)) => Err(CodecError::new(e.codec(), why)),
+        (r, _) => r,
+    }
+}
+
+/// Serializes `fd` as a handle index. Fails outside an ipckit send.
+pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
+    let index = OUTGOING.with(|o| {
+        o.borrow_mut().as_mut().map(|list| {
+            list.push(fd.as_raw_fd());
+            list.len() - 1
+        })
+    });
+    match index {
+        Some(i) => s.serialize_newtype_struct(HANDLE_NAME, &(i as u32)),
+        None => Err(S::Error::custom(
+            "ipckit handles can only be serialized by ipckit itself \
+             (Connection::send, Process arguments and results)",
+        )),
+    }
+}
+
+/// Deserializes a handle index and takes ownership of the descriptor it
+/// names. Fails outside an ipckit receive, or if the index is out of range or
+/// already taken.
+pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename = "$ipckit::fd")]
+    struct Index(u32);
+    let Index(i) = Index::deserialize(d)?;
+    INCOMING.with(|inc| {
+        let mut inc = inc.borrow_mut();
+        let table = inc.as_mut().ok_or_else(|| {
+            handle_error("ipckit handles can only be deserialized by ipckit itself".into())
+        })?;
+        let available = table.len();
+        table
+            .get_mut(i as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                handle_error(format!(
+                    "handle refers to descriptor {i}, but the message carried {available} \
+                     (or it was already taken)"
+                ))
+            })
+    })
+}
+
+fn handle_error<E: serde::de::Error>(why: String) -> E {
+    let err = E::custom(&why);
+    HANDLE_ERROR.with(|e| *e.borrow_mut() = Some(why));
+    err
+}
+
+/// A descriptor that serializes as an ipckit handle: the building block for
+/// the `Serialize`/`Deserialize` impls of every handle type.
+#[derive(Debug)]
+pub(crate) struct FdHandle(pub(crate) OwnedFd);
+
+impl Serialize for FdHandle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use std::os::fd::AsFd;
+        serialize_fd(self.0.as_fd(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FdHandle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_fd(d).map(FdHandle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Codec, Postcard};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn handles_round_trip_through_the_context() {
+        let (a, _b) = crate::sys::pipe().unwrap();
+        let h = FdHandle(a);
+        let mut buf = Vec::new();
+        let (r, fds) = collect(|| Postcard::encode(&(1u8, &h), &mut buf));
+        r.unwrap();
+        assert_eq!(fds, vec![h.0.as_raw_fd()]);
+        let dup = crate::sys::dup(h.0.as_fd()).unwrap();
+        let dup_raw = dup.as_raw_fd();
+        let (n, got): (u8, FdHandle) = provide(vec![dup], || Postcard::decode(&buf)).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(got.0.as_raw_fd(), dup_raw);
+    }
+
+    #[test]
+    fn serializing_outside_a_send_is_an_error() {
+        let (a, _b) = crate::sys::pipe().unwrap();
+        let err = serde_json::to_string(&FdHandle(a)).unwrap_err();
+        assert!(err.to_string().contains("only be serialized by ipckit"));
+    }
+
+    #[test]
+    fn an_index_out_of_range_is_an_error() {
+        let mut buf = Vec::new();
+        let (r, _) = collect(|| {
+            let (a, _b) = crate::sys::pipe().unwrap();
+            Postcard::encode(&FdHandle(a), &mut buf)
+        });
+        r.unwrap();
+        let err = provide(vec![], || Postcard::decode::<FdHandle>(&buf)).unwrap_err();
+        assert!(err.to_string().contains("carried 0"), "{err}");
+    }
+}

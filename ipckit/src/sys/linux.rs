@@ -1,0 +1,603 @@
+//! Linux backend of the platform layer.
+//!
+//! Each function is a thin front over one system call (or a short, fixed
+//! sequence of them), named after what it does. `rustix` is used wherever it
+//! has the call; `libc` only for `close_range`, `dladdr` and the
+//! async-signal-safe calls made between `fork` and `exec`.
+//!
+//! # References
+//! - [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html)
+//! - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
+//! - [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html) (`SCM_RIGHTS`)
+//! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html),
+//!   [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html),
+//!   [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html)
+// Parts of this layer (shared memory, futexes) are used by later modules.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+/// Most descriptors one `sendmsg` may carry (`SCM_MAX_FD` in the kernel).
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Converts a rustix error into a `std::io::Error`.
+#[inline]
+pub(crate) fn io_err(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+// ---------------------------------------------------------------------------
+// Time and waiting for descriptors
+// ---------------------------------------------------------------------------
+
+/// A deadline on the monotonic clock; `None` waits forever.
+pub(crate) type Deadline = Option<Instant>;
+
+/// The deadline `timeout` from now (`None` for no timeout). A timeout too
+/// large to represent is treated as no timeout.
+pub(crate) fn deadline_after(timeout: Option<Duration>) -> Deadline {
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// Time left until `deadline`, as a `Timespec` for the kernel; `None` means
+/// forever. An expired deadline gives zero.
+fn remaining(deadline: Deadline) -> Option<rustix::time::Timespec> {
+    deadline.map(|d| {
+        let left = d.saturating_duration_since(Instant::now());
+        rustix::time::Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: left.subsec_nanos() as i64,
+        }
+    })
+}
+
+/// What [`wait_fds`] saw on one descriptor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// Data (or end of file) can be read.
+    pub readable: bool,
+    /// Data can be written (or the peer is gone, which a write will report).
+    pub writable: bool,
+}
+
+/// Waits until one of `fds` is ready for what its `want` asks, or `deadline`
+/// passes. Returns one `Ready` per descriptor; all false means the deadline
+/// passed. Interrupted waits are resumed with the time that is left.
+///
+/// # References
+/// - [`poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+pub(crate) fn wait_fds(
+    fds: &[(BorrowedFd<'_>, Ready)],
+    deadline: Deadline,
+) -> io::Result<Vec<Ready>> {
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, want)| {
+            let mut flags = PollFlags::empty();
+            if want.readable {
+                flags |= PollFlags::IN;
+            }
+            if want.writable {
+                flags |= PollFlags::OUT;
+            }
+            PollFd::from_borrowed_fd(*fd, flags)
+        })
+        .collect();
+    loop {
+        let timeout = remaining(deadline);
+        match rustix::event::poll(&mut pfds, timeout.as_ref()) {
+            Ok(_) => break,
+            Err(Errno::INTR) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(pfds
+        .iter()
+        .map(|p| {
+            let r = p.revents();
+            let gone = r.intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL);
+            Ready {
+                readable: r.contains(PollFlags::IN) || gone,
+                writable: r.contains(PollFlags::OUT) || gone,
+            }
+        })
+        .collect())
+}
+
+/// Waits until `fd` is readable (or at end of file). Returns false when the
+/// deadline passed first.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Deadline) -> io::Result<bool> {
+    let want = Ready {
+        readable: true,
+        writable: false,
+    };
+    Ok(wait_fds(&[(fd, want)], deadline)?[0].readable)
+}
+
+/// Waits until `fd` is writable. Returns false when the deadline passed first.
+pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Deadline) -> io::Result<bool> {
+    let want = Ready {
+        readable: false,
+        writable: true,
+    };
+    Ok(wait_fds(&[(fd, want)], deadline)?[0].writable)
+}
+
+// ---------------------------------------------------------------------------
+// Descriptors
+// ---------------------------------------------------------------------------
+
+/// Puts `fd` in non-blocking mode (`O_NONBLOCK`, a flag of the open file
+/// description, so every process sharing it sees it).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::OFlags;
+    let flags = rustix::fs::fcntl_getfl(fd).map_err(io_err)?;
+    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK).map_err(io_err)
+}
+
+/// Sets or clears `FD_CLOEXEC` on `fd`.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    use rustix::io::FdFlags;
+    let mut flags = rustix::io::fcntl_getfd(fd).map_err(io_err)?;
+    flags.set(FdFlags::CLOEXEC, on);
+    rustix::io::fcntl_setfd(fd, flags).map_err(io_err)
+}
+
+/// Duplicates `fd` (close-on-exec set on the copy).
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    rustix::io::fcntl_dupfd_cloexec(fd, 3).map_err(io_err)
+}
+
+/// The kind of object behind a descriptor, as far as ipckit cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FdKind {
+    /// A pipe or FIFO.
+    Pipe,
+    /// A socket.
+    Socket,
+    /// Anything else.
+    Other,
+}
+
+/// Tells what kind of object `fd` refers to (`fstat`).
+pub(crate) fn fd_kind(fd: BorrowedFd<'_>) -> io::Result<FdKind> {
+    use rustix::fs::FileType;
+    let st = rustix::fs::fstat(fd).map_err(io_err)?;
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => FdKind::Pipe,
+        FileType::Socket => FdKind::Socket,
+        _ => FdKind::Other,
+    })
+}
+
+/// An anonymous pipe, both ends close-on-exec: `(read end, write end)`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io_err)
+}
+
+/// A connected pair of Unix stream sockets, both close-on-exec.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(io_err)
+}
+
+/// Shuts down one direction of a socket.
+pub(crate) fn shutdown(fd: BorrowedFd<'_>, read: bool) -> io::Result<()> {
+    use rustix::net::Shutdown;
+    let how = if read { Shutdown::Read } else { Shutdown::Write };
+    rustix::net::shutdown(fd, how).map_err(io_err)
+}
+
+/// `read(2)` once. `Ok(0)` is end of file. `EINTR` is retried.
+pub(crate) fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(io_err),
+        }
+    }
+}
+
+/// `writev(2)` once; returns how many bytes went. `EINTR` is retried.
+///
+/// On a pipe whose reader is gone this raises `SIGPIPE`, which Rust programs
+/// (and ipckit's children) ignore, so the caller sees `EPIPE`.
+pub(crate) fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    loop {
+        match rustix::io::writev(fd, bufs) {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(io_err),
+        }
+    }
+}
+
+/// `sendmsg(2)` once on a socket, attaching `fds` as `SCM_RIGHTS` (at most
+/// [`MAX_FDS_PER_MESSAGE`]). `MSG_NOSIGNAL`: a vanished peer is `EPIPE`, not a
+/// signal. Returns how many bytes went; the descriptors go with the first byte.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    debug_assert!(fds.len() <= MAX_FDS_PER_MESSAGE);
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("descriptor list does not fit the control buffer"));
+    }
+    loop {
+        match rustix::net::sendmsg(sock, bufs, &mut control, SendFlags::NOSIGNAL) {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(io_err),
+        }
+    }
+}
+
+/// `recvmsg(2)` once on a socket. Received descriptors (close-on-exec) are
+/// appended to `fds`. `Ok(0)` is end of file; `EINTR` is retried.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = loop {
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+            Err(Errno::INTR) => continue,
+            r => break r.map_err(io_err)?,
+        }
+    };
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
+        return Err(io::Error::other(
+            "descriptors were lost in transit: the control buffer was truncated",
+        ));
+    }
+    Ok(msg.bytes)
+}
+
+/// Marks every descriptor from 3 upwards close-on-exec.
+///
+/// Async-signal-safe: called between `fork` and `exec`. Uses
+/// `close_range(CLOSE_RANGE_CLOEXEC)` (Linux 5.11); on older kernels falls
+/// back to `fcntl` over the descriptor numbers below the soft limit.
+pub(crate) fn cloexec_all_from_3() {
+    // SAFETY: close_range only changes descriptor flags; no memory is touched.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return;
+    }
+    let mut lim = MaybeUninit::<libc::rlimit>::uninit();
+    // SAFETY: getrlimit writes into the rlimit we own.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, lim.as_mut_ptr()) } == 0 {
+        // SAFETY: getrlimit succeeded, so `lim` is initialised.
+        (unsafe { lim.assume_init() }.rlim_cur).min(65536) as RawFd
+    } else {
+        1024
+    };
+    for fd in 3..max {
+        // SAFETY: fcntl on a number that may not be open is harmless (EBADF).
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// Clears close-on-exec on a raw descriptor number. Async-signal-safe.
+pub(crate) fn clear_cloexec_raw(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor number touches no memory.
+    let ok = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0;
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Exit {
+    /// It called `exit(code)` (or returned from `main`).
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+}
+
+/// The id of the calling process.
+pub(crate) fn getpid() -> i32 {
+    rustix::process::getpid().as_raw_nonzero().get()
+}
+
+/// The id of the calling process's parent (0 when it has none).
+pub(crate) fn getppid() -> i32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+
+fn pid(p: i32) -> io::Result<rustix::process::Pid> {
+    rustix::process::Pid::from_raw(p).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+}
+
+/// Opens a pidfd for `pid`: a descriptor that stays tied to that process even
+/// after its id is reused, becomes readable when it exits, and lets us signal
+/// and reap it without races.
+pub(crate) fn pidfd_open(p: i32) -> io::Result<OwnedFd> {
+    rustix::process::pidfd_open(pid(p)?, rustix::process::PidfdFlags::empty()).map_err(io_err)
+}
+
+/// Sends signal number `sig` to the process behind `pidfd`.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    let sig = signal(sig)?;
+    rustix::process::pidfd_send_signal(pidfd, sig).map_err(io_err)
+}
+
+/// Sends signal number `sig` to process `p` (`kill(2)`).
+pub(crate) fn kill(p: i32, sig: i32) -> io::Result<()> {
+    rustix::process::kill_process(pid(p)?, signal(sig)?).map_err(io_err)
+}
+
+fn signal(sig: i32) -> io::Result<rustix::process::Signal> {
+    rustix::process::Signal::from_named_raw(sig)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// True when the process behind `pidfd` has exited (it may not be reaped).
+pub(crate) fn pidfd_exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
+    wait_readable(pidfd, Some(Instant::now()))
+}
+
+/// Reaps the child behind `pidfd` if it has exited (`waitid(P_PIDFD)`).
+/// With `block`, waits for it to exit.
+pub(crate) fn reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Exit>> {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let mut opts = WaitIdOptions::EXITED;
+    if !block {
+        opts |= WaitIdOptions::NOHANG;
+    }
+    let status = loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
+            Err(Errno::INTR) => continue,
+            r => break r.map_err(io_err)?,
+        }
+    };
+    Ok(status.and_then(|s| {
+        if let Some(code) = s.exit_status() {
+            Some(Exit::Code(code))
+        } else {
+            s.terminating_signal().map(Exit::Signal)
+        }
+    }))
+}
+
+/// Sets the disposition of `SIGPIPE` to "ignore", as the Rust runtime does
+/// before `main`, so writes to a vanished reader fail with `EPIPE`.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN is a valid disposition and installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// The base address of the loaded object (executable or shared library)
+/// that contains `addr`, from `dladdr(3)`.
+pub(crate) fn object_base(addr: usize) -> Option<usize> {
+    let mut info = MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) } != 0;
+    // SAFETY: zero-initialised, and filled in when dladdr returned non-zero.
+    let info = unsafe { info.assume_init() };
+    (found && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
+}
+
+// ---------------------------------------------------------------------------
+// Shared memory
+// ---------------------------------------------------------------------------
+
+/// An anonymous shared-memory file (`memfd_create`, close-on-exec, sealable)
+/// of `len` bytes. The kernel frees it when the last descriptor and mapping
+/// are gone, even if every holder was killed.
+pub(crate) fn memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
+    use rustix::fs::MemfdFlags;
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(io_err)?;
+    rustix::fs::ftruncate(&fd, len).map_err(io_err)?;
+    Ok(fd)
+}
+
+/// Creates (exclusively) or opens a named POSIX shared-memory object.
+/// `name` starts with `/`, as `shm_open(3)` wants.
+pub(crate) fn shm_open(name: &str, create: bool, mode: u32) -> io::Result<OwnedFd> {
+    use rustix::shm::{Mode, OFlags};
+    let mut flags = OFlags::RDWR;
+    if create {
+        flags |= OFlags::CREATE | OFlags::EXCL;
+    }
+    rustix::shm::open(name, flags, Mode::from_raw_mode(mode)).map_err(io_err)
+}
+
+/// Removes a named POSIX shared-memory object.
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    rustix::shm::unlink(name).map_err(io_err)
+}
+
+/// Sets the size of a shared-memory file.
+pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    rustix::fs::ftruncate(fd, len).map_err(io_err)
+}
+
+/// The size of a file.
+pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd).map_err(io_err)?.st_size as u64)
+}
+
+/// A shared, read-write mapping of a file, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with other processes; all access
+// to it goes through atomics or through types that synchronise it themselves.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `fd`, shared with every other mapping
+    /// of the same file.
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        if len == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map 0 bytes"));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (null hint) aliases no
+        // Rust object; it is unmapped only in Drop.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }
+        .map_err(io_err)?;
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The start of the mapping (page-aligned).
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Futexes (process-shared: never FUTEX_PRIVATE_FLAG)
+// ---------------------------------------------------------------------------
+
+/// Why [`futex_wait`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FutexWait {
+    /// Woken, spuriously woken, or the word no longer held `expected`:
+    /// the caller re-checks its condition.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `*word == expected`, until woken or `deadline`.
+///
+/// Uses a *shared* futex (no `FUTEX_PRIVATE_FLAG`), so a wake from any
+/// process that maps the same memory reaches it.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Deadline) -> io::Result<FutexWait> {
+    use rustix::thread::futex;
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return Ok(FutexWait::TimedOut);
+    }
+    let timeout = remaining(deadline);
+    match futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref()) {
+        Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(FutexWait::Woken),
+        Err(Errno::TIMEDOUT) => Ok(FutexWait::TimedOut),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Wakes up to `n` waiters sleeping on `word` in any process. Returns how
+/// many were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    use rustix::thread::futex;
+    futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// The child entry point
+// ---------------------------------------------------------------------------
+
+/// Runs before `main` in every binary that links ipckit's process module.
+///
+/// When this process is an ipckit child (the bootstrap variable is set), it
+/// runs the requested function and exits without ever reaching `main`; in
+/// any other process it returns at once. Being in `.init_array` is what lets
+/// test binaries, doctests, examples and benchmarks spawn without any code
+/// of their own.
+#[used]
+#[unsafe(link_section = ".init_array")]
+pub(crate) static CHILD_ENTRY: extern "C" fn(i32, *const *const u8, *const *const u8) = child_entry;
+
+extern "C" fn child_entry(_argc: i32, _argv: *const *const u8, _envp: *const *const u8) {
+    crate::process::child::run_if_child();
+}
+
+/// Keeps [`CHILD_ENTRY`] in the link: called from `Process::spawn`, so any
+/// binary that can spawn a child can also be one.
+#[inline]
+pub(crate) fn keep_child_entry() {
+    std::hint::black_box(&CHILD_ENTRY);
+}
+
+/// Borrow helper: the `BorrowedFd` of anything `AsFd`.
+pub(crate) fn borrow<F: AsFd>(f: &F) -> BorrowedFd<'_> {
+    f.as_fd()
+}
+
+/// The raw number of anything `AsFd`.
+pub(crate) fn raw<F: AsFd>(f: &F) -> RawFd {
+    f.as_fd().as_raw_fd()
+}
