@@ -45,7 +45,12 @@ fn processes() -> Result {
     let named = Builder::new().name("greeter").spawn(
         |greeting: String| {
             let parent = parent_process().expect("spawned by ipckit");
-            format!("{greeting} from {} to {} (pid {})", current_process().name(), parent.name(), parent.pid())
+            format!(
+                "{greeting} from {} to {} (pid {})",
+                current_process().name(),
+                parent.name(),
+                parent.pid()
+            )
         },
         "hello".to_string(),
     )?;
@@ -53,11 +58,17 @@ fn processes() -> Result {
 
     let panics = Process::spawn(|n: u32| -> u32 { panic!("worker refused {n}") }, 7)?;
     match panics.join() {
-        Err(JoinError::Panicked { message }) => println!("  a child that panics: join() says it panicked: {message:?}"),
+        Err(JoinError::Panicked { message }) => {
+            println!("  a child that panics: join() says it panicked: {message:?}")
+        }
         other => return Err(format!("expected a panic, got {other:?}").into()),
     }
     let mut sleeper = Process::spawn(|s: u64| std::thread::sleep(Duration::from_secs(s)), 600)?;
-    println!("  sleeper pid {} alive: {}", sleeper.pid(), sleeper.is_alive());
+    println!(
+        "  sleeper pid {} alive: {}",
+        sleeper.pid(),
+        sleeper.is_alive()
+    );
     sleeper.kill()?;
     let ended = sleeper.join_timeout(Duration::from_secs(10));
     println!(
@@ -71,7 +82,10 @@ fn processes() -> Result {
 
 /// Seed 001's child: closes its sending end and prints until end of file.
 fn sub_process((parent_pid, (mut out_pipe, in_pipe)): (u32, (Connection, Connection))) {
-    println!("  child {} started by parent {parent_pid}", std::process::id());
+    println!(
+        "  child {} started by parent {parent_pid}",
+        std::process::id()
+    );
     in_pipe.close();
     loop {
         match out_pipe.recv::<u32>() {
@@ -86,7 +100,13 @@ fn sub_process((parent_pid, (mut out_pipe, in_pipe)): (u32, (Connection, Connect
 fn pipe_one_way() -> Result {
     section("2. Pipe (seed 001: one process writes, the other reads until EOF)");
     let (out_pipe, in_pipe) = ipckit::pipe(false)?;
-    let child = Process::spawn(sub_process, (std::process::id(), (out_pipe.try_clone()?, in_pipe.try_clone()?)))?;
+    let child = Process::spawn(
+        sub_process,
+        (
+            std::process::id(),
+            (out_pipe.try_clone()?, in_pipe.try_clone()?),
+        ),
+    )?;
     out_pipe.close();
     let mut in_pipe = in_pipe;
     for i in 0..10u32 {
@@ -112,7 +132,10 @@ fn pipe_duplex() -> Result {
         |mut conn: Connection| {
             // Requests arrive as structs; replies go back the same way.
             while let Ok(order) = conn.recv::<Order>() {
-                let reply = format!("order {} accepted: {} x {}", order.id, order.qty, order.item);
+                let reply = format!(
+                    "order {} accepted: {} x {}",
+                    order.id, order.qty, order.item
+                );
                 conn.send(&reply).expect("reply");
             }
             // Then a Connection arrives over this Connection.
@@ -120,13 +143,22 @@ fn pipe_duplex() -> Result {
                 Ok(c) => c,
                 Err(_) => return,
             };
-            extra.send(&serde_json::json!({"message": "hi over a passed connection", "n": [1, 2]})).expect("json");
+            extra
+                .send(&serde_json::json!({"message": "hi over a passed connection", "n": [1, 2]}))
+                .expect("json");
         },
         there,
     )?;
     for (id, item) in [(1, "tea"), (2, "cake")] {
-        here.send(&Order { id, item: item.into(), qty: 2 })?;
-        println!("  parent sent Order #{id}; child replied {:?}", here.recv::<String>()?);
+        here.send(&Order {
+            id,
+            item: item.into(),
+            qty: 2,
+        })?;
+        println!(
+            "  parent sent Order #{id}; child replied {:?}",
+            here.recv::<String>()?
+        );
     }
     here.send_bytes(b"not an order")?; // ends the child's loop: a decode error
     let (mine, theirs) = Connection::<Json>::pair(true)?;
@@ -134,7 +166,10 @@ fn pipe_duplex() -> Result {
     drop(theirs);
     let mut mine = mine;
     let json = mine.recv_bytes()?;
-    println!("  child answered over the passed connection, in JSON: {}", String::from_utf8_lossy(&json));
+    println!(
+        "  child answered over the passed connection, in JSON: {}",
+        String::from_utf8_lossy(&json)
+    );
     server.join()?;
     println!();
     Ok(())
@@ -149,10 +184,25 @@ fn pipe_errors() -> Result {
         Ok(o) => return Err(format!("decoded {o:?}").into()),
     }
     a.send_bytes(&[0u8; 4096])?;
-    println!("  recv_bytes_max(100) of 4096 bytes: {}", b.recv_bytes_max(100).unwrap_err());
-    println!("  ...and the message is still there: {} bytes", b.recv_bytes()?.len());
-    let child = Process::spawn(|c: Connection| -> () { std::process::exit(if c.readable() { 3 } else { 4 }) }, a)?;
-    println!("  a child that exits with code 3: {}", child.join().unwrap_err());
-    println!("  recv() after the peer's process ended: {}", b.recv::<u8>().unwrap_err());
+    println!(
+        "  recv_bytes_max(100) of 4096 bytes: {}",
+        b.recv_bytes_max(100).unwrap_err()
+    );
+    println!(
+        "  ...and the message is still there: {} bytes",
+        b.recv_bytes()?.len()
+    );
+    let child = Process::spawn(
+        |c: Connection| -> () { std::process::exit(if c.readable() { 3 } else { 4 }) },
+        a,
+    )?;
+    println!(
+        "  a child that exits with code 3: {}",
+        child.join().unwrap_err()
+    );
+    println!(
+        "  recv() after the peer's process ended: {}",
+        b.recv::<u8>().unwrap_err()
+    );
     Ok(())
 }

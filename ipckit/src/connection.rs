@@ -274,7 +274,8 @@ impl<C: Codec> Connection<C> {
     /// Like [`recv`](Self::recv), giving up with [`RecvError::Timeout`]
     /// after `timeout` (a partial message stays buffered for the next call).
     pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.raw.recv_value::<C, T>(sys::deadline_after(Some(timeout)))
+        self.raw
+            .recv_value::<C, T>(sys::deadline_after(Some(timeout)))
     }
 
     /// Changes the codec of this connection. Already buffered messages are
@@ -314,7 +315,8 @@ impl<C> Connection<C> {
 
     /// Receives the next message as bytes, waiting at most `timeout`.
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
-        self.raw.recv_bytes(None, sys::deadline_after(Some(timeout)))
+        self.raw
+            .recv_bytes(None, sys::deadline_after(Some(timeout)))
     }
 
     /// Receives the next message into `buf`, returning its length (Python's
@@ -598,8 +600,10 @@ impl RawConnection {
         slices.extend_from_slice(parts);
         // SAFETY: the descriptors were collected from handles that the caller
         // borrows for the whole send, so they stay open until it returns.
-        let borrowed: Vec<BorrowedFd<'_>> =
-            fds.iter().map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
+        let borrowed: Vec<BorrowedFd<'_>> = fds
+            .iter()
+            .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect();
         let total: usize = slices.iter().map(|s| s.len()).sum();
         let mut sent = 0usize;
         while sent < total {
@@ -668,13 +672,15 @@ impl RawConnection {
     fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         // Peek at the header first, so that a message too long for `buf` is
         // reported before its body is read (and stays unread).
-        let (start, len, total) = self.next_frame(Some(buf.len()), None).map_err(|e| match e {
-            RecvError::TooLarge { len, max } => RecvError::BufferTooShort {
-                len: len as usize,
-                capacity: max,
-            },
-            e => e,
-        })?;
+        let (start, len, total) = self
+            .next_frame(Some(buf.len()), None)
+            .map_err(|e| match e {
+                RecvError::TooLarge { len, max } => RecvError::BufferTooShort {
+                    len: len as usize,
+                    capacity: max,
+                },
+                e => e,
+            })?;
         self.frame_fds.clear();
         buf[..len].copy_from_slice(&self.rbuf[start..start + len]);
         self.consume(total);
@@ -700,9 +706,13 @@ impl RawConnection {
                             return Err(RecvError::TooLarge { len, max });
                         }
                     }
-                    let total = (hdr as u64).checked_add(len).filter(|&t| t <= isize::MAX as u64);
+                    let total = (hdr as u64)
+                        .checked_add(len)
+                        .filter(|&t| t <= isize::MAX as u64);
                     let Some(total) = total else {
-                        return Err(RecvError::Malformed(format!("message length {len} is impossible")));
+                        return Err(RecvError::Malformed(format!(
+                            "message length {len} is impossible"
+                        )));
                     };
                     if self.buffered() as u64 >= total {
                         let total = total as usize;
@@ -728,7 +738,12 @@ impl RawConnection {
             }
             let n = i32::from_be_bytes(avail[..4].try_into().expect("4 bytes"));
             match n {
-                n if n >= 0 => return Ok(Header::Frame { hdr: 4, len: n as u64 }),
+                n if n >= 0 => {
+                    return Ok(Header::Frame {
+                        hdr: 4,
+                        len: n as u64,
+                    });
+                }
                 LONG_MARK => {
                     if avail.len() < 12 {
                         return Ok(Header::Need(12));
@@ -740,7 +755,8 @@ impl RawConnection {
                     if avail.len() < 8 {
                         return Ok(Header::Need(8));
                     }
-                    let count = u32::from_be_bytes(avail[4..8].try_into().expect("4 bytes")) as usize;
+                    let count =
+                        u32::from_be_bytes(avail[4..8].try_into().expect("4 bytes")) as usize;
                     if !self.frame_fds.is_empty() || count > self.fds_in.len() {
                         return Err(RecvError::Malformed(format!(
                             "a message announced {count} descriptors but {} arrived",
@@ -929,7 +945,9 @@ mod tests {
     #[test]
     fn a_huge_announced_length_does_not_allocate_it() {
         let (mut a, mut b) = pipe(true).unwrap();
-        a.raw.send_framed(&[&i32::MAX.to_be_bytes(), b"xy"], &[]).unwrap();
+        a.raw
+            .send_framed(&[&i32::MAX.to_be_bytes(), b"xy"], &[])
+            .unwrap();
         assert!(matches!(
             b.recv_bytes_timeout(Duration::from_millis(50)),
             Err(RecvError::Timeout)
@@ -945,7 +963,10 @@ mod tests {
         a.send(&"text").unwrap();
         a.send(&5u16).unwrap();
         let err = b.recv::<(u64, u64, u64, u64, u64, u64)>().unwrap_err();
-        assert!(err.to_string().contains("(u64, u64, u64, u64, u64, u64)"), "{err}");
+        assert!(
+            err.to_string().contains("(u64, u64, u64, u64, u64, u64)"),
+            "{err}"
+        );
         assert_eq!(b.recv::<u16>().unwrap(), 5);
     }
 
@@ -957,7 +978,10 @@ mod tests {
         let mut small = [0u8; 4];
         assert!(matches!(
             a.recv_bytes_into(&mut small),
-            Err(RecvError::BufferTooShort { len: 10, capacity: 4 })
+            Err(RecvError::BufferTooShort {
+                len: 10,
+                capacity: 4
+            })
         ));
         let mut big = [0u8; 16];
         assert_eq!(a.recv_bytes_into(&mut big).unwrap(), 10);

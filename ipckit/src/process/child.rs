@@ -200,7 +200,9 @@ pub(crate) fn run_if_child() {
 }
 
 fn run_child(fd: Option<RawFd>) -> Result<i32, String> {
-    let fd = fd.filter(|&fd| fd > 2).ok_or("bad bootstrap descriptor number")?;
+    let fd = fd
+        .filter(|&fd| fd > 2)
+        .ok_or("bad bootstrap descriptor number")?;
     // SAFETY: the parent left exactly this descriptor open for us (it cleared
     // close-on-exec on it alone) and nothing else in this fresh process owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -217,7 +219,12 @@ fn run_child(fd: Option<RawFd>) -> Result<i32, String> {
     let boot: Bootstrap = Postcard::decode(&msg).map_err(|e| e.to_string())?;
     if boot.version != BOOTSTRAP_VERSION || boot.check != check_value() {
         let why = "the child is not running the parent's executable".to_string();
-        return Ok(report(&mut chan, &Report::BadExecutable(why), &[], EXIT_FAILED));
+        return Ok(report(
+            &mut chan,
+            &Report::BadExecutable(why),
+            &[],
+            EXIT_FAILED,
+        ));
     }
     super::set_identity(&boot);
     // SAFETY: the parent computed this offset from `trampoline::<A, R>` as a

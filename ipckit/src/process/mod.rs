@@ -280,7 +280,10 @@ impl Builder {
             daemon: self.daemon,
             pidfd,
         });
-        children().lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&shared));
+        children()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&shared));
         let mut chan = RawConnection::new(parent_end, true, true, true)?;
         // A child that died before reading its bootstrap shows up at join as
         // its exit status; nothing to report here.
@@ -402,16 +405,14 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     fn decode_report(&self, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<R, JoinError> {
-        let report: Report = Postcard::decode(bytes).map_err(|e| io::Error::other(e.to_string()))?;
+        let report: Report =
+            Postcard::decode(bytes).map_err(|e| io::Error::other(e.to_string()))?;
         match report {
-            Report::Returned(value) => {
-                handle::provide(fds, || Postcard::decode::<R>(&value)).map_err(|source| {
-                    JoinError::ResultDecode {
-                        type_name: std::any::type_name::<R>(),
-                        source,
-                    }
-                })
-            }
+            Report::Returned(value) => handle::provide(fds, || Postcard::decode::<R>(&value))
+                .map_err(|source| JoinError::ResultDecode {
+                    type_name: std::any::type_name::<R>(),
+                    source,
+                }),
             Report::Panicked(message) => Err(JoinError::Panicked { message }),
             Report::ArgsDecode { type_name, message } => {
                 Err(JoinError::ArgsDecode { type_name, message })
@@ -528,7 +529,9 @@ impl<R> Process<R> {
                 writable: false,
             };
             let ready = match self.chan.as_ref().filter(|_| want_chan) {
-                Some(chan) => sys::wait_fds(&[(pidfd, readable), (chan.as_fd(), readable)], deadline)?,
+                Some(chan) => {
+                    sys::wait_fds(&[(pidfd, readable), (chan.as_fd(), readable)], deadline)?
+                }
                 None => sys::wait_fds(&[(pidfd, readable)], deadline)?,
             };
             if ready.iter().all(|r| !r.readable) && deadline.is_some_and(|d| Instant::now() >= d) {

@@ -207,7 +207,11 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// Shuts down one direction of a socket.
 pub(crate) fn shutdown(fd: BorrowedFd<'_>, read: bool) -> io::Result<()> {
     use rustix::net::Shutdown;
-    let how = if read { Shutdown::Read } else { Shutdown::Write };
+    let how = if read {
+        Shutdown::Read
+    } else {
+        Shutdown::Write
+    };
     rustix::net::shutdown(fd, how).map_err(io_err)
 }
 
@@ -243,10 +247,13 @@ pub(crate) fn send_with_fds(
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
     debug_assert!(fds.len() <= MAX_FDS_PER_MESSAGE);
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
-        return Err(io::Error::other("descriptor list does not fit the control buffer"));
+        return Err(io::Error::other(
+            "descriptor list does not fit the control buffer",
+        ));
     }
     loop {
         match rustix::net::sendmsg(sock, bufs, &mut control, SendFlags::NOSIGNAL) {
@@ -263,7 +270,8 @@ pub(crate) fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut VecDeque<OwnedFd>,
 ) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
@@ -491,7 +499,10 @@ impl Mapping {
     pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
         use rustix::mm::{MapFlags, ProtFlags};
         if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot map 0 bytes"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map 0 bytes",
+            ));
         }
         // SAFETY: a fresh mapping chosen by the kernel (null hint) aliases no
         // Rust object; it is unmapped only in Drop.
@@ -506,7 +517,8 @@ impl Mapping {
             )
         }
         .map_err(io_err)?;
-        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
         Ok(Mapping { ptr, len })
     }
 
@@ -546,7 +558,11 @@ pub(crate) enum FutexWait {
 ///
 /// Uses a *shared* futex (no `FUTEX_PRIVATE_FLAG`), so a wake from any
 /// process that maps the same memory reaches it.
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Deadline) -> io::Result<FutexWait> {
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Deadline,
+) -> io::Result<FutexWait> {
     use rustix::thread::futex;
     if deadline.is_some_and(|d| Instant::now() >= d) {
         return Ok(FutexWait::TimedOut);

@@ -1,0 +1,86 @@
+//! The real `ipckit` binary, run as a user would.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `ipckit ARGS` with a watchdog: killed (and failed) after `secs`.
+fn ipckit(args: &[&str], secs: u64) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipckit"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ipckit");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("ipckit {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        status.code().unwrap_or(-1),
+        reader.join().unwrap(),
+        err_reader.join().unwrap(),
+    )
+}
+
+#[test]
+fn tour_runs_every_mechanism_and_exits_0() {
+    let (code, out, err) = ipckit(&["tour"], 60);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for expected in [
+        "1. Processes",
+        "returned 4",
+        "join() says it panicked",
+        "exitcode Some(-9)",
+        "2. Pipe",
+        "out pipe : 9",
+        "3. Duplex Pipe",
+        "child replied",
+        "\"message\":\"hi over a passed connection\"",
+        "4. What errors look like",
+        "could not decode a message as",
+        "tour finished",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn unknown_subcommands_fail_with_one_clear_line() {
+    let (code, out, err) = ipckit(&["frobnicate"], 10);
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn help_lists_the_tour() {
+    let (code, out, _) = ipckit(&["--help"], 10);
+    assert_eq!(code, 0);
+    assert!(out.contains("tour"), "{out}");
+}

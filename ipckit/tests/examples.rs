@@ -1,0 +1,54 @@
+//! The examples run, and print what they promise.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::watchdog;
+
+/// Runs a built example; `cargo test` builds examples before tests.
+fn run_example(name: &str) -> String {
+    let mut path: PathBuf = std::env::current_exe().unwrap();
+    path.pop(); // the test binary's name
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.push("examples");
+    path.push(name);
+    let out = Command::new(&path)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "running {}: {e} (plain `cargo test` builds the examples first)",
+                path.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn pipe_example_prints_seed_001s_output() {
+    let _w = watchdog(30);
+    let out = run_example("pipe");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("out pipe")).collect();
+    let expected: Vec<String> = (0..10).map(|i| format!("out pipe : {i}")).collect();
+    assert_eq!(lines, expected);
+    assert!(out.lines().last().unwrap().ends_with("ended"), "{out}");
+}
+
+#[test]
+fn process_example_collects_results_and_exit_statuses() {
+    let _w = watchdog(60);
+    let out = run_example("process");
+    assert!(out.contains("primes-0 (pid"), "{out}");
+    assert!(out.contains("1229 primes below 10000"), "{out}");
+    assert!(out.contains("Panicked(\"negative input: -5\")"), "{out}");
+    assert!(out.contains("exitcode = Some(-9)"), "{out}");
+}
