@@ -405,7 +405,7 @@ impl<C: Codec> From<std::os::unix::net::UnixStream> for Connection<C> {
 /// What a Connection looks like inside a message or Process arguments.
 #[derive(Serialize)]
 struct WireOut<'a> {
-    fd: BorrowedHandle<'a>,
+    fd: handle::BorrowedHandle<'a>,
     socket: bool,
     readable: bool,
     writable: bool,
@@ -421,14 +421,6 @@ struct WireIn {
     buffered: Vec<u8>,
 }
 
-struct BorrowedHandle<'a>(BorrowedFd<'a>);
-
-impl Serialize for BorrowedHandle<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        handle::serialize_fd(self.0, s)
-    }
-}
-
 impl<C> Serialize for Connection<C> {
     /// A connection serializes as a handle: its descriptor travels beside the
     /// message, together with any data it had buffered but not yet received.
@@ -440,7 +432,7 @@ impl<C> Serialize for Connection<C> {
             ));
         }
         WireOut {
-            fd: BorrowedHandle(r.fd.as_fd()),
+            fd: handle::BorrowedHandle(r.fd.as_fd()),
             socket: r.socket,
             readable: r.readable,
             writable: r.writable,

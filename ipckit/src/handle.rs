@@ -110,6 +110,15 @@ fn handle_error<E: serde::de::Error>(why: String) -> E {
     err
 }
 
+/// A borrowed descriptor that serializes as an ipckit handle.
+pub(crate) struct BorrowedHandle<'a>(pub(crate) BorrowedFd<'a>);
+
+impl Serialize for BorrowedHandle<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_fd(self.0, s)
+    }
+}
+
 /// A descriptor that serializes as an ipckit handle: the building block for
 /// the `Serialize`/`Deserialize` impls of every handle type.
 #[derive(Debug)]

@@ -52,6 +52,8 @@ pub mod codec;
 pub mod connection;
 mod handle;
 pub mod process;
+pub mod shm;
+pub mod sync;
 mod sys;
 
 pub use connection::{Connection, RecvError, SendError, pipe};
