@@ -80,7 +80,9 @@ pub enum LockError {
 }
 
 /// Why a release was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum ReleaseError {
     /// Nobody holds the lock.
@@ -854,7 +856,9 @@ impl Drop for ConditionGuard<'_> {
 }
 
 /// Why a [`Barrier::wait`] did not pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum BarrierError {
     /// The barrier is broken (aborted, reset while waiting, a party timed

@@ -579,6 +579,8 @@ pub(crate) fn futex_wait(
 /// many were woken.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     use rustix::thread::futex;
+    // The kernel reads the count as a signed int: "all" is i32::MAX.
+    let n = n.min(i32::MAX as u32);
     futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
 }
 
