@@ -37,7 +37,10 @@ fn shared_memory_by_name_between_unrelated_handles() {
     let mut buf = [0u8; 5];
     block.read(100, &mut buf).unwrap();
     assert_eq!(&buf, b"child");
-    assert!(matches!(block.read(4095, &mut buf), Err(ShmError::OutOfBounds { .. })));
+    assert!(matches!(
+        block.read(4095, &mut buf),
+        Err(ShmError::OutOfBounds { .. })
+    ));
     drop(block);
     assert!(matches!(SharedMemory::open(&n), Err(ShmError::NotFound(_))));
 }
@@ -46,10 +49,22 @@ fn shared_memory_by_name_between_unrelated_handles() {
 fn names_are_checked() {
     let n = name("taken");
     let _a = SharedMemory::create(&n, 10).unwrap();
-    assert!(matches!(SharedMemory::create(&n, 10), Err(ShmError::Exists(_))));
-    assert!(matches!(SharedMemory::create("a/b", 10), Err(ShmError::InvalidName(_))));
-    assert!(matches!(SharedMemory::create("", 10), Err(ShmError::InvalidName(_))));
-    assert!(matches!(SharedMemory::open(&name("absent")), Err(ShmError::NotFound(_))));
+    assert!(matches!(
+        SharedMemory::create(&n, 10),
+        Err(ShmError::Exists(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create("a/b", 10),
+        Err(ShmError::InvalidName(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create("", 10),
+        Err(ShmError::InvalidName(_))
+    ));
+    assert!(matches!(
+        SharedMemory::open(&name("absent")),
+        Err(ShmError::NotFound(_))
+    ));
     let mode = std::fs::metadata(format!("/dev/shm/{n}")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(mode.permissions().mode() & 0o777, 0o600);
@@ -71,13 +86,20 @@ fn anonymous_memory_passes_to_children() {
     let _w = watchdog(20);
     let block = SharedMemory::anonymous(64).unwrap();
     assert!(block.name().is_none());
-    let child = Process::spawn(|b: SharedMemory| b.write(0, &[42; 8]).unwrap(), block.try_clone().unwrap()).unwrap();
+    let child = Process::spawn(
+        |b: SharedMemory| b.write(0, &[42; 8]).unwrap(),
+        block.try_clone().unwrap(),
+    )
+    .unwrap();
     child.join().unwrap();
     assert_eq!(&block.to_vec()[..9], &[42, 42, 42, 42, 42, 42, 42, 42, 0]);
 }
 
 fn python() -> Option<&'static str> {
-    let ok = Command::new("python3").arg("-c").arg("import multiprocessing.shared_memory").output();
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("import multiprocessing.shared_memory")
+        .output();
     match ok {
         Ok(out) if out.status.success() => Some("python3"),
         _ => {
@@ -104,7 +126,11 @@ fn python_attaches_to_an_ipckit_block_and_the_other_way_round() {
         block.name().unwrap()
     );
     let out = Command::new(py).arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from rust 64");
     let mut buf = [0u8; 11];
     block.read(16, &mut buf).unwrap();
@@ -210,7 +236,11 @@ fn seed_000_array_and_string() {
     assert_eq!(arr.to_vec(), [1, 20, 3]);
     assert_eq!(text.to_string_lossy(), "hello from the child");
     assert!(text.set_value(&[b'x'; 33]).is_err());
-    assert_eq!(text.to_string_lossy(), "hello from the child", "a failed set changes nothing");
+    assert_eq!(
+        text.to_string_lossy(),
+        "hello from the child",
+        "a failed set changes nothing"
+    );
     assert!(arr.set(3, 0).is_err());
     assert_eq!(arr.get(3), None);
 }
@@ -235,8 +265,14 @@ fn named_values_open_by_name_with_their_type_checked() {
     let (wrong_type, wrong_kind, wrong_array) = child.join().unwrap();
     assert_eq!(v.get(), 5.0);
     assert!(wrong_type.contains("`i64`"), "{wrong_type}");
-    assert!(wrong_kind.contains("is a Value, not a Lock"), "{wrong_kind}");
-    assert!(wrong_array.contains("is a Value, not a Array"), "{wrong_array}");
+    assert!(
+        wrong_kind.contains("is a Value, not a Lock"),
+        "{wrong_kind}"
+    );
+    assert!(
+        wrong_array.contains("is a Value, not a Array"),
+        "{wrong_array}"
+    );
     let b = Value::new(Bool::from(true)).unwrap();
     assert!(b.get().get());
 }
@@ -253,18 +289,35 @@ fn foreign_truncated_and_future_files_are_refused() {
     // Too short to hold a header.
     let n = name("short");
     let _short = SharedMemory::create(&n, 10).unwrap();
-    assert!(matches!(Value::<u32>::open(&n), Err(ShmError::Truncated { .. })));
+    assert!(matches!(
+        Value::<u32>::open(&n),
+        Err(ShmError::Truncated { .. })
+    ));
     // A layout from another version.
     let n = name("future");
     let v = Value::create(&n, 1u32).unwrap();
-    SharedMemory::open(&n).unwrap().write(8, &99u32.to_le_bytes()).unwrap();
-    assert!(matches!(Value::<u32>::open(&n), Err(ShmError::Version { found: 99, .. })));
+    SharedMemory::open(&n)
+        .unwrap()
+        .write(8, &99u32.to_le_bytes())
+        .unwrap();
+    assert!(matches!(
+        Value::<u32>::open(&n),
+        Err(ShmError::Version { found: 99, .. })
+    ));
     drop(v);
     // A file cut short after creation.
     let n = name("cut");
     let a = Array::create(&n, &[0u64; 1000]).unwrap();
-    std::fs::OpenOptions::new().write(true).open(format!("/dev/shm/{n}")).unwrap().set_len(200).unwrap();
-    assert!(matches!(Array::<u64>::open(&n), Err(ShmError::Truncated { .. })));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{n}"))
+        .unwrap()
+        .set_len(200)
+        .unwrap();
+    assert!(matches!(
+        Array::<u64>::open(&n),
+        Err(ShmError::Truncated { .. })
+    ));
     drop(a);
 }
 
@@ -284,7 +337,10 @@ fn a_value_whose_holder_died_is_reported_and_usable() {
     .unwrap();
     assert!(child.join().is_err());
     let mut g = v.lock_timeout(Duration::from_secs(10)).unwrap();
-    assert!(g.owner_died(), "the next holder is told the previous one died");
+    assert!(
+        g.owner_died(),
+        "the next holder is told the previous one died"
+    );
     assert_eq!(*g, [1, 0]);
     g[1] = 1; // repair
     drop(g);
