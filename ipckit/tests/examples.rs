@@ -9,6 +9,10 @@ use common::watchdog;
 
 /// Runs a built example; `cargo test` builds examples before tests.
 fn run_example(name: &str) -> String {
+    run_example_with(name, &[])
+}
+
+fn run_example_with(name: &str, args: &[&str]) -> String {
     let mut path: PathBuf = std::env::current_exe().unwrap();
     path.pop(); // the test binary's name
     if path.ends_with("deps") {
@@ -17,6 +21,7 @@ fn run_example(name: &str) -> String {
     path.push("examples");
     path.push(name);
     let out = Command::new(&path)
+        .args(args)
         .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap_or_else(|e| {
@@ -51,4 +56,40 @@ fn process_example_collects_results_and_exit_statuses() {
     assert!(out.contains("1229 primes below 10000"), "{out}");
     assert!(out.contains("Panicked(\"negative input: -5\")"), "{out}");
     assert!(out.contains("exitcode = Some(-9)"), "{out}");
+}
+
+#[test]
+fn array_example_shows_both_sides_of_seed_000() {
+    let _w = watchdog(30);
+    let out = run_example("array");
+    assert!(out.contains("arr[1] = Some(2)"), "{out}");
+    assert!(
+        out.contains("child sees the string: \"hello from the parent\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("parent sees: num = 3.1415927, arr = [-1, 20, -3]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("parent sees the string: \"changed by the child\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn shared_counter_example_is_exact_under_the_lock() {
+    let _w = watchdog(60);
+    let out = run_example_with("shared_counter", &["3", "20000"]);
+    assert!(
+        out.contains("with the lock:    60000 (expected 60000)"),
+        "{out}"
+    );
+    // Whether updates are lost without the lock depends on scheduling; the
+    // line must be there and consistent.
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("without the lock:"))
+        .expect("unlocked line");
+    assert!(line.contains("(expected 60000;"), "{line}");
 }

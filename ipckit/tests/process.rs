@@ -426,23 +426,27 @@ fn a_non_daemon_child_outlives_its_killed_parent() {
     let (mut here, there) = ipckit::pipe(true).unwrap();
     let middle = Process::spawn(
         |mut c: Connection| {
-            let (mut mine, theirs) = ipckit::pipe(true).unwrap();
+            let (mine, theirs) = ipckit::pipe(true).unwrap();
             let orphan =
                 Process::spawn(|mut c: Connection| c.recv::<u8>().is_ok(), theirs).unwrap();
             c.send(&(orphan.pid(), &mine)).unwrap();
-            mine.send(&0u8).ok();
             std::thread::sleep(Duration::from_secs(600));
         },
         there,
     )
     .unwrap();
-    let (orphan_pid, _keep): (i32, Connection) = here.recv().unwrap();
+    let (orphan_pid, mut tell): (i32, Connection) = here.recv().unwrap();
     let orphan = pidfd(orphan_pid);
     middle.kill().unwrap();
     assert!(matches!(
         middle.join(),
         Err(JoinError::Signaled { signal: 9 })
     ));
-    // It ends on its own once it got its message (it was not killed).
+    assert!(
+        !wait_exit(&orphan, Duration::ZERO),
+        "a non-daemon child survives its parent"
+    );
+    // It ends on its own once told to.
+    tell.send(&0u8).unwrap();
     assert!(wait_exit(&orphan, Duration::from_secs(10)));
 }
