@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use ipckit::codec::Json;
 use ipckit::process::{Builder, JoinError, current_process, parent_process};
+use ipckit::shm::{Array, RawValue, SharedMemory, Value};
+use ipckit::sync::{Barrier, Event, Lock, Semaphore};
 use ipckit::{Connection, Process, RecvError};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,8 @@ pub fn run() -> Result {
     pipe_one_way()?;
     pipe_duplex()?;
     pipe_errors()?;
+    shared_memory()?;
+    locks_and_semaphores()?;
     println!("\ntour finished: every child was joined, nothing was left behind");
     Ok(())
 }
@@ -204,5 +208,146 @@ fn pipe_errors() -> Result {
         "  recv() after the peer's process ended: {}",
         b.recv::<u8>().unwrap_err()
     );
+    Ok(())
+}
+
+fn shared_memory() -> Result {
+    section("5. Shared memory (seed 000: Value, Array, strings; named blocks)");
+    let num = Value::new(0.0f64)?;
+    let arr = Array::new(&[1i32, 2, 3])?;
+    let text = Array::<u8>::zeroed(32)?;
+    text.set_value(b"hello")?;
+    let child = Process::spawn(
+        |(num, arr, text): (Value<f64>, Array<i32>, Array<u8>)| {
+            let seen = (arr.to_vec(), text.to_string_lossy());
+            num.set(std::f64::consts::PI);
+            arr.set(1, 20).expect("index 1");
+            text.set_value(b"hello from the child").expect("fits");
+            seen
+        },
+        (num.try_clone()?, arr.try_clone()?, text.try_clone()?),
+    )?;
+    let (arr_seen, text_seen) = child.join()?;
+    println!(
+        "  child saw arr = {arr_seen:?} and {text_seen:?}, then wrote num, arr[1] and the string"
+    );
+    println!(
+        "  parent now sees num = {}, arr = {:?}, {:?}",
+        num.get(),
+        arr.to_vec(),
+        text.to_string_lossy()
+    );
+
+    let counter = Value::new(0i64)?;
+    let adders: Vec<_> = (0..4)
+        .map(|_| {
+            Process::spawn(
+                |v: Value<i64>| {
+                    for _ in 0..10_000 {
+                        *v.lock().expect("lock") += 1;
+                    }
+                },
+                counter.try_clone()?,
+            )
+            .map_err(Box::<dyn Error>::from)
+        })
+        .collect::<Result<_>>()?;
+    for a in adders {
+        a.join()?;
+    }
+    println!(
+        "  4 processes x 10000 locked increments of a Value<i64>: {}",
+        counter.get()
+    );
+
+    let block = SharedMemory::create_unique(64)?;
+    block.write(0, b"named block")?;
+    let name = block.name().expect("named").to_string();
+    let reader = Process::spawn(
+        |name: String| {
+            let b = SharedMemory::open(&name).expect("open by name");
+            let mut buf = [0u8; 11];
+            b.read(0, &mut buf).expect("read");
+            String::from_utf8_lossy(&buf).into_owned()
+        },
+        name.clone(),
+    )?;
+    println!(
+        "  a child opened /dev/shm/{name} by name and read {:?}",
+        reader.join()?
+    );
+    match Lock::open(&name) {
+        Err(e) => println!("  opening that block as a Lock: {e}"),
+        Ok(_) => return Err("a raw block opened as a Lock".into()),
+    }
+    println!();
+    Ok(())
+}
+
+fn locks_and_semaphores() -> Result {
+    section("6. Locks and semaphores (seed 002: P/V, mutual exclusion; crash safety)");
+    let lock = Lock::new()?;
+    let held = Event::new()?;
+    let holder = Process::spawn(
+        |(lock, held): (Lock, Event)| {
+            let _g = lock.lock().expect("lock");
+            held.set();
+            std::thread::sleep(Duration::from_secs(600));
+        },
+        (lock.try_clone()?, held.try_clone()?),
+    )?;
+    held.wait(Some(Duration::from_secs(10)));
+    println!(
+        "  child {} holds the lock; try_lock() here: {}",
+        holder.pid(),
+        lock.try_lock().unwrap_err()
+    );
+    holder.kill()?;
+    let _ = holder.join();
+    let g = lock.lock_timeout(Duration::from_secs(10))?;
+    println!(
+        "  after SIGKILL of the holder, lock() succeeds and owner_died() = {}",
+        g.owner_died()
+    );
+    drop(g);
+
+    let sem = Semaphore::new(0)?;
+    let done = RawValue::new(0u32)?;
+    let consumer = Process::spawn(
+        |(sem, done): (Semaphore, RawValue<u32>)| {
+            for _ in 0..3 {
+                sem.acquire().expect("P");
+                done.atomic()
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+        (sem.try_clone()?, done.try_clone()?),
+    )?;
+    for _ in 0..3 {
+        sem.release();
+    }
+    consumer.join()?;
+    println!(
+        "  semaphore: 3 V operations here let a child pass 3 P operations ({} done)",
+        done.get()
+    );
+
+    let barrier = Barrier::new(3)?;
+    let parties: Vec<_> = (0..2)
+        .map(|_| {
+            Process::spawn(
+                |b: Barrier| b.wait().expect("barrier"),
+                barrier.try_clone()?,
+            )
+            .map_err(Box::<dyn Error>::from)
+        })
+        .collect::<Result<_>>()?;
+    let mine = barrier.wait()?;
+    let mut all = vec![mine];
+    for p in parties {
+        all.push(p.join()?);
+    }
+    all.sort();
+    println!("  barrier for 3 processes: all passed, arrival indexes {all:?}");
     Ok(())
 }

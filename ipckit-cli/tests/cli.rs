@@ -60,6 +60,14 @@ fn tour_runs_every_mechanism_and_exits_0() {
         "\"message\":\"hi over a passed connection\"",
         "4. What errors look like",
         "could not decode a message as",
+        "5. Shared memory",
+        "parent now sees num = 3.141592653589793, arr = [1, 20, 3], \"hello from the child\"",
+        "locked increments of a Value<i64>: 40000",
+        "not an ipckit object",
+        "6. Locks and semaphores",
+        "owner_died() = true",
+        "(3 done)",
+        "arrival indexes [0, 1, 2]",
         "tour finished",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");

@@ -17,7 +17,7 @@ fn child((num, arr, text): (Value<f64>, Array<i32>, Array<u8>)) {
         arr.get(1)
     );
     println!("child sees the string: {:?}", text.to_string_lossy());
-    num.set(3.1415927);
+    num.set(std::f64::consts::PI);
     {
         let mut a = arr.lock().expect("lock");
         for x in a.iter_mut() {

@@ -68,7 +68,7 @@ fn array_example_shows_both_sides_of_seed_000() {
         "{out}"
     );
     assert!(
-        out.contains("parent sees: num = 3.1415927, arr = [-1, 20, -3]"),
+        out.contains("parent sees: num = 3.141592653589793, arr = [-1, 20, -3]"),
         "{out}"
     );
     assert!(
