@@ -83,7 +83,16 @@ impl Codec for Postcard {
                 *out = buf;
                 Ok(())
             }
-            Err(e) => Err(CodecError::new(Self::NAME, e)),
+            Err(e) => {
+                // postcard drops the message of custom errors ("Serde
+                // Serialization Error"); serializing again with serde_json,
+                // which keeps it, recovers what the value's Serialize said.
+                let why = match serde_json::to_writer(std::io::sink(), value) {
+                    Err(j) if j.is_data() => j.to_string(),
+                    _ => e.to_string(),
+                };
+                Err(CodecError::new(Self::NAME, why))
+            }
         }
     }
 

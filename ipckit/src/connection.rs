@@ -122,6 +122,15 @@ pub enum RecvError {
     /// This is the sending end of a one-way pipe.
     #[error("this end of a one-way pipe can only send")]
     NotReadable,
+    /// The message arrived, but the descriptors sent with it were lost in
+    /// transit (this process is at its open-file limit, or a security
+    /// module refused them). The message was consumed; the connection stays
+    /// usable.
+    #[error(
+        "the handles sent with this message were lost (too many open files?); \
+         the message was dropped"
+    )]
+    HandlesLost,
     /// The operating system reported an error.
     #[error("receive failed: {0}")]
     Io(#[from] io::Error),
@@ -163,6 +172,11 @@ pub enum SendError {
     /// This is the receiving end of a one-way pipe.
     #[error("this end of a one-way pipe can only receive")]
     NotWritable,
+    /// An earlier send failed after writing part of a message, so the peer
+    /// would misread anything sent after it. The connection is unusable for
+    /// sending.
+    #[error("an earlier send failed in the middle of a message; the connection cannot send")]
+    Broken,
     /// The operating system reported an error.
     #[error("send failed: {0}")]
     Io(#[from] io::Error),
@@ -402,7 +416,10 @@ impl<C: Codec> From<std::os::unix::net::UnixStream> for Connection<C> {
     }
 }
 
-/// What a Connection looks like inside a message or Process arguments.
+/// What a Connection looks like inside a message or Process arguments: its
+/// descriptor, plus whatever it had received but not yet delivered (bytes,
+/// the descriptors announced for the next message, and descriptors queued
+/// for later messages), so that nothing is lost in the move.
 #[derive(Serialize)]
 struct WireOut<'a> {
     fd: handle::BorrowedHandle<'a>,
@@ -410,6 +427,8 @@ struct WireOut<'a> {
     readable: bool,
     writable: bool,
     buffered: &'a [u8],
+    frame_fds: Vec<handle::BorrowedHandle<'a>>,
+    queued_fds: Vec<handle::BorrowedHandle<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -419,6 +438,8 @@ struct WireIn {
     readable: bool,
     writable: bool,
     buffered: Vec<u8>,
+    frame_fds: Vec<handle::FdHandle>,
+    queued_fds: Vec<handle::FdHandle>,
 }
 
 impl<C> Serialize for Connection<C> {
@@ -426,17 +447,22 @@ impl<C> Serialize for Connection<C> {
     /// message, together with any data it had buffered but not yet received.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = &self.raw;
-        if !r.fds_in.is_empty() || !r.frame_fds.is_empty() {
+        if r.lost_frame || r.fds_lost {
             return Err(S::Error::custom(
-                "cannot pass a Connection that holds received, unclaimed descriptors",
+                "cannot pass a Connection whose received handles were lost in transit",
             ));
+        }
+        fn borrow(fd: &OwnedFd) -> handle::BorrowedHandle<'_> {
+            handle::BorrowedHandle(fd.as_fd())
         }
         WireOut {
             fd: handle::BorrowedHandle(r.fd.as_fd()),
             socket: r.socket,
             readable: r.readable,
-            writable: r.writable,
+            writable: r.writable && !r.broken,
             buffered: &r.rbuf[r.rstart..r.rend],
+            frame_fds: r.frame_fds.iter().map(borrow).collect(),
+            queued_fds: r.fds_in.iter().map(borrow).collect(),
         }
         .serialize(s)
     }
@@ -448,6 +474,8 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
         let mut raw = RawConnection::new(w.fd.0, w.socket, w.readable, w.writable)
             .map_err(D::Error::custom)?;
         raw.preload(&w.buffered);
+        raw.frame_fds = w.frame_fds.into_iter().map(|h| h.0).collect();
+        raw.fds_in = w.queued_fds.into_iter().map(|h| h.0).collect();
         Ok(Connection {
             raw,
             _codec: PhantomData,
@@ -480,6 +508,17 @@ pub(crate) struct RawConnection {
     fds_in: VecDeque<OwnedFd>,
     /// Descriptors announced (by a `-2` header) for the next message.
     frame_fds: Vec<OwnedFd>,
+    /// Some received descriptors were lost (`MSG_CTRUNC`): the next
+    /// announcement that finds too few is the message they belonged to.
+    fds_lost: bool,
+    /// The next message's descriptors were lost; it is reported as
+    /// [`RecvError::HandlesLost`] when taken.
+    lost_frame: bool,
+    /// A send failed mid-message: no further sends.
+    broken: bool,
+    /// `SIGPIPE` was not ignored when this pipe connection was made, so
+    /// writes block it around the call (see `sys::writev_no_sigpipe`).
+    guard_sigpipe: bool,
     /// Send buffer, reused between messages.
     wbuf: Vec<u8>,
     /// Current spin budget (non-blocking read attempts before sleeping).
@@ -508,6 +547,10 @@ impl RawConnection {
             rend: 0,
             fds_in: VecDeque::new(),
             frame_fds: Vec::new(),
+            fds_lost: false,
+            lost_frame: false,
+            broken: false,
+            guard_sigpipe: !socket && !sys::sigpipe_ignored(),
             wbuf: Vec::new(),
             spin: SPIN_MIN,
         }
@@ -562,7 +605,7 @@ impl RawConnection {
     }
 
     /// Sends `bytes` as one message, with `fds` attached.
-    pub(crate) fn send_message(&mut self, bytes: &[u8], fds: &[RawFd]) -> Result<(), SendError> {
+    pub(crate) fn send_message(&mut self, bytes: &[u8], fds: &[OwnedFd]) -> Result<(), SendError> {
         if !self.writable {
             return Err(SendError::NotWritable);
         }
@@ -575,7 +618,10 @@ impl RawConnection {
 
     /// Writes `parts` (an already framed message) completely; `fds` go with
     /// the first byte, announced by a `-2` header.
-    fn send_framed(&mut self, parts: &[&[u8]], fds: &[RawFd]) -> Result<(), SendError> {
+    fn send_framed(&mut self, parts: &[&[u8]], fds: &[OwnedFd]) -> Result<(), SendError> {
+        if self.broken {
+            return Err(SendError::Broken);
+        }
         let mut mark = [0u8; 8];
         let mut slices: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         if !fds.is_empty() {
@@ -590,12 +636,7 @@ impl RawConnection {
             slices.push(&mark);
         }
         slices.extend_from_slice(parts);
-        // SAFETY: the descriptors were collected from handles that the caller
-        // borrows for the whole send, so they stay open until it returns.
-        let borrowed: Vec<BorrowedFd<'_>> = fds
-            .iter()
-            .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
-            .collect();
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
         let total: usize = slices.iter().map(|s| s.len()).sum();
         let mut sent = 0usize;
         while sent < total {
@@ -603,17 +644,29 @@ impl RawConnection {
             let attach: &[BorrowedFd<'_>] = if sent == 0 { &borrowed } else { &[] };
             let r = if self.socket {
                 sys::send_with_fds(self.fd.as_fd(), &iov, attach)
+            } else if self.guard_sigpipe {
+                sys::writev_no_sigpipe(self.fd.as_fd(), &iov)
             } else {
                 sys::writev(self.fd.as_fd(), &iov)
             };
-            match r {
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    sys::wait_writable(self.fd.as_fd(), None)?;
+            let failure = match r {
+                Ok(n) => {
+                    sent += n;
+                    continue;
                 }
-                Err(e) if is_disconnect(&e) => return Err(SendError::Disconnected),
-                Err(e) => return Err(SendError::Io(e)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match sys::wait_writable(self.fd.as_fd(), None) {
+                        Ok(_) => continue,
+                        Err(e) => SendError::Io(e),
+                    }
+                }
+                Err(e) if is_disconnect(&e) => SendError::Disconnected,
+                Err(e) => SendError::Io(e),
+            };
+            if sent > 0 {
+                self.broken = true;
             }
+            return Err(failure);
         }
         Ok(())
     }
@@ -627,6 +680,10 @@ impl RawConnection {
     ) -> Result<T, RecvError> {
         let (start, len, total) = self.next_frame(None, deadline)?;
         let fds = std::mem::take(&mut self.frame_fds);
+        if std::mem::take(&mut self.lost_frame) {
+            self.consume(total);
+            return Err(RecvError::HandlesLost);
+        }
         let body = &self.rbuf[start..start + len];
         let decoded = handle::provide(fds, || C::decode::<T>(body));
         self.consume(total);
@@ -644,6 +701,7 @@ impl RawConnection {
     ) -> Result<Vec<u8>, RecvError> {
         let (start, len, total) = self.next_frame(max, deadline)?;
         self.frame_fds.clear();
+        self.lost_frame = false;
         let out = self.rbuf[start..start + len].to_vec();
         self.consume(total);
         Ok(out)
@@ -658,6 +716,9 @@ impl RawConnection {
         let fds = std::mem::take(&mut self.frame_fds);
         let out = self.rbuf[start..start + len].to_vec();
         self.consume(total);
+        if std::mem::take(&mut self.lost_frame) {
+            return Err(RecvError::HandlesLost);
+        }
         Ok((out, fds))
     }
 
@@ -674,6 +735,7 @@ impl RawConnection {
                 e => e,
             })?;
         self.frame_fds.clear();
+        self.lost_frame = false;
         buf[..len].copy_from_slice(&self.rbuf[start..start + len]);
         self.consume(total);
         Ok(len)
@@ -749,13 +811,27 @@ impl RawConnection {
                     }
                     let count =
                         u32::from_be_bytes(avail[4..8].try_into().expect("4 bytes")) as usize;
-                    if !self.frame_fds.is_empty() || count > self.fds_in.len() {
-                        return Err(RecvError::Malformed(format!(
-                            "a message announced {count} descriptors but {} arrived",
-                            self.fds_in.len()
-                        )));
+                    if !self.frame_fds.is_empty() || self.lost_frame {
+                        return Err(RecvError::Malformed(
+                            "two descriptor announcements for one message".into(),
+                        ));
                     }
-                    self.frame_fds = self.fds_in.drain(..count).collect();
+                    if count > self.fds_in.len() {
+                        if !self.fds_lost {
+                            return Err(RecvError::Malformed(format!(
+                                "a message announced {count} descriptors but {} arrived",
+                                self.fds_in.len()
+                            )));
+                        }
+                        // These are the descriptors the kernel could not
+                        // deliver: this message reports it, the next ones
+                        // are unaffected.
+                        self.fds_in.clear();
+                        self.fds_lost = false;
+                        self.lost_frame = true;
+                    } else {
+                        self.frame_fds = self.fds_in.drain(..count).collect();
+                    }
                     self.rstart += 8;
                 }
                 n => return Err(RecvError::Malformed(format!("invalid frame header {n}"))),
@@ -854,7 +930,10 @@ impl RawConnection {
     fn read_once(&mut self) -> Result<bool, RecvError> {
         let buf = &mut self.rbuf[self.rend..];
         let r = if self.socket {
-            sys::recv_with_fds(self.fd.as_fd(), buf, &mut self.fds_in)
+            sys::recv_with_fds(self.fd.as_fd(), buf, &mut self.fds_in).map(|(n, truncated)| {
+                self.fds_lost |= truncated;
+                n
+            })
         } else {
             sys::read(self.fd.as_fd(), buf)
         };
@@ -871,6 +950,12 @@ impl RawConnection {
     }
 
     fn poll(&mut self, deadline: Deadline) -> io::Result<bool> {
+        if !self.readable {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "poll on the sending end of a one-way pipe",
+            ));
+        }
         if self.buffered() > 0 {
             return Ok(true);
         }

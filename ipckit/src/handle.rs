@@ -12,7 +12,7 @@
 //! `serde_json::to_string(&conn)`) is an error, not a dangling number.
 
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -23,8 +23,10 @@ use crate::codec::CodecError;
 const HANDLE_NAME: &str = "$ipckit::fd";
 
 thread_local! {
-    /// Descriptors referenced by the message being encoded on this thread.
-    static OUTGOING: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
+    /// Descriptors referenced by the message being encoded on this thread:
+    /// duplicates, so they stay valid until the message is sent whatever the
+    /// value's `Serialize` does with its own handles meanwhile.
+    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     /// Descriptors that arrived with the message being decoded on this thread.
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
     /// Why the last handle failed to deserialize: formats such as postcard
@@ -32,14 +34,45 @@ thread_local! {
     static HANDLE_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Runs `encode` with a fresh outgoing list, returning its result and the raw
-/// descriptors the handles in it referenced (borrowed: the caller keeps the
-/// handles alive until the message is sent).
-pub(crate) fn collect<R>(encode: impl FnOnce() -> R) -> (R, Vec<RawFd>) {
-    let saved = OUTGOING.with(|o| o.borrow_mut().replace(Vec::new()));
+/// Puts a thread-local back as it was, even if the code in between panics.
+struct Restore<T: 'static> {
+    key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    saved: Option<Option<T>>,
+}
+
+impl<T: 'static> Restore<T> {
+    /// Installs `value`, remembering what was there.
+    fn install(key: &'static std::thread::LocalKey<RefCell<Option<T>>>, value: T) -> Restore<T> {
+        let saved = key.with(|k| k.borrow_mut().replace(value));
+        Restore {
+            key,
+            saved: Some(saved),
+        }
+    }
+
+    /// Restores the saved value and returns the one installed.
+    fn finish(mut self) -> Option<T> {
+        let saved = self.saved.take().flatten();
+        self.key
+            .with(|k| std::mem::replace(&mut *k.borrow_mut(), saved))
+    }
+}
+
+impl<T: 'static> Drop for Restore<T> {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.take() {
+            self.key.with(|k| *k.borrow_mut() = saved);
+        }
+    }
+}
+
+/// Runs `encode` with a fresh outgoing list, returning its result and
+/// duplicates of the descriptors the handles in it referenced (in index
+/// order), to be sent with the message.
+pub(crate) fn collect<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+    let outgoing = Restore::install(&OUTGOING, Vec::new());
     let result = encode();
-    let fds = OUTGOING.with(|o| std::mem::replace(&mut *o.borrow_mut(), saved));
-    (result, fds.unwrap_or_default())
+    (result, outgoing.finish().unwrap_or_default())
 }
 
 /// Runs `decode` with `fds` available to handles being deserialized; any
@@ -49,11 +82,10 @@ pub(crate) fn provide<T>(
     fds: Vec<OwnedFd>,
     decode: impl FnOnce() -> Result<T, CodecError>,
 ) -> Result<T, CodecError> {
-    let table = fds.into_iter().map(Some).collect();
-    let saved = INCOMING.with(|i| i.borrow_mut().replace(table));
+    let incoming = Restore::install(&INCOMING, fds.into_iter().map(Some).collect());
     HANDLE_ERROR.with(|e| e.borrow_mut().take());
     let result = decode();
-    INCOMING.with(|i| *i.borrow_mut() = saved);
+    drop(incoming.finish());
     let handle_error = HANDLE_ERROR.with(|e| e.borrow_mut().take());
     match (result, handle_error) {
         (Err(e), Some(why)) => Err(CodecError::new(e.codec(), why)),
@@ -65,12 +97,16 @@ pub(crate) fn provide<T>(
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
     let index = OUTGOING.with(|o| {
         o.borrow_mut().as_mut().map(|list| {
-            list.push(fd.as_raw_fd());
-            list.len() - 1
+            let dup = crate::sys::dup(fd)?;
+            list.push(dup);
+            Ok::<usize, std::io::Error>(list.len() - 1)
         })
     });
     match index {
-        Some(i) => s.serialize_newtype_struct(HANDLE_NAME, &(i as u32)),
+        Some(Ok(i)) => s.serialize_newtype_struct(HANDLE_NAME, &(i as u32)),
+        Some(Err(e)) => Err(S::Error::custom(format_args!(
+            "could not duplicate a handle's descriptor: {e}"
+        ))),
         None => Err(S::Error::custom(
             "ipckit handles can only be serialized by ipckit itself \
              (Connection::send, Process arguments and results)",
@@ -141,17 +177,18 @@ impl<'de> Deserialize<'de> for FdHandle {
 mod tests {
     use super::*;
     use crate::codec::{Codec, Postcard};
-    use std::os::fd::AsFd;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn handles_round_trip_through_the_context() {
         let (a, _b) = crate::sys::pipe().unwrap();
         let h = FdHandle(a);
         let mut buf = Vec::new();
-        let (r, fds) = collect(|| Postcard::encode(&(1u8, &h), &mut buf));
+        let (r, mut fds) = collect(|| Postcard::encode(&(1u8, &h), &mut buf));
         r.unwrap();
-        assert_eq!(fds, vec![h.0.as_raw_fd()]);
-        let dup = crate::sys::dup(h.0.as_fd()).unwrap();
+        assert_eq!(fds.len(), 1);
+        assert_ne!(fds[0].as_raw_fd(), h.0.as_raw_fd(), "a duplicate travels");
+        let dup = fds.pop().unwrap();
         let dup_raw = dup.as_raw_fd();
         let (n, got): (u8, FdHandle) = provide(vec![dup], || Postcard::decode(&buf)).unwrap();
         assert_eq!(n, 1);

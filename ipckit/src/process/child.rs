@@ -142,15 +142,24 @@ pub(crate) unsafe fn trampoline<A: DeserializeOwned, R: Serialize>(
         Ok(result) => {
             let mut buf = Vec::new();
             let (encoded, fds) = handle::collect(|| Postcard::encode(&result, &mut buf));
+            let encoded = encoded.map_err(|e| e.to_string()).and_then(|()| {
+                if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+                    Err(format!(
+                        "it holds {} handles; at most {} can be returned",
+                        fds.len(),
+                        sys::MAX_FDS_PER_MESSAGE
+                    ))
+                } else {
+                    Ok(())
+                }
+            });
             match encoded {
-                // `result` (and so the descriptors of any handles in it) lives
-                // until the report is sent.
                 Ok(()) => report(chan, &Report::Returned(buf), &fds, 0),
                 Err(e) => report(
                     chan,
                     &Report::ResultEncode {
                         type_name: std::any::type_name::<R>().to_string(),
-                        message: e.to_string(),
+                        message: e,
                     },
                     &[],
                     EXIT_FAILED,
@@ -172,7 +181,7 @@ pub(crate) unsafe fn trampoline<A: DeserializeOwned, R: Serialize>(
 
 /// Sends `r` to the parent; returns `code`. A parent that is gone cannot be
 /// told anything, so send errors are ignored.
-fn report(chan: &mut RawConnection, r: &Report, fds: &[RawFd], code: i32) -> i32 {
+fn report(chan: &mut RawConnection, r: &Report, fds: &[OwnedFd], code: i32) -> i32 {
     let mut buf = Vec::new();
     if Postcard::encode(r, &mut buf).is_ok() {
         let _ = chan.send_message(&buf, fds);
@@ -186,6 +195,11 @@ pub(crate) fn run_if_child() {
     let Some(value) = std::env::var_os(ENV_VAR) else {
         return;
     };
+    // A set-user-id or file-capability program must not take orders from
+    // an environment its (less privileged) caller chose.
+    if sys::is_secure_exec() {
+        return;
+    }
     // SAFETY: this runs from `.init_array`, before `main`: the process has a
     // single thread, so nothing can read the environment concurrently.
     unsafe { std::env::remove_var(ENV_VAR) };
@@ -210,6 +224,11 @@ fn run_child(fd: Option<RawFd>) -> Result<i32, String> {
         return Err("the bootstrap descriptor is not a socket".into());
     }
     sys::set_cloexec(fd.as_fd(), true).map_err(|e| e.to_string())?;
+    // Only our parent, running as our user, may tell us what to run.
+    let (peer_pid, peer_uid) = sys::peer_credentials(fd.as_fd()).map_err(|e| e.to_string())?;
+    if peer_pid != sys::getppid() || peer_uid != sys::getuid() {
+        return Err("the bootstrap socket does not lead to the parent process".into());
+    }
     // As the Rust runtime would before main: a vanished reader is EPIPE.
     sys::ignore_sigpipe();
     let mut chan = RawConnection::new(fd, true, true, true).map_err(|e| e.to_string())?;

@@ -151,6 +151,10 @@ pub enum JoinError {
     /// The child refused to run (it is not the parent's executable).
     #[error("the child refused to run: {0}")]
     BadExecutable(String),
+    /// The child exited without a result, and its exit status was collected
+    /// by someone else (`SIGCHLD` ignored, or a `waitpid(-1)` elsewhere).
+    #[error("the child process exited without a result; its exit status was collected elsewhere")]
+    StatusUnavailable,
     /// The result was already taken by an earlier join.
     #[error("the child process was already joined")]
     AlreadyJoined,
@@ -211,9 +215,15 @@ impl Builder {
         R: Serialize + DeserializeOwned,
     {
         sys::keep_child_entry();
+        // The child re-executes the main program and runs the function before
+        // its `main`: ipckit and the function must both be part of it, not of
+        // a shared library loaded later (whose code the child would not have
+        // at that point).
         let anchor = child::anchor as fn() -> u32 as usize;
-        if let (Some(a), Some(b)) = (sys::object_base(anchor), sys::object_base(f as usize)) {
-            if a != b {
+        let main = sys::main_executable_base();
+        if let Some(main) = main {
+            let same = |addr| sys::object_base(addr).is_none_or(|base| base == main);
+            if !same(anchor) || !same(f as usize) {
                 return Err(SpawnError::ForeignFunction);
             }
         }
@@ -248,7 +258,12 @@ impl Builder {
         let mut msg = Vec::new();
         Postcard::encode(&boot, &mut msg).map_err(|e| io::Error::other(e.to_string()))?;
 
-        let (parent_end, child_end) = sys::socketpair()?;
+        let (parent_end, mut child_end) = sys::socketpair()?;
+        if child_end.as_raw_fd() <= 2 {
+            // With stdio closed the pair may take 0-2, which the child's
+            // stdio set-up would overwrite: move it above.
+            child_end = sys::dup(child_end.as_fd())?;
+        }
         let child_raw = child_end.as_raw_fd();
         let mut cmd = Command::new("/proc/self/exe");
         let mut argv = std::env::args_os();
@@ -266,12 +281,20 @@ impl Builder {
                 sys::clear_cloexec_raw(child_raw)
             });
         }
-        let spawned = cmd.spawn()?;
+        let mut spawned = cmd.spawn()?;
         drop(child_end);
         let pid = spawned.id() as i32;
-        // The child is ours and not yet reaped, so its pid cannot be reused
-        // before this pidfd pins it.
-        let pidfd = sys::pidfd_open(pid)?;
+        // The child cannot exit before it reads the bootstrap we have not sent
+        // yet (short of crashing), so its pid is still its own: the pidfd pins
+        // the right process.
+        let pidfd = match sys::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = spawned.kill();
+                let _ = spawned.wait();
+                return Err(e.into());
+            }
+        };
         drop(spawned); // std's Child does not wait on drop; we reap via pidfd.
 
         let shared = Arc::new(ChildShared {
@@ -284,13 +307,19 @@ impl Builder {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::clone(&shared));
-        let mut chan = RawConnection::new(parent_end, true, true, true)?;
+        let abandon = |e: io::Error| {
+            let _ = sys::pidfd_send_signal(shared.pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::reap(shared.pidfd.as_fd(), true);
+            forget_child(&shared);
+            SpawnError::Io(e)
+        };
+        let mut chan = RawConnection::new(parent_end, true, true, true).map_err(abandon)?;
         // A child that died before reading its bootstrap shows up at join as
         // its exit status; nothing to report here.
         match chan.send_message(&msg, &fds) {
             Ok(()) | Err(crate::SendError::Disconnected) => {}
-            Err(crate::SendError::Io(e)) => return Err(SpawnError::Io(e)),
-            Err(e) => return Err(SpawnError::Io(io::Error::other(e.to_string()))),
+            Err(crate::SendError::Io(e)) => return Err(abandon(e)),
+            Err(e) => return Err(abandon(io::Error::other(e.to_string()))),
         }
         drop(args);
         Ok(Process {
@@ -318,11 +347,11 @@ fn children() -> &'static Mutex<Vec<Arc<ChildShared>>> {
     &CHILDREN
 }
 
-fn forget_child(pid: i32) {
+fn forget_child(child: &Arc<ChildShared>) {
     children()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|c| c.pid != pid);
+        .retain(|c| !Arc::ptr_eq(c, child));
 }
 
 /// A child process running a function that returns `R`.
@@ -399,6 +428,7 @@ impl<R: DeserializeOwned> Process<R> {
             None => Err(match self.exit {
                 Some(Exit::Signal(signal)) => JoinError::Signaled { signal },
                 Some(Exit::Code(code)) => JoinError::Exited { code },
+                Some(Exit::Unknown) => JoinError::StatusUnavailable,
                 None => unreachable!("wait_exit returned before the child exited"),
             }),
         }
@@ -442,21 +472,27 @@ impl<R> Process<R> {
     }
 
     /// True while the child has not exited. Never fooled by pid reuse: it
-    /// asks the child's pidfd.
-    pub fn is_alive(&self) -> bool {
+    /// asks the child's pidfd. It also takes in whatever the child has sent
+    /// so far, so a child with a large result is never stuck waiting for
+    /// `join`.
+    pub fn is_alive(&mut self) -> bool {
+        let _ = self.pump();
         self.exit.is_none() && !sys::pidfd_exited(self.shared.pidfd.as_fd()).unwrap_or(true)
     }
 
     /// The exit code once the child has ended, `None` while it runs
     /// (Python's `exitcode`): 0 after a normal return, 1 after a panic, the
-    /// code passed to `exit`, or `-N` when signal `N` ended it.
+    /// code passed to `exit`, or `-N` when signal `N` ended it. Also `None`
+    /// if the status was collected elsewhere ([`JoinError::StatusUnavailable`]).
     pub fn exitcode(&mut self) -> Option<i32> {
         if self.exit.is_none() {
+            let _ = self.pump();
             let _ = self.try_reap();
         }
-        self.exit.map(|e| match e {
-            Exit::Code(c) => c,
-            Exit::Signal(s) => -s,
+        self.exit.and_then(|e| match e {
+            Exit::Code(c) => Some(c),
+            Exit::Signal(s) => Some(-s),
+            Exit::Unknown => None,
         })
     }
 
@@ -489,7 +525,7 @@ impl<R> Process<R> {
         }
         if let Some(exit) = sys::reap(self.shared.pidfd.as_fd(), false)? {
             self.exit = Some(exit);
-            forget_child(self.shared.pid);
+            forget_child(&self.shared);
         }
         Ok(self.exit.is_some())
     }
@@ -543,8 +579,13 @@ impl<R> Process<R> {
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        if self.exit.is_some() || self.try_reap().unwrap_or(true) {
-            return;
+        match self.try_reap() {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(_) => {
+                forget_child(&self.shared);
+                return;
+            }
         }
         // Still running: a small thread waits for it so it never lingers as
         // a zombie. The child keeps running, as in Python.
@@ -554,10 +595,10 @@ impl<R> Drop for Process<R> {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let _ = sys::reap(shared.pidfd.as_fd(), true);
-                forget_child(shared.pid);
+                forget_child(&shared);
             });
         if reaper.is_err() {
-            forget_child(self.shared.pid);
+            forget_child(&self.shared);
         }
     }
 }

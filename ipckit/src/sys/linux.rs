@@ -264,12 +264,15 @@ pub(crate) fn send_with_fds(
 }
 
 /// `recvmsg(2)` once on a socket. Received descriptors (close-on-exec) are
-/// appended to `fds`. `Ok(0)` is end of file; `EINTR` is retried.
+/// appended to `fds`. Returns the byte count (0 is end of file) and whether
+/// descriptors were lost (`MSG_CTRUNC`: at the open-file limit, or refused):
+/// the bytes are kept either way, so the stream stays in step. `EINTR` is
+/// retried.
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut VecDeque<OwnedFd>,
-) -> io::Result<usize> {
+) -> io::Result<(usize, bool)> {
     let mut space =
         [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -285,12 +288,53 @@ pub(crate) fn recv_with_fds(
             fds.extend(received);
         }
     }
-    if msg.flags.contains(rustix::net::ReturnFlags::CTRUNC) {
-        return Err(io::Error::other(
-            "descriptors were lost in transit: the control buffer was truncated",
-        ));
+    Ok((
+        msg.bytes,
+        msg.flags.contains(rustix::net::ReturnFlags::CTRUNC),
+    ))
+}
+
+/// Whether `SIGPIPE` is ignored in this process (as the Rust runtime sets it
+/// before `main`; C hosts and some Rust configurations leave the default,
+/// which kills the process on a write to a pipe without readers).
+pub(crate) fn sigpipe_ignored() -> bool {
+    let mut old = MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only queries the current one into `old`.
+    let ok = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), old.as_mut_ptr()) } == 0;
+    // SAFETY: zero-initialised, and filled in on success.
+    ok && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN
+}
+
+/// [`writev`] for a process where `SIGPIPE` is not ignored: blocks it for
+/// this thread around the write and consumes the one the write raised, so a
+/// vanished reader is `EPIPE` instead of death (as curl and OpenSSL do).
+pub(crate) fn writev_no_sigpipe(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: the sigset functions only touch the local sets passed to them;
+    // pthread_sigmask and sigtimedwait read/write those sets and the thread's
+    // mask, which is restored before returning.
+    unsafe {
+        let mut set = MaybeUninit::<libc::sigset_t>::zeroed();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGPIPE);
+        let set = set.assume_init();
+        let mut old = MaybeUninit::<libc::sigset_t>::zeroed();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr());
+        let mut pending = MaybeUninit::<libc::sigset_t>::zeroed();
+        libc::sigpending(pending.as_mut_ptr());
+        let already = libc::sigismember(pending.as_ptr(), libc::SIGPIPE) == 1;
+        let r = writev(fd, bufs);
+        if matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) && !already {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            while libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) == -1
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut());
+        r
     }
-    Ok(msg.bytes)
 }
 
 /// Marks every descriptor from 3 upwards close-on-exec.
@@ -352,6 +396,9 @@ pub(crate) enum Exit {
     Code(i32),
     /// A signal ended it.
     Signal(i32),
+    /// It exited, but someone else collected its status (`SIGCHLD` set to
+    /// ignore, or a `waitpid(-1)` reaper elsewhere in the program).
+    Unknown,
 }
 
 /// The id of the calling process.
@@ -407,6 +454,9 @@ pub(crate) fn reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Exit
     let status = loop {
         match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
             Err(Errno::INTR) => continue,
+            // Already reaped by someone else: once the pidfd says it exited,
+            // that is all there is to know.
+            Err(Errno::CHILD) if pidfd_exited(pidfd)? => return Ok(Some(Exit::Unknown)),
             r => break r.map_err(io_err)?,
         }
     };
@@ -437,6 +487,33 @@ pub(crate) fn object_base(addr: usize) -> Option<usize> {
     // SAFETY: zero-initialised, and filled in when dladdr returned non-zero.
     let info = unsafe { info.assume_init() };
     (found && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
+}
+
+/// The base address of the main executable (not of a shared library),
+/// found from the program headers the kernel passed in the auxiliary vector.
+pub(crate) fn main_executable_base() -> Option<usize> {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    let phdr = unsafe { libc::getauxval(libc::AT_PHDR) } as usize;
+    if phdr == 0 { None } else { object_base(phdr) }
+}
+
+/// True when this process runs set-user-id, set-group-id or with file
+/// capabilities (`AT_SECURE`): its environment is not to be trusted.
+pub(crate) fn is_secure_exec() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// The pid and uid of the process at the other end of a Unix socket
+/// (`SO_PEERCRED`, as it was when the socket was made).
+pub(crate) fn peer_credentials(sock: BorrowedFd<'_>) -> io::Result<(i32, u32)> {
+    let cred = rustix::net::sockopt::socket_peercred(sock).map_err(io_err)?;
+    Ok((cred.pid.as_raw_nonzero().get(), cred.uid.as_raw()))
+}
+
+/// The real user id of this process.
+pub(crate) fn getuid() -> u32 {
+    rustix::process::getuid().as_raw()
 }
 
 // ---------------------------------------------------------------------------
