@@ -25,6 +25,13 @@
 //! bounded to tens of microseconds), because on these machines a blocking
 //! wake-up costs 20–25 µs; only then does it sleep in `poll`.
 //!
+//! # Limitations
+//! - `send` has no timeout: it blocks while the peer's buffer is full.
+//! - The descriptor is put in non-blocking mode, a flag of the open file
+//!   description: other holders of the same description (say a raw copy
+//!   taken with `dup` outside ipckit) see it too.
+//! - At most 253 handles per message (the kernel's `SCM_MAX_FD`).
+//!
 //! # Errors
 //!
 //! - The peer closed its end or its process died: [`RecvError::Eof`] at a

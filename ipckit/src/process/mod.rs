@@ -49,6 +49,16 @@
 //! - A non-daemon child outlives its parent if the parent exits first, as
 //!   with Python; a daemon child is killed when its parent process ends,
 //!   however it ends (it watches the parent through a pidfd).
+//! - The child runs from ipckit's `.init_array` entry: constructors of
+//!   other crates (`ctor`, `inventory`) that come later in link order have
+//!   not run yet, and the Rust runtime's `main` set-up (stack-overflow
+//!   handler, thread name) is skipped.
+//! - A set-user-id or file-capability program never acts as a child (its
+//!   environment is not trusted), and a child only obeys the process at the
+//!   other end of its bootstrap socket when that is its parent, running as
+//!   the same user.
+//! - Each dropped, still-running `Process` costs a small reaper thread
+//!   until the child exits.
 
 pub(crate) mod child;
 
