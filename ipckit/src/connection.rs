@@ -5,8 +5,11 @@
 //!
 //! A `Connection` owns one descriptor: a Unix stream socket (duplex pipes,
 //! and later the sockets of `Listener`/`Client`) or an OS pipe (one-way
-//! pipes, as in Python). The descriptor is always in non-blocking mode;
-//! blocking is done with `poll`, so every wait can take a deadline.
+//! pipes, as in Python). The descriptor stays in blocking mode; reads that
+//! must not block say so per call (`MSG_DONTWAIT`, `RWF_NOWAIT`), a wait
+//! without a deadline sleeps in the read itself, and only a wait with a
+//! deadline uses `poll` (which on a pipe would make every later write wake
+//! the reader).
 //!
 //! Messages are framed exactly as CPython frames them, so the byte layer is
 //! wire-compatible with `multiprocessing.connection`:
@@ -20,16 +23,20 @@
 //! CPython never writes `-2`, and ipckit writes it only when a message
 //! carries handles, which only ipckit peers can use.
 //!
-//! Receiving is buffered: one `read` may bring many small messages. While
-//! waiting for data the receiver first retries briefly (an adaptive spin,
-//! bounded to tens of microseconds), because on these machines a blocking
-//! wake-up costs 20–25 µs; only then does it sleep in `poll`.
+//! Receiving is buffered: one `read` may bring many small messages. Before
+//! sleeping, the receiver keeps trying for a while (yielding the CPU between
+//! attempts) because on these machines a blocking wake-up costs 20-30 µs.
+//! How long adapts: a sleep that ended soon (the data came within about a
+//! wake-up's cost) doubles the spin, up to 50 µs; a long sleep halves it;
+//! single-CPU machines never spin. In a steady ping-pong both sides then
+//! meet without sleeping (a round trip of a few µs instead of tens).
 //!
 //! # Limitations
 //! - `send` has no timeout: it blocks while the peer's buffer is full.
-//! - The descriptor is put in non-blocking mode, a flag of the open file
-//!   description: other holders of the same description (say a raw copy
-//!   taken with `dup` outside ipckit) see it too.
+//! - A descriptor someone else put in non-blocking mode is honoured (waits
+//!   then use `poll`); on kernels without `RWF_NOWAIT` for pipes (before
+//!   5.x), a pipe is switched to non-blocking mode, a flag other holders of
+//!   the same open file description see too.
 //! - At most 253 handles per message (the kernel's `SCM_MAX_FD`).
 //!
 //! # Errors
@@ -49,9 +56,9 @@ use std::fmt;
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -67,9 +74,17 @@ const LONG_MARK: i32 = -1;
 const RBUF_DEFAULT: usize = 64 * 1024;
 /// Buffers that grew past this for one huge message are given back after it.
 const BUF_KEEP: usize = 1024 * 1024;
-/// Bounds of the adaptive spin, in non-blocking read attempts.
-const SPIN_MIN: u32 = 2;
-const SPIN_MAX: u32 = 128;
+/// The adaptive spin before sleeping: never longer than `SPIN_MAX`, grown
+/// in steps from `SPIN_STEP`. A sleep shorter than `SHORT_SLEEP` (a wake-up
+/// costs 20-30 µs on the target machines) grows it; one longer than
+/// `LONG_SLEEP` shrinks it.
+const SPIN_MAX: Duration = Duration::from_micros(50);
+const SPIN_STEP: Duration = Duration::from_micros(4);
+const SHORT_SLEEP: Duration = Duration::from_micros(150);
+const LONG_SLEEP: Duration = Duration::from_millis(2);
+/// Messages up to this size are copied behind their header and written
+/// with one `write`; larger ones go as two pieces with `writev`.
+const COPY_LIMIT: usize = 16 * 1024;
 
 /// Why a receive failed.
 #[derive(Debug, thiserror::Error)]
@@ -270,7 +285,7 @@ impl<C: Codec> Connection<C> {
         writable: bool,
     ) -> io::Result<Connection<C>> {
         Ok(Connection {
-            raw: RawConnection::new(fd, socket, readable, writable)?,
+            raw: RawConnection::new(fd, socket, readable, writable),
             _codec: PhantomData,
         })
     }
@@ -390,7 +405,7 @@ impl<C> Connection<C> {
                 self.raw.socket,
                 self.raw.readable,
                 self.raw.writable,
-            )?,
+            ),
             _codec: PhantomData,
         })
     }
@@ -409,15 +424,11 @@ impl<C> AsRawFd for Connection<C> {
 }
 
 impl<C: Codec> From<std::os::unix::net::UnixStream> for Connection<C> {
-    /// Wraps a connected Unix stream socket (it is switched to non-blocking
-    /// mode). Both sides must frame messages as described in the module docs.
+    /// Wraps a connected Unix stream socket. Both sides must frame messages
+    /// as described in the module docs.
     fn from(s: std::os::unix::net::UnixStream) -> Self {
-        let fd = OwnedFd::from(s);
-        // Only fcntl can fail here, which cannot happen on a valid descriptor;
-        // if it did, blocking reads would still be correct, only not timed.
-        let _ = sys::set_nonblocking(fd.as_fd());
         Connection {
-            raw: RawConnection::new_unchecked(fd, true, true, true),
+            raw: RawConnection::new(OwnedFd::from(s), true, true, true),
             _codec: PhantomData,
         }
     }
@@ -478,8 +489,7 @@ impl<C> Serialize for Connection<C> {
 impl<'de, C> Deserialize<'de> for Connection<C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = WireIn::deserialize(d)?;
-        let mut raw = RawConnection::new(w.fd.0, w.socket, w.readable, w.writable)
-            .map_err(D::Error::custom)?;
+        let mut raw = RawConnection::new(w.fd.0, w.socket, w.readable, w.writable);
         raw.preload(&w.buffered);
         raw.frame_fds = w.frame_fds.into_iter().map(|h| h.0).collect();
         raw.fds_in = w.queued_fds.into_iter().map(|h| h.0).collect();
@@ -528,22 +538,19 @@ pub(crate) struct RawConnection {
     guard_sigpipe: bool,
     /// Send buffer, reused between messages.
     wbuf: Vec<u8>,
-    /// Current spin budget (non-blocking read attempts before sleeping).
-    spin: u32,
+    /// Current spin budget before sleeping.
+    spin: Duration,
+    /// The descriptor is in `O_NONBLOCK` mode (someone else's choice, or the
+    /// fallback on kernels without `RWF_NOWAIT` for pipes): waits use poll.
+    nonblocking_fd: bool,
 }
 
 impl RawConnection {
-    pub(crate) fn new(
-        fd: OwnedFd,
-        socket: bool,
-        readable: bool,
-        writable: bool,
-    ) -> io::Result<RawConnection> {
-        sys::set_nonblocking(fd.as_fd())?;
-        Ok(Self::new_unchecked(fd, socket, readable, writable))
-    }
-
-    fn new_unchecked(fd: OwnedFd, socket: bool, readable: bool, writable: bool) -> RawConnection {
+    /// Wraps a descriptor. Its blocking mode is left as it is (it belongs to
+    /// the open file description, which other processes may share): reads
+    /// that must not block say so per call.
+    pub(crate) fn new(fd: OwnedFd, socket: bool, readable: bool, writable: bool) -> RawConnection {
+        let nonblocking_fd = sys::is_nonblocking(fd.as_fd()).unwrap_or(true);
         RawConnection {
             fd,
             socket,
@@ -559,7 +566,8 @@ impl RawConnection {
             broken: false,
             guard_sigpipe: !socket && !sys::sigpipe_ignored(),
             wbuf: Vec::new(),
-            spin: SPIN_MIN,
+            spin: SPIN_STEP,
+            nonblocking_fd,
         }
     }
 
@@ -616,7 +624,16 @@ impl RawConnection {
         if !self.writable {
             return Err(SendError::NotWritable);
         }
-        if let Ok(n) = i32::try_from(bytes.len()) {
+        if bytes.len() <= COPY_LIMIT {
+            // One contiguous write is measurably cheaper than two pieces.
+            let mut buf = std::mem::take(&mut self.wbuf);
+            buf.clear();
+            buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+            buf.extend_from_slice(bytes);
+            let r = self.send_framed(&[&buf], fds);
+            self.wbuf = buf;
+            r
+        } else if let Ok(n) = i32::try_from(bytes.len()) {
             self.send_framed(&[&n.to_be_bytes(), bytes], fds)
         } else {
             self.send_framed(&[&long_header(bytes.len() as u64), bytes], fds)
@@ -902,45 +919,93 @@ impl RawConnection {
     /// while no data is available.
     fn fill(&mut self, deadline: Deadline) -> Result<(), RecvError> {
         loop {
-            if self.read_once()? {
+            if self.read_once(true)? {
                 return Ok(());
             }
-            if deadline.is_some_and(|d| d <= std::time::Instant::now()) {
+            if deadline.is_some_and(|d| d <= Instant::now()) {
                 return Err(RecvError::Timeout);
             }
-            if self.spin_read()? {
+            if self.spin_read(deadline)? {
                 return Ok(());
             }
-            if !sys::wait_readable(self.fd.as_fd(), deadline)? {
-                return Err(RecvError::Timeout);
+            let slept_from = Instant::now();
+            let got = if deadline.is_none() && !self.nonblocking_fd {
+                // Sleep in the read itself: no `poll`, which on a pipe would
+                // make every later write wake us (`pipe->poll_usage`).
+                self.read_once(false)?
+            } else {
+                if !sys::wait_readable(self.fd.as_fd(), deadline)? {
+                    return Err(RecvError::Timeout);
+                }
+                self.read_once(true)?
+            };
+            self.learn_from_sleep(slept_from.elapsed());
+            if got {
+                return Ok(());
             }
         }
     }
 
-    /// Retries non-blocking reads up to the adaptive budget. The budget
-    /// doubles when spinning found data and halves when it did not, so a
-    /// busy peer is met without a sleep and an idle one costs little.
-    fn spin_read(&mut self) -> Result<bool, RecvError> {
-        for _ in 0..self.spin {
-            std::hint::spin_loop();
-            if self.read_once()? {
-                self.spin = (self.spin * 2).min(SPIN_MAX);
+    /// Before sleeping, keeps retrying non-blocking reads for up to the
+    /// adaptive spin budget, yielding the CPU between attempts (so a peer
+    /// sharing this CPU still runs). Only on machines with several CPUs.
+    fn spin_read(&mut self, deadline: Deadline) -> Result<bool, RecvError> {
+        if self.spin.is_zero() || !sys::several_cpus() {
+            return Ok(false);
+        }
+        let start = Instant::now();
+        let mut until = start + self.spin;
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        while Instant::now() < until {
+            sys::yield_now();
+            if self.read_once(true)? {
                 return Ok(true);
             }
         }
-        self.spin = (self.spin / 2).max(SPIN_MIN);
         Ok(false)
     }
 
-    /// One non-blocking read. `Ok(true)`: data arrived; `Ok(false)`: none
-    /// yet; end of file is `Err(Eof)`.
-    fn read_once(&mut self) -> Result<bool, RecvError> {
+    /// Adapts the spin budget to how long the last sleep lasted: a short
+    /// sleep (the data came within about a wake-up's cost) means spinning
+    /// would have been cheaper, so spin longer; a long one means the peer is
+    /// slow or idle, so spin less.
+    fn learn_from_sleep(&mut self, slept: Duration) {
+        if slept <= SHORT_SLEEP {
+            self.spin = (self.spin * 2).clamp(SPIN_STEP, SPIN_MAX);
+        } else if slept >= LONG_SLEEP {
+            self.spin /= 2;
+            if self.spin < SPIN_STEP {
+                self.spin = Duration::ZERO;
+            }
+        }
+    }
+
+    /// One read. With `nowait`, never blocks (`MSG_DONTWAIT` on sockets,
+    /// `RWF_NOWAIT` on pipes); otherwise it sleeps until data or end of
+    /// file. `Ok(true)`: data arrived; `Ok(false)`: none yet; end of file is
+    /// `Err(Eof)`.
+    fn read_once(&mut self, nowait: bool) -> Result<bool, RecvError> {
         let buf = &mut self.rbuf[self.rend..];
         let r = if self.socket {
-            sys::recv_with_fds(self.fd.as_fd(), buf, &mut self.fds_in).map(|(n, truncated)| {
-                self.fds_lost |= truncated;
-                n
-            })
+            sys::recv_with_fds(self.fd.as_fd(), buf, &mut self.fds_in, nowait).map(
+                |(n, truncated)| {
+                    self.fds_lost |= truncated;
+                    n
+                },
+            )
+        } else if nowait && !self.nonblocking_fd {
+            match sys::read_nowait(self.fd.as_fd(), buf) {
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    // An old kernel without RWF_NOWAIT on pipes: fall back to
+                    // a non-blocking descriptor, waited on with poll.
+                    sys::set_nonblocking(self.fd.as_fd(), true)?;
+                    self.nonblocking_fd = true;
+                    sys::read(self.fd.as_fd(), buf)
+                }
+                r => r,
+            }
         } else {
             sys::read(self.fd.as_fd(), buf)
         };

@@ -231,7 +231,7 @@ fn run_child(fd: Option<RawFd>) -> Result<i32, String> {
     }
     // As the Rust runtime would before main: a vanished reader is EPIPE.
     sys::ignore_sigpipe();
-    let mut chan = RawConnection::new(fd, true, true, true).map_err(|e| e.to_string())?;
+    let mut chan = RawConnection::new(fd, true, true, true);
     let (msg, fds) = chan
         .recv_with_fds(None)
         .map_err(|e| format!("no bootstrap message from the parent: {e}"))?;

@@ -323,7 +323,7 @@ impl Builder {
             forget_child(&shared);
             SpawnError::Io(e)
         };
-        let mut chan = RawConnection::new(parent_end, true, true, true).map_err(abandon)?;
+        let mut chan = RawConnection::new(parent_end, true, true, true);
         // A child that died before reading its bootstrap shows up at join as
         // its exit status; nothing to report here.
         match chan.send_message(&msg, &fds) {

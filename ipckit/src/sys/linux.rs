@@ -144,12 +144,47 @@ pub(crate) fn wait_writable(fd: BorrowedFd<'_>, deadline: Deadline) -> io::Resul
 // Descriptors
 // ---------------------------------------------------------------------------
 
-/// Puts `fd` in non-blocking mode (`O_NONBLOCK`, a flag of the open file
-/// description, so every process sharing it sees it).
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+/// Sets or clears `O_NONBLOCK` (a flag of the open file description, so
+/// every process sharing it sees it).
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     use rustix::fs::OFlags;
+    let mut flags = rustix::fs::fcntl_getfl(fd).map_err(io_err)?;
+    flags.set(OFlags::NONBLOCK, on);
+    rustix::fs::fcntl_setfl(fd, flags).map_err(io_err)
+}
+
+/// Whether `fd` is in `O_NONBLOCK` mode.
+pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let flags = rustix::fs::fcntl_getfl(fd).map_err(io_err)?;
-    rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK).map_err(io_err)
+    Ok(flags.contains(rustix::fs::OFlags::NONBLOCK))
+}
+
+/// Whether this process may run on more than one CPU (spinning while
+/// waiting for another process only pays off then).
+pub(crate) fn several_cpus() -> bool {
+    static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
+/// Gives the CPU to another runnable thread, if any (`sched_yield`).
+pub(crate) fn yield_now() {
+    rustix::thread::sched_yield();
+}
+
+/// One read that never blocks, on a descriptor in blocking mode
+/// (`preadv2(RWF_NOWAIT)`): `WouldBlock` when no data is ready,
+/// `Unsupported` on kernels that lack `RWF_NOWAIT` for this file.
+pub(crate) fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let mut iov = [IoSliceMut::new(buf)];
+    loop {
+        match rustix::io::preadv2(fd, &mut iov, u64::MAX, rustix::io::ReadWriteFlags::NOWAIT) {
+            Err(Errno::INTR) => continue,
+            Err(Errno::OPNOTSUPP) | Err(Errno::INVAL) | Err(Errno::NOSYS) => {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, "RWF_NOWAIT"));
+            }
+            r => return r.map_err(io_err),
+        }
+    }
 }
 
 /// Sets or clears `FD_CLOEXEC` on `fd`.
@@ -272,13 +307,18 @@ pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut VecDeque<OwnedFd>,
+    nowait: bool,
 ) -> io::Result<(usize, bool)> {
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if nowait {
+        flags |= RecvFlags::DONTWAIT;
+    }
     let mut space =
         [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
-        match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
             Err(Errno::INTR) => continue,
             r => break r.map_err(io_err)?,
         }
