@@ -81,11 +81,17 @@ pub enum ObjectKind {
     Barrier = 10,
     /// [`BoundedSemaphore`](crate::sync::BoundedSemaphore)
     BoundedSemaphore = 11,
+    /// [`Queue`](crate::queue::Queue) and [`ByteQueue`](crate::queue::ByteQueue)
+    Queue = 12,
+    /// [`JoinableQueue`](crate::queue::JoinableQueue)
+    JoinableQueue = 13,
+    /// [`SimpleQueue`](crate::queue::SimpleQueue)
+    SimpleQueue = 14,
 }
 
 impl ObjectKind {
     /// Every kind, for listing.
-    pub const ALL: [ObjectKind; 11] = [
+    pub const ALL: [ObjectKind; 14] = [
         ObjectKind::Value,
         ObjectKind::Array,
         ObjectKind::RawValue,
@@ -97,6 +103,9 @@ impl ObjectKind {
         ObjectKind::Event,
         ObjectKind::Barrier,
         ObjectKind::BoundedSemaphore,
+        ObjectKind::Queue,
+        ObjectKind::JoinableQueue,
+        ObjectKind::SimpleQueue,
     ];
 
     /// The kind stored as `raw`, if any.
@@ -118,6 +127,9 @@ impl ObjectKind {
             ObjectKind::Event => "Event",
             ObjectKind::Barrier => "Barrier",
             ObjectKind::BoundedSemaphore => "BoundedSemaphore",
+            ObjectKind::Queue => "Queue",
+            ObjectKind::JoinableQueue => "JoinableQueue",
+            ObjectKind::SimpleQueue => "SimpleQueue",
         }
     }
 }
@@ -158,6 +170,18 @@ impl Elem {
         type_hash: 0,
         name: "",
     };
+
+    /// Messages of type `T` encoded by the codec named `codec`: the type
+    /// hash covers both, so a queue of `T` under another codec is refused.
+    pub fn message<T: ?Sized>(codec: &str) -> Elem {
+        let name = std::any::type_name::<T>();
+        Elem {
+            size: 0,
+            align: 0,
+            type_hash: fnv1a(name.as_bytes()) ^ fnv1a(codec.as_bytes()).rotate_left(1),
+            name,
+        }
+    }
 
     /// The element type `T`.
     pub fn of<T>() -> Elem {
