@@ -423,7 +423,8 @@ impl Ring {
     }
 
     /// Takes up to `max` messages (at least one, waiting per `wait`), passing
-    /// each to `sink` in order. Returns how many were taken.
+    /// each to `sink` in order, under the consumers' lock (the sink copies or
+    /// decodes; it must not block). Returns how many were taken.
     pub(crate) fn get(
         &self,
         max: usize,
@@ -487,10 +488,19 @@ impl Ring {
                     "a record of {len} bytes runs past the published end of the queue"
                 )));
             }
-            buf.resize(len, 0);
-            // SAFETY: as above; the whole record is before `tail`.
-            unsafe { self.read_at(head + RECORD_HEADER as u64, &mut buf) };
-            sink(&buf);
+            let body = head + RECORD_HEADER as u64;
+            let off = (body as usize) & (self.capacity() - 1);
+            if off + len <= self.capacity() {
+                // Contiguous: hand the ring's own bytes to the sink. They are
+                // published and no producer writes them until `head` moves.
+                // SAFETY: in bounds (checked); stable while we hold the lock.
+                sink(unsafe { std::slice::from_raw_parts(self.data().add(off), len) });
+            } else {
+                buf.resize(len, 0);
+                // SAFETY: as above; the whole record is before `tail`.
+                unsafe { self.read_at(body, &mut buf) };
+                sink(&buf);
+            }
             head += size;
             head_seq += 1;
             taken += 1;

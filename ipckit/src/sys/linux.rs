@@ -741,9 +741,35 @@ pub(crate) fn raw<F: AsFd>(f: &F) -> RawFd {
 // Robust process-shared mutexes
 // ---------------------------------------------------------------------------
 
+thread_local! {
+    /// This thread's id, once asked for (0: not yet).
+    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// After `fork`, the child's only thread has a new id: forget the cached one.
+extern "C" fn forget_tid_after_fork() {
+    TID.with(|t| t.set(0));
+}
+
 /// The id of the calling thread (unique among live threads system-wide).
+/// Cached per thread: locks ask for it on every acquire and release, and
+/// `gettid` is a real system call.
+#[inline]
 pub(crate) fn gettid() -> u32 {
-    rustix::thread::gettid().as_raw_nonzero().get() as u32
+    TID.with(|t| {
+        let cached = t.get();
+        if cached != 0 {
+            return cached;
+        }
+        static ATFORK: std::sync::Once = std::sync::Once::new();
+        ATFORK.call_once(|| {
+            // SAFETY: registers a handler that only writes this thread-local.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_tid_after_fork)) };
+        });
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        t.set(tid);
+        tid
+    })
 }
 
 /// The kernel-backed robust mutex ipckit's locks are built on: a glibc
