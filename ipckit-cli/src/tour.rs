@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ipckit::codec::Json;
 use ipckit::process::{Builder, JoinError, current_process, parent_process};
+use ipckit::queue::{GetError, JoinableQueue, PutError, Queue};
 use ipckit::shm::{Array, RawValue, SharedMemory, Value};
 use ipckit::sync::{Barrier, Event, Lock, Semaphore};
 use ipckit::{Connection, Process, RecvError};
@@ -19,6 +20,7 @@ pub fn run() -> Result {
     pipe_one_way()?;
     pipe_duplex()?;
     pipe_errors()?;
+    queues()?;
     shared_memory()?;
     locks_and_semaphores()?;
     println!("\ntour finished: every child was joined, nothing was left behind");
@@ -212,7 +214,7 @@ fn pipe_errors() -> Result {
 }
 
 fn shared_memory() -> Result {
-    section("5. Shared memory (seed 000: Value, Array, strings; named blocks)");
+    section("6. Shared memory (seed 000: Value, Array, strings; named blocks)");
     let num = Value::new(0.0f64)?;
     let arr = Array::new(&[1i32, 2, 3])?;
     let text = Array::<u8>::zeroed(32)?;
@@ -285,7 +287,7 @@ fn shared_memory() -> Result {
 }
 
 fn locks_and_semaphores() -> Result {
-    section("6. Locks and semaphores (seed 002: P/V, mutual exclusion; crash safety)");
+    section("7. Locks and semaphores (seed 002: P/V, mutual exclusion; crash safety)");
     let lock = Lock::new()?;
     let held = Event::new()?;
     let holder = Process::spawn(
@@ -349,5 +351,86 @@ fn locks_and_semaphores() -> Result {
     }
     all.sort();
     println!("  barrier for 3 processes: all passed, arrival indexes {all:?}");
+    Ok(())
+}
+
+/// Seed 001's getter: takes values until none comes for a while.
+fn getter((name, q): (String, Queue<f64>)) -> Vec<f64> {
+    let mut got = Vec::new();
+    loop {
+        match q.get_timeout(Duration::from_millis(300)) {
+            Ok(v) => {
+                println!("  {name}: get value {v:.6}");
+                got.push(v);
+            }
+            Err(GetError::Timeout) => return got,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn queues() -> Result {
+    section("5. Queue (seeds 001 and 003: several putters and getters, Full and Empty)");
+    let q: Queue<f64> = Queue::new(2)?;
+    let get = Process::spawn(getter, ("getter".to_string(), q.try_clone()?))?;
+    let put = Process::spawn(
+        |q: Queue<f64>| {
+            for i in 0..5 {
+                let v = (i as f64 * 0.618_034).fract();
+                q.put(v).expect("put");
+                println!("  putter: put value {v:.6}");
+            }
+        },
+        q.try_clone()?,
+    )?;
+    put.join()?;
+    let got = get.join()?;
+    println!(
+        "  the getter received all {} values in order, then timed out (Python's Empty)",
+        got.len()
+    );
+    q.put(1.0).map_err(|e| e.to_string())?;
+    q.put(2.0).map_err(|e| e.to_string())?;
+    match q.try_put(3.0) {
+        Err(PutError::Full(v)) => {
+            println!("  put_nowait on a full Queue(2): Full, and the value {v} is handed back")
+        }
+        other => return Err(format!("expected Full, got {other:?}").into()),
+    }
+    q.get()?;
+    q.get()?;
+    println!(
+        "  get_nowait on an empty queue: {}",
+        q.try_get().unwrap_err()
+    );
+
+    let jobs: JoinableQueue<u32> = JoinableQueue::new(0)?;
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            Process::spawn(
+                |q: JoinableQueue<u32>| {
+                    let mut n = 0;
+                    while q.get().is_ok() {
+                        n += 1;
+                        q.task_done().expect("task_done");
+                    }
+                    n
+                },
+                jobs.try_clone()?,
+            )
+            .map_err(Box::<dyn Error>::from)
+        })
+        .collect::<Result<_>>()?;
+    for job in 0..20 {
+        jobs.put(job).map_err(|e| e.to_string())?;
+    }
+    let finished = jobs.join(Some(Duration::from_secs(10)))?;
+    jobs.close();
+    let counts: Vec<u32> = workers
+        .into_iter()
+        .map(|w| w.join())
+        .collect::<std::result::Result<_, _>>()?;
+    println!("  JoinableQueue: 2 workers did {counts:?} of 20 jobs; join() returned {finished}");
+    println!();
     Ok(())
 }
