@@ -27,17 +27,19 @@
 //! long-lived child to CPU `C` (`0,0`: same CPU, `0,1`: two CPUs), for
 //! reproducible comparisons. Unset, nothing is pinned.
 
+mod support;
+
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use criterion::{Criterion, SamplingMode, Throughput};
 use ipckit::{Connection, Process};
+use support::{
+    Group, PyBench, Row, Unit, bench_with, cpus, find_python, pin, print_ratio_table, row,
+};
 
 /// Where the Python helper lives.
 const PY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/mp_bench.py");
@@ -45,36 +47,6 @@ const PY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/mp_
 // ---------------------------------------------------------------------------
 // Rows: what the ratio table prints
 // ---------------------------------------------------------------------------
-
-/// How a group's time per iteration is shown.
-#[derive(Clone, Copy)]
-enum Unit {
-    /// One message: ns, and millions of messages per second.
-    Message,
-    /// One round trip: µs, and thousands of round trips per second.
-    RoundTrip,
-    /// One child process: ms.
-    Child,
-}
-
-struct Group {
-    id: &'static str,
-    title: &'static str,
-    unit: Unit,
-    rows: &'static [Row],
-}
-
-struct Row {
-    /// Criterion's benchmark id inside the group (also its directory name).
-    id: &'static str,
-    label: &'static str,
-    /// Ids of the rows (in the same group) this one is compared with.
-    vs: &'static [&'static str],
-}
-
-const fn row(id: &'static str, label: &'static str, vs: &'static [&'static str]) -> Row {
-    Row { id, label, vs }
-}
 
 const THROUGHPUT_ROWS: &[Row] = &[
     row(
@@ -182,29 +154,6 @@ const GROUPS: &[Group] = &[
 // ---------------------------------------------------------------------------
 // Optional CPU pinning
 // ---------------------------------------------------------------------------
-
-/// `(parent CPU, child CPU)` from `IPCKIT_BENCH_CPUS=P,C`, if set.
-fn cpus() -> Option<(usize, usize)> {
-    static CPUS: OnceLock<Option<(usize, usize)>> = OnceLock::new();
-    *CPUS.get_or_init(|| {
-        let v = std::env::var("IPCKIT_BENCH_CPUS").ok()?;
-        let parsed = v
-            .split_once(',')
-            .and_then(|(p, c)| Some((p.trim().parse().ok()?, c.trim().parse().ok()?)));
-        if parsed.is_none() {
-            panic!("IPCKIT_BENCH_CPUS={v:?}: expected two CPU numbers, like 0,1");
-        }
-        parsed
-    })
-}
-
-/// Pins process `pid` (0: this one) to `cpu`.
-fn pin(pid: i32, cpu: usize) {
-    let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
-    rustix::thread::sched_setaffinity(rustix::process::Pid::from_raw(pid), &set)
-        .unwrap_or_else(|e| panic!("could not pin process {pid} to CPU {cpu}: {e}"));
-}
 
 /// Pins a long-lived child to the child CPU, when pinning is asked for.
 fn pin_child(pid: i32) {
@@ -545,120 +494,21 @@ impl Drop for Echo {
 // Python
 // ---------------------------------------------------------------------------
 
-/// The Python interpreter to use, or why there is none.
-fn find_python() -> Result<String, String> {
-    let python = std::env::var("IPCKIT_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import multiprocessing, sys; print(sys.version.split()[0])",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("`{python}` could not be run: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{python}` cannot import multiprocessing: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+/// Starts `mp_bench.py` with `args` (and the child CPU, when pinning).
+fn py_bench(python: &str, args: &[&str]) -> PyBench {
+    let cpu = cpus().map(|(_, cpu)| cpu.to_string());
+    let mut args = args.to_vec();
+    if let Some(cpu) = &cpu {
+        // The script itself inherits this process's CPU; it pins its
+        // children to the child CPU.
+        args.extend(["--child-cpu", cpu]);
     }
-    if !Path::new(PY_SCRIPT).is_file() {
-        return Err(format!("{PY_SCRIPT} is missing"));
-    }
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    println!("Python rows: `{python}` (Python {version}), {PY_SCRIPT}");
-    Ok(python)
-}
-
-/// A running `mp_bench.py`: one line in (iterations), one line out
-/// (nanoseconds it measured).
-struct PyBench {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    line: String,
-}
-
-impl PyBench {
-    fn start(python: &str, args: &[&str]) -> PyBench {
-        let mut cmd = Command::new(python);
-        cmd.arg(PY_SCRIPT).args(args);
-        if let Some((_, cpu)) = cpus() {
-            // The script itself inherits this process's CPU; it pins its
-            // children to the child CPU.
-            cmd.arg("--child-cpu").arg(cpu.to_string());
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {python} {PY_SCRIPT}: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut py = PyBench {
-            child,
-            stdin,
-            stdout,
-            line: String::new(),
-        };
-        let ready = py.read_line();
-        assert_eq!(ready, "ready", "mp_bench.py {args:?} did not start");
-        py
-    }
-
-    fn read_line(&mut self) -> String {
-        self.line.clear();
-        let n = self
-            .stdout
-            .read_line(&mut self.line)
-            .expect("read from mp_bench.py");
-        assert!(n > 0, "mp_bench.py exited early (see its error above)");
-        self.line.trim().to_string()
-    }
-
-    fn run(&mut self, n: u64) -> Duration {
-        let stdin = self.stdin.as_mut().expect("open");
-        writeln!(stdin, "{n}")
-            .and_then(|()| stdin.flush())
-            .expect("write to mp_bench.py");
-        let reply = self.read_line();
-        let ns: u64 = reply
-            .parse()
-            .unwrap_or_else(|_| panic!("mp_bench.py replied {reply:?}"));
-        Duration::from_nanos(ns)
-    }
-}
-
-impl Drop for PyBench {
-    fn drop(&mut self) {
-        self.stdin = None; // end of input: the script cleans up and exits
-        match self.child.wait() {
-            Ok(s) if s.success() => {}
-            Ok(s) => eprintln!("mp_bench.py ended with {s}"),
-            Err(e) => eprintln!("waiting for mp_bench.py: {e}"),
-        }
-    }
+    PyBench::start(python, PY_SCRIPT, &args)
 }
 
 // ---------------------------------------------------------------------------
 // Benchmarks
 // ---------------------------------------------------------------------------
-
-/// Benchmarks `id` with a state made on first use (so a filtered-out row
-/// starts no process) and kept for the whole function, then dropped.
-fn bench_with<S>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    id: &str,
-    make: impl Fn() -> S,
-    run: impl Fn(&mut S, u64) -> Duration,
-) {
-    let mut state: Option<S> = None;
-    group.bench_function(id, |b| {
-        let s = state.get_or_insert_with(&make);
-        b.iter_custom(|n| run(s, n));
-    });
-    drop(state);
-}
 
 fn throughput(c: &mut Criterion, group_id: &str, size: usize, python: &Result<String, String>) {
     let mut g = c.benchmark_group(group_id);
@@ -695,7 +545,7 @@ fn throughput(c: &mut Criterion, group_id: &str, size: usize, python: &Result<St
                 "--api",
                 api,
             ];
-            bench_with(&mut g, id, || PyBench::start(py, &args), PyBench::run);
+            bench_with(&mut g, id, || py_bench(py, &args), PyBench::run);
         }
     }
     g.finish();
@@ -716,7 +566,7 @@ fn latency(c: &mut Criterion, python: &Result<String, String>) {
     if let Ok(py) = python {
         for (id, duplex) in [("py_pipe_duplex", "1"), ("py_two_pipe_oneway", "0")] {
             let args = ["latency", "--duplex", duplex, "--size", "64"];
-            bench_with(&mut g, id, || PyBench::start(py, &args), PyBench::run);
+            bench_with(&mut g, id, || py_bench(py, &args), PyBench::run);
         }
     }
     g.finish();
@@ -740,109 +590,10 @@ fn spawn_join(c: &mut Criterion, python: &Result<String, String>) {
     if let Ok(py) = python {
         for (id, method) in [("py_spawn", "spawn"), ("py_fork", "fork")] {
             let args = ["spawn", "--method", method];
-            bench_with(&mut g, id, || PyBench::start(py, &args), PyBench::run);
+            bench_with(&mut g, id, || py_bench(py, &args), PyBench::run);
         }
     }
     g.finish();
-}
-
-// ---------------------------------------------------------------------------
-// The ratio table
-// ---------------------------------------------------------------------------
-
-/// Criterion's output directory, found as criterion finds it.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // The bench binary is <target>/[<triple>/]<profile>/deps/pipe-<hash>.
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(t) = exe
-            .ancestors()
-            .find(|p| p.file_name().is_some_and(|n| n == "target"))
-        {
-            return t.join("criterion");
-        }
-        if let Some(t) = exe
-            .ancestors()
-            .skip(1)
-            .find(|p| p.join("criterion").is_dir())
-        {
-            return t.join("criterion");
-        }
-    }
-    PathBuf::from("target/criterion")
-}
-
-/// Mean time per iteration (ns) of a benchmark, if this run saved it.
-fn fresh_mean(dir: &Path, group: &str, id: &str, since: SystemTime) -> Option<f64> {
-    let path = dir.join(group).join(id).join("new").join("estimates.json");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None; // left over from an earlier run (filtered out now)
-    }
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-    json["mean"]["point_estimate"].as_f64()
-}
-
-fn format_time(ns: f64, unit: Unit) -> String {
-    match unit {
-        Unit::Message => format!("{ns:9.1} ns  {:7.3} M msg/s", 1e3 / ns),
-        Unit::RoundTrip => format!("{:8.2} µs  {:7.1} k rt/s", ns / 1e3, 1e6 / ns),
-        Unit::Child => format!("{:8.3} ms  {:7.1} /s", ns / 1e6, 1e9 / ns),
-    }
-}
-
-fn print_ratio_table(since: SystemTime) {
-    let dir = criterion_dir();
-    let mut out = String::new();
-    for group in GROUPS {
-        let means: Vec<(&Row, f64)> = group
-            .rows
-            .iter()
-            .filter_map(|r| Some((r, fresh_mean(&dir, group.id, r.id, since)?)))
-            .collect();
-        if means.is_empty() {
-            continue;
-        }
-        let width = means
-            .iter()
-            .map(|(r, _)| r.label.chars().count())
-            .max()
-            .unwrap_or(0);
-        out.push_str(&format!("\n{} [{}]\n", group.title, group.id));
-        for (r, ns) in &means {
-            let ratios: Vec<String> =
-                r.vs.iter()
-                    .filter_map(|b| {
-                        let (base, base_ns) = means.iter().find(|(x, _)| x.id == *b)?;
-                        Some(format!("{:.2}x {} time", ns / base_ns, base.label))
-                    })
-                    .collect();
-            let pad = width - r.label.chars().count();
-            out.push_str(&format!(
-                "  {}{:pad$}  {}{}{}\n",
-                r.label,
-                "",
-                format_time(*ns, group.unit),
-                if ratios.is_empty() { "" } else { "   " },
-                ratios.join(", "),
-            ));
-        }
-    }
-    if out.is_empty() {
-        println!(
-            "\n(no ratio table: criterion saved no estimates in this run under {})",
-            dir.display()
-        );
-    } else {
-        println!(
-            "\n=== ipckit pipe benchmark: mean time per iteration, ratios of times (lower is faster) ==={out}"
-        );
-    }
 }
 
 fn main() {
@@ -853,20 +604,15 @@ fn main() {
             "pinned: this process (and Python senders) to CPU {parent}, long-lived children to CPU {child}"
         );
     }
-    let python = find_python();
+    let python = find_python(PY_SCRIPT);
     if let Err(why) = &python {
         println!("skipping Python rows: {why}");
     }
-    let mut c = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .nresamples(20_000)
-        .configure_from_args();
+    let mut c = support::criterion();
     throughput(&mut c, "throughput_64B", 64, &python);
     throughput(&mut c, "throughput_4KiB", 4096, &python);
     latency(&mut c, &python);
     spawn_join(&mut c, &python);
     c.final_summary();
-    print_ratio_table(since);
+    print_ratio_table("pipe", GROUPS, since);
 }

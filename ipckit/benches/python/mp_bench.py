@@ -8,11 +8,10 @@ it running, like it keeps one ipckit child per function:
     python3 mp_bench.py latency --duplex 0 --size 64
     python3 mp_bench.py spawn --method fork
 
-The script sets up its processes (and waits until they answer), prints
-``ready``, then reads one integer N
-per line from stdin; for each it does N iterations and prints the elapsed
-time in integer nanoseconds (``time.perf_counter_ns``) on one line. End of
-input shuts everything down.
+The script sets up its processes (and waits until they answer), then
+answers counts as ``bench_protocol.py`` describes: for each N it does N
+iterations and prints the elapsed time in nanoseconds. End of input shuts
+everything down.
 
 - throughput: this process sends N messages of --size bytes over a
   ``Pipe(duplex)`` (``send_bytes``, or ``send`` of a bytes object with
@@ -35,8 +34,9 @@ ipckit's re-exec); it does not matter for their steady-state cost.
 import argparse
 import multiprocessing as mp
 import os
-import sys
 import time
+
+from bench_protocol import serve
 
 
 def sink(conn, ctl, use_obj):
@@ -188,18 +188,7 @@ def main():
     else:
         bench = Spawn(args.method)
 
-    out = sys.stdout
-    out.write("ready\n")
-    out.flush()
-    try:
-        for line in sys.stdin:
-            line = line.strip()
-            if not line:
-                continue
-            out.write(f"{bench.run(int(line))}\n")
-            out.flush()
-    finally:
-        bench.close()
+    serve(bench)
 
 
 if __name__ == "__main__":
