@@ -96,7 +96,10 @@ impl MutexCell {
             MutexLock::Busy => return Err(LockError::WouldBlock),
             MutexLock::Deadlock => return Err(LockError::Deadlock),
         };
-        self.depth.fetch_add(1, Ordering::Relaxed);
+        // Only the holder writes the bookkeeping: plain stores, no atomic
+        // read-modify-write on the fast path.
+        let depth = self.depth.load(Ordering::Relaxed);
+        self.depth.store(depth + 1, Ordering::Relaxed);
         self.owner.store(sys::gettid(), Ordering::Relaxed);
         Ok(died)
     }
