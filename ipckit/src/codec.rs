@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`Postcard`] (default) | [postcard](https://docs.rs/postcard), compact, not self-describing | ipckit to ipckit |
 //! | [`Json`] | JSON text (serde_json) | other languages, debugging, seed 002's JSON messages |
+//! | [`Pickle`] | Python's pickle (serde-pickle: reads protocols 0-5, writes 3) | Python's `Connection.send`/`recv` |
 //!
 //! Decoding never runs code chosen by the sender (unlike Python's pickle): a
 //! malformed or hostile message is a [`CodecError`], and the receiver names
@@ -123,5 +124,46 @@ impl Codec for Json {
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         serde_json::from_slice(bytes).map_err(|e| CodecError::new(Self::NAME, e))
+    }
+}
+
+/// Python's pickle format, so that Python's `conn.send(obj)` arrives as a
+/// Rust value and a Rust value arrives in Python as objects: dicts and
+/// structs, lists, tuples, strings, numbers, `None`.
+///
+/// Decoding interprets pickle opcodes into plain data with
+/// [serde-pickle](https://docs.rs/serde-pickle); it never imports or calls
+/// anything, so a hostile pickle is an error, not code execution.
+///
+/// ```
+/// use ipckit::codec::{Codec, Pickle};
+/// use std::collections::BTreeMap;
+///
+/// let mut buf = Vec::new();
+/// Pickle::encode(&BTreeMap::from([("n", 1)]), &mut buf).unwrap();
+/// let back: BTreeMap<String, i64> = Pickle::decode(&buf).unwrap();
+/// assert_eq!(back["n"], 1);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pickle;
+
+impl Codec for Pickle {
+    const NAME: &'static str = "pickle";
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        /// serde-pickle wants a sized value; a reference is one.
+        struct Sized<'a, T: ?std::marker::Sized>(&'a T);
+        impl<T: Serialize + ?std::marker::Sized> Serialize for Sized<'_, T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize(s)
+            }
+        }
+        serde_pickle::to_writer(out, &Sized(value), serde_pickle::SerOptions::new())
+            .map_err(|e| CodecError::new(Self::NAME, e))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new())
+            .map_err(|e| CodecError::new(Self::NAME, e))
     }
 }

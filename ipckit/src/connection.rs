@@ -278,6 +278,13 @@ impl<C: Codec> Connection<C> {
         }
     }
 
+    pub(crate) fn from_raw(raw: RawConnection) -> Connection<C> {
+        Connection {
+            raw,
+            _codec: PhantomData,
+        }
+    }
+
     pub(crate) fn from_parts(
         fd: OwnedFd,
         socket: bool,
@@ -376,6 +383,12 @@ impl<C> Connection<C> {
     /// ```
     pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         self.raw.poll(sys::deadline_after(timeout))
+    }
+
+    /// True when received data is already buffered (a receive may not need
+    /// the kernel).
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.raw.rend > self.raw.rstart
     }
 
     /// True when this end can receive.

@@ -51,6 +51,7 @@
 pub mod codec;
 pub mod connection;
 mod handle;
+pub mod net;
 pub mod process;
 pub mod queue;
 pub mod shm;

@@ -481,6 +481,12 @@ impl<R> Process<R> {
         self.shared.daemon
     }
 
+    /// A descriptor that becomes readable when the child exits (its pidfd;
+    /// Python's `sentinel`), for `poll`/`epoll` or [`net::wait`](crate::net::wait).
+    pub fn sentinel(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.shared.pidfd.as_fd()
+    }
+
     /// True while the child has not exited. Never fooled by pid reuse: it
     /// asks the child's pidfd. It also takes in whatever the child has sent
     /// so far, so a child with a large result is never stuck waiting for

@@ -557,6 +557,59 @@ pub(crate) fn getuid() -> u32 {
 }
 
 // ---------------------------------------------------------------------------
+// Sockets
+// ---------------------------------------------------------------------------
+
+/// A listening Unix socket at `path` whose file has mode 0600 from the start:
+/// the mode is set on the socket before `bind` creates the file (Linux
+/// gives the file the socket inode's mode), so there is no window in which
+/// others could connect.
+pub(crate) fn unix_listener_0600(path: &std::path::Path, backlog: u32) -> io::Result<OwnedFd> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(io_err)?;
+    rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o600)).map_err(io_err)?;
+    let addr = rustix::net::SocketAddrUnix::new(path).map_err(io_err)?;
+    rustix::net::bind(&fd, &addr).map_err(io_err)?;
+    rustix::net::listen(&fd, backlog.min(i32::MAX as u32) as i32).map_err(io_err)?;
+    Ok(fd)
+}
+
+/// Accepts a connection (close-on-exec). `EINTR` and `ECONNABORTED` (a peer
+/// that gave up while queued) are retried.
+pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    loop {
+        match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
+            Err(Errno::INTR) | Err(Errno::CONNABORTED) => continue,
+            r => return r.map_err(io_err),
+        }
+    }
+}
+
+/// Turns off Nagle's algorithm on a TCP socket (small messages go at once).
+pub(crate) fn set_nodelay(sock: BorrowedFd<'_>) {
+    let _ = rustix::net::sockopt::set_tcp_nodelay(sock, true);
+}
+
+/// Fills `buf` from the kernel's random number generator.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // Shared memory
 // ---------------------------------------------------------------------------
 
