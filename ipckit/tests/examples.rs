@@ -93,3 +93,51 @@ fn shared_counter_example_is_exact_under_the_lock() {
         .expect("unlocked line");
     assert!(line.contains("(expected 60000;"), "{line}");
 }
+
+#[test]
+fn python_peer_example_exchanges_dicts_both_ways() {
+    let _w = watchdog(60);
+    if Command::new("python3")
+        .arg("-c")
+        .arg("import multiprocessing.connection")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        println!("SKIPPED: python3 is not available");
+        return;
+    }
+    let out = run_example("python_peer");
+    assert!(
+        out.contains(
+            "rust listener got: Request { message: \"hello from Python\", numbers: [1, 2, 3] }"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("python client got: {'answer': 6, 'from': 'Rust'}"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rust client got: Reply { answer: 60, from: \"Python\" }"),
+        "{out}"
+    );
+    assert!(
+        out.contains("python server got: {'message': 'hello from Rust', 'numbers': [10, 20, 30]}"),
+        "{out}"
+    );
+}
+
+#[test]
+fn chat_example_relays_between_clients() {
+    let _w = watchdog(60);
+    let out = run_example("chat");
+    for name in ["ada", "bob", "cy"] {
+        assert!(out.contains(&format!("server: {name} joined")), "{out}");
+        assert!(
+            out.contains(&format!("server: {name} is done talking")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("server: bob says \"hi ada\""), "{out}");
+}
