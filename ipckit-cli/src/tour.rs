@@ -5,6 +5,8 @@ use std::error::Error;
 use std::time::Duration;
 
 use ipckit::codec::Json;
+use ipckit::codec::Pickle;
+use ipckit::net::{Client, Listener, NetError};
 use ipckit::process::{Builder, JoinError, current_process, parent_process};
 use ipckit::queue::{GetError, JoinableQueue, PutError, Queue};
 use ipckit::shm::{Array, RawValue, SharedMemory, Value};
@@ -23,6 +25,7 @@ pub fn run() -> Result {
     queues()?;
     shared_memory()?;
     locks_and_semaphores()?;
+    sockets()?;
     println!("\ntour finished: every child was joined, nothing was left behind");
     Ok(())
 }
@@ -351,6 +354,7 @@ fn locks_and_semaphores() -> Result {
     }
     all.sort();
     println!("  barrier for 3 processes: all passed, arrival indexes {all:?}");
+    println!();
     Ok(())
 }
 
@@ -432,5 +436,84 @@ fn queues() -> Result {
         .collect::<std::result::Result<_, _>>()?;
     println!("  JoinableQueue: 2 workers did {counts:?} of 20 jobs; join() returned {finished}");
     println!();
+    Ok(())
+}
+
+fn sockets() -> Result {
+    section("8. Sockets (seed 004: Listener/Client with an auth key, Python's wire protocol)");
+    let dir = std::env::temp_dir().join(format!("ipckit-tour-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = sockets_in(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn sockets_in(dir: &std::path::Path) -> Result {
+    let address = dir.join("tour.sock").to_string_lossy().into_owned();
+    let listener = Listener::builder()
+        .authkey(b"tour key")
+        .handshake_timeout(Duration::from_secs(5))
+        .bind(&address)?;
+    println!("  listening on {address} (mode 0600, HMAC challenge-response both ways)");
+    let good = Process::spawn(
+        |address: String| {
+            let mut c = Client::connect(&address, Some(b"tour key")).expect("right key");
+            c.send(&"hello with the right key").expect("send");
+            c.recv::<String>().expect("reply")
+        },
+        address.clone(),
+    )?;
+    let mut conn = listener.accept_timeout(Duration::from_secs(10))?;
+    let said: String = conn.recv()?;
+    conn.send(&format!("server heard {said:?}"))?;
+    println!("  a child with the right key: {}", good.join()?);
+    let bad = Process::spawn(
+        |address: String| {
+            Client::connect(&address, Some(b"wrong key"))
+                .err()
+                .map(|e| e.to_string())
+        },
+        address.clone(),
+    )?;
+    match listener.accept_timeout(Duration::from_secs(10)) {
+        Err(NetError::Authentication(why)) => {
+            println!("  a child with a wrong key: the server says {why:?}")
+        }
+        other => return Err(format!("expected an authentication error, got {other:?}").into()),
+    }
+    println!(
+        "  ...and the child says {:?}",
+        bad.join()?.unwrap_or_default()
+    );
+    let python = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom multiprocessing.connection import Client\nc = Client(sys.argv[1], authkey=b'tour key')\nc.send({'from': 'python', 'n': [1, 2, 3]})\nprint(c.recv())",
+            &address,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    match python {
+        Err(_) => println!("  (python3 not found: skipping the Python client)"),
+        Ok(mut py) => {
+            #[derive(Deserialize, Debug)]
+            struct FromPython {
+                from: String,
+                n: Vec<i64>,
+            }
+            let mut conn = listener
+                .accept_timeout(Duration::from_secs(10))?
+                .with_codec::<Pickle>();
+            let msg: FromPython = conn.recv()?;
+            conn.send(&format!("sum is {}", msg.n.iter().sum::<i64>()))?;
+            let mut out = String::new();
+            std::io::Read::read_to_string(py.stdout.as_mut().ok_or("no stdout")?, &mut out)?;
+            py.wait()?;
+            println!(
+                "  Python's standard library client sent {msg:?}; it printed {:?}",
+                out.trim()
+            );
+        }
+    }
     Ok(())
 }

@@ -73,6 +73,9 @@ fn tour_runs_every_mechanism_and_exits_0() {
         "owner_died() = true",
         "(3 done)",
         "arrival indexes [0, 1, 2]",
+        "8. Sockets",
+        "a child with the right key: server heard \"hello with the right key\"",
+        "a child with a wrong key: the server says",
         "tour finished",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
