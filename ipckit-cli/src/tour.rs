@@ -496,7 +496,7 @@ fn sockets_in(dir: &std::path::Path) -> Result {
     match python {
         Err(_) => println!("  (python3 not found: skipping the Python client)"),
         Ok(mut py) => {
-            #[derive(Deserialize, Debug)]
+            #[derive(Deserialize)]
             struct FromPython {
                 from: String,
                 n: Vec<i64>,
@@ -510,7 +510,9 @@ fn sockets_in(dir: &std::path::Path) -> Result {
             std::io::Read::read_to_string(py.stdout.as_mut().ok_or("no stdout")?, &mut out)?;
             py.wait()?;
             println!(
-                "  Python's standard library client sent {msg:?}; it printed {:?}",
+                "  a Python standard-library client ({}) sent n = {:?}; it printed {:?}",
+                msg.from,
+                msg.n,
                 out.trim()
             );
         }
