@@ -55,6 +55,7 @@ pub mod net;
 pub mod process;
 pub mod queue;
 pub mod shm;
+pub mod signal;
 pub mod sync;
 mod sys;
 

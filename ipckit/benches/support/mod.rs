@@ -1,6 +1,7 @@
 //! What the benchmarks share (`mod support;` in each; not a target itself):
-//! criterion's settings, CPU pinning, the long-lived Python helper protocol,
-//! and the ratio table printed after criterion from the estimates it saved.
+//! criterion's settings, CPU pinning, finding Python (and its optional
+//! modules), the long-lived Python helper protocol, and the ratio table
+//! printed after criterion from the estimates it saved.
 //!
 //! Each benchmark uses a different subset, so items unused by one of them
 //! are marked `allow(dead_code)`.
@@ -76,10 +77,37 @@ pub fn pin(pid: i32, cpu: usize) {
 // Python
 // ---------------------------------------------------------------------------
 
-/// The Python interpreter to use (`IPCKIT_BENCH_PYTHON`, else `python3`) to
-/// run `script`, or why there is none.
+/// The venv `scripts/bench-setup` makes (with faster-fifo in it).
+const BENCH_VENV_PYTHON: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../target/bench-venv/bin/python"
+);
+
+/// The Python interpreter to use to run `script`, or why there is none:
+/// `IPCKIT_BENCH_PYTHON` if set, else the venv of `scripts/bench-setup`
+/// (`target/bench-venv`) if there is one, else `python3`. Prints which.
 pub fn find_python(script: &str) -> Result<String, String> {
-    let python = std::env::var("IPCKIT_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let (python, why) = match std::env::var("IPCKIT_BENCH_PYTHON") {
+        Ok(p) => (p, "IPCKIT_BENCH_PYTHON"),
+        Err(_) if Path::new(BENCH_VENV_PYTHON).is_file() => {
+            let venv = Path::new(BENCH_VENV_PYTHON);
+            // Shown without the `ipckit/..` detour.
+            let shown = venv
+                .parent()
+                .and_then(Path::parent)
+                .and_then(Path::parent)
+                .and_then(|target| std::fs::canonicalize(target).ok())
+                .map_or_else(|| venv.to_path_buf(), |t| t.join("bench-venv/bin/python"));
+            (
+                shown.to_string_lossy().into_owned(),
+                "the venv of scripts/bench-setup",
+            )
+        }
+        Err(_) => (
+            "python3".to_string(),
+            "no IPCKIT_BENCH_PYTHON, no target/bench-venv",
+        ),
+    };
     let out = Command::new(&python)
         .args([
             "-c",
@@ -98,8 +126,36 @@ pub fn find_python(script: &str) -> Result<String, String> {
         return Err(format!("{script} is missing"));
     }
     let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    println!("Python rows: `{python}` (Python {version}), {script}");
+    println!("Python rows: `{python}` (Python {version}; {why}), {script}");
     Ok(python)
+}
+
+/// The version of Python module `module` (its distribution's, else its
+/// `__version__`, else `?`) if `python` can import it, or why not.
+#[allow(dead_code, reason = "only some benchmarks have optional modules")]
+pub fn python_module(python: &str, module: &str) -> Result<String, String> {
+    let code = format!(
+        "import importlib, importlib.metadata as md\n\
+         m = importlib.import_module({module:?})\n\
+         try:\n    v = md.version({dist:?})\n\
+         except Exception:\n    v = getattr(m, '__version__', '?')\n\
+         print(v)",
+        dist = module.replace('_', "-"),
+    );
+    let out = Command::new(python)
+        .args(["-c", &code])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("`{python}` could not be run: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "`{python}` cannot import {module}: {}",
+            err.trim().lines().last().unwrap_or("(no message)")
+        ))
+    }
 }
 
 /// A running Python benchmark script (see `python/bench_protocol.py`): it

@@ -343,6 +343,17 @@ impl Builder {
     }
 }
 
+/// A child's state, from [`Process::state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Running (or continued after a stop).
+    Running,
+    /// Stopped by this signal (`SIGSTOP`, `SIGTSTP`, …).
+    Stopped(crate::signal::Signal),
+    /// Exited; `join` tells how.
+    Exited,
+}
+
 /// What the parent and the registry of children share about one child.
 struct ChildShared {
     pid: i32,
@@ -510,6 +521,51 @@ impl<R> Process<R> {
             Exit::Signal(s) => Some(-s),
             Exit::Unknown => None,
         })
+    }
+
+    /// Sends `signal` to the child (through its pidfd). Does nothing if it
+    /// already ended.
+    pub fn send_signal(&self, signal: crate::signal::Signal) -> io::Result<()> {
+        self.signal(signal.number())
+    }
+
+    /// Suspends the child (`SIGSTOP`); [`resume`](Self::resume) continues it.
+    pub fn suspend(&self) -> io::Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Continues a suspended child (`SIGCONT`).
+    pub fn resume(&self) -> io::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    /// The child's state now: running, stopped (by which signal), or exited
+    /// (not yet joined). Asked of the kernel through the pidfd, without
+    /// consuming anything `join` needs.
+    ///
+    /// ```
+    /// use ipckit::process::{Process, ProcessState};
+    /// let mut child = Process::spawn(|s: u64| std::thread::sleep(std::time::Duration::from_secs(s)), 60)?;
+    /// child.suspend()?;
+    /// while child.state() != ProcessState::Stopped(ipckit::signal::Signal::STOP) {
+    ///     std::thread::yield_now();
+    /// }
+    /// child.resume()?;
+    /// child.kill()?;
+    /// let _ = child.join();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn state(&self) -> ProcessState {
+        if self.exit.is_some() {
+            return ProcessState::Exited;
+        }
+        match sys::peek_state(self.shared.pidfd.as_fd()) {
+            Ok(None) | Ok(Some(sys::ChildState::Continued)) => ProcessState::Running,
+            Ok(Some(sys::ChildState::Stopped(sig))) => ProcessState::Stopped(
+                crate::signal::Signal::from_number(sig).unwrap_or(crate::signal::Signal::STOP),
+            ),
+            Ok(Some(sys::ChildState::Exited)) | Err(_) => ProcessState::Exited,
+        }
     }
 
     /// Sends SIGTERM (Python's `terminate`). Does nothing if it already ended.

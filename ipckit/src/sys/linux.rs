@@ -509,6 +509,41 @@ pub(crate) fn reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Exit
     }))
 }
 
+/// A child's current state as `waitid(P_PIDFD, … | WNOWAIT)` sees it,
+/// without consuming the event: `None` while it runs normally.
+pub(crate) fn peek_state(pidfd: BorrowedFd<'_>) -> io::Result<Option<ChildState>> {
+    use rustix::process::{WaitId, WaitIdOptions};
+    let opts = WaitIdOptions::EXITED
+        | WaitIdOptions::STOPPED
+        | WaitIdOptions::CONTINUED
+        | WaitIdOptions::NOHANG
+        | WaitIdOptions::NOWAIT;
+    let status = loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
+            Err(Errno::INTR) => continue,
+            Err(Errno::CHILD) => return Ok(Some(ChildState::Exited)),
+            r => break r.map_err(io_err)?,
+        }
+    };
+    Ok(status.map(|s| {
+        if s.stopped() {
+            ChildState::Stopped(s.stopping_signal().unwrap_or(libc::SIGSTOP))
+        } else if s.continued() {
+            ChildState::Continued
+        } else {
+            ChildState::Exited
+        }
+    }))
+}
+
+/// What [`peek_state`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChildState {
+    Stopped(i32),
+    Continued,
+    Exited,
+}
+
 /// Sets the disposition of `SIGPIPE` to "ignore", as the Rust runtime does
 /// before `main`, so writes to a vanished reader fail with `EPIPE`.
 pub(crate) fn ignore_sigpipe() {
