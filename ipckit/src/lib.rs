@@ -52,6 +52,7 @@ pub mod codec;
 pub mod connection;
 mod handle;
 pub mod net;
+pub mod os;
 pub mod process;
 pub mod queue;
 pub mod shm;

@@ -239,6 +239,37 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     .map_err(io_err)
 }
 
+/// Creates a FIFO (`mkfifo(3)`).
+pub(crate) fn mkfifo(path: &std::path::Path, mode: u32) -> io::Result<()> {
+    use rustix::fs::{CWD, FileType, Mode};
+    rustix::fs::mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(mode), 0).map_err(io_err)
+}
+
+/// Opens a FIFO (close-on-exec) for reading or writing; `nonblock` makes
+/// the open itself not wait for the other side.
+pub(crate) fn open_fifo(
+    path: &std::path::Path,
+    write: bool,
+    nonblock: bool,
+) -> io::Result<OwnedFd> {
+    use rustix::fs::{CWD, Mode, OFlags};
+    let mut flags = OFlags::CLOEXEC
+        | if write {
+            OFlags::WRONLY
+        } else {
+            OFlags::RDONLY
+        };
+    if nonblock {
+        flags |= OFlags::NONBLOCK;
+    }
+    loop {
+        match rustix::fs::openat(CWD, path, flags, Mode::empty()) {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(io_err),
+        }
+    }
+}
+
 /// Shuts down one direction of a socket.
 pub(crate) fn shutdown(fd: BorrowedFd<'_>, read: bool) -> io::Result<()> {
     use rustix::net::Shutdown;
