@@ -51,6 +51,7 @@
 pub mod codec;
 pub mod connection;
 mod handle;
+pub mod msgq;
 pub mod net;
 pub mod os;
 pub mod process;
