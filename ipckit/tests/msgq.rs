@@ -77,16 +77,6 @@ fn peer() -> Option<&'static PathBuf> {
     .as_ref()
 }
 
-/// Removes the peer's directory when the test binary's last test ends.
-struct PeerDir;
-impl Drop for PeerDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(
-            std::env::temp_dir().join(format!("ipckit-msgq-peer-{}", std::process::id())),
-        );
-    }
-}
-
 /// A System V queue removed on drop, even if the test fails.
 struct Sysv(SysvQueue);
 impl Drop for Sysv {
