@@ -297,12 +297,15 @@ impl FromStr for Signal {
 
 /// The `kill -l` listing: every signal with its number.
 pub fn kill_list() -> String {
-    let mut out = String::new();
-    for (i, s) in Signal::all().into_iter().enumerate() {
-        out.push_str(&format!("{:2}) {:<12}", s.number(), s.name()));
-        out.push(if i % 5 == 4 { '\n' } else { ' ' });
-    }
-    out.trim_end().to_string()
+    let cells: Vec<String> = Signal::all()
+        .into_iter()
+        .map(|s| format!("{:2}) {:<12}", s.number(), s.name()))
+        .collect();
+    cells
+        .chunks(5)
+        .map(|line| line.join(" ").trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Sends `signal` to process `pid` (Python's `os.kill`).

@@ -141,3 +141,48 @@ fn chat_example_relays_between_clients() {
     }
     assert!(out.contains("server: bob says \"hi ada\""), "{out}");
 }
+
+#[test]
+fn signals_example_handles_and_suspends() {
+    let _w = watchdog(60);
+    let out = run_example("signals");
+    assert!(out.contains("got SIGUSR1"), "{out}");
+    assert!(out.contains("got SIGTERM"), "{out}");
+    assert!(out.contains("the child counted 1 SIGUSR1"), "{out}");
+    assert!(out.contains("after SIGSTOP: Stopped(SIGSTOP(19))"), "{out}");
+    assert!(out.contains("after SIGCONT: Running"), "{out}");
+    assert!(out.contains(" 9) SIGKILL"), "{out}");
+}
+
+#[test]
+fn fifo_example_runs_two_unrelated_processes() {
+    let _w = watchdog(60);
+    let out = run_example("fifo");
+    assert!(out.contains(": hello through the file system"), "{out}");
+    assert!(out.contains("the writer closed its end"), "{out}");
+}
+
+#[test]
+fn msgqueue_example_selects_by_type() {
+    let _w = watchdog(60);
+    let out = run_example("msgqueue");
+    assert!(
+        out.contains("receiver taking only type 2 got type 2: job A"),
+        "{out}"
+    );
+    assert!(
+        out.contains("receiver taking only type 2 got type 2: job B"),
+        "{out}"
+    );
+    let lowest: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("lowest type first"))
+        .collect();
+    assert_eq!(lowest.len(), 4, "{out}");
+    assert!(
+        lowest[0].ends_with("type 1: urgent alarm")
+            && lowest[3].ends_with("type 3: another log line"),
+        "{out}"
+    );
+    assert!(out.contains("left in the queue: 0 messages"), "{out}");
+}

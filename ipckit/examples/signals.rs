@@ -1,0 +1,71 @@
+//! Signals, as seed 004 shows them: a child with handlers, the parent sends
+//! SIGUSR1 and then SIGTERM; a worker suspended and resumed with
+//! SIGSTOP/SIGCONT; and the `kill -l` listing.
+//!
+//! ```text
+//! cargo run --example signals
+//! ```
+
+use std::time::Duration;
+
+use ipckit::Process;
+use ipckit::process::ProcessState;
+use ipckit::signal::{self, Signal};
+use ipckit::sync::Event;
+
+fn handler_child(ready: Event) -> u32 {
+    let signals = signal::channel(&[Signal::USR1, Signal::TERM]).expect("handlers");
+    ready.set();
+    let mut usr1 = 0;
+    for s in signals.iter() {
+        println!(
+            "child {}: got {} ({})",
+            std::process::id(),
+            s.name(),
+            s.description()
+        );
+        match s {
+            Signal::USR1 => usr1 += 1,
+            _ => break, // SIGTERM: clean up and leave
+        }
+    }
+    println!("child: shutting down cleanly");
+    usr1
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let ready = Event::new()?;
+    let child = Process::spawn(handler_child, ready.try_clone()?)?;
+    ready.wait(Some(Duration::from_secs(10)));
+    println!("parent: kill -USR1 {}", child.pid());
+    signal::send(child.pid(), Signal::USR1)?;
+    std::thread::sleep(Duration::from_millis(50)); // let the child print in order
+    println!("parent: kill -TERM {}", child.pid());
+    child.send_signal(Signal::TERM)?;
+    println!("parent: the child counted {} SIGUSR1", child.join()?);
+
+    let worker = Process::spawn(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60)?;
+    worker.suspend()?;
+    while worker.state() == ProcessState::Running {
+        std::thread::yield_now();
+    }
+    println!(
+        "worker {} after SIGSTOP: {:?}",
+        worker.pid(),
+        worker.state()
+    );
+    worker.resume()?;
+    while worker.state() != ProcessState::Running {
+        std::thread::yield_now();
+    }
+    println!(
+        "worker {} after SIGCONT: {:?}",
+        worker.pid(),
+        worker.state()
+    );
+    worker.kill()?;
+    println!("worker after SIGKILL: {}", worker.join().unwrap_err());
+
+    println!("\nkill -l:\n{}", signal::kill_list());
+    Ok(())
+}
