@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use ipckit::codec::Json;
 use ipckit::codec::Pickle;
+use ipckit::msgq::{Selector, SysvQueue};
 use ipckit::net::{Client, Listener, NetError};
+use ipckit::os::{Fifo, Open};
+use ipckit::process::ProcessState;
 use ipckit::process::{Builder, JoinError, current_process, parent_process};
 use ipckit::queue::{GetError, JoinableQueue, PutError, Queue};
 use ipckit::shm::{Array, RawValue, SharedMemory, Value};
+use ipckit::signal::{self, Signal};
 use ipckit::sync::{Barrier, Event, Lock, Semaphore};
 use ipckit::{Connection, Process, RecvError};
 use serde::{Deserialize, Serialize};
@@ -24,7 +28,10 @@ pub fn run() -> Result {
     pipe_errors()?;
     queues()?;
     shared_memory()?;
+    signals()?;
     locks_and_semaphores()?;
+    named_pipes()?;
+    message_queues()?;
     sockets()?;
     println!("\ntour finished: every child was joined, nothing was left behind");
     Ok(())
@@ -290,7 +297,7 @@ fn shared_memory() -> Result {
 }
 
 fn locks_and_semaphores() -> Result {
-    section("7. Locks and semaphores (seed 002: P/V, mutual exclusion; crash safety)");
+    section("8. Locks and semaphores (seed 002: P/V, mutual exclusion; crash safety)");
     let lock = Lock::new()?;
     let held = Event::new()?;
     let holder = Process::spawn(
@@ -440,7 +447,7 @@ fn queues() -> Result {
 }
 
 fn sockets() -> Result {
-    section("8. Sockets (seed 004: Listener/Client with an auth key, Python's wire protocol)");
+    section("11. Sockets (seed 004: Listener/Client with an auth key, Python's wire protocol)");
     let dir = std::env::temp_dir().join(format!("ipckit-tour-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = sockets_in(&dir);
@@ -517,5 +524,123 @@ fn sockets_in(dir: &std::path::Path) -> Result {
             );
         }
     }
+    Ok(())
+}
+
+fn signals() -> Result {
+    section("7. Signals (seeds 000 and 004: kill -l, kill -SIG PID, handlers)");
+    let listing = signal::kill_list();
+    println!(
+        "  kill -l (first line): {}",
+        listing.lines().next().unwrap_or_default().trim()
+    );
+    let ready = Event::new()?;
+    let child = Process::spawn(
+        |ready: Event| {
+            let rx = signal::channel(&[Signal::USR1, Signal::TERM]).expect("handlers");
+            ready.set();
+            let mut got = Vec::new();
+            while let Ok(s) = rx.recv_timeout(Duration::from_secs(10)) {
+                got.push(s.name());
+                if s == Signal::TERM {
+                    break;
+                }
+            }
+            got
+        },
+        ready.try_clone()?,
+    )?;
+    ready.wait(Some(Duration::from_secs(10)));
+    signal::send(child.pid(), Signal::USR1)?;
+    child.send_signal(Signal::TERM)?;
+    println!(
+        "  a child with handlers received {:?}, then exited cleanly",
+        child.join()?
+    );
+    let worker = Process::spawn(|s: u64| std::thread::sleep(Duration::from_secs(s)), 60)?;
+    worker.suspend()?;
+    while worker.state() == ProcessState::Running {
+        std::thread::yield_now();
+    }
+    println!("  SIGSTOP: the worker is {:?}", worker.state());
+    worker.resume()?;
+    while worker.state() != ProcessState::Running {
+        std::thread::yield_now();
+    }
+    println!("  SIGCONT: the worker is {:?}", worker.state());
+    worker.kill()?;
+    println!("  SIGKILL: {}", worker.join().unwrap_err());
+    match signal::flag(Signal::KILL) {
+        Err(e) => println!("  installing a handler for SIGKILL: {e}"),
+        Ok(_) => return Err("SIGKILL was caught".into()),
+    }
+    println!();
+    Ok(())
+}
+
+fn named_pipes() -> Result {
+    section("9. Named pipes (seed 004: os.mkfifo, unrelated processes)");
+    let path = std::env::temp_dir().join(format!("ipckit-tour-{}.fifo", std::process::id()));
+    Fifo::create(&path, 0o600)?;
+    let p = path.to_string_lossy().into_owned();
+    let writer = Process::spawn(
+        |p: String| {
+            use std::io::Write;
+            let mut w =
+                Fifo::open_writer(&p, Open::Timeout(Duration::from_secs(10))).expect("open");
+            writeln!(w, "a line through the FIFO").expect("write");
+        },
+        p.clone(),
+    )?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut Fifo::open_reader(&p, Open::Timeout(Duration::from_secs(10)))?,
+        &mut text,
+    )?;
+    writer.join()?;
+    println!(
+        "  {} (mode 0600): read {:?} until the writer closed",
+        path.display(),
+        text.trim()
+    );
+    match Fifo::open_writer(&p, Open::NonBlocking) {
+        Err(e) => println!("  a non-blocking writer with no reader: {e}"),
+        Ok(_) => return Err("opened a FIFO with no reader".into()),
+    }
+    Fifo::remove(&path)?;
+    println!();
+    Ok(())
+}
+
+fn message_queues() -> Result {
+    section("10. Message queues (seed 002: typed messages, receivers select by type)");
+    let q = SysvQueue::private(0o600)?;
+    for (t, text) in [(3, "log"), (2, "job A"), (1, "alarm"), (2, "job B")] {
+        q.send(t, text.as_bytes())?;
+    }
+    let jobs = Process::spawn(
+        |q: SysvQueue| {
+            (0..2)
+                .map(|_| {
+                    String::from_utf8_lossy(&q.recv(Selector::Type(2)).expect("recv").1)
+                        .into_owned()
+                })
+                .collect::<Vec<_>>()
+        },
+        q,
+    )?;
+    println!("  System V queue {}: sent types 3, 2, 1, 2", q.id());
+    println!("  a child taking only type 2 got {:?}", jobs.join()?);
+    let (t, text) = q.recv(Selector::UpTo(3))?;
+    println!(
+        "  taking the lowest type first: type {t}, {:?}",
+        String::from_utf8_lossy(&text)
+    );
+    match q.send(1, &vec![0; SysvQueue::max_message_size() + 1]) {
+        Err(e) => println!("  a message over the limit: {e}"),
+        Ok(()) => return Err("an oversized message was accepted".into()),
+    }
+    q.remove()?;
+    println!();
     Ok(())
 }
