@@ -1,13 +1,17 @@
 //! The `ipckit` command: a tour of ipckit's mechanisms between real
-//! processes (and, as the library grows, benchmarks and named objects).
+//! processes, and named objects (queues, shared memory, locks) from the
+//! shell.
 
+mod objects;
 mod tour;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use objects::{CliError, LsArgs, QueueCommand, RmArgs};
 
-/// Inter-process communication toolkit: see every mechanism at work.
+/// Inter-process communication toolkit: see every mechanism at work, and
+/// manage named objects from the shell.
 #[derive(Parser)]
 #[command(name = "ipckit", version, about, long_about = None)]
 struct Cli {
@@ -17,21 +21,46 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every mechanism ipckit has between real processes, narrated:
-    /// processes, then pipes (in the order the seeds teach them).
+    /// Run every mechanism ipckit has between real processes, narrated, in
+    /// the order the seeds teach them.
     Tour,
+    /// List every named ipckit object on the machine: kind, size or depth,
+    /// creating process, whether it is alive, and whether the object is
+    /// stale (what `ipcs` is for System V objects).
+    Ls(LsArgs),
+    /// Remove named ipckit objects by name, or every stale one (what
+    /// `ipcrm` is for System V objects).
+    Rm(RmArgs),
+    /// Named byte queues for shell scripts. Exit codes: 0 success, 1 error,
+    /// 2 usage, 3 empty, 4 full, 5 timeout, 6 not found.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// The `kill -l` listing with each signal's default action and meaning.
+    Signals,
 }
 
 fn main() -> ExitCode {
+    // Like any Unix filter: `ipckit ls | head` ends quietly when `head`
+    // stops reading, instead of failing to print. (ipckit's own pipe writes
+    // stay safe: they guard against SIGPIPE when it is not ignored.)
+    // SAFETY: SIG_DFL is a valid disposition; no handler code is installed.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Tour => tour::run(),
+    let result: Result<(), CliError> = match cli.command {
+        Command::Tour => tour::run().map_err(|e| CliError {
+            message: e.to_string(),
+            code: objects::code::ERROR,
+        }),
+        Command::Ls(args) => objects::ls(args),
+        Command::Rm(args) => objects::rm(args),
+        Command::Queue(cmd) => objects::queue(cmd),
+        Command::Signals => objects::signals(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ipckit: {e}");
-            ExitCode::FAILURE
+            eprintln!("ipckit: {}", e.message);
+            ExitCode::from(e.code)
         }
     }
 }

@@ -6,13 +6,27 @@ use std::time::{Duration, Instant};
 
 /// Runs `ipckit ARGS` with a watchdog: killed (and failed) after `secs`.
 fn ipckit(args: &[&str], secs: u64) -> (i32, String, String) {
+    ipckit_stdin(args, None, secs)
+}
+
+/// Like [`ipckit`], feeding `input` on standard input.
+fn ipckit_stdin(args: &[&str], input: Option<&[u8]>, secs: u64) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ipckit"))
         .args(args)
         .env_remove("RUST_BACKTRACE")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ipckit");
+    if let Some(data) = input {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -110,4 +124,167 @@ fn help_lists_the_tour() {
     let (code, out, _) = ipckit(&["--help"], 10);
     assert_eq!(code, 0);
     assert!(out.contains("tour"), "{out}");
+}
+
+fn unique(tag: &str) -> String {
+    format!("ipckit_cli_{}_{tag}", std::process::id())
+}
+
+/// Removes a named object when the test ends, whatever happens.
+struct Named(String);
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = ipckit::shm::remove(&self.0);
+    }
+}
+
+#[test]
+fn two_ipckit_processes_exchange_through_a_named_queue() {
+    let q = unique("q");
+    let _cleanup = Named(q.clone());
+    let (code, out, err) = ipckit(&["queue", "create", &q, "--maxsize", "2"], 20);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created queue"), "{out}");
+    assert_eq!(
+        ipckit(&["queue", "put", &q, "hello from one process"], 20).0,
+        0
+    );
+    assert_eq!(
+        ipckit_stdin(
+            &["queue", "put", &q, "--json"],
+            Some(br#"{"n": [1, 2]}"#),
+            20
+        )
+        .0,
+        0
+    );
+    assert_eq!(ipckit(&["queue", "len", &q], 20).1.trim(), "2");
+    let (code, _, err) = ipckit(&["queue", "put", &q, "third"], 20);
+    assert_eq!(code, 4, "full: {err}");
+    let (code, _, err) = ipckit(&["queue", "put", &q, "third", "--timeout", "0.05"], 20);
+    assert_eq!(code, 5, "timeout: {err}");
+    let (_, ls, _) = ipckit(&["ls"], 20);
+    let line = ls
+        .lines()
+        .find(|l| l.starts_with(&q))
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert!(
+        line.contains("Queue") && line.split_whitespace().nth(3) == Some("2"),
+        "{line}"
+    );
+    assert_eq!(
+        ipckit(&["queue", "get", &q], 20).1,
+        "hello from one process\n"
+    );
+    assert_eq!(
+        ipckit(&["queue", "get", &q, "--raw"], 20).1,
+        r#"{"n": [1, 2]}"#
+    );
+    let (code, _, err) = ipckit(&["queue", "get", &q], 20);
+    assert_eq!(code, 3, "empty: {err}");
+    let (code, _, err) = ipckit(&["queue", "get", &q, "--timeout", "0.05"], 20);
+    assert_eq!(code, 5, "timeout: {err}");
+    // A waiting get is served by a put from another process.
+    let waiter = std::thread::spawn({
+        let q = q.clone();
+        move || ipckit(&["queue", "get", &q, "--timeout", "20"], 30)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(ipckit(&["queue", "put", &q, "late"], 20).0, 0);
+    assert_eq!(waiter.join().unwrap().1, "late\n");
+    assert_eq!(ipckit(&["queue", "rm", &q], 20).0, 0);
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_its_exit_code() {
+    let q = unique("bad");
+    let _cleanup = Named(q.clone());
+    let missing = unique("missing");
+    let (code, _, err) = ipckit(&["queue", "get", &missing], 20);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no shared memory object named"), "{err}");
+    assert_eq!(
+        ipckit(&["queue", "create", &q, "--capacity", "4096"], 20).0,
+        0
+    );
+    let (code, _, err) = ipckit(&["queue", "put", &q, "--json", "{not json"], 20);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("ipckit: malformed JSON"), "{err}");
+    let big = "x".repeat(5000);
+    let (code, _, err) = ipckit(&["queue", "put", &q, &big], 20);
+    assert_eq!(code, 1);
+    assert!(err.contains("can never fit"), "{err}");
+    // A named object of another kind.
+    let v = unique("value");
+    let _value = ipckit::shm::Value::create(&v, 7u32).unwrap();
+    let (code, _, err) = ipckit(&["queue", "put", &v, "x"], 20);
+    assert_eq!(code, 1);
+    assert!(err.contains("is a Value, not a Queue"), "{err}");
+    let (code, _, err) = ipckit(&["queue", "rm", &v], 20);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a queue"), "{err}");
+    // A file in /dev/shm that is not ipckit's is never removed.
+    let foreign = format!("cli_foreign_{}", std::process::id());
+    let _block = ipckit::shm::SharedMemory::create(&foreign, 64).unwrap();
+    let (code, _, err) = ipckit(&["rm", &foreign], 20);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not an ipckit object"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn ls_json_and_rm_stale() {
+    // A creator killed without cleaning up leaves a stale object.
+    let name = unique("stale");
+    let _cleanup = Named(name.clone());
+    let child = ipckit::Process::spawn(
+        |name: String| -> () {
+            let _lock = ipckit::sync::Lock::create(&name).unwrap();
+            // SAFETY: raise(2): die without running destructors.
+            unsafe { libc::raise(libc::SIGKILL) };
+        },
+        name.clone(),
+    )
+    .unwrap();
+    assert!(child.join().is_err());
+    let (code, out, err) = ipckit(&["ls", "--json"], 20);
+    assert_eq!(code, 0, "{err}");
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let me = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(me["kind"], "Lock");
+    assert_eq!(me["creator_alive"], false);
+    assert_eq!(me["in_use"], false);
+    // A live one is not stale.
+    let live = unique("live");
+    let _held = ipckit::sync::Event::create(&live).unwrap();
+    let (code, out, _) = ipckit(&["rm", "--stale"], 30);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("removed {name}")), "{out}");
+    assert!(!out.contains(&live), "{out}");
+    assert!(matches!(
+        ipckit::shm::inspect(&name),
+        Err(ipckit::shm::ShmError::NotFound(_))
+    ));
+}
+
+#[test]
+fn signals_lists_names_numbers_and_meanings() {
+    let (code, out, _) = ipckit(&["signals"], 10);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" 9  SIGKILL") && l.contains("cannot be caught")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("17  SIGCHLD") && l.contains("ignore")),
+        "{out}"
+    );
 }

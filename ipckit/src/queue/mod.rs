@@ -424,6 +424,17 @@ macro_rules! queue_methods {
             self.inner.ring.segment().name()
         }
 
+        /// Keeps the name when this creating handle is dropped, so that
+        /// processes started later can still open the queue.
+        pub fn keep(&mut self) {
+            self.inner.ring.segment_mut().set_owns_name(false);
+        }
+
+        /// Removes the name now; processes that have the queue keep it.
+        pub fn unlink(&mut self) -> Result<(), ShmError> {
+            self.inner.ring.segment_mut().unlink()
+        }
+
         /// Another handle to the same queue (it never removes the name).
         pub fn try_clone(&self) -> Result<Self, ShmError> {
             let seg = self.inner.ring.segment().try_clone()?;
@@ -814,6 +825,17 @@ impl ByteQueue {
     /// The name, for a named queue.
     pub fn name(&self) -> Option<&str> {
         self.ring.segment().name()
+    }
+
+    /// Keeps the name when this creating handle is dropped, so that
+    /// processes started later can still open the queue.
+    pub fn keep(&mut self) {
+        self.ring.segment_mut().set_owns_name(false);
+    }
+
+    /// Removes the name now; processes that have the queue keep it.
+    pub fn unlink(&mut self) -> Result<(), ShmError> {
+        self.ring.segment_mut().unlink()
     }
 
     /// Another handle to the same queue.

@@ -205,6 +205,10 @@ impl Ring {
         &self.seg
     }
 
+    pub(crate) fn segment_mut(&mut self) -> &mut Segment {
+        &mut self.seg
+    }
+
     fn producer_cell(&self) -> &MutexCell {
         // SAFETY: the layout was checked on attach; the cell was initialised
         // before the segment was published.

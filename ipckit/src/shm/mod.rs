@@ -44,6 +44,7 @@
 //! `bool` is not plain data (only 0 and 1 are valid, and another process
 //! could write 2), so use [`Bool`].
 
+mod list;
 mod segment;
 mod value;
 
@@ -52,6 +53,7 @@ use std::os::fd::AsFd;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use list::{ObjectInfo, inspect, list, remove};
 pub(crate) use segment::{Elem, HEADER_SIZE, Header, Segment, Spec, align_up, segment_object};
 pub use segment::{LAYOUT_VERSION, ObjectKind};
 pub use value::{Array, ArrayGuard, AtomicElement, Bool, RawArray, RawValue, Value, ValueGuard};

@@ -18,7 +18,8 @@
 //! | 40 | 8 | `size` | bytes of the object, header included |
 //! | 48 | 4 | `ready` | 0 while the creator initialises, [`READY`] after (a futex word) |
 //! | 52 | 4 | `creator_pid` | the creating process |
-//! | 56 | 8 | reserved | zero |
+//! | 56 | 4 | `flags` | bit 0: kept (meant to outlive its creator, see `keep`) |
+//! | 60 | 4 | reserved | zero |
 //!
 //! Attaching (by name, or receiving a handle) checks every field against
 //! what the caller asked for: a file that is not an ipckit object, a newer
@@ -148,8 +149,13 @@ pub(crate) struct Header {
     pub size: u64,
     pub ready: AtomicU32,
     pub creator_pid: i32,
-    pub reserved: u64,
+    pub flags: AtomicU32,
+    pub reserved: u32,
 }
+
+/// `Header::flags` bit: the object was kept on purpose (not stale when its
+/// creator is gone).
+pub(crate) const FLAG_KEPT: u32 = 1;
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_SIZE);
 
@@ -256,6 +262,8 @@ pub(crate) struct Segment {
     name: Option<String>,
     /// This handle removes the name when dropped.
     owns_name: bool,
+    /// The segment starts with an ipckit header.
+    typed: bool,
 }
 
 impl Segment {
@@ -300,6 +308,7 @@ impl Segment {
             map,
             name,
             owns_name,
+            typed: false,
         })
     }
 
@@ -317,6 +326,7 @@ impl Segment {
             map,
             name: Some(path[1..].to_string()),
             owns_name: false,
+            typed: false,
         })
     }
 
@@ -328,7 +338,8 @@ impl Segment {
         mode: u32,
         init: impl FnOnce(NonNull<u8>) -> io::Result<()>,
     ) -> Result<Segment, ShmError> {
-        let seg = Segment::create_raw(name, spec.size, mode)?;
+        let mut seg = Segment::create_raw(name, spec.size, mode)?;
+        seg.typed = true;
         let header = seg.header_ptr();
         // SAFETY: the mapping is new, at least HEADER_SIZE bytes, page-aligned,
         // and no other process can have the header marked ready yet.
@@ -344,6 +355,7 @@ impl Segment {
                 size: spec.size as u64,
                 ready: AtomicU32::new(0),
                 creator_pid: sys::getpid(),
+                flags: AtomicU32::new(0),
                 reserved: 0,
             });
         }
@@ -385,6 +397,7 @@ impl Segment {
             map,
             name,
             owns_name: false,
+            typed: true,
         };
         let h = seg.header();
         if h.magic != MAGIC {
@@ -475,9 +488,14 @@ impl Segment {
         self.name.as_deref()
     }
 
-    /// Whether this handle removes the name when dropped.
+    /// Whether this handle removes the name when dropped. Giving it up
+    /// marks a typed object as kept, so `ipckit ls` does not call it stale
+    /// once its creator exits.
     pub(crate) fn set_owns_name(&mut self, owns: bool) {
         self.owns_name = owns && self.name.is_some();
+        if !owns && self.typed && self.name.is_some() {
+            self.header().flags.fetch_or(FLAG_KEPT, Ordering::SeqCst);
+        }
     }
 
     /// Removes the name now (the memory stays until the last handle is gone).
@@ -513,6 +531,7 @@ impl Segment {
             map,
             name,
             owns_name: false,
+            typed: false,
         })
     }
 
@@ -531,6 +550,7 @@ impl Segment {
             map,
             name: self.name.clone(),
             owns_name: false,
+            typed: self.typed,
         })
     }
 }
