@@ -56,7 +56,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use list::{ObjectInfo, inspect, list, remove};
 pub(crate) use segment::{Elem, HEADER_SIZE, Header, Segment, Spec, align_up, segment_object};
 pub use segment::{LAYOUT_VERSION, ObjectKind};
-pub use value::{Array, ArrayGuard, AtomicElement, Bool, RawArray, RawValue, Value, ValueGuard};
+pub use value::{
+    Array, ArrayGuard, AtomicElement, Bool, Guard, RawArray, RawValue, Value, ValueGuard,
+};
 
 /// Why a shared-memory object could not be created or attached.
 #[derive(Debug, thiserror::Error)]

@@ -218,16 +218,7 @@ impl<T: Pod> Value<T> {
         wait: bool,
         deadline: sys::Deadline,
     ) -> Result<ValueGuard<'_, T>, LockError> {
-        let cell = self.cell();
-        let owner_died = cell.acquire(wait, deadline)?;
-        take_exclusive(cell, "Value::lock");
-        Ok(ValueGuard {
-            cell,
-            data: self.data(),
-            owner_died,
-            _not_send: PhantomData,
-            _t: PhantomData,
-        })
+        Guard::lock(self.cell(), self.data(), wait, deadline, "Value::lock")
     }
 
     /// Reads the value (under the lock).
@@ -283,8 +274,9 @@ impl Drop for HeldShared<'_> {
     }
 }
 
-/// Access to a locked [`Value`]; unlocks when dropped.
-pub struct ValueGuard<'a, T> {
+/// Access to the data of a locked [`Value`] (`T`) or [`Array`] (`[T]`);
+/// unlocks when dropped.
+pub struct Guard<'a, T: ?Sized> {
     cell: &'a MutexCell,
     data: NonNull<T>,
     owner_died: bool,
@@ -293,15 +285,40 @@ pub struct ValueGuard<'a, T> {
     _t: PhantomData<&'a mut T>,
 }
 
-impl<T> ValueGuard<'_, T> {
-    /// True when the previous holder died holding the lock: the value may
-    /// be half-updated. The lock itself is healthy again.
+/// The guard of a locked [`Value`].
+pub type ValueGuard<'a, T> = Guard<'a, T>;
+
+/// The guard of a locked [`Array`] (a slice).
+pub type ArrayGuard<'a, T> = Guard<'a, [T]>;
+
+impl<'a, T: ?Sized> Guard<'a, T> {
+    /// Locks `cell` (waiting per `wait`/`deadline`) and lends out `data`.
+    fn lock(
+        cell: &'a MutexCell,
+        data: NonNull<T>,
+        wait: bool,
+        deadline: sys::Deadline,
+        what: &str,
+    ) -> Result<Self, LockError> {
+        let owner_died = cell.acquire(wait, deadline)?;
+        take_exclusive(cell, what);
+        Ok(Guard {
+            cell,
+            data,
+            owner_died,
+            _not_send: PhantomData,
+            _t: PhantomData,
+        })
+    }
+
+    /// True when the previous holder died holding the lock: the data may be
+    /// half-updated. The lock itself is healthy again.
     pub fn owner_died(&self) -> bool {
         self.owner_died
     }
 }
 
-impl<T> Deref for ValueGuard<'_, T> {
+impl<T: ?Sized> Deref for Guard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the lock is held and this guard is the only lender.
@@ -309,14 +326,14 @@ impl<T> Deref for ValueGuard<'_, T> {
     }
 }
 
-impl<T> DerefMut for ValueGuard<'_, T> {
+impl<T: ?Sized> DerefMut for Guard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`, and `&mut self` makes this borrow unique.
         unsafe { self.data.as_mut() }
     }
 }
 
-impl<T> Drop for ValueGuard<'_, T> {
+impl<T: ?Sized> Drop for Guard<'_, T> {
     fn drop(&mut self) {
         self.cell.exclusive().store(0, Ordering::Relaxed);
         let _ = self.cell.release();
@@ -437,17 +454,8 @@ impl<T: Pod> Array<T> {
         wait: bool,
         deadline: sys::Deadline,
     ) -> Result<ArrayGuard<'_, T>, LockError> {
-        let cell = self.cell();
-        let owner_died = cell.acquire(wait, deadline)?;
-        take_exclusive(cell, "Array::lock");
-        Ok(ArrayGuard {
-            cell,
-            data: self.data(),
-            len: self.len(),
-            owner_died,
-            _not_send: PhantomData,
-            _t: PhantomData,
-        })
+        let data = NonNull::slice_from_raw_parts(self.data(), self.len());
+        Guard::lock(self.cell(), data, wait, deadline, "Array::lock")
     }
 
     /// Element `i` (under the lock), or `None` past the end.
@@ -534,45 +542,6 @@ impl Array<u8> {
     /// The value as text (up to the first NUL).
     pub fn to_string_lossy(&self) -> String {
         String::from_utf8_lossy(&self.value()).into_owned()
-    }
-}
-
-/// Access to a locked [`Array`] as a slice; unlocks when dropped.
-pub struct ArrayGuard<'a, T> {
-    cell: &'a MutexCell,
-    data: NonNull<T>,
-    len: usize,
-    owner_died: bool,
-    _not_send: PhantomData<*const ()>,
-    _t: PhantomData<&'a mut [T]>,
-}
-
-impl<T> ArrayGuard<'_, T> {
-    /// True when the previous holder died holding the lock.
-    pub fn owner_died(&self) -> bool {
-        self.owner_died
-    }
-}
-
-impl<T> Deref for ArrayGuard<'_, T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        // SAFETY: lock held, sole lender, `len` elements at `data`.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
-    }
-}
-
-impl<T> DerefMut for ArrayGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        // SAFETY: as in `deref`, unique through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
-    }
-}
-
-impl<T> Drop for ArrayGuard<'_, T> {
-    fn drop(&mut self) {
-        self.cell.exclusive().store(0, Ordering::Relaxed);
-        let _ = self.cell.release();
     }
 }
 
