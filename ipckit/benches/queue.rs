@@ -24,7 +24,8 @@
 //!     competitor.
 //!   - `ipckit_bytequeue_get`: `ByteQueue::put` / `get` (a `Vec` per
 //!     message); `_get_into`: `get_into` one reused buffer; `_get_many`:
-//!     `get_many(256)` (a batching consumer).
+//!     `get_many(256)` (a batching consumer); `_batched`: `put_many` of 256
+//!     messages at a time and `get_many(256)` (batching on both sides).
 //!   - `ipckit_queue_typed`: `Queue<Msg64>::put` / `get` where `Msg64` is
 //!     `{ id: u64, body: [u64; 7] }` (64 bytes in memory), and at 4 KiB
 //!     `Queue<Msg4K>` with `{ id: u64, body: Vec<u64> }` of 512 elements;
@@ -61,7 +62,9 @@
 //! `queue_mpmc_64B` children are left free to run on every CPU this process
 //! could use at start. Unset, nothing is pinned. (The spin rings assume the
 //! two sides run on different CPUs: on one CPU they degrade to taking turns
-//! through `sched_yield`.)
+//! through `sched_yield`.) Pinned, the ipckit rows measure ipckit's sleeping
+//! path: ipckit spins before sleeping only when its process may run on
+//! several CPUs, and a pinned process may not.
 
 mod support;
 
@@ -121,6 +124,11 @@ const THROUGHPUT_64_ROWS: &[Row] = &[
         &["spin_ring", "raw_pipe", "py_mp_queue"],
     ),
     row(
+        "ipckit_bytequeue_batched",
+        "ipckit ByteQueue put_many(256) / get_many(256)",
+        &["spin_ring", "raw_pipe", "py_mp_queue"],
+    ),
+    row(
         "ipckit_queue_typed",
         "ipckit Queue<Msg64> put / get",
         &["spin_ring", "raw_pipe", "py_mp_queue"],
@@ -153,6 +161,11 @@ const THROUGHPUT_4K_ROWS: &[Row] = &[
     row(
         "ipckit_bytequeue_get_many",
         "ipckit ByteQueue put / get_many(256)",
+        &["spin_ring", "raw_pipe", "py_mp_queue"],
+    ),
+    row(
+        "ipckit_bytequeue_batched",
+        "ipckit ByteQueue put_many(256) / get_many(256)",
         &["spin_ring", "raw_pipe", "py_mp_queue"],
     ),
     row(
@@ -366,7 +379,9 @@ impl SpinRing {
         let mut spins = 0u32;
         while self.pos - self.other >= self.slots {
             self.other = self.at(HEAD).load(Ordering::Acquire);
-            backoff(&mut spins);
+            if self.pos - self.other >= self.slots {
+                backoff(&mut spins);
+            }
         }
         // SAFETY: the slot at `pos` is free (the consumer is past it, read
         // just above with acquire) and only this producer writes it.
@@ -383,10 +398,12 @@ impl SpinRing {
         let mut spins = 0u32;
         while self.pos == self.other {
             self.other = self.at(TAIL).load(Ordering::Acquire);
-            if self.pos == self.other && self.stop_flag().load(Ordering::Relaxed) != 0 {
-                return false;
+            if self.pos == self.other {
+                if self.stop_flag().load(Ordering::Relaxed) != 0 {
+                    return false;
+                }
+                backoff(&mut spins);
             }
-            backoff(&mut spins);
         }
         // SAFETY: the slot at `pos` is published (the producer is past it,
         // read above with acquire) and the producer does not write it until
@@ -662,6 +679,8 @@ impl Drop for Worker {
 enum Producer {
     Spin(SpinRing),
     Bytes(ByteQueue),
+    /// `put_many` of up to [`GET_MANY`] messages at a time.
+    BytesBatched(ByteQueue),
     Typed64(Queue<Msg64>),
     Typed4K(Queue<Msg4K>),
     Pipe(File),
@@ -684,11 +703,16 @@ impl Stream {
         Stream::started(worker, Producer::Spin(SpinRing::attach(shm, size)), size)
     }
 
-    fn bytes(size: usize, take: Take) -> Stream {
+    fn bytes(size: usize, take: Take, batched: bool) -> Stream {
         let q = ByteQueue::with_capacity(0, CAPACITY).expect("ByteQueue");
         let theirs = q.try_clone().expect("clone");
         let worker = Worker::spawn(bytes_consumer, |ctl| (theirs, ctl, size, take));
-        Stream::started(worker, Producer::Bytes(q), size)
+        let producer = if batched {
+            Producer::BytesBatched(q)
+        } else {
+            Producer::Bytes(q)
+        };
+        Stream::started(worker, producer, size)
     }
 
     fn typed64() -> Stream {
@@ -737,6 +761,15 @@ impl Stream {
             Producer::Bytes(q) => {
                 for _ in 0..n {
                     q.put(payload).expect("put");
+                }
+            }
+            Producer::BytesBatched(q) => {
+                let batch = vec![payload.as_slice(); GET_MANY];
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(GET_MANY as u64);
+                    q.put_many(&batch[..k as usize]).expect("put_many");
+                    left -= k;
                 }
             }
             Producer::Typed64(q) => {
@@ -974,12 +1007,14 @@ fn throughput(c: &mut Criterion, group_id: &str, size: usize, py: &Python) {
     let mut g = c.benchmark_group(group_id);
     g.throughput(Throughput::Elements(1));
     bench_with(&mut g, "spin_ring", || Stream::spin(size), Stream::run);
-    for (id, take) in [
-        ("ipckit_bytequeue_get", Take::Get),
-        ("ipckit_bytequeue_get_into", Take::GetInto),
-        ("ipckit_bytequeue_get_many", Take::GetMany),
+    for (id, take, batched) in [
+        ("ipckit_bytequeue_get", Take::Get, false),
+        ("ipckit_bytequeue_get_into", Take::GetInto, false),
+        ("ipckit_bytequeue_get_many", Take::GetMany, false),
+        ("ipckit_bytequeue_batched", Take::GetMany, true),
     ] {
-        bench_with(&mut g, id, || Stream::bytes(size, take), Stream::run);
+        let make = || Stream::bytes(size, take, batched);
+        bench_with(&mut g, id, make, Stream::run);
     }
     let typed = if size == 64 {
         Stream::typed64
@@ -1046,6 +1081,7 @@ fn print_targets(since: SystemTime) {
         let others: Vec<String> = [
             ("ipckit_bytequeue_get_into", "get_into"),
             ("ipckit_bytequeue_get_many", "get_many(256)"),
+            ("ipckit_bytequeue_batched", "put_many/get_many"),
         ]
         .iter()
         .filter_map(|(id, name)| Some(format!("{name} {:.2}x", mean(group, id)? / floor)))

@@ -29,7 +29,8 @@ Modes:
   Timed: from before the counts are sent to the last acknowledgement.
 
 With ``--child-cpu C``, the long-lived children of throughput and latency
-are pinned to CPU C (this process keeps the affinity it was started with).
+are pinned to CPU C, and those of mpmc may run on every CPU (this process
+keeps the affinity it was started with).
 Children use the "spawn" start method (fresh interpreters, like ipckit's
 re-exec).
 """
@@ -77,9 +78,12 @@ def shut(q):
 
 
 def started(process, pin=True):
+    """Starts `process`; with --child-cpu, pins it to that CPU, or (pin=False)
+    lets it run on every CPU (it inherited this process's pinning)."""
     process.start()
-    if pin and CHILD_CPU is not None:
-        os.sched_setaffinity(process.pid, {CHILD_CPU})
+    if CHILD_CPU is not None:
+        cpus = {CHILD_CPU} if pin else set(range(os.cpu_count()))
+        os.sched_setaffinity(process.pid, cpus)
 
 
 def consumer(q, ctl):

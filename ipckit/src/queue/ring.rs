@@ -12,8 +12,8 @@
 //! | 128 | consumers' lock cell |
 //! | 192 | producer line: `tail: u64` (bytes), `tail_seq: u64` (messages), `cached_head: u64`, `cached_head_seq: u64` |
 //! | 256 | consumer line: `head: u64`, `head_seq: u64`, `cached_tail: u64`, `cached_tail_seq: u64` |
-//! | 320 | not-empty wait word: `epoch: u32` (futex), `waiters: u32` |
-//! | 384 | not-full wait word: `epoch: u32` (futex), `waiters: u32` |
+//! | 320 | not-empty wait word: `epoch: u32` (futex), `waiters: u32`, `pending: u32` |
+//! | 384 | not-full wait word: `epoch: u32` (futex), `waiters: u32`, `pending: u32` |
 //! | 448 | control: `capacity: u64`, `maxsize: u64`, `closed: u32`, `join_epoch: u32` (futex), `join_waiters: u32`, `done: u64` (joinable only) |
 //! | 512 | the ring: `capacity` bytes (a power of two) |
 //!
@@ -82,6 +82,9 @@ struct Side {
 struct WaitWord {
     epoch: AtomicU32,
     waiters: AtomicU32,
+    /// A wake was issued and no sleeper has registered since: further
+    /// commits need not wake again (the sleepers are already on their way).
+    pending: AtomicU32,
 }
 
 #[repr(C)]
@@ -480,6 +483,10 @@ impl Ring {
         }
         let mut taken = 0;
         let mut buf = Vec::new();
+        // A long batch frees its space as it goes, so producers can refill
+        // the ring while it is drained.
+        let commit_every = (self.capacity() / 4) as u64;
+        let mut committed = head;
         while taken < max && head < tail {
             let mut len = [0u8; RECORD_HEADER];
             // SAFETY: consumers' lock held; `head < tail`, so the record
@@ -508,6 +515,12 @@ impl Ring {
             head += size;
             head_seq += 1;
             taken += 1;
+            if head - committed >= commit_every {
+                c.seq.store(head_seq, Ordering::Release);
+                c.pos.store(head, Ordering::Release);
+                committed = head;
+                self.wake(self.not_full());
+            }
         }
         if taken > 0 {
             // The commit point: the records are consumed.
@@ -520,7 +533,10 @@ impl Ring {
     /// Wakes the sleepers of `word`, if there are any (a syscall only then).
     fn wake(&self, word: &WaitWord) {
         fence(Ordering::SeqCst);
-        if word.waiters.load(Ordering::Relaxed) > 0 {
+        // One wake per sleep: until a sleeper registers again, `pending`
+        // stays set and later commits skip the system call (a woken
+        // process may take tens of µs to run on these VMs).
+        if word.waiters.load(Ordering::Relaxed) > 0 && word.pending.swap(1, Ordering::SeqCst) == 0 {
             word.epoch.fetch_add(1, Ordering::SeqCst);
             sys::futex_wake(&word.epoch, u32::MAX);
         }
@@ -552,6 +568,8 @@ impl Ring {
             }
         }
         word.waiters.fetch_add(1, Ordering::SeqCst);
+        // A sleeper is about to sleep: the next commit must wake it.
+        word.pending.store(0, Ordering::SeqCst);
         let r = if ready() {
             Ok(FutexWait::Woken)
         } else {

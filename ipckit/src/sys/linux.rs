@@ -163,7 +163,10 @@ pub(crate) fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// waiting for another process only pays off then).
 pub(crate) fn several_cpus() -> bool {
     static SEVERAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    // Online CPUs, not this process's affinity: a process pinned to one CPU
+    // still meets a peer running on another.
+    // SAFETY: sysconf takes an integer and reads no memory of ours.
+    *SEVERAL.get_or_init(|| unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } > 1)
 }
 
 /// Gives the CPU to another runnable thread, if any (`sched_yield`).
