@@ -2,6 +2,7 @@
 //! processes, and named objects (queues, shared memory, locks) from the
 //! shell.
 
+mod bench;
 mod objects;
 mod tour;
 
@@ -37,6 +38,10 @@ enum Command {
     Queue(QueueCommand),
     /// The `kill -l` listing with each signal's default action and meaning.
     Signals,
+    /// Measure every mechanism on this machine: messages per second at 64 B
+    /// and 4 KiB and round-trip latency, against a spin-polled shared-memory
+    /// ring and Python's multiprocessing.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => objects::rm(args),
         Command::Queue(cmd) => objects::queue(cmd),
         Command::Signals => objects::signals(),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
