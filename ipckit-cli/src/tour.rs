@@ -534,9 +534,12 @@ fn signals() -> Result {
         "  kill -l (first line): {}",
         listing.lines().next().unwrap_or_default().trim()
     );
-    let ready = Event::new()?;
+    // `ready`: handlers installed; `handled`: SIGUSR1 seen. Waiting for it
+    // before SIGTERM keeps the order: two signals pending at once may be
+    // reported in either order.
+    let (ready, handled) = (Event::new()?, Event::new()?);
     let child = Process::spawn(
-        |ready: Event| {
+        |(ready, handled): (Event, Event)| {
             let rx = signal::channel(&[Signal::USR1, Signal::TERM]).expect("handlers");
             ready.set();
             let mut got = Vec::new();
@@ -545,13 +548,15 @@ fn signals() -> Result {
                 if s == Signal::TERM {
                     break;
                 }
+                handled.set();
             }
             got
         },
-        ready.try_clone()?,
+        (ready.try_clone()?, handled.try_clone()?),
     )?;
     ready.wait(Some(Duration::from_secs(10)));
     signal::send(child.pid(), Signal::USR1)?;
+    handled.wait(Some(Duration::from_secs(10)));
     child.send_signal(Signal::TERM)?;
     println!(
         "  a child with handlers received {:?}, then exited cleanly",

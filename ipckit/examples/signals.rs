@@ -13,7 +13,7 @@ use ipckit::process::ProcessState;
 use ipckit::signal::{self, Signal};
 use ipckit::sync::Event;
 
-fn handler_child(ready: Event) -> u32 {
+fn handler_child((ready, handled): (Event, Event)) -> u32 {
     let signals = signal::channel(&[Signal::USR1, Signal::TERM]).expect("handlers");
     ready.set();
     let mut usr1 = 0;
@@ -25,7 +25,10 @@ fn handler_child(ready: Event) -> u32 {
             s.description()
         );
         match s {
-            Signal::USR1 => usr1 += 1,
+            Signal::USR1 => {
+                usr1 += 1;
+                handled.set();
+            }
             _ => break, // SIGTERM: clean up and leave
         }
     }
@@ -34,12 +37,14 @@ fn handler_child(ready: Event) -> u32 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let ready = Event::new()?;
-    let child = Process::spawn(handler_child, ready.try_clone()?)?;
+    // `handled` orders the two signals: two pending at once may be
+    // reported in either order.
+    let (ready, handled) = (Event::new()?, Event::new()?);
+    let child = Process::spawn(handler_child, (ready.try_clone()?, handled.try_clone()?))?;
     ready.wait(Some(Duration::from_secs(10)));
     println!("parent: kill -USR1 {}", child.pid());
     signal::send(child.pid(), Signal::USR1)?;
-    std::thread::sleep(Duration::from_millis(50)); // let the child print in order
+    handled.wait(Some(Duration::from_secs(10)));
     println!("parent: kill -TERM {}", child.pid());
     child.send_signal(Signal::TERM)?;
     println!("parent: the child counted {} SIGUSR1", child.join()?);

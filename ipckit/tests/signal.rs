@@ -75,9 +75,11 @@ fn uncatchable_signals_are_refused() {
 #[test]
 fn a_child_handles_usr1_then_terminates_on_term() {
     let _w = watchdog(20);
-    let ready = Event::new().unwrap();
+    // `handled` makes the order deterministic: two signals pending at once
+    // may be reported in either order.
+    let (ready, handled) = (Event::new().unwrap(), Event::new().unwrap());
     let child = Process::spawn(
-        |ready: Event| {
+        |(ready, handled): (Event, Event)| {
             let rx = signal::channel(&[Signal::USR1, Signal::TERM]).unwrap();
             ready.set();
             let mut seen = Vec::new();
@@ -87,13 +89,15 @@ fn a_child_handles_usr1_then_terminates_on_term() {
                 if s == Signal::TERM {
                     return seen;
                 }
+                handled.set();
             }
         },
-        ready.try_clone().unwrap(),
+        (ready.try_clone().unwrap(), handled.try_clone().unwrap()),
     )
     .unwrap();
     assert!(ready.wait(Some(Duration::from_secs(10))));
     signal::send(child.pid(), Signal::USR1).unwrap();
+    assert!(handled.wait(Some(Duration::from_secs(10))));
     child.send_signal(Signal::TERM).unwrap();
     assert_eq!(child.join().unwrap(), ["SIGUSR1", "SIGTERM"]);
 }
