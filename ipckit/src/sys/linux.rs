@@ -12,13 +12,11 @@
 //! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html),
 //!   [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html),
 //!   [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html)
-// Parts of this layer (shared memory, futexes) are used by later modules.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
@@ -271,17 +269,6 @@ pub(crate) fn open_fifo(
             r => return r.map_err(io_err),
         }
     }
-}
-
-/// Shuts down one direction of a socket.
-pub(crate) fn shutdown(fd: BorrowedFd<'_>, read: bool) -> io::Result<()> {
-    use rustix::net::Shutdown;
-    let how = if read {
-        Shutdown::Read
-    } else {
-        Shutdown::Write
-    };
-    rustix::net::shutdown(fd, how).map_err(io_err)
 }
 
 /// `read(2)` once. `Ok(0)` is end of file. `EINTR` is retried.
@@ -847,16 +834,6 @@ extern "C" fn child_entry(_argc: i32, _argv: *const *const u8, _envp: *const *co
 #[inline]
 pub(crate) fn keep_child_entry() {
     std::hint::black_box(&CHILD_ENTRY);
-}
-
-/// Borrow helper: the `BorrowedFd` of anything `AsFd`.
-pub(crate) fn borrow<F: AsFd>(f: &F) -> BorrowedFd<'_> {
-    f.as_fd()
-}
-
-/// The raw number of anything `AsFd`.
-pub(crate) fn raw<F: AsFd>(f: &F) -> RawFd {
-    f.as_fd().as_raw_fd()
 }
 
 // ---------------------------------------------------------------------------
