@@ -213,9 +213,11 @@ impl SysvQueue {
         self.key
     }
 
-    /// The largest message the kernel accepts (`kernel.msgmax`).
+    /// The largest message the kernel accepts (`kernel.msgmax`), read once
+    /// per process: sends and receives size their buffers with it.
     pub fn max_message_size() -> usize {
-        proc_limit("/proc/sys/kernel/msgmax", 8192)
+        static MSGMAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        *MSGMAX.get_or_init(|| proc_limit("/proc/sys/kernel/msgmax", 8192))
     }
 
     fn send_flags(&self, mtype: i64, data: &[u8], flags: i32) -> Result<(), MsgError> {
@@ -401,6 +403,8 @@ pub struct PosixQueue {
     fd: OwnedFd,
     name: String,
     owns_name: bool,
+    /// `mq_msgsize`, fixed when the queue was created: asked once.
+    msg_size: std::sync::OnceLock<usize>,
 }
 
 fn mq_name(name: &str) -> Result<CString, MsgError> {
@@ -488,6 +492,7 @@ impl PosixQueue {
             fd: unsafe { OwnedFd::from_raw_fd(mqd) },
             name: c.to_string_lossy().into_owned(),
             owns_name: true,
+            msg_size: std::sync::OnceLock::new(),
         })
     }
 
@@ -504,6 +509,7 @@ impl PosixQueue {
             fd: unsafe { OwnedFd::from_raw_fd(mqd) },
             name: c.to_string_lossy().into_owned(),
             owns_name: false,
+            msg_size: std::sync::OnceLock::new(),
         })
     }
 
@@ -599,7 +605,13 @@ impl PosixQueue {
     }
 
     fn recv_until(&self, deadline: Option<libc::timespec>) -> Result<(Vec<u8>, u32), MsgError> {
-        let size = self.attributes()?.max_size;
+        let size = match self.msg_size.get() {
+            Some(&size) => size,
+            None => {
+                let size = self.attributes()?.max_size;
+                *self.msg_size.get_or_init(|| size)
+            }
+        };
         let mut buf = vec![0u8; size];
         let mut prio = 0u32;
         let mqd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
@@ -672,6 +684,7 @@ impl<'de> Deserialize<'de> for PosixQueue {
             fd: fd.0,
             name,
             owns_name: false,
+            msg_size: std::sync::OnceLock::new(),
         })
     }
 }

@@ -775,16 +775,16 @@ impl Condition {
 
     /// Locks the condition's lock.
     pub fn lock(&self) -> Result<ConditionGuard<'_>, LockError> {
-        self.lock_until(true, None)
+        self.lock_until(None)
     }
 
     /// Locks it, waiting at most `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockError> {
-        self.lock_until(true, sys::deadline_after(Some(timeout)))
+        self.lock_until(sys::deadline_after(Some(timeout)))
     }
 
-    fn lock_until(&self, wait: bool, deadline: Deadline) -> Result<ConditionGuard<'_>, LockError> {
-        let owner_died = self.cell().acquire(wait, deadline)?;
+    fn lock_until(&self, deadline: Deadline) -> Result<ConditionGuard<'_>, LockError> {
+        let owner_died = self.cell().acquire(true, deadline)?;
         Ok(ConditionGuard {
             cond: self,
             owner_died,
