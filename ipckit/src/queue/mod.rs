@@ -54,6 +54,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::shm::{Elem, ObjectKind, Segment, ShmError};
+pub(crate) use ring::SEQ_OFFSETS;
 use ring::{GetFail, PutFail, Ring, Wait};
 
 /// The byte capacity of a queue made with `new`.

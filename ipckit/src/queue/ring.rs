@@ -3,99 +3,193 @@
 //! # Layout
 //!
 //! After the 64-byte segment header (kind `Queue`, `JoinableQueue` or
-//! `SimpleQueue`; `len` = ring capacity in bytes), every field on its own
-//! 64-byte line so producers and consumers do not share cache lines:
+//! `SimpleQueue`; `len` = ring capacity in bytes), each group of fields
+//! has a 128-byte block of its own (a cache line and the neighbour that
+//! Intel's adjacent-line prefetcher pulls in with it), so that what
+//! producers write and what consumers write never share a line:
 //!
-//! | offset | what |
-//! |---|---|
-//! | 64 | producers' lock cell (error-checking robust mutex) |
-//! | 128 | consumers' lock cell |
-//! | 192 | producer line: `tail: u64` (bytes), `tail_seq: u64` (messages), `cached_head: u64`, `cached_head_seq: u64` |
-//! | 256 | consumer line: `head: u64`, `head_seq: u64`, `cached_tail: u64`, `cached_tail_seq: u64` |
-//! | 320 | not-empty wait word: `epoch: u32` (futex), `waiters: u32`, `pending: u32` |
-//! | 384 | not-full wait word: `epoch: u32` (futex), `waiters: u32`, `pending: u32` |
-//! | 448 | control: `capacity: u64`, `maxsize: u64`, `closed: u32`, `join_epoch: u32` (futex), `join_waiters: u32`, `done: u64` (joinable only) |
-//! | 512 | the ring: `capacity` bytes (a power of two) |
+//! | offset | what | written by |
+//! |---|---|---|
+//! | 64 | control: `capacity: u64`, `maxsize: u64`, `closed: u32`, `flags: u32` (bit 0: asymmetric barriers) | creator, `close` |
+//! | 128 | producers' lock cell (error-checking robust mutex) | producers |
+//! | 256 | consumers' lock cell | consumers |
+//! | 384 | producers' commit: `seq: u64` (messages ever put), `pos: u64` (bytes ever put) | producers |
+//! | 512 | producers' lease (below) | producers |
+//! | 640 | consumers' commit: `seq: u64` (messages ever taken), `pos: u64` (bytes) | consumers |
+//! | 768 | consumers' lease | consumers |
+//! | 896 | not-empty wait word: `epoch: u32` (futex), `armed: u32` | both |
+//! | 1024 | not-full wait word | both |
+//! | 1152 | join: `done: u64`, `epoch: u32` (futex), `waiters: u32` (joinable only) | consumers, joiners |
+//! | 2048 | the ring: `capacity` bytes (a power of two, at least 64) | |
 //!
-//! Positions are monotonic byte counts (`pos % capacity` is the offset in
-//! the ring); they never wrap in practice (2^64 bytes). A record is
-//! `len: u32`, 4 reserved bytes, then `len` bytes of message, padded to a
-//! multiple of 8. A record may wrap around the end of the ring; its 8-byte
-//! header never does (positions and capacity are multiples of 8).
+//! A lease block is `holder: u64` (the thread biased to this side: process
+//! nonce << 32 | thread id; 0 for none), `revoke: u32`, `busy: u32`,
+//! `holder_pid: u32`, `revocations: u32`, `holder_start: u64` (the
+//! holder's process start time), `cached_seq: u64` and `cached_pos: u64`
+//! (the other side's commit as last read), `streak_tid: u64`, `streak: u32`.
+//!
+//! Positions are monotonic counts (`pos % capacity` is the offset in the
+//! ring). A record starts on a 64-byte boundary: a 16-byte header `len:
+//! u32`, `tag: u32` (`pos / 64`, truncated), `seq: u64` (its message
+//! number), then `len` bytes, the whole padded to a multiple of 64. Whole
+//! cache lines per record keep a producer writing one record off the line a
+//! consumer is reading the previous one from. A record may wrap around the
+//! end of the ring; its header never does.
+//!
+//! # Exclusion: a lease with a lock behind it
+//!
+//! Each side (producers, consumers) is one critical section at a time.
+//! The common case, one thread doing all of a side's work, pays no atomic
+//! read-modify-write and no fence: the side is *leased* (biased) to that
+//! thread, which enters by storing `busy = 1`, re-reading `holder` and
+//! `revoke`, and leaves by storing `busy = 0`. Any other thread takes the
+//! side's robust mutex instead; if the side is leased to someone else, it
+//! revokes the lease: it stores `revoke = 1`, runs the heavy half of an
+//! asymmetric barrier (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which
+//! makes every running thread of every registered process execute a full
+//! fence), then waits for `busy == 0` and clears `holder`. Either the
+//! holder's `busy = 1` is visible to the revoker after the barrier (it
+//! waits for the section to end), or the holder's re-read sees `revoke`
+//! (it steps out and takes the mutex too): the classic Dekker pair, with
+//! the fence moved from the hot side to the rare one. A thread that takes
+//! the mutex for the same side many times in a row (64, doubling with every
+//! revocation, up to 64 Ki) is given the lease. Where `membarrier` is not
+//! available, the queue is created in symmetric mode and both halves are
+//! `SeqCst` fences (slower, same protocol).
+//!
+//! Waking works the same way: a sleeper reads the wait word's `epoch`,
+//! *arms* the word (`armed = epoch + 1`), runs the heavy barrier, checks
+//! once more, then sleeps on `epoch`. A side that commits reads `armed`
+//! after a light barrier and, only when it equals `epoch + 1`, moves the
+//! epoch on (compare-and-swap) and wakes the futex. A wake thus disarms the
+//! word: commits made while woken sleepers are still on their way skip the
+//! system call, and a late wake for an old commit cannot swallow a newer
+//! sleeper's (it moves the epoch, and that sleeper looks again).
 //!
 //! # Crash safety
 //!
-//! Producers take the producers' lock, write a record beyond `tail`, then
-//! publish it with one release store of `tail` (and `tail_seq`). Consumers
-//! take the consumers' lock, copy the record at `head` out, then free it
-//! with one release store of `head`. Those two stores are the only commit
-//! points, so a process killed anywhere leaves either the whole record or
-//! nothing:
-//! - a producer killed before its store: the half-written bytes lie beyond
-//!   `tail`, invisible, and the next producer writes over them;
-//! - a consumer killed before its store: the record is still at `head` and
-//!   the next consumer delivers it (the dead one never returned it);
-//! - a process killed holding either lock: the lock is robust, so the next
-//!   one to lock gets it (with owner-died, which needs no repair here:
-//!   shared state is only ever changed by the commit stores).
+//! The commit points are one store each: a producer's release store of
+//! `seq` (after writing whole records), a consumer's release store of its
+//! `seq` (after copying records out). The byte positions are stored right
+//! after and are repairable, so a process killed anywhere leaves either
+//! the whole record or nothing:
+//! - a producer killed before its `seq` store: the half-written bytes lie
+//!   beyond the published records, invisible; the next producer writes
+//!   over them;
+//! - a producer killed between its `seq` and `pos` stores: the next
+//!   producer to enter through the mutex finds the header at `pos` naming
+//!   message `seq - 1` at that very position, and moves `pos` past it;
+//!   consumers never look at the producers' `pos`;
+//! - a consumer killed before its `seq` store: the record is still first
+//!   and the next consumer delivers it (the dead one never returned it);
+//!   after its `seq` store: the next consumer moves `pos` on, as above;
+//! - a process killed holding a side's mutex: the mutex is robust, so the
+//!   next one to lock gets it;
+//! - a lease holder killed inside its section (`busy` stays 1): the
+//!   revoker sees that the holder's process is gone (`/proc/<pid>/stat`
+//!   missing or a zombie, or its start time differs: the pid was reused)
+//!   and takes over.
 //!
 //! A message whose `put` returned is delivered exactly once, unless the
-//! consumer that took it dies after the `head` store and before its `get`
+//! consumer that took it dies after its `seq` store and before its `get`
 //! returned.
 //!
-//! For a `JoinableQueue`, the number of unfinished tasks is `tail_seq -
-//! done`: it is updated by the same commit store as the message itself, so
-//! no crash can make it disagree with what is in the queue.
+//! For a `JoinableQueue`, the number of unfinished tasks is `seq - done`:
+//! it is updated by the same commit store as the message itself, so no
+//! crash can make it disagree with what is in the queue.
 
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, compiler_fence, fence};
 use std::time::{Duration, Instant};
 
 use crate::shm::{Elem, HEADER_SIZE, ObjectKind, Segment, ShmError, Spec};
 use crate::sync::cell::{CELL_SIZE, MutexCell};
 use crate::sys::{self, Deadline, FutexWait};
 
-const PRODUCER_CELL: usize = HEADER_SIZE;
-const CONSUMER_CELL: usize = PRODUCER_CELL + CELL_SIZE;
-const PRODUCER_LINE: usize = 192;
-const CONSUMER_LINE: usize = 256;
-const NOT_EMPTY: usize = 320;
-const NOT_FULL: usize = 384;
-const CONTROL: usize = 448;
-const RING: usize = 512;
-/// Record header: `len: u32` and 4 reserved bytes.
-const RECORD_HEADER: usize = 8;
+const CONTROL: usize = HEADER_SIZE;
+const PRODUCER_CELL: usize = 128;
+const CONSUMER_CELL: usize = 256;
+const PRODUCER_COMMIT: usize = 384;
+const PRODUCER_LEASE: usize = 512;
+const CONSUMER_COMMIT: usize = 640;
+const CONSUMER_LEASE: usize = 768;
+const NOT_EMPTY: usize = 896;
+const NOT_FULL: usize = 1024;
+const JOIN: usize = 1152;
+const RING: usize = 2048;
+/// Where the producers' and consumers' `seq` counters lie (for `ipckit ls`,
+/// which reads them from the file).
+pub(crate) const SEQ_OFFSETS: (u64, u64) = (PRODUCER_COMMIT as u64, CONSUMER_COMMIT as u64);
+/// Record header: `len: u32`, `tag: u32`, `seq: u64`.
+const RECORD_HEADER: usize = 16;
+/// Records start on cache lines.
+const RECORD_ALIGN: usize = 64;
 /// The smallest ring.
 const MIN_CAPACITY: usize = 64;
+/// The largest ring: the header's `tag` (`pos / 64` as a `u32`) must tell
+/// apart two positions one capacity apart.
+const MAX_CAPACITY: usize = 1 << 36;
 /// How long a waiter spins before sleeping (on machines with several CPUs).
 const SPIN: Duration = Duration::from_micros(20);
+/// How far ahead of the record it copies a consumer asks for the lines it
+/// will read next. Each record's header names where the next one starts,
+/// so without this every message would wait for a cache miss of its own.
+const PREFETCH_AHEAD: u64 = 512;
+/// Consecutive mutex entries by one thread that earn it the lease.
+const LEASE_STREAK: u32 = 64;
+/// Control flag: the queue uses asymmetric barriers (`membarrier`).
+const FLAG_ASYMMETRIC: u32 = 1;
 
-#[repr(C)]
-struct Side {
-    pos: AtomicU64,
-    seq: AtomicU64,
-    cached_other_pos: AtomicU64,
-    cached_other_seq: AtomicU64,
-}
-
-#[repr(C)]
-struct WaitWord {
-    epoch: AtomicU32,
-    waiters: AtomicU32,
-    /// A wake was issued and no sleeper has registered since: further
-    /// commits need not wake again (the sleepers are already on their way).
-    pending: AtomicU32,
-}
+const _: () =
+    assert!(CELL_SIZE <= 128 && CONTROL + std::mem::size_of::<Control>() <= PRODUCER_CELL);
+const _: () = assert!(std::mem::size_of::<Lease>() <= 128);
+const _: () = assert!(JOIN + std::mem::size_of::<Join>() <= RING);
 
 #[repr(C)]
 struct Control {
     capacity: u64,
     maxsize: u64,
     closed: AtomicU32,
-    join_epoch: AtomicU32,
-    join_waiters: AtomicU32,
-    _pad: u32,
+    flags: u32,
+}
+
+/// A side's commit point (see the module docs).
+#[repr(C)]
+struct Commit {
+    seq: AtomicU64,
+    pos: AtomicU64,
+}
+
+/// A side's lease (see the module docs).
+#[repr(C)]
+struct Lease {
+    holder: AtomicU64,
+    revoke: AtomicU32,
+    busy: AtomicU32,
+    holder_pid: AtomicU32,
+    revocations: AtomicU32,
+    holder_start: AtomicU64,
+    cached_seq: AtomicU64,
+    cached_pos: AtomicU64,
+    streak_tid: AtomicU64,
+    streak: AtomicU32,
+}
+
+#[repr(C)]
+struct WaitWord {
+    /// Moves on with every wake (the futex word).
+    epoch: AtomicU32,
+    /// One more than the latest epoch a sleeper is about to sleep on
+    /// (0: never armed); a commit wakes only while it equals `epoch + 1`.
+    armed: AtomicU32,
+}
+
+#[repr(C)]
+struct Join {
     done: AtomicU64,
+    epoch: AtomicU32,
+    waiters: AtomicU32,
 }
 
 /// Why a put did not happen.
@@ -137,7 +231,20 @@ impl Wait {
 #[derive(Debug)]
 pub(crate) struct Ring {
     seg: Segment,
+    /// The mapping's base (the segment keeps it mapped).
+    base: NonNull<u8>,
+    capacity: usize,
+    maxsize: u64,
+    asymmetric: bool,
 }
+
+// SAFETY: `base` points into the mapping owned by `seg`, which is shared
+// memory designed for concurrent use; every shared field is an atomic or is
+// written only before publication, and ring bytes are accessed under the
+// side's exclusion (see the module docs).
+unsafe impl Send for Ring {}
+// SAFETY: as above.
+unsafe impl Sync for Ring {}
 
 /// Rounds a requested byte capacity to the ring's actual one.
 pub(crate) fn ring_capacity(requested: usize) -> usize {
@@ -154,8 +261,41 @@ pub(crate) fn spec(kind: ObjectKind, elem: Elem, capacity: u64) -> Spec {
     }
 }
 
-fn record_size(len: usize) -> usize {
-    RECORD_HEADER + len.next_multiple_of(8)
+fn record_size(len: usize) -> u64 {
+    (RECORD_HEADER + len).next_multiple_of(RECORD_ALIGN) as u64
+}
+
+fn tag(pos: u64) -> u32 {
+    (pos / RECORD_ALIGN as u64) as u32
+}
+
+/// Which side of the queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SideId {
+    Producers,
+    Consumers,
+}
+
+/// Exclusive access to one side, by lease or by mutex; released on drop
+/// (also when a sink panics).
+struct Section<'a> {
+    ring: &'a Ring,
+    side: SideId,
+    /// Entered through the lease (else through the mutex).
+    leased: bool,
+    me: u64,
+}
+
+impl Drop for Section<'_> {
+    fn drop(&mut self) {
+        let lease = self.ring.lease(self.side);
+        if self.leased {
+            lease.busy.store(0, Ordering::Release);
+        } else {
+            self.ring.maybe_lease(lease, self.me);
+            let _ = self.ring.cell(self.side).release();
+        }
+    }
 }
 
 impl Ring {
@@ -168,13 +308,18 @@ impl Ring {
         maxsize: usize,
         capacity: usize,
     ) -> Result<Ring, ShmError> {
-        if capacity > (1usize << 40) {
+        if capacity > MAX_CAPACITY {
             return Err(ShmError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "queue capacity above 1 TiB",
+                "queue capacity above 64 GiB",
             )));
         }
         let capacity = ring_capacity(capacity);
+        let flags = if sys::membarrier_registered() {
+            FLAG_ASYMMETRIC
+        } else {
+            0
+        };
         let seg = Segment::create(spec(kind, elem, capacity as u64), name, 0o600, |base| {
             // SAFETY: the segment is fresh, zero-filled (ftruncate), and sized
             // for this layout; nothing else can see it before it is published.
@@ -184,6 +329,7 @@ impl Ring {
                 let control = base.as_ptr().add(CONTROL).cast::<Control>();
                 std::ptr::addr_of_mut!((*control).capacity).write(capacity as u64);
                 std::ptr::addr_of_mut!((*control).maxsize).write(maxsize as u64);
+                std::ptr::addr_of_mut!((*control).flags).write(flags);
             }
             Ok(())
         })?;
@@ -193,15 +339,37 @@ impl Ring {
     /// Wraps an attached segment, checking the control block against the
     /// header.
     pub(crate) fn from_segment(seg: Segment) -> Result<Ring, ShmError> {
-        let ring = Ring { seg };
-        let cap = ring.control().capacity;
-        if cap != ring.seg.header().len || !cap.is_power_of_two() || (cap as usize) < MIN_CAPACITY {
+        let base = seg.base();
+        // SAFETY: the segment is at least `RING` bytes (its spec), and the
+        // control block is written before publication and never again
+        // (except `closed`, an atomic).
+        let control = unsafe { base.add(CONTROL).cast::<Control>().as_ref() };
+        let cap = control.capacity;
+        if cap != seg.header().len
+            || !cap.is_power_of_two()
+            || (cap as usize) < MIN_CAPACITY
+            || (cap as usize) > MAX_CAPACITY
+        {
             return Err(ShmError::Corrupt(format!(
                 "queue capacity {cap} in a segment of {}",
-                ring.seg.header().len
+                seg.header().len
             )));
         }
-        Ok(ring)
+        let asymmetric = control.flags & FLAG_ASYMMETRIC != 0;
+        if asymmetric && !sys::membarrier_registered() {
+            return Err(ShmError::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the queue's creator uses membarrier(2) barriers, which this process cannot \
+                 (seccomp, or IPCKIT_NO_MEMBARRIER set here but not there)",
+            )));
+        }
+        Ok(Ring {
+            base,
+            capacity: cap as usize,
+            maxsize: control.maxsize,
+            asymmetric,
+            seg,
+        })
     }
 
     pub(crate) fn segment(&self) -> &Segment {
@@ -212,76 +380,79 @@ impl Ring {
         &mut self.seg
     }
 
-    fn producer_cell(&self) -> &MutexCell {
-        // SAFETY: the layout was checked on attach; the cell was initialised
-        // before the segment was published.
-        unsafe { self.seg.at::<MutexCell>(PRODUCER_CELL).as_ref() }
-    }
-
-    fn consumer_cell(&self) -> &MutexCell {
-        // SAFETY: as above.
-        unsafe { self.seg.at::<MutexCell>(CONSUMER_CELL).as_ref() }
-    }
-
-    fn producer(&self) -> &Side {
-        // SAFETY: as above; all fields are atomics.
-        unsafe { self.seg.at::<Side>(PRODUCER_LINE).as_ref() }
-    }
-
-    fn consumer(&self) -> &Side {
-        // SAFETY: as above.
-        unsafe { self.seg.at::<Side>(CONSUMER_LINE).as_ref() }
-    }
-
-    fn not_empty(&self) -> &WaitWord {
-        // SAFETY: as above.
-        unsafe { self.seg.at::<WaitWord>(NOT_EMPTY).as_ref() }
-    }
-
-    fn not_full(&self) -> &WaitWord {
-        // SAFETY: as above.
-        unsafe { self.seg.at::<WaitWord>(NOT_FULL).as_ref() }
+    /// The block at `offset`.
+    fn at<T>(&self, offset: usize) -> &T {
+        // SAFETY: every caller passes one of the layout's offsets, checked
+        // against the segment's size on attach; those blocks hold atomics
+        // (or a mutex designed for sharing), initialised before publication.
+        unsafe { self.base.add(offset).cast::<T>().as_ref() }
     }
 
     fn control(&self) -> &Control {
-        // SAFETY: as above; `capacity` and `maxsize` are written once before
-        // publication and never again.
-        unsafe { self.seg.at::<Control>(CONTROL).as_ref() }
+        self.at(CONTROL)
+    }
+
+    fn cell(&self, side: SideId) -> &MutexCell {
+        self.at(match side {
+            SideId::Producers => PRODUCER_CELL,
+            SideId::Consumers => CONSUMER_CELL,
+        })
+    }
+
+    fn lease(&self, side: SideId) -> &Lease {
+        self.at(match side {
+            SideId::Producers => PRODUCER_LEASE,
+            SideId::Consumers => CONSUMER_LEASE,
+        })
+    }
+
+    fn commit(&self, side: SideId) -> &Commit {
+        self.at(match side {
+            SideId::Producers => PRODUCER_COMMIT,
+            SideId::Consumers => CONSUMER_COMMIT,
+        })
+    }
+
+    fn not_empty(&self) -> &WaitWord {
+        self.at(NOT_EMPTY)
+    }
+
+    fn not_full(&self) -> &WaitWord {
+        self.at(NOT_FULL)
+    }
+
+    fn join_block(&self) -> &Join {
+        self.at(JOIN)
     }
 
     /// Ring capacity in bytes.
     pub(crate) fn capacity(&self) -> usize {
-        self.control().capacity as usize
+        self.capacity
     }
 
     /// The message limit (0: none).
     pub(crate) fn maxsize(&self) -> usize {
-        self.control().maxsize as usize
+        self.maxsize as usize
     }
 
     /// The largest message that fits.
     pub(crate) fn max_message(&self) -> usize {
-        self.capacity() - RECORD_HEADER
+        (self.capacity - RECORD_HEADER).min(u32::MAX as usize)
     }
 
     /// Messages in the queue now.
     pub(crate) fn len(&self) -> usize {
-        let head = self.consumer().seq.load(Ordering::Acquire);
-        let tail = self.producer().seq.load(Ordering::Acquire);
+        let head = self.commit(SideId::Consumers).seq.load(Ordering::Acquire);
+        let tail = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
         tail.saturating_sub(head) as usize
     }
 
     /// True when a put would have to wait for a message of `size` bytes.
     pub(crate) fn is_full_for(&self, size: usize) -> bool {
-        let p = self.producer();
-        let c = self.consumer();
-        let used = p
-            .pos
-            .load(Ordering::Acquire)
-            .saturating_sub(c.pos.load(Ordering::Acquire)) as usize;
-        let count = self.len();
-        (self.maxsize() != 0 && count >= self.maxsize())
-            || used + record_size(size) > self.capacity()
+        let tail = self.commit(SideId::Producers).pos.load(Ordering::Acquire);
+        let head = self.commit(SideId::Consumers).pos.load(Ordering::Acquire);
+        (self.maxsize != 0 && self.len() as u64 >= self.maxsize)
+            || tail.saturating_sub(head) + record_size(size) > self.capacity as u64
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -298,52 +469,184 @@ impl Ring {
     }
 
     fn data(&self) -> *mut u8 {
-        self.seg.at::<u8>(RING).as_ptr()
+        // SAFETY: the ring starts at `RING`, inside the segment.
+        unsafe { self.base.as_ptr().add(RING) }
     }
 
-    /// Copies `bytes` into the ring at `pos`, wrapping at the end.
-    ///
-    /// # Safety
-    /// The caller holds the producers' lock and `pos..pos + bytes.len()` is
-    /// free space (beyond `tail`, before `head + capacity`).
-    unsafe fn write_at(&self, pos: u64, bytes: &[u8]) {
-        let cap = self.capacity();
-        let off = (pos as usize) & (cap - 1);
-        let first = bytes.len().min(cap - off);
-        // SAFETY: both pieces are inside the ring; nobody reads free space.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.data().add(off), first);
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr().add(first),
-                self.data(),
-                bytes.len() - first,
-            );
+    /// The light half of an asymmetric barrier (see the module docs).
+    #[inline(always)]
+    fn light_barrier(&self) {
+        if self.asymmetric {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
         }
     }
 
-    /// Copies `out.len()` bytes out of the ring from `pos`, wrapping.
-    ///
-    /// # Safety
-    /// The caller holds the consumers' lock and the bytes are published
-    /// (before `tail`, at or after `head`).
-    unsafe fn read_at(&self, pos: u64, out: &mut [u8]) {
-        let cap = self.capacity();
-        let off = (pos as usize) & (cap - 1);
-        let first = out.len().min(cap - off);
-        // SAFETY: both pieces are inside the ring; no producer writes
-        // published bytes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.data().add(off), out.as_mut_ptr(), first);
-            std::ptr::copy_nonoverlapping(
-                self.data(),
-                out.as_mut_ptr().add(first),
-                out.len() - first,
-            );
+    /// The heavy half.
+    fn heavy_barrier(&self) -> io::Result<()> {
+        if self.asymmetric {
+            sys::heavy_barrier()
+        } else {
+            fence(Ordering::SeqCst);
+            Ok(())
         }
     }
+
+    // ----- exclusion ---------------------------------------------------------
+
+    /// Enters `side`'s critical section.
+    #[inline]
+    fn enter(&self, side: SideId) -> io::Result<Section<'_>> {
+        let me = sys::thread_token();
+        let lease = self.lease(side);
+        if lease.holder.load(Ordering::Relaxed) == me {
+            lease.busy.store(1, Ordering::Relaxed);
+            self.light_barrier();
+            if lease.revoke.load(Ordering::Acquire) == 0
+                && lease.holder.load(Ordering::Acquire) == me
+            {
+                return Ok(Section {
+                    ring: self,
+                    side,
+                    leased: true,
+                    me,
+                });
+            }
+            lease.busy.store(0, Ordering::Release);
+        }
+        self.enter_locked(side, me)
+    }
+
+    #[cold]
+    fn enter_locked(&self, side: SideId, me: u64) -> io::Result<Section<'_>> {
+        self.cell(side)
+            .acquire(true, None)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        // From here on, dropping the section releases the mutex.
+        let section = Section {
+            ring: self,
+            side,
+            leased: false,
+            me,
+        };
+        let lease = self.lease(side);
+        let holder = lease.holder.load(Ordering::Acquire);
+        if holder != 0 && holder != me {
+            self.revoke(lease)?;
+        } else if lease.revoke.load(Ordering::Relaxed) != 0 {
+            // A revoker died halfway (the mutex was robust): finish for it.
+            lease.revoke.store(0, Ordering::Relaxed);
+        }
+        self.repair(side);
+        Ok(section)
+    }
+
+    /// Takes the lease back from its holder (the caller holds the mutex).
+    #[cold]
+    fn revoke(&self, lease: &Lease) -> io::Result<()> {
+        lease.revoke.store(1, Ordering::SeqCst);
+        if let Err(e) = self.heavy_barrier() {
+            lease.revoke.store(0, Ordering::SeqCst);
+            return Err(e);
+        }
+        let start = Instant::now();
+        let mut nap = Duration::from_micros(20);
+        let mut i = 0u32;
+        while lease.busy.load(Ordering::Acquire) != 0 {
+            // The holder is inside a section: usually for nanoseconds.
+            i += 1;
+            if start.elapsed() < SPIN && sys::several_cpus() {
+                if i % 64 == 0 {
+                    sys::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            let pid = lease.holder_pid.load(Ordering::Relaxed) as i32;
+            let started = lease.holder_start.load(Ordering::Relaxed);
+            if !sys::process_alive(pid, started) {
+                break; // killed inside its section: nothing to wait for
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(1));
+        }
+        lease.busy.store(0, Ordering::Relaxed);
+        lease.holder.store(0, Ordering::Release);
+        lease.revoke.store(0, Ordering::Release);
+        let r = lease.revocations.load(Ordering::Relaxed);
+        lease
+            .revocations
+            .store(r.saturating_add(1), Ordering::Relaxed);
+        lease.streak.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Counts a mutex entry by `me`, leasing the side to it after a long
+    /// enough streak (the caller still holds the mutex).
+    fn maybe_lease(&self, lease: &Lease, me: u64) {
+        if lease.holder.load(Ordering::Relaxed) == me {
+            return;
+        }
+        let streak = if lease.streak_tid.load(Ordering::Relaxed) == me {
+            lease.streak.load(Ordering::Relaxed).saturating_add(1)
+        } else {
+            lease.streak_tid.store(me, Ordering::Relaxed);
+            1
+        };
+        lease.streak.store(streak, Ordering::Relaxed);
+        let needed = LEASE_STREAK << lease.revocations.load(Ordering::Relaxed).min(10);
+        if streak < needed || lease.holder.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        // Revokers must be able to tell whether we died mid-section.
+        let Some(started) = sys::self_start_time() else {
+            return;
+        };
+        lease.busy.store(0, Ordering::Relaxed);
+        lease
+            .holder_pid
+            .store(sys::getpid() as u32, Ordering::Relaxed);
+        lease.holder_start.store(started, Ordering::Relaxed);
+        lease.holder.store(me, Ordering::Release);
+    }
+
+    /// Finishes a commit a dead member of `side` left halfway: `seq` stored,
+    /// `pos` not yet (the caller has the side to itself).
+    fn repair(&self, side: SideId) {
+        let commit = self.commit(side);
+        let seq = commit.seq.load(Ordering::Acquire);
+        let pos = commit.pos.load(Ordering::Acquire);
+        if seq == 0 {
+            return;
+        }
+        let (len, t, s) = self.header_at(pos);
+        if s == seq - 1 && t == tag(pos) && len <= self.max_message() {
+            commit.pos.store(pos + record_size(len), Ordering::Release);
+        }
+    }
+
+    /// The record header at `pos`: `(len, tag, seq)`.
+    fn header_at(&self, pos: u64) -> (usize, u32, u64) {
+        let off = (pos as usize) & (self.capacity - 1);
+        // SAFETY: records start on 64-byte boundaries, so the 16-byte header
+        // lies inside the ring, 8-aligned; it is read atomically because a
+        // producer may be writing it (then it names a newer message).
+        unsafe {
+            let p = self.data().add(off);
+            let len = (*p.cast::<AtomicU32>()).load(Ordering::Relaxed);
+            let t = (*p.add(4).cast::<AtomicU32>()).load(Ordering::Relaxed);
+            let s = (*p.add(8).cast::<AtomicU64>()).load(Ordering::Relaxed);
+            (len as usize, t, s)
+        }
+    }
+
+    // ----- putting -----------------------------------------------------------
 
     /// Puts messages, in order, as many as fit at once; waits (per `wait`)
     /// while not even the first fits. Returns how many were put.
+    #[inline]
     pub(crate) fn put(&self, messages: &[&[u8]], wait: Wait) -> Result<usize, PutFail> {
         let max = self.max_message();
         if let Some(big) = messages.iter().find(|m| m.len() > max) {
@@ -359,7 +662,6 @@ impl Ring {
             if self.is_closed() {
                 return Err(PutFail::Closed);
             }
-            let epoch = self.not_full().epoch.load(Ordering::SeqCst);
             let put = self.try_put(messages)?;
             if put > 0 {
                 return Ok(put);
@@ -368,7 +670,7 @@ impl Ring {
                 Wait::No => return Err(PutFail::Full),
                 Wait::Until(d) => d,
             };
-            if !self.sleep(self.not_full(), epoch, deadline, || {
+            if !self.sleep(self.not_full(), deadline, || {
                 self.is_closed() || !self.is_full_for(messages[0].len())
             })? {
                 return Err(PutFail::Timeout);
@@ -376,62 +678,90 @@ impl Ring {
         }
     }
 
-    /// One attempt under the producers' lock.
+    /// One attempt with the producers' side entered.
+    #[inline]
     fn try_put(&self, messages: &[&[u8]]) -> Result<usize, PutFail> {
-        let cell = self.producer_cell();
-        cell.acquire(true, None).map_err(lock_error_put)?;
-        let p = self.producer();
-        let c = self.consumer();
-        let cap = self.capacity() as u64;
-        let maxsize = self.maxsize() as u64;
-        let start = p.pos.load(Ordering::Relaxed);
-        let start_seq = p.seq.load(Ordering::Relaxed);
-        let mut tail = start;
+        let section = self.enter(SideId::Producers)?;
+        let lease = self.lease(SideId::Producers);
+        let commit = self.commit(SideId::Producers);
+        let consumers = self.commit(SideId::Consumers);
+        let cap = self.capacity as u64;
+        let start_seq = commit.seq.load(Ordering::Relaxed);
         let mut seq = start_seq;
-        let mut head = p.cached_other_pos.load(Ordering::Relaxed);
-        let mut head_seq = p.cached_other_seq.load(Ordering::Relaxed);
-        let mut put = 0;
+        let mut tail = commit.pos.load(Ordering::Relaxed);
+        let mut head = lease.cached_pos.load(Ordering::Relaxed);
+        let mut head_seq = lease.cached_seq.load(Ordering::Relaxed);
         for m in messages {
-            let size = record_size(m.len()) as u64;
+            let size = record_size(m.len());
             let fits = |head: u64, head_seq: u64| {
-                tail + size - head <= cap && (maxsize == 0 || seq - head_seq < maxsize)
+                tail + size <= head + cap && (self.maxsize == 0 || seq - head_seq < self.maxsize)
             };
             if !fits(head, head_seq) {
                 // Look at where the consumers really are (one cache miss).
-                head = c.pos.load(Ordering::Acquire);
-                head_seq = c.seq.load(Ordering::Acquire);
+                head = consumers.pos.load(Ordering::Acquire);
+                head_seq = consumers.seq.load(Ordering::Acquire);
+                lease.cached_pos.store(head, Ordering::Relaxed);
+                lease.cached_seq.store(head_seq, Ordering::Relaxed);
                 if !fits(head, head_seq) {
                     break;
                 }
             }
-            let len = (m.len() as u32).to_le_bytes();
-            // SAFETY: we hold the producers' lock and `tail..tail + size` is
-            // free (checked against `head` just above).
-            unsafe {
-                self.write_at(tail, &[len[0], len[1], len[2], len[3], 0, 0, 0, 0]);
-                self.write_at(tail + RECORD_HEADER as u64, m);
-            }
+            // SAFETY: we have the producers' side and `tail..tail + size` is
+            // free (checked against the consumers' position just above).
+            unsafe { self.write_record(tail, seq, m) };
             tail += size;
             seq += 1;
-            put += 1;
         }
-        p.cached_other_pos.store(head, Ordering::Relaxed);
-        p.cached_other_seq.store(head_seq, Ordering::Relaxed);
-        if put > 0 {
+        if seq != start_seq {
             // The commit point: the records become visible, whole.
-            p.seq.store(seq, Ordering::Release);
-            p.pos.store(tail, Ordering::Release);
+            commit.seq.store(seq, Ordering::Release);
+            commit.pos.store(tail, Ordering::Release);
         }
-        let _ = cell.release();
-        if put > 0 {
+        drop(section);
+        if seq != start_seq {
             self.wake(self.not_empty());
         }
-        Ok(put)
+        Ok((seq - start_seq) as usize)
     }
 
+    /// Writes the record of message `seq` at `pos`.
+    ///
+    /// # Safety
+    /// The caller has the producers' side and `pos..pos + record_size` is
+    /// free space (beyond the published records, before `head + capacity`).
+    #[inline]
+    unsafe fn write_record(&self, pos: u64, seq: u64, msg: &[u8]) {
+        let cap = self.capacity;
+        let off = (pos as usize) & (cap - 1);
+        // SAFETY: the header lies inside the ring, 8-aligned (records start
+        // on 64-byte boundaries); consumers may read it (atomically) while
+        // it is unpublished, never the body.
+        unsafe {
+            let p = self.data().add(off);
+            (*p.cast::<AtomicU32>()).store(msg.len() as u32, Ordering::Relaxed);
+            (*p.add(4).cast::<AtomicU32>()).store(tag(pos), Ordering::Relaxed);
+            (*p.add(8).cast::<AtomicU64>()).store(seq, Ordering::Relaxed);
+            let body = off + RECORD_HEADER;
+            if body + msg.len() <= cap {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), self.data().add(body), msg.len());
+            } else {
+                let first = cap - body;
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), self.data().add(body), first);
+                std::ptr::copy_nonoverlapping(
+                    msg.as_ptr().add(first),
+                    self.data(),
+                    msg.len() - first,
+                );
+            }
+        }
+    }
+
+    // ----- getting -----------------------------------------------------------
+
     /// Takes up to `max` messages (at least one, waiting per `wait`), passing
-    /// each to `sink` in order, under the consumers' lock (the sink copies or
-    /// decodes; it must not block). Returns how many were taken.
+    /// each to `sink` in order, with the consumers' side entered (the sink
+    /// copies or decodes; it must not block). Returns how many were taken.
+    #[inline]
     pub(crate) fn get(
         &self,
         max: usize,
@@ -439,7 +769,6 @@ impl Ring {
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, GetFail> {
         loop {
-            let epoch = self.not_empty().epoch.load(Ordering::SeqCst);
             let got = self.try_get(max, sink)?;
             if got > 0 {
                 return Ok(got);
@@ -451,7 +780,7 @@ impl Ring {
                 Wait::No => return Err(GetFail::Empty),
                 Wait::Until(d) => d,
             };
-            if !self.sleep(self.not_empty(), epoch, deadline, || {
+            if !self.sleep(self.not_empty(), deadline, || {
                 self.len() > 0 || self.is_closed()
             })? {
                 return Err(GetFail::Timeout);
@@ -459,124 +788,175 @@ impl Ring {
         }
     }
 
-    /// One attempt under the consumers' lock.
+    /// One attempt with the consumers' side entered.
+    #[inline]
     fn try_get(&self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<usize, GetFail> {
-        let cell = self.consumer_cell();
-        cell.acquire(true, None).map_err(lock_error_get)?;
-        let result = self.take_locked(max, sink);
-        let _ = cell.release();
+        let section = self.enter(SideId::Consumers)?;
+        let result = self.take(max, sink);
+        drop(section);
         if matches!(result, Ok(n) if n > 0) {
             self.wake(self.not_full());
         }
         result
     }
 
-    fn take_locked(&self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<usize, GetFail> {
-        let p = self.producer();
-        let c = self.consumer();
-        let mut head = c.pos.load(Ordering::Relaxed);
-        let mut head_seq = c.seq.load(Ordering::Relaxed);
-        let mut tail = c.cached_other_pos.load(Ordering::Relaxed);
-        if tail <= head {
-            tail = p.pos.load(Ordering::Acquire);
-            c.cached_other_pos.store(tail, Ordering::Relaxed);
+    #[inline]
+    fn take(&self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<usize, GetFail> {
+        let lease = self.lease(SideId::Consumers);
+        let commit = self.commit(SideId::Consumers);
+        let mut seq = commit.seq.load(Ordering::Relaxed);
+        let mut head = commit.pos.load(Ordering::Relaxed);
+        let mut tail_seq = lease.cached_seq.load(Ordering::Relaxed);
+        if tail_seq <= seq {
+            tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
+            lease.cached_seq.store(tail_seq, Ordering::Relaxed);
         }
+        let cap = self.capacity;
         let mut taken = 0;
         let mut buf = Vec::new();
         // A long batch frees its space as it goes, so producers can refill
         // the ring while it is drained.
-        let commit_every = (self.capacity() / 4) as u64;
+        let commit_every = (cap / 4) as u64;
         let mut committed = head;
-        while taken < max && head < tail {
-            let mut len = [0u8; RECORD_HEADER];
-            // SAFETY: consumers' lock held; `head < tail`, so the record
-            // header is published.
-            unsafe { self.read_at(head, &mut len) };
-            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            let size = record_size(len) as u64;
-            if size > tail - head {
+        while taken < max && seq < tail_seq {
+            let (len, t, s) = self.header_at(head);
+            if s != seq || t != tag(head) || len > self.max_message() {
                 return Err(GetFail::Corrupt(format!(
-                    "a record of {len} bytes runs past the published end of the queue"
+                    "message {seq} at byte {head} has a bad header (seq {s}, tag {t}, {len} bytes)"
                 )));
             }
-            let body = head + RECORD_HEADER as u64;
-            let off = (body as usize) & (self.capacity() - 1);
-            if off + len <= self.capacity() {
+            let size = record_size(len);
+            // Ask for the lines this record's successors will use.
+            let mut ahead = head + PREFETCH_AHEAD;
+            while ahead < head + PREFETCH_AHEAD + size.min(4 * RECORD_ALIGN as u64) {
+                // SAFETY: the offset is masked into the ring.
+                sys::prefetch(unsafe { self.data().add((ahead as usize) & (cap - 1)) });
+                ahead += RECORD_ALIGN as u64;
+            }
+            let off = (head as usize + RECORD_HEADER) & (cap - 1);
+            if off + len <= cap {
                 // Contiguous: hand the ring's own bytes to the sink. They are
-                // published and no producer writes them until `head` moves.
-                // SAFETY: in bounds (checked); stable while we hold the lock.
+                // published (before the producers' `seq`, read with acquire)
+                // and no producer writes them until our commit.
+                // SAFETY: in bounds (checked); stable while we have the side.
                 sink(unsafe { std::slice::from_raw_parts(self.data().add(off), len) });
             } else {
                 buf.resize(len, 0);
-                // SAFETY: as above; the whole record is before `tail`.
-                unsafe { self.read_at(body, &mut buf) };
+                let first = cap - off;
+                // SAFETY: as above; both pieces are inside the ring.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.data().add(off), buf.as_mut_ptr(), first);
+                    std::ptr::copy_nonoverlapping(
+                        self.data(),
+                        buf.as_mut_ptr().add(first),
+                        len - first,
+                    );
+                }
                 sink(&buf);
             }
             head += size;
-            head_seq += 1;
+            seq += 1;
             taken += 1;
             if head - committed >= commit_every {
-                c.seq.store(head_seq, Ordering::Release);
-                c.pos.store(head, Ordering::Release);
+                commit.seq.store(seq, Ordering::Release);
+                commit.pos.store(head, Ordering::Release);
                 committed = head;
                 self.wake(self.not_full());
             }
         }
         if taken > 0 {
             // The commit point: the records are consumed.
-            c.seq.store(head_seq, Ordering::Release);
-            c.pos.store(head, Ordering::Release);
+            commit.seq.store(seq, Ordering::Release);
+            commit.pos.store(head, Ordering::Release);
         }
         Ok(taken)
     }
 
+    // ----- sleeping and waking -----------------------------------------------
+
     /// Wakes the sleepers of `word`, if there are any (a syscall only then).
+    #[inline]
     fn wake(&self, word: &WaitWord) {
-        fence(Ordering::SeqCst);
-        // One wake per sleep: until a sleeper registers again, `pending`
-        // stays set and later commits skip the system call (a woken
-        // process may take tens of µs to run on these VMs).
-        if word.waiters.load(Ordering::Relaxed) > 0 && word.pending.swap(1, Ordering::SeqCst) == 0 {
-            word.epoch.fetch_add(1, Ordering::SeqCst);
+        self.light_barrier();
+        // Only a sleeper that read the current epoch can block on it: wake
+        // when one has armed the word at this epoch. Moving the epoch on
+        // disarms it, so until a sleeper arms again later commits skip the
+        // system call (a woken process may take tens of µs to run on these
+        // VMs).
+        let armed = word.armed.load(Ordering::Acquire);
+        let epoch = word.epoch.load(Ordering::Relaxed);
+        if armed == epoch.wrapping_add(1)
+            && word
+                .epoch
+                .compare_exchange(
+                    epoch,
+                    epoch.wrapping_add(1),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
             sys::futex_wake(&word.epoch, u32::MAX);
         }
     }
 
-    /// Waits until `ready()` or `word`'s epoch moves past `epoch`: first a
-    /// short spin, then a futex sleep. False when the deadline passed.
+    /// Waits until `ready()` (or a wake on `word`): first a short spin, then
+    /// a futex sleep. False when the deadline passed.
     fn sleep(
         &self,
         word: &WaitWord,
-        epoch: u32,
         deadline: Deadline,
         ready: impl Fn() -> bool,
-    ) -> Result<bool, io::Error> {
+    ) -> io::Result<bool> {
         if sys::several_cpus() {
-            let until = Instant::now() + SPIN;
-            let until = deadline.map_or(until, |d| d.min(until));
+            // The clock is read every 64th round only (it may cost more than
+            // the wait), the CPU given away every 1024th (two spinners may
+            // share one CPU).
+            let mut until = None;
             let mut i = 0u32;
-            while Instant::now() < until {
-                if ready() || word.epoch.load(Ordering::Relaxed) != epoch {
+            loop {
+                if ready() {
                     return Ok(true);
                 }
-                i += 1;
+                i = i.wrapping_add(1);
                 if i % 64 == 0 {
-                    sys::yield_now();
+                    let now = Instant::now();
+                    let until = *until.get_or_insert_with(|| {
+                        let spin = now + SPIN;
+                        deadline.map_or(spin, |d| d.min(spin))
+                    });
+                    if now >= until {
+                        break;
+                    }
+                    if i % 1024 == 0 {
+                        sys::yield_now();
+                    }
                 } else {
                     std::hint::spin_loop();
                 }
             }
         }
-        word.waiters.fetch_add(1, Ordering::SeqCst);
-        // A sleeper is about to sleep: the next commit must wake it.
-        word.pending.store(0, Ordering::SeqCst);
-        let r = if ready() {
-            Ok(FutexWait::Woken)
-        } else {
-            sys::futex_wait(&word.epoch, epoch, deadline)
-        };
-        word.waiters.fetch_sub(1, Ordering::SeqCst);
-        match r? {
+        let epoch = word.epoch.load(Ordering::SeqCst);
+        // Arm the word at this epoch (never back: another sleeper may have
+        // armed it at a later one), then check once more after the heavy
+        // barrier: a commit we do not see is followed by its committer
+        // seeing the arming, and moving the epoch past the value we sleep on.
+        let want = epoch.wrapping_add(1);
+        let mut armed = word.armed.load(Ordering::Relaxed);
+        while (want.wrapping_sub(armed) as i32) > 0 {
+            match word
+                .armed
+                .compare_exchange_weak(armed, want, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => armed = now,
+            }
+        }
+        self.heavy_barrier()?;
+        if ready() {
+            return Ok(true);
+        }
+        match sys::futex_wait(&word.epoch, epoch, deadline)? {
             FutexWait::Woken => Ok(true),
             FutexWait::TimedOut => Ok(ready()),
         }
@@ -586,8 +966,8 @@ impl Ring {
 
     /// Unfinished tasks: messages ever put minus `task_done` calls.
     pub(crate) fn unfinished(&self) -> u64 {
-        let done = self.control().done.load(Ordering::SeqCst);
-        self.producer()
+        let done = self.join_block().done.load(Ordering::SeqCst);
+        self.commit(SideId::Producers)
             .seq
             .load(Ordering::SeqCst)
             .saturating_sub(done)
@@ -595,10 +975,10 @@ impl Ring {
 
     /// Marks one task done; false if there was none unfinished.
     pub(crate) fn task_done(&self) -> bool {
-        let ctl = self.control();
+        let ctl = self.join_block();
         let mut done = ctl.done.load(Ordering::SeqCst);
         loop {
-            if done >= self.producer().seq.load(Ordering::SeqCst) {
+            if done >= self.commit(SideId::Producers).seq.load(Ordering::SeqCst) {
                 return false;
             }
             match ctl
@@ -609,28 +989,28 @@ impl Ring {
                 Err(now) => done = now,
             }
         }
-        if self.unfinished() == 0 && ctl.join_waiters.load(Ordering::SeqCst) > 0 {
-            ctl.join_epoch.fetch_add(1, Ordering::SeqCst);
-            sys::futex_wake(&ctl.join_epoch, u32::MAX);
+        if self.unfinished() == 0 && ctl.waiters.load(Ordering::SeqCst) > 0 {
+            ctl.epoch.fetch_add(1, Ordering::SeqCst);
+            sys::futex_wake(&ctl.epoch, u32::MAX);
         }
         true
     }
 
     /// Waits until every task put so far is done; false on timeout.
     pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, io::Error> {
-        let ctl = self.control();
+        let ctl = self.join_block();
         loop {
-            let epoch = ctl.join_epoch.load(Ordering::SeqCst);
+            let epoch = ctl.epoch.load(Ordering::SeqCst);
             if self.unfinished() == 0 {
                 return Ok(true);
             }
-            ctl.join_waiters.fetch_add(1, Ordering::SeqCst);
+            ctl.waiters.fetch_add(1, Ordering::SeqCst);
             let r = if self.unfinished() == 0 {
                 Ok(FutexWait::Woken)
             } else {
-                sys::futex_wait(&ctl.join_epoch, epoch, deadline)
+                sys::futex_wait(&ctl.epoch, epoch, deadline)
             };
-            ctl.join_waiters.fetch_sub(1, Ordering::SeqCst);
+            ctl.waiters.fetch_sub(1, Ordering::SeqCst);
             if r? == FutexWait::TimedOut {
                 return Ok(self.unfinished() == 0);
             }
@@ -648,12 +1028,4 @@ impl From<io::Error> for GetFail {
     fn from(e: io::Error) -> GetFail {
         GetFail::Io(e)
     }
-}
-
-fn lock_error_put(e: crate::sync::LockError) -> PutFail {
-    PutFail::Io(io::Error::other(e.to_string()))
-}
-
-fn lock_error_get(e: crate::sync::LockError) -> GetFail {
-    GetFail::Io(io::Error::other(e.to_string()))
 }

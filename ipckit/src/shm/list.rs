@@ -117,12 +117,14 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
     let kind = ObjectKind::from_raw(u32_at(12));
     let pid = u32_at(52) as i32;
     let depth = match kind {
-        Some(ObjectKind::Queue | ObjectKind::JoinableQueue | ObjectKind::SimpleQueue) => {
-            // tail_seq at 192 + 8, head_seq at 256 + 8 (see queue/ring.rs).
+        Some(ObjectKind::Queue | ObjectKind::JoinableQueue | ObjectKind::SimpleQueue)
+            if u32_at(8) == super::LAYOUT_VERSION =>
+        {
+            let (tail_at, head_at) = crate::queue::SEQ_OFFSETS;
             let mut tail = [0u8; 8];
             let mut head = [0u8; 8];
-            file.read_exact_at(&mut tail, 200)?;
-            file.read_exact_at(&mut head, 264)?;
+            file.read_exact_at(&mut tail, tail_at)?;
+            file.read_exact_at(&mut head, head_at)?;
             Some(u64::from_le_bytes(tail).saturating_sub(u64::from_le_bytes(head)))
         }
         _ => None,
@@ -144,18 +146,7 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
 /// seconds): a process started after the object cannot be its creator, so
 /// a reused pid does not count.
 fn started_before(pid: i32, created: i64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(after_comm) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-        return false;
-    };
-    // Field 22 (starttime) is the 20th after the command name.
-    let Some(start_ticks) = after_comm
-        .split_whitespace()
-        .nth(19)
-        .and_then(|t| t.parse::<u64>().ok())
-    else {
+    let Some((_, start_ticks)) = crate::sys::proc_stat(pid) else {
         return false;
     };
     let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {

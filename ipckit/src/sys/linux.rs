@@ -843,11 +843,176 @@ pub(crate) fn keep_child_entry() {
 thread_local! {
     /// This thread's id, once asked for (0: not yet).
     static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// This thread's token (see [`thread_token`]), once asked for.
+    static TOKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// After `fork`, the child's only thread has a new id: forget the cached one.
+/// A number naming the calling thread among all live threads of all
+/// processes, and telling it apart from an earlier thread of another
+/// process with the same id: the process's random nonce above the thread
+/// id. Cached per thread (new after `fork`).
+#[inline]
+pub(crate) fn thread_token() -> u64 {
+    TOKEN.with(|t| {
+        let cached = t.get();
+        if cached != 0 {
+            return cached;
+        }
+        let token = (u64::from(process_nonce()) << 32) | u64::from(gettid());
+        t.set(token);
+        token
+    })
+}
+
+/// After `fork`, the child's only thread has a new id: forget the cached one
+/// (and the process-wide facts that belong to the parent).
 extern "C" fn forget_tid_after_fork() {
     TID.with(|t| t.set(0));
+    TOKEN.with(|t| t.set(0));
+    MEMBARRIER.store(MEMBARRIER_UNKNOWN, std::sync::atomic::Ordering::Relaxed);
+    SELF_START.store(0, std::sync::atomic::Ordering::Relaxed);
+    NONCE.store(0, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn register_atfork() {
+    static ATFORK: std::sync::Once = std::sync::Once::new();
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only writes a thread-local and
+        // atomics.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_tid_after_fork)) };
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Asymmetric memory barriers (membarrier(2))
+// ---------------------------------------------------------------------------
+
+const MEMBARRIER_UNKNOWN: u8 = 0;
+const MEMBARRIER_YES: u8 = 1;
+const MEMBARRIER_NO: u8 = 2;
+static MEMBARRIER: std::sync::atomic::AtomicU8 =
+    std::sync::atomic::AtomicU8::new(MEMBARRIER_UNKNOWN);
+
+/// Whether this process can take part in asymmetric barriers: registered
+/// for `MEMBARRIER_CMD_GLOBAL_EXPEDITED` (Linux 4.16+), so that a
+/// [`heavy_barrier`] in any registered process orders this process's
+/// memory accesses as a full fence would. Registers on the first call (and
+/// again after `fork`). `IPCKIT_NO_MEMBARRIER=1` in the environment makes it
+/// false, to exercise the symmetric fallback.
+pub(crate) fn membarrier_registered() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match MEMBARRIER.load(Relaxed) {
+        MEMBARRIER_YES => return true,
+        MEMBARRIER_NO => return false,
+        _ => {}
+    }
+    register_atfork();
+    use rustix::thread::{MembarrierCommand, MembarrierQuery, membarrier, membarrier_query};
+    let wanted = MembarrierQuery::GLOBAL_EXPEDITED | MembarrierQuery::REGISTER_GLOBAL_EXPEDITED;
+    let ok = std::env::var_os("IPCKIT_NO_MEMBARRIER").is_none_or(|v| v.is_empty() || v == "0")
+        && membarrier_query().contains(wanted)
+        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
+    MEMBARRIER.store(if ok { MEMBARRIER_YES } else { MEMBARRIER_NO }, Relaxed);
+    ok
+}
+
+/// The heavy side of an asymmetric barrier: when it returns, every thread
+/// of every registered process has executed a full memory barrier (or was
+/// not running, which implies one). Costs an inter-processor interrupt per
+/// CPU running such a thread (about 15 µs on a 2-CPU VM): for rare paths
+/// only. The light side is a compiler fence.
+pub(crate) fn heavy_barrier() -> io::Result<()> {
+    rustix::thread::membarrier(rustix::thread::MembarrierCommand::GlobalExpedited).map_err(io_err)
+}
+
+/// A hint to fetch the cache line holding `p` (no fault if it is unmapped;
+/// nothing on targets without a prefetch instruction).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and never faults.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+// ---------------------------------------------------------------------------
+// Process identity and liveness
+// ---------------------------------------------------------------------------
+
+static SELF_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static NONCE: AtomicU32 = AtomicU32::new(0);
+
+/// State and start time (clock ticks after boot) of process `pid`, from
+/// `/proc/<pid>/stat`; `None` when it does not exist.
+pub(crate) fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    let mut fields = after_comm.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 22 (starttime) is the 20th after the command name, the 19th
+    // after the state.
+    let start = fields.nth(18)?.parse::<u64>().ok()?;
+    Some((state, start))
+}
+
+/// This process's start time (see [`proc_stat`]), read once; `None` when
+/// `/proc` cannot tell.
+pub(crate) fn self_start_time() -> Option<u64> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cached = SELF_START.load(Relaxed);
+    if cached != 0 {
+        return Some(cached);
+    }
+    register_atfork();
+    let (_, start) = proc_stat(getpid())?;
+    // Start times are ticks after boot: a process started in the first
+    // tick reads as 0, so store it as 1 (comparisons use the same rule).
+    let start = start.max(1);
+    SELF_START.store(start, Relaxed);
+    Some(start)
+}
+
+/// True unless process `pid`, started at `start` (as from
+/// [`self_start_time`]), is known to be gone: missing, a zombie, or its pid
+/// now used by a later process. When `/proc` cannot tell, it counts as
+/// alive (waiting is safe, declaring a live process dead is not).
+pub(crate) fn process_alive(pid: i32, start: u64) -> bool {
+    if rustix::process::test_kill_process(match rustix::process::Pid::from_raw(pid) {
+        Some(p) => p,
+        None => return false,
+    })
+    .is_err_and(|e| e == Errno::SRCH)
+    {
+        return false;
+    }
+    match proc_stat(pid) {
+        Some((state, started)) => !matches!(state, 'Z' | 'X' | 'x') && started.max(1) == start,
+        // It went away between the two checks (dead), or /proc is not
+        // mounted (the signal test said it exists: alive, as far as we know).
+        None => !std::path::Path::new("/proc/self/stat").exists(),
+    }
+}
+
+/// A random number fixed for this process (new after `fork`), never 0: told
+/// apart from other processes whose threads may later reuse a thread id.
+fn process_nonce() -> u32 {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cached = NONCE.load(Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    register_atfork();
+    let mut b = [0u8; 4];
+    let n = match random_bytes(&mut b) {
+        Ok(()) => u32::from_ne_bytes(b),
+        Err(_) => getpid() as u32 ^ 0x9e37_79b9,
+    }
+    .max(1);
+    NONCE.store(n, Relaxed);
+    n
 }
 
 /// The id of the calling thread (unique among live threads system-wide).
@@ -860,11 +1025,7 @@ pub(crate) fn gettid() -> u32 {
         if cached != 0 {
             return cached;
         }
-        static ATFORK: std::sync::Once = std::sync::Once::new();
-        ATFORK.call_once(|| {
-            // SAFETY: registers a handler that only writes this thread-local.
-            unsafe { libc::pthread_atfork(None, None, Some(forget_tid_after_fork)) };
-        });
+        register_atfork();
         let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
         t.set(tid);
         tid
