@@ -138,6 +138,79 @@ struct Job {
     note: String,
 }
 
+/// The lease: one producer uses the queue long enough to be given the
+/// producers' lease, then sits idle (alive, not putting). Another process
+/// must still be able to put (it revokes the lease), and the first must be
+/// able to put again afterwards (it takes the lease back through the
+/// mutex). Same for the consumers' side.
+#[test]
+fn an_idle_lease_holder_does_not_block_other_processes() {
+    let _w = watchdog(30);
+    let q = ByteQueue::with_capacity(0, 64 * 1024).unwrap();
+    // This thread becomes the producers' lease holder...
+    for i in 0..300u32 {
+        q.put(&i.to_le_bytes()).unwrap();
+    }
+    // ...and the consumers' one.
+    for i in 0..300u32 {
+        assert_eq!(q.get().unwrap(), i.to_le_bytes());
+    }
+    // Now both leases are ours and we sit still: a child puts and gets.
+    let child = Process::spawn(
+        |q: ByteQueue| {
+            for i in 0..300u32 {
+                q.put(&(1000 + i).to_le_bytes()).unwrap();
+            }
+            for i in 0..150u32 {
+                assert_eq!(q.get().unwrap(), (1000 + i).to_le_bytes());
+            }
+        },
+        q.try_clone().unwrap(),
+    )
+    .unwrap();
+    child.join().unwrap();
+    // The child took both leases (and exited holding them): we get on.
+    for i in 150..300u32 {
+        assert_eq!(q.get().unwrap(), (1000 + i).to_le_bytes());
+    }
+    q.put(b"again").unwrap();
+    assert_eq!(q.get().unwrap(), b"again");
+    assert!(q.is_empty());
+}
+
+/// A producer that keeps filling a small ring sleeps again and again while
+/// a slower consumer drains it; every sleep must be woken. (A late wake for
+/// an old commit once swallowed a newer sleeper's wake here: both sides
+/// ended up asleep on an empty ring.)
+#[test]
+fn a_producer_sleeping_on_a_full_ring_is_always_woken() {
+    let _w = watchdog(60);
+    let q = ByteQueue::with_capacity(0, 4096).unwrap();
+    const N: u32 = 200_000;
+    let consumer = Process::spawn(
+        |q: ByteQueue| {
+            let mut buf = Vec::new();
+            let mut x = 0u64;
+            for i in 0..N {
+                q.get_into(&mut buf).unwrap();
+                assert_eq!(buf[..4], i.to_le_bytes(), "message {i}");
+                // Slower than the producer, unevenly.
+                for _ in 0..(i % 7) * 40 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+            }
+        },
+        q.try_clone().unwrap(),
+    )
+    .unwrap();
+    let mut msg = [0u8; 64];
+    for i in 0..N {
+        msg[..4].copy_from_slice(&i.to_le_bytes());
+        q.put(&msg).unwrap();
+    }
+    consumer.join().unwrap();
+}
+
 #[test]
 fn many_producers_and_consumers_deliver_everything_once_in_producer_order() {
     let _w = watchdog(60);

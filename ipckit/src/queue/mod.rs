@@ -260,8 +260,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Typed<T, C> {
                     source,
                 });
             }
-            match self.ring.put(&[&buf], wait) {
-                Ok(_) => Ok(()),
+            match self.ring.put_one(&buf, wait) {
+                Ok(()) => Ok(()),
                 Err(f) => Err(put_error(f, item)),
             }
         })
@@ -316,7 +316,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Typed<T, C> {
     fn get(&self, wait: Wait) -> Result<T, GetError> {
         let mut out = None;
         self.ring
-            .get(1, wait, &mut |bytes| out = Some(C::decode::<T>(bytes)))?;
+            .get_one(wait, |bytes| out = Some(C::decode::<T>(bytes)))?;
         match out {
             Some(Ok(v)) => Ok(v),
             Some(Err(source)) => Err(GetError::Decode {
@@ -718,10 +718,7 @@ impl ByteQueue {
     }
 
     fn put_wait(&self, msg: &[u8], wait: Wait) -> Result<(), PutError<()>> {
-        self.ring
-            .put(&[msg], wait)
-            .map(|_| ())
-            .map_err(|f| put_error(f, ()))
+        self.ring.put_one(msg, wait).map_err(|f| put_error(f, ()))
     }
 
     /// Puts one message, waiting while full.
@@ -760,7 +757,7 @@ impl ByteQueue {
 
     fn get_one(&self, wait: Wait) -> Result<Vec<u8>, GetError> {
         let mut out = Vec::new();
-        self.ring.get(1, wait, &mut |b| out = b.to_vec())?;
+        self.ring.get_one(wait, |b| out = b.to_vec())?;
         Ok(out)
     }
 
@@ -784,7 +781,7 @@ impl ByteQueue {
     pub fn get_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
         buf.clear();
         self.ring
-            .get(1, Wait::Until(None), &mut |b| buf.extend_from_slice(b))?;
+            .get_one(Wait::Until(None), |b| buf.extend_from_slice(b))?;
         Ok(())
     }
 

@@ -286,6 +286,16 @@ struct Section<'a> {
     me: u64,
 }
 
+/// A leased section: leaving it is one store.
+struct Busy<'a>(&'a AtomicU32);
+
+impl Drop for Busy<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 impl Drop for Section<'_> {
     fn drop(&mut self) {
         let lease = self.ring.lease(self.side);
@@ -642,6 +652,142 @@ impl Ring {
         }
     }
 
+    // ----- the single-message fast paths --------------------------------------
+
+    /// Enters `side` through its lease, if this thread holds it: the
+    /// returned guard leaves on drop (also when a sink panics). `None`:
+    /// take the general path.
+    #[inline(always)]
+    fn enter_leased(&self, side: SideId) -> Option<Busy<'_>> {
+        let lease = self.lease(side);
+        let me = sys::thread_token();
+        if lease.holder.load(Ordering::Relaxed) != me {
+            return None;
+        }
+        lease.busy.store(1, Ordering::Relaxed);
+        let busy = Busy(&lease.busy);
+        self.light_barrier();
+        (lease.revoke.load(Ordering::Acquire) == 0 && lease.holder.load(Ordering::Acquire) == me)
+            .then_some(busy)
+    }
+
+    /// Puts one message, waiting per `wait` while it does not fit. The
+    /// common case (this thread holds the producers' lease, the message
+    /// fits without wrapping) is a handful of loads and stores and one copy.
+    #[inline]
+    pub(crate) fn put_one(&self, msg: &[u8], wait: Wait) -> Result<(), PutFail> {
+        if self.try_put_leased(msg) {
+            return Ok(());
+        }
+        self.put(&[msg], wait).map(|_| ())
+    }
+
+    #[inline(always)]
+    fn try_put_leased(&self, msg: &[u8]) -> bool {
+        if msg.len() > self.max_message() {
+            return false;
+        }
+        let Some(busy) = self.enter_leased(SideId::Producers) else {
+            return false;
+        };
+        if self.is_closed() {
+            return false;
+        }
+        let lease = self.lease(SideId::Producers);
+        let commit = self.commit(SideId::Producers);
+        let size = record_size(msg.len());
+        let cap = self.capacity as u64;
+        let seq = commit.seq.load(Ordering::Relaxed);
+        let tail = commit.pos.load(Ordering::Relaxed);
+        let fits = |head: u64, head_seq: u64| {
+            tail + size <= head + cap && (self.maxsize == 0 || seq - head_seq < self.maxsize)
+        };
+        if !fits(
+            lease.cached_pos.load(Ordering::Relaxed),
+            lease.cached_seq.load(Ordering::Relaxed),
+        ) {
+            let consumers = self.commit(SideId::Consumers);
+            let head = consumers.pos.load(Ordering::Acquire);
+            let head_seq = consumers.seq.load(Ordering::Acquire);
+            lease.cached_pos.store(head, Ordering::Relaxed);
+            lease.cached_seq.store(head_seq, Ordering::Relaxed);
+            if !fits(head, head_seq) {
+                return false;
+            }
+        }
+        // SAFETY: we have the producers' side (leased, `busy` set and the
+        // lease re-checked after the barrier) and the space is free.
+        unsafe { self.write_record(tail, seq, msg) };
+        // The commit point.
+        commit.seq.store(seq + 1, Ordering::Release);
+        commit.pos.store(tail + size, Ordering::Release);
+        drop(busy);
+        self.wake(self.not_empty());
+        true
+    }
+
+    /// Takes one message, passing it to `sink`, waiting per `wait`; the
+    /// counterpart of [`put_one`](Self::put_one).
+    #[inline]
+    pub(crate) fn get_one(&self, wait: Wait, mut sink: impl FnMut(&[u8])) -> Result<(), GetFail> {
+        if self.try_get_leased(&mut sink) {
+            return Ok(());
+        }
+        self.get(1, wait, &mut sink).map(|_| ())
+    }
+
+    #[inline(always)]
+    fn try_get_leased(&self, sink: &mut impl FnMut(&[u8])) -> bool {
+        let Some(busy) = self.enter_leased(SideId::Consumers) else {
+            return false;
+        };
+        let lease = self.lease(SideId::Consumers);
+        let commit = self.commit(SideId::Consumers);
+        let seq = commit.seq.load(Ordering::Relaxed);
+        if lease.cached_seq.load(Ordering::Relaxed) <= seq {
+            let tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
+            lease.cached_seq.store(tail_seq, Ordering::Relaxed);
+            if tail_seq <= seq {
+                return false;
+            }
+        }
+        let head = commit.pos.load(Ordering::Relaxed);
+        let (len, t, s) = self.header_at(head);
+        let cap = self.capacity;
+        let off = (head as usize + RECORD_HEADER) & (cap - 1);
+        if s != seq || t != tag(head) || off + len > cap {
+            // A wrapped body, or a bad header: the general path deals.
+            return false;
+        }
+        let size = record_size(len);
+        self.prefetch_after(head, size);
+        // SAFETY: published (before the producers' `seq`, read with
+        // acquire), in bounds (checked), and stable while we have the side.
+        sink(unsafe { std::slice::from_raw_parts(self.data().add(off), len) });
+        // The commit point.
+        commit.seq.store(seq + 1, Ordering::Release);
+        commit.pos.store(head + size, Ordering::Release);
+        drop(busy);
+        self.wake(self.not_full());
+        true
+    }
+
+    /// Asks for the lines that the records after the one at `head` (of
+    /// `size` bytes) will use, [`PREFETCH_AHEAD`] bytes on: one line per
+    /// line of this record, up to two (longer runs are sequential enough
+    /// for the hardware prefetcher).
+    #[inline(always)]
+    fn prefetch_after(&self, head: u64, size: u64) {
+        let mask = self.capacity - 1;
+        let at = (head + PREFETCH_AHEAD) as usize;
+        // SAFETY: the offset is masked into the ring.
+        sys::prefetch(unsafe { self.data().add(at & mask) });
+        if size > RECORD_ALIGN as u64 {
+            // SAFETY: as above.
+            sys::prefetch(unsafe { self.data().add((at + RECORD_ALIGN) & mask) });
+        }
+    }
+
     // ----- putting -----------------------------------------------------------
 
     /// Puts messages, in order, as many as fit at once; waits (per `wait`)
@@ -826,13 +972,7 @@ impl Ring {
                 )));
             }
             let size = record_size(len);
-            // Ask for the lines this record's successors will use.
-            let mut ahead = head + PREFETCH_AHEAD;
-            while ahead < head + PREFETCH_AHEAD + size.min(4 * RECORD_ALIGN as u64) {
-                // SAFETY: the offset is masked into the ring.
-                sys::prefetch(unsafe { self.data().add((ahead as usize) & (cap - 1)) });
-                ahead += RECORD_ALIGN as u64;
-            }
+            self.prefetch_after(head, size);
             let off = (head as usize + RECORD_HEADER) & (cap - 1);
             if off + len <= cap {
                 // Contiguous: hand the ring's own bytes to the sink. They are
