@@ -21,27 +21,34 @@
 //!
 //! # Anatomy
 //! A queue is one segment holding a byte ring (see `queue/ring.rs` and
-//! ARCHITECTURE.md for the layout). Producers serialize among themselves
-//! with one robust lock, consumers with another, and the two sides meet
-//! only through two commit stores (`tail`, `head`). There is no feeder
-//! thread: `put` returns once the message is in the queue, so nothing is
-//! silently dropped at exit and `join` of a child never deadlocks on
+//! ARCHITECTURE.md for the layout). Producers are one critical section,
+//! consumers another, and the two sides meet only through one commit store
+//! each. A side is *leased* to the thread that keeps using it, which then
+//! enters and leaves with plain stores (no atomic read-modify-write, no
+//! fence); any other thread takes the side's robust lock and revokes the
+//! lease, paying for the ordering with `membarrier(2)` on that rare path
+//! (SeqCst fences where `membarrier` is unavailable, or with
+//! `IPCKIT_NO_MEMBARRIER=1` set when the queue is created). There is no
+//! feeder thread: `put` returns once the message is in the queue, so nothing
+//! is silently dropped at exit and `join` of a child never deadlocks on
 //! undrained data. In steady state a message costs no system call: a side
 //! sleeps on a process-shared futex only after a short spin, and the other
 //! side wakes it only if someone sleeps.
 //!
 //! # Crash safety
 //! Any producer or consumer may be killed at any instruction. Messages are
-//! never seen half-written, no lock stays held (they are robust), and a
+//! never seen half-written, no lock or lease stays held (locks are robust;
+//! a lease held by a dead process is taken over), and a
 //! message whose `put` returned is delivered exactly once — unless the
 //! consumer that took it was killed after taking it and before its `get`
 //! returned.
 //!
 //! # Capacity
 //! A queue holds at most `maxsize` messages (0: no limit, as in Python) and
-//! at most its byte capacity (default 1 MiB, rounded up to a power of two;
-//! each message costs its length plus 8 bytes, rounded up to 8). A message
-//! larger than the capacity is [`PutError::TooLarge`] at once, never a hang.
+//! at most its byte capacity (default 1 MiB, rounded up to a power of two,
+//! at most 64 GiB; each message costs its length plus a 16-byte header,
+//! rounded up to a 64-byte cache line). A message larger than the capacity
+//! minus 16 bytes is [`PutError::TooLarge`] at once, never a hang.
 
 mod ring;
 
