@@ -88,7 +88,9 @@
 //! - a lease holder killed inside its section (`busy` stays 1): the
 //!   revoker sees that the holder's process is gone (`/proc/<pid>/stat`
 //!   missing or a zombie, or its start time differs: the pid was reused)
-//!   and takes over.
+//!   and takes over. (One corner is left: a thread killed in the few
+//!   instructions between a stale lease check and its step out can leave
+//!   `busy = 1` with no owner; see ARCHITECTURE.md.)
 //!
 //! A message whose `put` returned is delivered exactly once, unless the
 //! consumer that took it dies after its `seq` store and before its `get`
