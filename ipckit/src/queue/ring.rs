@@ -77,8 +77,10 @@
 //!   beyond the published records, invisible; the next producer writes
 //!   over them;
 //! - a producer killed between its `seq` and `pos` stores: the next
-//!   producer to enter through the mutex finds the header at `pos` naming
-//!   message `seq - 1` at that very position, and moves `pos` past it;
+//!   producer to learn of the death (the robust mutex reports its owner
+//!   died, or a revoker finds the lease holder dead) finds the header at
+//!   `pos` naming message `seq - 1` at that very position, and moves `pos`
+//!   past it;
 //!   consumers never look at the producers' `pos`;
 //! - a consumer killed before its `seq` store: the record is still first
 //!   and the next consumer delivers it (the dead one never returned it);
@@ -278,13 +280,17 @@ enum SideId {
     Consumers,
 }
 
-/// Exclusive access to one side, by lease or by mutex; released on drop
+/// Exclusive access to one side, by lease or by mutex; left on drop
 /// (also when a sink panics).
-struct Section<'a> {
+enum Section<'a> {
+    Leased(#[allow(dead_code)] Busy<'a>),
+    Locked(#[allow(dead_code)] Locked<'a>),
+}
+
+/// A section entered through the side's mutex.
+struct Locked<'a> {
     ring: &'a Ring,
     side: SideId,
-    /// Entered through the lease (else through the mutex).
-    leased: bool,
     me: u64,
 }
 
@@ -298,15 +304,10 @@ impl Drop for Busy<'_> {
     }
 }
 
-impl Drop for Section<'_> {
+impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        let lease = self.ring.lease(self.side);
-        if self.leased {
-            lease.busy.store(0, Ordering::Release);
-        } else {
-            self.ring.maybe_lease(lease, self.me);
-            let _ = self.ring.cell(self.side).release();
-        }
+        self.ring.maybe_lease(self.ring.lease(self.side), self.me);
+        let _ = self.ring.cell(self.side).release();
     }
 }
 
@@ -507,56 +508,50 @@ impl Ring {
 
     // ----- exclusion ---------------------------------------------------------
 
-    /// Enters `side`'s critical section.
+    /// Enters `side`'s critical section: through the lease when this thread
+    /// holds it, else through the mutex.
     #[inline]
     fn enter(&self, side: SideId) -> io::Result<Section<'_>> {
-        let me = sys::thread_token();
-        let lease = self.lease(side);
-        if lease.holder.load(Ordering::Relaxed) == me {
-            lease.busy.store(1, Ordering::Relaxed);
-            self.light_barrier();
-            if lease.revoke.load(Ordering::Acquire) == 0
-                && lease.holder.load(Ordering::Acquire) == me
-            {
-                return Ok(Section {
-                    ring: self,
-                    side,
-                    leased: true,
-                    me,
-                });
-            }
-            lease.busy.store(0, Ordering::Release);
+        match self.enter_leased(side) {
+            Some(busy) => Ok(Section::Leased(busy)),
+            None => self.enter_locked(side).map(Section::Locked),
         }
-        self.enter_locked(side, me)
     }
 
     #[cold]
-    fn enter_locked(&self, side: SideId, me: u64) -> io::Result<Section<'_>> {
-        self.cell(side)
+    fn enter_locked(&self, side: SideId) -> io::Result<Locked<'_>> {
+        let me = sys::thread_token();
+        let owner_died = self
+            .cell(side)
             .acquire(true, None)
             .map_err(|e| io::Error::other(e.to_string()))?;
         // From here on, dropping the section releases the mutex.
-        let section = Section {
+        let section = Locked {
             ring: self,
             side,
-            leased: false,
             me,
         };
         let lease = self.lease(side);
         let holder = lease.holder.load(Ordering::Acquire);
+        let mut holder_died = false;
         if holder != 0 && holder != me {
-            self.revoke(lease)?;
+            holder_died = self.revoke(lease)?;
         } else if lease.revoke.load(Ordering::Relaxed) != 0 {
             // A revoker died halfway (the mutex was robust): finish for it.
             lease.revoke.store(0, Ordering::Relaxed);
         }
-        self.repair(side);
+        // Only a member that died inside its section can leave a commit
+        // halfway.
+        if owner_died || holder_died {
+            self.repair(side);
+        }
         Ok(section)
     }
 
     /// Takes the lease back from its holder (the caller holds the mutex).
+    /// True when the holder had died inside its section.
     #[cold]
-    fn revoke(&self, lease: &Lease) -> io::Result<()> {
+    fn revoke(&self, lease: &Lease) -> io::Result<bool> {
         lease.revoke.store(1, Ordering::SeqCst);
         if let Err(e) = self.heavy_barrier() {
             lease.revoke.store(0, Ordering::SeqCst);
@@ -565,6 +560,7 @@ impl Ring {
         let start = Instant::now();
         let mut nap = Duration::from_micros(20);
         let mut i = 0u32;
+        let mut died = false;
         while lease.busy.load(Ordering::Acquire) != 0 {
             // The holder is inside a section: usually for nanoseconds.
             i += 1;
@@ -579,7 +575,8 @@ impl Ring {
             let pid = lease.holder_pid.load(Ordering::Relaxed) as i32;
             let started = lease.holder_start.load(Ordering::Relaxed);
             if !sys::process_alive(pid, started) {
-                break; // killed inside its section: nothing to wait for
+                died = true; // killed inside its section: nothing to wait for
+                break;
             }
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(1));
@@ -592,7 +589,7 @@ impl Ring {
             .revocations
             .store(r.saturating_add(1), Ordering::Relaxed);
         lease.streak.store(0, Ordering::Relaxed);
-        Ok(())
+        Ok(died)
     }
 
     /// Counts a mutex entry by `me`, leasing the side to it after a long
@@ -673,6 +670,46 @@ impl Ring {
             .then_some(busy)
     }
 
+    /// Whether a record of `size` bytes fits at `tail` as message `seq`:
+    /// judged from the producers' cached view of the consumers first, then
+    /// (one cache miss) from where they really are, which is cached for
+    /// next time. The caller has the producers' side.
+    #[inline(always)]
+    fn room(&self, tail: u64, seq: u64, size: u64) -> bool {
+        let lease = self.lease(SideId::Producers);
+        let cap = self.capacity as u64;
+        let fits = |head: u64, head_seq: u64| {
+            tail + size <= head + cap && (self.maxsize == 0 || seq - head_seq < self.maxsize)
+        };
+        if fits(
+            lease.cached_pos.load(Ordering::Relaxed),
+            lease.cached_seq.load(Ordering::Relaxed),
+        ) {
+            return true;
+        }
+        let consumers = self.commit(SideId::Consumers);
+        let head = consumers.pos.load(Ordering::Acquire);
+        let head_seq = consumers.seq.load(Ordering::Acquire);
+        lease.cached_pos.store(head, Ordering::Relaxed);
+        lease.cached_seq.store(head_seq, Ordering::Relaxed);
+        fits(head, head_seq)
+    }
+
+    /// The producers' `seq` as the consumers know it: the cached value while
+    /// it is ahead of `seq`, else re-read (and cached). The caller has the
+    /// consumers' side.
+    #[inline(always)]
+    fn published(&self, seq: u64) -> u64 {
+        let lease = self.lease(SideId::Consumers);
+        let cached = lease.cached_seq.load(Ordering::Relaxed);
+        if cached > seq {
+            return cached;
+        }
+        let tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
+        lease.cached_seq.store(tail_seq, Ordering::Relaxed);
+        tail_seq
+    }
+
     /// Puts one message, waiting per `wait` while it does not fit. The
     /// common case (this thread holds the producers' lease, the message
     /// fits without wrapping) is a handful of loads and stores and one copy.
@@ -695,27 +732,12 @@ impl Ring {
         if self.is_closed() {
             return false;
         }
-        let lease = self.lease(SideId::Producers);
         let commit = self.commit(SideId::Producers);
         let size = record_size(msg.len());
-        let cap = self.capacity as u64;
         let seq = commit.seq.load(Ordering::Relaxed);
         let tail = commit.pos.load(Ordering::Relaxed);
-        let fits = |head: u64, head_seq: u64| {
-            tail + size <= head + cap && (self.maxsize == 0 || seq - head_seq < self.maxsize)
-        };
-        if !fits(
-            lease.cached_pos.load(Ordering::Relaxed),
-            lease.cached_seq.load(Ordering::Relaxed),
-        ) {
-            let consumers = self.commit(SideId::Consumers);
-            let head = consumers.pos.load(Ordering::Acquire);
-            let head_seq = consumers.seq.load(Ordering::Acquire);
-            lease.cached_pos.store(head, Ordering::Relaxed);
-            lease.cached_seq.store(head_seq, Ordering::Relaxed);
-            if !fits(head, head_seq) {
-                return false;
-            }
+        if !self.room(tail, seq, size) {
+            return false;
         }
         // SAFETY: we have the producers' side (leased, `busy` set and the
         // lease re-checked after the barrier) and the space is free.
@@ -743,15 +765,10 @@ impl Ring {
         let Some(busy) = self.enter_leased(SideId::Consumers) else {
             return false;
         };
-        let lease = self.lease(SideId::Consumers);
         let commit = self.commit(SideId::Consumers);
         let seq = commit.seq.load(Ordering::Relaxed);
-        if lease.cached_seq.load(Ordering::Relaxed) <= seq {
-            let tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
-            lease.cached_seq.store(tail_seq, Ordering::Relaxed);
-            if tail_seq <= seq {
-                return false;
-            }
+        if self.published(seq) <= seq {
+            return false;
         }
         let head = commit.pos.load(Ordering::Relaxed);
         let (len, t, s) = self.header_at(head);
@@ -830,29 +847,14 @@ impl Ring {
     #[inline]
     fn try_put(&self, messages: &[&[u8]]) -> Result<usize, PutFail> {
         let section = self.enter(SideId::Producers)?;
-        let lease = self.lease(SideId::Producers);
         let commit = self.commit(SideId::Producers);
-        let consumers = self.commit(SideId::Consumers);
-        let cap = self.capacity as u64;
         let start_seq = commit.seq.load(Ordering::Relaxed);
         let mut seq = start_seq;
         let mut tail = commit.pos.load(Ordering::Relaxed);
-        let mut head = lease.cached_pos.load(Ordering::Relaxed);
-        let mut head_seq = lease.cached_seq.load(Ordering::Relaxed);
         for m in messages {
             let size = record_size(m.len());
-            let fits = |head: u64, head_seq: u64| {
-                tail + size <= head + cap && (self.maxsize == 0 || seq - head_seq < self.maxsize)
-            };
-            if !fits(head, head_seq) {
-                // Look at where the consumers really are (one cache miss).
-                head = consumers.pos.load(Ordering::Acquire);
-                head_seq = consumers.seq.load(Ordering::Acquire);
-                lease.cached_pos.store(head, Ordering::Relaxed);
-                lease.cached_seq.store(head_seq, Ordering::Relaxed);
-                if !fits(head, head_seq) {
-                    break;
-                }
+            if !self.room(tail, seq, size) {
+                break;
             }
             // SAFETY: we have the producers' side and `tail..tail + size` is
             // free (checked against the consumers' position just above).
@@ -950,15 +952,10 @@ impl Ring {
 
     #[inline]
     fn take(&self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<usize, GetFail> {
-        let lease = self.lease(SideId::Consumers);
         let commit = self.commit(SideId::Consumers);
         let mut seq = commit.seq.load(Ordering::Relaxed);
         let mut head = commit.pos.load(Ordering::Relaxed);
-        let mut tail_seq = lease.cached_seq.load(Ordering::Relaxed);
-        if tail_seq <= seq {
-            tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
-            lease.cached_seq.store(tail_seq, Ordering::Relaxed);
-        }
+        let tail_seq = self.published(seq);
         let cap = self.capacity;
         let mut taken = 0;
         let mut buf = Vec::new();

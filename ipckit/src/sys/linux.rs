@@ -980,19 +980,15 @@ pub(crate) fn self_start_time() -> Option<u64> {
 /// now used by a later process. When `/proc` cannot tell, it counts as
 /// alive (waiting is safe, declaring a live process dead is not).
 pub(crate) fn process_alive(pid: i32, start: u64) -> bool {
-    if rustix::process::test_kill_process(match rustix::process::Pid::from_raw(pid) {
-        Some(p) => p,
-        None => return false,
-    })
-    .is_err_and(|e| e == Errno::SRCH)
-    {
+    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
         return false;
-    }
-    match proc_stat(pid) {
+    };
+    match proc_stat(pid.as_raw_nonzero().get()) {
         Some((state, started)) => !matches!(state, 'Z' | 'X' | 'x') && started.max(1) == start,
-        // It went away between the two checks (dead), or /proc is not
-        // mounted (the signal test said it exists: alive, as far as we know).
-        None => !std::path::Path::new("/proc/self/stat").exists(),
+        // /proc is there and the process is not: gone.
+        None if std::path::Path::new("/proc/self/stat").exists() => false,
+        // No /proc: all a signal test can say is whether the pid exists.
+        None => !rustix::process::test_kill_process(pid).is_err_and(|e| e == Errno::SRCH),
     }
 }
 
