@@ -211,6 +211,47 @@ fn a_producer_sleeping_on_a_full_ring_is_always_woken() {
     consumer.join().unwrap();
 }
 
+/// A producer facing a full ring first waits a little for room for a batch
+/// (so it does not fight the consumer for its commit line message by
+/// message); a put must still go in when only one message's room comes free
+/// and nobody takes more.
+#[test]
+fn a_blocked_put_goes_in_when_one_message_fits() {
+    let _w = watchdog(30);
+    let q = ByteQueue::with_capacity(0, 1 << 20).unwrap();
+    let go = ByteQueue::new(0).unwrap();
+    let msg = |i: u32| {
+        let mut m = [0u8; 64];
+        m[..4].copy_from_slice(&i.to_le_bytes());
+        m
+    };
+    let mut n = 0;
+    while q.try_put(&msg(n)).is_ok() {
+        n += 1;
+    }
+    // The child takes one message (while the put below is likely waiting
+    // already), then waits for leave to drain everything.
+    let child = Process::spawn(
+        |(q, go): (ByteQueue, ByteQueue)| {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut got = vec![q.get().unwrap()];
+            go.get().unwrap();
+            while let Ok(m) = q.try_get() {
+                got.push(m);
+            }
+            got.iter()
+                .map(|m| u32::from_le_bytes(m[..4].try_into().unwrap()))
+                .collect::<Vec<_>>()
+        },
+        (q.try_clone().unwrap(), go.try_clone().unwrap()),
+    )
+    .unwrap();
+    q.put(&msg(n)).unwrap();
+    assert!(matches!(q.try_put(&msg(n + 1)), Err(PutError::Full(()))));
+    go.put(b"drain").unwrap();
+    assert_eq!(child.join().unwrap(), (0..=n).collect::<Vec<_>>());
+}
+
 #[test]
 fn many_producers_and_consumers_deliver_everything_once_in_producer_order() {
     let _w = watchdog(60);

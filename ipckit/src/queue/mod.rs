@@ -377,8 +377,9 @@ macro_rules! queue_methods {
             self.inner.get(Wait::No)
         }
 
-        /// Takes up to `max` items at once (waiting for the first): one lock
-        /// round trip for the lot.
+        /// Takes up to `max` items at once (waiting for the first): every
+        /// item queued when it looks, up to `max`, for one entry into the
+        /// consumers' side. `max == 0` returns an empty `Vec` at once.
         pub fn get_many(&self, max: usize) -> Result<Vec<T>, GetError> {
             self.inner.get_many(max, Wait::Until(None))
         }
@@ -792,7 +793,9 @@ impl ByteQueue {
         Ok(())
     }
 
-    /// Takes up to `max` messages (waiting for the first).
+    /// Takes up to `max` messages (waiting for the first): every message
+    /// queued when it looks, up to `max`. `max == 0` returns an empty `Vec`
+    /// at once.
     pub fn get_many(&self, max: usize) -> Result<Vec<Vec<u8>>, GetError> {
         self.get_wait(max, Wait::Until(None))
     }

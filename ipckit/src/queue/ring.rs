@@ -136,6 +136,15 @@ const MIN_CAPACITY: usize = 64;
 const MAX_CAPACITY: usize = 1 << 36;
 /// How long a waiter spins before sleeping (on machines with several CPUs).
 const SPIN: Duration = Duration::from_micros(20);
+/// How long a producer facing a full ring first waits for room for a batch
+/// (see [`Ring::sleep`]), and how much room that is: [`PATIENT_BYTES`] (at
+/// most a quarter of the ring) and a quarter of `maxsize` messages. The wait
+/// ends early on a deadline and never outlasts `PATIENCE`, so a put still
+/// goes in once one message fits.
+const PATIENCE: Duration = Duration::from_micros(10);
+const PATIENT_BYTES: u64 = 64 << 10;
+/// How often a patient wait polls.
+const PATIENT_POLL: Duration = Duration::from_micros(1);
 /// How far ahead of the record it copies a consumer asks for the lines it
 /// will read next. Each record's header names where the next one starts,
 /// so without this every message would wait for a cache miss of its own.
@@ -460,12 +469,13 @@ impl Ring {
         tail.saturating_sub(head) as usize
     }
 
-    /// True when a put would have to wait for a message of `size` bytes.
-    pub(crate) fn is_full_for(&self, size: usize) -> bool {
+    /// Whether `bytes` more bytes of records and `items` more messages fit
+    /// now.
+    fn has_room(&self, bytes: u64, items: u64) -> bool {
         let tail = self.commit(SideId::Producers).pos.load(Ordering::Acquire);
         let head = self.commit(SideId::Consumers).pos.load(Ordering::Acquire);
-        (self.maxsize != 0 && self.len() as u64 >= self.maxsize)
-            || tail.saturating_sub(head) + record_size(size) > self.capacity as u64
+        (self.maxsize == 0 || self.len() as u64 + items <= self.maxsize)
+            && tail.saturating_sub(head) + bytes <= self.capacity as u64
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -705,8 +715,16 @@ impl Ring {
         if cached > seq {
             return cached;
         }
+        self.reload_published()
+    }
+
+    /// The producers' `seq`, read now (and cached for
+    /// [`published`](Self::published)). The caller has the consumers' side.
+    fn reload_published(&self) -> u64 {
         let tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
-        lease.cached_seq.store(tail_seq, Ordering::Relaxed);
+        self.lease(SideId::Consumers)
+            .cached_seq
+            .store(tail_seq, Ordering::Relaxed);
         tail_seq
     }
 
@@ -835,9 +853,19 @@ impl Ring {
                 Wait::No => return Err(PutFail::Full),
                 Wait::Until(d) => d,
             };
-            if !self.sleep(self.not_full(), deadline, || {
-                self.is_closed() || !self.is_full_for(messages[0].len())
-            })? {
+            // Patient: room for a batch, not just for this message (see
+            // `PATIENT_BYTES`).
+            let size = record_size(messages[0].len());
+            let (bytes, items) = (
+                size.max(PATIENT_BYTES.min(self.capacity as u64 / 4)),
+                (self.maxsize / 4).max(1),
+            );
+            if !self.sleep(
+                self.not_full(),
+                deadline,
+                || self.is_closed() || self.has_room(size, 1),
+                Some(&|| self.is_closed() || self.has_room(bytes, items)),
+            )? {
                 return Err(PutFail::Timeout);
             }
         }
@@ -918,6 +946,10 @@ impl Ring {
         wait: Wait,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, GetFail> {
+        if max == 0 {
+            // Nothing asked for: nothing to wait for.
+            return Ok(0);
+        }
         loop {
             let got = self.try_get(max, sink)?;
             if got > 0 {
@@ -930,9 +962,12 @@ impl Ring {
                 Wait::No => return Err(GetFail::Empty),
                 Wait::Until(d) => d,
             };
-            if !self.sleep(self.not_empty(), deadline, || {
-                self.len() > 0 || self.is_closed()
-            })? {
+            if !self.sleep(
+                self.not_empty(),
+                deadline,
+                || self.len() > 0 || self.is_closed(),
+                None,
+            )? {
                 return Err(GetFail::Timeout);
             }
         }
@@ -955,7 +990,7 @@ impl Ring {
         let commit = self.commit(SideId::Consumers);
         let mut seq = commit.seq.load(Ordering::Relaxed);
         let mut head = commit.pos.load(Ordering::Relaxed);
-        let tail_seq = self.published(seq);
+        let mut tail_seq = self.published(seq);
         let cap = self.capacity;
         let mut taken = 0;
         let mut buf = Vec::new();
@@ -963,7 +998,14 @@ impl Ring {
         // the ring while it is drained.
         let commit_every = (cap / 4) as u64;
         let mut committed = head;
-        while taken < max && seq < tail_seq {
+        while taken < max {
+            if seq >= tail_seq {
+                // The cached count ran out: messages put since count too.
+                tail_seq = self.reload_published();
+                if seq >= tail_seq {
+                    break;
+                }
+            }
             let (len, t, s) = self.header_at(head);
             if s != seq || t != tag(head) || len > self.max_message() {
                 return Err(GetFail::Corrupt(format!(
@@ -1041,13 +1083,37 @@ impl Ring {
 
     /// Waits until `ready()` (or a wake on `word`): first a short spin, then
     /// a futex sleep. False when the deadline passed.
+    ///
+    /// With `patient`, a stronger condition than `ready`, the spin starts
+    /// with up to [`PATIENCE`] of waiting for `patient()`, polled once every
+    /// [`PATIENT_POLL`]: a producer facing a full ring waits for room for a
+    /// batch. Polling for room for one message, it would take the
+    /// consumers' commit line away after every message they take, and each
+    /// of their commits would wait for the line to come back (a put plus an
+    /// allocating get across processes: 70-110 ns a message this way, 19-22
+    /// ns with patience).
     fn sleep(
         &self,
         word: &WaitWord,
         deadline: Deadline,
         ready: impl Fn() -> bool,
+        patient: Option<&dyn Fn() -> bool>,
     ) -> io::Result<bool> {
         if sys::several_cpus() {
+            if let Some(patient) = patient {
+                let start = Instant::now();
+                let until = deadline.map_or(start + PATIENCE, |d| d.min(start + PATIENCE));
+                let mut now = start;
+                while !patient() && now < until {
+                    let next = now + PATIENT_POLL;
+                    while now < next {
+                        for _ in 0..16 {
+                            std::hint::spin_loop();
+                        }
+                        now = Instant::now();
+                    }
+                }
+            }
             // The clock is read every 64th round only (it may cost more than
             // the wait), the CPU given away every 1024th (two spinners may
             // share one CPU).
