@@ -186,3 +186,83 @@ fn msgqueue_example_selects_by_type() {
     );
     assert!(out.contains("left in the queue: 0 messages"), "{out}");
 }
+
+/// The value at the end of each line that starts with `prefix`.
+fn values_after<'a>(out: &'a str, prefix: &str) -> Vec<&'a str> {
+    out.lines().filter_map(|l| l.strip_prefix(prefix)).collect()
+}
+
+#[test]
+fn queue_example_gets_what_seed_001_puts_in_order() {
+    let _w = watchdog(60);
+    let out = run_example("queue");
+    let put = values_after(&out, "subprocess putter : put value ");
+    let got = values_after(&out, "subprocess getter : get value ");
+    assert_eq!(put.len(), 5, "{out}");
+    assert_eq!(got, put, "{out}");
+    for v in &put {
+        let v: f64 = v.parse().unwrap_or_else(|e| panic!("{v:?}: {e}\n{out}"));
+        assert!((0.0..=1.0).contains(&v), "{out}");
+    }
+    let lines: Vec<&str> = out.lines().collect();
+    let empty = lines
+        .iter()
+        .position(|l| *l == "subprocess getter : queue empty for 1 s, getter quits")
+        .unwrap_or_else(|| panic!("no empty line: {out}"));
+    let last_get = lines
+        .iter()
+        .rposition(|l| l.starts_with("subprocess getter : get value "))
+        .unwrap();
+    assert!(empty > last_get, "{out}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .ends_with("done: the getter got all 5 values, in the order they were put"),
+        "{out}"
+    );
+}
+
+#[test]
+fn json_work_example_receives_all_21_messages() {
+    let _w = watchdog(60);
+    let out = run_example("json_work");
+    let received: Vec<&str> = out.lines().filter(|l| l.starts_with("received")).collect();
+    assert_eq!(received.len(), 21, "{out}");
+    let numbered: Vec<&str> = values_after(&out, "received: ");
+    let expected: Vec<String> = (0..20)
+        .map(|i| format!("loop {i}, the message sent is: {i}"))
+        .collect();
+    assert_eq!(numbered, expected, "{out}");
+    assert_eq!(
+        values_after(&out, "received JSON: "),
+        [r#"{"message":"this is a test message"}"#],
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().last().unwrap(),
+        "all 21 messages received; receiver terminated \
+         (the child process was killed by signal 15)",
+        "{out}"
+    );
+}
+
+#[test]
+fn nowait_example_handles_full_and_empty() {
+    let _w = watchdog(30);
+    let out = run_example("nowait");
+    let expected = [
+        "parent: put 1",
+        "parent: put 2",
+        "parent: put 3",
+        "parent: is_full() = true",
+        "parent: try_put(4): the queue is full; 4 handed back",
+        "child: get() = 1",
+        "child: get() = 2",
+        "child: get() = 3",
+        "child: is_empty() = true",
+        "child: try_get(): the queue is empty",
+        "parent: the child got [1, 2, 3]; is_empty() = true",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
+}
