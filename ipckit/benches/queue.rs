@@ -44,6 +44,15 @@
 //!   and puts on B, this process takes from B. A pair of spin rings (the
 //!   floor), two `ByteQueue`s (`put` / `get_into`), a raw pipe pair, and
 //!   pairs of Python `multiprocessing.Queue`s and faster-fifo queues.
+//! - `queue_roundtrip_idle_64B`: the same round trips with both sides
+//!   asleep: before each one (off the clock) this process sleeps
+//!   [`IDLE_GAP`], far past ipckit's 20 µs spin, so the echo child is
+//!   asleep on its futex when the message comes, and this process sleeps
+//!   for the answer once its own spin runs out. Two `ByteQueue`s against a
+//!   bare futex pair (the floor of a futex wake: each side bumps a shared
+//!   word, wakes, and sleeps on the other word at once, no data, no spin)
+//!   and a raw pipe pair (a reader blocked in `read`; the kernel wakes a
+//!   pipe reader as a "sync" wake-up, on the writer's CPU).
 //! - `queue_mpmc_64B`: P producer children and C consumer children on one
 //!   `ByteQueue` (`put` / `get`), 1x1, 2x2 and 4x4; time per message of
 //!   the total (N split evenly among the producers and among the
@@ -62,9 +71,9 @@
 //! `queue_mpmc_64B` children are left free to run on every CPU this process
 //! could use at start. Unset, nothing is pinned. (The spin rings assume the
 //! two sides run on different CPUs: on one CPU they degrade to taking turns
-//! through `sched_yield`.) Pinned, the ipckit rows measure ipckit's sleeping
-//! path: ipckit spins before sleeping only when its process may run on
-//! several CPUs, and a pinned process may not.
+//! through `sched_yield`.) ipckit spins before sleeping whenever the
+//! machine has several CPUs online, pinned or not; the sleeping path is
+//! what `queue_roundtrip_idle_64B` measures.
 
 mod support;
 
@@ -206,6 +215,23 @@ const ROUNDTRIP_ROWS: &[Row] = &[
     ),
 ];
 
+const IDLE_ROWS: &[Row] = &[
+    row(
+        "ipckit_bytequeue",
+        "ipckit 2x ByteQueue put / get_into",
+        &["futex_pair", "raw_pipe_pair"],
+    ),
+    row(
+        "futex_pair",
+        "bare futex pair (sleep at once, no data)",
+        &[],
+    ),
+    row("raw_pipe_pair", "raw pipe pair", &["futex_pair"]),
+];
+
+/// How long both sides of an idle round trip are left alone before it.
+const IDLE_GAP: Duration = Duration::from_micros(300);
+
 const MPMC_ROWS: &[Row] = &[
     row(
         "ipckit_1x1",
@@ -247,6 +273,12 @@ const GROUPS: &[Group] = &[
         title: "round trip, 64 B over two one-way channels (time per round trip)",
         unit: Unit::RoundTrip,
         rows: ROUNDTRIP_ROWS,
+    },
+    Group {
+        id: "queue_roundtrip_idle_64B",
+        title: "round trip, 64 B, both sides asleep before each (time per round trip)",
+        unit: Unit::RoundTrip,
+        rows: IDLE_ROWS,
     },
     Group {
         id: "queue_mpmc_64B",
@@ -601,6 +633,67 @@ fn bytes_echo((a, b): (ByteQueue, ByteQueue)) {
     }
 }
 
+/// A bare futex "channel" for the idle round trip's floor: a sequence word
+/// the sender bumps and wakes, the receiver sleeps on at once (no spin, no
+/// payload). The word at offset 0 goes out, the one at 64 comes back.
+struct FutexPair {
+    shm: SharedMemory,
+}
+
+/// The value that stops a futex echo child.
+const FUTEX_STOP: u32 = u32::MAX;
+
+impl FutexPair {
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: offsets 0 and 64 are 4-aligned, inside the page-sized
+        // mapping that lives as long as `self.shm`; the words are only ever
+        // accessed atomically.
+        unsafe { &*self.shm.as_ptr().add(offset).cast::<AtomicU32>() }
+    }
+
+    /// Sets the word at `offset` to `value` and wakes its sleeper.
+    fn send(&self, offset: usize, value: u32) {
+        let w = self.word(offset);
+        w.store(value, Ordering::Release);
+        // SAFETY: FUTEX_WAKE on a valid, aligned shared word; no other memory.
+        unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, 1) };
+    }
+
+    /// Sleeps until the word at `offset` is no longer `old`; its new value.
+    fn recv(&self, offset: usize, old: u32) -> u32 {
+        let w = self.word(offset);
+        loop {
+            let now = w.load(Ordering::Acquire);
+            if now != old {
+                return now;
+            }
+            // SAFETY: FUTEX_WAIT on a valid, aligned shared word, no timeout.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    w.as_ptr(),
+                    libc::FUTEX_WAIT,
+                    old,
+                    std::ptr::null::<libc::timespec>(),
+                )
+            };
+        }
+    }
+}
+
+/// Echoes the futex pair's sequence from word 0 to word 64 until stopped.
+fn futex_echo(shm: SharedMemory) {
+    let pair = FutexPair { shm };
+    let mut seen = 0;
+    loop {
+        seen = pair.recv(0, seen);
+        if seen == FUTEX_STOP {
+            return;
+        }
+        pair.send(64, seen);
+    }
+}
+
 /// Echoes 64-byte messages from pipe A to pipe B until end of file.
 fn pipe_echo((a, b): (Connection, Connection)) {
     let (mut a, mut b) = (unwrap_fd(a), unwrap_fd(b));
@@ -805,6 +898,7 @@ enum PingEnds {
     Spin { a: SpinRing, b: SpinRing },
     Bytes { a: ByteQueue, b: ByteQueue },
     Pipe { a: File, b: File },
+    Futex { pair: FutexPair, seq: u32 },
 }
 
 /// A long-lived echo child and this process's ends.
@@ -841,6 +935,16 @@ impl PingPong {
         PingPong::started(PingEnds::Pipe { a, b }, child)
     }
 
+    fn futex() -> PingPong {
+        let shm = SharedMemory::anonymous(4096).expect("SharedMemory");
+        let child = Process::spawn(futex_echo, shm.try_clone().expect("clone")).expect("spawn");
+        let ends = PingEnds::Futex {
+            pair: FutexPair { shm },
+            seq: 0,
+        };
+        PingPong::started(ends, child)
+    }
+
     fn started(ends: PingEnds, child: Process<()>) -> PingPong {
         pin_child(child.pid());
         let mut p = PingPong {
@@ -853,6 +957,21 @@ impl PingPong {
 
     /// `n` round trips of a 64-byte message.
     fn run(&mut self, n: u64) -> Duration {
+        self.trips(n)
+    }
+
+    /// `n` round trips, each after [`IDLE_GAP`] of quiet; the time of the
+    /// round trips only.
+    fn run_idle(&mut self, n: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..n {
+            std::thread::sleep(IDLE_GAP);
+            total += self.trips(1);
+        }
+        total
+    }
+
+    fn trips(&mut self, n: u64) -> Duration {
         let msg = [0x5au8; 64];
         let start = Instant::now();
         match self.ends.as_mut().expect("open") {
@@ -878,6 +997,14 @@ impl PingPong {
                     b.read_exact(&mut buf).expect("read");
                 }
             }
+            PingEnds::Futex { pair, seq } => {
+                for _ in 0..n {
+                    let old = *seq;
+                    *seq = if old + 1 == FUTEX_STOP { 1 } else { old + 1 };
+                    pair.send(0, *seq);
+                    pair.recv(64, old);
+                }
+            }
         }
         start.elapsed()
     }
@@ -890,6 +1017,7 @@ impl Drop for PingPong {
         match &self.ends {
             Some(PingEnds::Spin { a, .. }) => a.stop(),
             Some(PingEnds::Bytes { a, .. }) => a.close(),
+            Some(PingEnds::Futex { pair, .. }) => pair.send(0, FUTEX_STOP),
             _ => {}
         }
         self.ends = None;
@@ -1042,6 +1170,17 @@ fn roundtrip(c: &mut Criterion, py: &Python) {
     py.row(&mut g, "py_mp_queue", "mp", &["latency"]);
     py.row(&mut g, "py_faster_fifo", "ff", &["latency"]);
     g.finish();
+    let mut g = c.benchmark_group("queue_roundtrip_idle_64B");
+    g.throughput(Throughput::Elements(1));
+    bench_with(
+        &mut g,
+        "ipckit_bytequeue",
+        PingPong::bytes,
+        PingPong::run_idle,
+    );
+    bench_with(&mut g, "raw_pipe_pair", PingPong::pipe, PingPong::run_idle);
+    bench_with(&mut g, "futex_pair", PingPong::futex, PingPong::run_idle);
+    g.finish();
 }
 
 fn mpmc(c: &mut Criterion, py: &Python) {
@@ -1115,6 +1254,18 @@ fn print_targets(since: SystemTime) {
              multiprocessing.Queue's: {:.0}x, {}",
             py / ns,
             verdict(py / ns >= TARGET_VS_PYTHON),
+        );
+    }
+    let group = "queue_roundtrip_idle_64B";
+    if let (Some(ns), Some(futex)) = (mean(group, "ipckit_bytequeue"), mean(group, "futex_pair")) {
+        println!(
+            "target: idle round trip (both sides asleep) no worse than a bare futex pair's: \
+             {:.1} µs vs {:.1} µs ({:.2}x), {}",
+            ns / 1e3,
+            futex / 1e3,
+            ns / futex,
+            // Within the noise of two wake-ups on these VMs.
+            verdict(ns <= futex * 1.1),
         );
     }
     if let Some(ns) = mean("queue_roundtrip_64B", "ipckit_bytequeue") {
