@@ -696,14 +696,23 @@ fn check_bytes(
         prop_assert_eq!(q.is_empty(), model.len() == 0, "is_empty after step {}", i);
         prop_assert_eq!(q.is_closed(), model.closed, "is_closed after step {}", i);
     }
+    check_drained(&model, || q.try_get().map(Msg))
+}
+
+/// Drains the queue through `try_get`: what is left must be what the model
+/// holds, in order, and the last `try_get` must fail as the model says.
+fn check_drained<T: Clone + PartialEq + fmt::Debug>(
+    model: &Model<T>,
+    mut try_get: impl FnMut() -> Result<T, GetError>,
+) -> Result<(), TestCaseError> {
     let mut left = Vec::new();
     let end = loop {
-        match q.try_get() {
-            Ok(m) => left.push(Msg(m)),
+        match try_get() {
+            Ok(item) => left.push(item),
             Err(e) => break get_kind(e),
         }
     };
-    let want: Vec<Msg> = model.items.iter().map(|(m, _)| m.clone()).collect();
+    let want: Vec<T> = model.items.iter().map(|(item, _)| item.clone()).collect();
     prop_assert_eq!(left, want, "left in the queue at the end");
     let want_end = if model.closed {
         GetKind::Closed
@@ -1029,22 +1038,7 @@ fn check_typed(
         prop_assert_eq!(q.is_full(), model.is_full(), "is_full after step {}", i);
         prop_assert_eq!(q.is_closed(), model.closed, "is_closed after step {}", i);
     }
-    let mut left = Vec::new();
-    let end = loop {
-        match q.try_get() {
-            Ok(item) => left.push(item),
-            Err(e) => break get_kind(e),
-        }
-    };
-    let want: Vec<Item> = model.items.iter().map(|(item, _)| item.clone()).collect();
-    prop_assert_eq!(left, want, "left in the queue at the end");
-    let want_end = if model.closed {
-        GetKind::Closed
-    } else {
-        GetKind::Empty
-    };
-    prop_assert_eq!(end, want_end);
-    Ok(())
+    check_drained(&model, || q.try_get())
 }
 
 /// The item builder hits the sizes the model is after.

@@ -142,6 +142,7 @@ const SPIN: Duration = Duration::from_micros(20);
 /// ends early on a deadline and never outlasts `PATIENCE`, so a put still
 /// goes in once one message fits.
 const PATIENCE: Duration = Duration::from_micros(10);
+/// The batch a patient producer waits for room for, in bytes.
 const PATIENT_BYTES: u64 = 64 << 10;
 /// How often a patient wait polls.
 const PATIENT_POLL: Duration = Duration::from_micros(1);
@@ -854,7 +855,7 @@ impl Ring {
                 Wait::Until(d) => d,
             };
             // Patient: room for a batch, not just for this message (see
-            // `PATIENT_BYTES`).
+            // `PATIENCE`).
             let size = record_size(messages[0].len());
             let (bytes, items) = (
                 size.max(PATIENT_BYTES.min(self.capacity as u64 / 4)),
@@ -990,7 +991,12 @@ impl Ring {
         let commit = self.commit(SideId::Consumers);
         let mut seq = commit.seq.load(Ordering::Relaxed);
         let mut head = commit.pos.load(Ordering::Relaxed);
-        let mut tail_seq = self.published(seq);
+        // The cached count first: the loop re-reads the real one when it
+        // runs out.
+        let mut tail_seq = self
+            .lease(SideId::Consumers)
+            .cached_seq
+            .load(Ordering::Relaxed);
         let cap = self.capacity;
         let mut taken = 0;
         let mut buf = Vec::new();
@@ -1101,16 +1107,15 @@ impl Ring {
     ) -> io::Result<bool> {
         if sys::several_cpus() {
             if let Some(patient) = patient {
-                let start = Instant::now();
-                let until = deadline.map_or(start + PATIENCE, |d| d.min(start + PATIENCE));
-                let mut now = start;
-                while !patient() && now < until {
-                    let next = now + PATIENT_POLL;
-                    while now < next {
-                        for _ in 0..16 {
-                            std::hint::spin_loop();
-                        }
-                        now = Instant::now();
+                let patience = Instant::now() + PATIENCE;
+                let until = deadline.map_or(patience, |d| d.min(patience));
+                while !patient() {
+                    let next = Instant::now() + PATIENT_POLL;
+                    if next > until {
+                        break;
+                    }
+                    while Instant::now() < next {
+                        std::hint::spin_loop();
                     }
                 }
             }
