@@ -450,3 +450,29 @@ fn a_non_daemon_child_outlives_its_killed_parent() {
     tell.send(&0u8).unwrap();
     assert!(wait_exit(&orphan, Duration::from_secs(10)));
 }
+
+#[test]
+fn a_child_whose_parent_exits_before_it_starts_still_runs() {
+    let _w = watchdog(30);
+    let (mut here, there) = ipckit::pipe(true).unwrap();
+    // The middle process returns as soon as `spawn` does, long before the
+    // grandchild has exec'd: the grandchild finds itself re-parented when it
+    // checks who sent its bootstrap.
+    let middle = Process::spawn(
+        |c: Connection| {
+            Process::spawn(
+                |mut c: Connection| c.send(&current_process().pid()).is_ok(),
+                c,
+            )
+            .unwrap()
+            .pid()
+        },
+        there,
+    )
+    .unwrap();
+    let orphan_pid = middle.join().unwrap();
+    let reported: i32 = here
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the orphaned child ran its function");
+    assert_eq!(reported, orphan_pid);
+}

@@ -213,6 +213,16 @@ pub(crate) fn run_if_child() {
     std::process::exit(code);
 }
 
+/// True when process `pid` has exited (a zombie or already reaped). A pid
+/// reused since by a live process reads as running: the caller then refuses,
+/// which is the safe side.
+fn has_exited(pid: i32) -> bool {
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => sys::pidfd_exited(pidfd.as_fd()).unwrap_or(false),
+        Err(e) => e.raw_os_error() == Some(libc::ESRCH),
+    }
+}
+
 fn run_child(fd: Option<RawFd>) -> Result<i32, String> {
     let fd = fd
         .filter(|&fd| fd > 2)
@@ -224,9 +234,15 @@ fn run_child(fd: Option<RawFd>) -> Result<i32, String> {
         return Err("the bootstrap descriptor is not a socket".into());
     }
     sys::set_cloexec(fd.as_fd(), true).map_err(|e| e.to_string())?;
-    // Only our parent, running as our user, may tell us what to run.
+    // Only our parent, running as our user, may tell us what to run. The
+    // parent may have died since it sent the bootstrap (`spawn` does not
+    // wait for us to start), leaving us re-parented: then the socket's
+    // creator has exited, which is as good as a match.
     let (peer_pid, peer_uid) = sys::peer_credentials(fd.as_fd()).map_err(|e| e.to_string())?;
-    if peer_pid != sys::getppid() || peer_uid != sys::getuid() {
+    if peer_uid != sys::getuid() {
+        return Err("the bootstrap socket leads to another user's process".into());
+    }
+    if peer_pid != sys::getppid() && !has_exited(peer_pid) {
         return Err("the bootstrap socket does not lead to the parent process".into());
     }
     // As the Rust runtime would before main: a vanished reader is EPIPE.

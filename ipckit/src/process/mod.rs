@@ -55,8 +55,10 @@
 //!   handler, thread name) is skipped.
 //! - A set-user-id or file-capability program never acts as a child (its
 //!   environment is not trusted), and a child only obeys the process at the
-//!   other end of its bootstrap socket when that is its parent, running as
-//!   the same user.
+//!   other end of its bootstrap socket when that runs as the same user and
+//!   is its parent (or was: `spawn` does not wait for the child to start, so
+//!   a parent that exits at once leaves a re-parented child, which accepts
+//!   a bootstrap whose sender has exited).
 //! - Each dropped, still-running `Process` costs a small reaper thread
 //!   until the child exits.
 
