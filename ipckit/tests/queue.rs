@@ -310,6 +310,90 @@ fn many_producers_and_consumers_deliver_everything_once_in_producer_order() {
     assert_eq!(total, (PRODUCERS * EACH) as usize);
 }
 
+/// Two producers and two consumers contend for each side for a few
+/// seconds, with a ring small enough that both sides keep blocking: the
+/// side's lease changes hands again and again, and a thread that read a
+/// stale lease must never let two members into one side at once. (A
+/// stale thread stepping out once cleared the new holder's in-section
+/// flag; a revoker then went in beside it and the consumers found records
+/// that were never written.)
+#[test]
+fn contended_sides_hand_their_lease_over_without_overlap() {
+    let _w = watchdog(60);
+    const RUN: Duration = Duration::from_secs(3);
+    // Per producer: (messages, sum of their sequence numbers), and the last
+    // sequence number seen, which must grow.
+    type Seen = HashMap<u32, (u64, u64, Option<u64>)>;
+    let q = ByteQueue::with_capacity(0, 16 * 1024).unwrap();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            Process::spawn(
+                |q: ByteQueue| -> Result<Seen, String> {
+                    let mut seen = Seen::new();
+                    loop {
+                        let m = match q.get() {
+                            Ok(m) => m,
+                            Err(GetError::Closed) => return Ok(seen),
+                            Err(e) => return Err(e.to_string()),
+                        };
+                        if m.len() != 64 {
+                            return Err(format!("a message of {} bytes", m.len()));
+                        }
+                        let p = u32::from_le_bytes(m[..4].try_into().unwrap());
+                        let seq = u64::from_le_bytes(m[4..12].try_into().unwrap());
+                        if m[12..].iter().any(|&b| b != p as u8) {
+                            return Err(format!("torn message from {p}: {m:?}"));
+                        }
+                        let (n, sum, last) = seen.entry(p).or_insert((0, 0, None));
+                        if last.is_some_and(|l| seq <= l) {
+                            return Err(format!("producer {p}: {seq} after {last:?}"));
+                        }
+                        *last = Some(seq);
+                        *n += 1;
+                        *sum += seq;
+                    }
+                },
+                q.try_clone().unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let producers: Vec<_> = (0..2u32)
+        .map(|p| {
+            Process::spawn(
+                |(q, p): (ByteQueue, u32)| {
+                    let start = Instant::now();
+                    let mut m = [p as u8; 64];
+                    m[..4].copy_from_slice(&p.to_le_bytes());
+                    let mut seq = 0u64;
+                    while start.elapsed() < RUN {
+                        for _ in 0..256 {
+                            m[4..12].copy_from_slice(&seq.to_le_bytes());
+                            q.put(&m).unwrap();
+                            seq += 1;
+                        }
+                    }
+                    seq
+                },
+                (q.try_clone().unwrap(), p),
+            )
+            .unwrap()
+        })
+        .collect();
+    let sent: Vec<u64> = producers.into_iter().map(|p| p.join().unwrap()).collect();
+    q.close();
+    let mut got = [(0u64, 0u64); 2];
+    for c in consumers {
+        for (p, (n, sum, _)) in c.join().unwrap().unwrap() {
+            got[p as usize].0 += n;
+            got[p as usize].1 += sum;
+        }
+    }
+    // Every message exactly once: the count and the sum of 0..n match.
+    let want: Vec<(u64, u64)> = sent.iter().map(|&n| (n, n * (n - 1) / 2)).collect();
+    assert_eq!(got.to_vec(), want);
+}
+
 #[test]
 fn close_wakes_sleepers_and_drains_first() {
     let _w = watchdog(20);

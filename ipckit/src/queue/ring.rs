@@ -20,13 +20,17 @@
 //! | 896 | not-empty wait word: `epoch: u32` (futex), `armed: u32` | both |
 //! | 1024 | not-full wait word | both |
 //! | 1152 | join: `done: u64`, `epoch: u32` (futex), `waiters: u32` (joinable only) | consumers, joiners |
-//! | 2048 | the ring: `capacity` bytes (a power of two, at least 64) | |
+//! | 2048 | producers' lease slots: 16 × 64 bytes | producers |
+//! | 3072 | consumers' lease slots | consumers |
+//! | 4096 | the ring: `capacity` bytes (a power of two, at least 64) | |
 //!
-//! A lease block is `holder: u64` (the thread biased to this side: process
-//! nonce << 32 | thread id; 0 for none), `revoke: u32`, `busy: u32`,
-//! `holder_pid: u32`, `revocations: u32`, `holder_start: u64` (the
-//! holder's process start time), `cached_seq: u64` and `cached_pos: u64`
-//! (the other side's commit as last read), `streak_tid: u64`, `streak: u32`.
+//! A lease block is `holder: u64` (the thread biased to this side: its
+//! token, process nonce << 32 | thread id, with the number of its slot plus
+//! one in bits 24-31; 0 for none), `revoke: u32`, `revocations: u32`,
+//! `cached_seq: u64` and `cached_pos: u64` (the other side's commit as last
+//! read), `streak_tid: u64`, `streak: u32`. A lease slot is `owner: u64` (a
+//! thread token; 0: free), `busy: u32`, `pid: u32`, `start: u64` (the
+//! owner's process start time).
 //!
 //! Positions are monotonic counts (`pos % capacity` is the offset in the
 //! ring). A record starts on a 64-byte boundary: a 16-byte header `len:
@@ -41,19 +45,28 @@
 //! Each side (producers, consumers) is one critical section at a time.
 //! The common case, one thread doing all of a side's work, pays no atomic
 //! read-modify-write and no fence: the side is *leased* (biased) to that
-//! thread, which enters by storing `busy = 1`, re-reading `holder` and
-//! `revoke`, and leaves by storing `busy = 0`. Any other thread takes the
+//! thread, which enters by storing `busy = 1` in its slot, re-reading
+//! `holder` and `revoke`, and leaves by storing `busy = 0`. Any other thread takes the
 //! side's robust mutex instead; if the side is leased to someone else, it
 //! revokes the lease: it stores `revoke = 1`, runs the heavy half of an
 //! asymmetric barrier (`membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, which
 //! makes every running thread of every registered process execute a full
-//! fence), then waits for `busy == 0` and clears `holder`. Either the
-//! holder's `busy = 1` is visible to the revoker after the barrier (it
-//! waits for the section to end), or the holder's re-read sees `revoke`
-//! (it steps out and takes the mutex too): the classic Dekker pair, with
-//! the fence moved from the hot side to the rare one. A thread that takes
-//! the mutex for the same side many times in a row (64, doubling with every
-//! revocation, up to 64 Ki) is given the lease. Where `membarrier` is not
+//! fence), then waits for the holder's `busy == 0` and clears `holder`.
+//! Either the holder's `busy = 1` is visible to the revoker after the
+//! barrier (it waits for the section to end), or the holder's re-read sees
+//! `revoke` (it steps out and takes the mutex too): the classic Dekker
+//! pair, with the fence moved from the hot side to the rare one. A thread
+//! that takes the mutex for the same side many times in a row (64, doubling
+//! with every revocation, up to 64 Ki) is given the lease, and a slot: the
+//! one it already owns, else a free one or one whose thread is gone (with
+//! all 16 owned by live threads, it stays on the mutex).
+//!
+//! Each thread has a `busy` flag of its own because a thread may act on a
+//! stale `holder`: it read its own token, was preempted, and meanwhile the
+//! lease was revoked and granted to another thread. Its `busy = 1` and the
+//! `busy = 0` of its step-out then land late; on one shared flag they
+//! would clear the new holder's, and that holder's revoker would go in
+//! beside it. In its own slot they touch nothing anyone else reads. Where `membarrier` is not
 //! available, the queue is created in symmetric mode and both halves are
 //! `SeqCst` fences (slower, same protocol).
 //!
@@ -90,9 +103,9 @@
 //! - a lease holder killed inside its section (`busy` stays 1): the
 //!   revoker sees that the holder's process is gone (`/proc/<pid>/stat`
 //!   missing or a zombie, or its start time differs: the pid was reused)
-//!   and takes over. (One corner is left: a thread killed in the few
-//!   instructions between a stale lease check and its step out can leave
-//!   `busy = 1` with no owner; see ARCHITECTURE.md.)
+//!   and takes over; the slot is reclaimed by a later grant;
+//! - a thread killed between a stale lease check and its step out leaves
+//!   `busy = 1` in its own slot, which no revoker reads.
 //!
 //! A message whose `put` returned is delivered exactly once, unless the
 //! consumer that took it dies after its `seq` store and before its `get`
@@ -121,7 +134,15 @@ const CONSUMER_LEASE: usize = 768;
 const NOT_EMPTY: usize = 896;
 const NOT_FULL: usize = 1024;
 const JOIN: usize = 1152;
-const RING: usize = 2048;
+const PRODUCER_SLOTS: usize = 2048;
+const CONSUMER_SLOTS: usize = 3072;
+const RING: usize = 4096;
+/// Lease slots per side (see [`Slot`]), 64 bytes each.
+const SLOTS: usize = 16;
+/// Where a lease word keeps its slot number (plus one): above the thread
+/// id, which Linux keeps below 2^22, and below the process nonce.
+const SLOT_SHIFT: u32 = 24;
+const SLOT_MASK: u64 = 0xff << SLOT_SHIFT;
 /// Where the producers' and consumers' `seq` counters lie (for `ipckit ls`,
 /// which reads them from the file).
 pub(crate) const SEQ_OFFSETS: (u64, u64) = (PRODUCER_COMMIT as u64, CONSUMER_COMMIT as u64);
@@ -158,7 +179,10 @@ const FLAG_ASYMMETRIC: u32 = 1;
 const _: () =
     assert!(CELL_SIZE <= 128 && CONTROL + std::mem::size_of::<Control>() <= PRODUCER_CELL);
 const _: () = assert!(std::mem::size_of::<Lease>() <= 128);
-const _: () = assert!(JOIN + std::mem::size_of::<Join>() <= RING);
+const _: () = assert!(JOIN + std::mem::size_of::<Join>() <= PRODUCER_SLOTS);
+const _: () = assert!(std::mem::size_of::<Slot>() <= 64 && SLOTS < 0xff);
+const _: () = assert!(PRODUCER_SLOTS + SLOTS * 64 <= CONSUMER_SLOTS);
+const _: () = assert!(CONSUMER_SLOTS + SLOTS * 64 <= RING);
 
 #[repr(C)]
 struct Control {
@@ -178,16 +202,30 @@ struct Commit {
 /// A side's lease (see the module docs).
 #[repr(C)]
 struct Lease {
+    /// The holder's thread token with its slot number (plus one) at
+    /// [`SLOT_SHIFT`]; 0: none.
     holder: AtomicU64,
     revoke: AtomicU32,
-    busy: AtomicU32,
-    holder_pid: AtomicU32,
     revocations: AtomicU32,
-    holder_start: AtomicU64,
     cached_seq: AtomicU64,
     cached_pos: AtomicU64,
     streak_tid: AtomicU64,
     streak: AtomicU32,
+}
+
+/// A lease slot: where one thread says it is inside a side's section
+/// while it holds the lease. A slot stays its thread's until that thread
+/// is gone, so a thread acting on a stale view of the lease only ever
+/// writes its own `busy`, never the flag a later holder's revoker reads.
+#[repr(C)]
+struct Slot {
+    /// The thread token of the owner; 0: free.
+    owner: AtomicU64,
+    /// 1 while the owner is inside a leased section.
+    busy: AtomicU32,
+    /// The owner's process, and its start time (to tell a reused pid).
+    pid: AtomicU32,
+    start: AtomicU64,
 }
 
 #[repr(C)]
@@ -283,6 +321,12 @@ fn tag(pos: u64) -> u32 {
     (pos / RECORD_ALIGN as u64) as u32
 }
 
+/// The slot number a lease word names, if it names a valid one.
+fn slot_of(word: u64) -> Option<usize> {
+    let n = ((word & SLOT_MASK) >> SLOT_SHIFT) as usize;
+    (1..=SLOTS).contains(&n).then(|| n - 1)
+}
+
 /// Which side of the queue.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum SideId {
@@ -316,7 +360,7 @@ impl Drop for Busy<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.ring.maybe_lease(self.ring.lease(self.side), self.me);
+        self.ring.maybe_lease(self.side, self.me);
         let _ = self.ring.cell(self.side).release();
     }
 }
@@ -448,6 +492,15 @@ impl Ring {
         self.at(JOIN)
     }
 
+    /// Lease slot `index` (taken modulo [`SLOTS`]) of `side`.
+    fn slot(&self, side: SideId, index: usize) -> &Slot {
+        let table = match side {
+            SideId::Producers => PRODUCER_SLOTS,
+            SideId::Consumers => CONSUMER_SLOTS,
+        };
+        self.at(table + (index % SLOTS) * 64)
+    }
+
     /// Ring capacity in bytes.
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
@@ -545,8 +598,8 @@ impl Ring {
         let lease = self.lease(side);
         let holder = lease.holder.load(Ordering::Acquire);
         let mut holder_died = false;
-        if holder != 0 && holder != me {
-            holder_died = self.revoke(lease)?;
+        if holder != 0 && holder & !SLOT_MASK != me {
+            holder_died = self.revoke(side, holder)?;
         } else if lease.revoke.load(Ordering::Relaxed) != 0 {
             // A revoker died halfway (the mutex was robust): finish for it.
             lease.revoke.store(0, Ordering::Relaxed);
@@ -559,40 +612,45 @@ impl Ring {
         Ok(section)
     }
 
-    /// Takes the lease back from its holder (the caller holds the mutex).
-    /// True when the holder had died inside its section.
+    /// Takes the lease back from its holder, named by the lease word
+    /// `holder` (the caller holds the mutex). True when the holder had died
+    /// inside its section.
     #[cold]
-    fn revoke(&self, lease: &Lease) -> io::Result<bool> {
+    fn revoke(&self, side: SideId, holder: u64) -> io::Result<bool> {
+        let lease = self.lease(side);
         lease.revoke.store(1, Ordering::SeqCst);
         if let Err(e) = self.heavy_barrier() {
             lease.revoke.store(0, Ordering::SeqCst);
             return Err(e);
         }
-        let start = Instant::now();
-        let mut nap = Duration::from_micros(20);
-        let mut i = 0u32;
         let mut died = false;
-        while lease.busy.load(Ordering::Acquire) != 0 {
-            // The holder is inside a section: usually for nanoseconds.
-            i += 1;
-            if start.elapsed() < SPIN && sys::several_cpus() {
-                if i % 64 == 0 {
-                    sys::yield_now();
-                } else {
-                    std::hint::spin_loop();
+        // A word without a valid slot was never written by a grant: there
+        // is no section to wait for.
+        if let Some(slot) = slot_of(holder).map(|i| self.slot(side, i)) {
+            let start = Instant::now();
+            let mut nap = Duration::from_micros(20);
+            let mut i = 0u32;
+            while slot.busy.load(Ordering::Acquire) != 0 {
+                // The holder is inside a section: usually for nanoseconds.
+                i += 1;
+                if start.elapsed() < SPIN && sys::several_cpus() {
+                    if i % 64 == 0 {
+                        sys::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                    continue;
                 }
-                continue;
+                let pid = slot.pid.load(Ordering::Relaxed) as i32;
+                let started = slot.start.load(Ordering::Relaxed);
+                if !sys::process_alive(pid, started) {
+                    died = true; // killed inside its section: nothing to wait for
+                    break;
+                }
+                std::thread::sleep(nap);
+                nap = (nap * 2).min(Duration::from_millis(1));
             }
-            let pid = lease.holder_pid.load(Ordering::Relaxed) as i32;
-            let started = lease.holder_start.load(Ordering::Relaxed);
-            if !sys::process_alive(pid, started) {
-                died = true; // killed inside its section: nothing to wait for
-                break;
-            }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(Duration::from_millis(1));
         }
-        lease.busy.store(0, Ordering::Relaxed);
         lease.holder.store(0, Ordering::Release);
         lease.revoke.store(0, Ordering::Release);
         let r = lease.revocations.load(Ordering::Relaxed);
@@ -603,10 +661,12 @@ impl Ring {
         Ok(died)
     }
 
-    /// Counts a mutex entry by `me`, leasing the side to it after a long
+    /// Counts a mutex entry by `me`, leasing `side` to it after a long
     /// enough streak (the caller still holds the mutex).
-    fn maybe_lease(&self, lease: &Lease, me: u64) {
-        if lease.holder.load(Ordering::Relaxed) == me {
+    fn maybe_lease(&self, side: SideId, me: u64) {
+        let lease = self.lease(side);
+        let holder = lease.holder.load(Ordering::Relaxed);
+        if holder & !SLOT_MASK == me {
             return;
         }
         let streak = if lease.streak_tid.load(Ordering::Relaxed) == me {
@@ -617,19 +677,51 @@ impl Ring {
         };
         lease.streak.store(streak, Ordering::Relaxed);
         let needed = LEASE_STREAK << lease.revocations.load(Ordering::Relaxed).min(10);
-        if streak < needed || lease.holder.load(Ordering::Relaxed) != 0 {
+        // A thread id too large to leave room for the slot number (Linux
+        // keeps them below 2^22) just never gets the lease.
+        if streak < needed || holder != 0 || me & SLOT_MASK != 0 {
             return;
         }
         // Revokers must be able to tell whether we died mid-section.
         let Some(started) = sys::self_start_time() else {
             return;
         };
-        lease.busy.store(0, Ordering::Relaxed);
+        let Some(index) = self.claim_slot(side, me, started) else {
+            return; // every slot belongs to a live thread: stay on the mutex
+        };
         lease
-            .holder_pid
-            .store(sys::getpid() as u32, Ordering::Relaxed);
-        lease.holder_start.store(started, Ordering::Relaxed);
-        lease.holder.store(me, Ordering::Release);
+            .holder
+            .store(me | ((index as u64 + 1) << SLOT_SHIFT), Ordering::Release);
+    }
+
+    /// The lease slot of thread `me` (started at `started`): the one it
+    /// already owns, else a free one or one whose owner is gone, made its
+    /// own. The caller holds `side`'s mutex, so it is the only one writing
+    /// slot owners; a thread that is gone writes nothing more.
+    fn claim_slot(&self, side: SideId, me: u64, started: u64) -> Option<usize> {
+        if let Some(i) =
+            (0..SLOTS).find(|&i| self.slot(side, i).owner.load(Ordering::Relaxed) == me)
+        {
+            return Some(i);
+        }
+        let free = (0..SLOTS).find(|&i| {
+            let slot = self.slot(side, i);
+            let owner = slot.owner.load(Ordering::Acquire);
+            owner == 0
+                || !sys::thread_alive(
+                    slot.pid.load(Ordering::Relaxed) as i32,
+                    slot.start.load(Ordering::Relaxed),
+                    owner as u32 as i32,
+                )
+        })?;
+        let slot = self.slot(side, free);
+        // The owner last: a claimant killed halfway leaves a free slot or
+        // one whose owner is gone.
+        slot.busy.store(0, Ordering::Relaxed);
+        slot.pid.store(sys::getpid() as u32, Ordering::Relaxed);
+        slot.start.store(started, Ordering::Relaxed);
+        slot.owner.store(me, Ordering::Release);
+        Some(free)
     }
 
     /// Finishes a commit a dead member of `side` left halfway: `seq` stored,
@@ -671,13 +763,26 @@ impl Ring {
     fn enter_leased(&self, side: SideId) -> Option<Busy<'_>> {
         let lease = self.lease(side);
         let me = sys::thread_token();
-        if lease.holder.load(Ordering::Relaxed) != me {
+        let word = lease.holder.load(Ordering::Relaxed);
+        if word & !SLOT_MASK != me {
             return None;
         }
-        lease.busy.store(1, Ordering::Relaxed);
-        let busy = Busy(&lease.busy);
+        // A word naming this thread names its own slot (grants write no
+        // other), and the slot stays its own while it lives: even if the
+        // word is stale by now, this store touches no one else's flag.
+        self.enter_as(side, word)
+    }
+
+    /// The rest of [`enter_leased`](Self::enter_leased), once `word` (this
+    /// thread's token and slot) has been read from the lease.
+    #[inline(always)]
+    fn enter_as(&self, side: SideId, word: u64) -> Option<Busy<'_>> {
+        let lease = self.lease(side);
+        let slot = self.slot(side, slot_of(word)?);
+        slot.busy.store(1, Ordering::Relaxed);
+        let busy = Busy(&slot.busy);
         self.light_barrier();
-        (lease.revoke.load(Ordering::Acquire) == 0 && lease.holder.load(Ordering::Acquire) == me)
+        (lease.revoke.load(Ordering::Acquire) == 0 && lease.holder.load(Ordering::Acquire) == word)
             .then_some(busy)
     }
 
@@ -1239,5 +1344,141 @@ impl From<io::Error> for PutFail {
 impl From<io::Error> for GetFail {
     fn from(e: io::Error) -> GetFail {
         GetFail::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    fn ring() -> Ring {
+        Ring::create(ObjectKind::Queue, super::super::bytes_elem(), None, 0, 4096).unwrap()
+    }
+
+    /// Takes `side`'s mutex until this thread is granted the lease (the
+    /// streak a busy thread builds up); the lease word, if it was granted.
+    fn try_lease(ring: &Ring, side: SideId) -> Option<u64> {
+        let me = sys::thread_token();
+        for _ in 0..=LEASE_STREAK {
+            let section = ring.enter_locked(side).unwrap();
+            // Streaks of 64, not 64 Ki after many handovers.
+            ring.lease(side).revocations.store(0, Ordering::Relaxed);
+            drop(section);
+            let word = ring.lease(side).holder.load(Ordering::Relaxed);
+            if word & !SLOT_MASK == me {
+                return Some(word);
+            }
+        }
+        None
+    }
+
+    fn lease_to_me(ring: &Ring, side: SideId) -> u64 {
+        try_lease(ring, side).expect("a lease after a full streak")
+    }
+
+    fn busy(ring: &Ring, side: SideId, word: u64) -> u32 {
+        ring.slot(side, slot_of(word).unwrap())
+            .busy
+            .load(Ordering::SeqCst)
+    }
+
+    /// A thread reads its own token from the lease and is preempted; its
+    /// lease is revoked and granted to B, who enters. The stale thread's
+    /// `busy = 1` and step-out `busy = 0` land now: they must not clear
+    /// B's flag, and a revoker must still wait for B to leave. (With one
+    /// `busy` per side they did, and the revoker went in beside B.)
+    #[test]
+    fn a_stale_lease_check_leaves_the_new_holders_flag_alone() {
+        let ring = &ring();
+        let side = SideId::Producers;
+        std::thread::scope(|s| {
+            let (to_a, a_hears) = mpsc::channel::<()>();
+            let (to_b, b_hears) = mpsc::channel::<u64>();
+            let a = s.spawn(move || {
+                let stale = lease_to_me(ring, side);
+                to_b.send(stale).unwrap();
+                a_hears.recv().unwrap(); // B holds the lease and is inside
+                assert!(
+                    ring.enter_as(side, stale).is_none(),
+                    "a revoked lease let A in"
+                );
+                to_b.send(0).unwrap();
+                // A as a revoker: it may only get in once B is out.
+                let section = ring.enter_locked(side).unwrap();
+                to_b.send(1).unwrap();
+                drop(section);
+            });
+            let stale = b_hears.recv().unwrap();
+            let word = lease_to_me(ring, side);
+            assert_ne!(slot_of(word), slot_of(stale), "two threads share a slot");
+            let inside = ring.enter_leased(side).expect("B holds the lease");
+            assert_eq!(busy(ring, side, word), 1);
+            to_a.send(()).unwrap();
+            assert_eq!(b_hears.recv().unwrap(), 0);
+            assert_eq!(busy(ring, side, word), 1, "A's step-out cleared B's flag");
+            // The revoker is waiting for B (it cannot have got in: B's flag
+            // is set and B is alive); B leaves and it goes in.
+            assert!(b_hears.try_recv().is_err(), "A got in beside B");
+            drop(inside);
+            assert_eq!(b_hears.recv().unwrap(), 1);
+            a.join().unwrap();
+        });
+    }
+
+    /// A thread keeps its slot from one grant to the next, and the slots of
+    /// threads that are gone are handed out again, so threads that come and
+    /// go never run the table out.
+    #[test]
+    fn lease_slots_are_kept_and_reclaimed() {
+        let ring = ring();
+        let side = SideId::Consumers;
+        let first = lease_to_me(&ring, side);
+        std::thread::scope(|s| {
+            s.spawn(|| lease_to_me(&ring, side)).join().unwrap();
+        });
+        assert_eq!(slot_of(lease_to_me(&ring, side)), slot_of(first));
+        // Threads that each take the lease and exit: more than there are
+        // slots, each one finds a slot.
+        for _ in 0..2 * SLOTS {
+            std::thread::scope(|s| {
+                s.spawn(|| lease_to_me(&ring, side)).join().unwrap();
+            });
+        }
+        // Live threads holding slots: with ours and 15 more, the table is
+        // full, and the next thread stays on the mutex (no lease, and no
+        // one else's slot).
+        std::thread::scope(|s| {
+            let mut holders = Vec::new();
+            let mut words = vec![lease_to_me(&ring, side)];
+            for _ in 1..SLOTS {
+                let (release, wait) = mpsc::channel::<()>();
+                let (tell, word) = mpsc::channel::<u64>();
+                let ring = &ring;
+                holders.push((
+                    release,
+                    s.spawn(move || {
+                        tell.send(lease_to_me(ring, side)).unwrap();
+                        let _ = wait.recv();
+                    }),
+                ));
+                words.push(word.recv().unwrap());
+            }
+            let mut slots: Vec<_> = words.iter().map(|&w| slot_of(w).unwrap()).collect();
+            slots.sort_unstable();
+            slots.dedup();
+            assert_eq!(slots.len(), SLOTS, "live threads share a slot");
+            let left_over = s.spawn(|| {
+                let word = try_lease(&ring, side);
+                // It still gets in, through the mutex.
+                drop(ring.enter(side).unwrap());
+                word
+            });
+            assert_eq!(left_over.join().unwrap(), None);
+            for (release, h) in holders {
+                drop(release);
+                h.join().unwrap();
+            }
+        });
     }
 }

@@ -992,6 +992,14 @@ pub(crate) fn process_alive(pid: i32, start: u64) -> bool {
     }
 }
 
+/// Whether thread `tid` of process `pid` (started at `start`, as for
+/// [`process_alive`]) still runs. Without /proc, whether the process does.
+pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
+    process_alive(pid, start)
+        && (!std::path::Path::new("/proc/self/task").exists()
+            || std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists())
+}
+
 /// A random number fixed for this process (new after `fork`), never 0: told
 /// apart from other processes whose threads may later reuse a thread id.
 fn process_nonce() -> u32 {
