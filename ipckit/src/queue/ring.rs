@@ -173,6 +173,12 @@ const PATIENT_POLL: Duration = Duration::from_micros(1);
 const PREFETCH_AHEAD: u64 = 512;
 /// Consecutive mutex entries by one thread that earn it the lease.
 const LEASE_STREAK: u32 = 64;
+thread_local! {
+    /// Whether this thread has woken a peer or slept since its last spin
+    /// began (see [`Ring::sleep`]).
+    static SWITCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Control flag: the queue uses asymmetric barriers (`membarrier`).
 const FLAG_ASYMMETRIC: u32 = 1;
 
@@ -1189,6 +1195,7 @@ impl Ring {
                 .is_ok()
         {
             sys::futex_wake(&word.epoch, u32::MAX);
+            SWITCHED.set(true);
         }
     }
 
@@ -1224,13 +1231,18 @@ impl Ring {
                     }
                 }
             }
-            // The clock is read every 64th round only (it may cost more than
-            // the wait), and the CPU offered away with it: a peer this
-            // thread just woke may be queued on this CPU (waking it on
-            // another costs 20 µs on the target VMs: a round trip with both
-            // sides asleep took 21 µs yielding every 1024th round, 5.3 µs
-            // every 64th; a busy one 0.6 µs either way), and two spinners
-            // may share one CPU.
+            // The CPU is offered away with every clock read (every 64th
+            // round: the clock may cost more than the wait), and at once
+            // when this thread has just woken a peer or been woken: that
+            // peer, or the one whose wake brought us here, may be queued on
+            // this CPU (waking it on another costs 20 µs on the target
+            // VMs), and two spinners may share one CPU. A round trip with
+            // both sides asleep took 21 µs yielding every 1024th round, 5.3
+            // µs every 64th, 3.1 µs (a bare futex pair's time) yielding at
+            // once after a wake; a busy one 0.6 µs in all three. Without a
+            // wake there is no one to make way for, and a first yield only
+            // slows a busy stream down.
+            let eager = SWITCHED.replace(false);
             let mut until = None;
             let mut i = 0u32;
             loop {
@@ -1238,7 +1250,9 @@ impl Ring {
                     return Ok(true);
                 }
                 i = i.wrapping_add(1);
-                if i % 64 == 0 {
+                if i == 1 && eager {
+                    sys::yield_now();
+                } else if i % 64 == 0 {
                     let now = Instant::now();
                     let until = *until.get_or_insert_with(|| {
                         let spin = now + SPIN;
@@ -1273,7 +1287,9 @@ impl Ring {
         if ready() {
             return Ok(true);
         }
-        match sys::futex_wait(&word.epoch, epoch, deadline)? {
+        let woken = sys::futex_wait(&word.epoch, epoch, deadline)?;
+        SWITCHED.set(true);
+        match woken {
             FutexWait::Woken => Ok(true),
             FutexWait::TimedOut => Ok(ready()),
         }
