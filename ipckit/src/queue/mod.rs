@@ -25,7 +25,8 @@
 //! consumers another, and the two sides meet only through one commit store
 //! each. A side is *leased* to the thread that keeps using it, which then
 //! enters and leaves with plain stores (no atomic read-modify-write, no
-//! fence); any other thread takes the side's robust lock and revokes the
+//! fence) to an in-section flag of its own (so a thread acting on a stale
+//! view of the lease never disturbs the next holder's); any other thread takes the side's robust lock and revokes the
 //! lease, paying for the ordering with `membarrier(2)` on that rare path
 //! (SeqCst fences where `membarrier` is unavailable, or with
 //! `IPCKIT_NO_MEMBARRIER=1` set when the queue is created). There is no

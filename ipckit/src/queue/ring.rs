@@ -101,9 +101,10 @@
 //! - a process killed holding a side's mutex: the mutex is robust, so the
 //!   next one to lock gets it;
 //! - a lease holder killed inside its section (`busy` stays 1): the
-//!   revoker sees that the holder's process is gone (`/proc/<pid>/stat`
-//!   missing or a zombie, or its start time differs: the pid was reused)
-//!   and takes over; the slot is reclaimed by a later grant;
+//!   revoker sees that the holder's thread is gone (`/proc/<pid>/stat`
+//!   missing, or its start time differs: the pid was reused; or
+//!   `/proc/<pid>/task/<tid>/stat` missing or a zombie; a read error counts
+//!   as alive) and takes over; the slot is reclaimed by a later grant;
 //! - a thread killed between a stale lease check and its step out leaves
 //!   `busy = 1` in its own slot, which no revoker reads.
 //!
@@ -649,7 +650,8 @@ impl Ring {
                 }
                 let pid = slot.pid.load(Ordering::Relaxed) as i32;
                 let started = slot.start.load(Ordering::Relaxed);
-                if !sys::process_alive(pid, started) {
+                let tid = slot.owner.load(Ordering::Relaxed) as u32 as i32;
+                if !sys::thread_alive(pid, started, tid) {
                     died = true; // killed inside its section: nothing to wait for
                     break;
                 }
@@ -693,7 +695,11 @@ impl Ring {
             return;
         };
         let Some(index) = self.claim_slot(side, me, started) else {
-            return; // every slot belongs to a live thread: stay on the mutex
+            // Every slot belongs to a live thread: stay on the mutex, and
+            // look again only after another full streak (a look reads
+            // /proc for each slot).
+            lease.streak.store(0, Ordering::Relaxed);
+            return;
         };
         lease
             .holder
@@ -785,6 +791,12 @@ impl Ring {
     fn enter_as(&self, side: SideId, word: u64) -> Option<Busy<'_>> {
         let lease = self.lease(side);
         let slot = self.slot(side, slot_of(word)?);
+        if slot.busy.load(Ordering::Relaxed) != 0 {
+            // Already inside (a decoder that uses the same queue): the
+            // inner exit would end the outer section early. The mutex
+            // path reports the re-entry instead.
+            return None;
+        }
         slot.busy.store(1, Ordering::Relaxed);
         let busy = Busy(&slot.busy);
         self.light_barrier();
@@ -1218,6 +1230,20 @@ impl Ring {
         patient: Option<&dyn Fn() -> bool>,
     ) -> io::Result<bool> {
         if sys::several_cpus() {
+            // The CPU is offered away first when this thread has just woken
+            // a peer or been woken, and then with every clock read in the
+            // spin (every 64th round: the clock may cost more than the
+            // wait): the peer it woke, or the one whose wake brought it
+            // here, may be queued on this CPU (waking it on another costs
+            // 20 µs on the target VMs), and two spinners may share one CPU.
+            // A round trip with both sides asleep took 21 µs yielding every
+            // 1024th round, 5.3 µs every 64th, 3.0 µs (a bare futex pair's
+            // time) yielding first after a wake; a busy one 0.6 µs in all
+            // three. Without a wake there is no one to make way for, and a
+            // first yield would only slow a busy stream down.
+            if SWITCHED.replace(false) {
+                sys::yield_now();
+            }
             if let Some(patient) = patient {
                 let patience = Instant::now() + PATIENCE;
                 let until = deadline.map_or(patience, |d| d.min(patience));
@@ -1231,18 +1257,6 @@ impl Ring {
                     }
                 }
             }
-            // The CPU is offered away with every clock read (every 64th
-            // round: the clock may cost more than the wait), and at once
-            // when this thread has just woken a peer or been woken: that
-            // peer, or the one whose wake brought us here, may be queued on
-            // this CPU (waking it on another costs 20 µs on the target
-            // VMs), and two spinners may share one CPU. A round trip with
-            // both sides asleep took 21 µs yielding every 1024th round, 5.3
-            // µs every 64th, 3.1 µs (a bare futex pair's time) yielding at
-            // once after a wake; a busy one 0.6 µs in all three. Without a
-            // wake there is no one to make way for, and a first yield only
-            // slows a busy stream down.
-            let eager = SWITCHED.replace(false);
             let mut until = None;
             let mut i = 0u32;
             loop {
@@ -1250,9 +1264,7 @@ impl Ring {
                     return Ok(true);
                 }
                 i = i.wrapping_add(1);
-                if i == 1 && eager {
-                    sys::yield_now();
-                } else if i % 64 == 0 {
+                if i % 64 == 0 {
                     let now = Instant::now();
                     let until = *until.get_or_insert_with(|| {
                         let spin = now + SPIN;
@@ -1457,9 +1469,20 @@ mod tests {
         // Threads that each take the lease and exit: more than there are
         // slots, each one finds a slot.
         for _ in 0..2 * SLOTS {
-            std::thread::scope(|s| {
-                s.spawn(|| lease_to_me(&ring, side)).join().unwrap();
+            let tid = std::thread::scope(|s| {
+                s.spawn(|| {
+                    lease_to_me(&ring, side);
+                    sys::gettid()
+                })
+                .join()
+                .unwrap()
             });
+            // `join` returns a little before the kernel removes the thread
+            // from /proc, which is what reclaiming its slot looks at.
+            let task = format!("/proc/self/task/{tid}");
+            while std::path::Path::new(&task).exists() {
+                std::thread::yield_now();
+            }
         }
         // Live threads holding slots: with ours and 15 more, the table is
         // full, and the next thread stays on the mutex (no lease, and no

@@ -946,16 +946,35 @@ static SELF_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 static NONCE: AtomicU32 = AtomicU32::new(0);
 
 /// State and start time (clock ticks after boot) of process `pid`, from
-/// `/proc/<pid>/stat`; `None` when it does not exist.
+/// `/proc/<pid>/stat`; `None` when it does not exist or cannot be read.
 pub(crate) fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, after_comm) = stat.rsplit_once(')')?;
-    let mut fields = after_comm.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // Field 22 (starttime) is the 20th after the command name, the 19th
-    // after the state.
-    let start = fields.nth(18)?.parse::<u64>().ok()?;
-    Some((state, start))
+    stat_file(&format!("/proc/{pid}/stat")).ok().flatten()
+}
+
+/// State and start time from a `/proc` `stat` file: `Ok(None)` when the
+/// file does not exist (the process or thread is gone), an error when it
+/// cannot be read or parsed (out of descriptors, `hidepid`, ...), which
+/// says nothing about the process.
+fn stat_file(path: &str) -> io::Result<Option<(char, u64)>> {
+    let stat = match std::fs::read_to_string(path) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let parse = || {
+        let (_, after_comm) = stat.rsplit_once(')')?;
+        let mut fields = after_comm.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        // Field 22 (starttime) is the 20th after the command name, the
+        // 19th after the state.
+        let start = fields.nth(18)?.parse::<u64>().ok()?;
+        Some((state, start))
+    };
+    parse()
+        .map(Some)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: unparsable")))
 }
 
 /// This process's start time (see [`proc_stat`]), read once; `None` when
@@ -975,29 +994,38 @@ pub(crate) fn self_start_time() -> Option<u64> {
     Some(start)
 }
 
-/// True unless process `pid`, started at `start` (as from
-/// [`self_start_time`]), is known to be gone: missing, a zombie, or its pid
-/// now used by a later process. When `/proc` cannot tell, it counts as
-/// alive (waiting is safe, declaring a live process dead is not).
-pub(crate) fn process_alive(pid: i32, start: u64) -> bool {
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+/// True unless thread `tid` of process `pid`, started at `start` (as from
+/// [`self_start_time`]), is known to be gone: the process missing, or its
+/// pid now used by a later process, or the thread missing or a zombie. When
+/// `/proc` cannot tell (a read error), it counts as alive: waiting is safe,
+/// declaring a live thread dead is not. The process's own state is not
+/// asked: a process whose main thread exited shows as a zombie while its
+/// other threads run.
+pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
+    let (Some(pid), Some(_)) = (
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::Pid::from_raw(tid),
+    ) else {
         return false;
     };
-    match proc_stat(pid.as_raw_nonzero().get()) {
-        Some((state, started)) => !matches!(state, 'Z' | 'X' | 'x') && started.max(1) == start,
+    let pid = pid.as_raw_nonzero().get();
+    let gone = |state: char| matches!(state, 'Z' | 'X' | 'x');
+    match stat_file(&format!("/proc/{pid}/stat")) {
+        // The leader's start time stays readable while it is a zombie.
+        Ok(Some((_, started))) if started.max(1) != start => false,
+        Ok(Some(_)) => match stat_file(&format!("/proc/{pid}/task/{tid}/stat")) {
+            Ok(Some((state, _))) => !gone(state),
+            Ok(None) => false,
+            Err(_) => true,
+        },
         // /proc is there and the process is not: gone.
-        None if std::path::Path::new("/proc/self/stat").exists() => false,
+        Ok(None) if std::path::Path::new("/proc/self/stat").exists() => false,
         // No /proc: all a signal test can say is whether the pid exists.
-        None => !rustix::process::test_kill_process(pid).is_err_and(|e| e == Errno::SRCH),
+        Ok(None) => !rustix::process::Pid::from_raw(pid).is_some_and(|p| {
+            rustix::process::test_kill_process(p).is_err_and(|e| e == Errno::SRCH)
+        }),
+        Err(_) => true,
     }
-}
-
-/// Whether thread `tid` of process `pid` (started at `start`, as for
-/// [`process_alive`]) still runs. Without /proc, whether the process does.
-pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
-    process_alive(pid, start)
-        && (!std::path::Path::new("/proc/self/task").exists()
-            || std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists())
 }
 
 /// A random number fixed for this process (new after `fork`), never 0: told
