@@ -604,6 +604,16 @@ impl Ring {
         };
         let lease = self.lease(side);
         let holder = lease.holder.load(Ordering::Acquire);
+        if holder & !SLOT_MASK == me
+            && slot_of(holder).is_some_and(|i| self.slot(side, i).busy.load(Ordering::Relaxed) != 0)
+        {
+            // This thread is inside a leased section of this side already:
+            // a sink (a decoder) used the queue it is being called from.
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the queue was used from inside one of its own operations (by a decoder?)",
+            ));
+        }
         let mut holder_died = false;
         if holder != 0 && holder & !SLOT_MASK != me {
             holder_died = self.revoke(side, holder)?;
@@ -793,8 +803,8 @@ impl Ring {
         let slot = self.slot(side, slot_of(word)?);
         if slot.busy.load(Ordering::Relaxed) != 0 {
             // Already inside (a decoder that uses the same queue): the
-            // inner exit would end the outer section early. The mutex
-            // path reports the re-entry instead.
+            // inner exit would end the outer section early.
+            // `enter_locked` reports the re-entry instead.
             return None;
         }
         slot.busy.store(1, Ordering::Relaxed);
@@ -1452,6 +1462,21 @@ mod tests {
             assert_eq!(b_hears.recv().unwrap(), 1);
             a.join().unwrap();
         });
+    }
+
+    /// A thread inside its leased section that enters the same side again
+    /// (a decoder using its own queue) gets an error, not a second section.
+    #[test]
+    fn reentering_a_side_is_an_error() {
+        let ring = ring();
+        let side = SideId::Consumers;
+        lease_to_me(&ring, side);
+        let outer = ring.enter_leased(side).expect("the holder enters");
+        assert!(ring.enter_leased(side).is_none());
+        let inner = ring.enter(side).map(|_| ());
+        assert_eq!(inner.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        drop(outer);
+        assert!(ring.enter_leased(side).is_some());
     }
 
     /// A thread keeps its slot from one grant to the next, and the slots of
