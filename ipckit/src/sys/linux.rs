@@ -1040,7 +1040,16 @@ fn process_nonce() -> u32 {
     let mut b = [0u8; 4];
     let n = match random_bytes(&mut b) {
         Ok(()) => u32::from_ne_bytes(b),
-        Err(_) => getpid() as u32 ^ 0x9e37_79b9,
+        // No random bytes (seccomp, an early-boot kernel): the pid alone
+        // would repeat when the pid is reused, so mix in the clock.
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let mixed =
+                (nanos ^ (getpid() as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            (mixed >> 32) as u32
+        }
     }
     .max(1);
     NONCE.store(n, Relaxed);
