@@ -533,17 +533,20 @@ impl fmt::Debug for Msg {
     }
 }
 
-/// An operation with its messages made.
+/// An operation with its messages (or items) made.
 #[derive(Clone, Debug)]
-enum Cmd {
-    TryPut(Msg),
-    PutTimeout(Msg),
-    Put(Msg),
-    PutMany(Vec<Msg>),
+enum Cmd<T> {
+    TryPut(T),
+    PutTimeout(T),
+    Put(T),
+    PutMany(Vec<T>),
     TryGet,
     Get,
+    /// A typed queue runs it as `get`.
     GetInto,
     GetMany(usize),
+    /// Generated for typed queues only.
+    GetManyTimeout(usize),
     GetTimeout,
     Len,
     Close,
@@ -564,21 +567,21 @@ enum Out<T> {
     Closed(bool),
 }
 
-fn make_cmd(op: &Op, max: usize, next_id: &mut u64) -> Cmd {
-    let mut msg = |spec: &LenSpec| {
+fn make_cmd<Q: Checked>(op: &Op, max: usize, next_id: &mut u64) -> Cmd<Q::Item> {
+    let mut item = |spec: &LenSpec| {
         *next_id += 1;
-        Msg::new(*next_id, spec.resolve(max))
+        Q::make(*next_id, spec.resolve(max))
     };
     match op {
-        Op::TryPut(s) => Cmd::TryPut(msg(s)),
-        Op::PutTimeout(s) => Cmd::PutTimeout(msg(s)),
-        Op::Put(s) => Cmd::Put(msg(s)),
-        Op::PutMany(specs) => Cmd::PutMany(specs.iter().map(msg).collect()),
+        Op::TryPut(s) => Cmd::TryPut(item(s)),
+        Op::PutTimeout(s) => Cmd::PutTimeout(item(s)),
+        Op::Put(s) => Cmd::Put(item(s)),
+        Op::PutMany(specs) => Cmd::PutMany(specs.iter().map(item).collect()),
         Op::TryGet => Cmd::TryGet,
         Op::Get => Cmd::Get,
         Op::GetInto => Cmd::GetInto,
         Op::GetMany(n) => Cmd::GetMany(*n),
-        Op::GetManyTimeout(_) => unreachable!("generated for typed queues only"),
+        Op::GetManyTimeout(n) => Cmd::GetManyTimeout(*n),
         Op::GetTimeout => Cmd::GetTimeout,
         Op::Len => Cmd::Len,
         Op::Close => Cmd::Close,
@@ -588,14 +591,17 @@ fn make_cmd(op: &Op, max: usize, next_id: &mut u64) -> Cmd {
 /// What the model says `cmd` returns (applied to the model, but for a
 /// batch get); `None` for a blocking operation that would wait forever
 /// (not run).
-fn expect(model: &mut Model<Msg>, cmd: &Cmd) -> Option<Expect<Msg>> {
-    let put = |model: &mut Model<Msg>, m: &Msg, wait| model.put(m, m.0.len(), wait).map(Out::Put);
+fn expect<Q: Checked>(model: &mut Model<Q::Item>, cmd: &Cmd<Q::Item>) -> Option<Expect<Q::Item>> {
+    let put = |model: &mut Model<Q::Item>, item: &Q::Item, wait| {
+        model.put(item, Q::size(item), wait).map(Out::Put)
+    };
     let out = match cmd {
-        Cmd::TryPut(m) => put(model, m, Wait::No),
-        Cmd::PutTimeout(m) => put(model, m, Wait::Tiny),
-        Cmd::Put(m) => put(model, m, Wait::Forever),
-        Cmd::PutMany(ms) => {
-            let items: Vec<(Msg, usize)> = ms.iter().map(|m| (m.clone(), m.0.len())).collect();
+        Cmd::TryPut(item) => put(model, item, Wait::No),
+        Cmd::PutTimeout(item) => put(model, item, Wait::Tiny),
+        Cmd::Put(item) => put(model, item, Wait::Forever),
+        Cmd::PutMany(items) => {
+            let items: Vec<(Q::Item, usize)> =
+                items.iter().map(|i| (i.clone(), Q::size(i))).collect();
             model
                 .put_many(&items)
                 .map(|(out, done)| Out::PutMany(out, done))
@@ -603,6 +609,7 @@ fn expect(model: &mut Model<Msg>, cmd: &Cmd) -> Option<Expect<Msg>> {
         Cmd::TryGet => model.get(Wait::No),
         Cmd::Get | Cmd::GetInto => model.get(Wait::Forever),
         Cmd::GetMany(max) => return model.peek(*max, Wait::Forever).map(Expect::Batch),
+        Cmd::GetManyTimeout(max) => return model.peek(*max, Wait::Tiny).map(Expect::Batch),
         Cmd::GetTimeout => model.get(Wait::Tiny),
         Cmd::Len => Some(Out::Len {
             len: model.len(),
@@ -616,12 +623,61 @@ fn expect(model: &mut Model<Msg>, cmd: &Cmd) -> Option<Expect<Msg>> {
     out.map(Expect::Exact)
 }
 
+/// A queue under test: how its items are made and sized for the model,
+/// and what `check` reads from it besides the operations' outcomes.
+trait Checked {
+    type Item: Clone + PartialEq + fmt::Debug;
+    /// Item number `id` whose stored size is `len` bytes.
+    fn make(id: u64, len: usize) -> Self::Item;
+    /// The bytes an item takes in the queue (its encoding).
+    fn size(item: &Self::Item) -> usize;
+    fn try_take(&self) -> Result<Self::Item, GetError>;
+    fn capacity(&self) -> usize;
+    fn maxsize(&self) -> usize;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool;
+    fn is_closed(&self) -> bool;
+    /// `is_full`, where the queue has it.
+    fn is_full(&self) -> Option<bool>;
+}
+
+impl Checked for ByteQueue {
+    type Item = Msg;
+    fn make(id: u64, len: usize) -> Msg {
+        Msg::new(id, len)
+    }
+    fn size(m: &Msg) -> usize {
+        m.0.len()
+    }
+    fn try_take(&self) -> Result<Msg, GetError> {
+        self.try_get().map(Msg)
+    }
+    fn capacity(&self) -> usize {
+        ByteQueue::capacity(self)
+    }
+    fn maxsize(&self) -> usize {
+        ByteQueue::maxsize(self)
+    }
+    fn len(&self) -> usize {
+        ByteQueue::len(self)
+    }
+    fn is_empty(&self) -> bool {
+        ByteQueue::is_empty(self)
+    }
+    fn is_closed(&self) -> bool {
+        ByteQueue::is_closed(self)
+    }
+    fn is_full(&self) -> Option<bool> {
+        None
+    }
+}
+
 fn got_one(r: Result<Vec<u8>, GetError>) -> Out<Msg> {
     Out::Got(r.map(|m| vec![Msg(m)]).map_err(get_kind))
 }
 
 /// Runs `cmd` on the real queue.
-fn exec(q: &ByteQueue, cmd: &Cmd) -> Out<Msg> {
+fn exec(q: &ByteQueue, cmd: &Cmd<Msg>) -> Out<Msg> {
     match cmd {
         Cmd::TryPut(m) => Out::Put(put_out(q.try_put(&m.0)).0),
         Cmd::PutTimeout(m) => Out::Put(put_out(q.put_timeout(&m.0, TINY)).0),
@@ -651,6 +707,7 @@ fn exec(q: &ByteQueue, cmd: &Cmd) -> Out<Msg> {
                 .map(|v| v.into_iter().map(Msg).collect())
                 .map_err(get_kind),
         ),
+        Cmd::GetManyTimeout(_) => unreachable!("generated for typed queues only"),
         Cmd::Len => Out::Len {
             len: q.len(),
             empty: q.is_empty(),
@@ -664,22 +721,22 @@ fn exec(q: &ByteQueue, cmd: &Cmd) -> Out<Msg> {
 
 /// Applies `steps` (thread, operation) to the model and, through `run`, to
 /// the queue `q`, comparing every outcome and, after each, `len`,
-/// `is_empty` and `is_closed` (read through `q`); then drains `q` and
-/// compares what is left.
-fn check_bytes(
-    q: &ByteQueue,
+/// `is_empty`, `is_full` (where there is one) and `is_closed` (read
+/// through `q`); then drains `q` and compares what is left.
+fn check<Q: Checked>(
+    q: &Q,
     requested: usize,
     maxsize: usize,
     steps: &[(usize, Op)],
-    run: &mut Run<Cmd, Out<Msg>>,
+    run: &mut Run<Cmd<Q::Item>, Out<Q::Item>>,
 ) -> Result<(), TestCaseError> {
     prop_assert_eq!(q.capacity(), ring_capacity(requested));
     prop_assert_eq!(q.maxsize(), maxsize);
     let mut model = Model::new(q.capacity(), maxsize);
     let mut next_id = 0;
     for (i, (thread, op)) in steps.iter().enumerate() {
-        let cmd = make_cmd(op, model.max_message(), &mut next_id);
-        let Some(expected) = expect(&mut model, &cmd) else {
+        let cmd = make_cmd::<Q>(op, model.max_message(), &mut next_id);
+        let Some(expected) = expect::<Q>(&mut model, &cmd) else {
             continue; // would block forever
         };
         let got = run(*thread, &cmd).map_err(|why| {
@@ -694,9 +751,12 @@ fn check_bytes(
         }
         prop_assert_eq!(q.len(), model.len(), "len after step {}: {:?}", i, cmd);
         prop_assert_eq!(q.is_empty(), model.len() == 0, "is_empty after step {}", i);
+        if let Some(full) = q.is_full() {
+            prop_assert_eq!(full, model.is_full(), "is_full after step {}", i);
+        }
         prop_assert_eq!(q.is_closed(), model.closed, "is_closed after step {}", i);
     }
-    check_drained(&model, || q.try_get().map(Msg))
+    check_drained(&model, || q.try_take())
 }
 
 /// Drains the queue through `try_get`: what is left must be what the model
@@ -741,7 +801,7 @@ fn byte_queue_matches_the_model() {
             vec![Handle::Shared(&q)],
             exec,
             || q.close(),
-            |run| check_bytes(&q, requested, maxsize, &steps, run),
+            |run| check(&q, requested, maxsize, &steps, run),
         )
     });
 }
@@ -801,7 +861,7 @@ fn byte_queue_from_threads_in_turn_matches_the_model() {
                 handles,
                 exec,
                 || q.close(),
-                |run| check_bytes(&q, requested, maxsize, &steps, run),
+                |run| check(&q, requested, maxsize, &steps, run),
             )
         },
     );
@@ -865,73 +925,35 @@ fn typed_item(id: u64, size: usize) -> Item {
     item
 }
 
-/// An operation on a typed queue with its items made.
-#[derive(Clone, Debug)]
-enum TCmd {
-    TryPut(Item),
-    PutTimeout(Item),
-    Put(Item),
-    PutMany(Vec<Item>),
-    TryGet,
-    Get,
-    GetMany(usize),
-    GetManyTimeout(usize),
-    GetTimeout,
-    Len,
-    Close,
-}
-
-fn make_tcmd(op: &Op, max: usize, next_id: &mut u64) -> TCmd {
-    let mut item = |spec: &LenSpec| {
-        *next_id += 1;
-        typed_item(*next_id, spec.resolve(max))
-    };
-    match op {
-        Op::TryPut(s) => TCmd::TryPut(item(s)),
-        Op::PutTimeout(s) => TCmd::PutTimeout(item(s)),
-        Op::Put(s) => TCmd::Put(item(s)),
-        Op::PutMany(specs) => TCmd::PutMany(specs.iter().map(item).collect()),
-        Op::TryGet => TCmd::TryGet,
-        Op::Get | Op::GetInto => TCmd::Get,
-        Op::GetMany(n) => TCmd::GetMany(*n),
-        Op::GetManyTimeout(n) => TCmd::GetManyTimeout(*n),
-        Op::GetTimeout => TCmd::GetTimeout,
-        Op::Len => TCmd::Len,
-        Op::Close => TCmd::Close,
+impl Checked for Queue<Item> {
+    type Item = Item;
+    fn make(id: u64, len: usize) -> Item {
+        typed_item(id, len)
     }
-}
-
-/// What a typed operation returns, as [`expect`].
-fn texpect(model: &mut Model<Item>, cmd: &TCmd) -> Option<Expect<Item>> {
-    let put = |model: &mut Model<Item>, item: &Item, wait| {
-        model.put(item, encoded_len(item), wait).map(Out::Put)
-    };
-    let out = match cmd {
-        TCmd::TryPut(item) => put(model, item, Wait::No),
-        TCmd::PutTimeout(item) => put(model, item, Wait::Tiny),
-        TCmd::Put(item) => put(model, item, Wait::Forever),
-        TCmd::PutMany(items) => {
-            let items: Vec<(Item, usize)> =
-                items.iter().map(|i| (i.clone(), encoded_len(i))).collect();
-            model
-                .put_many(&items)
-                .map(|(out, done)| Out::PutMany(out, done))
-        }
-        TCmd::TryGet => model.get(Wait::No),
-        TCmd::Get => model.get(Wait::Forever),
-        TCmd::GetMany(max) => return model.peek(*max, Wait::Forever).map(Expect::Batch),
-        TCmd::GetManyTimeout(max) => return model.peek(*max, Wait::Tiny).map(Expect::Batch),
-        TCmd::GetTimeout => model.get(Wait::Tiny),
-        TCmd::Len => Some(Out::Len {
-            len: model.len(),
-            empty: model.len() == 0,
-        }),
-        TCmd::Close => {
-            model.closed = true;
-            Some(Out::Closed(true))
-        }
-    };
-    out.map(Expect::Exact)
+    fn size(item: &Item) -> usize {
+        encoded_len(item)
+    }
+    fn try_take(&self) -> Result<Item, GetError> {
+        self.try_get()
+    }
+    fn capacity(&self) -> usize {
+        Queue::capacity(self)
+    }
+    fn maxsize(&self) -> usize {
+        Queue::maxsize(self)
+    }
+    fn len(&self) -> usize {
+        Queue::len(self)
+    }
+    fn is_empty(&self) -> bool {
+        Queue::is_empty(self)
+    }
+    fn is_closed(&self) -> bool {
+        Queue::is_closed(self)
+    }
+    fn is_full(&self) -> Option<bool> {
+        Some(Queue::is_full(self))
+    }
 }
 
 /// A single put's outcome, checking that a refused item is handed back.
@@ -945,13 +967,13 @@ fn typed_put(item: &Item, r: Result<(), PutError<Item>>) -> Out<Item> {
     }
 }
 
-fn texec(q: &Queue<Item>, cmd: &TCmd) -> Out<Item> {
+fn texec(q: &Queue<Item>, cmd: &Cmd<Item>) -> Out<Item> {
     let one = |r: Result<Item, GetError>| Out::Got(r.map(|v| vec![v]).map_err(get_kind));
     match cmd {
-        TCmd::TryPut(item) => typed_put(item, q.try_put(item.clone())),
-        TCmd::PutTimeout(item) => typed_put(item, q.put_timeout(item.clone(), TINY)),
-        TCmd::Put(item) => typed_put(item, q.put(item.clone())),
-        TCmd::PutMany(items) => match put_out(q.put_many(items.clone())) {
+        Cmd::TryPut(item) => typed_put(item, q.try_put(item.clone())),
+        Cmd::PutTimeout(item) => typed_put(item, q.put_timeout(item.clone(), TINY)),
+        Cmd::Put(item) => typed_put(item, q.put(item.clone())),
+        Cmd::PutMany(items) => match put_out(q.put_many(items.clone())) {
             (PutOut::Ok, _) => Out::PutMany(PutOut::Ok, items.len()),
             (out, None) => Out::PutMany(out, usize::MAX),
             // The items not put are handed back: they are the tail.
@@ -963,16 +985,16 @@ fn texec(q: &Queue<Item>, cmd: &TCmd) -> Out<Item> {
                 usize::MAX,
             ),
         },
-        TCmd::TryGet => one(q.try_get()),
-        TCmd::Get => one(q.get()),
-        TCmd::GetTimeout => one(q.get_timeout(TINY)),
-        TCmd::GetMany(max) => Out::Got(q.get_many(*max).map_err(get_kind)),
-        TCmd::GetManyTimeout(max) => Out::Got(q.get_many_timeout(*max, TINY).map_err(get_kind)),
-        TCmd::Len => Out::Len {
+        Cmd::TryGet => one(q.try_get()),
+        Cmd::Get | Cmd::GetInto => one(q.get()),
+        Cmd::GetTimeout => one(q.get_timeout(TINY)),
+        Cmd::GetMany(max) => Out::Got(q.get_many(*max).map_err(get_kind)),
+        Cmd::GetManyTimeout(max) => Out::Got(q.get_many_timeout(*max, TINY).map_err(get_kind)),
+        Cmd::Len => Out::Len {
             len: q.len(),
             empty: q.is_empty(),
         },
-        TCmd::Close => {
+        Cmd::Close => {
             q.close();
             Out::Closed(q.is_closed())
         }
@@ -1006,42 +1028,11 @@ fn typed_queue_matches_the_model() {
             vec![Handle::Shared(&q)],
             texec,
             || q.close(),
-            |run| check_typed(&q, requested, maxsize, &steps, run),
+            |run| check(&q, requested, maxsize, &steps, run),
         )
     });
 }
 
-/// [`check_bytes`] for a typed queue, also comparing `is_full`.
-fn check_typed(
-    q: &Queue<Item>,
-    requested: usize,
-    maxsize: usize,
-    steps: &[(usize, Op)],
-    run: &mut Run<TCmd, Out<Item>>,
-) -> Result<(), TestCaseError> {
-    prop_assert_eq!(q.capacity(), ring_capacity(requested));
-    prop_assert_eq!(q.maxsize(), maxsize);
-    let mut model = Model::new(q.capacity(), maxsize);
-    let mut next_id = 0;
-    for (i, (thread, op)) in steps.iter().enumerate() {
-        let cmd = make_tcmd(op, model.max_message(), &mut next_id);
-        let Some(expected) = texpect(&mut model, &cmd) else {
-            continue; // would block forever
-        };
-        let got = run(*thread, &cmd)
-            .map_err(|why| TestCaseError::fail(format!("step {i}: {cmd:?}: {why}")))?;
-        if let Err(why) = check_out(&mut model, expected, &got) {
-            return Err(TestCaseError::fail(format!("step {i}: {cmd:?}: {why}")));
-        }
-        prop_assert_eq!(q.len(), model.len(), "len after step {}", i);
-        prop_assert_eq!(q.is_empty(), model.len() == 0, "is_empty after step {}", i);
-        prop_assert_eq!(q.is_full(), model.is_full(), "is_full after step {}", i);
-        prop_assert_eq!(q.is_closed(), model.closed, "is_closed after step {}", i);
-    }
-    check_drained(&model, || q.try_get())
-}
-
-/// The item builder hits the sizes the model is after.
 #[test]
 fn typed_items_have_the_sizes_asked_for() {
     for id in [1u64, 100, 127, 128, 300, 20_000, 1 << 40] {
