@@ -48,6 +48,17 @@ struct Run {
     stderr: String,
 }
 
+impl Run {
+    /// Fails the test, showing both outputs, unless the command exited 0.
+    fn assert_ok(&self) {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+    }
+}
+
 /// Runs `ipckit ARGS` with a watchdog (killed, and the test failed, after
 /// 60 s), with `TMPDIR` in `scratch` and a marker in its environment that
 /// its children inherit; then checks that nothing it started or made is
@@ -184,11 +195,7 @@ fn positive(row: &serde_json::Value, key: &str) -> f64 {
 fn json_has_every_mechanism_with_positive_figures() {
     let scratch = Scratch::new("json");
     let run = ipckit(&["bench", "--tiny", "--json"], &scratch);
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    run.assert_ok();
     let report: serde_json::Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", run.stdout));
     let rows = report["rows"].as_array().expect("rows");
@@ -247,11 +254,7 @@ fn markdown_table_and_svg_chart() {
         &["bench", "--tiny", "--markdown", "--plot", chart_arg],
         &scratch,
     );
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    run.assert_ok();
     let table: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with('|')).collect();
     assert!(table.len() >= 2 + RUST_ROWS.len(), "{}", run.stdout);
     assert!(table[0].contains("| mechanism |"), "{}", table[0]);
@@ -274,11 +277,7 @@ fn markdown_table_and_svg_chart() {
 fn human_table_without_python_and_bad_plot_name() {
     let scratch = Scratch::new("human");
     let run = ipckit(&["bench", "--tiny", "--no-python"], &scratch);
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
+    run.assert_ok();
     assert!(run.stdout.contains("mechanism"), "{}", run.stdout);
     assert!(run.stdout.contains("Python rows skipped"), "{}", run.stdout);
     assert!(!run.stdout.contains("Python Pipe"), "{}", run.stdout);
