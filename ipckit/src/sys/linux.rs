@@ -1002,13 +1002,9 @@ pub(crate) fn self_start_time() -> Option<u64> {
 /// asked: a process whose main thread exited shows as a zombie while its
 /// other threads run.
 pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
-    let (Some(pid), Some(_)) = (
-        rustix::process::Pid::from_raw(pid),
-        rustix::process::Pid::from_raw(tid),
-    ) else {
+    let Some(process) = rustix::process::Pid::from_raw(pid).filter(|_| tid > 0) else {
         return false;
     };
-    let pid = pid.as_raw_nonzero().get();
     let gone = |state: char| matches!(state, 'Z' | 'X' | 'x');
     match stat_file(&format!("/proc/{pid}/stat")) {
         // The leader's start time stays readable while it is a zombie.
@@ -1021,9 +1017,7 @@ pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
         // /proc is there and the process is not: gone.
         Ok(None) if std::path::Path::new("/proc/self/stat").exists() => false,
         // No /proc: all a signal test can say is whether the pid exists.
-        Ok(None) => !rustix::process::Pid::from_raw(pid).is_some_and(|p| {
-            rustix::process::test_kill_process(p).is_err_and(|e| e == Errno::SRCH)
-        }),
+        Ok(None) => !rustix::process::test_kill_process(process).is_err_and(|e| e == Errno::SRCH),
         Err(_) => true,
     }
 }
