@@ -1,0 +1,290 @@
+//! The real `mpkit` binary, run as a user would.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `mpkit ARGS` with a watchdog: killed (and failed) after `secs`.
+fn mpkit(args: &[&str], secs: u64) -> (i32, String, String) {
+    mpkit_stdin(args, None, secs)
+}
+
+/// Like [`mpkit`], feeding `input` on standard input.
+fn mpkit_stdin(args: &[&str], input: Option<&[u8]>, secs: u64) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mpkit"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mpkit");
+    if let Some(data) = input {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).unwrap();
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("mpkit {args:?} still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (
+        status.code().unwrap_or(-1),
+        reader.join().unwrap(),
+        err_reader.join().unwrap(),
+    )
+}
+
+#[test]
+fn tour_runs_every_mechanism_and_exits_0() {
+    let (code, out, err) = mpkit(&["tour"], 60);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for expected in [
+        "1. Processes",
+        "returned 4",
+        "join() says it panicked",
+        "exitcode Some(-9)",
+        "2. Pipe",
+        "out pipe : 9",
+        "3. Duplex Pipe",
+        "child replied",
+        "\"message\":\"hi over a passed connection\"",
+        "4. What errors look like",
+        "could not decode a message as",
+        "5. Queue",
+        "received all 5 values in order",
+        "Full, and the value 3 is handed back",
+        "get_nowait on an empty queue: the queue is empty",
+        "join() returned true",
+        "6. Shared memory",
+        "parent now sees num = 3.141592653589793, arr = [1, 20, 3], \"hello from the child\"",
+        "locked increments of a Value<i64>: 40000",
+        "not an mpkit object",
+        "7. Signals",
+        "received [\"SIGUSR1\", \"SIGTERM\"]",
+        "SIGSTOP: the worker is Stopped(SIGSTOP(19))",
+        "SIGKILL cannot be caught",
+        "8. Locks and semaphores",
+        "owner_died() = true",
+        "(3 done)",
+        "arrival indexes [0, 1, 2]",
+        "9. Named pipes",
+        "read \"a line through the FIFO\"",
+        "no process has",
+        "10. Message queues",
+        "a child taking only type 2 got [\"job A\", \"job B\"]",
+        "type 1, \"alarm\"",
+        "exceeds kernel.msgmax",
+        "11. Sockets",
+        "a child with the right key: server heard \"hello with the right key\"",
+        "a child with a wrong key: the server says",
+        "tour finished",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn unknown_subcommands_fail_with_one_clear_line() {
+    let (code, out, err) = mpkit(&["frobnicate"], 10);
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn help_lists_the_tour() {
+    let (code, out, _) = mpkit(&["--help"], 10);
+    assert_eq!(code, 0);
+    assert!(out.contains("tour"), "{out}");
+}
+
+fn unique(tag: &str) -> String {
+    format!("mpkit_cli_{}_{tag}", std::process::id())
+}
+
+/// Removes a named object when the test ends, whatever happens.
+struct Named(String);
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = mpkit::shm::remove(&self.0);
+    }
+}
+
+#[test]
+fn two_mpkit_processes_exchange_through_a_named_queue() {
+    let q = unique("q");
+    let _cleanup = Named(q.clone());
+    let (code, out, err) = mpkit(&["queue", "create", &q, "--maxsize", "2"], 20);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created queue"), "{out}");
+    assert_eq!(
+        mpkit(&["queue", "put", &q, "hello from one process"], 20).0,
+        0
+    );
+    assert_eq!(
+        mpkit_stdin(
+            &["queue", "put", &q, "--json"],
+            Some(br#"{"n": [1, 2]}"#),
+            20
+        )
+        .0,
+        0
+    );
+    assert_eq!(mpkit(&["queue", "len", &q], 20).1.trim(), "2");
+    let (code, _, err) = mpkit(&["queue", "put", &q, "third"], 20);
+    assert_eq!(code, 4, "full: {err}");
+    let (code, _, err) = mpkit(&["queue", "put", &q, "third", "--timeout", "0.05"], 20);
+    assert_eq!(code, 5, "timeout: {err}");
+    let (_, ls, _) = mpkit(&["ls"], 20);
+    let line = ls
+        .lines()
+        .find(|l| l.starts_with(&q))
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert!(
+        line.contains("Queue") && line.split_whitespace().nth(3) == Some("2"),
+        "{line}"
+    );
+    assert_eq!(
+        mpkit(&["queue", "get", &q], 20).1,
+        "hello from one process\n"
+    );
+    assert_eq!(
+        mpkit(&["queue", "get", &q, "--raw"], 20).1,
+        r#"{"n": [1, 2]}"#
+    );
+    let (code, _, err) = mpkit(&["queue", "get", &q], 20);
+    assert_eq!(code, 3, "empty: {err}");
+    let (code, _, err) = mpkit(&["queue", "get", &q, "--timeout", "0.05"], 20);
+    assert_eq!(code, 5, "timeout: {err}");
+    // A waiting get is served by a put from another process.
+    let waiter = std::thread::spawn({
+        let q = q.clone();
+        move || mpkit(&["queue", "get", &q, "--timeout", "20"], 30)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(mpkit(&["queue", "put", &q, "late"], 20).0, 0);
+    assert_eq!(waiter.join().unwrap().1, "late\n");
+    assert_eq!(mpkit(&["queue", "rm", &q], 20).0, 0);
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_its_exit_code() {
+    let q = unique("bad");
+    let _cleanup = Named(q.clone());
+    let missing = unique("missing");
+    let (code, _, err) = mpkit(&["queue", "get", &missing], 20);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no shared memory object named"), "{err}");
+    assert_eq!(
+        mpkit(&["queue", "create", &q, "--capacity", "4096"], 20).0,
+        0
+    );
+    let (code, _, err) = mpkit(&["queue", "put", &q, "--json", "{not json"], 20);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("mpkit: malformed JSON"), "{err}");
+    let big = "x".repeat(5000);
+    let (code, _, err) = mpkit(&["queue", "put", &q, &big], 20);
+    assert_eq!(code, 1);
+    assert!(err.contains("can never fit"), "{err}");
+    // A named object of another kind.
+    let v = unique("value");
+    let _value = mpkit::shm::Value::create(&v, 7u32).unwrap();
+    let (code, _, err) = mpkit(&["queue", "put", &v, "x"], 20);
+    assert_eq!(code, 1);
+    assert!(err.contains("is a Value, not a Queue"), "{err}");
+    let (code, _, err) = mpkit(&["queue", "rm", &v], 20);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a queue"), "{err}");
+    // A file in /dev/shm that is not mpkit's is never removed.
+    let foreign = format!("cli_foreign_{}", std::process::id());
+    let _block = mpkit::shm::SharedMemory::create(&foreign, 64).unwrap();
+    let (code, _, err) = mpkit(&["rm", &foreign], 20);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not an mpkit object"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn ls_json_and_rm_stale() {
+    // A creator killed without cleaning up leaves a stale object.
+    let name = unique("stale");
+    let _cleanup = Named(name.clone());
+    let child = mpkit::Process::spawn(
+        |name: String| -> () {
+            let _lock = mpkit::sync::Lock::create(&name).unwrap();
+            // SAFETY: raise(2): die without running destructors.
+            unsafe { libc::raise(libc::SIGKILL) };
+        },
+        name.clone(),
+    )
+    .unwrap();
+    assert!(child.join().is_err());
+    let (code, out, err) = mpkit(&["ls", "--json"], 20);
+    assert_eq!(code, 0, "{err}");
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let me = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(me["kind"], "Lock");
+    assert_eq!(me["creator_alive"], false);
+    assert_eq!(me["in_use"], false);
+    // A live one is not stale.
+    let live = unique("live");
+    let _held = mpkit::sync::Event::create(&live).unwrap();
+    let (code, out, _) = mpkit(&["rm", "--stale"], 30);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("removed {name}")), "{out}");
+    assert!(!out.contains(&live), "{out}");
+    assert!(matches!(
+        mpkit::shm::inspect(&name),
+        Err(mpkit::shm::ShmError::NotFound(_))
+    ));
+}
+
+#[test]
+fn signals_lists_names_numbers_and_meanings() {
+    let (code, out, _) = mpkit(&["signals"], 10);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" 9  SIGKILL") && l.contains("cannot be caught")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("17  SIGCHLD") && l.contains("ignore")),
+        "{out}"
+    );
+}

@@ -1,0 +1,195 @@
+//! Finding named mpkit objects on the machine (what `ipcs` is for System V
+//! objects): every file in `/dev/shm` that starts with an mpkit header.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use super::ShmError;
+use super::segment::{HEADER_SIZE, MAGIC, ObjectKind, shm_path};
+
+const SHM_DIR: &str = "/dev/shm";
+
+/// What [`list`] and [`inspect`] report about a named object.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectInfo {
+    /// The name (as `open` takes it).
+    pub name: String,
+    /// The kind, or `None` for a plain [`SharedMemory`](super::SharedMemory)
+    /// block named by mpkit (`mpkit_…`, no header).
+    pub kind: Option<ObjectKind>,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// The process that created it (typed objects only).
+    pub creator_pid: Option<i32>,
+    /// Whether that process still runs (a reused pid does not count: the
+    /// process must have started before the object was created).
+    pub creator_alive: bool,
+    /// Whether any process has it mapped or open now.
+    pub in_use: bool,
+    /// Messages queued (queues only).
+    pub depth: Option<u64>,
+    /// Layout version (typed objects only).
+    pub version: Option<u32>,
+    /// Kept on purpose (`keep()`): meant to outlive its creator.
+    pub kept: bool,
+}
+
+impl ObjectInfo {
+    /// Nobody uses it, its creator is gone, and it was not kept on purpose:
+    /// safe to remove.
+    pub fn is_stale(&self) -> bool {
+        !self.in_use && !self.creator_alive && !self.kept
+    }
+}
+
+impl serde::Serialize for ObjectKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Every named mpkit object on the machine, sorted by name.
+pub fn list() -> io::Result<Vec<ObjectInfo>> {
+    let mut out = Vec::new();
+    let users = open_shm_files();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if let Ok(Some(info)) = read_info(&name, &users) {
+            out.push(info);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// One named object, or [`ShmError::NotMpkit`] for a file that is not one.
+pub fn inspect(name: &str) -> Result<ObjectInfo, ShmError> {
+    let bare = shm_path(name)?[1..].to_string();
+    let users = open_shm_files();
+    match read_info(&bare, &users) {
+        Ok(Some(info)) => Ok(info),
+        Ok(None) => Err(ShmError::NotMpkit),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ShmError::NotFound(name.to_string())),
+        Err(e) => Err(ShmError::Io(e)),
+    }
+}
+
+/// Removes a named mpkit object (refusing files that are not mpkit's).
+/// Processes that have it open keep it until they close it.
+pub fn remove(name: &str) -> Result<(), ShmError> {
+    inspect(name)?;
+    crate::sys::shm_unlink(&shm_path(name)?).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => ShmError::NotFound(name.to_string()),
+        _ => ShmError::Io(e),
+    })
+}
+
+fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
+    let path = Path::new(SHM_DIR).join(name);
+    let file = File::open(&path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Ok(None);
+    }
+    let in_use = users.iter().any(|u| u == name);
+    let mut header = [0u8; HEADER_SIZE];
+    let typed = meta.len() >= HEADER_SIZE as u64 && (&file).read_exact(&mut header).is_ok();
+    let u32_at = |o: usize| u32::from_le_bytes(header[o..o + 4].try_into().expect("4 bytes"));
+    if !typed || u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) != MAGIC {
+        // A plain block mpkit generated a name for.
+        return Ok(name.starts_with("mpkit_").then(|| ObjectInfo {
+            name: name.to_string(),
+            kind: None,
+            size: meta.len(),
+            creator_pid: None,
+            creator_alive: false,
+            in_use,
+            depth: None,
+            version: None,
+            kept: false,
+        }));
+    }
+    let kind = ObjectKind::from_raw(u32_at(12));
+    let pid = u32_at(52) as i32;
+    let depth = match kind {
+        Some(ObjectKind::Queue | ObjectKind::JoinableQueue | ObjectKind::SimpleQueue)
+            if u32_at(8) == super::LAYOUT_VERSION =>
+        {
+            let (tail_at, head_at) = crate::queue::SEQ_OFFSETS;
+            let mut tail = [0u8; 8];
+            let mut head = [0u8; 8];
+            file.read_exact_at(&mut tail, tail_at)?;
+            file.read_exact_at(&mut head, head_at)?;
+            Some(u64::from_le_bytes(tail).saturating_sub(u64::from_le_bytes(head)))
+        }
+        _ => None,
+    };
+    Ok(Some(ObjectInfo {
+        name: name.to_string(),
+        kind,
+        size: meta.len(),
+        creator_pid: Some(pid),
+        creator_alive: started_before(pid, meta.ctime()),
+        in_use,
+        depth,
+        version: Some(u32_at(8)),
+        kept: u32_at(56) & super::segment::FLAG_KEPT != 0,
+    }))
+}
+
+/// True when process `pid` runs and started no later than `created` (Unix
+/// seconds): a process started after the object cannot be its creator, so
+/// a reused pid does not count.
+fn started_before(pid: i32, created: i64) -> bool {
+    let Some((_, start_ticks)) = crate::sys::proc_stat(pid) else {
+        return false;
+    };
+    let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines().find_map(|l| {
+            l.strip_prefix("btime ")
+                .and_then(|b| b.trim().parse::<i64>().ok())
+        })
+    });
+    // SAFETY: sysconf takes an integer and reads no memory of ours.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    match boot {
+        Some(boot) => boot + (start_ticks / ticks) as i64 <= created + 1,
+        None => true,
+    }
+}
+
+/// The names of `/dev/shm` files any process has mapped or open now.
+fn open_shm_files() -> Vec<String> {
+    let mut names = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return names;
+    };
+    for p in procs.flatten() {
+        let dir = p.path();
+        if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+            for line in maps.lines() {
+                if let Some(pos) = line.find("/dev/shm/") {
+                    let name = line[pos + 9..].trim_end_matches(" (deleted)");
+                    names.push(name.to_string());
+                }
+            }
+        }
+        if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path()) {
+                    if let Some(name) = target.to_str().and_then(|t| t.strip_prefix("/dev/shm/")) {
+                        names.push(name.trim_end_matches(" (deleted)").to_string());
+                    }
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}

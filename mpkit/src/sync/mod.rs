@@ -1,0 +1,1111 @@
+//! Process-shared synchronisation: [`Lock`], [`RLock`], [`Semaphore`],
+//! [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`] (Python's
+//! `multiprocessing` primitives of the same names).
+//!
+//! Every object lives in its own segment (anonymous unless created with a
+//! name) and passes to children in `Process` arguments. Every wait takes a
+//! timeout on the monotonic clock, and waiting is a process-shared futex (or
+//! the kernel's robust mutex) after a brief spin: no polling.
+//!
+//! ```
+//! use mpkit::Process;
+//! use mpkit::sync::{Event, Lock};
+//!
+//! let lock = Lock::new()?;
+//! let ready = Event::new()?;
+//! let child = Process::spawn(|(lock, ready): (Lock, Event)| {
+//!     let _held = lock.lock().unwrap();
+//!     ready.set();
+//!     // ... work under the lock; the guard releases it
+//! }, (lock.try_clone()?, ready.try_clone()?))?;
+//! assert!(ready.wait(Some(std::time::Duration::from_secs(10))));
+//! child.join()?;
+//! let guard = lock.lock()?;
+//! assert!(!guard.owner_died());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Crash safety
+//! `Lock`, `RLock`, `Condition`, `Barrier` and the locks inside `Value` and
+//! `Array` are robust mutexes: when a process dies holding one — SIGKILL at
+//! any instruction included — the next acquirer gets it, and its guard's
+//! `owner_died()` is true so it can repair what the lock protected. The
+//! kernel detects the death when the thread exits, so pid reuse cannot fool
+//! it. A process that dies while *waiting* (in a `Condition`, `Event`,
+//! `Barrier` or `Semaphore`) leaves nothing held. A `Barrier` whose internal
+//! lock was held by a dying process becomes broken rather than stuck.
+//!
+//! # Layouts
+//! Every object is the 64-byte segment header (see `shm`) followed by:
+//!
+//! | object | offset 64 | offset 128 |
+//! |---|---|---|
+//! | `Lock`, `RLock` | lock cell (error-checking / recursive) | — |
+//! | `Semaphore`, `BoundedSemaphore` | `value: u32` (futex word), `waiters: u32`, `max: u32` (0 = unbounded) | — |
+//! | `Event` | `flag: u32` (futex word), `waiters: u32` | — |
+//! | `Condition` | lock cell (error-checking) | `seq: u32` (futex word), `waiters: u32` |
+//! | `Barrier` (header `len` = parties) | lock cell (error-checking) | `count`, `generation` (futex word), `last_trip`, `broken`: `u32` each |
+//!
+//! The lock cell is documented in `sync/cell.rs` (a robust process-shared
+//! `pthread_mutex_t` plus owner bookkeeping).
+
+pub(crate) mod cell;
+
+use std::io;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::shm::{Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object};
+use crate::sys::{self, Deadline, FutexWait};
+use cell::{CELL_SIZE, MutexCell};
+
+/// Why a lock was not acquired.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The timeout passed first.
+    #[error("timed out waiting for the lock")]
+    Timeout,
+    /// `try_lock`: someone else holds it.
+    #[error("the lock is held by another thread or process")]
+    WouldBlock,
+    /// This thread already holds this non-re-entrant lock.
+    #[error("this thread already holds the lock (use an RLock to re-enter)")]
+    Deadlock,
+    /// The operating system refused.
+    #[error("lock: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a release was refused.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// Nobody holds the lock.
+    #[error("release of an unlocked lock")]
+    NotLocked,
+    /// Another thread or process holds it.
+    #[error("the lock is held by another thread or process")]
+    NotOwner,
+    /// A bounded semaphore was released more times than acquired.
+    #[error("semaphore released too many times (above its initial value {0})")]
+    OverRelease(u32),
+}
+
+/// Holds a lock until dropped ([`Lock::lock`], [`RLock::lock`],
+/// [`RLockRef::lock`]).
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    cell: &'a MutexCell,
+    owner_died: bool,
+    /// Releasing must happen on the thread that locked.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl LockGuard<'_> {
+    /// True when the previous holder died holding the lock, so what it
+    /// protected may be half-updated. The lock itself works normally.
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+}
+
+impl std::fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("owner_died", &self.owner_died)
+            .finish()
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.cell.release();
+    }
+}
+
+fn guard(cell: &MutexCell, wait: bool, deadline: Deadline) -> Result<LockGuard<'_>, LockError> {
+    let owner_died = cell.acquire(wait, deadline)?;
+    Ok(LockGuard {
+        cell,
+        owner_died,
+        _not_send: PhantomData,
+    })
+}
+
+/// The locking methods shared by `Lock`, `RLock` and `RLockRef`.
+macro_rules! lock_methods {
+    () => {
+        /// Acquires the lock, waiting as long as it takes. The guard's
+        /// `owner_died()` tells whether the previous holder died holding it.
+        pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
+            guard(self.cell(), true, None)
+        }
+
+        /// Acquires the lock if it is free ([`LockError::WouldBlock`] if not).
+        pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError> {
+            guard(self.cell(), false, None)
+        }
+
+        /// Acquires the lock, waiting at most `timeout` ([`LockError::Timeout`]).
+        pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError> {
+            guard(self.cell(), true, sys::deadline_after(Some(timeout)))
+        }
+
+        /// Python's `acquire(timeout=…)`: takes the lock without a guard
+        /// (release it with [`release`](Self::release) on this thread).
+        /// `Ok(false)` when the timeout passed; `None` waits forever.
+        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, LockError> {
+            match self.cell().acquire(true, sys::deadline_after(timeout)) {
+                Ok(_) => Ok(true),
+                Err(LockError::Timeout) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+
+        /// Python's `release()`: releases a lock taken with
+        /// [`acquire`](Self::acquire). Releasing a lock nobody holds, or that
+        /// another thread or process holds, is an error.
+        pub fn release(&self) -> Result<(), ReleaseError> {
+            self.cell().release()
+        }
+
+        /// True when the calling thread holds the lock.
+        pub fn is_held_by_me(&self) -> bool {
+            self.cell().held_by_me()
+        }
+    };
+}
+
+/// A re-entrant lock borrowed from a [`Value`](crate::shm::Value) or
+/// [`Array`](crate::shm::Array) (their `get_lock()`).
+pub struct RLockRef<'a> {
+    cell: &'a MutexCell,
+}
+
+impl<'a> RLockRef<'a> {
+    pub(crate) fn new(cell: &'a MutexCell) -> RLockRef<'a> {
+        RLockRef { cell }
+    }
+
+    fn cell(&self) -> &MutexCell {
+        self.cell
+    }
+
+    lock_methods!();
+}
+
+fn lock_spec(kind: ObjectKind) -> Spec {
+    Spec {
+        kind,
+        elem: Elem::NONE,
+        len: 0,
+        size: HEADER_SIZE + CELL_SIZE,
+    }
+}
+
+fn create_lock(kind: ObjectKind, name: Option<&str>) -> Result<Segment, ShmError> {
+    Segment::create(lock_spec(kind), name, 0o600, |base| {
+        // SAFETY: fresh segment sized for a cell at HEADER_SIZE.
+        unsafe {
+            MutexCell::init(
+                base.as_ptr().add(HEADER_SIZE).cast(),
+                kind == ObjectKind::RLock,
+            )
+        }
+    })
+}
+
+/// A process-shared lock (Python's `multiprocessing.Lock`), robust against
+/// holders that die.
+///
+/// Unlike Python's, only the holder may release it (that is what makes it
+/// recoverable when the holder dies).
+#[derive(Debug)]
+pub struct Lock {
+    seg: Segment,
+}
+
+segment_object!(Lock, |_: &Header| lock_spec(ObjectKind::Lock));
+
+impl Lock {
+    fn from_segment(seg: Segment) -> Self {
+        Lock { seg }
+    }
+
+    /// A new anonymous lock.
+    pub fn new() -> Result<Lock, ShmError> {
+        create_lock(ObjectKind::Lock, None).map(Lock::from_segment)
+    }
+
+    /// A new named lock.
+    pub fn create(name: &str) -> Result<Lock, ShmError> {
+        create_lock(ObjectKind::Lock, Some(name)).map(Lock::from_segment)
+    }
+
+    /// Attaches to a named lock.
+    pub fn open(name: &str) -> Result<Lock, ShmError> {
+        Segment::open(name, |_| lock_spec(ObjectKind::Lock)).map(Lock::from_segment)
+    }
+
+    fn cell(&self) -> &MutexCell {
+        // SAFETY: the header check proved a Lock layout.
+        unsafe { self.seg.at::<MutexCell>(HEADER_SIZE).as_ref() }
+    }
+
+    lock_methods!();
+}
+
+/// A re-entrant process-shared lock (Python's `multiprocessing.RLock`):
+/// owned by one thread of one process, which may acquire it again; release
+/// by any other thread is an error.
+///
+/// ```
+/// use mpkit::sync::{RLock, ReleaseError};
+/// let r = RLock::new()?;
+/// let a = r.lock()?;
+/// let b = r.lock()?; // the owner may re-enter
+/// drop((b, a));
+/// assert_eq!(r.release(), Err(ReleaseError::NotLocked));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct RLock {
+    seg: Segment,
+}
+
+segment_object!(RLock, |_: &Header| lock_spec(ObjectKind::RLock));
+
+impl RLock {
+    fn from_segment(seg: Segment) -> Self {
+        RLock { seg }
+    }
+
+    /// A new anonymous re-entrant lock.
+    pub fn new() -> Result<RLock, ShmError> {
+        create_lock(ObjectKind::RLock, None).map(RLock::from_segment)
+    }
+
+    /// A new named re-entrant lock.
+    pub fn create(name: &str) -> Result<RLock, ShmError> {
+        create_lock(ObjectKind::RLock, Some(name)).map(RLock::from_segment)
+    }
+
+    /// Attaches to a named re-entrant lock.
+    pub fn open(name: &str) -> Result<RLock, ShmError> {
+        Segment::open(name, |_| lock_spec(ObjectKind::RLock)).map(RLock::from_segment)
+    }
+
+    fn cell(&self) -> &MutexCell {
+        // SAFETY: the header check proved an RLock layout.
+        unsafe { self.seg.at::<MutexCell>(HEADER_SIZE).as_ref() }
+    }
+
+    lock_methods!();
+}
+
+/// Spins briefly while `word` still holds `value`, before a futex sleep.
+///
+/// Up to 20 µs (a cross-CPU wake-up costs 20-30 µs on the target VMs), on
+/// machines with several CPUs only, yielding now and then so a peer on the
+/// same CPU still runs.
+fn spin_while(word: &AtomicU32, value: u32) {
+    const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
+    if !sys::several_cpus() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let mut i = 0u32;
+    while word.load(Ordering::Acquire) == value {
+        i = i.wrapping_add(1);
+        if i % 64 == 0 {
+            if start.elapsed() >= SPIN {
+                return;
+            }
+            sys::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+#[repr(C)]
+struct SemState {
+    value: AtomicU32,
+    waiters: AtomicU32,
+    max: u32,
+}
+
+fn sem_spec(kind: ObjectKind) -> Spec {
+    Spec {
+        kind,
+        elem: Elem::NONE,
+        len: 0,
+        size: HEADER_SIZE + 64,
+    }
+}
+
+fn create_sem(
+    kind: ObjectKind,
+    name: Option<&str>,
+    value: u32,
+    max: u32,
+) -> Result<Segment, ShmError> {
+    Segment::create(sem_spec(kind), name, 0o600, |base| {
+        // SAFETY: fresh segment with room for SemState at HEADER_SIZE.
+        unsafe {
+            base.as_ptr()
+                .add(HEADER_SIZE)
+                .cast::<SemState>()
+                .write(SemState {
+                    value: AtomicU32::new(value),
+                    waiters: AtomicU32::new(0),
+                    max,
+                });
+        }
+        Ok(())
+    })
+}
+
+/// The counting semaphore behind `Semaphore` and `BoundedSemaphore`.
+fn sem_state(seg: &Segment) -> &SemState {
+    // SAFETY: the header check proved a semaphore layout.
+    unsafe { seg.at::<SemState>(HEADER_SIZE).as_ref() }
+}
+
+fn sem_acquire(s: &SemState, wait: bool, deadline: Deadline) -> io::Result<bool> {
+    loop {
+        let v = s.value.load(Ordering::SeqCst);
+        if v > 0 {
+            if s.value
+                .compare_exchange_weak(v, v - 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(true);
+            }
+            continue;
+        }
+        if !wait {
+            return Ok(false);
+        }
+        spin_while(&s.value, 0);
+        if s.value.load(Ordering::SeqCst) > 0 {
+            continue;
+        }
+        s.waiters.fetch_add(1, Ordering::SeqCst);
+        let r = sys::futex_wait(&s.value, 0, deadline);
+        s.waiters.fetch_sub(1, Ordering::SeqCst);
+        if r? == FutexWait::TimedOut {
+            // One last try: a release may have raced with the timeout.
+            return sem_acquire(s, false, None);
+        }
+    }
+}
+
+fn sem_release(s: &SemState, n: u32) -> Result<(), ReleaseError> {
+    let mut v = s.value.load(Ordering::SeqCst);
+    loop {
+        let new = v.checked_add(n).filter(|&new| s.max == 0 || new <= s.max);
+        let Some(new) = new else {
+            return Err(ReleaseError::OverRelease(s.max));
+        };
+        match s
+            .value
+            .compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => break,
+            Err(now) => v = now,
+        }
+    }
+    if s.waiters.load(Ordering::SeqCst) > 0 {
+        sys::futex_wake(&s.value, n);
+    }
+    Ok(())
+}
+
+/// The semaphore methods shared by `Semaphore` and `BoundedSemaphore`.
+macro_rules! semaphore_methods {
+    () => {
+        /// P: takes one unit, waiting while there is none.
+        pub fn acquire(&self) -> io::Result<()> {
+            sem_acquire(sem_state(&self.seg), true, None).map(|_| ())
+        }
+
+        /// Takes one unit if there is one; false otherwise.
+        pub fn try_acquire(&self) -> io::Result<bool> {
+            sem_acquire(sem_state(&self.seg), false, None)
+        }
+
+        /// Takes one unit, waiting at most `timeout`; false if it passed.
+        pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<bool> {
+            sem_acquire(
+                sem_state(&self.seg),
+                true,
+                sys::deadline_after(Some(timeout)),
+            )
+        }
+
+        /// The current value (Python's `get_value()`).
+        pub fn value(&self) -> u32 {
+            sem_state(&self.seg).value.load(Ordering::SeqCst)
+        }
+    };
+}
+
+/// A counting semaphore (Python's `multiprocessing.Semaphore`): P is
+/// [`acquire`](Self::acquire), V is [`release`](Self::release).
+///
+/// ```
+/// use mpkit::sync::Semaphore;
+/// let s = Semaphore::new(2)?;
+/// s.acquire()?;
+/// assert!(s.try_acquire()?);
+/// assert!(!s.try_acquire()?);
+/// s.release();
+/// assert_eq!(s.value(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Semaphore {
+    seg: Segment,
+}
+
+segment_object!(Semaphore, |_: &Header| sem_spec(ObjectKind::Semaphore));
+
+impl Semaphore {
+    fn from_segment(seg: Segment) -> Self {
+        Semaphore { seg }
+    }
+
+    /// A new anonymous semaphore with `value` units.
+    pub fn new(value: u32) -> Result<Semaphore, ShmError> {
+        create_sem(ObjectKind::Semaphore, None, value, 0).map(Semaphore::from_segment)
+    }
+
+    /// A new named semaphore.
+    pub fn create(name: &str, value: u32) -> Result<Semaphore, ShmError> {
+        create_sem(ObjectKind::Semaphore, Some(name), value, 0).map(Semaphore::from_segment)
+    }
+
+    /// Attaches to a named semaphore.
+    pub fn open(name: &str) -> Result<Semaphore, ShmError> {
+        Segment::open(name, |_| sem_spec(ObjectKind::Semaphore)).map(Semaphore::from_segment)
+    }
+
+    semaphore_methods!();
+
+    /// V: returns one unit, waking a waiter if any.
+    ///
+    /// # Panics
+    /// If the value would pass `u32::MAX`.
+    pub fn release(&self) {
+        sem_release(sem_state(&self.seg), 1).expect("semaphore value overflow");
+    }
+}
+
+/// A semaphore that may not be released above its initial value (Python's
+/// `BoundedSemaphore`): over-release is [`ReleaseError::OverRelease`].
+///
+/// ```
+/// use mpkit::sync::{BoundedSemaphore, ReleaseError};
+/// let s = BoundedSemaphore::new(1)?;
+/// assert_eq!(s.release(), Err(ReleaseError::OverRelease(1)));
+/// s.acquire()?;
+/// assert_eq!(s.release(), Ok(()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct BoundedSemaphore {
+    seg: Segment,
+}
+
+segment_object!(BoundedSemaphore, |_: &Header| sem_spec(
+    ObjectKind::BoundedSemaphore
+));
+
+impl BoundedSemaphore {
+    fn from_segment(seg: Segment) -> Self {
+        BoundedSemaphore { seg }
+    }
+
+    /// A new anonymous bounded semaphore with `value` units (at least 1).
+    pub fn new(value: u32) -> Result<BoundedSemaphore, ShmError> {
+        create_sem(ObjectKind::BoundedSemaphore, None, value, value.max(1))
+            .map(BoundedSemaphore::from_segment)
+    }
+
+    /// A new named bounded semaphore.
+    pub fn create(name: &str, value: u32) -> Result<BoundedSemaphore, ShmError> {
+        create_sem(
+            ObjectKind::BoundedSemaphore,
+            Some(name),
+            value,
+            value.max(1),
+        )
+        .map(BoundedSemaphore::from_segment)
+    }
+
+    /// Attaches to a named bounded semaphore.
+    pub fn open(name: &str) -> Result<BoundedSemaphore, ShmError> {
+        Segment::open(name, |_| sem_spec(ObjectKind::BoundedSemaphore))
+            .map(BoundedSemaphore::from_segment)
+    }
+
+    semaphore_methods!();
+
+    /// V: returns one unit; an error if that would exceed the initial value.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        sem_release(sem_state(&self.seg), 1)
+    }
+}
+
+#[repr(C)]
+struct EventState {
+    flag: AtomicU32,
+    waiters: AtomicU32,
+}
+
+fn event_spec() -> Spec {
+    Spec {
+        kind: ObjectKind::Event,
+        elem: Elem::NONE,
+        len: 0,
+        size: HEADER_SIZE + 64,
+    }
+}
+
+fn create_event(name: Option<&str>) -> Result<Segment, ShmError> {
+    Segment::create(event_spec(), name, 0o600, |base| {
+        // SAFETY: fresh segment with room for EventState at HEADER_SIZE.
+        unsafe {
+            base.as_ptr()
+                .add(HEADER_SIZE)
+                .cast::<EventState>()
+                .write(EventState {
+                    flag: AtomicU32::new(0),
+                    waiters: AtomicU32::new(0),
+                });
+        }
+        Ok(())
+    })
+}
+
+/// A flag processes can wait for (Python's `multiprocessing.Event`).
+///
+/// ```
+/// use std::time::Duration;
+/// use mpkit::sync::Event;
+/// let e = Event::new()?;
+/// assert!(!e.wait(Some(Duration::from_millis(1))));
+/// e.set();
+/// assert!(e.is_set() && e.wait(None));
+/// e.clear();
+/// assert!(!e.is_set());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Event {
+    seg: Segment,
+}
+
+segment_object!(Event, |_: &Header| event_spec());
+
+impl Event {
+    fn from_segment(seg: Segment) -> Self {
+        Event { seg }
+    }
+
+    /// A new anonymous event, not set.
+    pub fn new() -> Result<Event, ShmError> {
+        create_event(None).map(Event::from_segment)
+    }
+
+    /// A new named event, not set.
+    pub fn create(name: &str) -> Result<Event, ShmError> {
+        create_event(Some(name)).map(Event::from_segment)
+    }
+
+    /// Attaches to a named event.
+    pub fn open(name: &str) -> Result<Event, ShmError> {
+        Segment::open(name, |_| event_spec()).map(Event::from_segment)
+    }
+
+    fn state(&self) -> &EventState {
+        // SAFETY: the header check proved an Event layout.
+        unsafe { self.seg.at::<EventState>(HEADER_SIZE).as_ref() }
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let s = self.state();
+        s.flag.store(1, Ordering::SeqCst);
+        if s.waiters.load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(&s.flag, u32::MAX);
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.state().flag.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.state().flag.load(Ordering::SeqCst) != 0
+    }
+
+    /// Waits until the flag is set (true) or `timeout` passes (false);
+    /// `None` waits forever.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        let s = self.state();
+        let deadline = sys::deadline_after(timeout);
+        loop {
+            if self.is_set() {
+                return true;
+            }
+            spin_while(&s.flag, 0);
+            if self.is_set() {
+                return true;
+            }
+            s.waiters.fetch_add(1, Ordering::SeqCst);
+            let r = sys::futex_wait(&s.flag, 0, deadline);
+            s.waiters.fetch_sub(1, Ordering::SeqCst);
+            if matches!(r, Ok(FutexWait::TimedOut) | Err(_)) {
+                return self.is_set();
+            }
+        }
+    }
+}
+
+#[repr(C)]
+struct CondState {
+    seq: AtomicU32,
+    waiters: AtomicU32,
+}
+
+fn cond_spec() -> Spec {
+    Spec {
+        kind: ObjectKind::Condition,
+        elem: Elem::NONE,
+        len: 0,
+        size: HEADER_SIZE + CELL_SIZE + 64,
+    }
+}
+
+/// A condition variable with its own lock (Python's
+/// `multiprocessing.Condition`): lock it, then wait and notify through the
+/// guard.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpkit::{Process, shm::RawValue, sync::Condition};
+///
+/// let cond = Condition::new()?;
+/// let items = RawValue::new(0u32)?;
+/// let producer = Process::spawn(|(cond, items): (Condition, RawValue<u32>)| {
+///     for _ in 0..3 {
+///         let mut g = cond.lock().unwrap();
+///         items.set(items.get() + 1);
+///         g.notify_all();
+///     }
+/// }, (cond.try_clone()?, items.try_clone()?))?;
+/// let mut g = cond.lock()?;
+/// assert!(g.wait_for(|| items.get() == 3, Some(Duration::from_secs(10)))?);
+/// drop(g);
+/// producer.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Condition {
+    seg: Segment,
+}
+
+segment_object!(Condition, |_: &Header| cond_spec());
+
+impl Condition {
+    fn from_segment(seg: Segment) -> Self {
+        Condition { seg }
+    }
+
+    fn create_segment(name: Option<&str>) -> Result<Segment, ShmError> {
+        Segment::create(cond_spec(), name, 0o600, |base| {
+            // SAFETY: fresh segment sized for a cell and a CondState.
+            unsafe {
+                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), false)?;
+                base.as_ptr()
+                    .add(HEADER_SIZE + CELL_SIZE)
+                    .cast::<CondState>()
+                    .write(CondState {
+                        seq: AtomicU32::new(0),
+                        waiters: AtomicU32::new(0),
+                    });
+            }
+            Ok(())
+        })
+    }
+
+    /// A new anonymous condition.
+    pub fn new() -> Result<Condition, ShmError> {
+        Condition::create_segment(None).map(Condition::from_segment)
+    }
+
+    /// A new named condition.
+    pub fn create(name: &str) -> Result<Condition, ShmError> {
+        Condition::create_segment(Some(name)).map(Condition::from_segment)
+    }
+
+    /// Attaches to a named condition.
+    pub fn open(name: &str) -> Result<Condition, ShmError> {
+        Segment::open(name, |_| cond_spec()).map(Condition::from_segment)
+    }
+
+    fn cell(&self) -> &MutexCell {
+        // SAFETY: the header check proved a Condition layout.
+        unsafe { self.seg.at::<MutexCell>(HEADER_SIZE).as_ref() }
+    }
+
+    fn state(&self) -> &CondState {
+        // SAFETY: as above.
+        unsafe { self.seg.at::<CondState>(HEADER_SIZE + CELL_SIZE).as_ref() }
+    }
+
+    /// Locks the condition's lock.
+    pub fn lock(&self) -> Result<ConditionGuard<'_>, LockError> {
+        self.lock_until(None)
+    }
+
+    /// Locks it, waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockError> {
+        self.lock_until(sys::deadline_after(Some(timeout)))
+    }
+
+    fn lock_until(&self, deadline: Deadline) -> Result<ConditionGuard<'_>, LockError> {
+        let owner_died = self.cell().acquire(true, deadline)?;
+        Ok(ConditionGuard {
+            cond: self,
+            owner_died,
+            _not_send: PhantomData,
+        })
+    }
+}
+
+/// The held lock of a [`Condition`]: wait and notify through it.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ConditionGuard<'a> {
+    cond: &'a Condition,
+    owner_died: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl ConditionGuard<'_> {
+    /// True when a previous holder died holding the lock (also set if that
+    /// happened while this guard was waiting).
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+
+    /// Releases the lock, sleeps until notified or `timeout` passes, and
+    /// takes the lock again. Returns false on timeout. Like every condition
+    /// variable it may wake spuriously: wait in a loop, or use
+    /// [`wait_for`](Self::wait_for).
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, LockError> {
+        self.wait_until(sys::deadline_after(timeout))
+    }
+
+    fn wait_until(&mut self, deadline: Deadline) -> Result<bool, LockError> {
+        let st = self.cond.state();
+        let cell = self.cond.cell();
+        let seq = st.seq.load(Ordering::SeqCst);
+        st.waiters.fetch_add(1, Ordering::SeqCst);
+        let _ = cell.release();
+        let r = sys::futex_wait(&st.seq, seq, deadline);
+        st.waiters.fetch_sub(1, Ordering::SeqCst);
+        if cell.acquire(true, None)? {
+            self.owner_died = true;
+        }
+        Ok(r? == FutexWait::Woken || st.seq.load(Ordering::SeqCst) != seq)
+    }
+
+    /// Waits until `predicate()` is true (checked under the lock), or
+    /// `timeout` passes; returns the predicate's last value.
+    pub fn wait_for(
+        &mut self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool, LockError> {
+        let deadline = sys::deadline_after(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(false);
+            }
+            self.wait_until(deadline)?;
+        }
+    }
+
+    /// Wakes up to `n` waiters.
+    pub fn notify(&mut self, n: u32) {
+        let st = self.cond.state();
+        st.seq.fetch_add(1, Ordering::SeqCst);
+        if n > 0 && st.waiters.load(Ordering::SeqCst) > 0 {
+            sys::futex_wake(&st.seq, n);
+        }
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&mut self) {
+        self.notify(u32::MAX);
+    }
+}
+
+impl Drop for ConditionGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.cond.cell().release();
+    }
+}
+
+/// Why a [`Barrier::wait`] did not pass.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken (aborted, reset while waiting, a party timed
+    /// out, its action panicked, or a process died inside its lock). Call
+    /// [`Barrier::reset`] to use it again.
+    #[error("the barrier is broken")]
+    Broken,
+    /// This wait timed out; the barrier is now broken for the others too.
+    #[error("timed out waiting at the barrier (it is now broken)")]
+    Timeout,
+}
+
+#[repr(C)]
+struct BarrierState {
+    count: AtomicU32,
+    generation: AtomicU32,
+    last_trip: AtomicU32,
+    broken: AtomicU32,
+}
+
+fn barrier_spec(parties: u64) -> Spec {
+    Spec {
+        kind: ObjectKind::Barrier,
+        elem: Elem::NONE,
+        len: parties,
+        size: HEADER_SIZE + CELL_SIZE + 64,
+    }
+}
+
+/// A barrier for a fixed number of parties (Python's
+/// `multiprocessing.Barrier`).
+///
+/// ```
+/// use mpkit::{Process, sync::Barrier};
+/// let barrier = Barrier::new(2)?;
+/// let other = Process::spawn(|b: Barrier| b.wait().unwrap(), barrier.try_clone()?)?;
+/// let mine = barrier.wait()?;
+/// let theirs = other.join()?;
+/// assert_eq!(mine + theirs, 1); // indexes 0 and 1, in arrival order
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Barrier {
+    seg: Segment,
+    /// Run by this process's waiter when it is the last to arrive.
+    action: Option<fn()>,
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("name", &self.seg.name())
+            .finish()
+    }
+}
+
+segment_object!(Barrier, |h: &Header| barrier_spec(h.len));
+
+impl Barrier {
+    fn from_segment(seg: Segment) -> Self {
+        Barrier { seg, action: None }
+    }
+
+    fn create_segment(name: Option<&str>, parties: u32) -> Result<Segment, ShmError> {
+        if parties == 0 {
+            return Err(ShmError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a barrier needs at least one party",
+            )));
+        }
+        Segment::create(barrier_spec(parties as u64), name, 0o600, |base| {
+            // SAFETY: fresh segment sized for a cell and a BarrierState.
+            unsafe {
+                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), false)?;
+                base.as_ptr()
+                    .add(HEADER_SIZE + CELL_SIZE)
+                    .cast::<BarrierState>()
+                    .write(BarrierState {
+                        count: AtomicU32::new(0),
+                        generation: AtomicU32::new(0),
+                        last_trip: AtomicU32::new(u32::MAX),
+                        broken: AtomicU32::new(0),
+                    });
+            }
+            Ok(())
+        })
+    }
+
+    /// A new anonymous barrier for `parties` parties.
+    pub fn new(parties: u32) -> Result<Barrier, ShmError> {
+        Barrier::create_segment(None, parties).map(Barrier::from_segment)
+    }
+
+    /// A new named barrier.
+    pub fn create(name: &str, parties: u32) -> Result<Barrier, ShmError> {
+        Barrier::create_segment(Some(name), parties).map(Barrier::from_segment)
+    }
+
+    /// Attaches to a named barrier.
+    pub fn open(name: &str) -> Result<Barrier, ShmError> {
+        Segment::open(name, |h| barrier_spec(h.len)).map(Barrier::from_segment)
+    }
+
+    /// Sets the action run by the last party to arrive, when that party
+    /// waits through this handle (a function pointer cannot cross processes,
+    /// so each process sets its own). If it panics the barrier breaks.
+    pub fn with_action(mut self, action: fn()) -> Barrier {
+        self.action = Some(action);
+        self
+    }
+
+    fn cell(&self) -> &MutexCell {
+        // SAFETY: the header check proved a Barrier layout.
+        unsafe { self.seg.at::<MutexCell>(HEADER_SIZE).as_ref() }
+    }
+
+    fn state(&self) -> &BarrierState {
+        // SAFETY: as above.
+        unsafe {
+            self.seg
+                .at::<BarrierState>(HEADER_SIZE + CELL_SIZE)
+                .as_ref()
+        }
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.seg.header().len as u32
+    }
+
+    /// How many parties are waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.state().count.load(Ordering::SeqCst)
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.state().broken.load(Ordering::SeqCst) != 0
+    }
+
+    /// Takes the internal lock; a process that died inside it breaks the
+    /// barrier (its state may be half-updated).
+    fn locked(&self) -> Result<LockGuard<'_>, BarrierError> {
+        let g = guard(self.cell(), true, None).map_err(|_| BarrierError::Broken)?;
+        if g.owner_died() {
+            self.break_locked();
+        }
+        Ok(g)
+    }
+
+    /// Breaks the barrier and releases every waiter. Lock held.
+    fn break_locked(&self) {
+        let s = self.state();
+        s.broken.store(1, Ordering::SeqCst);
+        s.count.store(0, Ordering::SeqCst);
+        s.generation.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(&s.generation, u32::MAX);
+    }
+
+    /// Waits until all parties have called `wait`; returns this party's
+    /// arrival index (0 for the first).
+    pub fn wait(&self) -> Result<u32, BarrierError> {
+        self.wait_until(None)
+    }
+
+    /// Like [`wait`](Self::wait), giving up after `timeout` — which breaks
+    /// the barrier, as in Python.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
+        self.wait_until(sys::deadline_after(Some(timeout)))
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> Result<u32, BarrierError> {
+        let s = self.state();
+        let held = self.locked()?;
+        if s.broken.load(Ordering::SeqCst) != 0 {
+            return Err(BarrierError::Broken);
+        }
+        let round = s.generation.load(Ordering::SeqCst);
+        let index = s.count.fetch_add(1, Ordering::SeqCst);
+        if index + 1 >= self.parties() {
+            if let Some(action) = self.action {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(action)) {
+                    self.break_locked();
+                    drop(held);
+                    resume_unwind(panic);
+                }
+            }
+            s.count.store(0, Ordering::SeqCst);
+            s.last_trip.store(round, Ordering::SeqCst);
+            s.generation.store(round.wrapping_add(1), Ordering::SeqCst);
+            sys::futex_wake(&s.generation, u32::MAX);
+            return Ok(index);
+        }
+        drop(held);
+        while s.generation.load(Ordering::SeqCst) == round {
+            spin_while(&s.generation, round);
+            match sys::futex_wait(&s.generation, round, deadline) {
+                Ok(FutexWait::Woken) => {}
+                Ok(FutexWait::TimedOut) | Err(_) => {
+                    let _held = self.locked()?;
+                    if s.generation.load(Ordering::SeqCst) == round {
+                        self.break_locked();
+                        return Err(BarrierError::Timeout);
+                    }
+                }
+            }
+        }
+        if s.last_trip.load(Ordering::SeqCst) == round {
+            Ok(index)
+        } else {
+            Err(BarrierError::Broken)
+        }
+    }
+
+    /// Breaks the barrier: current and future waiters get
+    /// [`BarrierError::Broken`] until [`reset`](Self::reset).
+    pub fn abort(&self) {
+        if let Ok(_held) = self.locked() {
+            self.break_locked();
+        }
+    }
+
+    /// Returns the barrier to its empty, unbroken state; parties waiting now
+    /// get [`BarrierError::Broken`].
+    pub fn reset(&self) {
+        let s = self.state();
+        let held = guard(self.cell(), true, None);
+        if s.count.load(Ordering::SeqCst) > 0 {
+            self.break_locked();
+        }
+        s.count.store(0, Ordering::SeqCst);
+        s.broken.store(0, Ordering::SeqCst);
+        drop(held);
+    }
+}

@@ -1,0 +1,475 @@
+//! Listener/Client: against CPython's own multiprocessing.connection (every
+//! interpreter the machine has), and against hostile peers.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::watchdog;
+use mpkit::codec::Pickle;
+use mpkit::net::{Client, Listener, NetError, wait};
+use mpkit::{Connection, Process};
+use serde::{Deserialize, Serialize};
+
+/// A fresh directory for socket files, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("mpkit-net-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every Python interpreter on this machine that has multiprocessing.
+fn pythons() -> Vec<String> {
+    let mut found = Vec::new();
+    let mut candidates: Vec<String> = [
+        "python3",
+        "python3.11",
+        "python3.12",
+        "python3.13",
+        "python3.14",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Interpreters installed side by side (pyenv) but not on PATH.
+    let pyenv = std::env::var("PYENV_ROOT")
+        .unwrap_or_else(|_| format!("{}/.pyenv", std::env::var("HOME").unwrap_or_default()));
+    if let Ok(dirs) = std::fs::read_dir(format!("{pyenv}/versions")) {
+        let mut dirs: Vec<_> = dirs
+            .filter_map(|d| d.ok())
+            .map(|d| d.path().join("bin/python3"))
+            .collect();
+        dirs.sort();
+        candidates.extend(dirs.into_iter().map(|p| p.to_string_lossy().into_owned()));
+    }
+    for py in candidates {
+        let py = py.as_str();
+        let out = Command::new(py)
+            .args([
+                "-c",
+                "import multiprocessing.connection, sys; print('%d.%d' % sys.version_info[:2])",
+            ])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                // By default: the machine's python3 (the legacy HMAC-MD5
+                // handshake up to 3.11) and every 3.12+ (the {sha256} form).
+                // MPKIT_TEST_ALL_PYTHONS=1 adds every 3.6+ found (all pass).
+                let minor = v
+                    .strip_prefix("3.")
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .unwrap_or(0);
+                let all = std::env::var_os("MPKIT_TEST_ALL_PYTHONS").is_some();
+                let recent = py == "python3" || minor >= 12 || (all && minor >= 6);
+                if recent && !found.iter().any(|(_, seen)| *seen == v) {
+                    found.push((py.to_string(), v));
+                }
+            }
+            _ => println!("SKIPPED {py}: not available on this machine"),
+        }
+    }
+    println!("interpreters: {found:?}");
+    found.into_iter().map(|(p, _)| p).collect()
+}
+
+/// Runs a Python script with a deadline; returns (success, stdout, stderr).
+fn run_python(child: Child, secs: u64) -> (bool, String, String) {
+    let mut child = child;
+    let end = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python still running after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.success(), out, err)
+}
+
+const PY_CLIENT: &str = r#"
+import sys
+from multiprocessing.connection import Client
+addr, key = sys.argv[1], sys.argv[2]
+c = Client(addr, authkey=None if key == '-' else key.encode())
+c.send({'message': 'hi', 'n': [1, 2]})
+print(repr(c.recv()), flush=True)
+c.send_bytes(b'raw bytes from python')
+print(c.recv_bytes().decode(), flush=True)
+c.close()
+"#;
+
+const PY_SERVER: &str = r#"
+import sys
+from multiprocessing.connection import Listener
+addr, key = sys.argv[1], sys.argv[2]
+with Listener(addr, authkey=None if key == '-' else key.encode()) as l:
+    print('listening', flush=True)
+    with l.accept() as c:
+        obj = c.recv()
+        c.send({'echo': obj, 'from': 'python'})
+        c.send_bytes(c.recv_bytes().upper())
+"#;
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Hello {
+    message: String,
+    n: Vec<i64>,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Reply {
+    ok: bool,
+    total: i64,
+    echo: String,
+}
+
+#[test]
+fn python_clients_talk_to_an_mpkit_listener() {
+    let _w = watchdog(120);
+    let dir = TempDir::new("pyclient");
+    for py in pythons() {
+        let path = dir.path(&format!("{py}.sock"));
+        let listener = Listener::bind(&path, Some(b"k3y")).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "socket files are private");
+        let client = Command::new(&py)
+            .args(["-c", PY_CLIENT, &path, "k3y"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut conn = listener
+            .accept_timeout(Duration::from_secs(20))
+            .unwrap()
+            .with_codec::<Pickle>();
+        let hello: Hello = conn.recv().unwrap();
+        assert_eq!(
+            hello,
+            Hello {
+                message: "hi".into(),
+                n: vec![1, 2]
+            }
+        );
+        conn.send(&Reply {
+            ok: true,
+            total: 3,
+            echo: hello.message,
+        })
+        .unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), b"raw bytes from python");
+        conn.send_bytes(b"pong from rust").unwrap();
+        let (ok, out, err) = run_python(client, 30);
+        assert!(ok, "{py}: {err}");
+        assert!(
+            out.contains("'ok': True")
+                && out.contains("'total': 3")
+                && out.contains("'echo': 'hi'"),
+            "{py}: {out}"
+        );
+        assert!(out.contains("pong from rust"), "{py}: {out}");
+        drop(listener);
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "the socket file is removed with the listener"
+        );
+    }
+}
+
+#[test]
+fn an_mpkit_client_talks_to_python_listeners() {
+    let _w = watchdog(120);
+    let dir = TempDir::new("pyserver");
+    for py in pythons() {
+        let path = dir.path(&format!("{py}.sock"));
+        let mut server = Command::new(&py)
+            .args(["-c", PY_SERVER, &path, "k3y"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(server.stdout.as_mut().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "listening", "{py}");
+        let mut conn = Client::connect_timeout(&path, Some(b"k3y"), Duration::from_secs(20))
+            .unwrap()
+            .with_codec::<Pickle>();
+        conn.send(&Hello {
+            message: "from rust".into(),
+            n: vec![4, 5, 6],
+        })
+        .unwrap();
+        #[derive(Deserialize, Debug)]
+        struct Echo {
+            echo: Hello,
+            from: String,
+        }
+        let echo: Echo = conn.recv().unwrap();
+        assert_eq!(
+            (
+                echo.echo.message.as_str(),
+                echo.echo.n.as_slice(),
+                echo.from.as_str()
+            ),
+            ("from rust", &[4, 5, 6][..], "python")
+        );
+        conn.send_bytes(b"shout").unwrap();
+        assert_eq!(conn.recv_bytes().unwrap(), b"SHOUT");
+        let (ok, _, err) = run_python(server, 30);
+        assert!(ok, "{py}: {err}");
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_key_fails_on_both_sides() {
+    let _w = watchdog(120);
+    let dir = TempDir::new("wrongkey");
+    for py in pythons() {
+        // Python presents the wrong key to an mpkit listener.
+        let path = dir.path(&format!("{py}-a.sock"));
+        let listener = Listener::builder()
+            .authkey(b"right")
+            .handshake_timeout(Duration::from_secs(5))
+            .bind(&path)
+            .unwrap();
+        let client = Command::new(&py)
+            .args(["-c", PY_CLIENT, &path, "wrong"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(matches!(
+            listener.accept_timeout(Duration::from_secs(20)),
+            Err(NetError::Authentication(_))
+        ));
+        let (ok, _, err) = run_python(client, 30);
+        assert!(!ok && err.contains("AuthenticationError"), "{py}: {err}");
+
+        // Python has no key at all: the listener's handshake fails within
+        // its timeout instead of hanging.
+        let client = Command::new(&py)
+            .args(["-c", "import sys, time\nfrom multiprocessing.connection import Client\nc = Client(sys.argv[1])\ntime.sleep(3)", &path])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        assert!(matches!(
+            listener.accept_timeout(Duration::from_secs(20)),
+            Err(NetError::Authentication(_))
+        ));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let _ = run_python(client, 30);
+
+        // An mpkit client with the wrong key against a Python listener.
+        let path = dir.path(&format!("{py}-b.sock"));
+        let mut server = Command::new(&py)
+            .args(["-c", PY_SERVER, &path, "right"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(server.stdout.as_mut().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        let r = Client::connect_timeout(&path, Some(b"wrong"), Duration::from_secs(20));
+        assert!(matches!(r, Err(NetError::Authentication(_))), "{py}: {r:?}");
+        let (ok, _, err) = run_python(server, 30);
+        assert!(!ok && err.contains("AuthenticationError"), "{py}: {err}");
+    }
+}
+
+/// Connects a raw socket, lets `hostile` misbehave, and checks that the
+/// listener reports an authentication error quickly.
+fn hostile_peer(
+    listener: &Listener,
+    path: &str,
+    hostile: impl FnOnce(&mut UnixStream) + Send + 'static,
+) -> Duration {
+    let path = path.to_string();
+    let peer = std::thread::spawn(move || {
+        let mut s = UnixStream::connect(&path).unwrap();
+        hostile(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let r = listener.accept_timeout(Duration::from_secs(10));
+    let took = start.elapsed();
+    assert!(matches!(r, Err(NetError::Authentication(_))), "{r:?}");
+    drop(peer.join().unwrap());
+    took
+}
+
+#[test]
+fn hostile_peers_are_cut_off_quickly() {
+    let _w = watchdog(60);
+    let dir = TempDir::new("hostile");
+    let path = dir.path("l.sock");
+    let listener = Listener::builder()
+        .authkey(b"key")
+        .handshake_timeout(Duration::from_millis(300))
+        .bind(&path)
+        .unwrap();
+    // Silence: cut off at the handshake timeout.
+    let took = hostile_peer(&listener, &path, |_| {});
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // A huge announced length: refused without reading (or allocating) it.
+    let took = hostile_peer(&listener, &path, |s| {
+        let _ = s.write_all(&i32::MAX.to_be_bytes());
+    });
+    assert!(took < Duration::from_millis(250), "{took:?}");
+    // Garbage that is not a frame at all.
+    hostile_peer(&listener, &path, |s| {
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    });
+    // Slow loris: a valid frame header, then one byte at a time.
+    let took = hostile_peer(&listener, &path, |s| {
+        let _ = s.write_all(&16i32.to_be_bytes());
+        for _ in 0..16 {
+            if s.write_all(b"x").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // The listener still serves an honest client afterwards.
+    let p = path.clone();
+    let honest =
+        std::thread::spawn(move || Client::connect(&p, Some(b"key")).map(|mut c| c.send(&1u8)));
+    let mut conn = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(conn.recv::<u8>().unwrap(), 1);
+    honest.join().unwrap().unwrap().unwrap();
+}
+
+#[test]
+fn a_hostile_listener_cannot_hang_a_client() {
+    let _w = watchdog(30);
+    let dir = TempDir::new("hostile-server");
+    let path = dir.path("l.sock");
+    let raw = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = raw.accept().unwrap();
+        // A frame announcing far more than a challenge may be.
+        let _ = s.write_all(&1_000_000i32.to_be_bytes());
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    let r = Client::connect_timeout(&path, Some(b"key"), Duration::from_secs(5));
+    assert!(matches!(r, Err(NetError::Authentication(_))), "{r:?}");
+    server.join().unwrap();
+}
+
+#[test]
+fn tcp_and_abstract_addresses_and_the_remote_rule() {
+    let _w = watchdog(30);
+    assert!(matches!(
+        Listener::bind("0.0.0.0:0", None),
+        Err(NetError::RemoteWithoutKey(_))
+    ));
+    let open = Listener::builder()
+        .allow_unauthenticated_remote(true)
+        .bind("0.0.0.0:0")
+        .unwrap();
+    drop(open);
+    let keyed = Listener::bind("0.0.0.0:0", Some(b"k")).unwrap();
+    drop(keyed);
+    let tcp = Listener::bind(":0", None).unwrap();
+    let addr = tcp.address().to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let name = format!("@mpkit-test-{}", std::process::id());
+    let abs = Listener::bind(&name, Some(b"k")).unwrap();
+    let child = Process::spawn(
+        |(tcp, abs): (String, String)| {
+            let mut a = Client::connect(&tcp, None).unwrap();
+            a.send(&"tcp").unwrap();
+            let mut b = Client::connect(&abs, Some(b"k")).unwrap();
+            b.send(&"abstract").unwrap();
+        },
+        (addr, name),
+    )
+    .unwrap();
+    assert_eq!(tcp.accept().unwrap().recv::<String>().unwrap(), "tcp");
+    assert_eq!(abs.accept().unwrap().recv::<String>().unwrap(), "abstract");
+    child.join().unwrap();
+}
+
+#[test]
+fn wait_watches_connections_listeners_and_processes() {
+    let _w = watchdog(30);
+    let dir = TempDir::new("wait");
+    let path = dir.path("w.sock");
+    let listener = Listener::bind(&path, None).unwrap();
+    let (mut here, there) = mpkit::pipe(true).unwrap();
+    let (quiet, _keep) = mpkit::pipe(true).unwrap();
+    let child = Process::spawn(
+        |(mut c, path): (Connection, String)| {
+            c.recv::<()>().unwrap();
+            let _ = Client::connect(&path, None).unwrap();
+            c.send(&"done").unwrap();
+        },
+        (there, path.clone()),
+    )
+    .unwrap();
+    assert!(
+        wait(
+            &[&listener, &quiet, &here, &child],
+            Some(Duration::from_millis(20))
+        )
+        .unwrap()
+        .is_empty()
+    );
+    here.send(&()).unwrap();
+    assert!(wait(&[&listener], Some(Duration::from_secs(10))).unwrap() == [0]);
+    let _peer = listener.accept().unwrap();
+    let ready = wait(&[&quiet, &here], Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(ready, [1]);
+    assert_eq!(here.recv::<String>().unwrap(), "done");
+    assert_eq!(
+        wait(&[&quiet, &child], Some(Duration::from_secs(10))).unwrap(),
+        [1],
+        "the child's exit"
+    );
+    child.join().unwrap();
+}

@@ -1,0 +1,368 @@
+//! Shared memory between real processes, and with Python.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::watchdog;
+use mpkit::Process;
+use mpkit::shm::{Array, Bool, RawArray, RawValue, SharedMemory, ShmError, Value};
+use mpkit::sync::Lock;
+
+/// A unique name for this test run.
+fn name(tag: &str) -> String {
+    format!("mpkit_test_{}_{tag}", std::process::id())
+}
+
+#[test]
+fn shared_memory_by_name_between_unrelated_handles() {
+    let _w = watchdog(20);
+    let n = name("block");
+    let block = SharedMemory::create(&n, 4096).unwrap();
+    block.write(0, b"parent").unwrap();
+    let child = Process::spawn(
+        |n: String| {
+            let b = SharedMemory::open(&n).unwrap();
+            let mut buf = [0u8; 6];
+            b.read(0, &mut buf).unwrap();
+            b.write(100, b"child").unwrap();
+            (buf.to_vec(), b.size())
+        },
+        n.clone(),
+    )
+    .unwrap();
+    let (seen, size) = child.join().unwrap();
+    assert_eq!((seen.as_slice(), size), (&b"parent"[..], 4096));
+    let mut buf = [0u8; 5];
+    block.read(100, &mut buf).unwrap();
+    assert_eq!(&buf, b"child");
+    assert!(matches!(
+        block.read(4095, &mut buf),
+        Err(ShmError::OutOfBounds { .. })
+    ));
+    drop(block);
+    assert!(matches!(SharedMemory::open(&n), Err(ShmError::NotFound(_))));
+}
+
+#[test]
+fn names_are_checked() {
+    let n = name("taken");
+    let _a = SharedMemory::create(&n, 10).unwrap();
+    assert!(matches!(
+        SharedMemory::create(&n, 10),
+        Err(ShmError::Exists(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create("a/b", 10),
+        Err(ShmError::InvalidName(_))
+    ));
+    assert!(matches!(
+        SharedMemory::create("", 10),
+        Err(ShmError::InvalidName(_))
+    ));
+    assert!(matches!(
+        SharedMemory::open(&name("absent")),
+        Err(ShmError::NotFound(_))
+    ));
+    let mode = std::fs::metadata(format!("/dev/shm/{n}")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn keep_leaves_the_name_and_unlink_removes_it() {
+    let n = name("kept");
+    let mut a = SharedMemory::create(&n, 8).unwrap();
+    a.keep();
+    drop(a);
+    let mut b = SharedMemory::open(&n).unwrap();
+    b.unlink().unwrap();
+    assert!(matches!(SharedMemory::open(&n), Err(ShmError::NotFound(_))));
+}
+
+#[test]
+fn anonymous_memory_passes_to_children() {
+    let _w = watchdog(20);
+    let block = SharedMemory::anonymous(64).unwrap();
+    assert!(block.name().is_none());
+    let child = Process::spawn(
+        |b: SharedMemory| b.write(0, &[42; 8]).unwrap(),
+        block.try_clone().unwrap(),
+    )
+    .unwrap();
+    child.join().unwrap();
+    assert_eq!(&block.to_vec()[..9], &[42, 42, 42, 42, 42, 42, 42, 42, 0]);
+}
+
+fn python() -> Option<&'static str> {
+    let ok = Command::new("python3")
+        .arg("-c")
+        .arg("import multiprocessing.shared_memory")
+        .output();
+    match ok {
+        Ok(out) if out.status.success() => Some("python3"),
+        _ => {
+            println!("SKIPPED: python3 with multiprocessing.shared_memory is not available");
+            None
+        }
+    }
+}
+
+#[test]
+fn python_attaches_to_an_mpkit_block_and_the_other_way_round() {
+    let _w = watchdog(60);
+    let Some(py) = python() else { return };
+    // mpkit creates, Python attaches, each sees the other's writes.
+    let block = SharedMemory::create_unique(64).unwrap();
+    block.write(0, b"from rust").unwrap();
+    let script = format!(
+        "from multiprocessing import shared_memory, resource_tracker\n\
+         s = shared_memory.SharedMemory(name={:?})\n\
+         resource_tracker.unregister(s._name, 'shared_memory')\n\
+         print(bytes(s.buf[:9]).decode(), s.size)\n\
+         s.buf[16:27] = b'from python'\n\
+         s.close()\n",
+        block.name().unwrap()
+    );
+    let out = Command::new(py).arg("-c").arg(&script).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from rust 64");
+    let mut buf = [0u8; 11];
+    block.read(16, &mut buf).unwrap();
+    assert_eq!(&buf, b"from python");
+
+    // Python creates, mpkit attaches and answers, Python reads the answer.
+    let n = name("py");
+    let script = format!(
+        "import sys\n\
+         from multiprocessing import shared_memory\n\
+         s = shared_memory.SharedMemory(name={n:?}, create=True, size=32)\n\
+         s.buf[:6] = b'python'\n\
+         print('ready', flush=True)\n\
+         sys.stdin.readline()\n\
+         print(bytes(s.buf[8:12]).decode(), flush=True)\n\
+         s.close(); s.unlink()\n"
+    );
+    let mut child = Command::new(py)
+        .arg("-c")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, BufReader, Write};
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let theirs = SharedMemory::open(&n).unwrap();
+    let mut got = [0u8; 6];
+    theirs.read(0, &mut got).unwrap();
+    assert_eq!(&got, b"python");
+    theirs.write(8, b"rust").unwrap();
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "rust");
+    assert!(child.wait().unwrap().success());
+    assert!(matches!(SharedMemory::open(&n), Err(ShmError::NotFound(_))));
+}
+
+fn add_many((v, times): (Value<i64>, u32)) {
+    for _ in 0..times {
+        *v.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn a_locked_value_counts_exactly_across_processes() {
+    let _w = watchdog(60);
+    let v = Value::new(0i64).unwrap();
+    let workers: Vec<_> = (0..4)
+        .map(|_| Process::spawn(add_many, (v.try_clone().unwrap(), 5_000)).unwrap())
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(v.get(), 20_000);
+}
+
+#[test]
+fn atomics_in_raw_values_count_exactly() {
+    let _w = watchdog(60);
+    use std::sync::atomic::Ordering;
+    let hits = RawValue::new(0u64).unwrap();
+    let slots = RawArray::<u32>::zeroed(4).unwrap();
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            Process::spawn(
+                |(hits, slots, i): (RawValue<u64>, RawArray<u32>, usize)| {
+                    for _ in 0..10_000 {
+                        hits.atomic().fetch_add(1, Ordering::Relaxed);
+                        slots.atomics()[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+                (hits.try_clone().unwrap(), slots.try_clone().unwrap(), i),
+            )
+            .unwrap()
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(hits.get(), 40_000);
+    assert_eq!(slots.to_vec(), [10_000; 4]);
+}
+
+#[test]
+fn seed_000_array_and_string() {
+    let _w = watchdog(20);
+    let arr = Array::new(&[1i32, 2, 3]).unwrap();
+    let text = Array::<u8>::zeroed(32).unwrap();
+    text.set_value(b"hello").unwrap();
+    let child = Process::spawn(
+        |(arr, text): (Array<i32>, Array<u8>)| {
+            let seen = arr.get(1).unwrap();
+            arr.set(1, 20).unwrap();
+            let said = text.to_string_lossy();
+            text.set_value(b"hello from the child").unwrap();
+            (seen, said)
+        },
+        (arr.try_clone().unwrap(), text.try_clone().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(child.join().unwrap(), (2, "hello".to_string()));
+    assert_eq!(arr.to_vec(), [1, 20, 3]);
+    assert_eq!(text.to_string_lossy(), "hello from the child");
+    assert!(text.set_value(&[b'x'; 33]).is_err());
+    assert_eq!(
+        text.to_string_lossy(),
+        "hello from the child",
+        "a failed set changes nothing"
+    );
+    assert!(arr.set(3, 0).is_err());
+    assert_eq!(arr.get(3), None);
+}
+
+#[test]
+fn named_values_open_by_name_with_their_type_checked() {
+    let _w = watchdog(20);
+    let n = name("value");
+    let v = Value::create(&n, 2.5f64).unwrap();
+    let child = Process::spawn(
+        |n: String| {
+            let v = Value::<f64>::open(&n).unwrap();
+            v.set(v.get() * 2.0);
+            let wrong_type = Value::<i64>::open(&n).unwrap_err().to_string();
+            let wrong_kind = Lock::open(&n).unwrap_err().to_string();
+            let wrong_array = Array::<f64>::open(&n).unwrap_err().to_string();
+            (wrong_type, wrong_kind, wrong_array)
+        },
+        n.clone(),
+    )
+    .unwrap();
+    let (wrong_type, wrong_kind, wrong_array) = child.join().unwrap();
+    assert_eq!(v.get(), 5.0);
+    assert!(wrong_type.contains("`i64`"), "{wrong_type}");
+    assert!(
+        wrong_kind.contains("is a Value, not a Lock"),
+        "{wrong_kind}"
+    );
+    assert!(
+        wrong_array.contains("is a Value, not a Array"),
+        "{wrong_array}"
+    );
+    let b = Value::new(Bool::from(true)).unwrap();
+    assert!(b.get().get());
+}
+
+#[test]
+fn foreign_truncated_and_future_files_are_refused() {
+    let _w = watchdog(20);
+    // Not an mpkit object at all.
+    let n = name("foreign");
+    let raw = SharedMemory::create(&n, 256).unwrap();
+    raw.write(0, b"definitely not a header").unwrap();
+    assert!(matches!(Value::<u32>::open(&n), Err(ShmError::NotMpkit)));
+    drop(raw);
+    // Too short to hold a header.
+    let n = name("short");
+    let _short = SharedMemory::create(&n, 10).unwrap();
+    assert!(matches!(
+        Value::<u32>::open(&n),
+        Err(ShmError::Truncated { .. })
+    ));
+    // A layout from another version.
+    let n = name("future");
+    let v = Value::create(&n, 1u32).unwrap();
+    SharedMemory::open(&n)
+        .unwrap()
+        .write(8, &99u32.to_le_bytes())
+        .unwrap();
+    assert!(matches!(
+        Value::<u32>::open(&n),
+        Err(ShmError::Version { found: 99, .. })
+    ));
+    drop(v);
+    // A file cut short after creation.
+    let n = name("cut");
+    let a = Array::create(&n, &[0u64; 1000]).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{n}"))
+        .unwrap()
+        .set_len(200)
+        .unwrap();
+    assert!(matches!(
+        Array::<u64>::open(&n),
+        Err(ShmError::Truncated { .. })
+    ));
+    drop(a);
+}
+
+#[test]
+fn a_value_whose_holder_died_is_reported_and_usable() {
+    let _w = watchdog(20);
+    let v = Value::new([0u32; 2]).unwrap();
+    let child = Process::spawn(
+        |v: Value<[u32; 2]>| -> () {
+            let mut g = v.lock().unwrap();
+            g[0] = 1; // half of an update that should set both to 1
+            // SAFETY: raise(2) kills this process with the lock held.
+            unsafe { libc::raise(libc::SIGKILL) };
+        },
+        v.try_clone().unwrap(),
+    )
+    .unwrap();
+    assert!(child.join().is_err());
+    let mut g = v.lock_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        g.owner_died(),
+        "the next holder is told the previous one died"
+    );
+    assert_eq!(*g, [1, 0]);
+    g[1] = 1; // repair
+    drop(g);
+    let g = v.lock().unwrap();
+    assert!(!g.owner_died());
+    assert_eq!(*g, [1, 1]);
+}
+
+#[test]
+#[should_panic(expected = "already holds a guard")]
+fn a_second_guard_in_one_thread_is_refused() {
+    let v = Value::new(0u8).unwrap();
+    let _a = v.lock().unwrap();
+    let _b = v.lock();
+}
+
+#[test]
+fn get_lock_spans_several_operations() {
+    let v = Value::new(1u16).unwrap();
+    let lock = v.get_lock();
+    let held = lock.lock().unwrap();
+    v.set(v.get() + 1); // re-enters the same lock
+    drop(held);
+    assert_eq!(v.get(), 2);
+}

@@ -1,0 +1,446 @@
+//! Process-shared synchronisation between real processes, including
+//! processes killed while holding or waiting.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::watchdog;
+use mpkit::Process;
+use mpkit::process::JoinError;
+use mpkit::shm::RawValue;
+use mpkit::sync::{
+    Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock,
+    ReleaseError, Semaphore,
+};
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn name(tag: &str) -> String {
+    format!("mpkit_test_{}_{tag}", std::process::id())
+}
+
+/// Increments a plain (non-atomic) shared counter under a lock: any lost
+/// update means the lock failed to exclude.
+fn locked_increments((lock, counter, n): (Lock, RawValue<u64>, u32)) {
+    for _ in 0..n {
+        let _g = lock.lock().unwrap();
+        counter.set(counter.get() + 1);
+    }
+}
+
+#[test]
+fn a_lock_excludes_across_processes() {
+    let _w = watchdog(60);
+    let lock = Lock::new().unwrap();
+    let counter = RawValue::new(0u64).unwrap();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            Process::spawn(
+                locked_increments,
+                (
+                    lock.try_clone().unwrap(),
+                    counter.try_clone().unwrap(),
+                    5_000,
+                ),
+            )
+            .unwrap()
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert_eq!(counter.get(), 20_000);
+}
+
+/// Holds `lock` until killed, after setting `held`.
+fn hold_forever((lock, held): (Lock, Event)) {
+    let _g = lock.lock().unwrap();
+    held.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_killed_holder_does_not_deadlock_the_others() {
+    let _w = watchdog(30);
+    let lock = Lock::new().unwrap();
+    let held = Event::new().unwrap();
+    let holder = Process::spawn(
+        hold_forever,
+        (lock.try_clone().unwrap(), held.try_clone().unwrap()),
+    )
+    .unwrap();
+    assert!(held.wait(Some(LONG)));
+    // A waiter that is already blocked when the holder dies.
+    let waiter = Process::spawn(
+        |lock: Lock| {
+            let g = lock.lock_timeout(Duration::from_secs(20)).unwrap();
+            g.owner_died()
+        },
+        lock.try_clone().unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock)));
+    assert!(matches!(lock.release(), Err(ReleaseError::NotOwner)));
+    holder.kill().unwrap();
+    assert!(matches!(
+        holder.join(),
+        Err(JoinError::Signaled { signal: 9 })
+    ));
+    assert!(
+        waiter.join().unwrap(),
+        "the waiter must be told the holder died"
+    );
+    // After that, the lock is healthy.
+    let g = lock.lock_timeout(LONG).unwrap();
+    assert!(!g.owner_died());
+}
+
+#[test]
+fn lock_errors() {
+    let _w = watchdog(20);
+    let lock = Lock::new().unwrap();
+    assert_eq!(lock.release(), Err(ReleaseError::NotLocked));
+    let g = lock.lock().unwrap();
+    assert!(matches!(lock.lock(), Err(LockError::Deadlock)));
+    assert!(lock.is_held_by_me());
+    let child = Process::spawn(
+        |lock: Lock| {
+            let timed_out = matches!(
+                lock.lock_timeout(Duration::from_millis(20)),
+                Err(LockError::Timeout)
+            );
+            let not_owner = lock.release() == Err(ReleaseError::NotOwner);
+            (timed_out, not_owner)
+        },
+        lock.try_clone().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(child.join().unwrap(), (true, true));
+    drop(g);
+    assert!(lock.acquire(Some(Duration::ZERO)).unwrap());
+    lock.release().unwrap();
+}
+
+#[test]
+fn named_locks_for_unrelated_processes() {
+    let _w = watchdog(20);
+    let n = name("lock");
+    let lock = Lock::create(&n).unwrap();
+    let g = lock.lock().unwrap();
+    let child = Process::spawn(
+        |n: String| {
+            let lock = Lock::open(&n).unwrap();
+            lock.lock_timeout(LONG).map(|g| g.owner_died()).is_ok()
+        },
+        n.clone(),
+    )
+    .unwrap();
+    drop(g);
+    assert!(child.join().unwrap());
+}
+
+#[test]
+fn an_rlock_belongs_to_one_thread_of_one_process() {
+    let _w = watchdog(20);
+    let r = RLock::new().unwrap();
+    assert!(r.acquire(None).unwrap());
+    assert!(r.acquire(None).unwrap());
+    let child = Process::spawn(
+        |r: RLock| {
+            (
+                r.release() == Err(ReleaseError::NotOwner),
+                matches!(r.try_lock(), Err(LockError::WouldBlock)),
+            )
+        },
+        r.try_clone().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(child.join().unwrap(), (true, true));
+    let other_thread = std::thread::scope(|s| s.spawn(|| r.release()).join().unwrap());
+    assert_eq!(other_thread, Err(ReleaseError::NotOwner));
+    r.release().unwrap();
+    r.release().unwrap();
+    assert_eq!(r.release(), Err(ReleaseError::NotLocked));
+}
+
+#[test]
+fn a_killed_rlock_holder_is_reported() {
+    let _w = watchdog(20);
+    let r = RLock::new().unwrap();
+    let child = Process::spawn(
+        |r: RLock| -> () {
+            let _a = r.lock().unwrap();
+            let _b = r.lock().unwrap();
+            // SAFETY: raise(2): die holding the lock twice.
+            unsafe { libc::raise(libc::SIGKILL) };
+        },
+        r.try_clone().unwrap(),
+    )
+    .unwrap();
+    assert!(child.join().is_err());
+    let g = r.lock_timeout(LONG).unwrap();
+    assert!(g.owner_died());
+    drop(g);
+    assert_eq!(
+        r.release(),
+        Err(ReleaseError::NotLocked),
+        "the dead owner's depth is forgotten"
+    );
+}
+
+#[test]
+fn semaphore_p_and_v_across_processes() {
+    let _w = watchdog(30);
+    let sem = Semaphore::new(0).unwrap();
+    assert!(!sem.acquire_timeout(Duration::from_millis(10)).unwrap());
+    let child = Process::spawn(
+        |sem: Semaphore| {
+            for _ in 0..3 {
+                sem.acquire().unwrap();
+            }
+            sem.value()
+        },
+        sem.try_clone().unwrap(),
+    )
+    .unwrap();
+    for _ in 0..5 {
+        sem.release();
+    }
+    assert!(child.join().unwrap() <= 2);
+    assert_eq!(sem.value(), 2, "the child took 3 of the 5");
+}
+
+#[test]
+fn a_semaphore_limits_concurrency() {
+    let _w = watchdog(60);
+    let sem = Semaphore::new(2).unwrap();
+    let inside = RawValue::new(0u32).unwrap();
+    let peak = RawValue::new(0u32).unwrap();
+    use std::sync::atomic::Ordering;
+    let workers: Vec<_> = (0..5)
+        .map(|_| {
+            Process::spawn(
+                |(sem, inside, peak): (Semaphore, RawValue<u32>, RawValue<u32>)| {
+                    for _ in 0..200 {
+                        sem.acquire().unwrap();
+                        let now = inside.atomic().fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.atomic().fetch_max(now, Ordering::SeqCst);
+                        std::hint::spin_loop();
+                        inside.atomic().fetch_sub(1, Ordering::SeqCst);
+                        sem.release();
+                    }
+                },
+                (
+                    sem.try_clone().unwrap(),
+                    inside.try_clone().unwrap(),
+                    peak.try_clone().unwrap(),
+                ),
+            )
+            .unwrap()
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    assert!(peak.get() <= 2, "peak {}", peak.get());
+    assert_eq!(sem.value(), 2);
+}
+
+#[test]
+fn bounded_semaphores_refuse_over_release() {
+    let s = BoundedSemaphore::new(2).unwrap();
+    assert_eq!(s.release(), Err(ReleaseError::OverRelease(2)));
+    s.acquire().unwrap();
+    s.release().unwrap();
+    assert_eq!(s.value(), 2);
+    let n = name("bsem");
+    let _b = BoundedSemaphore::create(&n, 1).unwrap();
+    assert!(
+        Semaphore::open(&n).is_err(),
+        "a bounded semaphore is not a plain one"
+    );
+}
+
+#[test]
+fn events_wake_waiters_in_other_processes() {
+    let _w = watchdog(20);
+    let go = Event::new().unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            Process::spawn(
+                |e: Event| e.wait(Some(Duration::from_secs(20))),
+                go.try_clone().unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(!go.is_set());
+    go.set();
+    for w in waiters {
+        assert!(w.join().unwrap());
+    }
+    go.clear();
+    assert!(!go.wait(Some(Duration::from_millis(10))));
+}
+
+#[test]
+fn condition_producer_consumer() {
+    let _w = watchdog(30);
+    let cond = Condition::new().unwrap();
+    let items = RawValue::new(0u32).unwrap();
+    let consumer = Process::spawn(
+        |(cond, items): (Condition, RawValue<u32>)| {
+            let mut taken = 0;
+            let mut g = cond.lock().unwrap();
+            while taken < 100 {
+                assert!(
+                    g.wait_for(|| items.get() > 0, Some(Duration::from_secs(20)))
+                        .unwrap()
+                );
+                items.set(items.get() - 1);
+                taken += 1;
+                g.notify_all();
+            }
+            taken
+        },
+        (cond.try_clone().unwrap(), items.try_clone().unwrap()),
+    )
+    .unwrap();
+    for _ in 0..100 {
+        let mut g = cond.lock().unwrap();
+        assert!(
+            g.wait_for(|| items.get() < 5, Some(Duration::from_secs(20)))
+                .unwrap()
+        );
+        items.set(items.get() + 1);
+        g.notify(1);
+    }
+    assert_eq!(consumer.join().unwrap(), 100);
+    assert_eq!(items.get(), 0);
+}
+
+#[test]
+fn condition_survives_a_killed_waiter_and_a_killed_holder() {
+    let _w = watchdog(30);
+    let cond = Condition::new().unwrap();
+    let waiting = Event::new().unwrap();
+    // Killed while waiting: nothing is left held.
+    let waiter = Process::spawn(
+        |(cond, waiting): (Condition, Event)| {
+            let mut g = cond.lock().unwrap();
+            waiting.set();
+            let _ = g.wait(None);
+        },
+        (cond.try_clone().unwrap(), waiting.try_clone().unwrap()),
+    )
+    .unwrap();
+    assert!(waiting.wait(Some(LONG)));
+    // The waiter released the lock to wait, so we can take it.
+    let mut g = cond.lock_timeout(LONG).unwrap();
+    waiter.kill().unwrap();
+    assert!(waiter.join().is_err());
+    g.notify_all();
+    assert!(!g.wait(Some(Duration::from_millis(10))).unwrap());
+    drop(g);
+    // Killed while holding the lock: the next holder is told.
+    let holder = Process::spawn(
+        |cond: Condition| -> () {
+            let _g = cond.lock().unwrap();
+            // SAFETY: raise(2): die holding the condition's lock.
+            unsafe { libc::raise(libc::SIGKILL) };
+        },
+        cond.try_clone().unwrap(),
+    )
+    .unwrap();
+    assert!(holder.join().is_err());
+    assert!(cond.lock_timeout(LONG).unwrap().owner_died());
+}
+
+static ACTION_RAN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn mark_action() {
+    ACTION_RAN.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn barrier_party(b: Barrier) -> (u32, bool) {
+    let b = b.with_action(mark_action);
+    let index = b.wait_timeout(Duration::from_secs(20)).unwrap();
+    (index, ACTION_RAN.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[test]
+fn a_barrier_releases_all_parties_with_distinct_indexes() {
+    let _w = watchdog(30);
+    let barrier = Barrier::new(4).unwrap();
+    let parties: Vec<_> = (0..4)
+        .map(|_| Process::spawn(barrier_party, barrier.try_clone().unwrap()).unwrap())
+        .collect();
+    let results: Vec<(u32, bool)> = parties.into_iter().map(|p| p.join().unwrap()).collect();
+    let indexes: BTreeSet<u32> = results.iter().map(|r| r.0).collect();
+    assert_eq!(indexes, (0..4).collect());
+    assert_eq!(
+        results.iter().filter(|r| r.1).count(),
+        1,
+        "the action runs once, in the last to arrive"
+    );
+    assert!(results.iter().any(|r| r.0 == 3 && r.1));
+    assert_eq!(barrier.n_waiting(), 0);
+}
+
+#[test]
+fn a_barrier_timeout_breaks_it_for_everyone_until_reset() {
+    let _w = watchdog(30);
+    let barrier = Barrier::new(3).unwrap();
+    let other = Process::spawn(
+        |b: Barrier| b.wait_timeout(Duration::from_secs(20)),
+        barrier.try_clone().unwrap(),
+    )
+    .unwrap();
+    // Wait until the other party is inside, then time out.
+    while barrier.n_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        barrier.wait_timeout(Duration::from_millis(20)),
+        Err(BarrierError::Timeout)
+    );
+    assert_eq!(other.join().unwrap(), Err(BarrierError::Broken));
+    assert!(barrier.broken());
+    assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+    barrier.reset();
+    assert!(!barrier.broken());
+    let two = Barrier::new(1).unwrap();
+    assert_eq!(two.wait(), Ok(0));
+    barrier.abort();
+    assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+}
+
+#[test]
+fn a_killed_barrier_party_does_not_deadlock_the_others() {
+    let _w = watchdog(30);
+    let barrier = Barrier::new(3).unwrap();
+    // One party arrives and is killed while waiting.
+    let doomed = Process::spawn(|b: Barrier| b.wait(), barrier.try_clone().unwrap()).unwrap();
+    while barrier.n_waiting() == 0 {
+        std::thread::yield_now();
+    }
+    doomed.kill().unwrap();
+    assert!(matches!(
+        doomed.join(),
+        Err(JoinError::Signaled { signal: 9 })
+    ));
+    // It had arrived, so the remaining two complete the barrier.
+    let other = Process::spawn(
+        |b: Barrier| b.wait_timeout(Duration::from_secs(20)),
+        barrier.try_clone().unwrap(),
+    )
+    .unwrap();
+    let mine = barrier.wait_timeout(Duration::from_secs(20)).unwrap();
+    let theirs = other.join().unwrap().unwrap();
+    assert_eq!(BTreeSet::from([mine, theirs]), BTreeSet::from([1, 2]));
+    // And the barrier is ready for the next round.
+    assert_eq!(barrier.n_waiting(), 0);
+    assert!(!barrier.broken());
+}
