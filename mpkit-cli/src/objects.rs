@@ -5,8 +5,9 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use mpkit::admin::{self, ObjectInfo};
 use mpkit::queue::{ByteQueue, GetError, PutError};
-use mpkit::shm::{self, ObjectInfo, ShmError};
+use mpkit::shm::ShmError;
 use mpkit::signal::Signal;
 
 /// An error with the exit code the documentation promises.
@@ -67,7 +68,7 @@ pub struct LsArgs {
 
 /// `mpkit ls`: every named mpkit object on the machine.
 pub fn ls(args: LsArgs) -> Result {
-    let objects = shm::list()?;
+    let objects = admin::list()?;
     if args.json {
         let text = serde_json::to_string_pretty(&objects)
             .map_err(|e| CliError::new(code::ERROR, e.to_string()))?;
@@ -125,7 +126,7 @@ pub fn rm(args: RmArgs) -> Result {
     let mut names = args.names;
     if args.stale {
         names.extend(
-            shm::list()?
+            admin::list()?
                 .into_iter()
                 .filter(ObjectInfo::is_stale)
                 .map(|o| o.name),
@@ -133,7 +134,7 @@ pub fn rm(args: RmArgs) -> Result {
     }
     let mut worst = None;
     for name in names {
-        match shm::remove(&name) {
+        match admin::remove(&name) {
             Ok(()) => println!("removed {name}"),
             Err(e) => {
                 eprintln!("mpkit: {name}: {e}");
@@ -307,7 +308,7 @@ pub fn queue(cmd: QueueCommand) -> Result {
             Ok(())
         }
         QueueCommand::Rm { name } => {
-            let info = shm::inspect(&name)?;
+            let info = admin::inspect(&name)?;
             if info.kind != Some(mpkit::shm::ObjectKind::Queue) {
                 let kind = info.kind.map_or("SharedMemory", |k| k.name());
                 return Err(CliError::new(
@@ -315,7 +316,7 @@ pub fn queue(cmd: QueueCommand) -> Result {
                     format!("{name} is a {kind}, not a queue"),
                 ));
             }
-            shm::remove(&name)?;
+            admin::remove(&name)?;
             println!("removed queue {name}");
             Ok(())
         }

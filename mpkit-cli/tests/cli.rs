@@ -134,7 +134,7 @@ fn unique(tag: &str) -> String {
 struct Named(String);
 impl Drop for Named {
     fn drop(&mut self) {
-        let _ = mpkit::shm::remove(&self.0);
+        let _ = mpkit::admin::remove(&self.0);
     }
 }
 
@@ -268,7 +268,7 @@ fn ls_json_and_rm_stale() {
     assert!(out.contains(&format!("removed {name}")), "{out}");
     assert!(!out.contains(&live), "{out}");
     assert!(matches!(
-        mpkit::shm::inspect(&name),
+        mpkit::admin::inspect(&name),
         Err(mpkit::shm::ShmError::NotFound(_))
     ));
 }

@@ -62,6 +62,7 @@ use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::base::spin::{Poll, Spin};
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::handle;
 use crate::sys::{self, Deadline};
@@ -963,16 +964,8 @@ impl RawConnection {
     /// adaptive spin budget, yielding the CPU between attempts (so a peer
     /// sharing this CPU still runs). Only on machines with several CPUs.
     fn spin_read(&mut self, deadline: Deadline) -> Result<bool, RecvError> {
-        if self.spin.is_zero() || !sys::several_cpus() {
-            return Ok(false);
-        }
-        let start = Instant::now();
-        let mut until = start + self.spin;
-        if let Some(d) = deadline {
-            until = until.min(d);
-        }
-        while Instant::now() < until {
-            sys::yield_now();
+        let mut spin = Spin::with_limit(Poll::Syscall, self.spin, deadline);
+        while spin.pause() {
             if self.read_once(true)? {
                 return Ok(true);
             }

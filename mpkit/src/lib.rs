@@ -48,6 +48,8 @@
 //! Linux only for now (the `sys` module is the one place to port from).
 #![warn(missing_docs)]
 
+pub mod admin;
+mod base;
 pub mod codec;
 pub mod connection;
 mod handle;

@@ -64,10 +64,20 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::base::segment::{Elem, ObjectKind, Segment, ShmError};
 use crate::codec::{Codec, CodecError, Postcard};
-use crate::shm::{Elem, ObjectKind, Segment, ShmError};
-pub(crate) use ring::SEQ_OFFSETS;
 use ring::{GetFail, PutFail, Ring, Wait};
+
+/// What [`admin`](crate::admin) reports of a queue found in `file`: the
+/// messages it holds, or `None` when `kind` is not a queue.
+pub(crate) fn depth_in(kind: ObjectKind, file: &std::fs::File) -> std::io::Result<Option<u64>> {
+    match kind {
+        ObjectKind::Queue | ObjectKind::JoinableQueue | ObjectKind::SimpleQueue => {
+            ring::depth_in(file).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
 
 /// The byte capacity of a queue made with `new`.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;

@@ -44,109 +44,19 @@
 //! `bool` is not plain data (only 0 and 1 are valid, and another process
 //! could write 2), so use [`Bool`].
 
-mod list;
-mod segment;
 mod value;
 
-use std::io;
 use std::os::fd::AsFd;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use list::{ObjectInfo, inspect, list, remove};
-pub(crate) use segment::{Elem, HEADER_SIZE, Header, Segment, Spec, align_up, segment_object};
-pub use segment::{LAYOUT_VERSION, ObjectKind};
+pub(crate) use crate::base::segment::{
+    Elem, HEADER_SIZE, Header, Segment, Spec, align_up, segment_object,
+};
+pub use crate::base::segment::{LAYOUT_VERSION, ObjectKind, ShmError};
 pub use value::{
     Array, ArrayGuard, AtomicElement, Bool, Guard, RawArray, RawValue, Value, ValueGuard,
 };
-
-/// Why a shared-memory object could not be created or attached.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShmError {
-    /// No object has this name.
-    #[error("no shared memory object named {0:?}")]
-    NotFound(String),
-    /// The name is taken.
-    #[error("a shared memory object named {0:?} already exists")]
-    Exists(String),
-    /// The name is empty, too long, or contains `/`.
-    #[error("invalid shared memory name {0:?} (use 1-250 characters, no '/')")]
-    InvalidName(String),
-    /// The file does not start with an mpkit header.
-    #[error("not an mpkit object (no mpkit header)")]
-    NotMpkit,
-    /// The object was made by an mpkit with another layout.
-    #[error("the object has layout version {found}; this mpkit supports version {supported}")]
-    Version {
-        /// The object's layout version.
-        found: u32,
-        /// The version this build reads.
-        supported: u32,
-    },
-    /// The object is of another kind (a lock opened as a value, …).
-    #[error("the object is a {found}, not a {expected}")]
-    WrongKind {
-        /// What the object is.
-        found: &'static str,
-        /// What the caller asked for.
-        expected: &'static str,
-    },
-    /// The object holds another element type.
-    #[error(
-        "the object holds elements of another type ({found_size} bytes, alignment \
-         {found_align}), not `{expected}`"
-    )]
-    WrongType {
-        /// The type the caller asked for.
-        expected: &'static str,
-        /// The stored element size.
-        found_size: u32,
-        /// The stored element alignment.
-        found_align: u32,
-    },
-    /// The file is shorter than its header says.
-    #[error("the object is truncated: {size} bytes, {needed} needed")]
-    Truncated {
-        /// The file's size.
-        size: usize,
-        /// The size the object needs.
-        needed: usize,
-    },
-    /// The creator never finished initialising the object (it died, or it
-    /// is not an mpkit object).
-    #[error("the object was never initialised (did its creator die?)")]
-    NotReady,
-    /// The header is inconsistent.
-    #[error("corrupt object header: {0}")]
-    Corrupt(String),
-    /// An offset or index outside the object.
-    #[error("offset {offset} + {len} bytes is outside the {size}-byte object")]
-    OutOfBounds {
-        /// The start asked for.
-        offset: usize,
-        /// The length asked for.
-        len: usize,
-        /// The object's size.
-        size: usize,
-    },
-    /// The operating system refused.
-    #[error("shared memory: {0}")]
-    Io(#[from] io::Error),
-}
-
-impl ShmError {
-    fn from_open(e: io::Error, name: &str) -> ShmError {
-        match e.raw_os_error() {
-            Some(libc::ENOENT) => ShmError::NotFound(name.to_string()),
-            Some(libc::EEXIST) => ShmError::Exists(name.to_string()),
-            Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) => {
-                ShmError::InvalidName(name.to_string())
-            }
-            _ => ShmError::Io(e),
-        }
-    }
-}
 
 /// A block of bytes shared between processes (Python's
 /// `multiprocessing.shared_memory.SharedMemory`): no header, every byte is
@@ -189,7 +99,7 @@ impl SharedMemory {
     /// Creates a named block under a fresh name (`mpkit_` + 16 hex digits).
     pub fn create_unique(size: usize) -> Result<SharedMemory, ShmError> {
         loop {
-            match SharedMemory::create(&segment::generated_name(), size) {
+            match SharedMemory::create(&crate::base::segment::generated_name(), size) {
                 Err(ShmError::Exists(_)) => continue,
                 r => return r,
             }

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 
-use super::segment::ObjectKind;
 use super::{Elem, HEADER_SIZE, Header, Segment, ShmError, Spec, align_up, segment_object};
-use crate::sync::cell::{CELL_SIZE, MutexCell};
-use crate::sync::{LockError, RLockRef};
+use crate::base::cell::{CELL_SIZE, LockError, MutexCell};
+use crate::base::segment::ObjectKind;
+use crate::sync::RLockRef;
 use crate::sys;
 
 /// A `bool` that is plain data: one byte, any non-zero value reads as true,

@@ -46,10 +46,8 @@
 //! | `Condition` | lock cell (error-checking) | `seq: u32` (futex word), `waiters: u32` |
 //! | `Barrier` (header `len` = parties) | lock cell (error-checking) | `count`, `generation` (futex word), `last_trip`, `broken`: `u32` each |
 //!
-//! The lock cell is documented in `sync/cell.rs` (a robust process-shared
+//! The lock cell is documented in `base/cell.rs` (a robust process-shared
 //! `pthread_mutex_t` plus owner bookkeeping).
-
-pub(crate) mod cell;
 
 use std::io;
 use std::marker::PhantomData;
@@ -57,44 +55,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::shm::{Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object};
+use crate::base::cell::{CELL_SIZE, MutexCell};
+pub use crate::base::cell::{LockError, ReleaseError};
+use crate::base::segment::{
+    Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
+};
+use crate::base::spin::spin_until;
 use crate::sys::{self, Deadline, FutexWait};
-use cell::{CELL_SIZE, MutexCell};
-
-/// Why a lock was not acquired.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LockError {
-    /// The timeout passed first.
-    #[error("timed out waiting for the lock")]
-    Timeout,
-    /// `try_lock`: someone else holds it.
-    #[error("the lock is held by another thread or process")]
-    WouldBlock,
-    /// This thread already holds this non-re-entrant lock.
-    #[error("this thread already holds the lock (use an RLock to re-enter)")]
-    Deadlock,
-    /// The operating system refused.
-    #[error("lock: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// Why a release was refused.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
-)]
-#[non_exhaustive]
-pub enum ReleaseError {
-    /// Nobody holds the lock.
-    #[error("release of an unlocked lock")]
-    NotLocked,
-    /// Another thread or process holds it.
-    #[error("the lock is held by another thread or process")]
-    NotOwner,
-    /// A bounded semaphore was released more times than acquired.
-    #[error("semaphore released too many times (above its initial value {0})")]
-    OverRelease(u32),
-}
 
 /// Holds a lock until dropped ([`Lock::lock`], [`RLock::lock`],
 /// [`RLockRef::lock`]).
@@ -308,29 +275,10 @@ impl RLock {
     lock_methods!();
 }
 
-/// Spins briefly while `word` still holds `value`, before a futex sleep.
-///
-/// Up to 20 µs (a cross-CPU wake-up costs 20-30 µs on the target VMs), on
-/// machines with several CPUs only, yielding now and then so a peer on the
-/// same CPU still runs.
-fn spin_while(word: &AtomicU32, value: u32) {
-    const SPIN: std::time::Duration = std::time::Duration::from_micros(20);
-    if !sys::several_cpus() {
-        return;
-    }
-    let start = std::time::Instant::now();
-    let mut i = 0u32;
-    while word.load(Ordering::Acquire) == value {
-        i = i.wrapping_add(1);
-        if i % 64 == 0 {
-            if start.elapsed() >= SPIN {
-                return;
-            }
-            sys::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+/// Spins briefly while `word` still holds `value`, before a futex sleep
+/// (the policy of [`spin`](crate::base::spin)).
+fn spin_while(word: &AtomicU32, value: u32, deadline: Deadline) {
+    spin_until(deadline, || word.load(Ordering::Acquire) != value);
 }
 
 #[repr(C)]
@@ -392,7 +340,7 @@ fn sem_acquire(s: &SemState, wait: bool, deadline: Deadline) -> io::Result<bool>
         if !wait {
             return Ok(false);
         }
-        spin_while(&s.value, 0);
+        spin_while(&s.value, 0, deadline);
         if s.value.load(Ordering::SeqCst) > 0 {
             continue;
         }
@@ -667,7 +615,7 @@ impl Event {
             if self.is_set() {
                 return true;
             }
-            spin_while(&s.flag, 0);
+            spin_while(&s.flag, 0, deadline);
             if self.is_set() {
                 return true;
             }
@@ -1069,7 +1017,7 @@ impl Barrier {
         }
         drop(held);
         while s.generation.load(Ordering::SeqCst) == round {
-            spin_while(&s.generation, round);
+            spin_while(&s.generation, round, deadline);
             match sys::futex_wait(&s.generation, round, deadline) {
                 Ok(FutexWait::Woken) => {}
                 Ok(FutexWait::TimedOut) | Err(_) => {

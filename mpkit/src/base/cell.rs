@@ -19,15 +19,11 @@ use std::cell::UnsafeCell;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::spin::{Poll, Spin};
 use crate::sys::{self, Deadline, MutexLock, RawMutex};
-
-use super::{LockError, ReleaseError};
 
 /// Bytes reserved for a [`MutexCell`] in a layout.
 pub(crate) const CELL_SIZE: usize = 64;
-
-/// Trylock attempts (with growing pauses) before sleeping in the kernel.
-const SPINS: u32 = 12;
 
 /// A robust process-shared mutex plus owner bookkeeping; see the module docs.
 #[repr(C)]
@@ -69,16 +65,12 @@ impl MutexCell {
         let mut outcome = unsafe { sys::mutex_trylock(m) }?;
         if outcome == MutexLock::Busy && wait {
             // A holder on another core usually lets go within microseconds:
-            // retry briefly before paying for a kernel sleep and wake-up.
-            for i in 0..SPINS {
-                for _ in 0..(1u32 << i.min(6)) {
-                    std::hint::spin_loop();
-                }
+            // retry (backing off: each try writes the mutex's line) before
+            // paying for a kernel sleep and wake-up.
+            let mut spin = Spin::new(Poll::Contend, deadline);
+            while outcome == MutexLock::Busy && spin.pause() {
                 // SAFETY: as above.
                 outcome = unsafe { sys::mutex_trylock(m) }?;
-                if outcome != MutexLock::Busy {
-                    break;
-                }
             }
             if outcome == MutexLock::Busy {
                 // SAFETY: as above.
@@ -141,4 +133,39 @@ impl MutexCell {
     pub(crate) fn exclusive(&self) -> &AtomicU32 {
         &self.exclusive
     }
+}
+
+/// Why a lock was not acquired.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The timeout passed first.
+    #[error("timed out waiting for the lock")]
+    Timeout,
+    /// `try_lock`: someone else holds it.
+    #[error("the lock is held by another thread or process")]
+    WouldBlock,
+    /// This thread already holds this non-re-entrant lock.
+    #[error("this thread already holds the lock (use an RLock to re-enter)")]
+    Deadlock,
+    /// The operating system refused.
+    #[error("lock: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a release was refused.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// Nobody holds the lock.
+    #[error("release of an unlocked lock")]
+    NotLocked,
+    /// Another thread or process holds it.
+    #[error("the lock is held by another thread or process")]
+    NotOwner,
+    /// A bounded semaphore was released more times than acquired.
+    #[error("semaphore released too many times (above its initial value {0})")]
+    OverRelease(u32),
 }

@@ -40,7 +40,6 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::ShmError;
 use crate::handle;
 use crate::sys::{self, Mapping};
 
@@ -581,12 +580,12 @@ macro_rules! segment_object {
             }
 
             /// Removes the name now; processes that have the object keep it.
-            pub fn unlink(&mut self) -> Result<(), $crate::shm::ShmError> {
+            pub fn unlink(&mut self) -> Result<(), $crate::base::segment::ShmError> {
                 self.seg.unlink()
             }
 
             /// Another handle to the same object (it never removes the name).
-            pub fn try_clone(&self) -> Result<Self, $crate::shm::ShmError> {
+            pub fn try_clone(&self) -> Result<Self, $crate::base::segment::ShmError> {
                 Ok(Self::from_segment(self.seg.try_clone()?))
             }
         }
@@ -606,9 +605,97 @@ macro_rules! segment_object {
 
         impl<'de $(, $t: $bound)?> serde::Deserialize<'de> for $ty$(<$t>)? {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                $crate::shm::Segment::deserialize_handle(d, $spec).map(Self::from_segment)
+                $crate::base::segment::Segment::deserialize_handle(d, $spec).map(Self::from_segment)
             }
         }
     };
 }
 pub(crate) use segment_object;
+
+/// Why a shared-memory object could not be created or attached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// No object has this name.
+    #[error("no shared memory object named {0:?}")]
+    NotFound(String),
+    /// The name is taken.
+    #[error("a shared memory object named {0:?} already exists")]
+    Exists(String),
+    /// The name is empty, too long, or contains `/`.
+    #[error("invalid shared memory name {0:?} (use 1-250 characters, no '/')")]
+    InvalidName(String),
+    /// The file does not start with an mpkit header.
+    #[error("not an mpkit object (no mpkit header)")]
+    NotMpkit,
+    /// The object was made by an mpkit with another layout.
+    #[error("the object has layout version {found}; this mpkit supports version {supported}")]
+    Version {
+        /// The object's layout version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The object is of another kind (a lock opened as a value, …).
+    #[error("the object is a {found}, not a {expected}")]
+    WrongKind {
+        /// What the object is.
+        found: &'static str,
+        /// What the caller asked for.
+        expected: &'static str,
+    },
+    /// The object holds another element type.
+    #[error(
+        "the object holds elements of another type ({found_size} bytes, alignment \
+         {found_align}), not `{expected}`"
+    )]
+    WrongType {
+        /// The type the caller asked for.
+        expected: &'static str,
+        /// The stored element size.
+        found_size: u32,
+        /// The stored element alignment.
+        found_align: u32,
+    },
+    /// The file is shorter than its header says.
+    #[error("the object is truncated: {size} bytes, {needed} needed")]
+    Truncated {
+        /// The file's size.
+        size: usize,
+        /// The size the object needs.
+        needed: usize,
+    },
+    /// The creator never finished initialising the object (it died, or it
+    /// is not an mpkit object).
+    #[error("the object was never initialised (did its creator die?)")]
+    NotReady,
+    /// The header is inconsistent.
+    #[error("corrupt object header: {0}")]
+    Corrupt(String),
+    /// An offset or index outside the object.
+    #[error("offset {offset} + {len} bytes is outside the {size}-byte object")]
+    OutOfBounds {
+        /// The start asked for.
+        offset: usize,
+        /// The length asked for.
+        len: usize,
+        /// The object's size.
+        size: usize,
+    },
+    /// The operating system refused.
+    #[error("shared memory: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ShmError {
+    fn from_open(e: io::Error, name: &str) -> ShmError {
+        match e.raw_os_error() {
+            Some(libc::ENOENT) => ShmError::NotFound(name.to_string()),
+            Some(libc::EEXIST) => ShmError::Exists(name.to_string()),
+            Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) => {
+                ShmError::InvalidName(name.to_string())
+            }
+            _ => ShmError::Io(e),
+        }
+    }
+}

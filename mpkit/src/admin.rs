@@ -1,13 +1,36 @@
-//! Finding named mpkit objects on the machine (what `ipcs` is for System V
-//! objects): every file in `/dev/shm` that starts with an mpkit header.
+//! Finding and removing named mpkit objects (what `ipcs` and `ipcrm` are for
+//! System V objects): every file in `/dev/shm` that starts with an mpkit
+//! header, and the plain [`SharedMemory`](crate::shm::SharedMemory) blocks
+//! mpkit named.
+//!
+//! The segment header says what every object is, who made it and whether
+//! it was kept on purpose; facts only one kind knows (how many messages a
+//! queue holds) come from that kind's own module, which reads them from the
+//! file.
+//!
+//! ```
+//! use mpkit::admin;
+//! use mpkit::sync::Lock;
+//!
+//! let name = format!("doc-admin-{}", std::process::id());
+//! let lock = Lock::create(&name)?;
+//! let info = admin::inspect(&name)?;
+//! assert_eq!(info.kind, Some(mpkit::shm::ObjectKind::Lock));
+//! assert!(info.creator_alive && !info.is_stale());
+//! assert!(admin::list()?.iter().any(|o| o.name == name));
+//! drop(lock); // the creator removes the name
+//! assert!(admin::inspect(&name).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::ShmError;
-use super::segment::{HEADER_SIZE, MAGIC, ObjectKind, shm_path};
+use crate::base::segment::{
+    FLAG_KEPT, HEADER_SIZE, LAYOUT_VERSION, MAGIC, ObjectKind, ShmError, shm_path,
+};
 
 const SHM_DIR: &str = "/dev/shm";
 
@@ -16,7 +39,7 @@ const SHM_DIR: &str = "/dev/shm";
 pub struct ObjectInfo {
     /// The name (as `open` takes it).
     pub name: String,
-    /// The kind, or `None` for a plain [`SharedMemory`](super::SharedMemory)
+    /// The kind, or `None` for a plain [`SharedMemory`](crate::shm::SharedMemory)
     /// block named by mpkit (`mpkit_…`, no header).
     pub kind: Option<ObjectKind>,
     /// Size of the file in bytes.
@@ -117,16 +140,7 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
     let kind = ObjectKind::from_raw(u32_at(12));
     let pid = u32_at(52) as i32;
     let depth = match kind {
-        Some(ObjectKind::Queue | ObjectKind::JoinableQueue | ObjectKind::SimpleQueue)
-            if u32_at(8) == super::LAYOUT_VERSION =>
-        {
-            let (tail_at, head_at) = crate::queue::SEQ_OFFSETS;
-            let mut tail = [0u8; 8];
-            let mut head = [0u8; 8];
-            file.read_exact_at(&mut tail, tail_at)?;
-            file.read_exact_at(&mut head, head_at)?;
-            Some(u64::from_le_bytes(tail).saturating_sub(u64::from_le_bytes(head)))
-        }
+        Some(kind) if u32_at(8) == LAYOUT_VERSION => crate::queue::depth_in(kind, &file)?,
         _ => None,
     };
     Ok(Some(ObjectInfo {
@@ -138,7 +152,7 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
         in_use,
         depth,
         version: Some(u32_at(8)),
-        kept: u32_at(56) & super::segment::FLAG_KEPT != 0,
+        kept: u32_at(56) & FLAG_KEPT != 0,
     }))
 }
 

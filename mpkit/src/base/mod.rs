@@ -1,0 +1,15 @@
+//! The private layer every shared-memory object is built on, below the
+//! public modules and above `sys`:
+//!
+//! - [`segment`]: the shared memory each object lives in, its 64-byte
+//!   header, and the checks made when a process attaches;
+//! - [`cell`]: the lock cell (a robust, process-shared mutex plus owner
+//!   bookkeeping) embedded by locks, values and queues;
+//! - [`spin`]: the one spin-then-sleep policy every wait follows.
+//!
+//! Nothing here names a public module: `shm`, `sync` and `queue` use this
+//! layer, never each other's internals.
+
+pub(crate) mod cell;
+pub(crate) mod segment;
+pub(crate) mod spin;

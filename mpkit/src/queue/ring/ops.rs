@@ -1,0 +1,398 @@
+//! The ring operations: putting and getting records, with the
+//! single-message fast paths.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::layout::*;
+use super::wait::PATIENT_BYTES;
+use super::{GetFail, PutFail, Ring, SideId, Wait};
+use crate::sys;
+
+/// How far ahead of the record it copies a consumer asks for the lines it
+/// will read next. Each record's header names where the next one starts,
+/// so without this every message would wait for a cache miss of its own.
+const PREFETCH_AHEAD: u64 = 512;
+
+impl Ring {
+    /// Whether a record of `size` bytes fits at `tail` as message `seq`:
+    /// judged from the producers' cached view of the consumers first, then
+    /// (one cache miss) from where they really are, which is cached for
+    /// next time. The caller has the producers' side.
+    #[inline(always)]
+    pub(super) fn room(&self, tail: u64, seq: u64, size: u64) -> bool {
+        let lease = self.lease(SideId::Producers);
+        let cap = self.capacity as u64;
+        let fits = |head: u64, head_seq: u64| {
+            tail + size <= head + cap && (self.maxsize == 0 || seq - head_seq < self.maxsize)
+        };
+        if fits(
+            lease.cached_pos.load(Ordering::Relaxed),
+            lease.cached_seq.load(Ordering::Relaxed),
+        ) {
+            return true;
+        }
+        let consumers = self.commit(SideId::Consumers);
+        let head = consumers.pos.load(Ordering::Acquire);
+        let head_seq = consumers.seq.load(Ordering::Acquire);
+        lease.cached_pos.store(head, Ordering::Relaxed);
+        lease.cached_seq.store(head_seq, Ordering::Relaxed);
+        fits(head, head_seq)
+    }
+
+    /// The producers' `seq` as the consumers know it: the cached value while
+    /// it is ahead of `seq`, else re-read (and cached). The caller has the
+    /// consumers' side.
+    #[inline(always)]
+    pub(super) fn published(&self, seq: u64) -> u64 {
+        let lease = self.lease(SideId::Consumers);
+        let cached = lease.cached_seq.load(Ordering::Relaxed);
+        if cached > seq {
+            return cached;
+        }
+        self.reload_published()
+    }
+
+    /// The producers' `seq`, read now (and cached for
+    /// [`published`](Self::published)). The caller has the consumers' side.
+    pub(super) fn reload_published(&self) -> u64 {
+        let tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
+        self.lease(SideId::Consumers)
+            .cached_seq
+            .store(tail_seq, Ordering::Relaxed);
+        tail_seq
+    }
+
+    /// Puts one message, waiting per `wait` while it does not fit. The
+    /// common case (this thread holds the producers' lease, the message
+    /// fits without wrapping) is a handful of loads and stores and one copy.
+    #[inline]
+    pub(crate) fn put_one(&self, msg: &[u8], wait: Wait) -> Result<(), PutFail> {
+        if self.try_put_leased(msg) {
+            return Ok(());
+        }
+        self.put(&[msg], wait).map(|_| ())
+    }
+
+    #[inline(always)]
+    pub(super) fn try_put_leased(&self, msg: &[u8]) -> bool {
+        if msg.len() > self.max_message() {
+            return false;
+        }
+        let Some(busy) = self.enter_leased(SideId::Producers) else {
+            return false;
+        };
+        if self.is_closed() {
+            return false;
+        }
+        let commit = self.commit(SideId::Producers);
+        let size = record_size(msg.len());
+        let seq = commit.seq.load(Ordering::Relaxed);
+        let tail = commit.pos.load(Ordering::Relaxed);
+        if !self.room(tail, seq, size) {
+            return false;
+        }
+        // SAFETY: we have the producers' side (leased, `busy` set and the
+        // lease re-checked after the barrier) and the space is free.
+        unsafe { self.write_record(tail, seq, msg) };
+        // The commit point.
+        commit.seq.store(seq + 1, Ordering::Release);
+        commit.pos.store(tail + size, Ordering::Release);
+        drop(busy);
+        self.wake(self.not_empty());
+        true
+    }
+
+    /// Takes one message, passing it to `sink`, waiting per `wait`; the
+    /// counterpart of [`put_one`](Self::put_one).
+    #[inline]
+    pub(crate) fn get_one(&self, wait: Wait, mut sink: impl FnMut(&[u8])) -> Result<(), GetFail> {
+        if self.try_get_leased(&mut sink) {
+            return Ok(());
+        }
+        self.get(1, wait, &mut sink).map(|_| ())
+    }
+
+    #[inline(always)]
+    pub(super) fn try_get_leased(&self, sink: &mut impl FnMut(&[u8])) -> bool {
+        let Some(busy) = self.enter_leased(SideId::Consumers) else {
+            return false;
+        };
+        let commit = self.commit(SideId::Consumers);
+        let seq = commit.seq.load(Ordering::Relaxed);
+        if self.published(seq) <= seq {
+            return false;
+        }
+        let head = commit.pos.load(Ordering::Relaxed);
+        let (len, t, s) = self.header_at(head);
+        let cap = self.capacity;
+        let off = (head as usize + RECORD_HEADER) & (cap - 1);
+        if s != seq || t != tag(head) || off + len > cap {
+            // A wrapped body, or a bad header: the general path deals.
+            return false;
+        }
+        let size = record_size(len);
+        self.prefetch_after(head, size);
+        // SAFETY: published (before the producers' `seq`, read with
+        // acquire), in bounds (checked), and stable while we have the side.
+        sink(unsafe { std::slice::from_raw_parts(self.data().add(off), len) });
+        // The commit point.
+        commit.seq.store(seq + 1, Ordering::Release);
+        commit.pos.store(head + size, Ordering::Release);
+        drop(busy);
+        self.wake(self.not_full());
+        true
+    }
+
+    /// Asks for the lines that the records after the one at `head` (of
+    /// `size` bytes) will use, [`PREFETCH_AHEAD`] bytes on: one line per
+    /// line of this record, up to two (longer runs are sequential enough
+    /// for the hardware prefetcher).
+    #[inline(always)]
+    pub(super) fn prefetch_after(&self, head: u64, size: u64) {
+        let mask = self.capacity - 1;
+        let at = (head + PREFETCH_AHEAD) as usize;
+        // SAFETY: the offset is masked into the ring.
+        sys::prefetch(unsafe { self.data().add(at & mask) });
+        if size > RECORD_ALIGN as u64 {
+            // SAFETY: as above.
+            sys::prefetch(unsafe { self.data().add((at + RECORD_ALIGN) & mask) });
+        }
+    }
+
+    // ----- putting -----------------------------------------------------------
+
+    /// Puts messages, in order, as many as fit at once; waits (per `wait`)
+    /// while not even the first fits. Returns how many were put.
+    #[inline]
+    pub(crate) fn put(&self, messages: &[&[u8]], wait: Wait) -> Result<usize, PutFail> {
+        let max = self.max_message();
+        if let Some(big) = messages.iter().find(|m| m.len() > max) {
+            return Err(PutFail::TooLarge {
+                size: big.len(),
+                max,
+            });
+        }
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.is_closed() {
+                return Err(PutFail::Closed);
+            }
+            let put = self.try_put(messages)?;
+            if put > 0 {
+                return Ok(put);
+            }
+            let deadline = match wait {
+                Wait::No => return Err(PutFail::Full),
+                Wait::Until(d) => d,
+            };
+            // Patient: room for a batch, not just for this message (see
+            // `PATIENCE`).
+            let size = record_size(messages[0].len());
+            let (bytes, items) = (
+                size.max(PATIENT_BYTES.min(self.capacity as u64 / 4)),
+                (self.maxsize / 4).max(1),
+            );
+            if !self.sleep(
+                self.not_full(),
+                deadline,
+                || self.is_closed() || self.has_room(size, 1),
+                Some(&|| self.is_closed() || self.has_room(bytes, items)),
+            )? {
+                return Err(PutFail::Timeout);
+            }
+        }
+    }
+
+    /// One attempt with the producers' side entered.
+    #[inline]
+    pub(super) fn try_put(&self, messages: &[&[u8]]) -> Result<usize, PutFail> {
+        let section = self.enter(SideId::Producers)?;
+        let commit = self.commit(SideId::Producers);
+        let start_seq = commit.seq.load(Ordering::Relaxed);
+        let mut seq = start_seq;
+        let mut tail = commit.pos.load(Ordering::Relaxed);
+        for m in messages {
+            let size = record_size(m.len());
+            if !self.room(tail, seq, size) {
+                break;
+            }
+            // SAFETY: we have the producers' side and `tail..tail + size` is
+            // free (checked against the consumers' position just above).
+            unsafe { self.write_record(tail, seq, m) };
+            tail += size;
+            seq += 1;
+        }
+        if seq != start_seq {
+            // The commit point: the records become visible, whole.
+            commit.seq.store(seq, Ordering::Release);
+            commit.pos.store(tail, Ordering::Release);
+        }
+        drop(section);
+        if seq != start_seq {
+            self.wake(self.not_empty());
+        }
+        Ok((seq - start_seq) as usize)
+    }
+
+    /// Writes the record of message `seq` at `pos`.
+    ///
+    /// # Safety
+    /// The caller has the producers' side and `pos..pos + record_size` is
+    /// free space (beyond the published records, before `head + capacity`).
+    #[inline]
+    unsafe fn write_record(&self, pos: u64, seq: u64, msg: &[u8]) {
+        let cap = self.capacity;
+        let off = (pos as usize) & (cap - 1);
+        // SAFETY: the header lies inside the ring, 8-aligned (records start
+        // on 64-byte boundaries); consumers may read it (atomically) while
+        // it is unpublished, never the body.
+        unsafe {
+            let p = self.data().add(off);
+            (*p.cast::<AtomicU32>()).store(msg.len() as u32, Ordering::Relaxed);
+            (*p.add(4).cast::<AtomicU32>()).store(tag(pos), Ordering::Relaxed);
+            (*p.add(8).cast::<AtomicU64>()).store(seq, Ordering::Relaxed);
+            let body = off + RECORD_HEADER;
+            if body + msg.len() <= cap {
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), self.data().add(body), msg.len());
+            } else {
+                let first = cap - body;
+                std::ptr::copy_nonoverlapping(msg.as_ptr(), self.data().add(body), first);
+                std::ptr::copy_nonoverlapping(
+                    msg.as_ptr().add(first),
+                    self.data(),
+                    msg.len() - first,
+                );
+            }
+        }
+    }
+
+    // ----- getting -----------------------------------------------------------
+
+    /// Takes up to `max` messages (at least one, waiting per `wait`), passing
+    /// each to `sink` in order, with the consumers' side entered (the sink
+    /// copies or decodes; it must not block). Returns how many were taken.
+    #[inline]
+    pub(crate) fn get(
+        &self,
+        max: usize,
+        wait: Wait,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, GetFail> {
+        if max == 0 {
+            // Nothing asked for: nothing to wait for.
+            return Ok(0);
+        }
+        loop {
+            let got = self.try_get(max, sink)?;
+            if got > 0 {
+                return Ok(got);
+            }
+            if self.is_closed() && self.len() == 0 {
+                return Err(GetFail::Closed);
+            }
+            let deadline = match wait {
+                Wait::No => return Err(GetFail::Empty),
+                Wait::Until(d) => d,
+            };
+            if !self.sleep(
+                self.not_empty(),
+                deadline,
+                || self.len() > 0 || self.is_closed(),
+                None,
+            )? {
+                return Err(GetFail::Timeout);
+            }
+        }
+    }
+
+    /// One attempt with the consumers' side entered.
+    #[inline]
+    pub(super) fn try_get(
+        &self,
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, GetFail> {
+        let section = self.enter(SideId::Consumers)?;
+        let result = self.take(max, sink);
+        drop(section);
+        if matches!(result, Ok(n) if n > 0) {
+            self.wake(self.not_full());
+        }
+        result
+    }
+
+    #[inline]
+    pub(super) fn take(&self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<usize, GetFail> {
+        let commit = self.commit(SideId::Consumers);
+        let mut seq = commit.seq.load(Ordering::Relaxed);
+        let mut head = commit.pos.load(Ordering::Relaxed);
+        // The cached count first: the loop re-reads the real one when it
+        // runs out.
+        let mut tail_seq = self
+            .lease(SideId::Consumers)
+            .cached_seq
+            .load(Ordering::Relaxed);
+        let cap = self.capacity;
+        let mut taken = 0;
+        let mut buf = Vec::new();
+        // A long batch frees its space as it goes, so producers can refill
+        // the ring while it is drained.
+        let commit_every = (cap / 4) as u64;
+        let mut committed = head;
+        while taken < max {
+            if seq >= tail_seq {
+                // The cached count ran out: messages put since count too.
+                tail_seq = self.reload_published();
+                if seq >= tail_seq {
+                    break;
+                }
+            }
+            let (len, t, s) = self.header_at(head);
+            if s != seq || t != tag(head) || len > self.max_message() {
+                return Err(GetFail::Corrupt(format!(
+                    "message {seq} at byte {head} has a bad header (seq {s}, tag {t}, {len} bytes)"
+                )));
+            }
+            let size = record_size(len);
+            self.prefetch_after(head, size);
+            let off = (head as usize + RECORD_HEADER) & (cap - 1);
+            if off + len <= cap {
+                // Contiguous: hand the ring's own bytes to the sink. They are
+                // published (before the producers' `seq`, read with acquire)
+                // and no producer writes them until our commit.
+                // SAFETY: in bounds (checked); stable while we have the side.
+                sink(unsafe { std::slice::from_raw_parts(self.data().add(off), len) });
+            } else {
+                buf.resize(len, 0);
+                let first = cap - off;
+                // SAFETY: as above; both pieces are inside the ring.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.data().add(off), buf.as_mut_ptr(), first);
+                    std::ptr::copy_nonoverlapping(
+                        self.data(),
+                        buf.as_mut_ptr().add(first),
+                        len - first,
+                    );
+                }
+                sink(&buf);
+            }
+            head += size;
+            seq += 1;
+            taken += 1;
+            if head - committed >= commit_every {
+                commit.seq.store(seq, Ordering::Release);
+                commit.pos.store(head, Ordering::Release);
+                committed = head;
+                self.wake(self.not_full());
+            }
+        }
+        if taken > 0 {
+            // The commit point: the records are consumed.
+            commit.seq.store(seq, Ordering::Release);
+            commit.pos.store(head, Ordering::Release);
+        }
+        Ok(taken)
+    }
+}

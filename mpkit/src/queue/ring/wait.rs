@@ -1,0 +1,193 @@
+//! Sleeping and waking: the wait words, and the spin before a sleep.
+//!
+//! Waking works the same way: a sleeper reads the wait word's `epoch`,
+//! *arms* the word (`armed = epoch + 1`), runs the heavy barrier, checks
+//! once more, then sleeps on `epoch`. A side that commits reads `armed`
+//! after a light barrier and, only when it equals `epoch + 1`, moves the
+//! epoch on (compare-and-swap) and wakes the futex. A wake thus disarms the
+//! word: commits made while woken sleepers are still on their way skip the
+//! system call, and a late wake for an old commit cannot swallow a newer
+//! sleeper's (it moves the epoch, and that sleeper looks again).
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::layout::*;
+use super::{Ring, SideId};
+use crate::base::spin::spin_until;
+use crate::sys::{self, Deadline, FutexWait};
+
+/// How long a producer facing a full ring first waits for room for a batch
+/// (see [`Ring::sleep`]), and how much room that is: [`PATIENT_BYTES`] (at
+/// most a quarter of the ring) and a quarter of `maxsize` messages. The wait
+/// ends early on a deadline and never outlasts `PATIENCE`, so a put still
+/// goes in once one message fits.
+const PATIENCE: Duration = Duration::from_micros(10);
+/// The batch a patient producer waits for room for, in bytes.
+pub(super) const PATIENT_BYTES: u64 = 64 << 10;
+/// How often a patient wait polls.
+const PATIENT_POLL: Duration = Duration::from_micros(1);
+thread_local! {
+    /// Whether this thread has woken a peer or slept since its last spin
+    /// began (see [`Ring::sleep`]).
+    static SWITCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Ring {
+    // ----- sleeping and waking -----------------------------------------------
+
+    /// Wakes the sleepers of `word`, if there are any (a syscall only then).
+    #[inline]
+    pub(super) fn wake(&self, word: &WaitWord) {
+        self.light_barrier();
+        // Only a sleeper that read the current epoch can block on it: wake
+        // when one has armed the word at this epoch. Moving the epoch on
+        // disarms it, so until a sleeper arms again later commits skip the
+        // system call (a woken process may take tens of µs to run on these
+        // VMs).
+        let armed = word.armed.load(Ordering::Acquire);
+        let epoch = word.epoch.load(Ordering::Relaxed);
+        if armed == epoch.wrapping_add(1)
+            && word
+                .epoch
+                .compare_exchange(
+                    epoch,
+                    epoch.wrapping_add(1),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            sys::futex_wake(&word.epoch, u32::MAX);
+            SWITCHED.set(true);
+        }
+    }
+
+    /// Waits until `ready()` (or a wake on `word`): first a short spin (the
+    /// policy of [`spin`](crate::base::spin)), then a futex sleep. False
+    /// when the deadline passed.
+    ///
+    /// With `patient`, a stronger condition than `ready`, the spin starts
+    /// with up to [`PATIENCE`] of waiting for `patient()`, polled once every
+    /// [`PATIENT_POLL`]: a producer facing a full ring waits for room for a
+    /// batch. Polling for room for one message, it would take the
+    /// consumers' commit line away after every message they take, and each
+    /// of their commits would wait for the line to come back.
+    pub(super) fn sleep(
+        &self,
+        word: &WaitWord,
+        deadline: Deadline,
+        ready: impl Fn() -> bool,
+        patient: Option<&dyn Fn() -> bool>,
+    ) -> io::Result<bool> {
+        if sys::several_cpus() {
+            // The CPU is offered away first when this thread has just woken
+            // a peer or been woken: the peer it woke, or the one whose wake
+            // brought it here, may be queued on this CPU (waking it on
+            // another costs a cross-CPU wake-up). Without a wake there is no
+            // one to make way for, and a first yield would only slow a busy
+            // stream down.
+            if SWITCHED.replace(false) {
+                sys::yield_now();
+            }
+            if let Some(patient) = patient {
+                let patience = Instant::now() + PATIENCE;
+                let until = deadline.map_or(patience, |d| d.min(patience));
+                while !patient() {
+                    let next = Instant::now() + PATIENT_POLL;
+                    if next > until {
+                        break;
+                    }
+                    while Instant::now() < next {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            if spin_until(deadline, &ready) {
+                return Ok(true);
+            }
+        }
+        let epoch = word.epoch.load(Ordering::SeqCst);
+        // Arm the word at this epoch (never back: another sleeper may have
+        // armed it at a later one), then check once more after the heavy
+        // barrier: a commit we do not see is followed by its committer
+        // seeing the arming, and moving the epoch past the value we sleep on.
+        let want = epoch.wrapping_add(1);
+        let mut armed = word.armed.load(Ordering::Relaxed);
+        while (want.wrapping_sub(armed) as i32) > 0 {
+            match word
+                .armed
+                .compare_exchange_weak(armed, want, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => armed = now,
+            }
+        }
+        self.heavy_barrier()?;
+        if ready() {
+            return Ok(true);
+        }
+        let woken = sys::futex_wait(&word.epoch, epoch, deadline)?;
+        SWITCHED.set(true);
+        match woken {
+            FutexWait::Woken => Ok(true),
+            FutexWait::TimedOut => Ok(ready()),
+        }
+    }
+
+    // ----- JoinableQueue ---------------------------------------------------
+
+    /// Unfinished tasks: messages ever put minus `task_done` calls.
+    pub(crate) fn unfinished(&self) -> u64 {
+        let done = self.join_block().done.load(Ordering::SeqCst);
+        self.commit(SideId::Producers)
+            .seq
+            .load(Ordering::SeqCst)
+            .saturating_sub(done)
+    }
+
+    /// Marks one task done; false if there was none unfinished.
+    pub(crate) fn task_done(&self) -> bool {
+        let ctl = self.join_block();
+        let mut done = ctl.done.load(Ordering::SeqCst);
+        loop {
+            if done >= self.commit(SideId::Producers).seq.load(Ordering::SeqCst) {
+                return false;
+            }
+            match ctl
+                .done
+                .compare_exchange_weak(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(now) => done = now,
+            }
+        }
+        if self.unfinished() == 0 && ctl.waiters.load(Ordering::SeqCst) > 0 {
+            ctl.epoch.fetch_add(1, Ordering::SeqCst);
+            sys::futex_wake(&ctl.epoch, u32::MAX);
+        }
+        true
+    }
+
+    /// Waits until every task put so far is done; false on timeout.
+    pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, io::Error> {
+        let ctl = self.join_block();
+        loop {
+            let epoch = ctl.epoch.load(Ordering::SeqCst);
+            if self.unfinished() == 0 {
+                return Ok(true);
+            }
+            ctl.waiters.fetch_add(1, Ordering::SeqCst);
+            let r = if self.unfinished() == 0 {
+                Ok(FutexWait::Woken)
+            } else {
+                sys::futex_wait(&ctl.epoch, epoch, deadline)
+            };
+            ctl.waiters.fetch_sub(1, Ordering::SeqCst);
+            if r? == FutexWait::TimedOut {
+                return Ok(self.unfinished() == 0);
+            }
+        }
+    }
+}
