@@ -131,8 +131,11 @@ pub(crate) fn peek_state(pidfd: BorrowedFd<'_>) -> io::Result<Option<ChildState>
 /// What [`peek_state`] saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ChildState {
+    /// Stopped by this signal (`SIGSTOP`, `SIGTSTP`, ...).
     Stopped(i32),
+    /// Continued (`SIGCONT`) after a stop.
     Continued,
+    /// Exited (not necessarily reaped), or already reaped by someone else.
     Exited,
 }
 

@@ -1,7 +1,7 @@
 //! Signals, as far as mpkit's own writes need them: `SIGPIPE`'s
 //! disposition, a write that turns a would-be `SIGPIPE` into `EPIPE`, and
 //! the range of real-time signal numbers. Handlers are signal-hook's
-//! business (see `crate::signal`), never a hand-rolled `sigaction` here.
+//! business (the public `signal` module builds on it), never a hand-rolled `sigaction` here.
 //!
 //! # References
 //! - [`signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
