@@ -1390,7 +1390,11 @@ fn posix_queue(tag: &str) -> Result<PosixQueue> {
         .unwrap_or(10)
         .clamp(1, 10);
     leftovers(|l| {
-        let q = PosixQueue::create(&name, depth, LARGE, 0o600).ctx("create a POSIX queue")?;
+        let q = PosixQueue::builder()
+            .max_messages(depth)
+            .max_size(LARGE)
+            .create(&name)
+            .ctx("create a POSIX queue")?;
         l.posix.push(name);
         Ok(q)
     })

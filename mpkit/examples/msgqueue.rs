@@ -1,6 +1,7 @@
-//! Seed 002's kernel message queue: messages carry a type, and each
-//! receiver picks what it wants — one takes only type 2, another takes the
-//! lowest type first. A System V queue, visible in `ipcs -q` while it runs.
+//! A System V kernel message queue (Python's `sysv_ipc.MessageQueue`):
+//! messages carry a type, and each receiver picks what it wants — one takes
+//! only type 2, another takes the lowest type first. The queue shows in
+//! `ipcs -q` while it runs.
 //!
 //! ```text
 //! cargo run --example msgqueue

@@ -107,7 +107,7 @@ pub fn inspect(name: &str) -> Result<ObjectInfo, ShmError> {
 pub fn remove(name: &str) -> Result<(), ShmError> {
     inspect(name)?;
     crate::sys::shm_unlink(&shm_path(name)?).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOENT) => ShmError::NotFound(name.to_string()),
+        Some(crate::sys::ENOENT) => ShmError::NotFound(name.to_string()),
         _ => ShmError::Io(e),
     })
 }
@@ -169,8 +169,7 @@ fn started_before(pid: i32, created: i64) -> bool {
                 .and_then(|b| b.trim().parse::<i64>().ok())
         })
     });
-    // SAFETY: sysconf takes an integer and reads no memory of ours.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let ticks = crate::sys::clock_ticks_per_second();
     match boot {
         Some(boot) => boot + (start_ticks / ticks) as i64 <= created + 1,
         None => true,

@@ -1,5 +1,6 @@
-//! Kernel message queues (seed 002): System V queues, whose messages carry a
-//! type the receiver selects by ([`SysvQueue`]), and POSIX queues with
+//! Kernel message queues, the ones Python reaches through the `sysv_ipc`
+//! and `posix_ipc` packages: System V queues, whose messages carry a type
+//! the receiver selects by ([`SysvQueue`]), and POSIX queues with
 //! priorities ([`PosixQueue`]). Both talk to any other program using the
 //! same mechanism, and what mpkit creates shows in `ipcs -q` or
 //! `/dev/mqueue`.
@@ -20,11 +21,13 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::sys;
 
 /// Why a message-queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,31 +67,61 @@ pub enum MsgError {
     /// Not allowed by the queue's mode.
     #[error("permission denied on message queue {0}")]
     PermissionDenied(String),
-    /// The attributes asked for exceed the system's limits.
-    #[error("{0}")]
-    Limits(String),
+    /// Not a POSIX queue name: one `/` followed by 1 to 255 bytes, none of
+    /// them `/` or NUL (a missing leading `/` is added).
+    #[error("invalid message queue name {0:?}")]
+    InvalidName(String),
+    /// A path for [`SysvQueue::key_from_path`] that contains NUL.
+    #[error("path {0:?} contains NUL")]
+    InvalidPath(PathBuf),
+    /// The size asked of a new POSIX queue is outside what the system
+    /// allows without privileges (zero, or above `fs.mqueue.msg_max` or
+    /// `fs.mqueue.msgsize_max`).
+    #[error(
+        "a queue of {max_messages} messages of {max_size} bytes is outside the system's limits \
+         (1 to fs.mqueue.msg_max = {system_max_messages} messages, \
+         1 to fs.mqueue.msgsize_max = {system_max_size} bytes)"
+    )]
+    OutsideLimits {
+        /// The messages asked for.
+        max_messages: usize,
+        /// The message size asked for.
+        max_size: usize,
+        /// `fs.mqueue.msg_max`.
+        system_max_messages: usize,
+        /// `fs.mqueue.msgsize_max`.
+        system_max_size: usize,
+    },
+    /// The system's limit on the number of queues is reached
+    /// (`kernel.msgmni` for System V, `fs.mqueue.queues_max` for POSIX).
+    #[error("the system's limit on message queues is reached")]
+    TooManyQueues,
+    /// A queued System V message is larger than `kernel.msgmax` now allows
+    /// (the limit was lowered after it was sent); it was left queued.
+    #[error("a queued message is larger than kernel.msgmax = {limit} bytes; it was left queued")]
+    QueuedTooLarge {
+        /// `kernel.msgmax` now.
+        limit: usize,
+    },
+    /// A value for [`SysvQueue::send_json`] or [`SysvQueue::recv_json`]
+    /// that does not encode or decode as JSON.
+    #[error("message queue JSON: {0}")]
+    Json(#[from] serde_json::Error),
     /// The operating system refused.
     #[error("message queue: {0}")]
     Io(#[from] io::Error),
 }
 
-fn last_error(what: impl Fn() -> String) -> MsgError {
-    let e = io::Error::last_os_error();
+/// Says what an OS error means for the queue `what` names.
+fn os_error(e: io::Error, what: impl Fn() -> String) -> MsgError {
     match e.raw_os_error() {
-        Some(libc::EEXIST) => MsgError::Exists(what()),
-        Some(libc::ENOENT) => MsgError::NotFound(what()),
-        Some(libc::EACCES) | Some(libc::EPERM) => MsgError::PermissionDenied(what()),
-        Some(libc::EIDRM) => MsgError::Removed,
+        Some(sys::EEXIST) => MsgError::Exists(what()),
+        Some(sys::ENOENT) => MsgError::NotFound(what()),
+        Some(sys::EACCES) | Some(sys::EPERM) => MsgError::PermissionDenied(what()),
+        Some(sys::EIDRM) => MsgError::Removed,
+        Some(sys::ENOSPC) => MsgError::TooManyQueues,
         _ => MsgError::Io(e),
     }
-}
-
-/// Reads a number from a file under `/proc/sys`.
-fn proc_limit(path: &str, default: usize) -> usize {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 /// Which message a System V receive takes.
@@ -105,12 +138,13 @@ pub enum Selector {
 }
 
 impl Selector {
-    fn raw(self) -> (libc::c_long, libc::c_int) {
+    /// `msgrcv`'s type argument, and whether it is `MSG_EXCEPT`.
+    fn raw(self) -> (i64, bool) {
         match self {
-            Selector::Any => (0, 0),
-            Selector::Type(n) => (n as libc::c_long, 0),
-            Selector::UpTo(n) => (-(n.abs()) as libc::c_long, 0),
-            Selector::Except(n) => (n as libc::c_long, libc::MSG_EXCEPT),
+            Selector::Any => (0, false),
+            Selector::Type(n) => (n, false),
+            Selector::UpTo(n) => (-(n.abs()), false),
+            Selector::Except(n) => (n, true),
         }
     }
 }
@@ -153,34 +187,28 @@ impl SysvQueue {
     /// Creates a queue for `key`; fails with [`MsgError::Exists`] if there
     /// is one.
     pub fn create(key: i32, mode: u32) -> Result<SysvQueue, MsgError> {
-        Self::get(
-            key,
-            libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32,
-        )
+        Self::get(key, sys::MsgGet::Create, mode)
     }
 
     /// Opens the queue of `key`.
     pub fn open(key: i32) -> Result<SysvQueue, MsgError> {
-        Self::get(key, 0)
+        Self::get(key, sys::MsgGet::Open, 0)
     }
 
     /// Opens the queue of `key`, creating it if needed.
     pub fn open_or_create(key: i32, mode: u32) -> Result<SysvQueue, MsgError> {
-        Self::get(key, libc::IPC_CREAT | (mode & 0o777) as i32)
+        Self::get(key, sys::MsgGet::OpenOrCreate, mode)
     }
 
     /// A new queue with no key (`IPC_PRIVATE`): reachable by its id only
     /// (pass the `SysvQueue` to children).
     pub fn private(mode: u32) -> Result<SysvQueue, MsgError> {
-        Self::get(libc::IPC_PRIVATE, libc::IPC_CREAT | (mode & 0o777) as i32)
+        Self::get(sys::IPC_PRIVATE, sys::MsgGet::OpenOrCreate, mode)
     }
 
-    fn get(key: i32, flags: i32) -> Result<SysvQueue, MsgError> {
-        // SAFETY: msgget takes plain integers.
-        let id = unsafe { libc::msgget(key, flags) };
-        if id < 0 {
-            return Err(last_error(|| format!("with key {key:#x}")));
-        }
+    fn get(key: i32, how: sys::MsgGet, mode: u32) -> Result<SysvQueue, MsgError> {
+        let id = sys::msgget(key, how, mode)
+            .map_err(|e| os_error(e, || format!("with key {key:#x}")))?;
         Ok(SysvQueue { id, key })
     }
 
@@ -188,19 +216,11 @@ impl SysvQueue {
     /// must exist).
     pub fn key_from_path(path: impl AsRef<Path>, project: u8) -> Result<i32, MsgError> {
         use std::os::unix::ffi::OsStrExt;
-        let c = CString::new(path.as_ref().as_os_str().as_bytes()).map_err(|_| {
-            MsgError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "path contains NUL",
-            ))
-        })?;
-        // SAFETY: a valid NUL-terminated path.
-        let key = unsafe { libc::ftok(c.as_ptr(), project as i32) };
-        if key == -1 {
-            Err(MsgError::Io(io::Error::last_os_error()))
-        } else {
-            Ok(key)
+        let path = path.as_ref();
+        if path.as_os_str().as_bytes().contains(&0) {
+            return Err(MsgError::InvalidPath(path.to_path_buf()));
         }
+        Ok(sys::ftok(path, project)?)
     }
 
     /// The queue id (what `ipcs -q` lists).
@@ -217,10 +237,10 @@ impl SysvQueue {
     /// per process: sends and receives size their buffers with it.
     pub fn max_message_size() -> usize {
         static MSGMAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        *MSGMAX.get_or_init(|| proc_limit("/proc/sys/kernel/msgmax", 8192))
+        *MSGMAX.get_or_init(sys::sysv_msgmax)
     }
 
-    fn send_flags(&self, mtype: i64, data: &[u8], flags: i32) -> Result<(), MsgError> {
+    fn send_flags(&self, mtype: i64, data: &[u8], nowait: bool) -> Result<(), MsgError> {
         if mtype <= 0 {
             return Err(MsgError::InvalidType(mtype));
         }
@@ -232,84 +252,52 @@ impl SysvQueue {
                 limit_name: "kernel.msgmax",
             });
         }
-        let mut buf = Vec::with_capacity(std::mem::size_of::<libc::c_long>() + data.len());
-        buf.extend_from_slice(&(mtype as libc::c_long).to_ne_bytes());
-        buf.extend_from_slice(data);
-        loop {
-            // SAFETY: buf holds a long mtype followed by data.len() bytes.
-            let r = unsafe { libc::msgsnd(self.id, buf.as_ptr().cast(), data.len(), flags) };
-            if r == 0 {
-                return Ok(());
-            }
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Err(MsgError::Full),
-                Some(libc::EINVAL) if data.len() > limit => {
-                    return Err(MsgError::TooLarge {
-                        size: data.len(),
-                        limit,
-                        limit_name: "kernel.msgmax",
-                    });
-                }
-                _ => return Err(last_error(|| format!("id {}", self.id))),
-            }
-        }
+        sys::msgsnd(self.id, mtype, data, nowait).map_err(|e| match e.raw_os_error() {
+            Some(sys::EAGAIN) => MsgError::Full,
+            Some(sys::EINVAL) if data.len() > limit => MsgError::TooLarge {
+                size: data.len(),
+                limit,
+                limit_name: "kernel.msgmax",
+            },
+            _ => os_error(e, || format!("id {}", self.id)),
+        })
     }
 
     /// Sends `data` with type `mtype` (> 0), waiting while the queue is full.
     pub fn send(&self, mtype: i64, data: &[u8]) -> Result<(), MsgError> {
-        self.send_flags(mtype, data, 0)
+        self.send_flags(mtype, data, false)
     }
 
     /// Sends without waiting: [`MsgError::Full`] if the queue is full.
     pub fn try_send(&self, mtype: i64, data: &[u8]) -> Result<(), MsgError> {
-        self.send_flags(mtype, data, libc::IPC_NOWAIT)
+        self.send_flags(mtype, data, true)
     }
 
     /// Sends a serde value, encoded with [`Json`](crate::codec::Json) so
     /// that programs in other languages can read it.
     pub fn send_json<T: Serialize + ?Sized>(&self, mtype: i64, value: &T) -> Result<(), MsgError> {
-        let data = serde_json::to_vec(value).map_err(|e| MsgError::Io(io::Error::other(e)))?;
+        let data = serde_json::to_vec(value)?;
         self.send(mtype, &data)
     }
 
-    fn recv_flags(&self, sel: Selector, flags: i32) -> Result<(i64, Vec<u8>), MsgError> {
-        let (msgtyp, extra) = sel.raw();
+    fn recv_flags(&self, sel: Selector, nowait: bool) -> Result<(i64, Vec<u8>), MsgError> {
+        let (msgtyp, except) = sel.raw();
         let max = Self::max_message_size();
-        let header = std::mem::size_of::<libc::c_long>();
-        let mut buf = vec![0u8; header + max];
-        loop {
-            // SAFETY: buf has room for a long mtype and `max` bytes of text.
-            let n = unsafe {
-                libc::msgrcv(self.id, buf.as_mut_ptr().cast(), max, msgtyp, flags | extra)
-            };
-            if n >= 0 {
-                let mtype = libc::c_long::from_ne_bytes(buf[..header].try_into().expect("long"));
-                buf.truncate(header + n as usize);
-                buf.drain(..header);
-                return Ok((mtype as i64, buf));
-            }
-            match io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::ENOMSG) | Some(libc::EAGAIN) => return Err(MsgError::Empty),
-                Some(libc::E2BIG) => {
-                    return Err(MsgError::Limits(
-                        "a queued message is larger than kernel.msgmax now allows; it was left queued".into(),
-                    ));
-                }
-                _ => return Err(last_error(|| format!("id {}", self.id))),
-            }
-        }
+        sys::msgrcv(self.id, msgtyp, except, max, nowait).map_err(|e| match e.raw_os_error() {
+            Some(sys::ENOMSG) | Some(sys::EAGAIN) => MsgError::Empty,
+            Some(sys::E2BIG) => MsgError::QueuedTooLarge { limit: max },
+            _ => os_error(e, || format!("id {}", self.id)),
+        })
     }
 
     /// Receives the first message `sel` picks, waiting for one.
     pub fn recv(&self, sel: Selector) -> Result<(i64, Vec<u8>), MsgError> {
-        self.recv_flags(sel, 0)
+        self.recv_flags(sel, false)
     }
 
     /// Receives without waiting: [`MsgError::Empty`] if nothing matches.
     pub fn try_recv(&self, sel: Selector) -> Result<(i64, Vec<u8>), MsgError> {
-        self.recv_flags(sel, libc::IPC_NOWAIT)
+        self.recv_flags(sel, true)
     }
 
     /// Receives, waiting at most `timeout` (see the type's docs for how).
@@ -340,37 +328,28 @@ impl SysvQueue {
         sel: Selector,
     ) -> Result<(i64, T), MsgError> {
         let (mtype, data) = self.recv(sel)?;
-        let value = serde_json::from_slice(&data).map_err(|e| MsgError::Io(io::Error::other(e)))?;
+        let value = serde_json::from_slice(&data)?;
         Ok((mtype, value))
     }
 
     /// The queue's counters and limits (`IPC_STAT`).
     pub fn stat(&self) -> Result<SysvStat, MsgError> {
-        let mut ds = std::mem::MaybeUninit::<libc::msqid_ds>::zeroed();
-        // SAFETY: IPC_STAT fills the msqid_ds we own.
-        if unsafe { libc::msgctl(self.id, libc::IPC_STAT, ds.as_mut_ptr()) } != 0 {
-            return Err(last_error(|| format!("id {}", self.id)));
-        }
-        // SAFETY: filled by a successful IPC_STAT.
-        let ds = unsafe { ds.assume_init() };
+        let st =
+            sys::msgctl_stat(self.id).map_err(|e| os_error(e, || format!("id {}", self.id)))?;
         Ok(SysvStat {
-            messages: ds.msg_qnum,
-            bytes: ds.__msg_cbytes,
-            max_bytes: ds.msg_qbytes,
-            last_sender: ds.msg_lspid,
-            last_receiver: ds.msg_lrpid,
-            mode: ds.msg_perm.mode as u32 & 0o777,
+            messages: st.messages,
+            bytes: st.bytes,
+            max_bytes: st.max_bytes,
+            last_sender: st.last_sender,
+            last_receiver: st.last_receiver,
+            mode: st.mode,
         })
     }
 
     /// Removes the queue (`IPC_RMID`); waiting senders and receivers get
     /// [`MsgError::Removed`].
     pub fn remove(self) -> Result<(), MsgError> {
-        // SAFETY: IPC_RMID takes no buffer.
-        if unsafe { libc::msgctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) } != 0 {
-            return Err(last_error(|| format!("id {}", self.id)));
-        }
-        Ok(())
+        sys::msgctl_remove(self.id).map_err(|e| os_error(e, || format!("id {}", self.id)))
     }
 }
 
@@ -388,10 +367,15 @@ pub struct PosixAttributes {
 /// A POSIX message queue (`mq_open`): messages with a priority, the highest
 /// received first; real timeouts; the queue's descriptor passes to children.
 ///
+/// Made with [`PosixQueue::builder`], opened with [`PosixQueue::open`].
+///
 /// ```
 /// use mpkit::msgq::PosixQueue;
 /// let name = format!("/mpkit-doc-{}", std::process::id());
-/// let q = PosixQueue::create(&name, 8, 256, 0o600)?; // removed when dropped
+/// let q = PosixQueue::builder() // removed when dropped
+///     .max_messages(8)
+///     .max_size(256)
+///     .create(&name)?;
 /// q.send(b"routine", 1)?;
 /// q.send(b"urgent", 9)?;
 /// assert_eq!(q.recv()?, (b"urgent".to_vec(), 9));
@@ -407,6 +391,7 @@ pub struct PosixQueue {
     msg_size: std::sync::OnceLock<usize>,
 }
 
+/// The name as `mq_open` wants it: `/` added when missing, then checked.
 fn mq_name(name: &str) -> Result<CString, MsgError> {
     let full = if name.starts_with('/') {
         name.to_string()
@@ -414,99 +399,138 @@ fn mq_name(name: &str) -> Result<CString, MsgError> {
         format!("/{name}")
     };
     if full.len() < 2 || full[1..].contains('/') {
-        return Err(MsgError::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid queue name {name:?}"),
-        )));
+        return Err(MsgError::InvalidName(name.to_string()));
     }
-    CString::new(full).map_err(|_| {
-        MsgError::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "name contains NUL",
-        ))
-    })
+    CString::new(full).map_err(|_| MsgError::InvalidName(name.to_string()))
 }
 
-/// An absolute `CLOCK_REALTIME` time `timeout` from now (what `mq_timed*`
-/// want).
-fn realtime_after(timeout: Duration) -> libc::timespec {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    let mut sec = now.tv_sec.saturating_add(timeout.as_secs() as i64);
-    let mut nsec = now.tv_nsec + timeout.subsec_nanos() as i64;
-    if nsec >= 1_000_000_000 {
-        sec += 1;
-        nsec -= 1_000_000_000;
-    }
-    libc::timespec {
-        tv_sec: sec,
-        tv_nsec: nsec,
+/// Says what an OS error from opening, creating or unlinking the queue
+/// `name` means.
+fn mq_error(e: io::Error, name: &str) -> MsgError {
+    match e.raw_os_error() {
+        Some(sys::ENAMETOOLONG) => MsgError::InvalidName(name.to_string()),
+        _ => os_error(e, || name.to_string()),
     }
 }
 
-impl PosixQueue {
-    /// Creates a queue holding at most `max_messages` of at most `max_size`
-    /// bytes. This handle removes the name when dropped (unless
-    /// [`keep`](Self::keep)).
-    pub fn create(
-        name: &str,
-        max_messages: usize,
-        max_size: usize,
-        mode: u32,
-    ) -> Result<PosixQueue, MsgError> {
-        let c = mq_name(name)?;
-        let mut attr: libc::mq_attr = {
-            // SAFETY: mq_attr is plain integers; all-zero is valid.
-            unsafe { std::mem::zeroed() }
-        };
-        attr.mq_maxmsg = max_messages as _;
-        attr.mq_msgsize = max_size as _;
-        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC;
-        // SAFETY: valid name; with O_CREAT mq_open takes the mode and a
-        // pointer to our attributes.
-        let mqd = unsafe {
-            libc::mq_open(
-                c.as_ptr(),
-                flags,
-                mode as libc::mode_t,
-                &attr as *const libc::mq_attr,
-            )
-        };
-        if mqd < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                return Err(MsgError::Limits(format!(
-                    "{max_messages} messages of {max_size} bytes exceed the system's limits \
-                     (fs.mqueue.msg_max = {}, fs.mqueue.msgsize_max = {})",
-                    proc_limit("/proc/sys/fs/mqueue/msg_max", 10),
-                    proc_limit("/proc/sys/fs/mqueue/msgsize_max", 8192)
-                )));
-            }
-            return Err(match e.raw_os_error() {
-                Some(libc::EEXIST) => MsgError::Exists(name.to_string()),
-                Some(libc::EACCES) => MsgError::PermissionDenied(name.to_string()),
-                _ => MsgError::Io(e),
-            });
+/// Options for a new [`PosixQueue`]: how many messages of what size it
+/// holds, and its permission bits. Made by [`PosixQueue::builder`].
+///
+/// Without [`max_messages`](Self::max_messages) or
+/// [`max_size`](Self::max_size), the system's defaults apply
+/// (`fs.mqueue.msg_default`, `fs.mqueue.msgsize_default`: usually 10
+/// messages of 8 KiB). Unprivileged processes may ask for at most
+/// `fs.mqueue.msg_max` messages of `fs.mqueue.msgsize_max` bytes; more is
+/// [`MsgError::OutsideLimits`].
+///
+/// ```
+/// use mpkit::msgq::{MsgError, PosixQueue};
+/// let name = format!("/mpkit-doc-builder-{}", std::process::id());
+/// let q = PosixQueue::builder()
+///     .max_messages(4)
+///     .max_size(128)
+///     .mode(0o640)
+///     .create(&name)?;
+/// let attributes = q.attributes()?;
+/// assert_eq!((attributes.max_messages, attributes.max_size), (4, 128));
+/// assert!(matches!(
+///     PosixQueue::builder().create(&name),
+///     Err(MsgError::Exists(_))
+/// ));
+/// assert!(matches!(
+///     PosixQueue::builder().max_messages(1 << 30).create(&format!("{name}-huge")),
+///     Err(MsgError::OutsideLimits { .. })
+/// ));
+/// # Ok::<(), MsgError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct PosixQueueBuilder {
+    max_messages: Option<usize>,
+    max_size: Option<usize>,
+    mode: u32,
+}
+
+impl Default for PosixQueueBuilder {
+    fn default() -> Self {
+        PosixQueueBuilder {
+            max_messages: None,
+            max_size: None,
+            mode: 0o600,
         }
+    }
+}
+
+impl PosixQueueBuilder {
+    /// The most messages the queue holds (`mq_maxmsg`); a sender waits
+    /// while it is full.
+    pub fn max_messages(mut self, max_messages: usize) -> PosixQueueBuilder {
+        self.max_messages = Some(max_messages);
+        self
+    }
+
+    /// The largest message in bytes (`mq_msgsize`); larger sends are
+    /// [`MsgError::TooLarge`].
+    pub fn max_size(mut self, max_size: usize) -> PosixQueueBuilder {
+        self.max_size = Some(max_size);
+        self
+    }
+
+    /// Permission bits of the queue (0o600, owner only, by default).
+    pub fn mode(mut self, mode: u32) -> PosixQueueBuilder {
+        self.mode = mode;
+        self
+    }
+
+    /// Creates the queue `name` (a leading `/` is added when missing);
+    /// [`MsgError::Exists`] if there is one. The returned handle removes
+    /// the name when dropped (unless [`keep`](PosixQueue::keep)).
+    pub fn create(self, name: &str) -> Result<PosixQueue, MsgError> {
+        let c = mq_name(name)?;
+        let size = match (self.max_messages, self.max_size) {
+            (None, None) => None,
+            (messages, size) => {
+                let defaults = sys::mq_limits();
+                Some((
+                    messages.unwrap_or(defaults.msg_default),
+                    size.unwrap_or(defaults.msgsize_default),
+                ))
+            }
+        };
+        let fd = sys::mq_create(&c, self.mode, size).map_err(|e| match e.raw_os_error() {
+            Some(sys::EINVAL) => {
+                let limits = sys::mq_limits();
+                let (max_messages, max_size) =
+                    size.unwrap_or((limits.msg_default, limits.msgsize_default));
+                MsgError::OutsideLimits {
+                    max_messages,
+                    max_size,
+                    system_max_messages: limits.msg_max,
+                    system_max_size: limits.msgsize_max,
+                }
+            }
+            _ => mq_error(e, name),
+        })?;
         Ok(PosixQueue {
-            // SAFETY: on Linux an mqd_t is a descriptor we now own.
-            fd: unsafe { OwnedFd::from_raw_fd(mqd) },
+            fd,
             name: c.to_string_lossy().into_owned(),
             owns_name: true,
             msg_size: std::sync::OnceLock::new(),
         })
     }
+}
+
+impl PosixQueue {
+    /// Options for a new queue; [`PosixQueueBuilder::create`] makes it.
+    pub fn builder() -> PosixQueueBuilder {
+        PosixQueueBuilder::default()
+    }
 
     /// Opens an existing queue for sending and receiving.
     pub fn open(name: &str) -> Result<PosixQueue, MsgError> {
         let c = mq_name(name)?;
-        // SAFETY: valid name, no O_CREAT.
-        let mqd = unsafe { libc::mq_open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if mqd < 0 {
-            return Err(last_error(|| name.to_string()));
-        }
+        let fd = sys::mq_open(&c).map_err(|e| mq_error(e, name))?;
         Ok(PosixQueue {
-            // SAFETY: as in `create`.
-            fd: unsafe { OwnedFd::from_raw_fd(mqd) },
+            fd,
             name: c.to_string_lossy().into_owned(),
             owns_name: false,
             msg_size: std::sync::OnceLock::new(),
@@ -526,64 +550,39 @@ impl PosixQueue {
     /// Removes a queue's name (`mq_unlink`).
     pub fn unlink(name: &str) -> Result<(), MsgError> {
         let c = mq_name(name)?;
-        // SAFETY: valid name.
-        if unsafe { libc::mq_unlink(c.as_ptr()) } != 0 {
-            return Err(last_error(|| name.to_string()));
-        }
-        Ok(())
+        sys::mq_unlink(&c).map_err(|e| mq_error(e, name))
     }
 
     /// The queue's limits and current depth.
     pub fn attributes(&self) -> Result<PosixAttributes, MsgError> {
-        // SAFETY: mq_attr is plain integers.
-        let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid queue descriptor and our attr.
-        if unsafe { libc::mq_getattr(std::os::fd::AsRawFd::as_raw_fd(&self.fd), &mut attr) } != 0 {
-            return Err(MsgError::Io(io::Error::last_os_error()));
-        }
+        let attr = sys::mq_getattr(self.fd.as_fd())?;
         Ok(PosixAttributes {
-            max_messages: attr.mq_maxmsg as usize,
-            max_size: attr.mq_msgsize as usize,
-            messages: attr.mq_curmsgs as usize,
+            max_messages: attr.max_messages,
+            max_size: attr.max_size,
+            messages: attr.messages,
         })
     }
 
-    fn send_until(
+    fn send_within(
         &self,
         data: &[u8],
         priority: u32,
-        deadline: Option<libc::timespec>,
+        timeout: Option<Duration>,
     ) -> Result<(), MsgError> {
-        let mqd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
-        loop {
-            // SAFETY: valid descriptor, data/len from a slice, optional timespec.
-            let r = unsafe {
-                match &deadline {
-                    Some(t) => {
-                        libc::mq_timedsend(mqd, data.as_ptr().cast(), data.len(), priority, t)
-                    }
-                    None => libc::mq_send(mqd, data.as_ptr().cast(), data.len(), priority),
-                }
-            };
-            if r == 0 {
-                return Ok(());
-            }
-            return Err(match io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::ETIMEDOUT) => MsgError::Timeout,
-                Some(libc::EMSGSIZE) => MsgError::TooLarge {
-                    size: data.len(),
-                    limit: self.attributes().map_or(0, |a| a.max_size),
-                    limit_name: "the queue's mq_msgsize",
-                },
-                _ => MsgError::Io(io::Error::last_os_error()),
-            });
-        }
+        sys::mq_send(self.fd.as_fd(), data, priority, timeout).map_err(|e| match e.raw_os_error() {
+            Some(sys::ETIMEDOUT) => MsgError::Timeout,
+            Some(sys::EMSGSIZE) => MsgError::TooLarge {
+                size: data.len(),
+                limit: self.attributes().map_or(0, |a| a.max_size),
+                limit_name: "the queue's mq_msgsize",
+            },
+            _ => MsgError::Io(e),
+        })
     }
 
     /// Sends with a priority (higher is received first), waiting while full.
     pub fn send(&self, data: &[u8], priority: u32) -> Result<(), MsgError> {
-        self.send_until(data, priority, None)
+        self.send_within(data, priority, None)
     }
 
     /// Sends, waiting at most `timeout` while full.
@@ -593,7 +592,7 @@ impl PosixQueue {
         priority: u32,
         timeout: Duration,
     ) -> Result<(), MsgError> {
-        self.send_until(data, priority, Some(realtime_after(timeout)))
+        self.send_within(data, priority, Some(timeout))
     }
 
     /// Sends if there is room now ([`MsgError::Full`] otherwise).
@@ -604,7 +603,7 @@ impl PosixQueue {
         }
     }
 
-    fn recv_until(&self, deadline: Option<libc::timespec>) -> Result<(Vec<u8>, u32), MsgError> {
+    fn recv_within(&self, timeout: Option<Duration>) -> Result<(Vec<u8>, u32), MsgError> {
         let size = match self.msg_size.get() {
             Some(&size) => size,
             None => {
@@ -613,38 +612,25 @@ impl PosixQueue {
             }
         };
         let mut buf = vec![0u8; size];
-        let mut prio = 0u32;
-        let mqd = std::os::fd::AsRawFd::as_raw_fd(&self.fd);
-        loop {
-            // SAFETY: valid descriptor; buf has mq_msgsize bytes as required.
-            let n = unsafe {
-                match &deadline {
-                    Some(t) => {
-                        libc::mq_timedreceive(mqd, buf.as_mut_ptr().cast(), size, &mut prio, t)
-                    }
-                    None => libc::mq_receive(mqd, buf.as_mut_ptr().cast(), size, &mut prio),
+        let (n, priority) =
+            sys::mq_receive(self.fd.as_fd(), &mut buf, timeout).map_err(|e| {
+                match e.raw_os_error() {
+                    Some(sys::ETIMEDOUT) => MsgError::Timeout,
+                    _ => MsgError::Io(e),
                 }
-            };
-            if n >= 0 {
-                buf.truncate(n as usize);
-                return Ok((buf, prio));
-            }
-            return Err(match io::Error::last_os_error().raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::ETIMEDOUT) => MsgError::Timeout,
-                _ => MsgError::Io(io::Error::last_os_error()),
-            });
-        }
+            })?;
+        buf.truncate(n);
+        Ok((buf, priority))
     }
 
     /// Receives the oldest message of the highest priority, waiting for one.
     pub fn recv(&self) -> Result<(Vec<u8>, u32), MsgError> {
-        self.recv_until(None)
+        self.recv_within(None)
     }
 
     /// Receives, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), MsgError> {
-        self.recv_until(Some(realtime_after(timeout)))
+        self.recv_within(Some(timeout))
     }
 
     /// Receives if a message is queued ([`MsgError::Empty`] otherwise).

@@ -190,9 +190,9 @@ pub struct Fifo;
 
 fn io_error(path: &Path, e: io::Error) -> FifoError {
     match e.raw_os_error() {
-        Some(libc::EEXIST) => FifoError::Exists(path.to_path_buf()),
-        Some(libc::ENOENT) => FifoError::NotFound(path.to_path_buf()),
-        Some(libc::ENXIO) => FifoError::NoReader(path.to_path_buf()),
+        Some(sys::EEXIST) => FifoError::Exists(path.to_path_buf()),
+        Some(sys::ENOENT) => FifoError::NotFound(path.to_path_buf()),
+        Some(sys::ENXIO) => FifoError::NoReader(path.to_path_buf()),
         _ => FifoError::Io {
             path: path.to_path_buf(),
             source: e,

@@ -1,5 +1,5 @@
-//! Signals (seeds 000 and 004): names and numbers as in `kill -l`, sending
-//! them, and receiving them safely.
+//! Signals, as Python's `signal` module and `os.kill` offer them: names
+//! and numbers as in `kill -l`, sending them, and receiving them safely.
 //!
 //! ```
 //! use mpkit::signal::Signal;
@@ -36,6 +36,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+
+use crate::sys;
 
 /// Why a signal operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -191,14 +193,14 @@ impl Signal {
     /// The signal with this number, if the platform has one (1-31, and the
     /// real-time signals `SIGRTMIN`..=`SIGRTMAX`).
     pub fn from_number(n: i32) -> Option<Signal> {
-        ((1..=31).contains(&n) || (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n))
+        ((1..=31).contains(&n) || (sys::sigrtmin()..=sys::sigrtmax()).contains(&n))
             .then_some(Signal(n))
     }
 
     /// Every signal, in `kill -l` order.
     pub fn all() -> Vec<Signal> {
         (1..=31)
-            .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .chain(sys::sigrtmin()..=sys::sigrtmax())
             .map(Signal)
             .collect()
     }
@@ -213,7 +215,7 @@ impl Signal {
         if let Some((_, name, _, _)) = TABLE.iter().find(|e| e.0 == self.0) {
             return format!("SIG{name}");
         }
-        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let (min, max) = (sys::sigrtmin(), sys::sigrtmax());
         // kill -l names the lower half from RTMIN, the upper from RTMAX.
         if self.0 - min <= (max - min) / 2 {
             if self.0 == min {
@@ -277,7 +279,7 @@ impl FromStr for Signal {
         if let Some((n, ..)) = TABLE.iter().find(|e| e.1 == bare) {
             return Ok(Signal(*n));
         }
-        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let (min, max) = (sys::sigrtmin(), sys::sigrtmax());
         let rt = if let Some(rest) = bare.strip_prefix("RTMIN") {
             rest.strip_prefix('+')
                 .map_or(rest.is_empty().then_some(min), |k| {
@@ -310,9 +312,9 @@ pub fn kill_list() -> String {
 
 /// Sends `signal` to process `pid` (Python's `os.kill`).
 pub fn send(pid: i32, signal: Signal) -> Result<(), SignalError> {
-    crate::sys::kill(pid, signal.number()).map_err(|e| match e.raw_os_error() {
-        Some(libc::ESRCH) => SignalError::NoSuchProcess(pid),
-        Some(libc::EPERM) => SignalError::PermissionDenied(pid),
+    sys::kill(pid, signal.number()).map_err(|e| match e.raw_os_error() {
+        Some(sys::ESRCH) => SignalError::NoSuchProcess(pid),
+        Some(sys::EPERM) => SignalError::PermissionDenied(pid),
         _ => SignalError::Io(e),
     })
 }

@@ -210,7 +210,11 @@ fn mq_name(tag: &str) -> String {
 #[test]
 fn posix_priorities_timeouts_and_limits() {
     let _w = watchdog(30);
-    let q = PosixQueue::create(&mq_name("prio"), 2, 64, 0o600).unwrap();
+    let q = PosixQueue::builder()
+        .max_messages(2)
+        .max_size(64)
+        .create(&mq_name("prio"))
+        .unwrap();
     q.send(b"low", 1).unwrap();
     q.send(b"high", 7).unwrap();
     assert!(matches!(q.try_send(b"third", 1), Err(MsgError::Full)));
@@ -236,13 +240,26 @@ fn posix_priorities_timeouts_and_limits() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        PosixQueue::create(&mq_name("prio"), 2, 64, 0o600),
+        PosixQueue::builder().create(&mq_name("prio")),
         Err(MsgError::Exists(_))
     ));
     assert!(matches!(
-        PosixQueue::create(&mq_name("huge"), 1 << 30, 64, 0o600),
-        Err(MsgError::Limits(_))
+        PosixQueue::builder()
+            .max_messages(1 << 30)
+            .max_size(64)
+            .create(&mq_name("huge")),
+        Err(MsgError::OutsideLimits {
+            max_messages: 1_073_741_824,
+            max_size: 64,
+            ..
+        })
     ));
+    for bad in ["/", "a/b", "/a\0b"] {
+        assert!(matches!(
+            PosixQueue::builder().create(bad),
+            Err(MsgError::InvalidName(_))
+        ));
+    }
     let name = q.name().to_string();
     drop(q);
     assert!(matches!(
@@ -254,7 +271,11 @@ fn posix_priorities_timeouts_and_limits() {
 #[test]
 fn posix_queue_with_children_and_c() {
     let _w = watchdog(30);
-    let q = PosixQueue::create(&mq_name("peer"), 4, 128, 0o600).unwrap();
+    let q = PosixQueue::builder()
+        .max_messages(4)
+        .max_size(128)
+        .create(&mq_name("peer"))
+        .unwrap();
     let child = Process::spawn(
         |q: PosixQueue| {
             q.send(b"from an mpkit child", 3).unwrap();

@@ -690,9 +690,9 @@ pub enum ShmError {
 impl ShmError {
     fn from_open(e: io::Error, name: &str) -> ShmError {
         match e.raw_os_error() {
-            Some(libc::ENOENT) => ShmError::NotFound(name.to_string()),
-            Some(libc::EEXIST) => ShmError::Exists(name.to_string()),
-            Some(libc::EINVAL) | Some(libc::ENAMETOOLONG) => {
+            Some(crate::sys::ENOENT) => ShmError::NotFound(name.to_string()),
+            Some(crate::sys::EEXIST) => ShmError::Exists(name.to_string()),
+            Some(crate::sys::EINVAL) | Some(crate::sys::ENAMETOOLONG) => {
                 ShmError::InvalidName(name.to_string())
             }
             _ => ShmError::Io(e),

@@ -582,7 +582,7 @@ fn io_slices_from<'a>(parts: &[&'a [u8]], mut skip: usize) -> Vec<IoSlice<'a>> {
 
 /// Errors that mean the peer is gone.
 fn is_disconnect(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET))
+    matches!(e.raw_os_error(), Some(sys::EPIPE) | Some(sys::ECONNRESET))
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! A child is a fresh `exec` of the parent's own executable
 //! (`/proc/self/exe`) with one extra environment variable naming one
 //! inherited descriptor: the child's end of a Unix socket pair. Before
-//! `main` runs, [`run_if_child`] (called from `.init_array`, see
-//! `sys::CHILD_ENTRY`) sees the variable, reads the bootstrap message, runs
+//! `main` runs, [`run_if_child`] (called from `.init_array` through
+//! [`CHILD_ENTRY`]) sees the variable, reads the bootstrap message, runs
 //! the function and exits. `main` never runs in a child.
 //!
 //! # Finding the function
@@ -189,6 +189,40 @@ fn report(chan: &mut RawConnection, r: &Report, fds: &[OwnedFd], code: i32) -> i
     code
 }
 
+/// The child entry point: a function pointer in the ELF `.init_array`
+/// section, which the dynamic loader (or, in a static binary, the C
+/// runtime's start-up code) calls before `main`, with the process still
+/// single-threaded.
+///
+/// Why before `main`: a child is a fresh `exec` of whatever program spawned
+/// it, and that program's `main` knows nothing of mpkit. Running here, an
+/// mpkit child runs its function and exits without ever reaching `main`;
+/// in any other process [`run_if_child`] returns at once. That is what lets
+/// test binaries, doctests, examples and benchmarks spawn with no set-up
+/// code of their own.
+///
+/// What keeps it in the link: `#[used]` stops the compiler from dropping
+/// the static, but a linker only takes an object file out of a static
+/// library (an rlib) when something it already has refers to that object.
+/// [`keep_entry`] refers to it, and `Builder::spawn` calls `keep_entry`:
+/// any binary that can spawn a child can therefore also be one.
+// The section is the platform's list of start-up functions; Linux (glibc,
+// musl) calls each entry as `fn(argc, argv, envp)`, matching this type.
+#[used]
+#[unsafe(link_section = ".init_array")]
+pub(crate) static CHILD_ENTRY: extern "C" fn(i32, *const *const u8, *const *const u8) = child_entry;
+
+extern "C" fn child_entry(_argc: i32, _argv: *const *const u8, _envp: *const *const u8) {
+    run_if_child();
+}
+
+/// Keeps [`CHILD_ENTRY`] in the link (see there): called from
+/// `Builder::spawn`.
+#[inline]
+pub(crate) fn keep_entry() {
+    std::hint::black_box(&CHILD_ENTRY);
+}
+
 /// Called before `main` in every process. Returns at once unless this
 /// process is an mpkit child; a child never returns from it.
 pub(crate) fn run_if_child() {
@@ -219,7 +253,7 @@ pub(crate) fn run_if_child() {
 fn has_exited(pid: i32) -> bool {
     match sys::pidfd_open(pid) {
         Ok(pidfd) => sys::pidfd_exited(pidfd.as_fd()).unwrap_or(false),
-        Err(e) => e.raw_os_error() == Some(libc::ESRCH),
+        Err(e) => e.raw_os_error() == Some(sys::ESRCH),
     }
 }
 

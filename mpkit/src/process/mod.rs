@@ -80,6 +80,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::connection::{RawConnection, RecvError};
 use crate::handle;
+use crate::signal::Signal;
 use crate::sys::{self, Deadline, Exit};
 use child::{Bootstrap, Report};
 
@@ -226,7 +227,7 @@ impl Builder {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        sys::keep_child_entry();
+        child::keep_entry();
         // The child re-executes the main program and runs the function before
         // its `main`: mpkit and the function must both be part of it, not of
         // a shared library loaded later (whose code the child would not have
@@ -320,7 +321,7 @@ impl Builder {
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::clone(&shared));
         let abandon = |e: io::Error| {
-            let _ = sys::pidfd_send_signal(shared.pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::pidfd_send_signal(shared.pidfd.as_fd(), Signal::KILL.number());
             let _ = sys::reap(shared.pidfd.as_fd(), true);
             forget_child(&shared);
             SpawnError::Io(e)
@@ -533,12 +534,12 @@ impl<R> Process<R> {
 
     /// Suspends the child (`SIGSTOP`); [`resume`](Self::resume) continues it.
     pub fn suspend(&self) -> io::Result<()> {
-        self.signal(libc::SIGSTOP)
+        self.signal(Signal::STOP.number())
     }
 
     /// Continues a suspended child (`SIGCONT`).
     pub fn resume(&self) -> io::Result<()> {
-        self.signal(libc::SIGCONT)
+        self.signal(Signal::CONT.number())
     }
 
     /// The child's state now: running, stopped (by which signal), or exited
@@ -572,12 +573,12 @@ impl<R> Process<R> {
 
     /// Sends SIGTERM (Python's `terminate`). Does nothing if it already ended.
     pub fn terminate(&self) -> io::Result<()> {
-        self.signal(libc::SIGTERM)
+        self.signal(Signal::TERM.number())
     }
 
     /// Sends SIGKILL (Python's `kill`). Does nothing if it already ended.
     pub fn kill(&self) -> io::Result<()> {
-        self.signal(libc::SIGKILL)
+        self.signal(Signal::KILL.number())
     }
 
     /// Sends signal number `sig` to the child (through its pidfd, so never to
@@ -587,7 +588,7 @@ impl<R> Process<R> {
             return Ok(());
         }
         match sys::pidfd_send_signal(self.shared.pidfd.as_fd(), sig) {
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(sys::ESRCH) => Ok(()),
             r => r,
         }
     }
@@ -728,7 +729,7 @@ pub(crate) fn set_identity(boot: &Bootstrap) {
 fn watch_parent(parent: Option<OwnedFd>) {
     let Some(pidfd) = parent else {
         // The parent is already gone.
-        let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+        let _ = sys::kill(sys::getpid(), Signal::KILL.number());
         return;
     };
     let watcher = std::thread::Builder::new()
@@ -736,11 +737,11 @@ fn watch_parent(parent: Option<OwnedFd>) {
         .stack_size(64 * 1024)
         .spawn(move || {
             while !matches!(sys::wait_readable(pidfd.as_fd(), None), Ok(true)) {}
-            let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+            let _ = sys::kill(sys::getpid(), Signal::KILL.number());
         });
     if watcher.is_err() {
         eprintln!("mpkit: could not start the daemon watcher thread; exiting");
-        let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+        let _ = sys::kill(sys::getpid(), Signal::KILL.number());
     }
 }
 

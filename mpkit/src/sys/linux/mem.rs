@@ -1,0 +1,113 @@
+//! Shared memory: anonymous (`memfd`) and named (`shm_open`) files, their
+//! sizes, and shared mappings of them.
+//!
+//! # References
+//! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
+//! - [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html),
+//!   [`shm_unlink(3)`](https://man7.org/linux/man-pages/man3/shm_unlink.3.html)
+//! - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html),
+//!   [`munmap(2)`](https://man7.org/linux/man-pages/man2/munmap.2.html)
+//! - [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use super::errno::io_err;
+
+/// An anonymous shared-memory file (`memfd_create`, close-on-exec, sealable)
+/// of `len` bytes. The kernel frees it when the last descriptor and mapping
+/// are gone, even if every holder was killed.
+pub(crate) fn memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
+    use rustix::fs::MemfdFlags;
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(io_err)?;
+    rustix::fs::ftruncate(&fd, len).map_err(io_err)?;
+    Ok(fd)
+}
+
+/// Creates (exclusively) or opens a named POSIX shared-memory object.
+/// `name` starts with `/`, as `shm_open(3)` wants.
+pub(crate) fn shm_open(name: &str, create: bool, mode: u32) -> io::Result<OwnedFd> {
+    use rustix::shm::{Mode, OFlags};
+    let mut flags = OFlags::RDWR;
+    if create {
+        flags |= OFlags::CREATE | OFlags::EXCL;
+    }
+    rustix::shm::open(name, flags, Mode::from_raw_mode(mode)).map_err(io_err)
+}
+
+/// Removes a named POSIX shared-memory object.
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    rustix::shm::unlink(name).map_err(io_err)
+}
+
+/// Sets the size of a shared-memory file.
+pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    rustix::fs::ftruncate(fd, len).map_err(io_err)
+}
+
+/// The size of a file.
+pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(rustix::fs::fstat(fd).map_err(io_err)?.st_size as u64)
+}
+
+/// A shared, read-write mapping of a file, unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with other processes; all access
+// to it goes through atomics or through types that synchronise it themselves.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `fd`, shared with every other mapping
+    /// of the same file.
+    pub(crate) fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
+        use rustix::mm::{MapFlags, ProtFlags};
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map 0 bytes",
+            ));
+        }
+        // SAFETY: a fresh mapping chosen by the kernel (null hint) aliases no
+        // Rust object; it is unmapped only in Drop.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }
+        .map_err(io_err)?;
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The start of the mapping (page-aligned).
+    pub(crate) fn ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// The length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
