@@ -20,10 +20,10 @@ fn name(tag: &str) -> String {
     format!("mpkit_test_{}_{tag}", std::process::id())
 }
 
-/// Seed 001's Queue example: Queue(2), one putter of 5 values, one getter
-/// that gives up when nothing comes within the timeout.
+/// Python's classic `multiprocessing.Queue` example: Queue(2), one putter of
+/// 5 values, one getter that gives up when nothing comes within the timeout.
 #[test]
-fn seed_001_putter_and_getter() {
+fn a_putter_and_a_getter_through_a_queue_of_two() {
     let _w = watchdog(30);
     let q: Queue<f64> = Queue::new(2).unwrap();
     let getter = Process::spawn(

@@ -215,8 +215,9 @@ fn atomics_in_raw_values_count_exactly() {
     assert_eq!(slots.to_vec(), [10_000; 4]);
 }
 
+/// Python's classic `Array('i', [1, 2, 3])` and string example.
 #[test]
-fn seed_000_array_and_string() {
+fn an_array_and_a_string_shared_with_a_child() {
     let _w = watchdog(20);
     let arr = Array::new(&[1i32, 2, 3]).unwrap();
     let text = Array::<u8>::zeroed(32).unwrap();
