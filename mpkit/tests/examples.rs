@@ -97,14 +97,10 @@ fn shared_counter_example_is_exact_under_the_lock() {
 #[test]
 fn python_peer_example_exchanges_dicts_both_ways() {
     let _w = watchdog(60);
-    if Command::new("python3")
-        .arg("-c")
-        .arg("import multiprocessing.connection")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        println!("SKIPPED: python3 is not available");
+    if !common::require_peer(
+        "python3 with multiprocessing.connection",
+        Command::new("python3").args(["-c", "import multiprocessing.connection"]),
+    ) {
         return;
     }
     let out = run_example("python_peer");

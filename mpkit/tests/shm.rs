@@ -95,18 +95,13 @@ fn anonymous_memory_passes_to_children() {
     assert_eq!(&block.to_vec()[..9], &[42, 42, 42, 42, 42, 42, 42, 42, 0]);
 }
 
+/// python3, when it is there (see [`common::require_peer`]).
 fn python() -> Option<&'static str> {
-    let ok = Command::new("python3")
-        .arg("-c")
-        .arg("import multiprocessing.shared_memory")
-        .output();
-    match ok {
-        Ok(out) if out.status.success() => Some("python3"),
-        _ => {
-            println!("SKIPPED: python3 with multiprocessing.shared_memory is not available");
-            None
-        }
-    }
+    common::require_peer(
+        "python3 with multiprocessing.shared_memory",
+        Command::new("python3").args(["-c", "import multiprocessing.shared_memory"]),
+    )
+    .then_some("python3")
 }
 
 #[test]
