@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run every mechanism mpkit has between real processes, narrated, in
-    /// the order the seeds teach them.
+    /// the order a Python multiprocessing tutorial teaches them.
     Tour,
     /// List every named mpkit object on the machine: kind, size or depth,
     /// creating process, whether it is alive, and whether the object is

@@ -1,5 +1,7 @@
 //! `mpkit tour`: each mechanism in a few narrated lines, between real
-//! processes, in the order the seeds teach them.
+//! processes, in the order a Python `multiprocessing` tutorial teaches them:
+//! processes, pipes, queues, shared memory, signals, locks, then the OS
+//! mechanisms (named pipes, message queues, sockets).
 
 use std::error::Error;
 use std::time::Duration;
@@ -96,7 +98,8 @@ fn processes() -> Result {
     Ok(())
 }
 
-/// Seed 001's child: closes its sending end and prints until end of file.
+/// The child of Python's classic `Pipe` example: closes its sending end and
+/// prints until end of file.
 fn sub_process((parent_pid, (mut out_pipe, in_pipe)): (u32, (Connection, Connection))) {
     println!(
         "  child {} started by parent {parent_pid}",
@@ -114,7 +117,7 @@ fn sub_process((parent_pid, (mut out_pipe, in_pipe)): (u32, (Connection, Connect
 }
 
 fn pipe_one_way() -> Result {
-    section("2. Pipe (seed 001: one process writes, the other reads until EOF)");
+    section("2. Pipe (multiprocessing.Pipe: one process writes, the other reads until EOFError)");
     let (out_pipe, in_pipe) = mpkit::pipe(false)?;
     let child = Process::spawn(
         sub_process,
@@ -224,7 +227,7 @@ fn pipe_errors() -> Result {
 }
 
 fn shared_memory() -> Result {
-    section("6. Shared memory (seed 000: Value, Array, strings; named blocks)");
+    section("6. Shared memory (multiprocessing.Value, Array, strings; named blocks)");
     let num = Value::new(0.0f64)?;
     let arr = Array::new(&[1i32, 2, 3])?;
     let text = Array::<u8>::zeroed(32)?;
@@ -297,7 +300,7 @@ fn shared_memory() -> Result {
 }
 
 fn locks_and_semaphores() -> Result {
-    section("8. Locks and semaphores (seed 002: P/V, mutual exclusion; crash safety)");
+    section("8. Locks and semaphores (Lock, Semaphore P/V, mutual exclusion; crash safety)");
     let lock = Lock::new()?;
     let held = Event::new()?;
     let holder = Process::spawn(
@@ -365,7 +368,8 @@ fn locks_and_semaphores() -> Result {
     Ok(())
 }
 
-/// Seed 001's getter: takes values until none comes for a while.
+/// A getter as in Python's `multiprocessing.Queue` examples: takes values
+/// until none comes for a while.
 fn getter((name, q): (String, Queue<f64>)) -> Vec<f64> {
     let mut got = Vec::new();
     loop {
@@ -381,7 +385,7 @@ fn getter((name, q): (String, Queue<f64>)) -> Vec<f64> {
 }
 
 fn queues() -> Result {
-    section("5. Queue (seeds 001 and 003: several putters and getters, Full and Empty)");
+    section("5. Queue (multiprocessing.Queue: several putters and getters, Full and Empty)");
     let q: Queue<f64> = Queue::new(2)?;
     let get = Process::spawn(getter, ("getter".to_string(), q.try_clone()?))?;
     let put = Process::spawn(
@@ -447,7 +451,9 @@ fn queues() -> Result {
 }
 
 fn sockets() -> Result {
-    section("11. Sockets (seed 004: Listener/Client with an auth key, Python's wire protocol)");
+    section(
+        "11. Sockets (multiprocessing.connection Listener/Client with an auth key, Python's wire protocol)",
+    );
     let dir = std::env::temp_dir().join(format!("mpkit-tour-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = sockets_in(&dir);
@@ -528,7 +534,7 @@ fn sockets_in(dir: &std::path::Path) -> Result {
 }
 
 fn signals() -> Result {
-    section("7. Signals (seeds 000 and 004: kill -l, kill -SIG PID, handlers)");
+    section("7. Signals (kill -l, kill -SIG PID, os.kill, signal handlers)");
     let listing = signal::kill_list();
     println!(
         "  kill -l (first line): {}",
@@ -584,7 +590,7 @@ fn signals() -> Result {
 }
 
 fn named_pipes() -> Result {
-    section("9. Named pipes (seed 004: os.mkfifo, unrelated processes)");
+    section("9. Named pipes (os.mkfifo, unrelated processes)");
     let path = std::env::temp_dir().join(format!("mpkit-tour-{}.fifo", std::process::id()));
     Fifo::create(&path, 0o600)?;
     let p = path.to_string_lossy().into_owned();
@@ -618,7 +624,9 @@ fn named_pipes() -> Result {
 }
 
 fn message_queues() -> Result {
-    section("10. Message queues (seed 002: typed messages, receivers select by type)");
+    section(
+        "10. Message queues (System V msgsnd/msgrcv: typed messages, receivers select by type)",
+    );
     let q = SysvQueue::private(0o600)?;
     for (t, text) in [(3, "log"), (2, "job A"), (1, "alarm"), (2, "job B")] {
         q.send(t, text.as_bytes())?;

@@ -1,8 +1,12 @@
 //! The real `mpkit` binary, run as a user would.
 
+// mpkit's own test support: the same waits on observed process states.
+#[path = "../../mpkit/tests/common/mod.rs"]
+mod common;
+
 use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// Runs `mpkit ARGS` with a watchdog: killed (and failed) after `secs`.
 fn mpkit(args: &[&str], secs: u64) -> (i32, String, String) {
@@ -11,6 +15,11 @@ fn mpkit(args: &[&str], secs: u64) -> (i32, String, String) {
 
 /// Like [`mpkit`], feeding `input` on standard input.
 fn mpkit_stdin(args: &[&str], input: Option<&[u8]>, secs: u64) -> (i32, String, String) {
+    finish(start(args, input), args, secs)
+}
+
+/// Starts `mpkit ARGS`, feeding `input` on standard input.
+fn start(args: &[&str], input: Option<&[u8]>) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mpkit"))
         .args(args)
         .env_remove("RUST_BACKTRACE")
@@ -27,6 +36,12 @@ fn mpkit_stdin(args: &[&str], input: Option<&[u8]>, secs: u64) -> (i32, String, 
         use std::io::Write;
         child.stdin.take().unwrap().write_all(data).unwrap();
     }
+    child
+}
+
+/// Waits for a started `mpkit ARGS` with a watchdog: killed (and failed)
+/// after `secs`; returns its exit code, stdout and stderr.
+fn finish(mut child: Child, args: &[&str], secs: u64) -> (i32, String, String) {
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -39,18 +54,14 @@ fn mpkit_stdin(args: &[&str], input: Option<&[u8]>, secs: u64) -> (i32, String, 
         err.read_to_string(&mut s).unwrap();
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("mpkit {args:?} still running after {secs} s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // Not reaped before the wait below, so the pid is still this child's.
+    let exited = common::pidfd(child.id() as i32);
+    if !common::wait_exit(&exited, Duration::from_secs(secs)) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("mpkit {args:?} still running after {secs} s");
+    }
+    let status = child.wait().unwrap();
     (
         status.code().unwrap_or(-1),
         reader.join().unwrap(),
@@ -184,14 +195,21 @@ fn two_mpkit_processes_exchange_through_a_named_queue() {
     assert_eq!(code, 3, "empty: {err}");
     let (code, _, err) = mpkit(&["queue", "get", &q, "--timeout", "0.05"], 20);
     assert_eq!(code, 5, "timeout: {err}");
-    // A waiting get is served by a put from another process.
-    let waiter = std::thread::spawn({
-        let q = q.clone();
-        move || mpkit(&["queue", "get", &q, "--timeout", "20"], 30)
-    });
-    std::thread::sleep(Duration::from_millis(100));
+    // A waiting get is served by a put from another process: the put comes
+    // once the get is seen asleep on the empty queue (in its main thread,
+    // whose tid is its pid).
+    let get_args = ["queue", "get", &q, "--timeout", "20"];
+    let waiter = start(&get_args, None);
+    let pid = waiter.id() as i32;
+    let asleep = common::wait_until_asleep_in_futex(pid, pid, Duration::from_secs(20));
+    let state = common::thread_state(pid, pid);
     assert_eq!(mpkit(&["queue", "put", &q, "late"], 20).0, 0);
-    assert_eq!(waiter.join().unwrap().1, "late\n");
+    let (code, out, err) = finish(waiter, &get_args, 30);
+    assert!(
+        asleep,
+        "mpkit queue get never waited on the empty queue: {state:?}"
+    );
+    assert_eq!((code, out.as_str()), (0, "late\n"), "{err}");
     assert_eq!(mpkit(&["queue", "rm", &q], 20).0, 0);
 }
 

@@ -1,6 +1,6 @@
-//! Seed 000's shared-memory example: an array `[1, 2, 3]` and a string in
-//! shared memory; the child sees the parent's values and changes them, and
-//! the parent sees the changes.
+//! Python's classic `multiprocessing.Value`/`Array` example: a number, an
+//! array `[1, 2, 3]` and a string in shared memory; the child sees the
+//! parent's values and changes them, and the parent sees the changes.
 //!
 //! ```text
 //! cargo run --example array

@@ -1,6 +1,6 @@
-//! Seed 002's `Work` class, in Rust: one queue of JSON strings, two sender
-//! processes and a receiver process that prints forever until it is
-//! terminated.
+//! The `Work` class of a classic Python `multiprocessing.Queue` program, in
+//! Rust: one queue of JSON strings, two sender processes and a receiver
+//! process that prints forever until it is terminated.
 //!
 //! ```text
 //! cargo run -p mpkit --example json_work

@@ -1,6 +1,6 @@
-//! Seed 003's non-blocking queue calls, in Rust: `put_nowait` on a full
-//! `Queue(3)` and `get_nowait` on an empty one, with `full()` and
-//! `empty()`. The parent puts; a child process gets.
+//! Python's non-blocking `multiprocessing.Queue` calls, in Rust:
+//! `put_nowait` on a full `Queue(3)` and `get_nowait` on an empty one, with
+//! `full()` and `empty()`. The parent puts; a child process gets.
 //!
 //! ```text
 //! cargo run -p mpkit --example nowait

@@ -1,4 +1,4 @@
-//! Seed 001's Pipe example, in Rust.
+//! Python's classic `multiprocessing.Pipe` example, in Rust.
 //!
 //! The parent makes a pipe and starts a child with both ends. The child
 //! closes its sending end and prints every value until end of file; the

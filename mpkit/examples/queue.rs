@@ -1,15 +1,16 @@
-//! Seed 001's Queue example, in Rust: a `Queue(2)` between a putter
-//! process that puts 5 random floats and a getter process that takes values
-//! until none comes for a second.
+//! Python's classic `multiprocessing.Queue` example, in Rust: a `Queue(2)`
+//! between a putter process that puts 5 random floats and a getter process
+//! that takes values until none comes for a second.
 //!
 //! ```text
 //! cargo run -p mpkit --example queue
 //! ```
 //!
 //! The Python it replaces (the getter gives up after 1 s here instead of
-//! the seed's 10 s, and the putter sleeps up to 20 ms between puts, as the
-//! well-known variant of this program does, so that both sides sometimes
-//! wait: the getter on an empty queue, the putter on a full one):
+//! the 10 s of its `get(True, 10)`, and the putter sleeps up to 20 ms
+//! between puts, as the well-known variant of this program does, so that
+//! both sides sometimes wait: the getter on an empty queue, the putter on a
+//! full one):
 //!
 //! ```python
 //! from multiprocessing import Process, Queue
@@ -62,8 +63,9 @@ const GET_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest pause of the putter between two puts.
 const MAX_PAUSE: Duration = Duration::from_millis(20);
 
-/// Python's `random.random()` without a new dependency: xorshift64*, seeded
-/// from std's randomly keyed hasher, the pid and the clock.
+/// Python's `random.random()` without a new dependency: xorshift64*, whose
+/// starting state comes from std's randomly keyed hasher, the pid and the
+/// clock.
 struct Random(u64);
 
 impl Random {

@@ -1,6 +1,6 @@
-//! Signals, as seed 004 shows them: a child with handlers, the parent sends
-//! SIGUSR1 and then SIGTERM; a worker suspended and resumed with
-//! SIGSTOP/SIGCONT; and the `kill -l` listing.
+//! Signals, as Python's `signal.signal` and `os.kill` use them: a child
+//! with handlers, the parent sends SIGUSR1 and then SIGTERM; a worker
+//! suspended and resumed with SIGSTOP/SIGCONT; and the `kill -l` listing.
 //!
 //! ```text
 //! cargo run --example signals

@@ -6,7 +6,7 @@
 //! | codec | format | use it for |
 //! |---|---|---|
 //! | [`Postcard`] (default) | [postcard](https://docs.rs/postcard), compact, not self-describing | mpkit to mpkit |
-//! | [`Json`] | JSON text (serde_json) | other languages, debugging, seed 002's JSON messages |
+//! | [`Json`] | JSON text (serde_json) | other languages, debugging, JSON messages as Python programs send them |
 //! | [`Pickle`] | Python's pickle (serde-pickle: reads protocols 0-5, writes 3) | Python's `Connection.send`/`recv` |
 //!
 //! Decoding never runs code chosen by the sender (unlike Python's pickle): a

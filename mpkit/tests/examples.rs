@@ -39,7 +39,7 @@ fn run_example_with(name: &str, args: &[&str]) -> String {
 }
 
 #[test]
-fn pipe_example_prints_seed_001s_output() {
+fn pipe_example_prints_what_pythons_pipe_example_prints() {
     let _w = watchdog(30);
     let out = run_example("pipe");
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("out pipe")).collect();
@@ -59,7 +59,7 @@ fn process_example_collects_results_and_exit_statuses() {
 }
 
 #[test]
-fn array_example_shows_both_sides_of_seed_000() {
+fn array_example_shows_both_sides_of_the_shared_array_and_string() {
     let _w = watchdog(30);
     let out = run_example("array");
     assert!(out.contains("arr[1] = Some(2)"), "{out}");
@@ -97,14 +97,10 @@ fn shared_counter_example_is_exact_under_the_lock() {
 #[test]
 fn python_peer_example_exchanges_dicts_both_ways() {
     let _w = watchdog(60);
-    if Command::new("python3")
-        .arg("-c")
-        .arg("import multiprocessing.connection")
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        println!("SKIPPED: python3 is not available");
+    if !common::require_peer(
+        "python3 with multiprocessing.connection",
+        Command::new("python3").args(["-c", "import multiprocessing.connection"]),
+    ) {
         return;
     }
     let out = run_example("python_peer");
@@ -193,7 +189,7 @@ fn values_after<'a>(out: &'a str, prefix: &str) -> Vec<&'a str> {
 }
 
 #[test]
-fn queue_example_gets_what_seed_001_puts_in_order() {
+fn queue_example_gets_what_the_putter_puts_in_order() {
     let _w = watchdog(60);
     let out = run_example("queue");
     let put = values_after(&out, "subprocess putter : put value ");

@@ -78,8 +78,7 @@ fn a_fifo_between_mpkit_and_cat() {
 #[test]
 fn a_fifo_from_python() {
     let _w = watchdog(20);
-    if Command::new("python3").arg("-V").output().is_err() {
-        println!("SKIPPED: no python3");
+    if !common::require_peer("python3", Command::new("python3").arg("-V")) {
         return;
     }
     let place = Place::new("py");

@@ -11,9 +11,10 @@ use mpkit::process::JoinError;
 use mpkit::{Connection, Process, RecvError, SendError};
 use serde::{Deserialize, Serialize};
 
-/// Seed 001: the child reads until end of file; the parent sends 0..10.
+/// Python's classic `multiprocessing.Pipe` example: the child reads until
+/// end of file (`EOFError`); the parent sends 0..10.
 #[test]
-fn seed_001_child_reads_until_eof() {
+fn the_child_reads_until_eof() {
     let _w = watchdog(20);
     let (out_pipe, in_pipe) = mpkit::pipe(false).unwrap();
     let child = Process::spawn(

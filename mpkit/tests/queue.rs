@@ -20,10 +20,10 @@ fn name(tag: &str) -> String {
     format!("mpkit_test_{}_{tag}", std::process::id())
 }
 
-/// Seed 001's Queue example: Queue(2), one putter of 5 values, one getter
-/// that gives up when nothing comes within the timeout.
+/// Python's classic `multiprocessing.Queue` example: Queue(2), one putter of
+/// 5 values, one getter that gives up when nothing comes within the timeout.
 #[test]
-fn seed_001_putter_and_getter() {
+fn a_putter_and_a_getter_through_a_queue_of_two() {
     let _w = watchdog(30);
     let q: Queue<f64> = Queue::new(2).unwrap();
     let getter = Process::spawn(
@@ -229,27 +229,51 @@ fn a_blocked_put_goes_in_when_one_message_fits() {
     while q.try_put(&msg(n)).is_ok() {
         n += 1;
     }
-    // The child takes one message (while the put below is likely waiting
-    // already), then waits for leave to drain everything.
+    // The child takes one message once the put below is asleep on the full
+    // ring, then waits for leave to drain everything. `putting` says the
+    // parent is about to put (nothing else puts this thread to sleep in a
+    // futex after it), and /proc says when it sleeps.
+    let putting = ByteQueue::new(0).unwrap();
+    // SAFETY: gettid(2) has no preconditions.
+    let tid = unsafe { libc::gettid() };
     let child = Process::spawn(
-        |(q, go): (ByteQueue, ByteQueue)| {
-            std::thread::sleep(Duration::from_millis(50));
+        |(q, go, putting, (pid, tid)): (ByteQueue, ByteQueue, ByteQueue, (i32, i32))| {
+            putting.get().unwrap();
+            // Taken whatever happens, so a put that never sleeps fails the
+            // assertion below instead of hanging.
+            let asleep = common::wait_until_asleep_in_futex(pid, tid, Duration::from_secs(10))
+                .then_some(())
+                .ok_or_else(|| format!("{:?}", common::thread_state(pid, tid)));
             let mut got = vec![q.get().unwrap()];
             go.get().unwrap();
             while let Ok(m) = q.try_get() {
                 got.push(m);
             }
-            got.iter()
+            let got = got
+                .iter()
                 .map(|m| u32::from_le_bytes(m[..4].try_into().unwrap()))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (asleep, got)
         },
-        (q.try_clone().unwrap(), go.try_clone().unwrap()),
+        (
+            q.try_clone().unwrap(),
+            go.try_clone().unwrap(),
+            putting.try_clone().unwrap(),
+            (std::process::id() as i32, tid),
+        ),
     )
     .unwrap();
+    putting.put(b"now").unwrap();
     q.put(&msg(n)).unwrap();
     assert!(matches!(q.try_put(&msg(n + 1)), Err(PutError::Full(()))));
     go.put(b"drain").unwrap();
-    assert_eq!(child.join().unwrap(), (0..=n).collect::<Vec<_>>());
+    let (asleep, got) = child.join().unwrap();
+    assert_eq!(
+        asleep,
+        Ok(()),
+        "the put on a full ring never went to sleep (its state, wait channel)"
+    );
+    assert_eq!(got, (0..=n).collect::<Vec<_>>());
 }
 
 #[test]
@@ -398,14 +422,20 @@ fn contended_sides_hand_their_lease_over_without_overlap() {
 fn close_wakes_sleepers_and_drains_first() {
     let _w = watchdog(20);
     let q: Queue<u8> = Queue::new(0).unwrap();
-    let sleeper = Process::spawn(
-        |q: Queue<u8>| q.get().map_err(|e| e.to_string()),
-        q.try_clone().unwrap(),
+    // The child says which thread gets, so that close comes only once that
+    // thread is seen asleep on the empty queue.
+    let tid: RawValue<i32> = RawValue::new(0).unwrap();
+    let mut sleeper = Process::spawn(
+        |(q, tid): (Queue<u8>, RawValue<i32>)| {
+            common::publish_tid(&tid);
+            q.get().map_err(|e| e.to_string())
+        },
+        (q.try_clone().unwrap(), tid.try_clone().unwrap()),
     )
     .unwrap();
-    let mut sleeper = sleeper;
+    common::assert_asleep_in_futex(sleeper.pid(), &tid, Duration::from_secs(10));
     assert!(matches!(
-        sleeper.join_timeout(Duration::from_millis(50)),
+        sleeper.join_timeout(Duration::ZERO),
         Err(JoinError::Timeout)
     ));
     q.close();

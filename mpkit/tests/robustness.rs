@@ -105,9 +105,12 @@ fn join_works_when_sigchld_is_ignored() {
 fn is_alive_takes_in_a_large_result_so_the_child_can_exit() {
     let _w = watchdog(30);
     let mut child = Process::spawn(|n: usize| vec![7u8; n], 4 << 20).unwrap();
-    while child.is_alive() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    // Only is_alive takes in the result here: if it did not, the child
+    // would stay blocked writing it and alive forever.
+    assert!(
+        common::eventually(Duration::from_secs(20), || !child.is_alive()),
+        "the child never exited while only is_alive was called"
+    );
     assert_eq!(child.join().unwrap().len(), 4 << 20);
 }
 

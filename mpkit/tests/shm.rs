@@ -95,18 +95,13 @@ fn anonymous_memory_passes_to_children() {
     assert_eq!(&block.to_vec()[..9], &[42, 42, 42, 42, 42, 42, 42, 42, 0]);
 }
 
+/// python3, when it is there (see [`common::require_peer`]).
 fn python() -> Option<&'static str> {
-    let ok = Command::new("python3")
-        .arg("-c")
-        .arg("import multiprocessing.shared_memory")
-        .output();
-    match ok {
-        Ok(out) if out.status.success() => Some("python3"),
-        _ => {
-            println!("SKIPPED: python3 with multiprocessing.shared_memory is not available");
-            None
-        }
-    }
+    common::require_peer(
+        "python3 with multiprocessing.shared_memory",
+        Command::new("python3").args(["-c", "import multiprocessing.shared_memory"]),
+    )
+    .then_some("python3")
 }
 
 #[test]
@@ -215,8 +210,9 @@ fn atomics_in_raw_values_count_exactly() {
     assert_eq!(slots.to_vec(), [10_000; 4]);
 }
 
+/// Python's classic `Array('i', [1, 2, 3])` and string example.
 #[test]
-fn seed_000_array_and_string() {
+fn an_array_and_a_string_shared_with_a_child() {
     let _w = watchdog(20);
     let arr = Array::new(&[1i32, 2, 3]).unwrap();
     let text = Array::<u8>::zeroed(32).unwrap();

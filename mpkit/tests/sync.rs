@@ -73,16 +73,19 @@ fn a_killed_holder_does_not_deadlock_the_others() {
     .unwrap();
     assert!(held.wait(Some(LONG)));
     // A waiter that is already blocked when the holder dies.
+    let tid: RawValue<i32> = RawValue::new(0).unwrap();
     let waiter = Process::spawn(
-        |lock: Lock| {
+        |(lock, tid): (Lock, RawValue<i32>)| {
+            common::publish_tid(&tid);
             let g = lock.lock_timeout(Duration::from_secs(20)).unwrap();
             g.owner_died()
         },
-        lock.try_clone().unwrap(),
+        (lock.try_clone().unwrap(), tid.try_clone().unwrap()),
     )
     .unwrap();
     assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock)));
     assert!(matches!(lock.release(), Err(ReleaseError::NotOwner)));
+    common::assert_asleep_in_futex(waiter.pid(), &tid, LONG);
     holder.kill().unwrap();
     assert!(matches!(
         holder.join(),
@@ -269,14 +272,25 @@ fn events_wake_waiters_in_other_processes() {
     let go = Event::new().unwrap();
     let waiters: Vec<_> = (0..3)
         .map(|_| {
-            Process::spawn(
-                |e: Event| e.wait(Some(Duration::from_secs(20))),
-                go.try_clone().unwrap(),
+            let tid: RawValue<i32> = RawValue::new(0).unwrap();
+            let waiter = Process::spawn(
+                |(e, tid): (Event, RawValue<i32>)| {
+                    common::publish_tid(&tid);
+                    e.wait(Some(Duration::from_secs(20)))
+                },
+                (go.try_clone().unwrap(), tid.try_clone().unwrap()),
             )
-            .unwrap()
+            .unwrap();
+            (waiter, tid)
         })
         .collect();
     assert!(!go.is_set());
+    // Set only once every waiter is asleep on the event, so that set has
+    // to wake them (an early set would let them return without waiting).
+    for (waiter, tid) in &waiters {
+        common::assert_asleep_in_futex(waiter.pid(), tid, LONG);
+    }
+    let waiters = waiters.into_iter().map(|(waiter, _)| waiter);
     go.set();
     for w in waiters {
         assert!(w.join().unwrap());

@@ -1,4 +1,7 @@
-//! Shared test support: a watchdog that turns a hang into a fast failure.
+//! Shared test support: a watchdog that turns a hang into a fast failure,
+//! one policy for tests that need an outside peer (python3, a C compiler),
+//! and waits that observe a process's state instead of guessing it with a
+//! sleep.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Condvar, Mutex};
@@ -83,4 +86,100 @@ pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     cond()
+}
+
+/// Whether this run is under CI (`CI` set, and not to `false` or `0`), where
+/// every peer a test needs must be installed.
+pub fn under_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok(v) if !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The one policy for tests that need a program outside the Rust toolchain
+/// (`what`, e.g. "python3 with multiprocessing.shared_memory"): runs `probe`
+/// and returns true when it succeeds. When it does not, the test is
+/// skipped with a message (returns false) on a developer's machine, and
+/// fails with the reason under CI, where a skipped test would otherwise
+/// pass without testing anything. `scripts/test` checks for the same
+/// programs before it runs the tests.
+pub fn require_peer(what: &str, probe: &mut std::process::Command) -> bool {
+    let why = match probe
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+    {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => format!(
+            "{:?} failed ({}): {}",
+            probe,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("{probe:?} could not start: {e}"),
+    };
+    if under_ci() {
+        panic!(
+            "{what} is needed by this test and CI is set, so it may not be skipped: {why} \
+             (install it; ./scripts/test checks for it)"
+        );
+    }
+    println!("SKIPPED: {what} is not available ({why}); under CI this test fails");
+    false
+}
+
+/// The state letter of a thread (`R` running, `S` sleeping, `T` stopped,
+/// …) and its wait channel (`futex_wait_queue`, `futex_do_wait`, …; `None`
+/// where the kernel hides it), read from `/proc/<pid>/task/<tid>/`.
+pub fn thread_state(pid: i32, tid: i32) -> Option<(char, Option<String>)> {
+    let dir = format!("/proc/{pid}/task/{tid}");
+    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the state follows
+    // the last ')'.
+    let state = stat[stat.rfind(')')? + 1..].trim_start().chars().next()?;
+    let wchan = std::fs::read_to_string(format!("{dir}/wchan"))
+        .ok()
+        .filter(|w| !w.is_empty() && w != "0");
+    Some((state, wchan))
+}
+
+/// Waits (bounded) until thread `tid` of process `pid` is asleep in a futex
+/// wait: the state a test means by "the other side is blocked now". Where
+/// the kernel hides wait channels, asleep is all that can be observed.
+/// False if it never got there within `timeout`.
+pub fn wait_until_asleep_in_futex(pid: i32, tid: i32, timeout: Duration) -> bool {
+    eventually(timeout, || {
+        matches!(
+            thread_state(pid, tid),
+            Some(('S', wchan)) if wchan.as_deref().is_none_or(|w| w.contains("futex"))
+        )
+    })
+}
+
+/// Stores the calling thread's id in `slot` (shared memory the parent also
+/// holds), just before the thread blocks, so that the parent can see it
+/// block with [`assert_asleep_in_futex`].
+pub fn publish_tid(slot: &mpkit::shm::RawValue<i32>) {
+    // SAFETY: gettid(2) has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    slot.atomic()
+        .store(tid, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Waits (bounded) until process `pid` has published a thread id in `slot`
+/// ([`publish_tid`]) and that thread is asleep in a futex wait; fails the
+/// test, with the thread's state, if that does not happen within `timeout`.
+pub fn assert_asleep_in_futex(pid: i32, slot: &mpkit::shm::RawValue<i32>, timeout: Duration) {
+    let end = std::time::Instant::now() + timeout;
+    let published = || slot.atomic().load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        eventually(timeout, || published() != 0),
+        "process {pid} never said which thread blocks"
+    );
+    let tid = published();
+    let left = end.saturating_duration_since(std::time::Instant::now());
+    assert!(
+        wait_until_asleep_in_futex(pid, tid, left),
+        "thread {tid} of process {pid} never went to sleep in a futex wait: {:?}",
+        thread_state(pid, tid)
+    );
 }
