@@ -61,15 +61,11 @@ fn peer() -> Option<&'static PathBuf> {
         let src = dir.join("peer.c");
         let exe = dir.join("peer");
         std::fs::write(&src, PEER_C).ok()?;
-        let ok = Command::new("cc")
-            .arg(&src)
-            .arg("-o")
-            .arg(&exe)
-            .arg("-lrt")
-            .status()
-            .map(|s| s.success());
-        if !matches!(ok, Ok(true)) {
-            println!("SKIPPED: no C compiler to build the non-mpkit peer");
+        let compiled = common::require_peer(
+            "a C compiler (cc) to build the non-mpkit peer",
+            Command::new("cc").arg(&src).arg("-o").arg(&exe).arg("-lrt"),
+        );
+        if !compiled {
             return None;
         }
         Some(exe)
@@ -154,13 +150,23 @@ fn sysv_errors_limits_and_timeouts() {
         Err(MsgError::Timeout)
     ));
     assert!(start.elapsed() < Duration::from_secs(2));
-    // A message arriving during a timed receive is taken.
+    // A message arriving during a timed receive is taken: the sender sends
+    // once the receiving thread is asleep between two of its polls (System
+    // V has no timed msgrcv).
+    // SAFETY: gettid(2) has no preconditions.
+    let receiver = (std::process::id() as i32, unsafe { libc::gettid() });
     let sender = Process::spawn(
-        |q: SysvQueue| {
-            std::thread::sleep(Duration::from_millis(20));
+        |(q, (pid, tid)): (SysvQueue, (i32, i32))| {
+            let asleep = common::eventually(Duration::from_secs(10), || {
+                matches!(
+                    common::thread_state(pid, tid),
+                    Some(('S', wchan)) if wchan.as_deref().is_none_or(|w| w.contains("sleep"))
+                )
+            });
+            assert!(asleep, "the receiver never waited");
             q.send(7, b"late").unwrap();
         },
-        q.0,
+        (q.0, receiver),
     )
     .unwrap();
     assert_eq!(
