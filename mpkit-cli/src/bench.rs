@@ -1452,7 +1452,7 @@ fn start_raw_pipe(ctx: &Ctx) -> Result<Box<dyn Bench>> {
 // ---------------------------------------------------------------------------
 
 /// The Python side of the Python rows.
-const PY_SCRIPT: &str = include_str!("bench_mp.py");
+const PY_SCRIPT: &str = mpkit_bench::python::CLI_SCRIPT;
 
 /// A working Python interpreter.
 struct Python {
