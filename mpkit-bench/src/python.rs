@@ -7,6 +7,7 @@
 //! `bench_protocol.py`; `mpkit bench` carries its own script,
 //! [`CLI_SCRIPT`], inside the binary and runs it with `python -c`.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -139,7 +140,11 @@ pub struct PyProcess {
 
 impl PyProcess {
     /// Starts `python SCRIPT ARGS…` (with no `__pycache__` written).
-    pub fn spawn(python: &str, script: Script<'_>, args: &[&str]) -> Result<PyProcess, String> {
+    pub fn spawn<A: AsRef<OsStr>>(
+        python: &str,
+        script: Script<'_>,
+        args: &[A],
+    ) -> Result<PyProcess, String> {
         let mut cmd = Command::new(python);
         match script {
             Script::File(path) => cmd.arg(path),
@@ -151,9 +156,7 @@ impl PyProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("start `{python}`: {e}"))?;
+        let mut child = cmd.spawn().map_err(|e| format!("start `{python}`: {e}"))?;
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (tx, lines) = mpsc::channel();

@@ -72,7 +72,10 @@ impl FutexPair {
     }
 
     fn word(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset == 0 || offset == 64, "a futex pair's words are at 0 and 64");
+        assert!(
+            offset == 0 || offset == 64,
+            "a futex pair's words are at 0 and 64"
+        );
         // SAFETY: offsets 0 and 64 are 4-aligned, inside the mapping (its
         // size checked in `new`) that lives as long as `self.shm`; the
         // words are only ever accessed atomically.

@@ -35,9 +35,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use mpkit::{Connection, Process};
-use mpkit_bench::harness::{
-    self, Group, Row, Unit, bench_with, cpus, pin, print_ratio_table, row,
-};
+use mpkit_bench::harness::{self, Group, Row, Unit, bench_with, cpus, pin, print_ratio_table, row};
 use mpkit_bench::python::{PIPE_SCRIPT as PY_SCRIPT, PyBench, find_python};
 use mpkit_bench::raw::{raw_pipe, unwrap_fd, wrap_fd};
 
