@@ -10,21 +10,15 @@
 //! - `connect_auth`: connect, run the two-way HMAC handshake, close (time
 //!   per connection).
 
-#[allow(dead_code, reason = "this benchmark uses part of the shared support")]
-mod support;
-
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::Criterion;
 use mpkit::codec::Pickle;
 use mpkit::net::{Client, Listener};
 use mpkit::{Connection, Process};
-use support::{Group, PyBench, Unit, bench_with, find_python, print_ratio_table, row};
+use mpkit_bench::harness::{self, Group, Unit, bench_with, print_ratio_table, row};
+use mpkit_bench::python::{NET_SCRIPT as PY_SCRIPT, PyBench, find_python};
 
-const PY_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/benches/python/mp_net_bench.py"
-);
 const KEY: &[u8] = b"bench key";
 
 const GROUPS: &[Group] = &[
@@ -205,7 +199,7 @@ fn main() {
     if let Err(why) = &python {
         println!("skipping Python rows: {why}");
     }
-    let mut c: Criterion = support::criterion();
+    let mut c: Criterion = harness::criterion();
     {
         let mut g = c.benchmark_group("roundtrip_unix_64B");
         bench_with(&mut g, "mpkit_bytes", || Echo::start(false), Echo::run);

@@ -15,7 +15,7 @@
 //!   child.
 //! - `spawn_join`: start a child that runs an empty function, and join it.
 //!
-//! Python rows run `benches/python/mp_bench.py`, kept running for the whole
+//! Python rows run `mpkit-bench/python/mp_bench.py`, kept running for the whole
 //! benchmark function; it reports its own elapsed time, which is what
 //! criterion records (`iter_custom`). Without a working `python3` (or the
 //! interpreter named by `MPKIT_BENCH_PYTHON`), those rows are skipped.
@@ -27,22 +27,17 @@
 //! long-lived child to CPU `C` (`0,0`: same CPU, `0,1`: two CPUs), for
 //! reproducible comparisons. Unset, nothing is pinned.
 
-mod support;
-
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, SamplingMode, Throughput};
 use mpkit::{Connection, Process};
-use support::{
-    Group, PyBench, Row, Unit, bench_with, cpus, find_python, pin, print_ratio_table, row,
-};
-
-/// Where the Python helper lives.
-const PY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/mp_bench.py");
+use mpkit_bench::harness::{self, Group, Row, Unit, bench_with, cpus, pin, print_ratio_table, row};
+use mpkit_bench::python::{PIPE_SCRIPT as PY_SCRIPT, PyBench, find_python};
+use mpkit_bench::raw::{raw_pipe, unwrap_fd, wrap_fd};
 
 // ---------------------------------------------------------------------------
 // Rows: what the ratio table prints
@@ -160,38 +155,6 @@ fn pin_child(pid: i32) {
     if let Some((_, cpu)) = cpus() {
         pin(pid, cpu);
     }
-}
-
-// ---------------------------------------------------------------------------
-// Moving raw descriptors into a child
-// ---------------------------------------------------------------------------
-
-/// Wraps a raw descriptor so it can travel in a child's arguments.
-///
-/// mpkit only carries descriptors inside its handles, so the descriptor is
-/// dressed as a `Connection` just for the trip; it is never used as one.
-/// (This makes it non-blocking; [`unwrap_fd`] undoes that.)
-fn wrap_fd(fd: OwnedFd) -> Connection {
-    Connection::from(UnixStream::from(fd))
-}
-
-/// The child side of [`wrap_fd`]: the descriptor, in blocking mode.
-fn unwrap_fd(conn: Connection) -> OwnedFd {
-    let fd = conn.as_fd().try_clone_to_owned().expect("dup");
-    drop(conn);
-    let flags = rustix::fs::fcntl_getfl(&fd).expect("F_GETFL");
-    rustix::fs::fcntl_setfl(&fd, flags - rustix::fs::OFlags::NONBLOCK).expect("F_SETFL");
-    fd
-}
-
-/// A raw OS pipe (`pipe2(2)`): (read end, write end).
-fn raw_pipe() -> (File, File) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors owned by nobody else.
-    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
 }
 
 // ---------------------------------------------------------------------------
@@ -608,7 +571,7 @@ fn main() {
     if let Err(why) = &python {
         println!("skipping Python rows: {why}");
     }
-    let mut c = support::criterion();
+    let mut c = harness::criterion();
     throughput(&mut c, "throughput_64B", 64, &python);
     throughput(&mut c, "throughput_4KiB", 4096, &python);
     latency(&mut c, &python);

@@ -59,7 +59,7 @@
 //!   consumers; the clock runs from before the counts are sent to the last
 //!   acknowledgement). Python: `multiprocessing.Queue` 2x2.
 //!
-//! Python rows run `benches/python/mp_queue_bench.py`, kept running for the
+//! Python rows run `mpkit-bench/python/mp_queue_bench.py`, kept running for the
 //! whole benchmark function; it reports its own elapsed time, which is what
 //! criterion records (`iter_custom`). The interpreter is
 //! `MPKIT_BENCH_PYTHON`, else the venv of `scripts/bench-setup`, else
@@ -75,15 +75,10 @@
 //! machine has several CPUs online, pinned or not; the sleeping path is
 //! what `queue_roundtrip_idle_64B` measures.
 
-mod support;
-
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
@@ -92,21 +87,18 @@ use mpkit::codec::{Codec, Postcard};
 use mpkit::queue::{ByteQueue, GetError, Queue};
 use mpkit::shm::SharedMemory;
 use mpkit::{Connection, Process};
+use mpkit_bench::harness::{
+    self, Group, Row, Unit, bench_with, cpus, criterion_dir, fresh_mean, pin, print_ratio_table,
+    row,
+};
+use mpkit_bench::python::{PyBench, QUEUE_SCRIPT as PY_SCRIPT, find_python, python_module};
+use mpkit_bench::raw::{FUTEX_STOP, FutexPair, raw_pipe, unwrap_fd, wrap_fd};
+use mpkit_bench::ring::{Patience, RING_BYTES, RingError, SpinRing};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use support::{
-    Group, PyBench, Row, Unit, bench_with, cpus, criterion_dir, find_python, fresh_mean, pin,
-    print_ratio_table, python_module, row,
-};
-
-/// Where the Python helper lives.
-const PY_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/benches/python/mp_queue_bench.py"
-);
 
 /// The bytes every ring holds (mpkit queues, spin rings).
-const CAPACITY: usize = 1 << 20;
+const CAPACITY: usize = RING_BYTES;
 
 /// How many messages the batching consumer takes at once.
 const GET_MANY: usize = 256;
@@ -336,162 +328,11 @@ fn encoded_len<T: Serialize>(v: &T) -> usize {
     out.len()
 }
 
-// ---------------------------------------------------------------------------
-// The floor: a spin-polled single-producer single-consumer ring
-// ---------------------------------------------------------------------------
-
-/// Where the consumer's position lives (its own 128 bytes: a cache line and
-/// its prefetch pair).
-const HEAD: usize = 0;
-/// Where the producer's position lives.
-const TAIL: usize = 128;
-/// Set to stop a spinning echo child.
-const STOP: usize = 256;
-/// Where the slots start.
-const SLOTS: usize = 384;
-
-/// One side of a single-producer single-consumer ring of fixed-size slots
-/// in shared memory (see the module docs). Each side keeps its own position
-/// and a cached copy of the other's, and reads the other's shared position
-/// only when the cached one says the ring is full (producer) or empty
-/// (consumer).
-struct SpinRing {
-    shm: SharedMemory,
-    slot: usize,
-    slots: u64,
-    /// This side's position (messages put, or taken).
-    pos: u64,
-    /// The other side's position, as last read.
-    other: u64,
-}
-
-impl SpinRing {
-    /// A new ring of `CAPACITY` bytes of `slot`-byte slots.
-    fn create(slot: usize) -> SharedMemory {
-        assert!(CAPACITY % slot == 0 && (CAPACITY / slot).is_power_of_two());
-        SharedMemory::anonymous(SLOTS + CAPACITY).expect("SharedMemory")
-    }
-
-    /// This process's side of the ring in `shm`.
-    fn attach(shm: SharedMemory, slot: usize) -> SpinRing {
-        // Attached once per side, while the ring is still empty: both
-        // positions are 0.
-        SpinRing {
-            shm,
-            slot,
-            slots: (CAPACITY / slot) as u64,
-            pos: 0,
-            other: 0,
-        }
-    }
-
-    fn at(&self, offset: usize) -> &AtomicU64 {
-        // SAFETY: `offset` is one of the 8-aligned control offsets, inside
-        // the page-aligned mapping, which lives as long as `self.shm`; the
-        // word is only ever accessed atomically.
-        unsafe { &*self.shm.as_ptr().add(offset).cast::<AtomicU64>() }
-    }
-
-    fn stop_flag(&self) -> &AtomicU32 {
-        // SAFETY: as in `at`.
-        unsafe { &*self.shm.as_ptr().add(STOP).cast::<AtomicU32>() }
-    }
-
-    fn slot_ptr(&self, pos: u64) -> *mut u8 {
-        let index = (pos & (self.slots - 1)) as usize;
-        // SAFETY: `index < slots`, so the slot lies inside the mapping.
-        unsafe { self.shm.as_ptr().add(SLOTS + index * self.slot) }
-    }
-
-    /// Producer: copies `msg` (one slot's bytes) into the next slot, waiting
-    /// while the ring is full.
-    fn push(&mut self, msg: &[u8]) {
-        debug_assert_eq!(msg.len(), self.slot);
-        let mut spins = 0u32;
-        while self.pos - self.other >= self.slots {
-            self.other = self.at(HEAD).load(Ordering::Acquire);
-            if self.pos - self.other >= self.slots {
-                backoff(&mut spins);
-            }
-        }
-        // SAFETY: the slot at `pos` is free (the consumer is past it, read
-        // just above with acquire) and only this producer writes it.
-        unsafe { std::ptr::copy_nonoverlapping(msg.as_ptr(), self.slot_ptr(self.pos), msg.len()) };
-        self.pos += 1;
-        self.at(TAIL).store(self.pos, Ordering::Release);
-    }
-
-    /// Consumer: copies the next slot into `out`, waiting while the ring is
-    /// empty; false (and nothing copied) once the stop flag is set while
-    /// empty.
-    fn pop(&mut self, out: &mut [u8]) -> bool {
-        debug_assert_eq!(out.len(), self.slot);
-        let mut spins = 0u32;
-        while self.pos == self.other {
-            self.other = self.at(TAIL).load(Ordering::Acquire);
-            if self.pos == self.other {
-                if self.stop_flag().load(Ordering::Relaxed) != 0 {
-                    return false;
-                }
-                backoff(&mut spins);
-            }
-        }
-        // SAFETY: the slot at `pos` is published (the producer is past it,
-        // read above with acquire) and the producer does not write it until
-        // our release store below.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.slot_ptr(self.pos), out.as_mut_ptr(), out.len())
-        };
-        self.pos += 1;
-        self.at(HEAD).store(self.pos, Ordering::Release);
-        true
-    }
-
-    /// Tells a consumer spinning in [`pop`](Self::pop) to give up.
-    fn stop(&self) {
-        self.stop_flag().store(1, Ordering::Relaxed);
-    }
-}
-
-/// A busy wait's step: a spin hint, and every 1024th time a `sched_yield`
-/// (so two spinners sharing one CPU still make progress).
-fn backoff(spins: &mut u32) {
-    *spins = spins.wrapping_add(1);
-    if *spins % 1024 == 0 {
-        std::thread::yield_now();
-    } else {
-        std::hint::spin_loop();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Raw pipes
-// ---------------------------------------------------------------------------
-
-/// A raw OS pipe (`pipe2(2)`): (read end, write end).
-fn raw_pipe() -> (File, File) {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: pipe2 succeeded, so both are fresh descriptors owned by nobody else.
-    unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) }
-}
-
-/// Wraps a raw descriptor so it can travel in a child's arguments (mpkit
-/// only carries descriptors inside its handles; it is never used as a
-/// `Connection`). [`unwrap_fd`] undoes it.
-fn wrap_fd(fd: OwnedFd) -> Connection {
-    Connection::from(UnixStream::from(fd))
-}
-
-/// The child side of [`wrap_fd`]: the descriptor, in blocking mode.
-fn unwrap_fd(conn: Connection) -> File {
-    let fd = conn.as_fd().try_clone_to_owned().expect("dup");
-    drop(conn);
-    let flags = rustix::fs::fcntl_getfl(&fd).expect("F_GETFL");
-    rustix::fs::fcntl_setfl(&fd, flags - rustix::fs::OFlags::NONBLOCK).expect("F_SETFL");
-    File::from(fd)
+/// This process's side of a spin ring (the floor) of `slot`-byte slots,
+/// waiting as long as it takes: a consumer waits between batches for as
+/// long as criterion takes, and an echo child is ended with `stop`.
+fn spin_side(shm: SharedMemory, slot: usize) -> SpinRing {
+    SpinRing::attach(shm, slot, Patience::ENDLESS).expect("a slot size that divides the ring")
 }
 
 // ---------------------------------------------------------------------------
@@ -542,11 +383,11 @@ enum Take {
 }
 
 fn spin_consumer((shm, ctl, size): (SharedMemory, Connection, usize)) {
-    let mut ring = SpinRing::attach(shm, size);
+    let mut ring = spin_side(shm, size);
     let mut buf = vec![0u8; size];
     serve(ctl, |n| {
         for _ in 0..n {
-            ring.pop(&mut buf);
+            ring.pop(&mut buf).expect("pop");
             black_box(&mut buf);
         }
     });
@@ -598,7 +439,7 @@ fn typed4k_consumer((q, ctl): (Queue<Msg4K>, Connection)) {
 }
 
 fn pipe_consumer((r, ctl, size): (Connection, Connection, usize)) {
-    let mut r = unwrap_fd(r);
+    let mut r = File::from(unwrap_fd(r));
     let mut buf = vec![0u8; size];
     serve(ctl, |n| {
         for _ in 0..n {
@@ -609,11 +450,15 @@ fn pipe_consumer((r, ctl, size): (Connection, Connection, usize)) {
 
 /// Echoes 64-byte messages from ring A to ring B until stopped.
 fn spin_echo((a, b): (SharedMemory, SharedMemory)) {
-    let mut a = SpinRing::attach(a, 64);
-    let mut b = SpinRing::attach(b, 64);
+    let mut a = spin_side(a, 64);
+    let mut b = spin_side(b, 64);
     let mut buf = [0u8; 64];
-    while a.pop(&mut buf) {
-        b.push(&buf);
+    loop {
+        match a.pop(&mut buf) {
+            Ok(()) => b.push(&buf).expect("push"),
+            Err(RingError::Stopped) => return,
+            Err(e) => panic!("echo pop: {e}"),
+        }
     }
 }
 
@@ -629,57 +474,9 @@ fn bytes_echo((a, b): (ByteQueue, ByteQueue)) {
     }
 }
 
-/// A bare futex "channel" for the idle round trip's floor: a sequence word
-/// the sender bumps and wakes, the receiver sleeps on at once (no spin, no
-/// payload). The word at offset 0 goes out, the one at 64 comes back.
-struct FutexPair {
-    shm: SharedMemory,
-}
-
-/// The value that stops a futex echo child.
-const FUTEX_STOP: u32 = u32::MAX;
-
-impl FutexPair {
-    fn word(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: offsets 0 and 64 are 4-aligned, inside the page-sized
-        // mapping that lives as long as `self.shm`; the words are only ever
-        // accessed atomically.
-        unsafe { &*self.shm.as_ptr().add(offset).cast::<AtomicU32>() }
-    }
-
-    /// Sets the word at `offset` to `value` and wakes its sleeper.
-    fn send(&self, offset: usize, value: u32) {
-        let w = self.word(offset);
-        w.store(value, Ordering::Release);
-        // SAFETY: FUTEX_WAKE on a valid, aligned shared word; no other memory.
-        unsafe { libc::syscall(libc::SYS_futex, w.as_ptr(), libc::FUTEX_WAKE, 1) };
-    }
-
-    /// Sleeps until the word at `offset` is no longer `old`; its new value.
-    fn recv(&self, offset: usize, old: u32) -> u32 {
-        let w = self.word(offset);
-        loop {
-            let now = w.load(Ordering::Acquire);
-            if now != old {
-                return now;
-            }
-            // SAFETY: FUTEX_WAIT on a valid, aligned shared word, no timeout.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_futex,
-                    w.as_ptr(),
-                    libc::FUTEX_WAIT,
-                    old,
-                    std::ptr::null::<libc::timespec>(),
-                )
-            };
-        }
-    }
-}
-
 /// Echoes the futex pair's sequence from word 0 to word 64 until stopped.
 fn futex_echo(shm: SharedMemory) {
-    let pair = FutexPair { shm };
+    let pair = FutexPair::new(shm);
     let mut seen = 0;
     loop {
         seen = pair.recv(0, seen);
@@ -692,7 +489,7 @@ fn futex_echo(shm: SharedMemory) {
 
 /// Echoes 64-byte messages from pipe A to pipe B until end of file.
 fn pipe_echo((a, b): (Connection, Connection)) {
-    let (mut a, mut b) = (unwrap_fd(a), unwrap_fd(b));
+    let (mut a, mut b) = (File::from(unwrap_fd(a)), File::from(unwrap_fd(b)));
     let mut buf = [0u8; 64];
     loop {
         match a.read_exact(&mut buf) {
@@ -789,10 +586,10 @@ struct Stream {
 
 impl Stream {
     fn spin(size: usize) -> Stream {
-        let shm = SpinRing::create(size);
+        let shm = SpinRing::create().expect("SharedMemory");
         let theirs = shm.try_clone().expect("clone");
         let worker = Worker::spawn(spin_consumer, |ctl| (theirs, ctl, size));
-        Stream::started(worker, Producer::Spin(SpinRing::attach(shm, size)), size)
+        Stream::started(worker, Producer::Spin(spin_side(shm, size)), size)
     }
 
     fn bytes(size: usize, take: Take, batched: bool) -> Stream {
@@ -847,7 +644,7 @@ impl Stream {
         match &mut self.producer {
             Producer::Spin(ring) => {
                 for _ in 0..n {
-                    ring.push(payload);
+                    ring.push(payload).expect("push");
                 }
             }
             Producer::Bytes(q) => {
@@ -905,12 +702,15 @@ struct PingPong {
 
 impl PingPong {
     fn spin() -> PingPong {
-        let (a, b) = (SpinRing::create(64), SpinRing::create(64));
+        let (a, b) = (
+            SpinRing::create().expect("SharedMemory"),
+            SpinRing::create().expect("SharedMemory"),
+        );
         let args = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
         let child = Process::spawn(spin_echo, args).expect("spawn");
         let ends = PingEnds::Spin {
-            a: SpinRing::attach(a, 64),
-            b: SpinRing::attach(b, 64),
+            a: spin_side(a, 64),
+            b: spin_side(b, 64),
         };
         PingPong::started(ends, child)
     }
@@ -932,10 +732,10 @@ impl PingPong {
     }
 
     fn futex() -> PingPong {
-        let shm = SharedMemory::anonymous(4096).expect("SharedMemory");
+        let shm = FutexPair::create().expect("SharedMemory");
         let child = Process::spawn(futex_echo, shm.try_clone().expect("clone")).expect("spawn");
         let ends = PingEnds::Futex {
-            pair: FutexPair { shm },
+            pair: FutexPair::new(shm),
             seq: 0,
         };
         PingPong::started(ends, child)
@@ -974,8 +774,8 @@ impl PingPong {
             PingEnds::Spin { a, b } => {
                 let mut buf = [0u8; 64];
                 for _ in 0..n {
-                    a.push(&msg);
-                    b.pop(&mut buf);
+                    a.push(&msg).expect("push");
+                    b.pop(&mut buf).expect("pop");
                 }
             }
             PingEnds::Bytes { a, b } => {
@@ -1291,7 +1091,7 @@ fn main() {
         encoded_len(&msg4k())
     );
     let py = Python::find();
-    let mut c = support::criterion();
+    let mut c = harness::criterion();
     throughput(&mut c, "queue_throughput_64B", 64, &py);
     throughput(&mut c, "queue_throughput_4KiB", 4096, &py);
     roundtrip(&mut c, &py);

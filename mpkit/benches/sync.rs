@@ -25,7 +25,7 @@
 //! - `semaphore_event`: `Semaphore(1)` acquire + release, and `Event`
 //!   set + clear (nobody waiting), against Python's.
 //!
-//! Python rows run `benches/python/mp_sync_bench.py`, kept running for the
+//! Python rows run `mpkit-bench/python/mp_sync_bench.py`, kept running for the
 //! whole benchmark function; it reports its own elapsed time, which is what
 //! criterion records (`iter_custom`). Without a working `python3` (or the
 //! interpreter named by `MPKIT_BENCH_PYTHON`), those rows are skipped.
@@ -38,8 +38,6 @@
 //! children, std threads and Python children alike. Unset, nothing is
 //! pinned.
 
-mod support;
-
 use std::hint::black_box;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -49,16 +47,11 @@ use criterion::{Criterion, Throughput};
 use mpkit::shm::{RawValue, Value};
 use mpkit::sync::{Event, Lock, RLock, Semaphore};
 use mpkit::{Connection, Process};
-use support::{
-    Group, PyBench, Row, Unit, bench_with, cpus, criterion_dir, find_python, fresh_mean, pin,
-    print_ratio_table, row,
+use mpkit_bench::harness::{
+    self, Group, Row, Unit, bench_with, cpus, criterion_dir, fresh_mean, pin, print_ratio_table,
+    row,
 };
-
-/// Where the Python helper lives.
-const PY_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/benches/python/mp_sync_bench.py"
-);
+use mpkit_bench::python::{PyBench, SYNC_SCRIPT as PY_SCRIPT, find_python};
 
 // ---------------------------------------------------------------------------
 // Rows: what the ratio table prints
@@ -519,7 +512,7 @@ fn main() {
     if let Err(why) = &python {
         println!("skipping Python rows: {why}");
     }
-    let mut c = support::criterion();
+    let mut c = harness::criterion();
     lock_unlock(&mut c, &python);
     contended_increment(&mut c, &python);
     value_increment(&mut c, &python);

@@ -1,14 +1,9 @@
-//! What the benchmarks share (`mod support;` in each; not a target itself):
-//! criterion's settings, CPU pinning, finding Python (and its optional
-//! modules), the long-lived Python helper protocol, and the ratio table
-//! printed after criterion from the estimates it saved.
-//!
-//! Each benchmark uses a different subset, so items unused by one of them
-//! are marked `allow(dead_code)`.
+//! The criterion harness of the benchmarks in `mpkit/benches` (feature
+//! `criterion`): criterion's settings, benchmarks with a long-lived state,
+//! CPU pinning from `MPKIT_BENCH_CPUS`, and the ratio table printed after
+//! criterion from the estimates it saved.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -74,173 +69,11 @@ pub fn pin(pid: i32, cpu: usize) {
 }
 
 // ---------------------------------------------------------------------------
-// Python
-// ---------------------------------------------------------------------------
-
-/// The venv `scripts/bench-setup` makes (with faster-fifo in it).
-const BENCH_VENV_PYTHON: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../target/bench-venv/bin/python"
-);
-
-/// The Python interpreter to use to run `script`, or why there is none:
-/// `MPKIT_BENCH_PYTHON` if set, else the venv of `scripts/bench-setup`
-/// (`target/bench-venv`) if there is one, else `python3`. Prints which.
-pub fn find_python(script: &str) -> Result<String, String> {
-    let (python, why) = match std::env::var("MPKIT_BENCH_PYTHON") {
-        Ok(p) => (p, "MPKIT_BENCH_PYTHON"),
-        Err(_) if Path::new(BENCH_VENV_PYTHON).is_file() => {
-            let venv = Path::new(BENCH_VENV_PYTHON);
-            // Shown without the `mpkit/..` detour.
-            let shown = venv
-                .parent()
-                .and_then(Path::parent)
-                .and_then(Path::parent)
-                .and_then(|target| std::fs::canonicalize(target).ok())
-                .map_or_else(|| venv.to_path_buf(), |t| t.join("bench-venv/bin/python"));
-            (
-                shown.to_string_lossy().into_owned(),
-                "the venv of scripts/bench-setup",
-            )
-        }
-        Err(_) => (
-            "python3".to_string(),
-            "no MPKIT_BENCH_PYTHON, no target/bench-venv",
-        ),
-    };
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import multiprocessing, sys; print(sys.version.split()[0])",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("`{python}` could not be run: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`{python}` cannot import multiprocessing: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    if !Path::new(script).is_file() {
-        return Err(format!("{script} is missing"));
-    }
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    println!("Python rows: `{python}` (Python {version}; {why}), {script}");
-    Ok(python)
-}
-
-/// The version of Python module `module` (its distribution's, else its
-/// `__version__`, else `?`) if `python` can import it, or why not.
-#[allow(dead_code, reason = "only some benchmarks have optional modules")]
-pub fn python_module(python: &str, module: &str) -> Result<String, String> {
-    let code = format!(
-        "import importlib, importlib.metadata as md\n\
-         m = importlib.import_module({module:?})\n\
-         try:\n    v = md.version({dist:?})\n\
-         except Exception:\n    v = getattr(m, '__version__', '?')\n\
-         print(v)",
-        dist = module.replace('_', "-"),
-    );
-    let out = Command::new(python)
-        .args(["-c", &code])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("`{python}` could not be run: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        Err(format!(
-            "`{python}` cannot import {module}: {}",
-            err.trim().lines().last().unwrap_or("(no message)")
-        ))
-    }
-}
-
-/// A running Python benchmark script (see `python/bench_protocol.py`): it
-/// prints `ready`, then for each line in (iterations) one line out
-/// (nanoseconds it measured); end of input makes it clean up and exit.
-pub struct PyBench {
-    /// The script's file name, for messages.
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    line: String,
-}
-
-impl PyBench {
-    /// Starts `python script args…` and waits for its `ready`.
-    pub fn start(python: &str, script: &str, args: &[&str]) -> PyBench {
-        let name = Path::new(script)
-            .file_name()
-            .map_or_else(|| script.into(), |n| n.to_string_lossy().into_owned());
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(args)
-            // No __pycache__ beside the scripts.
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {python} {script}: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut py = PyBench {
-            name,
-            child,
-            stdin,
-            stdout,
-            line: String::new(),
-        };
-        let ready = py.read_line();
-        assert_eq!(ready, "ready", "{} {args:?} did not start", py.name);
-        py
-    }
-
-    fn read_line(&mut self) -> String {
-        self.line.clear();
-        let n = self
-            .stdout
-            .read_line(&mut self.line)
-            .unwrap_or_else(|e| panic!("read from {}: {e}", self.name));
-        assert!(n > 0, "{} exited early (see its error above)", self.name);
-        self.line.trim().to_string()
-    }
-
-    /// Has the script run `n` iterations; the time it measured.
-    pub fn run(&mut self, n: u64) -> Duration {
-        let stdin = self.stdin.as_mut().expect("open");
-        writeln!(stdin, "{n}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| panic!("write to {}: {e}", self.name));
-        let reply = self.read_line();
-        let ns: u64 = reply
-            .parse()
-            .unwrap_or_else(|_| panic!("{} replied {reply:?}", self.name));
-        Duration::from_nanos(ns)
-    }
-}
-
-impl Drop for PyBench {
-    fn drop(&mut self) {
-        self.stdin = None; // end of input: the script cleans up and exits
-        match self.child.wait() {
-            Ok(s) if s.success() => {}
-            Ok(s) => eprintln!("{} ended with {s}", self.name),
-            Err(e) => eprintln!("waiting for {}: {e}", self.name),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The ratio table
 // ---------------------------------------------------------------------------
 
 /// How a group's time per iteration is shown.
 #[derive(Clone, Copy)]
-#[allow(dead_code, reason = "each benchmark uses some of the units")]
 pub enum Unit {
     /// One message: ns, and millions of messages per second.
     Message,
@@ -257,8 +90,11 @@ pub enum Unit {
 pub struct Group {
     /// Criterion's group id (also its directory name).
     pub id: &'static str,
+    /// What the group measures, as the table's heading says it.
     pub title: &'static str,
+    /// How its times are shown.
     pub unit: Unit,
+    /// Its rows, in the table's order.
     pub rows: &'static [Row],
 }
 
@@ -266,11 +102,13 @@ pub struct Group {
 pub struct Row {
     /// Criterion's benchmark id inside the group (also its directory name).
     pub id: &'static str,
+    /// The row's name in the table.
     pub label: &'static str,
     /// Ids of the rows (in the same group) this one is compared with.
     pub vs: &'static [&'static str],
 }
 
+/// A [`Row`].
 pub const fn row(id: &'static str, label: &'static str, vs: &'static [&'static str]) -> Row {
     Row { id, label, vs }
 }
@@ -313,6 +151,7 @@ pub fn fresh_mean(dir: &Path, group: &str, id: &str, since: SystemTime) -> Optio
     json["mean"]["point_estimate"].as_f64()
 }
 
+/// `ns` per iteration as the table shows it: the time, and the rate.
 pub fn format_time(ns: f64, unit: Unit) -> String {
     match unit {
         Unit::Message => format!("{ns:9.1} ns  {:7.3} M msg/s", 1e3 / ns),

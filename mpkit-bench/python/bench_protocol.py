@@ -1,6 +1,6 @@
 """The protocol between mpkit's Rust benchmarks and their Python scripts.
 
-The Rust side (``PyBench`` in ``benches/support/mod.rs``) starts a script once
+The Rust side (``PyBench`` in ``mpkit-bench/src/python.rs``) starts a script once
 per benchmark function and keeps it running. The script sets up what it
 measures (and waits until its processes answer), then calls :func:`serve`,
 which prints ``ready`` and reads one integer N per line from stdin; for each
