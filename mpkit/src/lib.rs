@@ -32,12 +32,25 @@
 //! ```
 //!
 //! # Anatomy
-//! - [`process`]: child processes that run a Rust function and carry
-//!   mpkit handles in their arguments.
-//! - [`connection`]: framed, typed messages over Unix sockets and pipes.
-//! - [`codec`]: how values become bytes ([`codec::Postcard`] by default,
-//!   [`codec::Json`] for other languages).
-//! - `sys` (private): the platform layer, the only code that talks to the OS.
+//! | module | Python | what |
+//! |---|---|---|
+//! | [`process`] | `multiprocessing.Process` | child processes that run a Rust function, carry mpkit handles in their arguments, and report their result or panic through `join` |
+//! | [`connection`] | `Pipe`, `Connection` | framed, typed messages over Unix sockets and pipes, with handles beside them |
+//! | [`codec`] | `pickle` | how values become bytes: [`codec::Postcard`] by default, [`codec::Json`] and [`codec::Pickle`] for other languages |
+//! | [`queue`] | `Queue`, `JoinableQueue`, `SimpleQueue` | crash-safe shared-memory message queues, typed or bytes |
+//! | [`shm`] | `shared_memory`, `Value`, `Array`, `RawValue`, `RawArray` | shared memory blocks and typed shared values |
+//! | [`sync`] | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | process-shared synchronisation on robust mutexes and futexes |
+//! | [`net`] | `multiprocessing.connection.Listener`, `Client`, `wait` | sockets speaking Python's connection protocol and handshakes |
+//! | [`signal`] | `signal`, `os.kill` | signal names and numbers, sending, and safe handling |
+//! | [`os`] | `os.pipe`, `os.mkfifo` | anonymous pipes and FIFOs |
+//! | [`msgq`] | `sysv_ipc`, `posix_ipc` | System V and POSIX message queues |
+//! | [`admin`] | `ipcs`, `ipcrm` | listing, inspecting and removing named mpkit objects |
+//!
+//! Below them, two private layers: `base` (the segments shared-memory
+//! objects live in, the robust lock cell, and the one spin-then-sleep
+//! policy) and `sys` (the platform layer, the only code that talks to the
+//! OS). ARCHITECTURE.md in the repository draws the layers and the
+//! shared-memory layouts.
 //!
 //! # Safety across processes
 //! Nothing a peer sends is trusted: messages are decoded by serde into the
