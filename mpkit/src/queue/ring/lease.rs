@@ -31,10 +31,11 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::layout::*;
-use super::{Ring, SideId};
+use super::{Ring, SideId, Wait};
+use crate::sys::Deadline;
 use crate::base::cell::LockError;
 use crate::base::spin::{Poll, Spin};
 use crate::sys;
@@ -73,6 +74,24 @@ impl Drop for Locked<'_> {
     }
 }
 
+/// How long a try (`try_put`, `try_get`) waits for a member that is inside
+/// its section: long enough for any ordinary section, short enough to
+/// count as not blocking. A side held longer (by a stopped member) reads
+/// as full (puts) or empty (gets), as in Python when `put_nowait` or
+/// `get_nowait` finds the queue's lock taken.
+pub(super) const TRY_ENTER: Duration = Duration::from_millis(1);
+
+/// Why a side was not entered.
+#[derive(Debug)]
+pub(super) enum Blocked {
+    /// A member stayed inside its section (or held the side's lock) past
+    /// the deadline.
+    Timeout,
+    /// The operating system refused, or the queue was used from inside
+    /// one of its own operations.
+    Io(io::Error),
+}
+
 /// A thread used the queue from inside one of the queue's own operations
 /// (a decoder that puts to or gets from the queue it is decoding for).
 fn reentered() -> io::Error {
@@ -86,25 +105,33 @@ impl Ring {
     // ----- exclusion ---------------------------------------------------------
 
     /// Enters `side`'s critical section: through the lease when this thread
-    /// holds it, else through the mutex.
+    /// holds it, else through the mutex, waiting per `wait` for a member
+    /// that is inside (a try waits at most [`TRY_ENTER`]).
     #[inline]
-    pub(super) fn enter(&self, side: SideId) -> io::Result<Section<'_>> {
+    pub(super) fn enter(&self, side: SideId, wait: Wait) -> Result<Section<'_>, Blocked> {
         match self.enter_leased(side) {
             Some(busy) => Ok(Section::Leased(busy)),
-            None => self.enter_locked(side).map(Section::Locked),
+            None => self.enter_locked(side, wait).map(Section::Locked),
         }
     }
 
     #[cold]
-    pub(super) fn enter_locked(&self, side: SideId) -> io::Result<Locked<'_>> {
+    pub(super) fn enter_locked(&self, side: SideId, wait: Wait) -> Result<Locked<'_>, Blocked> {
+        let deadline = match wait {
+            Wait::No => Some(Instant::now() + TRY_ENTER),
+            Wait::Until(deadline) => deadline,
+        };
         let me = sys::thread_token();
-        let owner_died = self.cell(side).acquire(true, None).map_err(|e| match e {
-            LockError::Io(e) => e,
-            // The side's mutex is error-checking: this thread holds it
-            // already, inside one of the queue's own operations.
-            LockError::Deadlock => reentered(),
-            other => io::Error::other(other),
-        })?;
+        let owner_died = self
+            .cell(side)
+            .acquire(true, deadline)
+            .map_err(|e| match e {
+                LockError::Timeout | LockError::WouldBlock => Blocked::Timeout,
+                LockError::Io(e) => Blocked::Io(e),
+                // The side's mutex is error-checking: this thread holds it
+                // already, inside one of the queue's own operations.
+                LockError::Deadlock => Blocked::Io(reentered()),
+            })?;
         // From here on, dropping the section releases the mutex.
         let section = Locked {
             ring: self,
@@ -118,11 +145,11 @@ impl Ring {
         {
             // This thread is inside a leased section of this side already:
             // a sink (a decoder) used the queue it is being called from.
-            return Err(reentered());
+            return Err(Blocked::Io(reentered()));
         }
         let mut holder_died = false;
         if holder != 0 && holder & !SLOT_MASK != me {
-            holder_died = self.revoke(side, holder)?;
+            holder_died = self.revoke(side, holder, deadline)?;
         } else if lease.revoke.load(Ordering::Relaxed) != 0 {
             // A revoker died halfway (the mutex was robust): finish for it.
             lease.revoke.store(0, Ordering::Relaxed);
@@ -138,20 +165,31 @@ impl Ring {
     /// Takes the lease back from its holder, named by the lease word
     /// `holder` (the caller holds the mutex). True when the holder had died
     /// inside its section.
+    ///
+    /// A holder that stays inside past `deadline` (stopped by a signal or a
+    /// debugger, or a lease word a hostile process wrote naming some live
+    /// thread) keeps its lease: the revocation is called off and the caller
+    /// gets [`Blocked::Timeout`]. Taking over from a holder that lives
+    /// would let two members write the same commit once it resumes.
     #[cold]
-    pub(super) fn revoke(&self, side: SideId, holder: u64) -> io::Result<bool> {
+    pub(super) fn revoke(
+        &self,
+        side: SideId,
+        holder: u64,
+        deadline: Deadline,
+    ) -> Result<bool, Blocked> {
         let lease = self.lease(side);
         lease.revoke.store(1, Ordering::SeqCst);
         if let Err(e) = self.heavy_barrier() {
             lease.revoke.store(0, Ordering::SeqCst);
-            return Err(e);
+            return Err(Blocked::Io(e));
         }
         let mut died = false;
         // A word without a valid slot was never written by a grant: there
         // is no section to wait for.
         if let Some(slot) = slot_of(holder).map(|i| self.slot(side, i)) {
             // The holder is inside a section: usually for nanoseconds.
-            let mut spin = Spin::new(Poll::Load, None);
+            let mut spin = Spin::new(Poll::Load, deadline);
             let mut nap = Duration::from_micros(20);
             while slot.busy.load(Ordering::Acquire) != 0 {
                 if spin.pause() {
@@ -163,6 +201,15 @@ impl Ring {
                 if !sys::thread_alive(pid, started, tid) {
                     died = true; // killed inside its section: nothing to wait for
                     break;
+                }
+                let now = Instant::now();
+                if let Some(left) = deadline.map(|d| d.saturating_duration_since(now)) {
+                    if left.is_zero() {
+                        // Called off: the holder keeps the side (see above).
+                        lease.revoke.store(0, Ordering::SeqCst);
+                        return Err(Blocked::Timeout);
+                    }
+                    nap = nap.min(left);
                 }
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(1));
@@ -315,16 +362,16 @@ mod tests {
     use crate::base::segment::ObjectKind;
     use std::sync::mpsc;
 
-    pub(super) fn ring() -> Ring {
+    fn ring() -> Ring {
         Ring::create(ObjectKind::Queue, crate::queue::bytes_elem(), None, 0, 4096).unwrap()
     }
 
     /// Takes `side`'s mutex until this thread is granted the lease (the
     /// streak a busy thread builds up); the lease word, if it was granted.
-    pub(super) fn try_lease(ring: &Ring, side: SideId) -> Option<u64> {
+    fn try_lease(ring: &Ring, side: SideId) -> Option<u64> {
         let me = sys::thread_token();
         for _ in 0..=LEASE_STREAK {
-            let section = ring.enter_locked(side).unwrap();
+            let section = ring.enter_locked(side, Wait::Until(None)).unwrap();
             // Streaks of 64, not 64 Ki after many handovers.
             ring.lease(side).revocations.store(0, Ordering::Relaxed);
             drop(section);
@@ -336,11 +383,11 @@ mod tests {
         None
     }
 
-    pub(super) fn lease_to_me(ring: &Ring, side: SideId) -> u64 {
+    fn lease_to_me(ring: &Ring, side: SideId) -> u64 {
         try_lease(ring, side).expect("a lease after a full streak")
     }
 
-    pub(super) fn busy(ring: &Ring, side: SideId, word: u64) -> u32 {
+    fn busy(ring: &Ring, side: SideId, word: u64) -> u32 {
         ring.slot(side, slot_of(word).unwrap())
             .busy
             .load(Ordering::SeqCst)
@@ -352,7 +399,7 @@ mod tests {
     /// B's flag, and a revoker must still wait for B to leave. (With one
     /// `busy` per side they did, and the revoker went in beside B.)
     #[test]
-    pub(super) fn a_stale_lease_check_leaves_the_new_holders_flag_alone() {
+    fn a_stale_lease_check_leaves_the_new_holders_flag_alone() {
         let ring = &ring();
         let side = SideId::Producers;
         std::thread::scope(|s| {
@@ -368,7 +415,7 @@ mod tests {
                 );
                 to_b.send(0).unwrap();
                 // A as a revoker: it may only get in once B is out.
-                let section = ring.enter_locked(side).unwrap();
+                let section = ring.enter_locked(side, Wait::Until(None)).unwrap();
                 to_b.send(1).unwrap();
                 drop(section);
             });
@@ -392,14 +439,17 @@ mod tests {
     /// A thread inside its leased section that enters the same side again
     /// (a decoder using its own queue) gets an error, not a second section.
     #[test]
-    pub(super) fn reentering_a_side_is_an_error() {
+    fn reentering_a_side_is_an_error() {
         let ring = ring();
         let side = SideId::Consumers;
         lease_to_me(&ring, side);
         let outer = ring.enter_leased(side).expect("the holder enters");
         assert!(ring.enter_leased(side).is_none());
-        let inner = ring.enter(side).map(|_| ());
-        assert_eq!(inner.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        let inner = ring.enter(side, Wait::Until(None)).map(|_| ());
+        assert!(
+            matches!(&inner, Err(Blocked::Io(e)) if e.kind() == io::ErrorKind::WouldBlock),
+            "{inner:?}"
+        );
         drop(outer);
         assert!(ring.enter_leased(side).is_some());
     }
@@ -408,7 +458,7 @@ mod tests {
     /// threads that are gone are handed out again, so threads that come and
     /// go never run the table out.
     #[test]
-    pub(super) fn lease_slots_are_kept_and_reclaimed() {
+    fn lease_slots_are_kept_and_reclaimed() {
         let ring = ring();
         let side = SideId::Consumers;
         let first = lease_to_me(&ring, side);
@@ -460,7 +510,7 @@ mod tests {
             let left_over = s.spawn(|| {
                 let word = try_lease(&ring, side);
                 // It still gets in, through the mutex.
-                drop(ring.enter(side).unwrap());
+                drop(ring.enter(side, Wait::Until(None)).unwrap());
                 word
             });
             assert_eq!(left_over.join().unwrap(), None);

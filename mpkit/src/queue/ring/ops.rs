@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::layout::*;
 use super::wait::PATIENT_BYTES;
+use super::lease::Blocked;
 use super::{GetFail, PutFail, Ring, SideId, Wait};
 use crate::sys;
 
@@ -179,7 +180,12 @@ impl Ring {
             if self.is_closed() {
                 return Err(PutFail::Closed);
             }
-            let put = self.try_put(messages)?;
+            let put = match self.try_put(messages, wait)? {
+                Some(put) => put,
+                // A member stayed inside the producers' side.
+                None if matches!(wait, Wait::No) => return Err(PutFail::Full),
+                None => return Err(PutFail::Timeout),
+            };
             if put > 0 {
                 return Ok(put);
             }
@@ -205,10 +211,15 @@ impl Ring {
         }
     }
 
-    /// One attempt with the producers' side entered.
+    /// One attempt with the producers' side entered; `None` when the side
+    /// stayed busy past what `wait` allows.
     #[inline]
-    pub(super) fn try_put(&self, messages: &[&[u8]]) -> Result<usize, PutFail> {
-        let section = self.enter(SideId::Producers)?;
+    pub(super) fn try_put(&self, messages: &[&[u8]], wait: Wait) -> Result<Option<usize>, PutFail> {
+        let section = match self.enter(SideId::Producers, wait) {
+            Ok(section) => section,
+            Err(Blocked::Timeout) => return Ok(None),
+            Err(Blocked::Io(e)) => return Err(PutFail::Io(e)),
+        };
         let commit = self.commit(SideId::Producers);
         let start_seq = commit.seq.load(Ordering::Relaxed);
         let mut seq = start_seq;
@@ -233,7 +244,7 @@ impl Ring {
         if seq != start_seq {
             self.wake(self.not_empty());
         }
-        Ok((seq - start_seq) as usize)
+        Ok(Some((seq - start_seq) as usize))
     }
 
     /// Writes the record of message `seq` at `pos`.
@@ -285,7 +296,12 @@ impl Ring {
             return Ok(0);
         }
         loop {
-            let got = self.try_get(max, sink)?;
+            let got = match self.try_get(max, wait, sink)? {
+                Some(got) => got,
+                // A member stayed inside the consumers' side.
+                None if matches!(wait, Wait::No) => return Err(GetFail::Empty),
+                None => return Err(GetFail::Timeout),
+            };
             if got > 0 {
                 return Ok(got);
             }
@@ -307,20 +323,26 @@ impl Ring {
         }
     }
 
-    /// One attempt with the consumers' side entered.
+    /// One attempt with the consumers' side entered; `None` when the side
+    /// stayed busy past what `wait` allows.
     #[inline]
     pub(super) fn try_get(
         &self,
         max: usize,
+        wait: Wait,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, GetFail> {
-        let section = self.enter(SideId::Consumers)?;
+    ) -> Result<Option<usize>, GetFail> {
+        let section = match self.enter(SideId::Consumers, wait) {
+            Ok(section) => section,
+            Err(Blocked::Timeout) => return Ok(None),
+            Err(Blocked::Io(e)) => return Err(GetFail::Io(e)),
+        };
         let result = self.take(max, sink);
         drop(section);
         if matches!(result, Ok(n) if n > 0) {
             self.wake(self.not_full());
         }
-        result
+        result.map(Some)
     }
 
     #[inline]

@@ -201,15 +201,21 @@ pub(crate) fn self_start_time() -> Option<u64> {
 
 /// True unless thread `tid` of process `pid`, started at `start` (as from
 /// [`self_start_time`]), is known to be gone: the process missing, or its
-/// pid now used by a later process, or the thread missing or a zombie. When
-/// `/proc` cannot tell (a read error), it counts as alive: waiting is safe,
-/// declaring a live thread dead is not. The process's own state is not
-/// asked: a process whose main thread exited shows as a zombie while its
-/// other threads run.
+/// pid now used by a later process, or the thread missing or a zombie. The
+/// process's own state is not asked: a process whose main thread exited
+/// shows as a zombie while its other threads run.
+///
+/// `/proc` tells all of that but needs a descriptor. When it cannot be
+/// read (the caller is out of descriptors, `/proc` is mounted with
+/// `hidepid`, or absent), `tgkill(pid, tid, 0)`, which needs none, still
+/// tells a thread that no longer exists; only a pid and thread id both
+/// reused since go unnoticed then, so such a thread counts as alive:
+/// waiting (up to the caller's deadline) is safe, declaring a live thread
+/// dead is not.
 pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
-    let Some(process) = rustix::process::Pid::from_raw(pid).filter(|_| tid > 0) else {
+    if pid <= 0 || tid <= 0 {
         return false;
-    };
+    }
     let gone = |state: char| matches!(state, 'Z' | 'X' | 'x');
     match stat_file(&format!("/proc/{pid}/stat")) {
         // The leader's start time stays readable while it is a zombie.
@@ -217,14 +223,26 @@ pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
         Ok(Some(_)) => match stat_file(&format!("/proc/{pid}/task/{tid}/stat")) {
             Ok(Some((state, _))) => !gone(state),
             Ok(None) => false,
-            Err(_) => true,
+            Err(_) => thread_exists(pid, tid),
         },
         // /proc is there and the process is not: gone.
         Ok(None) if std::path::Path::new("/proc/self/stat").exists() => false,
-        // No /proc: all a signal test can say is whether the pid exists.
-        Ok(None) => !rustix::process::test_kill_process(process).is_err_and(|e| e == Errno::SRCH),
-        Err(_) => true,
+        Ok(None) | Err(_) => thread_exists(pid, tid),
     }
+}
+
+/// Whether process `pid` has a thread `tid` (a zombie's included), asked
+/// with a null signal, which needs no descriptor: `tgkill(pid, tid, 0)`
+/// fails with `ESRCH` only when there is no such thread. A thread of another
+/// user (`EPERM`) exists.
+///
+/// # References
+/// - [`tgkill(2)`](https://man7.org/linux/man-pages/man2/tgkill.2.html)
+fn thread_exists(pid: i32, tid: i32) -> bool {
+    // SAFETY: tgkill takes three integers and reads no memory of ours;
+    // signal 0 only checks that the thread exists and may be signalled.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// A random number fixed for this process (new after `fork`), never 0: told

@@ -1,0 +1,154 @@
+//! Queues when another member misbehaves: stopped inside its section,
+//! killed there while the survivor is out of descriptors. Every call with a
+//! timeout returns within it (plus scheduling slack), whatever the others
+//! do.
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{eventually, watchdog};
+use mpkit::Process;
+use mpkit::process::ProcessState;
+use mpkit::queue::{ByteQueue, PutError};
+use mpkit::shm::RawValue;
+
+/// What a call with a 10 ms timeout may take at most on a loaded CI machine.
+const SLACK: Duration = Duration::from_millis(500);
+
+/// Puts and gets without pause, counting rounds: almost always inside one
+/// of the queue's sections, and soon the holder of both sides' leases.
+fn churn((q, rounds): (ByteQueue, RawValue<u64>)) {
+    loop {
+        let _ = q.try_put(b"churn");
+        let _ = q.try_get();
+        rounds.atomic().fetch_add(1, SeqCst);
+    }
+}
+
+/// Waits until `rounds` has moved on by `by`.
+fn wait_rounds(rounds: &RawValue<u64>, by: u64) {
+    let start = rounds.atomic().load(SeqCst);
+    assert!(
+        eventually(Duration::from_secs(20), || rounds.atomic().load(SeqCst) >= start + by),
+        "the churning member made no progress"
+    );
+}
+
+/// A member stopped (SIGSTOP, a debugger, a frozen cgroup) while inside its
+/// section, or holding its side's lock, does not stretch another member's
+/// timeout: `put_timeout(10 ms)` and `get_timeout(10 ms)` return in time.
+/// (A stopped holder still blocks its side: the calls time out rather than
+/// get in, since it may resume at any moment.)
+#[test]
+fn a_stopped_member_never_stretches_another_members_timeout() {
+    let _w = watchdog(120);
+    let q = ByteQueue::with_capacity(0, 1 << 16).unwrap();
+    let rounds = RawValue::<u64>::new(0).unwrap();
+    let member = Process::spawn(churn, (q.try_clone().unwrap(), rounds.try_clone().unwrap()))
+        .expect("spawn the churning member");
+    wait_rounds(&rounds, 10_000);
+    let stop = mpkit::signal::Signal::STOP;
+    let mut blocked = 0;
+    for round in 0..30 {
+        member.suspend().unwrap();
+        assert!(
+            eventually(Duration::from_secs(10), || member.state() == ProcessState::Stopped(stop)),
+            "round {round}: the member did not stop"
+        );
+        // If a call hangs, resume the member after 3 s so the test reports
+        // how long it took instead of hanging.
+        let (done, waited) = mpsc::channel::<()>();
+        let pid = member.pid();
+        let rescuer = std::thread::spawn(move || {
+            if waited.recv_timeout(Duration::from_secs(3)).is_err() {
+                // SAFETY: kill with a valid signal number.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            }
+        });
+        let t = Instant::now();
+        // The ring has room: only a member stopped inside the producers'
+        // side can keep this put out.
+        if let Err(PutError::Timeout(_)) = q.put_timeout(b"mine", Duration::from_millis(10)) {
+            blocked += 1;
+        }
+        let put = t.elapsed();
+        let t = Instant::now();
+        let _ = q.get_timeout(Duration::from_millis(10));
+        let get = t.elapsed();
+        let _ = done.send(());
+        rescuer.join().unwrap();
+        member.resume().unwrap();
+        assert!(
+            put < SLACK && get < SLACK,
+            "round {round}: with a member stopped, put_timeout(10 ms) took {put:?} and \
+             get_timeout(10 ms) took {get:?}"
+        );
+        wait_rounds(&rounds, 1000);
+    }
+    // The member spends most of its time inside a section: some stops must
+    // have caught it there, or this test did not test anything.
+    assert!(blocked > 0, "no stop caught the member inside its section");
+    member.kill().unwrap();
+    let _ = member.join();
+}
+
+/// A member killed inside its section, found by a member that has run out
+/// of descriptors (it cannot open `/proc` to learn that the holder is gone):
+/// the starved member's calls still return within their timeouts, and a
+/// healthy member gets in after it.
+#[test]
+fn a_member_out_of_descriptors_still_honours_its_timeouts() {
+    let _w = watchdog(120);
+    for round in 0..6 {
+        let q = ByteQueue::with_capacity(0, 1 << 16).unwrap();
+        let rounds = RawValue::<u64>::new(0).unwrap();
+        let victim = Process::spawn(churn, (q.try_clone().unwrap(), rounds.try_clone().unwrap()))
+            .expect("spawn the victim");
+        wait_rounds(&rounds, 10_000);
+        victim.kill().unwrap();
+        let _ = victim.join();
+        let mut starved = Process::spawn(
+            |q: ByteQueue| {
+                let lim = libc::rlimit {
+                    rlim_cur: 64,
+                    rlim_max: 64,
+                };
+                // SAFETY: setrlimit with a valid struct.
+                assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }, 0);
+                let mut hog = Vec::new();
+                while let Ok(f) = std::fs::File::open("/dev/null") {
+                    hog.push(f);
+                }
+                let t = Instant::now();
+                let _ = q.put_timeout(b"starved", Duration::from_millis(200));
+                let put = t.elapsed();
+                let t = Instant::now();
+                let _ = q.get_timeout(Duration::from_millis(200));
+                (put, t.elapsed())
+            },
+            q.try_clone().unwrap(),
+        )
+        .unwrap();
+        let (put, get) = starved.join_timeout(Duration::from_secs(20)).unwrap_or_else(|e| {
+            let _ = starved.kill();
+            panic!("round {round}: the member out of descriptors never returned ({e})")
+        });
+        let limit = Duration::from_millis(200) + SLACK;
+        assert!(
+            put < limit && get < limit,
+            "round {round}: out of descriptors, put_timeout(200 ms) took {put:?} and \
+             get_timeout(200 ms) took {get:?}"
+        );
+        let t = Instant::now();
+        let _ = q.put_timeout(b"healthy", Duration::from_millis(200));
+        let _ = q.get_timeout(Duration::from_millis(200));
+        assert!(
+            t.elapsed() < 2 * limit,
+            "round {round}: a healthy member after it took {:?}",
+            t.elapsed()
+        );
+    }
+}
