@@ -76,7 +76,7 @@ fn processes() -> Result {
 
     let panics = Process::spawn(|n: u32| -> u32 { panic!("worker refused {n}") }, 7)?;
     match panics.join() {
-        Err(JoinError::Panicked { message }) => {
+        Err(JoinError::Panicked { message, .. }) => {
             println!("  a child that panics: join() says it panicked: {message:?}")
         }
         other => return Err(format!("expected a panic, got {other:?}").into()),

@@ -61,6 +61,13 @@
 //!   a bootstrap whose sender has exited).
 //! - Each dropped, still-running `Process` costs a small reaper thread
 //!   until the child exits.
+//! - A panic in the child, in the function or in the serde code or
+//!   destructor of its arguments or result, is [`JoinError::Panicked`]
+//!   naming the [`PanicStage`]. Where Rust itself aborts instead of
+//!   unwinding, the child dies of `SIGABRT` and `join` reports
+//!   [`JoinError::Signaled`] with signal 6: a program built with
+//!   `panic = "abort"`, a destructor that panics while a panic unwinds, or
+//!   a panic hook that panics.
 
 pub(crate) mod child;
 
@@ -69,6 +76,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -116,11 +124,15 @@ pub enum JoinError {
     /// [`Process::join_timeout`] gave up; the child is still running.
     #[error("the child process is still running")]
     Timeout,
-    /// The function panicked; the message is the panic's.
-    #[error("the child process panicked: {message}")]
+    /// User code in the child panicked: the function, or the serde code or
+    /// destructor of its arguments or result (see [`PanicStage`]). The exit
+    /// code is 1.
+    #[error("the child process panicked {stage}: {message}")]
     Panicked {
         /// The panic message.
         message: String,
+        /// Which step panicked.
+        stage: PanicStage,
     },
     /// The child exited with this code without returning (it called
     /// `std::process::exit`, or aborted before the function ran).
@@ -176,6 +188,56 @@ pub enum JoinError {
     Io(#[from] io::Error),
 }
 
+/// Which step of a child's work panicked ([`JoinError::Panicked`]).
+///
+/// ```
+/// use mpkit::process::{JoinError, PanicStage, Process};
+///
+/// struct Fussy;
+/// impl serde::Serialize for Fussy {
+///     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+///         s.serialize_unit()
+///     }
+/// }
+/// impl<'de> serde::Deserialize<'de> for Fussy {
+///     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+///         <()>::deserialize(d)?;
+///         panic!("Fussy refuses to be decoded")
+///     }
+/// }
+///
+/// let child = Process::spawn(|_: Fussy| (), Fussy)?;
+/// match child.join() {
+///     Err(JoinError::Panicked { stage, message }) => {
+///         assert_eq!(stage, PanicStage::Arguments);
+///         assert_eq!(message, "Fussy refuses to be decoded");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum PanicStage {
+    /// Decoding the arguments (the argument type's `Deserialize`).
+    Arguments,
+    /// The function itself (including the drop of its arguments).
+    Function,
+    /// Encoding or dropping the function's result (the result type's
+    /// `Serialize` or `Drop`).
+    Result,
+}
+
+impl fmt::Display for PanicStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PanicStage::Arguments => "while decoding its arguments",
+            PanicStage::Function => "in its function",
+            PanicStage::Result => "while encoding or dropping its result",
+        })
+    }
+}
+
 /// Options for a child process: its name and whether it is a daemon.
 ///
 /// ```
@@ -222,6 +284,15 @@ impl Builder {
     /// is a [`SpawnError::ArgsEncode`] naming its type, and no process starts.
     /// Handles in `args` are moved to the child; this process's copies are
     /// closed when `args` is dropped, at the end of this call.
+    ///
+    /// # Panics
+    /// Panics of the caller's own code reach the caller, as they would from
+    /// any other call: when `A`'s `Serialize` panics, no process was started;
+    /// when dropping `args` panics (after the child got its copy), the child
+    /// is killed and reaped before the panic continues, so no process is
+    /// left behind without a `Process` to join it. Panics in the child (the
+    /// arguments' `Deserialize`, the function, the result's `Serialize`) are
+    /// [`JoinError::Panicked`].
     pub fn spawn<A, R>(self, f: fn(A) -> R, args: A) -> Result<Process<R>, SpawnError>
     where
         A: Serialize + DeserializeOwned,
@@ -334,15 +405,28 @@ impl Builder {
             Err(crate::SendError::Io(e)) => return Err(abandon(e)),
             Err(e) => return Err(abandon(io::Error::other(e.to_string()))),
         }
-        drop(args);
-        Ok(Process {
+        let process = Process {
             shared,
             chan: Some(chan),
             report: None,
             exit: None,
             joined: false,
             _result: PhantomData,
-        })
+        };
+        // Dropping the arguments runs their destructors, which are user code.
+        // If one panics, the caller gets that panic and no `Process`: the
+        // child it could never join is not left running behind its back.
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(args))) {
+            let _ = sys::pidfd_send_signal(process.shared.pidfd.as_fd(), Signal::KILL.number());
+            let mut process = process;
+            if let Ok(Some(exit)) = sys::reap(process.shared.pidfd.as_fd(), true) {
+                process.exit = Some(exit);
+                forget_child(&process.shared);
+            }
+            drop(process);
+            std::panic::resume_unwind(panic);
+        }
+        Ok(process)
     }
 }
 
@@ -418,6 +502,12 @@ impl Process<()> {
 impl<R: DeserializeOwned> Process<R> {
     /// Waits for the child to end and returns what its function returned, or
     /// how it ended otherwise (see [`JoinError`]).
+    ///
+    /// # Panics
+    /// When `R`'s `Deserialize` panics on the result, the panic reaches the
+    /// caller (it is this process's code), with the child already reaped and
+    /// the descriptors that came with the result closed; a later join
+    /// returns [`JoinError::AlreadyJoined`].
     pub fn join(mut self) -> Result<R, JoinError> {
         self.join_deadline(None)
     }
@@ -467,7 +557,7 @@ impl<R: DeserializeOwned> Process<R> {
                     type_name: std::any::type_name::<R>(),
                     source,
                 }),
-            Report::Panicked(message) => Err(JoinError::Panicked { message }),
+            Report::Panicked { stage, message } => Err(JoinError::Panicked { stage, message }),
             Report::ArgsDecode { type_name, message } => {
                 Err(JoinError::ArgsDecode { type_name, message })
             }
