@@ -265,6 +265,9 @@ fn bad_input_gets_one_clear_line_and_its_exit_code() {
     let (code, _, err) = mpkit(&["queue", "put", &q, &big], 20);
     assert_eq!(code, 1);
     assert!(err.contains("can never fit"), "{err}");
+    // ... and says how to make a queue that holds it.
+    assert!(err.contains("--capacity"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     // A named object of another kind.
     let v = unique("value");
     let _value = mpkit::shm::Value::create(&v, 7u32).unwrap();
