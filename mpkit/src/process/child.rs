@@ -202,7 +202,7 @@ fn guarded<T>(stage: PanicStage, step: impl FnOnce() -> T) -> Result<T, Report> 
 /// The message of a panic. The payload is forgotten, not dropped: its own
 /// destructor is user code that could panic again, outside any
 /// `catch_unwind`, and the process exits right after anyway.
-pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     let message = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
