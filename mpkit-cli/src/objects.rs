@@ -70,8 +70,20 @@ pub struct LsArgs {
 pub fn ls(args: LsArgs) -> Result {
     let objects = admin::list()?;
     if args.json {
-        let text = serde_json::to_string_pretty(&objects)
-            .map_err(|e| CliError::new(code::ERROR, e.to_string()))?;
+        // Every column of the table, `stale` included (a derived field, so
+        // it is added here rather than serialized with the object).
+        let json_error = |e: serde_json::Error| CliError::new(code::ERROR, e.to_string());
+        let listed = objects
+            .iter()
+            .map(|o| {
+                let mut value = serde_json::to_value(o).map_err(json_error)?;
+                if let Some(fields) = value.as_object_mut() {
+                    fields.insert("stale".to_string(), o.is_stale().into());
+                }
+                Ok(value)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let text = serde_json::to_string_pretty(&listed).map_err(json_error)?;
         println!("{text}");
         return Ok(());
     }
@@ -132,17 +144,31 @@ pub fn rm(args: RmArgs) -> Result {
                 .map(|o| o.name),
         );
     }
-    let mut worst = None;
+    // Each failure is printed once: all but the last here, the last by
+    // `main` when it is returned (its code is the exit code).
+    let mut last: Option<CliError> = None;
     for name in names {
         match admin::remove(&name) {
             Ok(()) => println!("removed {name}"),
             Err(e) => {
-                eprintln!("mpkit: {name}: {e}");
-                worst = Some(CliError::from(e));
+                if let Some(earlier) = last.take() {
+                    eprintln!("mpkit: {}", earlier.message);
+                }
+                last = Some(removal_error(&name, e));
             }
         }
     }
-    worst.map_or(Ok(()), Err)
+    last.map_or(Ok(()), Err)
+}
+
+/// A failed removal, naming the object unless the error already does.
+fn removal_error(name: &str, e: ShmError) -> CliError {
+    let names_it = matches!(e, ShmError::NotFound(_) | ShmError::InvalidName(_));
+    let mut error = CliError::from(e);
+    if !names_it {
+        error.message = format!("{name}: {}", error.message);
+    }
+    error
 }
 
 /// `mpkit signals`: the `kill -l` listing with what each signal means.

@@ -74,11 +74,21 @@ fn processes() -> Result {
     )?;
     println!("  {}", named.join()?);
 
-    let panics = Process::spawn(|n: u32| -> u32 { panic!("worker refused {n}") }, 7)?;
+    // A panic on purpose, to show what join() reports. The child silences
+    // its panic hook first: the default hook's message (and, under
+    // RUST_BACKTRACE, a backtrace) would read as a failure of the tour.
+    let panics = Process::spawn(
+        |n: u32| -> u32 {
+            std::panic::set_hook(Box::new(|_| {}));
+            panic!("worker refused {n}")
+        },
+        7,
+    )?;
     match panics.join() {
-        Err(JoinError::Panicked { message }) => {
-            println!("  a child that panics: join() says it panicked: {message:?}")
-        }
+        Err(JoinError::Panicked { message, .. }) => println!(
+            "  a child that panics on purpose (its panic hook silenced): \
+             join() says it panicked: {message:?}"
+        ),
         other => return Err(format!("expected a panic, got {other:?}").into()),
     }
     let mut sleeper = Process::spawn(|s: u64| std::thread::sleep(Duration::from_secs(s)), 600)?;

@@ -20,9 +20,19 @@ fn mpkit_stdin(args: &[&str], input: Option<&[u8]>, secs: u64) -> (i32, String, 
 
 /// Starts `mpkit ARGS`, feeding `input` on standard input.
 fn start(args: &[&str], input: Option<&[u8]>) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mpkit"))
+    start_with(args, input, None)
+}
+
+/// Like [`start`], with `RUST_BACKTRACE` set to `backtrace` (unset when
+/// `None`).
+fn start_with(args: &[&str], input: Option<&[u8]>, backtrace: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mpkit"));
+    match backtrace {
+        Some(value) => command.env("RUST_BACKTRACE", value),
+        None => command.env_remove("RUST_BACKTRACE"),
+    };
+    let mut child = command
         .args(args)
-        .env_remove("RUST_BACKTRACE")
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -116,6 +126,28 @@ fn tour_runs_every_mechanism_and_exits_0() {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
+}
+
+#[test]
+fn the_tours_deliberate_child_panic_reads_as_intended() {
+    // Even with backtraces asked for, the panic shown on purpose prints no
+    // panic message or backtrace: only the tour's own line about it.
+    let args = ["tour"];
+    let (code, out, err) = finish(start_with(&args, None, Some("1")), &args, 60);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    for noise in [
+        "panicked at",
+        "worker refused",
+        "backtrace",
+        "RUST_BACKTRACE",
+    ] {
+        assert!(!err.contains(noise), "{noise:?} on stderr:\n{err}");
+    }
+    assert!(
+        out.contains("a child that panics on purpose")
+            && out.contains("join() says it panicked: \"worker refused 7\""),
+        "{out}"
+    );
 }
 
 #[test]
@@ -233,6 +265,9 @@ fn bad_input_gets_one_clear_line_and_its_exit_code() {
     let (code, _, err) = mpkit(&["queue", "put", &q, &big], 20);
     assert_eq!(code, 1);
     assert!(err.contains("can never fit"), "{err}");
+    // ... and says how to make a queue that holds it.
+    assert!(err.contains("--capacity"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     // A named object of another kind.
     let v = unique("value");
     let _value = mpkit::shm::Value::create(&v, 7u32).unwrap();
@@ -266,21 +301,26 @@ fn ls_json_and_rm_stale() {
     )
     .unwrap();
     assert!(child.join().is_err());
-    let (code, out, err) = mpkit(&["ls", "--json"], 20);
-    assert_eq!(code, 0, "{err}");
-    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let me = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["name"] == name.as_str())
-        .unwrap_or_else(|| panic!("{out}"));
-    assert_eq!(me["kind"], "Lock");
-    assert_eq!(me["creator_alive"], false);
-    assert_eq!(me["in_use"], false);
     // A live one is not stale.
     let live = unique("live");
     let _held = mpkit::sync::Event::create(&live).unwrap();
+    let (code, out, err) = mpkit(&["ls", "--json"], 20);
+    assert_eq!(code, 0, "{err}");
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let find = |wanted: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == wanted)
+            .unwrap_or_else(|| panic!("{wanted} missing in {out}"))
+    };
+    let me = find(&name);
+    assert_eq!(me["kind"], "Lock");
+    assert_eq!(me["creator_alive"], false);
+    assert_eq!(me["in_use"], false);
+    // The STALE column of the table is in the JSON too.
+    assert_eq!(me["stale"], true, "{me}");
+    assert_eq!(find(&live)["stale"], false);
     let (code, out, _) = mpkit(&["rm", "--stale"], 30);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("removed {name}")), "{out}");
@@ -289,6 +329,30 @@ fn ls_json_and_rm_stale() {
         mpkit::admin::inspect(&name),
         Err(mpkit::shm::ShmError::NotFound(_))
     ));
+}
+
+#[test]
+fn rm_prints_each_failure_once() {
+    let missing = unique("rm_missing");
+    let (code, out, err) = mpkit(&["rm", &missing], 20);
+    assert_eq!(code, 6, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("mpkit: ") && err.contains(&missing),
+        "{err}"
+    );
+    // Several failures and a success: each failure once, in order; the
+    // exit code is the last failure's.
+    let present = unique("rm_present");
+    let _event = mpkit::sync::Event::create(&present).unwrap();
+    let (code, out, err) = mpkit(&["rm", &missing, &present, "bad/name"], 20);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out, format!("removed {present}\n"));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].contains(&missing), "{err}");
+    assert!(lines[1].contains("bad/name"), "{err}");
 }
 
 #[test]

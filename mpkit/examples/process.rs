@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         -5,
     )?;
     match panicky.join() {
-        Err(JoinError::Panicked { message }) => {
+        Err(JoinError::Panicked { message, .. }) => {
             println!("a panicking child: join() = Panicked({message:?})")
         }
         other => println!("unexpected: {other:?}"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{eventually, pidfd, wait_exit, watchdog};
 use mpkit::process::{
-    Builder, JoinError, SpawnError, active_children, current_process, parent_process,
+    Builder, JoinError, PanicStage, SpawnError, active_children, current_process, parent_process,
 };
 use mpkit::{Connection, Process};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -100,7 +100,12 @@ fn a_panic_is_reported_with_its_message() {
     let _w = watchdog(20);
     let mut child = Process::spawn(|n: u32| -> u32 { panic!("bad input {n}") }, 9).unwrap();
     match child.join_timeout(Duration::from_secs(15)) {
-        Err(JoinError::Panicked { message }) => assert_eq!(message, "bad input 9"),
+        Err(JoinError::Panicked { message, stage }) => {
+            assert_eq!(
+                (message.as_str(), stage),
+                ("bad input 9", PanicStage::Function)
+            )
+        }
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(child.exitcode(), Some(1));
@@ -475,4 +480,175 @@ fn a_child_whose_parent_exits_before_it_starts_still_runs() {
         .recv_timeout(Duration::from_secs(20))
         .expect("the orphaned child ran its function");
     assert_eq!(reported, orphan_pid);
+}
+
+/// A value whose serde code or destructor panics, as told by its flags.
+/// Only the flags travel, so the copy decoded on the other side carries them.
+#[derive(Debug)]
+struct Explosive(u8);
+
+impl Explosive {
+    const SERIALIZE: u8 = 1;
+    const DESERIALIZE: u8 = 2;
+    const DROP: u8 = 4;
+}
+
+impl Serialize for Explosive {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 & Explosive::SERIALIZE != 0 {
+            panic!("Serialize exploded");
+        }
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Explosive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let flags = u8::deserialize(d)?;
+        if flags & Explosive::DESERIALIZE != 0 {
+            panic!("Deserialize exploded");
+        }
+        Ok(Explosive(flags))
+    }
+}
+
+impl Drop for Explosive {
+    fn drop(&mut self) {
+        if self.0 & Explosive::DROP != 0 && !std::thread::panicking() {
+            panic!("Drop exploded");
+        }
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// The children of the calling process that are not reaped yet (running or
+/// zombies), from every thread's `children` list.
+fn my_children() -> Vec<i32> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let list = std::fs::read_to_string(task.unwrap().path().join("children"));
+        pids.extend(
+            list.unwrap_or_default()
+                .split_whitespace()
+                .map(|p| p.parse::<i32>().unwrap()),
+        );
+    }
+    pids
+}
+
+#[test]
+fn a_panic_decoding_the_arguments_is_a_panic_not_an_abort() {
+    let _w = watchdog(20);
+    let mut child = Process::spawn(|e: Explosive| e.0, Explosive(Explosive::DESERIALIZE)).unwrap();
+    match child.join_timeout(Duration::from_secs(15)) {
+        Err(e @ JoinError::Panicked { .. }) => {
+            assert!(
+                e.to_string().contains("while decoding its arguments"),
+                "{e}"
+            );
+            let JoinError::Panicked { message, stage } = e else {
+                unreachable!()
+            };
+            assert_eq!(
+                (message.as_str(), stage),
+                ("Deserialize exploded", PanicStage::Arguments)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(child.exitcode(), Some(1));
+}
+
+#[test]
+fn a_panic_encoding_or_dropping_the_result_is_a_panic_not_an_abort() {
+    let _w = watchdog(20);
+    for (flags, expected) in [
+        (Explosive::SERIALIZE, "Serialize exploded"),
+        (Explosive::DROP, "Drop exploded"),
+    ] {
+        let mut child = Process::spawn(Explosive, flags).unwrap();
+        match child.join_timeout(Duration::from_secs(15)) {
+            Err(JoinError::Panicked { message, stage }) => {
+                assert_eq!((message.as_str(), stage), (expected, PanicStage::Result))
+            }
+            other => panic!("flags {flags}: unexpected {other:?}"),
+        }
+        assert_eq!(child.exitcode(), Some(1));
+    }
+}
+
+#[test]
+fn a_panic_serializing_the_arguments_reaches_the_caller_and_starts_nothing() {
+    let _w = watchdog(30);
+    // Run in a child of its own, where no other test starts processes, so
+    // that "no child" can be checked exactly.
+    let probe = Process::spawn(
+        |(): ()| {
+            let caught = std::panic::catch_unwind(|| {
+                Process::spawn(|e: Explosive| e.0, Explosive(Explosive::SERIALIZE))
+            });
+            let message = caught.err().map(panic_message);
+            (message, my_children(), active_children().len())
+        },
+        (),
+    )
+    .unwrap();
+    let (message, children, active) = probe.join().unwrap();
+    assert_eq!(message.as_deref(), Some("Serialize exploded"));
+    assert_eq!((children, active), (vec![], 0));
+}
+
+#[test]
+fn a_panic_dropping_the_arguments_reaches_the_caller_and_leaves_no_child() {
+    let _w = watchdog(30);
+    let probe = Process::spawn(
+        |(): ()| {
+            let (_here, there) = mpkit::pipe(true).unwrap();
+            // The child would wait for a message that never comes: if spawn
+            // left it behind, it would still be running below.
+            let caught = std::panic::catch_unwind(move || {
+                Process::spawn(
+                    |(mut c, _e): (Connection, Explosive)| c.recv::<()>().is_ok(),
+                    (there, Explosive(Explosive::DROP)),
+                )
+            });
+            let message = caught.err().map(panic_message);
+            (message, my_children(), active_children().len())
+        },
+        (),
+    )
+    .unwrap();
+    let (message, children, active) = probe.join().unwrap();
+    assert_eq!(message.as_deref(), Some("Drop exploded"));
+    assert_eq!((children, active), (vec![], 0));
+}
+
+#[test]
+fn a_panic_deserializing_the_result_reaches_the_caller_and_leaves_no_zombie() {
+    let _w = watchdog(20);
+    let mut child = Process::spawn(Explosive, Explosive::DESERIALIZE).unwrap();
+    let pid = child.pid();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child.join_timeout(Duration::from_secs(15))
+    }));
+    assert_eq!(
+        caught.err().map(panic_message).as_deref(),
+        Some("Deserialize exploded")
+    );
+    // Reaped before the result was decoded: neither running nor a zombie.
+    assert_eq!(is_zombie_or_gone(pid), (false, true));
+    assert!(!active_children().iter().any(|c| c.pid() == pid));
+    assert!(matches!(
+        child.join_timeout(Duration::from_secs(1)),
+        Err(JoinError::AlreadyJoined)
+    ));
+    assert_eq!(child.exitcode(), Some(0));
 }

@@ -27,6 +27,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::PanicStage;
 use crate::codec::{Codec, Postcard};
 use crate::connection::RawConnection;
 use crate::handle;
@@ -68,8 +69,8 @@ pub(crate) enum Report {
     /// It returned; the result, encoded with [`Postcard`] (handles in it
     /// index the descriptors that came with the report).
     Returned(Vec<u8>),
-    /// It panicked, with this message.
-    Panicked(String),
+    /// User code panicked, at this stage, with this message.
+    Panicked { stage: PanicStage, message: String },
     /// The arguments did not decode as the function's argument type.
     ArgsDecode { type_name: String, message: String },
     /// The function's result could not be encoded.
@@ -111,6 +112,12 @@ fn address_of(offset: u64) -> usize {
 /// Runs the function of type `fn(A) -> R` at address `function` on the
 /// arguments, and reports how it ended over `chan`. Returns the exit code.
 ///
+/// Every step that runs user code (the arguments' `Deserialize`, the
+/// function, the result's `Serialize` and `Drop`) runs under
+/// `catch_unwind`: the trampoline is called from the `extern "C"` start-up
+/// entry, where an escaping panic would abort the child instead of being
+/// reported as the panic it is.
+///
 /// # Safety
 /// `function` must be the address of a `fn(A) -> R` in this executable:
 /// the parent computed it from a value of exactly that type, and the check
@@ -124,9 +131,12 @@ pub(crate) unsafe fn trampoline<A: DeserializeOwned, R: Serialize>(
     // SAFETY: guaranteed by the caller (see above); fn pointers and usize
     // have the same size.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let args: A = match handle::provide(fds, || Postcard::decode::<A>(args)) {
-        Ok(a) => a,
-        Err(e) => {
+    let decoded = guarded(PanicStage::Arguments, || {
+        handle::provide(fds, || Postcard::decode::<A>(args))
+    });
+    let args: A = match decoded {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
             return report(
                 chan,
                 &Report::ArgsDecode {
@@ -137,46 +147,71 @@ pub(crate) unsafe fn trampoline<A: DeserializeOwned, R: Serialize>(
                 EXIT_FAILED,
             );
         }
+        Err(panicked) => return report(chan, &panicked, &[], EXIT_PANIC),
     };
-    match catch_unwind(AssertUnwindSafe(|| f(args))) {
-        Ok(result) => {
-            let mut buf = Vec::new();
-            let (encoded, fds) = handle::collect(|| Postcard::encode(&result, &mut buf));
-            let encoded = encoded.map_err(|e| e.to_string()).and_then(|()| {
-                if fds.len() > sys::MAX_FDS_PER_MESSAGE {
-                    Err(format!(
-                        "it holds {} handles; at most {} can be returned",
-                        fds.len(),
-                        sys::MAX_FDS_PER_MESSAGE
-                    ))
-                } else {
-                    Ok(())
-                }
-            });
-            match encoded {
-                Ok(()) => report(chan, &Report::Returned(buf), &fds, 0),
-                Err(e) => report(
-                    chan,
-                    &Report::ResultEncode {
-                        type_name: std::any::type_name::<R>().to_string(),
-                        message: e,
-                    },
-                    &[],
-                    EXIT_FAILED,
-                ),
-            }
+    let result = match guarded(PanicStage::Function, || f(args)) {
+        Ok(result) => result,
+        Err(panicked) => return report(chan, &panicked, &[], EXIT_PANIC),
+    };
+    // The result is dropped here, before anything is sent: a destructor that
+    // panics is a panic of the child, not a value returned.
+    let encoded = guarded(PanicStage::Result, move || {
+        let mut buf = Vec::new();
+        let (encoded, fds) = handle::collect(|| Postcard::encode(&result, &mut buf));
+        drop(result);
+        (encoded.map(|()| buf), fds)
+    });
+    let (encoded, fds) = match encoded {
+        Ok(done) => done,
+        Err(panicked) => return report(chan, &panicked, &[], EXIT_PANIC),
+    };
+    let encoded = encoded.map_err(|e| e.to_string()).and_then(|buf| {
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            Err(format!(
+                "it holds {} handles; at most {} can be returned",
+                fds.len(),
+                sys::MAX_FDS_PER_MESSAGE
+            ))
+        } else {
+            Ok(buf)
         }
-        Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_string()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "<panic payload that is not a string>".to_string()
-            };
-            report(chan, &Report::Panicked(message), &[], EXIT_PANIC)
-        }
+    });
+    match encoded {
+        Ok(buf) => report(chan, &Report::Returned(buf), &fds, 0),
+        Err(e) => report(
+            chan,
+            &Report::ResultEncode {
+                type_name: std::any::type_name::<R>().to_string(),
+                message: e,
+            },
+            &[],
+            EXIT_FAILED,
+        ),
     }
+}
+
+/// Runs `step` under `catch_unwind`; a panic becomes the
+/// [`Report::Panicked`] to send.
+fn guarded<T>(stage: PanicStage, step: impl FnOnce() -> T) -> Result<T, Report> {
+    catch_unwind(AssertUnwindSafe(step)).map_err(|payload| Report::Panicked {
+        stage,
+        message: panic_message(payload),
+    })
+}
+
+/// The message of a panic. The payload is forgotten, not dropped: its own
+/// destructor is user code that could panic again, outside any
+/// `catch_unwind`, and the process exits right after anyway.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<panic payload that is not a string>".to_string()
+    };
+    std::mem::forget(payload);
+    message
 }
 
 /// Sends `r` to the parent; returns `code`. A parent that is gone cannot be
@@ -237,10 +272,19 @@ pub(crate) fn run_if_child() {
     // SAFETY: this runs from `.init_array`, before `main`: the process has a
     // single thread, so nothing can read the environment concurrently.
     unsafe { std::env::remove_var(ENV_VAR) };
-    let code = match run_child(value.to_str().and_then(|v| v.parse::<RawFd>().ok())) {
-        Ok(code) => code,
-        Err(message) => {
+    // The trampoline reports panics of user code itself; this catches the
+    // rest (a bug of mpkit's), which would otherwise abort at the `extern
+    // "C"` entry. The panic hook has printed its message already.
+    let fd = value.to_str().and_then(|v| v.parse::<RawFd>().ok());
+    let code = match catch_unwind(|| run_child(fd)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(message)) => {
             eprintln!("mpkit: child process could not start: {message}");
+            EXIT_FAILED
+        }
+        Err(payload) => {
+            let message = panic_message(payload);
+            eprintln!("mpkit: child process failed: {message}");
             EXIT_FAILED
         }
     };

@@ -61,14 +61,25 @@
 //!   a bootstrap whose sender has exited).
 //! - Each dropped, still-running `Process` costs a small reaper thread
 //!   until the child exits.
+//! - A panic in the child, in the function or in the serde code or
+//!   destructor of its arguments or result, is [`JoinError::Panicked`]
+//!   naming the [`PanicStage`]. Where Rust itself aborts instead of
+//!   unwinding, the child dies of `SIGABRT` and `join` reports
+//!   [`JoinError::Signaled`] with signal 6: a program built with
+//!   `panic = "abort"`, a destructor that panics while a panic unwinds, or
+//!   a panic hook that panics.
 
 pub(crate) mod child;
+mod error;
+
+pub use error::{JoinError, PanicStage, SpawnError};
 
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -77,104 +88,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, CodecError, Postcard};
+use crate::codec::{Codec, Postcard};
 use crate::connection::{RawConnection, RecvError};
 use crate::handle;
 use crate::signal::Signal;
 use crate::sys::{self, Deadline, Exit};
 use child::{Bootstrap, Report};
-
-/// Why a child could not be started.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SpawnError {
-    /// The arguments could not be encoded (checked in the parent, before any
-    /// process is started).
-    #[error("could not encode the arguments of type `{type_name}`: {source}")]
-    ArgsEncode {
-        /// The argument type.
-        type_name: &'static str,
-        /// What the codec said.
-        source: CodecError,
-    },
-    /// The function is not in the executable itself (it is in a shared
-    /// library loaded at its own address), so the child cannot find it.
-    #[error("the function is not part of the executable, so a child process cannot find it")]
-    ForeignFunction,
-    /// The arguments hold more handles than one message can carry.
-    #[error("the arguments hold {0} handles; at most 253 can be passed to a child")]
-    TooManyHandles(usize),
-    /// The operating system refused (fork, exec, socketpair, pidfd_open).
-    #[error("could not start the child process: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// How a child ended, when it did not return a value.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum JoinError {
-    /// [`Process::join_timeout`] gave up; the child is still running.
-    #[error("the child process is still running")]
-    Timeout,
-    /// The function panicked; the message is the panic's.
-    #[error("the child process panicked: {message}")]
-    Panicked {
-        /// The panic message.
-        message: String,
-    },
-    /// The child exited with this code without returning (it called
-    /// `std::process::exit`, or aborted before the function ran).
-    #[error("the child process exited with code {code} without returning a result")]
-    Exited {
-        /// The exit code.
-        code: i32,
-    },
-    /// A signal ended the child (SIGTERM from [`Process::terminate`], SIGKILL
-    /// from [`Process::kill`], a crash, …).
-    #[error("the child process was killed by signal {signal}")]
-    Signaled {
-        /// The signal number.
-        signal: i32,
-    },
-    /// The arguments reached the child but did not decode as the function's
-    /// argument type (a `Serialize`/`Deserialize` pair that disagree).
-    #[error("the child could not decode its arguments as `{type_name}`: {message}")]
-    ArgsDecode {
-        /// The argument type.
-        type_name: String,
-        /// What the codec said.
-        message: String,
-    },
-    /// The function returned, but its result could not be encoded.
-    #[error("the child could not encode its result of type `{type_name}`: {message}")]
-    ResultEncode {
-        /// The result type.
-        type_name: String,
-        /// What the codec said.
-        message: String,
-    },
-    /// The result arrived but did not decode as `R`.
-    #[error("could not decode the child's result as `{type_name}`: {source}")]
-    ResultDecode {
-        /// The result type.
-        type_name: &'static str,
-        /// What the codec said.
-        source: CodecError,
-    },
-    /// The child refused to run (it is not the parent's executable).
-    #[error("the child refused to run: {0}")]
-    BadExecutable(String),
-    /// The child exited without a result, and its exit status was collected
-    /// by someone else (`SIGCHLD` ignored, or a `waitpid(-1)` elsewhere).
-    #[error("the child process exited without a result; its exit status was collected elsewhere")]
-    StatusUnavailable,
-    /// The result was already taken by an earlier join.
-    #[error("the child process was already joined")]
-    AlreadyJoined,
-    /// The operating system reported an error while waiting.
-    #[error("waiting for the child process failed: {0}")]
-    Io(#[from] io::Error),
-}
 
 /// Options for a child process: its name and whether it is a daemon.
 ///
@@ -222,6 +141,15 @@ impl Builder {
     /// is a [`SpawnError::ArgsEncode`] naming its type, and no process starts.
     /// Handles in `args` are moved to the child; this process's copies are
     /// closed when `args` is dropped, at the end of this call.
+    ///
+    /// # Panics
+    /// Panics of the caller's own code reach the caller, as they would from
+    /// any other call: when `A`'s `Serialize` panics, no process was started;
+    /// when dropping `args` panics (after the child got its copy), the child
+    /// is killed and reaped before the panic continues, so no process is
+    /// left behind without a `Process` to join it. Panics in the child (the
+    /// arguments' `Deserialize`, the function, the result's `Serialize`) are
+    /// [`JoinError::Panicked`].
     pub fn spawn<A, R>(self, f: fn(A) -> R, args: A) -> Result<Process<R>, SpawnError>
     where
         A: Serialize + DeserializeOwned,
@@ -334,15 +262,28 @@ impl Builder {
             Err(crate::SendError::Io(e)) => return Err(abandon(e)),
             Err(e) => return Err(abandon(io::Error::other(e.to_string()))),
         }
-        drop(args);
-        Ok(Process {
+        let process = Process {
             shared,
             chan: Some(chan),
             report: None,
             exit: None,
             joined: false,
             _result: PhantomData,
-        })
+        };
+        // Dropping the arguments runs their destructors, which are user code.
+        // If one panics, the caller gets that panic and no `Process`: the
+        // child it could never join is not left running behind its back.
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(args))) {
+            let _ = sys::pidfd_send_signal(process.shared.pidfd.as_fd(), Signal::KILL.number());
+            let mut process = process;
+            if let Ok(Some(exit)) = sys::reap(process.shared.pidfd.as_fd(), true) {
+                process.exit = Some(exit);
+                forget_child(&process.shared);
+            }
+            drop(process);
+            std::panic::resume_unwind(panic);
+        }
+        Ok(process)
     }
 }
 
@@ -418,6 +359,12 @@ impl Process<()> {
 impl<R: DeserializeOwned> Process<R> {
     /// Waits for the child to end and returns what its function returned, or
     /// how it ended otherwise (see [`JoinError`]).
+    ///
+    /// # Panics
+    /// When `R`'s `Deserialize` panics on the result, the panic reaches the
+    /// caller (it is this process's code), with the child already reaped and
+    /// the descriptors that came with the result closed; a later join
+    /// returns [`JoinError::AlreadyJoined`].
     pub fn join(mut self) -> Result<R, JoinError> {
         self.join_deadline(None)
     }
@@ -467,7 +414,7 @@ impl<R: DeserializeOwned> Process<R> {
                     type_name: std::any::type_name::<R>(),
                     source,
                 }),
-            Report::Panicked(message) => Err(JoinError::Panicked { message }),
+            Report::Panicked { stage, message } => Err(JoinError::Panicked { stage, message }),
             Report::ArgsDecode { type_name, message } => {
                 Err(JoinError::ArgsDecode { type_name, message })
             }

@@ -96,7 +96,11 @@ pub enum PutError<T> {
     #[error("the queue is closed")]
     Closed(T),
     /// The encoded message is larger than the queue can ever hold.
-    #[error("a message of {size} bytes can never fit a queue whose largest message is {max} bytes")]
+    #[error(
+        "a message of {size} bytes can never fit a queue whose largest message is {max} bytes \
+         (its byte capacity less a 16-byte header); make the queue with a larger byte capacity: \
+         `with_capacity`, the `capacity` of `create`, or `mpkit queue create --capacity`"
+    )]
     TooLarge {
         /// The value.
         value: T,
@@ -514,7 +518,14 @@ queue_handle!(Queue, ObjectKind::Queue);
 
 impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// A new anonymous queue holding at most `maxsize` items (0: no limit
-    /// but the default 1 MiB capacity).
+    /// on their number, as in Python).
+    ///
+    /// Its byte capacity is [`DEFAULT_CAPACITY`] (1 MiB), and that bounds
+    /// each message too, whatever `maxsize` says: unlike Python's `Queue`,
+    /// whose pipe streams a message of any size, a message here must fit
+    /// the shared ring whole, so one whose encoding is larger than the
+    /// capacity less 16 bytes is [`PutError::TooLarge`]. For larger
+    /// messages, give the capacity with [`with_capacity`](Self::with_capacity).
     pub fn new(maxsize: usize) -> Result<Self, ShmError> {
         Self::with_capacity(maxsize, DEFAULT_CAPACITY)
     }
