@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::layout::*;
-use super::{Ring, SideId};
+use super::{EnterFail, Ring, SideId};
 use crate::base::cell::LockError;
 use crate::base::spin::{Poll, Spin};
 use crate::sys;
@@ -73,22 +73,13 @@ impl Drop for Locked<'_> {
     }
 }
 
-/// A thread used the queue from inside one of the queue's own operations
-/// (a decoder that puts to or gets from the queue it is decoding for).
-fn reentered() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::WouldBlock,
-        "the queue was used from inside one of its own operations (by a decoder?)",
-    )
-}
-
 impl Ring {
     // ----- exclusion ---------------------------------------------------------
 
     /// Enters `side`'s critical section: through the lease when this thread
     /// holds it, else through the mutex.
     #[inline]
-    pub(super) fn enter(&self, side: SideId) -> io::Result<Section<'_>> {
+    pub(super) fn enter(&self, side: SideId) -> Result<Section<'_>, EnterFail> {
         match self.enter_leased(side) {
             Some(busy) => Ok(Section::Leased(busy)),
             None => self.enter_locked(side).map(Section::Locked),
@@ -96,14 +87,16 @@ impl Ring {
     }
 
     #[cold]
-    pub(super) fn enter_locked(&self, side: SideId) -> io::Result<Locked<'_>> {
+    pub(super) fn enter_locked(&self, side: SideId) -> Result<Locked<'_>, EnterFail> {
         let me = sys::thread_token();
         let owner_died = self.cell(side).acquire(true, None).map_err(|e| match e {
-            LockError::Io(e) => e,
+            LockError::Io(e) => EnterFail::Io(e),
             // The side's mutex is error-checking: this thread holds it
             // already, inside one of the queue's own operations.
-            LockError::Deadlock => reentered(),
-            other => io::Error::other(other),
+            LockError::Deadlock => EnterFail::Reentered,
+            // A wait without a deadline is neither timed out nor refused
+            // as busy: what is left came from the OS.
+            other => EnterFail::Io(io::Error::other(other)),
         })?;
         // From here on, dropping the section releases the mutex.
         let section = Locked {
@@ -118,11 +111,11 @@ impl Ring {
         {
             // This thread is inside a leased section of this side already:
             // a sink (a decoder) used the queue it is being called from.
-            return Err(reentered());
+            return Err(EnterFail::Reentered);
         }
         let mut holder_died = false;
         if holder != 0 && holder & !SLOT_MASK != me {
-            holder_died = self.revoke(side, holder)?;
+            holder_died = self.revoke(side, holder).map_err(EnterFail::Io)?;
         } else if lease.revoke.load(Ordering::Relaxed) != 0 {
             // A revoker died halfway (the mutex was robust): finish for it.
             lease.revoke.store(0, Ordering::Relaxed);
@@ -399,7 +392,7 @@ mod tests {
         let outer = ring.enter_leased(side).expect("the holder enters");
         assert!(ring.enter_leased(side).is_none());
         let inner = ring.enter(side).map(|_| ());
-        assert_eq!(inner.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert!(matches!(inner, Err(EnterFail::Reentered)));
         drop(outer);
         assert!(ring.enter_leased(side).is_some());
     }
