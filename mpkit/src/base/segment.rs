@@ -681,9 +681,19 @@ pub enum ShmError {
     },
     /// A size of zero was asked for: a shared memory object holds at least
     /// one byte (Python raises `ValueError` for `SharedMemory(size=0)` too).
+    ///
+    /// ```
+    /// use mpkit::shm::{SharedMemory, ShmError};
+    /// assert!(matches!(SharedMemory::anonymous(0), Err(ShmError::ZeroSize)));
+    /// ```
     #[error("a shared memory object needs a size of at least one byte")]
     ZeroSize,
     /// A [`Barrier`](crate::sync::Barrier) for no parties was asked for.
+    ///
+    /// ```
+    /// use mpkit::{shm::ShmError, sync::Barrier};
+    /// assert!(matches!(Barrier::new(0), Err(ShmError::NoParties)));
+    /// ```
     #[error("a barrier needs at least one party")]
     NoParties,
     /// More was asked for than an object of this kind can hold.
