@@ -653,9 +653,7 @@ fn a_decoder_that_takes_from_its_own_queue_is_refused() {
 #[test]
 fn a_capacity_too_large_is_refused() {
     match ByteQueue::with_capacity(0, (1 << 36) + 1) {
-        Err(ShmError::TooLarge {
-            requested, max, ..
-        }) => {
+        Err(ShmError::TooLarge { requested, max, .. }) => {
             assert_eq!(requested, (1 << 36) + 1);
             assert_eq!(max, 1 << 36);
         }

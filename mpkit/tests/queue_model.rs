@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use common::watchdog;
 use mpkit::codec::{Codec, Postcard};
 use mpkit::queue::{
-    ByteQueue, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, TryGetError, TryPutError,
+    ByteQueue, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, TryGetError,
+    TryPutError,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;

@@ -236,7 +236,9 @@ from_put_error!(TryPutError);
 from_put_error!(PutTimeoutError);
 
 put_family!(PutError, Infallible, |never, _value| match never {});
-put_family!(TryPutError, NotNow, |NotNow, value| TryPutError::Full(value));
+put_family!(TryPutError, NotNow, |NotNow, value| TryPutError::Full(
+    value
+));
 put_family!(PutTimeoutError, TimedOut, |TimedOut, value| {
     PutTimeoutError::Timeout(value)
 });
@@ -385,7 +387,9 @@ from_get_error!(GetTimeoutError);
 
 get_family!(GetError, Infallible, |never| match never {});
 get_family!(TryGetError, NotNow, |NotNow| TryGetError::Empty);
-get_family!(GetTimeoutError, TimedOut, |TimedOut| GetTimeoutError::Timeout);
+get_family!(GetTimeoutError, TimedOut, |TimedOut| {
+    GetTimeoutError::Timeout
+});
 
 /// Why [`JoinableQueue::task_done`](super::JoinableQueue::task_done) was
 /// refused.

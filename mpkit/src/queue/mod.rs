@@ -173,11 +173,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Typed<T, C> {
         for item in &items {
             let mut buf = Vec::new();
             if let Err(source) = C::encode(item, &mut buf) {
-                return Err(PutError::encode(
-                    items,
-                    std::any::type_name::<T>(),
-                    source,
-                ));
+                return Err(PutError::encode(items, std::any::type_name::<T>(), source));
             }
             encoded.push(buf);
         }
@@ -665,10 +661,7 @@ impl ByteQueue {
         Ok(())
     }
 
-    fn get_one<W: Waiting, E: GetFamily<GaveUp = W::GaveUp>>(
-        &self,
-        wait: W,
-    ) -> Result<Vec<u8>, E> {
+    fn get_one<W: Waiting, E: GetFamily<GaveUp = W::GaveUp>>(&self, wait: W) -> Result<Vec<u8>, E> {
         let mut out = Vec::new();
         self.ring
             .get_one(wait, |b| out = b.to_vec())

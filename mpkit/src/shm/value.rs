@@ -101,7 +101,8 @@ fn create_segment<T: Pod>(
         return Err(ShmError::TooLarge {
             what: "an array length in elements",
             requested: init.len() as u64,
-            max: ((usize::MAX - data_offset::<T>(matches!(kind, ObjectKind::Value | ObjectKind::Array)))
+            max: ((usize::MAX
+                - data_offset::<T>(matches!(kind, ObjectKind::Value | ObjectKind::Array)))
                 / std::mem::size_of::<T>().max(1)) as u64,
         });
     }

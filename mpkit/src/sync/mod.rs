@@ -58,12 +58,12 @@ use std::time::Duration;
 
 use crate::base::cell::{CELL_SIZE, MutexCell};
 pub use crate::base::cell::{LockError, ReleaseError};
-pub use barrier::{Barrier, BarrierError, BarrierTimeoutError};
 use crate::base::segment::{
     Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
 };
 use crate::base::spin::spin_until;
 use crate::sys::{self, Deadline, FutexWait};
+pub use barrier::{Barrier, BarrierError, BarrierTimeoutError};
 
 /// Holds a lock until dropped ([`Lock::lock`], [`RLock::lock`],
 /// [`RLockRef::lock`]).

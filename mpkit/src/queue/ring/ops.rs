@@ -66,7 +66,11 @@ impl Ring {
     /// common case (this thread holds the producers' lease, the message
     /// fits without wrapping) is a handful of loads and stores and one copy.
     #[inline]
-    pub(crate) fn put_one<W: Waiting>(&self, msg: &[u8], wait: W) -> Result<(), PutFail<W::GaveUp>> {
+    pub(crate) fn put_one<W: Waiting>(
+        &self,
+        msg: &[u8],
+        wait: W,
+    ) -> Result<(), PutFail<W::GaveUp>> {
         if self.try_put_leased(msg) {
             return Ok(());
         }
