@@ -1,22 +1,8 @@
 //! The queues' errors: one type per family of operations, each naming only
-//! what that family can report (crossbeam-channel's scheme).
-//!
-//! | operation | error | beyond the blocking one's variants |
-//! |---|---|---|
-//! | `put`, `put_many` | [`PutError<T>`] | — |
-//! | `try_put` | [`TryPutError<T>`] | `Full` |
-//! | `put_timeout` | [`PutTimeoutError<T>`] | `Timeout` |
-//! | `get`, `get_many`, `get_into` | [`GetError`] | — |
-//! | `try_get` | [`TryGetError`] | `Empty` |
-//! | `get_timeout`, `get_many_timeout` | [`GetTimeoutError`] | `Timeout` |
-//!
-//! Every put error hands back what was not put (`into_inner`), and its
-//! `Debug` shows the error, not the value, so `T` need not be `Debug`. The
-//! errors of the blocking operations convert into those of the others
-//! (`From`), so `?` passes them up.
-//!
-//! A [`ByteQueue`](super::ByteQueue) has no codec: it never returns the
-//! `Encode`, `Decode` or `Reentered` variants.
+//! what that family can report (crossbeam-channel's scheme; the table is in
+//! the `queue` module's docs). The ring reports failures typed by how it
+//! waited ([`Waiting`](super::ring::Waiting)); [`PutFamily`] and
+//! [`GetFamily`] turn them into these types.
 
 use std::convert::Infallible;
 use std::fmt;

@@ -71,7 +71,9 @@
 //! | `get_timeout`, `get_many_timeout` | [`GetTimeoutError`] | `Timeout` |
 //!
 //! Put errors hand back what was not put. The blocking operations' errors
-//! convert into the others' (`From`), so `?` passes them up.
+//! convert into the others' (`From`), so `?` passes them up. A
+//! [`ByteQueue`] has no codec: it never returns the `Encode`, `Decode` or
+//! `Reentered` variants.
 
 mod error;
 mod ring;
