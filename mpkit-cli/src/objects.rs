@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use mpkit::admin::{self, ObjectInfo};
-use mpkit::queue::{ByteQueue, GetError, PutError};
+use mpkit::queue::{ByteQueue, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError};
 use mpkit::shm::ShmError;
 use mpkit::signal::Signal;
 
@@ -288,19 +288,18 @@ pub fn queue(cmd: QueueCommand) -> Result {
                     .map_err(|e| CliError::new(code::ERROR, format!("malformed JSON: {e}")))?;
             }
             let q = ByteQueue::open(&name)?;
-            let r = match (timeout, wait) {
-                (Some(t), _) => q.put_timeout(&data, seconds(t)?),
-                (None, true) => q.put(&data),
-                (None, false) => q.try_put(&data),
-            };
-            r.map_err(|e| {
-                let c = match e {
-                    PutError::Full(_) => code::FULL,
-                    PutError::Timeout(_) => code::TIMEOUT,
-                    _ => code::ERROR,
-                };
-                CliError::new(c, e.to_string())
-            })
+            let fail = |c: u8, e: &dyn std::fmt::Display| CliError::new(c, e.to_string());
+            match (timeout, wait) {
+                (Some(t), _) => q.put_timeout(&data, seconds(t)?).map_err(|e| match e {
+                    PutTimeoutError::Timeout(_) => fail(code::TIMEOUT, &e),
+                    _ => fail(code::ERROR, &e),
+                }),
+                (None, true) => q.put(&data).map_err(|e| fail(code::ERROR, &e)),
+                (None, false) => q.try_put(&data).map_err(|e| match e {
+                    TryPutError::Full(_) => fail(code::FULL, &e),
+                    _ => fail(code::ERROR, &e),
+                }),
+            }
         }
         QueueCommand::Get {
             name,
@@ -309,19 +308,18 @@ pub fn queue(cmd: QueueCommand) -> Result {
             raw,
         } => {
             let q = ByteQueue::open(&name)?;
-            let r = match (timeout, wait) {
-                (Some(t), _) => q.get_timeout(seconds(t)?),
-                (None, true) => q.get(),
-                (None, false) => q.try_get(),
-            };
-            let msg = r.map_err(|e| {
-                let c = match e {
-                    GetError::Empty => code::EMPTY,
-                    GetError::Timeout => code::TIMEOUT,
-                    _ => code::ERROR,
-                };
-                CliError::new(c, e.to_string())
-            })?;
+            let fail = |c: u8, e: &dyn std::fmt::Display| CliError::new(c, e.to_string());
+            let msg = match (timeout, wait) {
+                (Some(t), _) => q.get_timeout(seconds(t)?).map_err(|e| match e {
+                    GetTimeoutError::Timeout => fail(code::TIMEOUT, &e),
+                    _ => fail(code::ERROR, &e),
+                }),
+                (None, true) => q.get().map_err(|e| fail(code::ERROR, &e)),
+                (None, false) => q.try_get().map_err(|e| match e {
+                    TryGetError::Empty => fail(code::EMPTY, &e),
+                    _ => fail(code::ERROR, &e),
+                }),
+            }?;
             let mut out = std::io::stdout().lock();
             out.write_all(&msg)?;
             if !raw && !msg.ends_with(b"\n") {

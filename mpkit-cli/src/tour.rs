@@ -13,7 +13,7 @@ use mpkit::net::{Client, Listener, NetError};
 use mpkit::os::{Fifo, Open};
 use mpkit::process::ProcessState;
 use mpkit::process::{Builder, JoinError, current_process, parent_process};
-use mpkit::queue::{GetError, JoinableQueue, PutError, Queue};
+use mpkit::queue::{GetTimeoutError, JoinableQueue, Queue, TryPutError};
 use mpkit::shm::{Array, RawValue, SharedMemory, Value};
 use mpkit::signal::{self, Signal};
 use mpkit::sync::{Barrier, Event, Lock, Semaphore};
@@ -321,7 +321,7 @@ fn locks_and_semaphores() -> Result {
         },
         (lock.try_clone()?, held.try_clone()?),
     )?;
-    held.wait(Some(Duration::from_secs(10)));
+    held.wait(Some(Duration::from_secs(10)))?;
     println!(
         "  child {} holds the lock; try_lock() here: {}",
         holder.pid(),
@@ -349,7 +349,7 @@ fn locks_and_semaphores() -> Result {
         (sem.try_clone()?, done.try_clone()?),
     )?;
     for _ in 0..3 {
-        sem.release();
+        sem.release()?;
     }
     consumer.join()?;
     println!(
@@ -388,7 +388,7 @@ fn getter((name, q): (String, Queue<f64>)) -> Vec<f64> {
                 println!("  {name}: get value {v:.6}");
                 got.push(v);
             }
-            Err(GetError::Timeout) => return got,
+            Err(GetTimeoutError::Timeout) => return got,
             Err(e) => panic!("{e}"),
         }
     }
@@ -417,7 +417,7 @@ fn queues() -> Result {
     q.put(1.0).map_err(|e| e.to_string())?;
     q.put(2.0).map_err(|e| e.to_string())?;
     match q.try_put(3.0) {
-        Err(PutError::Full(v)) => {
+        Err(TryPutError::Full(v)) => {
             println!("  put_nowait on a full Queue(2): Full, and the value {v} is handed back")
         }
         other => return Err(format!("expected Full, got {other:?}").into()),
@@ -570,9 +570,9 @@ fn signals() -> Result {
         },
         (ready.try_clone()?, handled.try_clone()?),
     )?;
-    ready.wait(Some(Duration::from_secs(10)));
+    ready.wait(Some(Duration::from_secs(10)))?;
     signal::send(child.pid(), Signal::USR1)?;
-    handled.wait(Some(Duration::from_secs(10)));
+    handled.wait(Some(Duration::from_secs(10)))?;
     child.send_signal(Signal::TERM)?;
     println!(
         "  a child with handlers received {:?}, then exited cleanly",

@@ -462,7 +462,7 @@ fn semaphore_event(c: &mut Criterion, python: &Result<String, String>) {
         |s, n| {
             timed(n, || {
                 s.acquire().expect("acquire");
-                s.release();
+                s.release().expect("release");
             })
         },
     );

@@ -32,8 +32,8 @@
 //!
 //! The bare `except:` hides a bug there: `get_nowait` takes no argument, so
 //! the `TypeError` is what gets caught, empty queue or not. Here each call
-//! says exactly what happened: [`PutError::Full`] hands the value back,
-//! [`GetError::Empty`] is its own variant, and anything else is an error.
+//! says exactly what happened: [`TryPutError::Full`] hands the value back,
+//! [`TryGetError::Empty`] is its own variant, and anything else is an error.
 //! Python's `put_nowait`, `get_nowait`, `full()` and `empty()` are
 //! `try_put`, `try_get`, `is_full()` and `is_empty()`.
 //!
@@ -44,7 +44,7 @@
 //! parent, `parent: the child got [1, 2, 3]; is_empty() = true`.
 
 use mpkit::Process;
-use mpkit::queue::{GetError, PutError, Queue};
+use mpkit::queue::{Queue, TryGetError, TryPutError};
 
 /// Takes the three values, then shows `get_nowait` on the empty queue.
 fn getter(q: Queue<i32>) -> Result<Vec<i32>, String> {
@@ -57,7 +57,7 @@ fn getter(q: Queue<i32>) -> Result<Vec<i32>, String> {
     }
     println!("child: is_empty() = {}", q.is_empty());
     match q.try_get() {
-        Err(e @ GetError::Empty) => println!("child: try_get(): {e}"),
+        Err(e @ TryGetError::Empty) => println!("child: try_get(): {e}"),
         Ok(value) => return Err(format!("try_get() on an empty queue returned {value}")),
         Err(e) => return Err(e.to_string()),
     }
@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Python's `put_nowait`: a full queue refuses at once and hands the
     // value back instead of dropping it.
     match q.try_put(4) {
-        Err(e @ PutError::Full(_)) => {
+        Err(e @ TryPutError::Full(_)) => {
             let reason = e.to_string();
             println!(
                 "parent: try_put(4): {reason}; {} handed back",

@@ -54,7 +54,7 @@ use std::hash::BuildHasher;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpkit::Process;
-use mpkit::queue::{GetError, Queue};
+use mpkit::queue::{GetTimeoutError, Queue};
 
 /// How long the getter waits for the next value before it quits (Python's
 /// `queue.get(True, timeout)`); far longer than the putter's pauses.
@@ -114,7 +114,7 @@ fn getter((name, queue): (String, Queue<f64>)) -> Result<Vec<f64>, String> {
                 got.push(value);
             }
             // Python's `queue.Empty` after the timeout: the only way out.
-            Err(GetError::Timeout) => {
+            Err(GetTimeoutError::Timeout) => {
                 println!(
                     "subprocess {name} : queue empty for {} s, {name} quits",
                     GET_TIMEOUT.as_secs_f64()

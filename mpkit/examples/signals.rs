@@ -41,10 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // reported in either order.
     let (ready, handled) = (Event::new()?, Event::new()?);
     let child = Process::spawn(handler_child, (ready.try_clone()?, handled.try_clone()?))?;
-    ready.wait(Some(Duration::from_secs(10)));
+    ready.wait(Some(Duration::from_secs(10)))?;
     println!("parent: kill -USR1 {}", child.pid());
     signal::send(child.pid(), Signal::USR1)?;
-    handled.wait(Some(Duration::from_secs(10)));
+    handled.wait(Some(Duration::from_secs(10)))?;
     println!("parent: kill -TERM {}", child.pid());
     child.send_signal(Signal::TERM)?;
     println!("parent: the child counted {} SIGUSR1", child.join()?);

@@ -11,7 +11,8 @@ use common::watchdog;
 use mpkit::Process;
 use mpkit::process::JoinError;
 use mpkit::queue::{
-    ByteQueue, GetError, JoinableQueue, PutError, Queue, SimpleQueue, TaskDoneError,
+    ByteQueue, GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue,
+    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 use mpkit::shm::{RawArray, RawValue, ShmError};
 use serde::{Deserialize, Serialize, Serializer};
@@ -32,7 +33,7 @@ fn a_putter_and_a_getter_through_a_queue_of_two() {
             loop {
                 match q.get_timeout(Duration::from_millis(500)) {
                     Ok(v) => got.push(v),
-                    Err(GetError::Timeout) => return got,
+                    Err(GetTimeoutError::Timeout) => return got,
                     Err(e) => panic!("{e}"),
                 }
             }
@@ -56,20 +57,20 @@ fn a_putter_and_a_getter_through_a_queue_of_two() {
 #[test]
 fn full_and_empty_hand_values_back() {
     let q: Queue<String> = Queue::new(2).unwrap();
-    assert!(matches!(q.try_get(), Err(GetError::Empty)));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
     assert!(matches!(
         q.get_timeout(Duration::from_millis(10)),
-        Err(GetError::Timeout)
+        Err(GetTimeoutError::Timeout)
     ));
     q.try_put("a".into()).unwrap();
     q.put("b".into()).unwrap();
     assert!(q.is_full());
     match q.try_put("c".into()) {
-        Err(PutError::Full(v)) => assert_eq!(v, "c"),
+        Err(TryPutError::Full(v)) => assert_eq!(v, "c"),
         other => panic!("{other:?}"),
     }
     match q.put_timeout("d".into(), Duration::from_millis(10)) {
-        Err(e @ PutError::Timeout(_)) => assert_eq!(e.into_inner(), "d"),
+        Err(e @ PutTimeoutError::Timeout(_)) => assert_eq!(e.into_inner(), "d"),
         other => panic!("{other:?}"),
     }
     assert_eq!(q.len(), 2);
@@ -84,7 +85,7 @@ fn messages_larger_than_the_ring_are_refused_at_once() {
     assert_eq!(q.capacity(), 4096);
     assert!(matches!(
         q.try_put(&[0; 4081]),
-        Err(PutError::TooLarge {
+        Err(TryPutError::TooLarge {
             size: 4081,
             max: 4080,
             ..
@@ -265,7 +266,7 @@ fn a_blocked_put_goes_in_when_one_message_fits() {
     .unwrap();
     putting.put(b"now").unwrap();
     q.put(&msg(n)).unwrap();
-    assert!(matches!(q.try_put(&msg(n + 1)), Err(PutError::Full(()))));
+    assert!(matches!(q.try_put(&msg(n + 1)), Err(TryPutError::Full(()))));
     go.put(b"drain").unwrap();
     let (asleep, got) = child.join().unwrap();
     assert_eq!(
@@ -569,6 +570,95 @@ fn unencodable_values_are_handed_back() {
         other => panic!("{other:?}"),
     }
     assert!(q.is_empty());
+}
+
+/// The errors of the blocking operations pass up through `?` into those
+/// of the others, with the value still handed back.
+#[test]
+fn blocking_errors_convert_into_the_others() {
+    fn try_put_via_put(q: &Queue<u32>, v: u32) -> Result<(), TryPutError<u32>> {
+        q.put(v)?;
+        Ok(())
+    }
+    fn try_get_via_get(q: &Queue<u32>) -> Result<u32, TryGetError> {
+        Ok(q.get()?)
+    }
+    let q: Queue<u32> = Queue::new(0).unwrap();
+    q.close();
+    match try_put_via_put(&q, 9) {
+        Err(TryPutError::Closed(v)) => assert_eq!(v, 9),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(try_get_via_get(&q), Err(TryGetError::Closed)));
+    let e: GetTimeoutError = GetError::Closed.into();
+    assert!(matches!(e, GetTimeoutError::Closed));
+    let e: PutTimeoutError<u32> = PutError::Closed(3).into();
+    assert_eq!(e.into_inner(), 3);
+}
+
+thread_local! {
+    /// The queue a [`Nosy`] decoder takes from.
+    static NOSY_QUEUE: std::cell::RefCell<Option<Queue<Nosy>>> =
+        const { std::cell::RefCell::new(None) };
+    /// What the decoder's own get returned.
+    static NOSY_SAW: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A value whose decoder takes from the queue it is decoding for.
+struct Nosy(u8);
+
+impl Serialize for Nosy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Nosy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let inner = NOSY_QUEUE.with(|q| {
+            let q = q.borrow();
+            match q.as_ref().unwrap().try_get() {
+                Err(TryGetError::Reentered) => "Reentered".to_string(),
+                Err(e) => format!("another error: {e}"),
+                Ok(v) => format!("a second message, {}", v.0),
+            }
+        });
+        NOSY_SAW.with(|saw| *saw.borrow_mut() = Some(inner));
+        u8::deserialize(d).map(Nosy)
+    }
+}
+
+/// A decoder that uses its own queue gets `Reentered` (a matchable
+/// variant), and the outer get still delivers its message.
+#[test]
+fn a_decoder_that_takes_from_its_own_queue_is_refused() {
+    let _w = watchdog(30);
+    let q: Queue<Nosy> = Queue::new(0).unwrap();
+    NOSY_QUEUE.with(|n| *n.borrow_mut() = Some(q.try_clone().unwrap()));
+    // Enough gets for the consumers' side to be leased to this thread, so
+    // that both ways in (the lease and the lock) are tried.
+    for i in 0..200u8 {
+        q.put(Nosy(i)).unwrap();
+        NOSY_SAW.with(|saw| *saw.borrow_mut() = None);
+        assert_eq!(q.get().unwrap().0, i);
+        let saw = NOSY_SAW.with(|saw| saw.borrow_mut().take());
+        assert_eq!(saw.as_deref(), Some("Reentered"), "get {i}");
+    }
+    assert!(q.is_empty());
+    NOSY_QUEUE.with(|n| *n.borrow_mut() = None);
+}
+
+/// A capacity above the largest is an error a caller can match, with what
+/// was asked for and the limit.
+#[test]
+fn a_capacity_too_large_is_refused() {
+    match ByteQueue::with_capacity(0, (1 << 36) + 1) {
+        Err(ShmError::TooLarge { requested, max, .. }) => {
+            assert_eq!(requested, (1 << 36) + 1);
+            assert_eq!(max, 1 << 36);
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 /// A chaos message: who sent it, its number, and a payload whose checksum

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{eventually, watchdog};
 use mpkit::Process;
 use mpkit::process::ProcessState;
-use mpkit::queue::{ByteQueue, PutError};
+use mpkit::queue::{ByteQueue, PutTimeoutError};
 use mpkit::shm::RawValue;
 
 /// What a call with a 10 ms timeout may take at most on a loaded CI machine.
@@ -32,7 +32,8 @@ fn churn((q, rounds): (ByteQueue, RawValue<u64>)) {
 fn wait_rounds(rounds: &RawValue<u64>, by: u64) {
     let start = rounds.atomic().load(SeqCst);
     assert!(
-        eventually(Duration::from_secs(20), || rounds.atomic().load(SeqCst) >= start + by),
+        eventually(Duration::from_secs(20), || rounds.atomic().load(SeqCst)
+            >= start + by),
         "the churning member made no progress"
     );
 }
@@ -55,7 +56,8 @@ fn a_stopped_member_never_stretches_another_members_timeout() {
     for round in 0..30 {
         member.suspend().unwrap();
         assert!(
-            eventually(Duration::from_secs(10), || member.state() == ProcessState::Stopped(stop)),
+            eventually(Duration::from_secs(10), || member.state()
+                == ProcessState::Stopped(stop)),
             "round {round}: the member did not stop"
         );
         // If a call hangs, resume the member after 3 s so the test reports
@@ -71,7 +73,8 @@ fn a_stopped_member_never_stretches_another_members_timeout() {
         let t = Instant::now();
         // The ring has room: only a member stopped inside the producers'
         // side can keep this put out.
-        if let Err(PutError::Timeout(_)) = q.put_timeout(b"mine", Duration::from_millis(10)) {
+        if let Err(PutTimeoutError::Timeout(_)) = q.put_timeout(b"mine", Duration::from_millis(10))
+        {
             blocked += 1;
         }
         let put = t.elapsed();
@@ -132,10 +135,12 @@ fn a_member_out_of_descriptors_still_honours_its_timeouts() {
             q.try_clone().unwrap(),
         )
         .unwrap();
-        let (put, get) = starved.join_timeout(Duration::from_secs(20)).unwrap_or_else(|e| {
-            let _ = starved.kill();
-            panic!("round {round}: the member out of descriptors never returned ({e})")
-        });
+        let (put, get) = starved
+            .join_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|e| {
+                let _ = starved.kill();
+                panic!("round {round}: the member out of descriptors never returned ({e})")
+            });
         let limit = Duration::from_millis(200) + SLACK;
         assert!(
             put < limit && get < limit,

@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use mpkit::codec::{Codec, Postcard};
-use mpkit::queue::{ByteQueue, GetError, PutError, Queue};
+use mpkit::queue::{
+    ByteQueue, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, TryGetError,
+    TryPutError,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -343,26 +346,69 @@ fn check_out<T: Clone + PartialEq + fmt::Debug>(
     }
 }
 
-fn put_out<T>(r: Result<(), PutError<T>>) -> (PutOut, Option<T>) {
+/// What a put error says, in the model's terms, with the value it handed
+/// back.
+trait PutOutcome<T> {
+    fn outcome(self) -> (PutOut, Option<T>);
+}
+
+/// [`PutOutcome`] for one put error type, whose extra variant (if any)
+/// the model calls `$out`.
+macro_rules! put_outcome {
+    ($ty:ident $(, $extra:ident => $out:expr)?) => {
+        impl<T> PutOutcome<T> for $ty<T> {
+            fn outcome(self) -> (PutOut, Option<T>) {
+                match self {
+                    $($ty::$extra(v) => ($out, Some(v)),)?
+                    $ty::Closed(v) => (PutOut::Closed, Some(v)),
+                    $ty::TooLarge { value, size, max } => {
+                        (PutOut::TooLarge { size, max }, Some(value))
+                    }
+                    e => (PutOut::Other(e.to_string()), None),
+                }
+            }
+        }
+    };
+}
+
+put_outcome!(PutError);
+put_outcome!(TryPutError, Full => PutOut::Full);
+put_outcome!(PutTimeoutError, Timeout => PutOut::Timeout);
+
+fn put_out<T, E: PutOutcome<T>>(r: Result<(), E>) -> (PutOut, Option<T>) {
     match r {
         Ok(()) => (PutOut::Ok, None),
-        Err(PutError::Full(v)) => (PutOut::Full, Some(v)),
-        Err(PutError::Timeout(v)) => (PutOut::Timeout, Some(v)),
-        Err(PutError::Closed(v)) => (PutOut::Closed, Some(v)),
-        Err(PutError::TooLarge { value, size, max }) => {
-            (PutOut::TooLarge { size, max }, Some(value))
-        }
-        Err(e) => (PutOut::Other(e.to_string()), None),
+        Err(e) => e.outcome(),
     }
 }
 
-fn get_kind(e: GetError) -> GetKind {
-    match e {
-        GetError::Empty => GetKind::Empty,
-        GetError::Timeout => GetKind::Timeout,
-        GetError::Closed => GetKind::Closed,
-        e => GetKind::Other(e.to_string()),
-    }
+/// What a get error says, in the model's terms.
+trait GetOutcome {
+    fn kind(self) -> GetKind;
+}
+
+/// [`GetOutcome`] for one get error type, whose extra variant (if any)
+/// the model calls `$kind`.
+macro_rules! get_outcome {
+    ($ty:ident $(, $extra:ident => $kind:expr)?) => {
+        impl GetOutcome for $ty {
+            fn kind(self) -> GetKind {
+                match self {
+                    $($ty::$extra => $kind,)?
+                    $ty::Closed => GetKind::Closed,
+                    e => GetKind::Other(e.to_string()),
+                }
+            }
+        }
+    };
+}
+
+get_outcome!(GetError);
+get_outcome!(TryGetError, Empty => GetKind::Empty);
+get_outcome!(GetTimeoutError, Timeout => GetKind::Timeout);
+
+fn get_kind(e: impl GetOutcome) -> GetKind {
+    e.kind()
 }
 
 // ----- operations ------------------------------------------------------------
@@ -631,7 +677,7 @@ trait Checked {
     fn make(id: u64, len: usize) -> Self::Item;
     /// The bytes an item takes in the queue (its encoding).
     fn size(item: &Self::Item) -> usize;
-    fn try_take(&self) -> Result<Self::Item, GetError>;
+    fn try_take(&self) -> Result<Self::Item, TryGetError>;
     fn capacity(&self) -> usize;
     fn maxsize(&self) -> usize;
     fn len(&self) -> usize;
@@ -649,7 +695,7 @@ impl Checked for ByteQueue {
     fn size(m: &Msg) -> usize {
         m.0.len()
     }
-    fn try_take(&self) -> Result<Msg, GetError> {
+    fn try_take(&self) -> Result<Msg, TryGetError> {
         self.try_get().map(Msg)
     }
     fn capacity(&self) -> usize {
@@ -672,7 +718,7 @@ impl Checked for ByteQueue {
     }
 }
 
-fn got_one(r: Result<Vec<u8>, GetError>) -> Out<Msg> {
+fn got_one(r: Result<Vec<u8>, impl GetOutcome>) -> Out<Msg> {
     Out::Got(r.map(|m| vec![Msg(m)]).map_err(get_kind))
 }
 
@@ -763,7 +809,7 @@ fn check<Q: Checked>(
 /// holds, in order, and the last `try_get` must fail as the model says.
 fn check_drained<T: Clone + PartialEq + fmt::Debug>(
     model: &Model<T>,
-    mut try_get: impl FnMut() -> Result<T, GetError>,
+    mut try_get: impl FnMut() -> Result<T, TryGetError>,
 ) -> Result<(), TestCaseError> {
     let mut left = Vec::new();
     let end = loop {
@@ -933,7 +979,7 @@ impl Checked for Queue<Item> {
     fn size(item: &Item) -> usize {
         encoded_len(item)
     }
-    fn try_take(&self) -> Result<Item, GetError> {
+    fn try_take(&self) -> Result<Item, TryGetError> {
         self.try_get()
     }
     fn capacity(&self) -> usize {
@@ -957,7 +1003,7 @@ impl Checked for Queue<Item> {
 }
 
 /// A single put's outcome, checking that a refused item is handed back.
-fn typed_put(item: &Item, r: Result<(), PutError<Item>>) -> Out<Item> {
+fn typed_put(item: &Item, r: Result<(), impl PutOutcome<Item>>) -> Out<Item> {
     match put_out(r) {
         (out, None) => Out::Put(out),
         (out, Some(back)) if back == *item => Out::Put(out),
@@ -967,8 +1013,11 @@ fn typed_put(item: &Item, r: Result<(), PutError<Item>>) -> Out<Item> {
     }
 }
 
+fn typed_one(r: Result<Item, impl GetOutcome>) -> Out<Item> {
+    Out::Got(r.map(|v| vec![v]).map_err(get_kind))
+}
+
 fn texec(q: &Queue<Item>, cmd: &Cmd<Item>) -> Out<Item> {
-    let one = |r: Result<Item, GetError>| Out::Got(r.map(|v| vec![v]).map_err(get_kind));
     match cmd {
         Cmd::TryPut(item) => typed_put(item, q.try_put(item.clone())),
         Cmd::PutTimeout(item) => typed_put(item, q.put_timeout(item.clone(), TINY)),
@@ -985,9 +1034,9 @@ fn texec(q: &Queue<Item>, cmd: &Cmd<Item>) -> Out<Item> {
                 usize::MAX,
             ),
         },
-        Cmd::TryGet => one(q.try_get()),
-        Cmd::Get | Cmd::GetInto => one(q.get()),
-        Cmd::GetTimeout => one(q.get_timeout(TINY)),
+        Cmd::TryGet => typed_one(q.try_get()),
+        Cmd::Get | Cmd::GetInto => typed_one(q.get()),
+        Cmd::GetTimeout => typed_one(q.get_timeout(TINY)),
         Cmd::GetMany(max) => Out::Got(q.get_many(*max).map_err(get_kind)),
         Cmd::GetManyTimeout(max) => Out::Got(q.get_many_timeout(*max, TINY).map_err(get_kind)),
         Cmd::Len => Out::Len {
@@ -1058,15 +1107,15 @@ fn close_while_nonempty_drains_then_refuses() {
     let b = Msg::new(2, 0);
     q.put(&a.0).unwrap();
     q.put(&b.0).unwrap();
-    assert!(matches!(q.try_put(b"x"), Err(PutError::Full(()))));
+    assert!(matches!(q.try_put(b"x"), Err(TryPutError::Full(()))));
     q.close();
     q.close(); // twice is fine
     assert!(q.is_closed());
-    assert!(matches!(q.try_put(b"x"), Err(PutError::Closed(()))));
+    assert!(matches!(q.try_put(b"x"), Err(TryPutError::Closed(()))));
     assert!(matches!(q.put(b"x"), Err(PutError::Closed(()))));
     assert!(matches!(
         q.put_timeout(&[0; 241], TINY),
-        Err(PutError::TooLarge {
+        Err(PutTimeoutError::TooLarge {
             size: 241,
             max: 240,
             ..
@@ -1076,9 +1125,9 @@ fn close_while_nonempty_drains_then_refuses() {
     assert_eq!(q.len(), 2);
     assert_eq!(Msg(q.get().unwrap()), a);
     assert_eq!(q.get_many(5).unwrap(), vec![b.0]);
-    assert!(matches!(q.try_get(), Err(GetError::Closed)));
+    assert!(matches!(q.try_get(), Err(TryGetError::Closed)));
     assert!(matches!(q.get(), Err(GetError::Closed)));
-    assert!(matches!(q.get_timeout(TINY), Err(GetError::Closed)));
+    assert!(matches!(q.get_timeout(TINY), Err(GetTimeoutError::Closed)));
     assert!(matches!(q.get_many(3), Err(GetError::Closed)));
     let mut buf = vec![1, 2, 3];
     assert!(matches!(q.get_into(&mut buf), Err(GetError::Closed)));

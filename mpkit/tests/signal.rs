@@ -95,9 +95,9 @@ fn a_child_handles_usr1_then_terminates_on_term() {
         (ready.try_clone().unwrap(), handled.try_clone().unwrap()),
     )
     .unwrap();
-    assert!(ready.wait(Some(Duration::from_secs(10))));
+    assert!(ready.wait(Some(Duration::from_secs(10))).unwrap());
     signal::send(child.pid(), Signal::USR1).unwrap();
-    assert!(handled.wait(Some(Duration::from_secs(10))));
+    assert!(handled.wait(Some(Duration::from_secs(10))).unwrap());
     child.send_signal(Signal::TERM).unwrap();
     assert_eq!(child.join().unwrap(), ["SIGUSR1", "SIGTERM"]);
 }

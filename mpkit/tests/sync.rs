@@ -11,8 +11,8 @@ use mpkit::Process;
 use mpkit::process::JoinError;
 use mpkit::shm::RawValue;
 use mpkit::sync::{
-    Barrier, BarrierError, BoundedSemaphore, Condition, Event, Lock, LockError, RLock,
-    ReleaseError, Semaphore,
+    Barrier, BarrierError, BarrierTimeoutError, BoundedSemaphore, Condition, Event, Lock,
+    LockError, OverReleaseError, RLock, ReleaseError, Semaphore,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -71,7 +71,7 @@ fn a_killed_holder_does_not_deadlock_the_others() {
         (lock.try_clone().unwrap(), held.try_clone().unwrap()),
     )
     .unwrap();
-    assert!(held.wait(Some(LONG)));
+    assert!(held.wait(Some(LONG)).unwrap());
     // A waiter that is already blocked when the holder dies.
     let tid: RawValue<i32> = RawValue::new(0).unwrap();
     let waiter = Process::spawn(
@@ -209,7 +209,7 @@ fn semaphore_p_and_v_across_processes() {
     )
     .unwrap();
     for _ in 0..5 {
-        sem.release();
+        sem.release().unwrap();
     }
     assert!(child.join().unwrap() <= 2);
     assert_eq!(sem.value(), 2, "the child took 3 of the 5");
@@ -232,7 +232,7 @@ fn a_semaphore_limits_concurrency() {
                         peak.atomic().fetch_max(now, Ordering::SeqCst);
                         std::hint::spin_loop();
                         inside.atomic().fetch_sub(1, Ordering::SeqCst);
-                        sem.release();
+                        sem.release().unwrap();
                     }
                 },
                 (
@@ -254,7 +254,7 @@ fn a_semaphore_limits_concurrency() {
 #[test]
 fn bounded_semaphores_refuse_over_release() {
     let s = BoundedSemaphore::new(2).unwrap();
-    assert_eq!(s.release(), Err(ReleaseError::OverRelease(2)));
+    assert_eq!(s.release(), Err(OverReleaseError { limit: 2 }));
     s.acquire().unwrap();
     s.release().unwrap();
     assert_eq!(s.value(), 2);
@@ -276,7 +276,7 @@ fn events_wake_waiters_in_other_processes() {
             let waiter = Process::spawn(
                 |(e, tid): (Event, RawValue<i32>)| {
                     common::publish_tid(&tid);
-                    e.wait(Some(Duration::from_secs(20)))
+                    e.wait(Some(Duration::from_secs(20))).unwrap()
                 },
                 (go.try_clone().unwrap(), tid.try_clone().unwrap()),
             )
@@ -296,7 +296,7 @@ fn events_wake_waiters_in_other_processes() {
         assert!(w.join().unwrap());
     }
     go.clear();
-    assert!(!go.wait(Some(Duration::from_millis(10))));
+    assert!(!go.wait(Some(Duration::from_millis(10))).unwrap());
 }
 
 #[test]
@@ -350,7 +350,7 @@ fn condition_survives_a_killed_waiter_and_a_killed_holder() {
         (cond.try_clone().unwrap(), waiting.try_clone().unwrap()),
     )
     .unwrap();
-    assert!(waiting.wait(Some(LONG)));
+    assert!(waiting.wait(Some(LONG)).unwrap());
     // The waiter released the lock to wait, so we can take it.
     let mut g = cond.lock_timeout(LONG).unwrap();
     waiter.kill().unwrap();
@@ -403,32 +403,65 @@ fn a_barrier_releases_all_parties_with_distinct_indexes() {
     assert_eq!(barrier.n_waiting(), 0);
 }
 
+/// A barrier wait in a child, its error as text (an error that may carry
+/// an `io::Error` does not cross processes).
+fn wait_in_child(b: Barrier) -> Result<u32, String> {
+    b.wait_timeout(Duration::from_secs(20))
+        .map_err(|e| e.to_string())
+}
+
 #[test]
 fn a_barrier_timeout_breaks_it_for_everyone_until_reset() {
     let _w = watchdog(30);
     let barrier = Barrier::new(3).unwrap();
-    let other = Process::spawn(
-        |b: Barrier| b.wait_timeout(Duration::from_secs(20)),
-        barrier.try_clone().unwrap(),
-    )
-    .unwrap();
+    let other = Process::spawn(wait_in_child, barrier.try_clone().unwrap()).unwrap();
     // Wait until the other party is inside, then time out.
     while barrier.n_waiting() == 0 {
         std::thread::yield_now();
     }
-    assert_eq!(
+    assert!(matches!(
         barrier.wait_timeout(Duration::from_millis(20)),
-        Err(BarrierError::Timeout)
+        Err(BarrierTimeoutError::Timeout)
+    ));
+    assert_eq!(
+        other.join().unwrap(),
+        Err(BarrierTimeoutError::Broken.to_string())
     );
-    assert_eq!(other.join().unwrap(), Err(BarrierError::Broken));
     assert!(barrier.broken());
-    assert_eq!(barrier.wait(), Err(BarrierError::Broken));
-    barrier.reset();
+    assert!(matches!(barrier.wait(), Err(BarrierError::Broken)));
+    barrier.reset().unwrap();
     assert!(!barrier.broken());
     let two = Barrier::new(1).unwrap();
-    assert_eq!(two.wait(), Ok(0));
-    barrier.abort();
-    assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+    assert_eq!(two.wait().unwrap(), 0);
+    barrier.abort().unwrap();
+    assert!(matches!(barrier.wait(), Err(BarrierError::Broken)));
+}
+
+static WAITED_INSIDE: std::sync::Mutex<Option<Barrier>> = std::sync::Mutex::new(None);
+
+/// An action that waits at its own barrier.
+fn wait_inside() {
+    let inner = WAITED_INSIDE.lock().unwrap();
+    let b = inner.as_ref().unwrap();
+    assert!(matches!(b.wait(), Err(BarrierError::Deadlock)));
+    assert!(matches!(b.abort(), Err(LockError::Deadlock)));
+}
+
+#[test]
+fn a_barrier_needs_a_party() {
+    assert!(matches!(
+        Barrier::new(0),
+        Err(mpkit::shm::ShmError::NoParties)
+    ));
+}
+
+#[test]
+fn a_barrier_action_that_uses_its_barrier_gets_an_error() {
+    let barrier = Barrier::new(1).unwrap();
+    *WAITED_INSIDE.lock().unwrap() = Some(barrier.try_clone().unwrap());
+    let barrier = barrier.with_action(wait_inside);
+    assert_eq!(barrier.wait().unwrap(), 0);
+    assert!(!barrier.broken());
 }
 
 #[test]
@@ -436,7 +469,7 @@ fn a_killed_barrier_party_does_not_deadlock_the_others() {
     let _w = watchdog(30);
     let barrier = Barrier::new(3).unwrap();
     // One party arrives and is killed while waiting.
-    let doomed = Process::spawn(|b: Barrier| b.wait(), barrier.try_clone().unwrap()).unwrap();
+    let doomed = Process::spawn(wait_in_child, barrier.try_clone().unwrap()).unwrap();
     while barrier.n_waiting() == 0 {
         std::thread::yield_now();
     }
@@ -446,11 +479,7 @@ fn a_killed_barrier_party_does_not_deadlock_the_others() {
         Err(JoinError::Signaled { signal: 9 })
     ));
     // It had arrived, so the remaining two complete the barrier.
-    let other = Process::spawn(
-        |b: Barrier| b.wait_timeout(Duration::from_secs(20)),
-        barrier.try_clone().unwrap(),
-    )
-    .unwrap();
+    let other = Process::spawn(wait_in_child, barrier.try_clone().unwrap()).unwrap();
     let mine = barrier.wait_timeout(Duration::from_secs(20)).unwrap();
     let theirs = other.join().unwrap().unwrap();
     assert_eq!(BTreeSet::from([mine, theirs]), BTreeSet::from([1, 2]));

@@ -173,7 +173,7 @@ impl Tx for Slots {
             slots[at..at + msg.len()].copy_from_slice(msg);
         }
         self.pos += 1;
-        self.filled.release();
+        self.filled.release().ctx("Semaphore::release")?;
         Ok(())
     }
 }
@@ -187,7 +187,7 @@ impl Rx for Slots {
             self.buf[..size].copy_from_slice(&slots[at..at + size]);
         }
         self.pos += 1;
-        self.free.release();
+        self.free.release().ctx("Semaphore::release")?;
         Ok(&self.buf[..size])
     }
 }

@@ -165,7 +165,4 @@ pub enum ReleaseError {
     /// Another thread or process holds it.
     #[error("the lock is held by another thread or process")]
     NotOwner,
-    /// A bounded semaphore was released more times than acquired.
-    #[error("semaphore released too many times (above its initial value {0})")]
-    OverRelease(u32),
 }

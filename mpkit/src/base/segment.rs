@@ -274,10 +274,7 @@ impl Segment {
         mode: u32,
     ) -> Result<Segment, ShmError> {
         if size == 0 {
-            return Err(ShmError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "size must be positive",
-            )));
+            return Err(ShmError::ZeroSize);
         }
         let (fd, name) = match name {
             None => (sys::memfd("mpkit", size as u64)?, None),
@@ -682,6 +679,52 @@ pub enum ShmError {
         /// The object's size.
         size: usize,
     },
+    /// A size of zero was asked for: a shared memory object holds at least
+    /// one byte (Python raises `ValueError` for `SharedMemory(size=0)` too).
+    ///
+    /// ```
+    /// use mpkit::shm::{SharedMemory, ShmError};
+    /// assert!(matches!(SharedMemory::anonymous(0), Err(ShmError::ZeroSize)));
+    /// ```
+    #[error("a shared memory object needs a size of at least one byte")]
+    ZeroSize,
+    /// A [`Barrier`](crate::sync::Barrier) for no parties was asked for.
+    ///
+    /// ```
+    /// use mpkit::{shm::ShmError, sync::Barrier};
+    /// assert!(matches!(Barrier::new(0), Err(ShmError::NoParties)));
+    /// ```
+    #[error("a barrier needs at least one party")]
+    NoParties,
+    /// More was asked for than an object of this kind can hold.
+    ///
+    /// ```
+    /// use mpkit::{queue::ByteQueue, shm::ShmError};
+    /// match ByteQueue::with_capacity(0, 1 << 40) {
+    ///     Err(ShmError::TooLarge { requested, max, .. }) => assert!(requested > max),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
+    #[error("{what} of {requested} asked for, above the limit of {max}")]
+    TooLarge {
+        /// What was too large, with its unit ("a queue capacity in bytes",
+        /// "an array length in elements").
+        what: &'static str,
+        /// What was asked for.
+        requested: u64,
+        /// The largest that can be had.
+        max: u64,
+    },
+    /// The queue was created by a process that uses `membarrier(2)` for its
+    /// barriers, and this process cannot use it (a seccomp filter refuses
+    /// it, or `MPKIT_NO_MEMBARRIER` is set here and was not set there): the
+    /// two sides could not order their memory accesses against each other.
+    /// Set `MPKIT_NO_MEMBARRIER=1` in the creator as well, or in neither.
+    #[error(
+        "the queue's creator orders memory with membarrier(2), which this process cannot use \
+         (a seccomp filter, or MPKIT_NO_MEMBARRIER set here but not in the creator)"
+    )]
+    MembarrierUnavailable,
     /// The operating system refused.
     #[error("shared memory: {0}")]
     Io(#[from] io::Error),

@@ -15,7 +15,7 @@
 //!     assert_eq!(q.get()?, (i, format!("item {i}")));
 //! }
 //! producer.join()?;
-//! assert!(matches!(q.try_get(), Err(mpkit::queue::GetError::Empty)));
+//! assert!(matches!(q.try_get(), Err(mpkit::queue::TryGetError::Empty)));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -53,8 +53,29 @@
 //! at most its byte capacity (default 1 MiB, rounded up to a power of two,
 //! at most 64 GiB; each message costs its length plus a 16-byte header,
 //! rounded up to a 64-byte cache line). A message larger than the capacity
-//! minus 16 bytes is [`PutError::TooLarge`] at once, never a hang.
+//! minus 16 bytes is [`PutError::TooLarge`] (and its kin in the other put
+//! errors) at once, never a hang.
+//!
+//! # Errors
+//! Each family of operations has its own error type, naming only what that
+//! family can report: a blocking [`get`](Queue::get) has no "empty" to
+//! report, a [`try_get`](Queue::try_get) no "timed out":
+//!
+//! | operation | error | beyond the blocking one's variants |
+//! |---|---|---|
+//! | `put`, `put_many` | [`PutError<T>`] | — |
+//! | `try_put` | [`TryPutError<T>`] | `Full` |
+//! | `put_timeout` | [`PutTimeoutError<T>`] | `Timeout` |
+//! | `get`, `get_many`, `get_into` | [`GetError`] | — |
+//! | `try_get` | [`TryGetError`] | `Empty` |
+//! | `get_timeout`, `get_many_timeout` | [`GetTimeoutError`] | `Timeout` |
+//!
+//! Put errors hand back what was not put. The blocking operations' errors
+//! convert into the others' (`From`), so `?` passes them up. A
+//! [`ByteQueue`] has no codec: it never returns the `Encode`, `Decode` or
+//! `Reentered` variants.
 
+mod error;
 mod ring;
 
 use std::fmt;
@@ -65,8 +86,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::base::segment::{Elem, ObjectKind, Segment, ShmError};
-use crate::codec::{Codec, CodecError, Postcard};
-use ring::{GetFail, PutFail, Ring, Wait};
+use crate::codec::{Codec, Postcard};
+pub use error::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
+};
+use error::{GetFamily, PutFamily};
+use ring::{Forever, NoWait, Ring, Until, Waiting};
 
 /// What [`admin`](crate::admin) reports of a queue found in `file`: the
 /// messages it holds, or `None` when `kind` is not a queue.
@@ -81,154 +106,6 @@ pub(crate) fn depth_in(kind: ObjectKind, file: &std::fs::File) -> std::io::Resul
 
 /// The byte capacity of a queue made with `new`.
 pub const DEFAULT_CAPACITY: usize = 1 << 20;
-
-/// Why a put did not happen; the value is handed back.
-#[derive(thiserror::Error)]
-#[non_exhaustive]
-pub enum PutError<T> {
-    /// `try_put`: the queue is full (Python's `Full`).
-    #[error("the queue is full")]
-    Full(T),
-    /// `put_timeout`: still full when the timeout passed.
-    #[error("the queue stayed full until the timeout")]
-    Timeout(T),
-    /// The queue was closed.
-    #[error("the queue is closed")]
-    Closed(T),
-    /// The encoded message is larger than the queue can ever hold.
-    #[error(
-        "a message of {size} bytes can never fit a queue whose largest message is {max} bytes \
-         (its byte capacity less a 16-byte header); make the queue with a larger byte capacity: \
-         `with_capacity`, the `capacity` of `create`, or `mpkit queue create --capacity`"
-    )]
-    TooLarge {
-        /// The value.
-        value: T,
-        /// Its encoded size.
-        size: usize,
-        /// The largest message the queue holds.
-        max: usize,
-    },
-    /// The value could not be encoded (nothing was put).
-    #[error("could not encode a value of type `{type_name}`: {source}")]
-    Encode {
-        /// The value.
-        value: T,
-        /// Its type.
-        type_name: &'static str,
-        /// What the codec said.
-        source: CodecError,
-    },
-    /// The operating system refused.
-    #[error("queue: {source}")]
-    Io {
-        /// The value.
-        value: T,
-        /// The error.
-        source: std::io::Error,
-    },
-}
-
-impl<T> PutError<T> {
-    /// The value that was not put.
-    pub fn into_inner(self) -> T {
-        match self {
-            PutError::Full(v) | PutError::Timeout(v) | PutError::Closed(v) => v,
-            PutError::TooLarge { value, .. }
-            | PutError::Encode { value, .. }
-            | PutError::Io { value, .. } => value,
-        }
-    }
-
-    fn map<U>(self, f: impl FnOnce(T) -> U) -> PutError<U> {
-        match self {
-            PutError::Full(v) => PutError::Full(f(v)),
-            PutError::Timeout(v) => PutError::Timeout(f(v)),
-            PutError::Closed(v) => PutError::Closed(f(v)),
-            PutError::TooLarge { value, size, max } => PutError::TooLarge {
-                value: f(value),
-                size,
-                max,
-            },
-            PutError::Encode {
-                value,
-                type_name,
-                source,
-            } => PutError::Encode {
-                value: f(value),
-                type_name,
-                source,
-            },
-            PutError::Io { value, source } => PutError::Io {
-                value: f(value),
-                source,
-            },
-        }
-    }
-}
-
-impl<T> fmt::Debug for PutError<T> {
-    /// Shows the error, not the value (which need not be `Debug`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PutError({self})")
-    }
-}
-
-/// Why a get did not return a message.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GetError {
-    /// `try_get`: the queue is empty (Python's `Empty`).
-    #[error("the queue is empty")]
-    Empty,
-    /// `get_timeout`: still empty when the timeout passed.
-    #[error("the queue stayed empty until the timeout")]
-    Timeout,
-    /// The queue is closed and every message has been taken.
-    #[error("the queue is closed and empty")]
-    Closed,
-    /// A message was taken but does not decode as the queue's type.
-    #[error("could not decode a message as `{type_name}`: {source}")]
-    Decode {
-        /// The queue's type.
-        type_name: &'static str,
-        /// What the codec said.
-        source: CodecError,
-    },
-    /// The queue's memory is not a valid ring (another program wrote it).
-    #[error("the queue is corrupt: {0}")]
-    Corrupt(String),
-    /// The operating system refused.
-    #[error("queue: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl From<GetFail> for GetError {
-    fn from(f: GetFail) -> GetError {
-        match f {
-            GetFail::Empty => GetError::Empty,
-            GetFail::Timeout => GetError::Timeout,
-            GetFail::Closed => GetError::Closed,
-            GetFail::Corrupt(why) => GetError::Corrupt(why),
-            GetFail::Io(e) => GetError::Io(e),
-        }
-    }
-}
-
-fn put_error<T>(f: PutFail, value: T) -> PutError<T> {
-    match f {
-        PutFail::Full => PutError::Full(value),
-        PutFail::Timeout => PutError::Timeout(value),
-        PutFail::Closed => PutError::Closed(value),
-        PutFail::TooLarge { size, max } => PutError::TooLarge { value, size, max },
-        PutFail::Io(source) => PutError::Io { value, source },
-    }
-}
-
-/// Why [`JoinableQueue::task_done`] was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("task_done() called more times than there were items")]
-pub struct TaskDoneError;
 
 thread_local! {
     /// Encoding buffer reused by every queue on this thread.
@@ -275,81 +152,76 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Typed<T, C> {
         }
     }
 
-    fn put(&self, item: T, wait: Wait) -> Result<(), PutError<T>> {
+    fn put<W: Waiting, E: PutFamily<T, GaveUp = W::GaveUp>>(
+        &self,
+        item: T,
+        wait: W,
+    ) -> Result<(), E> {
         SCRATCH.with(|buf| {
             let mut buf = buf.borrow_mut();
             buf.clear();
             if let Err(source) = C::encode(&item, &mut buf) {
-                return Err(PutError::Encode {
-                    value: item,
-                    type_name: std::any::type_name::<T>(),
-                    source,
-                });
+                return Err(E::encode(item, std::any::type_name::<T>(), source));
             }
             match self.ring.put_one(&buf, wait) {
                 Ok(()) => Ok(()),
-                Err(f) => Err(put_error(f, item)),
+                Err(f) => Err(E::refused(f, item)),
             }
         })
     }
 
-    fn put_many(&self, items: Vec<T>, wait: Wait) -> Result<(), PutError<Vec<T>>> {
+    fn put_many(&self, items: Vec<T>) -> Result<(), PutError<Vec<T>>> {
         let mut encoded = Vec::with_capacity(items.len());
         for item in &items {
             let mut buf = Vec::new();
             if let Err(source) = C::encode(item, &mut buf) {
-                return Err(PutError::Encode {
-                    value: items,
-                    type_name: std::any::type_name::<T>(),
-                    source,
-                });
+                return Err(PutError::encode(items, std::any::type_name::<T>(), source));
             }
             encoded.push(buf);
         }
         let mut done = 0;
         while done < encoded.len() {
             let slices: Vec<&[u8]> = encoded[done..].iter().map(Vec::as_slice).collect();
-            match self.ring.put(&slices, wait) {
+            match self.ring.put(&slices, Forever) {
                 Ok(n) => done += n,
                 Err(f) => {
                     let rest = items.into_iter().skip(done).collect();
-                    return Err(put_error(f, rest));
+                    return Err(PutError::refused(f, rest));
                 }
             }
         }
         Ok(())
     }
 
-    fn get_many(&self, max: usize, wait: Wait) -> Result<Vec<T>, GetError> {
+    fn get_many<W: Waiting, E: GetFamily<GaveUp = W::GaveUp>>(
+        &self,
+        max: usize,
+        wait: W,
+    ) -> Result<Vec<T>, E> {
         let mut out = Vec::new();
         let mut failure = None;
         self.ring
             .get(max, wait, &mut |bytes| match C::decode::<T>(bytes) {
                 Ok(v) => out.push(v),
                 Err(source) => {
-                    failure.get_or_insert(GetError::Decode {
-                        type_name: std::any::type_name::<T>(),
-                        source,
-                    });
+                    failure.get_or_insert(source);
                 }
-            })?;
+            })
+            .map_err(E::refused)?;
         match failure {
-            Some(e) if out.is_empty() => Err(e),
+            Some(source) if out.is_empty() => Err(E::decode(std::any::type_name::<T>(), source)),
             _ => Ok(out),
         }
     }
 
-    fn get(&self, wait: Wait) -> Result<T, GetError> {
+    fn get<W: Waiting, E: GetFamily<GaveUp = W::GaveUp>>(&self, wait: W) -> Result<T, E> {
         let mut out = None;
         self.ring
-            .get_one(wait, |bytes| out = Some(C::decode::<T>(bytes)))?;
-        match out {
-            Some(Ok(v)) => Ok(v),
-            Some(Err(source)) => Err(GetError::Decode {
-                type_name: std::any::type_name::<T>(),
-                source,
-            }),
-            None => Err(GetError::Empty),
+            .get_one(wait, |bytes| out = Some(C::decode::<T>(bytes)))
+            .map_err(E::refused)?;
+        match out.expect("a get that returns has taken one message") {
+            Ok(v) => Ok(v),
+            Err(source) => Err(E::decode(std::any::type_name::<T>(), source)),
         }
     }
 }
@@ -359,54 +231,64 @@ macro_rules! queue_methods {
     () => {
         /// Puts `item`, waiting while the queue is full (Python's `put`).
         pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-            self.inner.put(item, Wait::Until(None))
+            self.inner.put(item, Forever)
         }
 
-        /// Puts `item`, waiting at most `timeout` while full.
-        pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-            self.inner.put(item, Wait::from_timeout(Some(timeout)))
+        /// Puts `item`, waiting at most `timeout` while full
+        /// ([`PutTimeoutError::Timeout`] hands it back then).
+        pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+            self.inner.put(item, Until::after(timeout))
         }
 
         /// Puts `item` if there is room now (Python's `put_nowait`);
-        /// [`PutError::Full`] hands it back otherwise.
-        pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-            self.inner.put(item, Wait::No)
+        /// [`TryPutError::Full`] hands it back otherwise.
+        pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+            self.inner.put(item, NoWait)
         }
 
         /// Puts every item, in order, waiting for room as needed. On error
         /// the items not put are handed back.
         pub fn put_many(&self, items: Vec<T>) -> Result<(), PutError<Vec<T>>> {
-            self.inner.put_many(items, Wait::Until(None))
+            self.inner.put_many(items)
         }
 
         /// Takes the next item, waiting while the queue is empty (Python's
         /// `get`). After [`close`](Self::close), the remaining items are
         /// still delivered, then [`GetError::Closed`].
         pub fn get(&self) -> Result<T, GetError> {
-            self.inner.get(Wait::Until(None))
+            self.inner.get(Forever)
         }
 
-        /// Takes the next item, waiting at most `timeout`.
-        pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-            self.inner.get(Wait::from_timeout(Some(timeout)))
+        /// Takes the next item, waiting at most `timeout`
+        /// ([`GetTimeoutError::Timeout`] then).
+        pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+            self.inner.get(Until::after(timeout))
         }
 
-        /// Takes the next item if there is one (Python's `get_nowait`).
-        pub fn try_get(&self) -> Result<T, GetError> {
-            self.inner.get(Wait::No)
+        /// Takes the next item if there is one (Python's `get_nowait`;
+        /// [`TryGetError::Empty`] if not).
+        pub fn try_get(&self) -> Result<T, TryGetError> {
+            self.inner.get(NoWait)
         }
 
         /// Takes up to `max` items at once (waiting for the first): every
         /// item queued when it looks, up to `max`, for one entry into the
         /// consumers' side. `max == 0` returns an empty `Vec` at once.
+        ///
+        /// An item that does not decode is dropped; [`GetError::Decode`] is
+        /// returned only when none of the items taken decoded.
         pub fn get_many(&self, max: usize) -> Result<Vec<T>, GetError> {
-            self.inner.get_many(max, Wait::Until(None))
+            self.inner.get_many(max, Forever)
         }
 
         /// Like [`get_many`](Self::get_many), waiting at most `timeout` for
         /// the first item.
-        pub fn get_many_timeout(&self, max: usize, timeout: Duration) -> Result<Vec<T>, GetError> {
-            self.inner.get_many(max, Wait::from_timeout(Some(timeout)))
+        pub fn get_many_timeout(
+            &self,
+            max: usize,
+            timeout: Duration,
+        ) -> Result<Vec<T>, GetTimeoutError> {
+            self.inner.get_many(max, Until::after(timeout))
         }
 
         /// Number of items in the queue now (Python's `qsize`).
@@ -435,9 +317,10 @@ macro_rules! queue_methods {
             self.inner.ring.capacity()
         }
 
-        /// Closes the queue for everyone: puts fail with
-        /// [`PutError::Closed`], gets drain what is left and then fail with
-        /// [`GetError::Closed`]; sleepers are woken.
+        /// Closes the queue for everyone: puts fail with `Closed`
+        /// ([`PutError::Closed`] and its kin), gets drain what is left and
+        /// then fail with `Closed` ([`GetError::Closed`] and its kin);
+        /// sleepers are woken.
         pub fn close(&self) {
             self.inner.ring.close()
         }
@@ -671,12 +554,12 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
 
     /// Puts `item`, waiting while the ring is full.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.inner.put(item, Wait::Until(None))
+        self.inner.put(item, Forever)
     }
 
     /// Takes the next item, waiting while empty.
     pub fn get(&self) -> Result<T, GetError> {
-        self.inner.get(Wait::Until(None))
+        self.inner.get(Forever)
     }
 
     /// True when the queue holds no item.
@@ -751,63 +634,63 @@ impl ByteQueue {
         })
     }
 
-    fn put_wait(&self, msg: &[u8], wait: Wait) -> Result<(), PutError<()>> {
-        self.ring.put_one(msg, wait).map_err(|f| put_error(f, ()))
+    fn put_wait<W: Waiting, E: PutFamily<(), GaveUp = W::GaveUp>>(
+        &self,
+        msg: &[u8],
+        wait: W,
+    ) -> Result<(), E> {
+        self.ring.put_one(msg, wait).map_err(|f| E::refused(f, ()))
     }
 
     /// Puts one message, waiting while full.
     pub fn put(&self, msg: &[u8]) -> Result<(), PutError<()>> {
-        self.put_wait(msg, Wait::Until(None))
+        self.put_wait(msg, Forever)
     }
 
     /// Puts one message, waiting at most `timeout`.
-    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), PutError<()>> {
-        self.put_wait(msg, Wait::from_timeout(Some(timeout)))
+    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), PutTimeoutError<()>> {
+        self.put_wait(msg, Until::after(timeout))
     }
 
     /// Puts one message if there is room now.
-    pub fn try_put(&self, msg: &[u8]) -> Result<(), PutError<()>> {
-        self.put_wait(msg, Wait::No)
+    pub fn try_put(&self, msg: &[u8]) -> Result<(), TryPutError<()>> {
+        self.put_wait(msg, NoWait)
     }
 
     /// Puts every message in order (batched under one lock where they fit);
-    /// on error, returns how many were put.
+    /// on error, hands back how many were put.
     pub fn put_many(&self, msgs: &[&[u8]]) -> Result<(), PutError<usize>> {
         let mut done = 0;
         while done < msgs.len() {
-            match self.ring.put(&msgs[done..], Wait::Until(None)) {
+            match self.ring.put(&msgs[done..], Forever) {
                 Ok(n) => done += n,
-                Err(f) => return Err(put_error(f, ()).map(|()| done)),
+                Err(f) => return Err(PutError::refused(f, done)),
             }
         }
         Ok(())
     }
 
-    fn get_wait(&self, max: usize, wait: Wait) -> Result<Vec<Vec<u8>>, GetError> {
+    fn get_one<W: Waiting, E: GetFamily<GaveUp = W::GaveUp>>(&self, wait: W) -> Result<Vec<u8>, E> {
         let mut out = Vec::new();
-        self.ring.get(max, wait, &mut |b| out.push(b.to_vec()))?;
-        Ok(out)
-    }
-
-    fn get_one(&self, wait: Wait) -> Result<Vec<u8>, GetError> {
-        let mut out = Vec::new();
-        self.ring.get_one(wait, |b| out = b.to_vec())?;
+        self.ring
+            .get_one(wait, |b| out = b.to_vec())
+            .map_err(E::refused)?;
         Ok(out)
     }
 
     /// Takes the next message, waiting while empty.
     pub fn get(&self) -> Result<Vec<u8>, GetError> {
-        self.get_one(Wait::Until(None))
+        self.get_one(Forever)
     }
 
     /// Takes the next message, waiting at most `timeout`.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
-        self.get_one(Wait::from_timeout(Some(timeout)))
+    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetTimeoutError> {
+        self.get_one(Until::after(timeout))
     }
 
     /// Takes the next message if there is one.
-    pub fn try_get(&self) -> Result<Vec<u8>, GetError> {
-        self.get_one(Wait::No)
+    pub fn try_get(&self) -> Result<Vec<u8>, TryGetError> {
+        self.get_one(NoWait)
     }
 
     /// Takes the next message into `buf` (cleared first), reusing its
@@ -815,15 +698,19 @@ impl ByteQueue {
     pub fn get_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
         buf.clear();
         self.ring
-            .get_one(Wait::Until(None), |b| buf.extend_from_slice(b))?;
-        Ok(())
+            .get_one(Forever, |b| buf.extend_from_slice(b))
+            .map_err(GetError::refused)
     }
 
     /// Takes up to `max` messages (waiting for the first): every message
     /// queued when it looks, up to `max`. `max == 0` returns an empty `Vec`
     /// at once.
     pub fn get_many(&self, max: usize) -> Result<Vec<Vec<u8>>, GetError> {
-        self.get_wait(max, Wait::Until(None))
+        let mut out = Vec::new();
+        self.ring
+            .get(max, Forever, &mut |b| out.push(b.to_vec()))
+            .map_err(GetError::refused)?;
+        Ok(out)
     }
 
     /// Messages in the queue now.

@@ -98,10 +98,13 @@ fn create_segment<T: Pod>(
 ) -> Result<Segment, ShmError> {
     let spec = spec::<T>(kind, init.len() as u64);
     if spec.size == usize::MAX {
-        return Err(ShmError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "array too large",
-        )));
+        return Err(ShmError::TooLarge {
+            what: "an array length in elements",
+            requested: init.len() as u64,
+            max: ((usize::MAX
+                - data_offset::<T>(matches!(kind, ObjectKind::Value | ObjectKind::Array)))
+                / std::mem::size_of::<T>().max(1)) as u64,
+        });
     }
     let locked = matches!(kind, ObjectKind::Value | ObjectKind::Array);
     Segment::create(spec, name, 0o600, |base| {

@@ -18,7 +18,7 @@
 //!     ready.set();
 //!     // ... work under the lock; the guard releases it
 //! }, (lock.try_clone()?, ready.try_clone()?))?;
-//! assert!(ready.wait(Some(std::time::Duration::from_secs(10))));
+//! assert!(ready.wait(Some(std::time::Duration::from_secs(10)))?);
 //! child.join()?;
 //! let guard = lock.lock()?;
 //! assert!(!guard.owner_died());
@@ -49,9 +49,10 @@
 //! The lock cell is documented in `base/cell.rs` (a robust process-shared
 //! `pthread_mutex_t` plus owner bookkeeping).
 
+mod barrier;
+
 use std::io;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ use crate::base::segment::{
 };
 use crate::base::spin::spin_until;
 use crate::sys::{self, Deadline, FutexWait};
+pub use barrier::{Barrier, BarrierError, BarrierTimeoutError};
 
 /// Holds a lock until dropped ([`Lock::lock`], [`RLock::lock`],
 /// [`RLockRef::lock`]).
@@ -325,20 +327,26 @@ fn sem_state(seg: &Segment) -> &SemState {
     unsafe { seg.at::<SemState>(HEADER_SIZE).as_ref() }
 }
 
-fn sem_acquire(s: &SemState, wait: bool, deadline: Deadline) -> io::Result<bool> {
-    loop {
-        let v = s.value.load(Ordering::SeqCst);
-        if v > 0 {
-            if s.value
-                .compare_exchange_weak(v, v - 1, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Ok(true);
-            }
-            continue;
+/// Takes one unit if there is one, without waiting.
+fn sem_try(s: &SemState) -> bool {
+    let mut v = s.value.load(Ordering::SeqCst);
+    while v > 0 {
+        match s
+            .value
+            .compare_exchange_weak(v, v - 1, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => return true,
+            Err(now) => v = now,
         }
-        if !wait {
-            return Ok(false);
+    }
+    false
+}
+
+/// Takes one unit, waiting until `deadline`; false if it passed.
+fn sem_acquire(s: &SemState, deadline: Deadline) -> io::Result<bool> {
+    loop {
+        if sem_try(s) {
+            return Ok(true);
         }
         spin_while(&s.value, 0, deadline);
         if s.value.load(Ordering::SeqCst) > 0 {
@@ -347,19 +355,22 @@ fn sem_acquire(s: &SemState, wait: bool, deadline: Deadline) -> io::Result<bool>
         s.waiters.fetch_add(1, Ordering::SeqCst);
         let r = sys::futex_wait(&s.value, 0, deadline);
         s.waiters.fetch_sub(1, Ordering::SeqCst);
-        if r? == FutexWait::TimedOut {
+        // Without a deadline there is no timeout: `acquire` returns only
+        // with a unit.
+        if r? == FutexWait::TimedOut && deadline.is_some() {
             // One last try: a release may have raced with the timeout.
-            return sem_acquire(s, false, None);
+            return Ok(sem_try(s));
         }
     }
 }
 
-fn sem_release(s: &SemState, n: u32) -> Result<(), ReleaseError> {
+fn sem_release(s: &SemState, n: u32) -> Result<(), OverReleaseError> {
+    let limit = if s.max == 0 { u32::MAX } else { s.max };
     let mut v = s.value.load(Ordering::SeqCst);
     loop {
-        let new = v.checked_add(n).filter(|&new| s.max == 0 || new <= s.max);
+        let new = v.checked_add(n).filter(|&new| new <= limit);
         let Some(new) = new else {
-            return Err(ReleaseError::OverRelease(s.max));
+            return Err(OverReleaseError { limit });
         };
         match s
             .value
@@ -375,26 +386,43 @@ fn sem_release(s: &SemState, n: u32) -> Result<(), ReleaseError> {
     Ok(())
 }
 
+/// Why a semaphore's [`release`](Semaphore::release) was refused: the
+/// value would have passed its limit (a [`BoundedSemaphore`]'s initial
+/// value, or `u32::MAX` for a [`Semaphore`]). Nothing changed. Python's
+/// `BoundedSemaphore.release` raises `ValueError` here.
+///
+/// ```
+/// use mpkit::sync::{BoundedSemaphore, OverReleaseError};
+/// let s = BoundedSemaphore::new(2)?;
+/// assert_eq!(s.release(), Err(OverReleaseError { limit: 2 }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
+#[error("semaphore released too many times (its value would pass its limit, {limit})")]
+pub struct OverReleaseError {
+    /// The largest value the semaphore may hold.
+    pub limit: u32,
+}
+
 /// The semaphore methods shared by `Semaphore` and `BoundedSemaphore`.
 macro_rules! semaphore_methods {
     () => {
         /// P: takes one unit, waiting while there is none.
         pub fn acquire(&self) -> io::Result<()> {
-            sem_acquire(sem_state(&self.seg), true, None).map(|_| ())
+            sem_acquire(sem_state(&self.seg), None).map(|_| ())
         }
 
-        /// Takes one unit if there is one; false otherwise.
-        pub fn try_acquire(&self) -> io::Result<bool> {
-            sem_acquire(sem_state(&self.seg), false, None)
+        /// Takes one unit if there is one; false otherwise. It never
+        /// waits, so it makes no system call that could fail.
+        pub fn try_acquire(&self) -> bool {
+            sem_try(sem_state(&self.seg))
         }
 
         /// Takes one unit, waiting at most `timeout`; false if it passed.
         pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<bool> {
-            sem_acquire(
-                sem_state(&self.seg),
-                true,
-                sys::deadline_after(Some(timeout)),
-            )
+            sem_acquire(sem_state(&self.seg), sys::deadline_after(Some(timeout)))
         }
 
         /// The current value (Python's `get_value()`).
@@ -411,9 +439,9 @@ macro_rules! semaphore_methods {
 /// use mpkit::sync::Semaphore;
 /// let s = Semaphore::new(2)?;
 /// s.acquire()?;
-/// assert!(s.try_acquire()?);
-/// assert!(!s.try_acquire()?);
-/// s.release();
+/// assert!(s.try_acquire());
+/// assert!(!s.try_acquire());
+/// s.release()?;
 /// assert_eq!(s.value(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -446,22 +474,20 @@ impl Semaphore {
 
     semaphore_methods!();
 
-    /// V: returns one unit, waking a waiter if any.
-    ///
-    /// # Panics
-    /// If the value would pass `u32::MAX`.
-    pub fn release(&self) {
-        sem_release(sem_state(&self.seg), 1).expect("semaphore value overflow");
+    /// V: returns one unit, waking a waiter if any; an error (nothing
+    /// changed) if the value would pass `u32::MAX`.
+    pub fn release(&self) -> Result<(), OverReleaseError> {
+        sem_release(sem_state(&self.seg), 1)
     }
 }
 
 /// A semaphore that may not be released above its initial value (Python's
-/// `BoundedSemaphore`): over-release is [`ReleaseError::OverRelease`].
+/// `BoundedSemaphore`): over-release is an [`OverReleaseError`].
 ///
 /// ```
-/// use mpkit::sync::{BoundedSemaphore, ReleaseError};
+/// use mpkit::sync::{BoundedSemaphore, OverReleaseError};
 /// let s = BoundedSemaphore::new(1)?;
-/// assert_eq!(s.release(), Err(ReleaseError::OverRelease(1)));
+/// assert_eq!(s.release(), Err(OverReleaseError { limit: 1 }));
 /// s.acquire()?;
 /// assert_eq!(s.release(), Ok(()));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -505,8 +531,9 @@ impl BoundedSemaphore {
 
     semaphore_methods!();
 
-    /// V: returns one unit; an error if that would exceed the initial value.
-    pub fn release(&self) -> Result<(), ReleaseError> {
+    /// V: returns one unit; an error (nothing changed) if that would
+    /// exceed the initial value (Python's `ValueError`).
+    pub fn release(&self) -> Result<(), OverReleaseError> {
         sem_release(sem_state(&self.seg), 1)
     }
 }
@@ -548,9 +575,9 @@ fn create_event(name: Option<&str>) -> Result<Segment, ShmError> {
 /// use std::time::Duration;
 /// use mpkit::sync::Event;
 /// let e = Event::new()?;
-/// assert!(!e.wait(Some(Duration::from_millis(1))));
+/// assert!(!e.wait(Some(Duration::from_millis(1)))?);
 /// e.set();
-/// assert!(e.is_set() && e.wait(None));
+/// assert!(e.is_set() && e.wait(None)?);
 /// e.clear();
 /// assert!(!e.is_set());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -607,23 +634,24 @@ impl Event {
     }
 
     /// Waits until the flag is set (true) or `timeout` passes (false);
-    /// `None` waits forever.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    /// `None` waits forever. An error when the OS refused the sleep (the
+    /// flag may be set or not).
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let s = self.state();
         let deadline = sys::deadline_after(timeout);
         loop {
             if self.is_set() {
-                return true;
+                return Ok(true);
             }
             spin_while(&s.flag, 0, deadline);
             if self.is_set() {
-                return true;
+                return Ok(true);
             }
             s.waiters.fetch_add(1, Ordering::SeqCst);
             let r = sys::futex_wait(&s.flag, 0, deadline);
             s.waiters.fetch_sub(1, Ordering::SeqCst);
-            if matches!(r, Ok(FutexWait::TimedOut) | Err(_)) {
-                return self.is_set();
+            if r? == FutexWait::TimedOut {
+                return Ok(self.is_set());
             }
         }
     }
@@ -815,245 +843,5 @@ impl ConditionGuard<'_> {
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
         let _ = self.cond.cell().release();
-    }
-}
-
-/// Why a [`Barrier::wait`] did not pass.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
-)]
-#[non_exhaustive]
-pub enum BarrierError {
-    /// The barrier is broken (aborted, reset while waiting, a party timed
-    /// out, its action panicked, or a process died inside its lock). Call
-    /// [`Barrier::reset`] to use it again.
-    #[error("the barrier is broken")]
-    Broken,
-    /// This wait timed out; the barrier is now broken for the others too.
-    #[error("timed out waiting at the barrier (it is now broken)")]
-    Timeout,
-}
-
-#[repr(C)]
-struct BarrierState {
-    count: AtomicU32,
-    generation: AtomicU32,
-    last_trip: AtomicU32,
-    broken: AtomicU32,
-}
-
-fn barrier_spec(parties: u64) -> Spec {
-    Spec {
-        kind: ObjectKind::Barrier,
-        elem: Elem::NONE,
-        len: parties,
-        size: HEADER_SIZE + CELL_SIZE + 64,
-    }
-}
-
-/// A barrier for a fixed number of parties (Python's
-/// `multiprocessing.Barrier`).
-///
-/// ```
-/// use mpkit::{Process, sync::Barrier};
-/// let barrier = Barrier::new(2)?;
-/// let other = Process::spawn(|b: Barrier| b.wait().unwrap(), barrier.try_clone()?)?;
-/// let mine = barrier.wait()?;
-/// let theirs = other.join()?;
-/// assert_eq!(mine + theirs, 1); // indexes 0 and 1, in arrival order
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct Barrier {
-    seg: Segment,
-    /// Run by this process's waiter when it is the last to arrive.
-    action: Option<fn()>,
-}
-
-impl std::fmt::Debug for Barrier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Barrier")
-            .field("parties", &self.parties())
-            .field("name", &self.seg.name())
-            .finish()
-    }
-}
-
-segment_object!(Barrier, |h: &Header| barrier_spec(h.len));
-
-impl Barrier {
-    fn from_segment(seg: Segment) -> Self {
-        Barrier { seg, action: None }
-    }
-
-    fn create_segment(name: Option<&str>, parties: u32) -> Result<Segment, ShmError> {
-        if parties == 0 {
-            return Err(ShmError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a barrier needs at least one party",
-            )));
-        }
-        Segment::create(barrier_spec(parties as u64), name, 0o600, |base| {
-            // SAFETY: fresh segment sized for a cell and a BarrierState.
-            unsafe {
-                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), false)?;
-                base.as_ptr()
-                    .add(HEADER_SIZE + CELL_SIZE)
-                    .cast::<BarrierState>()
-                    .write(BarrierState {
-                        count: AtomicU32::new(0),
-                        generation: AtomicU32::new(0),
-                        last_trip: AtomicU32::new(u32::MAX),
-                        broken: AtomicU32::new(0),
-                    });
-            }
-            Ok(())
-        })
-    }
-
-    /// A new anonymous barrier for `parties` parties.
-    pub fn new(parties: u32) -> Result<Barrier, ShmError> {
-        Barrier::create_segment(None, parties).map(Barrier::from_segment)
-    }
-
-    /// A new named barrier.
-    pub fn create(name: &str, parties: u32) -> Result<Barrier, ShmError> {
-        Barrier::create_segment(Some(name), parties).map(Barrier::from_segment)
-    }
-
-    /// Attaches to a named barrier.
-    pub fn open(name: &str) -> Result<Barrier, ShmError> {
-        Segment::open(name, |h| barrier_spec(h.len)).map(Barrier::from_segment)
-    }
-
-    /// Sets the action run by the last party to arrive, when that party
-    /// waits through this handle (a function pointer cannot cross processes,
-    /// so each process sets its own). If it panics the barrier breaks.
-    pub fn with_action(mut self, action: fn()) -> Barrier {
-        self.action = Some(action);
-        self
-    }
-
-    fn cell(&self) -> &MutexCell {
-        // SAFETY: the header check proved a Barrier layout.
-        unsafe { self.seg.at::<MutexCell>(HEADER_SIZE).as_ref() }
-    }
-
-    fn state(&self) -> &BarrierState {
-        // SAFETY: as above.
-        unsafe {
-            self.seg
-                .at::<BarrierState>(HEADER_SIZE + CELL_SIZE)
-                .as_ref()
-        }
-    }
-
-    /// The number of parties.
-    pub fn parties(&self) -> u32 {
-        self.seg.header().len as u32
-    }
-
-    /// How many parties are waiting now.
-    pub fn n_waiting(&self) -> u32 {
-        self.state().count.load(Ordering::SeqCst)
-    }
-
-    /// Whether the barrier is broken.
-    pub fn broken(&self) -> bool {
-        self.state().broken.load(Ordering::SeqCst) != 0
-    }
-
-    /// Takes the internal lock; a process that died inside it breaks the
-    /// barrier (its state may be half-updated).
-    fn locked(&self) -> Result<LockGuard<'_>, BarrierError> {
-        let g = guard(self.cell(), true, None).map_err(|_| BarrierError::Broken)?;
-        if g.owner_died() {
-            self.break_locked();
-        }
-        Ok(g)
-    }
-
-    /// Breaks the barrier and releases every waiter. Lock held.
-    fn break_locked(&self) {
-        let s = self.state();
-        s.broken.store(1, Ordering::SeqCst);
-        s.count.store(0, Ordering::SeqCst);
-        s.generation.fetch_add(1, Ordering::SeqCst);
-        sys::futex_wake(&s.generation, u32::MAX);
-    }
-
-    /// Waits until all parties have called `wait`; returns this party's
-    /// arrival index (0 for the first).
-    pub fn wait(&self) -> Result<u32, BarrierError> {
-        self.wait_until(None)
-    }
-
-    /// Like [`wait`](Self::wait), giving up after `timeout` — which breaks
-    /// the barrier, as in Python.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
-        self.wait_until(sys::deadline_after(Some(timeout)))
-    }
-
-    fn wait_until(&self, deadline: Deadline) -> Result<u32, BarrierError> {
-        let s = self.state();
-        let held = self.locked()?;
-        if s.broken.load(Ordering::SeqCst) != 0 {
-            return Err(BarrierError::Broken);
-        }
-        let round = s.generation.load(Ordering::SeqCst);
-        let index = s.count.fetch_add(1, Ordering::SeqCst);
-        if index + 1 >= self.parties() {
-            if let Some(action) = self.action {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(action)) {
-                    self.break_locked();
-                    drop(held);
-                    resume_unwind(panic);
-                }
-            }
-            s.count.store(0, Ordering::SeqCst);
-            s.last_trip.store(round, Ordering::SeqCst);
-            s.generation.store(round.wrapping_add(1), Ordering::SeqCst);
-            sys::futex_wake(&s.generation, u32::MAX);
-            return Ok(index);
-        }
-        drop(held);
-        while s.generation.load(Ordering::SeqCst) == round {
-            spin_while(&s.generation, round, deadline);
-            match sys::futex_wait(&s.generation, round, deadline) {
-                Ok(FutexWait::Woken) => {}
-                Ok(FutexWait::TimedOut) | Err(_) => {
-                    let _held = self.locked()?;
-                    if s.generation.load(Ordering::SeqCst) == round {
-                        self.break_locked();
-                        return Err(BarrierError::Timeout);
-                    }
-                }
-            }
-        }
-        if s.last_trip.load(Ordering::SeqCst) == round {
-            Ok(index)
-        } else {
-            Err(BarrierError::Broken)
-        }
-    }
-
-    /// Breaks the barrier: current and future waiters get
-    /// [`BarrierError::Broken`] until [`reset`](Self::reset).
-    pub fn abort(&self) {
-        if let Ok(_held) = self.locked() {
-            self.break_locked();
-        }
-    }
-
-    /// Returns the barrier to its empty, unbroken state; parties waiting now
-    /// get [`BarrierError::Broken`].
-    pub fn reset(&self) {
-        let s = self.state();
-        let held = guard(self.cell(), true, None);
-        if s.count.load(Ordering::SeqCst) > 0 {
-            self.break_locked();
-        }
-        s.count.store(0, Ordering::SeqCst);
-        s.broken.store(0, Ordering::SeqCst);
-        drop(held);
     }
 }

@@ -29,16 +29,15 @@
 //! available, the queue is created in symmetric mode and both halves are
 //! `SeqCst` fences (slower, same protocol).
 
-use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::layout::*;
-use super::{Ring, SideId, Wait};
-use crate::sys::Deadline;
+use super::{EnterFail, Ring, SideId};
 use crate::base::cell::LockError;
 use crate::base::spin::{Poll, Spin};
 use crate::sys;
+use crate::sys::Deadline;
 
 /// Consecutive mutex entries by one thread that earn it the lease.
 pub(super) const LEASE_STREAK: u32 = 64;
@@ -81,56 +80,36 @@ impl Drop for Locked<'_> {
 /// `get_nowait` finds the queue's lock taken.
 pub(super) const TRY_ENTER: Duration = Duration::from_millis(1);
 
-/// Why a side was not entered.
-#[derive(Debug)]
-pub(super) enum Blocked {
-    /// A member stayed inside its section (or held the side's lock) past
-    /// the deadline.
-    Timeout,
-    /// The operating system refused, or the queue was used from inside
-    /// one of its own operations.
-    Io(io::Error),
-}
-
-/// A thread used the queue from inside one of the queue's own operations
-/// (a decoder that puts to or gets from the queue it is decoding for).
-fn reentered() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::WouldBlock,
-        "the queue was used from inside one of its own operations (by a decoder?)",
-    )
-}
-
 impl Ring {
     // ----- exclusion ---------------------------------------------------------
 
     /// Enters `side`'s critical section: through the lease when this thread
-    /// holds it, else through the mutex, waiting per `wait` for a member
-    /// that is inside (a try waits at most [`TRY_ENTER`]).
+    /// holds it, else through the mutex, waiting until `deadline` for a
+    /// member that is inside (a try waits at most [`TRY_ENTER`]).
     #[inline]
-    pub(super) fn enter(&self, side: SideId, wait: Wait) -> Result<Section<'_>, Blocked> {
+    pub(super) fn enter(&self, side: SideId, deadline: Deadline) -> Result<Section<'_>, EnterFail> {
         match self.enter_leased(side) {
             Some(busy) => Ok(Section::Leased(busy)),
-            None => self.enter_locked(side, wait).map(Section::Locked),
+            None => self.enter_locked(side, deadline).map(Section::Locked),
         }
     }
 
     #[cold]
-    pub(super) fn enter_locked(&self, side: SideId, wait: Wait) -> Result<Locked<'_>, Blocked> {
-        let deadline = match wait {
-            Wait::No => Some(Instant::now() + TRY_ENTER),
-            Wait::Until(deadline) => deadline,
-        };
+    pub(super) fn enter_locked(
+        &self,
+        side: SideId,
+        deadline: Deadline,
+    ) -> Result<Locked<'_>, EnterFail> {
         let me = sys::thread_token();
         let owner_died = self
             .cell(side)
             .acquire(true, deadline)
             .map_err(|e| match e {
-                LockError::Timeout | LockError::WouldBlock => Blocked::Timeout,
-                LockError::Io(e) => Blocked::Io(e),
+                LockError::Timeout | LockError::WouldBlock => EnterFail::Busy,
+                LockError::Io(e) => EnterFail::Io(e),
                 // The side's mutex is error-checking: this thread holds it
                 // already, inside one of the queue's own operations.
-                LockError::Deadlock => Blocked::Io(reentered()),
+                LockError::Deadlock => EnterFail::Reentered,
             })?;
         // From here on, dropping the section releases the mutex.
         let section = Locked {
@@ -145,7 +124,7 @@ impl Ring {
         {
             // This thread is inside a leased section of this side already:
             // a sink (a decoder) used the queue it is being called from.
-            return Err(Blocked::Io(reentered()));
+            return Err(EnterFail::Reentered);
         }
         let mut holder_died = false;
         if holder != 0 && holder & !SLOT_MASK != me {
@@ -169,7 +148,7 @@ impl Ring {
     /// A holder that stays inside past `deadline` (stopped by a signal or a
     /// debugger, or a lease word a hostile process wrote naming some live
     /// thread) keeps its lease: the revocation is called off and the caller
-    /// gets [`Blocked::Timeout`]. Taking over from a holder that lives
+    /// gets [`EnterFail::Busy`]. Taking over from a holder that lives
     /// would let two members write the same commit once it resumes.
     #[cold]
     pub(super) fn revoke(
@@ -177,12 +156,12 @@ impl Ring {
         side: SideId,
         holder: u64,
         deadline: Deadline,
-    ) -> Result<bool, Blocked> {
+    ) -> Result<bool, EnterFail> {
         let lease = self.lease(side);
         lease.revoke.store(1, Ordering::SeqCst);
         if let Err(e) = self.heavy_barrier() {
             lease.revoke.store(0, Ordering::SeqCst);
-            return Err(Blocked::Io(e));
+            return Err(EnterFail::Io(e));
         }
         let mut died = false;
         // A word without a valid slot was never written by a grant: there
@@ -207,7 +186,7 @@ impl Ring {
                     if left.is_zero() {
                         // Called off: the holder keeps the side (see above).
                         lease.revoke.store(0, Ordering::SeqCst);
-                        return Err(Blocked::Timeout);
+                        return Err(EnterFail::Busy);
                     }
                     nap = nap.min(left);
                 }
@@ -371,7 +350,7 @@ mod tests {
     fn try_lease(ring: &Ring, side: SideId) -> Option<u64> {
         let me = sys::thread_token();
         for _ in 0..=LEASE_STREAK {
-            let section = ring.enter_locked(side, Wait::Until(None)).unwrap();
+            let section = ring.enter_locked(side, None).unwrap();
             // Streaks of 64, not 64 Ki after many handovers.
             ring.lease(side).revocations.store(0, Ordering::Relaxed);
             drop(section);
@@ -415,7 +394,7 @@ mod tests {
                 );
                 to_b.send(0).unwrap();
                 // A as a revoker: it may only get in once B is out.
-                let section = ring.enter_locked(side, Wait::Until(None)).unwrap();
+                let section = ring.enter_locked(side, None).unwrap();
                 to_b.send(1).unwrap();
                 drop(section);
             });
@@ -445,11 +424,8 @@ mod tests {
         lease_to_me(&ring, side);
         let outer = ring.enter_leased(side).expect("the holder enters");
         assert!(ring.enter_leased(side).is_none());
-        let inner = ring.enter(side, Wait::Until(None)).map(|_| ());
-        assert!(
-            matches!(&inner, Err(Blocked::Io(e)) if e.kind() == io::ErrorKind::WouldBlock),
-            "{inner:?}"
-        );
+        let inner = ring.enter(side, None).map(|_| ());
+        assert!(matches!(inner, Err(EnterFail::Reentered)));
         drop(outer);
         assert!(ring.enter_leased(side).is_some());
     }
@@ -510,7 +486,7 @@ mod tests {
             let left_over = s.spawn(|| {
                 let word = try_lease(&ring, side);
                 // It still gets in, through the mutex.
-                drop(ring.enter(side, Wait::Until(None)).unwrap());
+                drop(ring.enter(side, None).unwrap());
                 word
             });
             assert_eq!(left_over.join().unwrap(), None);

@@ -59,39 +59,121 @@ use crate::sys::{self, Deadline};
 use layout::*;
 pub(crate) use layout::{ring_capacity, spec};
 
-/// Why a put did not happen.
+/// How long an operation waits, as a type. What the operation reports when
+/// it stops waiting ([`GaveUp`](Waiting::GaveUp)) is part of the type, so
+/// that a blocking put or get has no "full", "empty" or "timed out" to
+/// report, and the queue's public error types need no variant that cannot
+/// happen.
+pub(crate) trait Waiting: Copy {
+    /// What giving up is reported as.
+    type GaveUp;
+    /// The deadline to sleep until (`None`: forever), or what to report
+    /// instead of sleeping.
+    fn deadline(self) -> Result<Deadline, Self::GaveUp>;
+    /// What to report when a sleep ended with nothing ready; `None`: look
+    /// again.
+    fn timed_out(self) -> Option<Self::GaveUp>;
+    /// How long to wait for a member inside the side one is entering.
+    fn enter_deadline(self) -> Deadline;
+}
+
+/// Waits as long as it takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Forever;
+
+/// Does not wait: gives up with [`NotNow`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NoWait;
+
+/// Waits until the deadline (`None`: forever); gives up with [`TimedOut`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Until(pub(crate) Deadline);
+
+impl Until {
+    pub(crate) fn after(timeout: Duration) -> Until {
+        Until(sys::deadline_after(Some(timeout)))
+    }
+}
+
+/// The queue was full (or empty) and the operation was not to wait.
 #[derive(Debug)]
-pub(crate) enum PutFail {
-    Full,
-    Timeout,
+pub(crate) struct NotNow;
+
+/// The deadline passed.
+#[derive(Debug)]
+pub(crate) struct TimedOut;
+
+impl Waiting for Forever {
+    type GaveUp = std::convert::Infallible;
+    fn deadline(self) -> Result<Deadline, Self::GaveUp> {
+        Ok(None)
+    }
+    fn timed_out(self) -> Option<Self::GaveUp> {
+        None
+    }
+    fn enter_deadline(self) -> Deadline {
+        None
+    }
+}
+
+impl Waiting for NoWait {
+    type GaveUp = NotNow;
+    fn deadline(self) -> Result<Deadline, NotNow> {
+        Err(NotNow)
+    }
+    fn timed_out(self) -> Option<NotNow> {
+        Some(NotNow)
+    }
+    fn enter_deadline(self) -> Deadline {
+        Some(std::time::Instant::now() + lease::TRY_ENTER)
+    }
+}
+
+impl Waiting for Until {
+    type GaveUp = TimedOut;
+    fn deadline(self) -> Result<Deadline, TimedOut> {
+        Ok(self.0)
+    }
+    fn timed_out(self) -> Option<TimedOut> {
+        Some(TimedOut)
+    }
+    fn enter_deadline(self) -> Deadline {
+        self.0
+    }
+}
+
+/// Why a put did not happen; `G` is what giving up on a full queue is
+/// (see [`Waiting`]).
+#[derive(Debug)]
+pub(crate) enum PutFail<G> {
+    GaveUp(G),
     Closed,
     TooLarge { size: usize, max: usize },
     Io(io::Error),
 }
 
-/// Why a get did not happen.
+/// Why a get did not happen; `G` as for [`PutFail`].
 #[derive(Debug)]
-pub(crate) enum GetFail {
-    Empty,
-    Timeout,
+pub(crate) enum GetFail<G> {
+    GaveUp(G),
     Closed,
     Corrupt(String),
+    /// A sink (a decoder) used the queue it was called from.
+    Reentered,
     Io(io::Error),
 }
 
-/// How long to wait.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Wait {
-    /// Not at all.
-    No,
-    /// Until the deadline (`None`: forever).
-    Until(Deadline),
-}
-
-impl Wait {
-    pub(crate) fn from_timeout(timeout: Option<Duration>) -> Wait {
-        Wait::Until(sys::deadline_after(timeout))
-    }
+/// Why a side's critical section was not entered.
+#[derive(Debug)]
+pub(crate) enum EnterFail {
+    /// A member stayed inside its section (or held the side's lock) past
+    /// the deadline: stopped, or named by a lease word a hostile process
+    /// wrote.
+    Busy,
+    /// This thread is inside the same side already (a decoder that uses
+    /// its own queue).
+    Reentered,
+    Io(io::Error),
 }
 
 /// The byte ring in a segment; see the module docs.
@@ -131,10 +213,11 @@ impl Ring {
         capacity: usize,
     ) -> Result<Ring, ShmError> {
         if capacity > MAX_CAPACITY {
-            return Err(ShmError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "queue capacity above 64 GiB",
-            )));
+            return Err(ShmError::TooLarge {
+                what: "a queue capacity in bytes",
+                requested: capacity as u64,
+                max: MAX_CAPACITY as u64,
+            });
         }
         let capacity = ring_capacity(capacity);
         let flags = if sys::membarrier_registered() {
@@ -179,11 +262,7 @@ impl Ring {
         }
         let asymmetric = control.flags & FLAG_ASYMMETRIC != 0;
         if asymmetric && !sys::membarrier_registered() {
-            return Err(ShmError::Io(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "the queue's creator uses membarrier(2) barriers, which this process cannot \
-                 (seccomp, or MPKIT_NO_MEMBARRIER set here but not there)",
-            )));
+            return Err(ShmError::MembarrierUnavailable);
         }
         Ok(Ring {
             base,
@@ -326,15 +405,44 @@ impl Ring {
     }
 }
 
-impl From<io::Error> for PutFail {
-    fn from(e: io::Error) -> PutFail {
+impl<G> From<io::Error> for PutFail<G> {
+    fn from(e: io::Error) -> PutFail<G> {
         PutFail::Io(e)
     }
 }
 
-impl From<io::Error> for GetFail {
-    fn from(e: io::Error) -> GetFail {
+impl<G> From<EnterFail> for PutFail<G> {
+    fn from(e: EnterFail) -> PutFail<G> {
+        match e {
+            EnterFail::Io(e) => PutFail::Io(e),
+            // Callers handle a busy side themselves (it means giving up).
+            EnterFail::Busy => PutFail::Io(io::Error::from(io::ErrorKind::TimedOut)),
+            // No caller code runs inside a producers' section (messages are
+            // encoded before it is entered), so a put never finds itself
+            // inside one; were it to, it is refused like any entry the OS
+            // refuses.
+            EnterFail::Reentered => PutFail::Io(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the queue's producers' side was entered twice by one thread",
+            )),
+        }
+    }
+}
+
+impl<G> From<io::Error> for GetFail<G> {
+    fn from(e: io::Error) -> GetFail<G> {
         GetFail::Io(e)
+    }
+}
+
+impl<G> From<EnterFail> for GetFail<G> {
+    fn from(e: EnterFail) -> GetFail<G> {
+        match e {
+            EnterFail::Io(e) => GetFail::Io(e),
+            // Callers handle a busy side themselves (it means giving up).
+            EnterFail::Busy => GetFail::Io(io::Error::from(io::ErrorKind::TimedOut)),
+            EnterFail::Reentered => GetFail::Reentered,
+        }
     }
 }
 

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::layout::*;
 use super::wait::PATIENT_BYTES;
-use super::lease::Blocked;
-use super::{GetFail, PutFail, Ring, SideId, Wait};
+use super::{EnterFail, GetFail, PutFail, Ring, SideId, Waiting};
 use crate::sys;
 
 /// How far ahead of the record it copies a consumer asks for the lines it
@@ -67,7 +66,11 @@ impl Ring {
     /// common case (this thread holds the producers' lease, the message
     /// fits without wrapping) is a handful of loads and stores and one copy.
     #[inline]
-    pub(crate) fn put_one(&self, msg: &[u8], wait: Wait) -> Result<(), PutFail> {
+    pub(crate) fn put_one<W: Waiting>(
+        &self,
+        msg: &[u8],
+        wait: W,
+    ) -> Result<(), PutFail<W::GaveUp>> {
         if self.try_put_leased(msg) {
             return Ok(());
         }
@@ -106,7 +109,11 @@ impl Ring {
     /// Takes one message, passing it to `sink`, waiting per `wait`; the
     /// counterpart of [`put_one`](Self::put_one).
     #[inline]
-    pub(crate) fn get_one(&self, wait: Wait, mut sink: impl FnMut(&[u8])) -> Result<(), GetFail> {
+    pub(crate) fn get_one<W: Waiting>(
+        &self,
+        wait: W,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(), GetFail<W::GaveUp>> {
         if self.try_get_leased(&mut sink) {
             return Ok(());
         }
@@ -165,7 +172,11 @@ impl Ring {
     /// Puts messages, in order, as many as fit at once; waits (per `wait`)
     /// while not even the first fits. Returns how many were put.
     #[inline]
-    pub(crate) fn put(&self, messages: &[&[u8]], wait: Wait) -> Result<usize, PutFail> {
+    pub(crate) fn put<W: Waiting>(
+        &self,
+        messages: &[&[u8]],
+        wait: W,
+    ) -> Result<usize, PutFail<W::GaveUp>> {
         let max = self.max_message();
         if let Some(big) = messages.iter().find(|m| m.len() > max) {
             return Err(PutFail::TooLarge {
@@ -180,19 +191,18 @@ impl Ring {
             if self.is_closed() {
                 return Err(PutFail::Closed);
             }
-            let put = match self.try_put(messages, wait)? {
-                Some(put) => put,
-                // A member stayed inside the producers' side.
-                None if matches!(wait, Wait::No) => return Err(PutFail::Full),
-                None => return Err(PutFail::Timeout),
+            let Some(put) = self.try_put(messages, wait)? else {
+                // A member stayed inside the producers' side past the
+                // deadline (never without one).
+                match wait.timed_out() {
+                    Some(gave_up) => return Err(PutFail::GaveUp(gave_up)),
+                    None => continue,
+                }
             };
             if put > 0 {
                 return Ok(put);
             }
-            let deadline = match wait {
-                Wait::No => return Err(PutFail::Full),
-                Wait::Until(d) => d,
-            };
+            let deadline = wait.deadline().map_err(PutFail::GaveUp)?;
             // Patient: room for a batch, not just for this message (see
             // `PATIENCE`).
             let size = record_size(messages[0].len());
@@ -206,7 +216,9 @@ impl Ring {
                 || self.is_closed() || self.has_room(size, 1),
                 Some(&|| self.is_closed() || self.has_room(bytes, items)),
             )? {
-                return Err(PutFail::Timeout);
+                if let Some(gave_up) = wait.timed_out() {
+                    return Err(PutFail::GaveUp(gave_up));
+                }
             }
         }
     }
@@ -214,11 +226,15 @@ impl Ring {
     /// One attempt with the producers' side entered; `None` when the side
     /// stayed busy past what `wait` allows.
     #[inline]
-    pub(super) fn try_put(&self, messages: &[&[u8]], wait: Wait) -> Result<Option<usize>, PutFail> {
-        let section = match self.enter(SideId::Producers, wait) {
+    pub(super) fn try_put<W: Waiting>(
+        &self,
+        messages: &[&[u8]],
+        wait: W,
+    ) -> Result<Option<usize>, PutFail<W::GaveUp>> {
+        let section = match self.enter(SideId::Producers, wait.enter_deadline()) {
             Ok(section) => section,
-            Err(Blocked::Timeout) => return Ok(None),
-            Err(Blocked::Io(e)) => return Err(PutFail::Io(e)),
+            Err(EnterFail::Busy) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         let commit = self.commit(SideId::Producers);
         let start_seq = commit.seq.load(Ordering::Relaxed);
@@ -285,22 +301,24 @@ impl Ring {
     /// each to `sink` in order, with the consumers' side entered (the sink
     /// copies or decodes; it must not block). Returns how many were taken.
     #[inline]
-    pub(crate) fn get(
+    pub(crate) fn get<W: Waiting>(
         &self,
         max: usize,
-        wait: Wait,
+        wait: W,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<usize, GetFail> {
+    ) -> Result<usize, GetFail<W::GaveUp>> {
         if max == 0 {
             // Nothing asked for: nothing to wait for.
             return Ok(0);
         }
         loop {
-            let got = match self.try_get(max, wait, sink)? {
-                Some(got) => got,
-                // A member stayed inside the consumers' side.
-                None if matches!(wait, Wait::No) => return Err(GetFail::Empty),
-                None => return Err(GetFail::Timeout),
+            let Some(got) = self.try_get(max, wait, sink)? else {
+                // A member stayed inside the consumers' side past the
+                // deadline (never without one).
+                match wait.timed_out() {
+                    Some(gave_up) => return Err(GetFail::GaveUp(gave_up)),
+                    None => continue,
+                }
             };
             if got > 0 {
                 return Ok(got);
@@ -308,17 +326,16 @@ impl Ring {
             if self.is_closed() && self.len() == 0 {
                 return Err(GetFail::Closed);
             }
-            let deadline = match wait {
-                Wait::No => return Err(GetFail::Empty),
-                Wait::Until(d) => d,
-            };
+            let deadline = wait.deadline().map_err(GetFail::GaveUp)?;
             if !self.sleep(
                 self.not_empty(),
                 deadline,
                 || self.len() > 0 || self.is_closed(),
                 None,
             )? {
-                return Err(GetFail::Timeout);
+                if let Some(gave_up) = wait.timed_out() {
+                    return Err(GetFail::GaveUp(gave_up));
+                }
             }
         }
     }
@@ -326,16 +343,16 @@ impl Ring {
     /// One attempt with the consumers' side entered; `None` when the side
     /// stayed busy past what `wait` allows.
     #[inline]
-    pub(super) fn try_get(
+    pub(super) fn try_get<W: Waiting>(
         &self,
         max: usize,
-        wait: Wait,
+        wait: W,
         sink: &mut dyn FnMut(&[u8]),
-    ) -> Result<Option<usize>, GetFail> {
-        let section = match self.enter(SideId::Consumers, wait) {
+    ) -> Result<Option<usize>, GetFail<W::GaveUp>> {
+        let section = match self.enter(SideId::Consumers, wait.enter_deadline()) {
             Ok(section) => section,
-            Err(Blocked::Timeout) => return Ok(None),
-            Err(Blocked::Io(e)) => return Err(GetFail::Io(e)),
+            Err(EnterFail::Busy) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         let result = self.take(max, sink);
         drop(section);
@@ -346,7 +363,11 @@ impl Ring {
     }
 
     #[inline]
-    pub(super) fn take(&self, max: usize, sink: &mut dyn FnMut(&[u8])) -> Result<usize, GetFail> {
+    pub(super) fn take<G>(
+        &self,
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, GetFail<G>> {
         let commit = self.commit(SideId::Consumers);
         let mut seq = commit.seq.load(Ordering::Relaxed);
         let mut head = commit.pos.load(Ordering::Relaxed);

@@ -1,0 +1,334 @@
+//! [`Barrier`]: a barrier for a fixed number of parties, and its errors.
+
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::{LockError, LockGuard, guard, spin_while};
+use crate::base::cell::{CELL_SIZE, MutexCell};
+use crate::base::segment::{
+    Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
+};
+use crate::sys::{self, Deadline, FutexWait};
+
+/// Why [`Barrier::wait`] did not pass. It never times out.
+///
+/// ```
+/// use mpkit::sync::{Barrier, BarrierError};
+/// let barrier = Barrier::new(2)?;
+/// barrier.abort()?;
+/// assert!(matches!(barrier.wait(), Err(BarrierError::Broken)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken (aborted, reset while waiting, a party timed
+    /// out or failed, its action panicked, or a process died inside its
+    /// lock). Call [`Barrier::reset`] to use it again.
+    #[error("the barrier is broken")]
+    Broken,
+    /// The barrier's action waited at its own barrier (it runs holding the
+    /// barrier's lock).
+    #[error("the barrier was waited at from inside its own action")]
+    Deadlock,
+    /// The operating system refused; this party left the barrier, which is
+    /// now broken for the others too (as for a timeout).
+    #[error("barrier: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why [`Barrier::wait_timeout`] did not pass.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpkit::sync::{Barrier, BarrierTimeoutError};
+/// let barrier = Barrier::new(2)?;
+/// let r = barrier.wait_timeout(Duration::from_millis(1));
+/// assert!(matches!(r, Err(BarrierTimeoutError::Timeout)));
+/// assert!(barrier.broken()); // as in Python
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BarrierTimeoutError {
+    /// This wait timed out; the barrier is now broken for the others too.
+    #[error("timed out waiting at the barrier (it is now broken)")]
+    Timeout,
+    /// The barrier is broken; see [`BarrierError::Broken`].
+    #[error("the barrier is broken")]
+    Broken,
+    /// The barrier's action waited at its own barrier; see
+    /// [`BarrierError::Deadlock`].
+    #[error("the barrier was waited at from inside its own action")]
+    Deadlock,
+    /// The operating system refused; see [`BarrierError::Io`].
+    #[error("barrier: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<BarrierError> for BarrierTimeoutError {
+    fn from(e: BarrierError) -> BarrierTimeoutError {
+        match e {
+            BarrierError::Broken => BarrierTimeoutError::Broken,
+            BarrierError::Deadlock => BarrierTimeoutError::Deadlock,
+            BarrierError::Io(e) => BarrierTimeoutError::Io(e),
+        }
+    }
+}
+
+/// The error of one way of waiting at a barrier: built from what every
+/// wait can report, plus what a sleep that reached its deadline is.
+trait WaitFailure: From<BarrierError> {
+    /// A timeout, for the waits that have one; `None`: sleep again.
+    fn timed_out() -> Option<Self>;
+}
+
+impl WaitFailure for BarrierError {
+    fn timed_out() -> Option<BarrierError> {
+        None
+    }
+}
+
+impl WaitFailure for BarrierTimeoutError {
+    fn timed_out() -> Option<BarrierTimeoutError> {
+        Some(BarrierTimeoutError::Timeout)
+    }
+}
+
+#[repr(C)]
+struct BarrierState {
+    count: AtomicU32,
+    generation: AtomicU32,
+    last_trip: AtomicU32,
+    broken: AtomicU32,
+}
+
+fn barrier_spec(parties: u64) -> Spec {
+    Spec {
+        kind: ObjectKind::Barrier,
+        elem: Elem::NONE,
+        len: parties,
+        size: HEADER_SIZE + CELL_SIZE + 64,
+    }
+}
+
+/// A barrier for a fixed number of parties (Python's
+/// `multiprocessing.Barrier`).
+///
+/// ```
+/// use mpkit::{Process, sync::Barrier};
+/// let barrier = Barrier::new(2)?;
+/// let other = Process::spawn(|b: Barrier| b.wait().unwrap(), barrier.try_clone()?)?;
+/// let mine = barrier.wait()?;
+/// let theirs = other.join()?;
+/// assert_eq!(mine + theirs, 1); // indexes 0 and 1, in arrival order
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Barrier {
+    seg: Segment,
+    /// Run by this process's waiter when it is the last to arrive.
+    action: Option<fn()>,
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("name", &self.seg.name())
+            .finish()
+    }
+}
+
+segment_object!(Barrier, |h: &Header| barrier_spec(h.len));
+
+impl Barrier {
+    fn from_segment(seg: Segment) -> Self {
+        Barrier { seg, action: None }
+    }
+
+    fn create_segment(name: Option<&str>, parties: u32) -> Result<Segment, ShmError> {
+        if parties == 0 {
+            return Err(ShmError::NoParties);
+        }
+        Segment::create(barrier_spec(parties as u64), name, 0o600, |base| {
+            // SAFETY: fresh segment sized for a cell and a BarrierState.
+            unsafe {
+                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), false)?;
+                base.as_ptr()
+                    .add(HEADER_SIZE + CELL_SIZE)
+                    .cast::<BarrierState>()
+                    .write(BarrierState {
+                        count: AtomicU32::new(0),
+                        generation: AtomicU32::new(0),
+                        last_trip: AtomicU32::new(u32::MAX),
+                        broken: AtomicU32::new(0),
+                    });
+            }
+            Ok(())
+        })
+    }
+
+    /// A new anonymous barrier for `parties` parties.
+    pub fn new(parties: u32) -> Result<Barrier, ShmError> {
+        Barrier::create_segment(None, parties).map(Barrier::from_segment)
+    }
+
+    /// A new named barrier.
+    pub fn create(name: &str, parties: u32) -> Result<Barrier, ShmError> {
+        Barrier::create_segment(Some(name), parties).map(Barrier::from_segment)
+    }
+
+    /// Attaches to a named barrier.
+    pub fn open(name: &str) -> Result<Barrier, ShmError> {
+        Segment::open(name, |h| barrier_spec(h.len)).map(Barrier::from_segment)
+    }
+
+    /// Sets the action run by the last party to arrive, when that party
+    /// waits through this handle (a function pointer cannot cross processes,
+    /// so each process sets its own). If it panics the barrier breaks.
+    pub fn with_action(mut self, action: fn()) -> Barrier {
+        self.action = Some(action);
+        self
+    }
+
+    fn cell(&self) -> &MutexCell {
+        // SAFETY: the header check proved a Barrier layout.
+        unsafe { self.seg.at::<MutexCell>(HEADER_SIZE).as_ref() }
+    }
+
+    fn state(&self) -> &BarrierState {
+        // SAFETY: as above.
+        unsafe {
+            self.seg
+                .at::<BarrierState>(HEADER_SIZE + CELL_SIZE)
+                .as_ref()
+        }
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.seg.header().len as u32
+    }
+
+    /// How many parties are waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.state().count.load(Ordering::SeqCst)
+    }
+
+    /// Whether the barrier is broken.
+    pub fn broken(&self) -> bool {
+        self.state().broken.load(Ordering::SeqCst) != 0
+    }
+
+    /// Takes the internal lock; a process that died inside it breaks the
+    /// barrier (its state may be half-updated).
+    fn locked(&self) -> Result<LockGuard<'_>, BarrierError> {
+        let g = guard(self.cell(), true, None).map_err(|e| match e {
+            LockError::Deadlock => BarrierError::Deadlock,
+            LockError::Io(e) => BarrierError::Io(e),
+            // A wait without a deadline is neither timed out nor refused
+            // as busy: what is left came from the OS.
+            other => BarrierError::Io(io::Error::other(other)),
+        })?;
+        if g.owner_died() {
+            self.break_locked();
+        }
+        Ok(g)
+    }
+
+    /// Breaks the barrier and releases every waiter. Lock held.
+    fn break_locked(&self) {
+        let s = self.state();
+        s.broken.store(1, Ordering::SeqCst);
+        s.count.store(0, Ordering::SeqCst);
+        s.generation.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(&s.generation, u32::MAX);
+    }
+
+    /// Waits until all parties have called `wait`; returns this party's
+    /// arrival index (0 for the first).
+    pub fn wait(&self) -> Result<u32, BarrierError> {
+        self.wait_until(None)
+    }
+
+    /// Like [`wait`](Self::wait), giving up after `timeout` — which breaks
+    /// the barrier, as in Python.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierTimeoutError> {
+        self.wait_until(sys::deadline_after(Some(timeout)))
+    }
+
+    fn wait_until<E: WaitFailure>(&self, deadline: Deadline) -> Result<u32, E> {
+        let s = self.state();
+        let held = self.locked()?;
+        if s.broken.load(Ordering::SeqCst) != 0 {
+            return Err(BarrierError::Broken.into());
+        }
+        let round = s.generation.load(Ordering::SeqCst);
+        let index = s.count.fetch_add(1, Ordering::SeqCst);
+        if index + 1 >= self.parties() {
+            if let Some(action) = self.action {
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(action)) {
+                    self.break_locked();
+                    drop(held);
+                    resume_unwind(panic);
+                }
+            }
+            s.count.store(0, Ordering::SeqCst);
+            s.last_trip.store(round, Ordering::SeqCst);
+            s.generation.store(round.wrapping_add(1), Ordering::SeqCst);
+            sys::futex_wake(&s.generation, u32::MAX);
+            return Ok(index);
+        }
+        drop(held);
+        while s.generation.load(Ordering::SeqCst) == round {
+            spin_while(&s.generation, round, deadline);
+            // A party that stops waiting (its timeout, or a sleep the OS
+            // refused) breaks the barrier for the others, as in Python;
+            // unless the barrier tripped meanwhile.
+            let failure = match sys::futex_wait(&s.generation, round, deadline) {
+                Ok(FutexWait::Woken) => continue,
+                Ok(FutexWait::TimedOut) => match E::timed_out() {
+                    Some(timeout) => timeout,
+                    None => continue,
+                },
+                Err(e) => BarrierError::Io(e).into(),
+            };
+            let _held = self.locked()?;
+            if s.generation.load(Ordering::SeqCst) == round {
+                self.break_locked();
+                return Err(failure);
+            }
+        }
+        if s.last_trip.load(Ordering::SeqCst) == round {
+            Ok(index)
+        } else {
+            Err(BarrierError::Broken.into())
+        }
+    }
+
+    /// Breaks the barrier: current and future waiters get `Broken` until
+    /// [`reset`](Self::reset). An error only when its lock could not be
+    /// taken ([`LockError::Deadlock`] from inside the barrier's action).
+    pub fn abort(&self) -> Result<(), LockError> {
+        let _held = guard(self.cell(), true, None)?;
+        self.break_locked();
+        Ok(())
+    }
+
+    /// Returns the barrier to its empty, unbroken state; parties waiting now
+    /// get `Broken`. An error only when its lock could not be taken
+    /// ([`LockError::Deadlock`] from inside the barrier's action); then
+    /// nothing changed.
+    pub fn reset(&self) -> Result<(), LockError> {
+        let s = self.state();
+        let _held = guard(self.cell(), true, None)?;
+        if s.count.load(Ordering::SeqCst) > 0 {
+            self.break_locked();
+        }
+        s.count.store(0, Ordering::SeqCst);
+        s.broken.store(0, Ordering::SeqCst);
+        Ok(())
+    }
+}
