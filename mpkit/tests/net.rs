@@ -486,3 +486,109 @@ fn wait_watches_connections_listeners_and_processes() {
     );
     child.join().unwrap();
 }
+
+/// How many descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// `sendmsg` of `bytes` with `fds` attached (`SCM_RIGHTS`), as a peer that
+/// ignores the protocol might send them.
+fn send_with_rights(sock: &UnixStream, bytes: &[u8], fds: &[i32]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive
+    // the call, and the control buffer holds one SCM_RIGHTS message of
+    // exactly `fds`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        let n = libc::sendmsg(sock.as_raw_fd(), &msg, 0);
+        assert_eq!(
+            n,
+            bytes.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn plain_frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn descriptors_nobody_announced_are_closed_at_once() {
+    let _w = watchdog(60);
+    let dir = TempDir::new("fds");
+    let path = dir.path("l.sock");
+    let listener = Listener::bind(&path, None).unwrap();
+    // The hostile peer, in another process: 50 plain frames with 253
+    // descriptors each, one announcing 1 descriptor and carrying 5, then an
+    // honest message that passes a pipe end.
+    let peer = Process::spawn(
+        |path: String| {
+            use std::os::fd::AsRawFd;
+            let sock = UnixStream::connect(&path).unwrap();
+            let null = std::fs::File::open("/dev/null").unwrap();
+            let many = vec![null.as_raw_fd(); 253];
+            for i in 0..50u32 {
+                send_with_rights(&sock, &plain_frame(&i.to_be_bytes()), &many);
+            }
+            let mut extra = (-2i32).to_be_bytes().to_vec();
+            extra.extend_from_slice(&1u32.to_be_bytes());
+            extra.extend_from_slice(&plain_frame(b"one announced"));
+            send_with_rights(&sock, &extra, &many[..5]);
+            let mut conn: Connection = Connection::from(sock);
+            let (mut here, there) = mpkit::pipe(true).unwrap();
+            conn.send(&there).unwrap();
+            drop(there);
+            here.send(&"through the passed pipe").unwrap();
+            // Stay until the receiver has checked everything.
+            conn.recv::<()>().unwrap();
+        },
+        path.clone(),
+    )
+    .unwrap();
+    let before = open_fds();
+    let mut conn = listener.accept_timeout(Duration::from_secs(20)).unwrap();
+    let mut most = 0;
+    for i in 0..50u32 {
+        assert_eq!(conn.recv_bytes().unwrap(), i.to_be_bytes());
+        most = most.max(open_fds());
+    }
+    assert_eq!(conn.recv_bytes().unwrap(), b"one announced");
+    most = most.max(open_fds());
+    // Other tests of this binary run beside this one: a little slack.
+    assert!(
+        most < before + 300,
+        "the receiver kept unannounced descriptors: {most} open, {before} before"
+    );
+    let mut passed: Connection = conn.recv().unwrap();
+    assert_eq!(passed.recv::<String>().unwrap(), "through the passed pipe");
+    drop(passed);
+    conn.send(&()).unwrap();
+    peer.join().unwrap();
+    drop(conn);
+    assert!(
+        open_fds() < before + 50,
+        "{} open, {before} before",
+        open_fds()
+    );
+}

@@ -10,7 +10,6 @@
 //!   [`cmsg(3)`](https://man7.org/linux/man-pages/man3/cmsg.3.html)
 //! - [`tcp(7)`](https://man7.org/linux/man-pages/man7/tcp.7.html) (`TCP_NODELAY`)
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -71,7 +70,7 @@ pub(crate) fn send_with_fds(
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
-    fds: &mut VecDeque<OwnedFd>,
+    fds: &mut Vec<OwnedFd>,
     nowait: bool,
 ) -> io::Result<(usize, bool)> {
     let mut flags = RecvFlags::CMSG_CLOEXEC;
