@@ -592,3 +592,84 @@ fn descriptors_nobody_announced_are_closed_at_once() {
         open_fds()
     );
 }
+
+#[test]
+fn a_killed_listeners_socket_file_is_named_and_can_be_taken_over() {
+    let _w = watchdog(60);
+    let dir = TempDir::new("stale");
+    let path = dir.path("server.sock");
+    // A server that binds, says so, and is killed without a chance to
+    // remove its socket file.
+    let (mut here, there) = mpkit::pipe(true).unwrap();
+    let server = Process::spawn(
+        |(mut c, path): (Connection, String)| {
+            let _listener = Listener::bind(&path, None).unwrap();
+            c.send(&"bound").unwrap();
+            let _ = c.recv::<()>();
+        },
+        (there, path.clone()),
+    )
+    .unwrap();
+    assert_eq!(here.recv::<String>().unwrap(), "bound");
+    server.kill().unwrap();
+    assert!(server.join().is_err(), "killed");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "the file stays behind"
+    );
+
+    // A plain bind names the path and says nobody listens there.
+    match Listener::bind(&path, None) {
+        Err(e @ NetError::AddressInUse { stale: true, .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&path) && text.contains("replace_stale"),
+                "{text}"
+            );
+            assert!(
+                matches!(e, NetError::AddressInUse { address: mpkit::net::Address::Unix(p), .. } if p.to_str() == Some(path.as_str()))
+            );
+        }
+        other => panic!("expected AddressInUse, got {other:?}"),
+    }
+    // Taking it over works, and the new listener serves clients.
+    let listener = Listener::builder().replace_stale(true).bind(&path).unwrap();
+    // A live listener's file is never taken over.
+    match Listener::builder().replace_stale(true).bind(&path) {
+        Err(e @ NetError::AddressInUse { stale: false, .. }) => {
+            assert!(e.to_string().contains(&path), "{e}");
+        }
+        other => panic!("expected AddressInUse, got {other:?}"),
+    }
+    // The probe connected and left: the listener reports that peer's
+    // failed handshake or hands out its connection at end of file; either
+    // way the next client gets through.
+    let p = path.clone();
+    let client = Process::spawn(
+        |p: String| {
+            Client::connect(&p, None)
+                .unwrap()
+                .send(&"after takeover")
+                .unwrap()
+        },
+        p,
+    )
+    .unwrap();
+    let got = loop {
+        let mut c = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+        match c.recv::<String>() {
+            Ok(s) => break s,
+            Err(_) => continue,
+        }
+    };
+    assert_eq!(got, "after takeover");
+    client.join().unwrap();
+    // Other files are never removed.
+    let plain = dir.path("plain-file");
+    std::fs::write(&plain, b"data").unwrap();
+    assert!(matches!(
+        Listener::builder().replace_stale(true).bind(&plain),
+        Err(NetError::AddressInUse { stale: false, .. })
+    ));
+    assert_eq!(std::fs::read(&plain).unwrap(), b"data");
+}

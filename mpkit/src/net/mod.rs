@@ -82,9 +82,31 @@ pub enum NetError {
     /// follow the protocol, or one that was too slow. Raised on both sides.
     #[error("authentication failed: {0}")]
     Authentication(String),
-    /// The operating system refused (address in use, connection refused, …).
+    /// Something already uses the address. For a Unix socket file, `stale`
+    /// says that nobody listens on it: a listener that died (SIGKILL, a
+    /// crash) left its file behind, and
+    /// [`ListenerBuilder::replace_stale`] takes it over.
+    #[error("{}", in_use_message(.address, *.stale))]
+    AddressInUse {
+        /// The address asked for.
+        address: Address,
+        /// The address is a Unix socket file nobody listens on.
+        stale: bool,
+    },
+    /// The operating system refused (connection refused, …).
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+fn in_use_message(address: &Address, stale: bool) -> String {
+    if stale {
+        format!(
+            "{address} is a socket file nobody listens on (left by a listener that \
+             died); remove it, or bind with ListenerBuilder::replace_stale(true)"
+        )
+    } else {
+        format!("address {address} is in use")
+    }
 }
 
 /// Where a listener listens or a client connects.
@@ -158,6 +180,7 @@ pub struct ListenerBuilder {
     handshake_timeout: Duration,
     allow_remote: bool,
     backlog: u32,
+    replace_stale: bool,
 }
 
 impl Default for ListenerBuilder {
@@ -167,6 +190,7 @@ impl Default for ListenerBuilder {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             allow_remote: false,
             backlog: 128,
+            replace_stale: false,
         }
     }
 }
@@ -196,7 +220,37 @@ impl ListenerBuilder {
         self
     }
 
-    /// Binds and listens.
+    /// Takes over a Unix socket file that nobody listens on (left behind by
+    /// a listener that was killed), instead of failing with
+    /// [`NetError::AddressInUse`]. Off by default.
+    ///
+    /// Before removing the file, `bind` checks that it is a socket and
+    /// probes it with a `connect`: only a refused connection (no listener)
+    /// lets it go; a live listener is never displaced (the error says so,
+    /// and that listener sees a peer that connected and left). Two
+    /// processes taking over the same file at the same instant can both
+    /// remove it; serialise them if that can happen.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("mpkit-doc-stale-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("app.sock");
+    /// # std::os::unix::net::UnixListener::bind(&path)?; // closed at once: a stale file
+    /// use mpkit::net::{Listener, NetError};
+    /// let path = path.to_str().unwrap();
+    /// assert!(matches!(Listener::bind(path, None), Err(NetError::AddressInUse { stale: true, .. })));
+    /// let listener = Listener::builder().replace_stale(true).bind(path)?;
+    /// # drop(listener);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replace_stale(mut self, replace: bool) -> ListenerBuilder {
+        self.replace_stale = replace;
+        self
+    }
+
+    /// Binds and listens. An address already in use is
+    /// [`NetError::AddressInUse`], naming it.
     pub fn bind(self, address: &str) -> Result<Listener, NetError> {
         let address = Address::parse(address)?;
         let (fd, address, unlink) = match &address {
@@ -204,18 +258,35 @@ impl ListenerBuilder {
                 if self.authkey.is_none() && !a.ip().is_loopback() && !self.allow_remote {
                     return Err(NetError::RemoteWithoutKey(a.to_string()));
                 }
-                let l = TcpListener::bind(a)?;
+                let l = TcpListener::bind(a).map_err(|e| in_use(e, &address))?;
                 let local = l.local_addr()?;
                 (OwnedFd::from(l), Address::Tcp(local), None)
             }
             Address::Unix(path) => {
-                let fd = sys::unix_listener_0600(path, self.backlog)?;
+                let fd = match sys::unix_listener_0600(path, self.backlog) {
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                        let stale = is_stale_socket_file(path)?;
+                        if !(stale && self.replace_stale) {
+                            return Err(NetError::AddressInUse {
+                                address: address.clone(),
+                                stale,
+                            });
+                        }
+                        match std::fs::remove_file(path) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                            _ => {}
+                        }
+                        sys::unix_listener_0600(path, self.backlog)
+                            .map_err(|e| in_use(e, &address))?
+                    }
+                    r => r?,
+                };
                 (fd, address.clone(), Some(path.clone()))
             }
             Address::Abstract(name) => {
                 let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
                 (
-                    OwnedFd::from(UnixListener::bind_addr(&addr)?),
+                    OwnedFd::from(UnixListener::bind_addr(&addr).map_err(|e| in_use(e, &address))?),
                     address.clone(),
                     None,
                 )
@@ -228,6 +299,30 @@ impl ListenerBuilder {
             authkey: self.authkey,
             handshake_timeout: self.handshake_timeout,
         })
+    }
+}
+
+/// `AddrInUse` as [`NetError::AddressInUse`] naming `address`.
+fn in_use(e: io::Error, address: &Address) -> NetError {
+    if e.kind() == io::ErrorKind::AddrInUse {
+        NetError::AddressInUse {
+            address: address.clone(),
+            stale: false,
+        }
+    } else {
+        NetError::Io(e)
+    }
+}
+
+/// Whether `path` is a socket file nobody listens on (never true for any
+/// other kind of file, which is never removed).
+fn is_stale_socket_file(path: &std::path::Path) -> Result<bool, NetError> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => Ok(!sys::unix_path_has_listener(path)?),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -125,6 +125,34 @@ pub(crate) fn unix_listener_0600(path: &std::path::Path, backlog: u32) -> io::Re
     Ok(fd)
 }
 
+/// Whether a listener is behind the Unix socket file at `path`: a
+/// non-blocking `connect` that is refused means nobody listens (the file
+/// was left by a listener that died); one that is accepted, or that would
+/// wait for room in a full backlog, means someone does. The probe
+/// connection is closed at once (the listener sees a peer that left).
+///
+/// # References
+/// - [`connect(2)`](https://man7.org/linux/man-pages/man2/connect.2.html)
+pub(crate) fn unix_path_has_listener(path: &std::path::Path) -> io::Result<bool> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(io_err)?;
+    let addr = rustix::net::SocketAddrUnix::new(path).map_err(io_err)?;
+    loop {
+        return match rustix::net::connect(&fd, &addr) {
+            Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => Ok(true),
+            Err(Errno::CONNREFUSED) => Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(e) => Err(io_err(e)),
+        };
+    }
+}
+
 /// Accepts a connection (close-on-exec). `EINTR` and `ECONNABORTED` (a peer
 /// that gave up while queued) are retried.
 pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
