@@ -673,3 +673,72 @@ fn a_killed_listeners_socket_file_is_named_and_can_be_taken_over() {
     ));
     assert_eq!(std::fs::read(&plain).unwrap(), b"data");
 }
+
+/// Connects `silent` peers that never say a word (from another process),
+/// then an honest client; returns how long the honest client took to be
+/// accepted. Failed handshakes on the way are skipped, as a server does.
+fn honest_client_behind_silent_peers(listener: &Listener, path: &str, silent: usize) -> Duration {
+    let (mut here, there) = mpkit::pipe(true).unwrap();
+    let crowd = Process::spawn(
+        |(mut c, path, silent): (Connection, String, usize)| {
+            let peers: Vec<UnixStream> = (0..silent)
+                .map(|_| UnixStream::connect(&path).unwrap())
+                .collect();
+            c.send(&peers.len()).unwrap();
+            // Silent until the test is over.
+            let _ = c.recv::<()>();
+        },
+        (there, path.to_string(), silent),
+    )
+    .unwrap();
+    assert_eq!(here.recv::<usize>().unwrap(), silent);
+    let p = path.to_string();
+    let start = Instant::now();
+    let honest = Process::spawn(
+        |p: String| {
+            let mut c = Client::connect_timeout(&p, Some(b"key"), Duration::from_secs(20)).unwrap();
+            c.send(&"honest").unwrap();
+        },
+        p,
+    )
+    .unwrap();
+    let mut conn = loop {
+        match listener.accept_timeout(Duration::from_secs(20)) {
+            Ok(c) => break c,
+            Err(NetError::Authentication(_)) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let took = start.elapsed();
+    assert_eq!(conn.recv::<String>().unwrap(), "honest");
+    honest.join().unwrap();
+    here.send(&()).unwrap();
+    crowd.join().unwrap();
+    took
+}
+
+#[test]
+fn silent_peers_cannot_keep_an_honest_client_out() {
+    let _w = watchdog(120);
+    let dir = TempDir::new("starve");
+    // A hundred silent peers, each given the default 10 s to answer.
+    let path = dir.path("l.sock");
+    let listener = Listener::builder()
+        .authkey(b"key")
+        .backlog(256)
+        .bind(&path)
+        .unwrap();
+    let took = honest_client_behind_silent_peers(&listener, &path, 100);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // With room for only 8 pending handshakes, the idlest peers are
+    // dropped to make room, never the client that keeps answering.
+    let path = dir.path("small.sock");
+    let listener = Listener::builder()
+        .authkey(b"key")
+        .backlog(256)
+        .max_pending_handshakes(8)
+        .bind(&path)
+        .unwrap();
+    let took = honest_client_behind_silent_peers(&listener, &path, 100);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}

@@ -44,6 +44,7 @@
 //! Listening on a non-loopback TCP address without an auth key must be
 //! asked for explicitly ([`ListenerBuilder::allow_unauthenticated_remote`]).
 
+mod accept;
 mod auth;
 
 use std::fmt;
@@ -60,6 +61,10 @@ use crate::sys::{self, Deadline};
 
 /// The handshake timeout unless set otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many handshakes a listener runs at once unless set otherwise
+/// ([`ListenerBuilder::max_pending_handshakes`]).
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// Why a listener or client failed.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +186,7 @@ pub struct ListenerBuilder {
     allow_remote: bool,
     backlog: u32,
     replace_stale: bool,
+    max_pending: usize,
 }
 
 impl Default for ListenerBuilder {
@@ -191,6 +197,7 @@ impl Default for ListenerBuilder {
             allow_remote: false,
             backlog: 128,
             replace_stale: false,
+            max_pending: DEFAULT_MAX_PENDING_HANDSHAKES,
         }
     }
 }
@@ -217,6 +224,18 @@ impl ListenerBuilder {
     /// The listen backlog (128 by default).
     pub fn backlog(mut self, backlog: u32) -> ListenerBuilder {
         self.backlog = backlog;
+        self
+    }
+
+    /// How many peers may be in the middle of the handshake at once
+    /// ([`DEFAULT_MAX_PENDING_HANDSHAKES`] unless set; at least 1). When
+    /// another peer connects with the set full, the pending peer that has
+    /// made no progress for longest is disconnected. Each handshake has its
+    /// own deadline ([`handshake_timeout`](Self::handshake_timeout)), and
+    /// none waits for another: peers that connect and say nothing cannot
+    /// keep an honest client out.
+    pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
+        self.max_pending = max;
         self
     }
 
@@ -292,12 +311,16 @@ impl ListenerBuilder {
                 )
             }
         };
+        // Accepting never blocks: one thread serves the listening socket
+        // and every pending handshake (see `accept.rs`).
+        sys::set_nonblocking(fd.as_fd(), true)?;
+        let acceptor = accept::Acceptor::new(fd.as_fd(), self.max_pending, self.handshake_timeout)?;
         Ok(Listener {
             fd,
             address,
             unlink,
             authkey: self.authkey,
-            handshake_timeout: self.handshake_timeout,
+            acceptor,
         })
     }
 }
@@ -335,7 +358,8 @@ pub struct Listener {
     /// The socket file to remove on drop.
     unlink: Option<PathBuf>,
     authkey: Option<Vec<u8>>,
-    handshake_timeout: Duration,
+    /// The handshakes in flight.
+    acceptor: accept::Acceptor,
 }
 
 impl Listener {
@@ -362,30 +386,43 @@ impl Listener {
     /// Accepts the next connection and authenticates it. A peer that fails
     /// the handshake is an error (and is disconnected); call again for the
     /// next one.
+    ///
+    /// Handshakes run side by side: while one peer is silent, others that
+    /// connect later are authenticated and returned first, and a pending
+    /// handshake carries over to the next call (see
+    /// [`ListenerBuilder::max_pending_handshakes`]).
     pub fn accept(&self) -> Result<Connection, NetError> {
         self.accept_until(None)
     }
 
     /// Like [`accept`](Self::accept), giving up with [`NetError::Timeout`]
-    /// if no peer connects within `timeout`.
+    /// if no peer completes the handshake within `timeout`.
     pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection, NetError> {
         self.accept_until(sys::deadline_after(Some(timeout)))
     }
 
     fn accept_until(&self, deadline: Deadline) -> Result<Connection, NetError> {
-        if !sys::wait_readable(self.fd.as_fd(), deadline)? {
-            return Err(NetError::Timeout);
-        }
-        let fd = sys::accept(self.fd.as_fd())?;
-        if matches!(self.address, Address::Tcp(_)) {
-            sys::set_nodelay(fd.as_fd());
-        }
-        let mut raw = RawConnection::new(fd, true, true, true);
-        if let Some(key) = &self.authkey {
-            let deadline = sys::deadline_after(Some(self.handshake_timeout));
-            auth::deliver_challenge(&mut raw, key, deadline)?;
-            auth::answer_challenge(&mut raw, key, deadline)?;
-        }
+        let tcp = matches!(self.address, Address::Tcp(_));
+        let wrap = |fd: OwnedFd| {
+            if tcp {
+                sys::set_nodelay(fd.as_fd());
+            }
+            RawConnection::new(fd, true, true, true)
+        };
+        let raw = match &self.authkey {
+            Some(key) => self.acceptor.accept(self.fd.as_fd(), key, deadline, wrap)?,
+            None => loop {
+                if !sys::wait_readable(self.fd.as_fd(), deadline)? {
+                    return Err(NetError::Timeout);
+                }
+                match sys::accept(self.fd.as_fd()) {
+                    Ok(fd) => break wrap(fd),
+                    // Another thread took that peer.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            },
+        };
         Ok(Connection::from_raw(raw))
     }
 
@@ -487,8 +524,10 @@ impl<C> Waitable for Connection<C> {
 }
 
 impl Waitable for Listener {
+    /// Readable while a peer is waiting to be accepted or a pending
+    /// handshake has something to read.
     fn ready_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.acceptor.ready_fd()
     }
 }
 

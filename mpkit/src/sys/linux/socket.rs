@@ -21,6 +21,7 @@ use rustix::net::{
 };
 
 use super::errno::io_err;
+use super::time::{Deadline, remaining};
 
 /// Most descriptors one `sendmsg` may carry (`SCM_MAX_FD` in the kernel).
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
@@ -153,8 +154,9 @@ pub(crate) fn unix_path_has_listener(path: &std::path::Path) -> io::Result<bool>
     }
 }
 
-/// Accepts a connection (close-on-exec). `EINTR` and `ECONNABORTED` (a peer
-/// that gave up while queued) are retried.
+/// Accepts a connection (close-on-exec, blocking whatever the listener's
+/// mode). `EINTR` and `ECONNABORTED` (a peer that gave up while queued) are
+/// retried; a non-blocking listener with nobody queued is `WouldBlock`.
 pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
         match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
@@ -167,4 +169,44 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 /// Turns off Nagle's algorithm on a TCP socket (small messages go at once).
 pub(crate) fn set_nodelay(sock: BorrowedFd<'_>) {
     let _ = rustix::net::sockopt::set_tcp_nodelay(sock, true);
+}
+
+/// A new epoll instance (close-on-exec): readiness of many descriptors at
+/// once, itself readable while any of them is ready, so it can be waited on
+/// like one descriptor.
+///
+/// # References
+/// - [`epoll(7)`](https://man7.org/linux/man-pages/man7/epoll.7.html)
+pub(crate) fn epoll_new() -> io::Result<OwnedFd> {
+    rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).map_err(io_err)
+}
+
+/// Watches `fd` for reading (level-triggered), reported as `token`.
+pub(crate) fn epoll_watch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    use rustix::event::epoll;
+    epoll::add(
+        epoll,
+        fd,
+        epoll::EventData::new_u64(token),
+        epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+    )
+    .map_err(io_err)
+}
+
+/// Stops watching `fd` (closing it does the same).
+pub(crate) fn epoll_unwatch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::event::epoll::delete(epoll, fd).map_err(io_err)
+}
+
+/// Waits until some watched descriptor is ready or `deadline` passes;
+/// returns the tokens of those ready (at most 64), empty at the deadline.
+/// An interrupted wait returns empty too (callers loop on their deadline).
+pub(crate) fn epoll_ready(epoll: BorrowedFd<'_>, deadline: Deadline) -> io::Result<Vec<u64>> {
+    let mut events: Vec<rustix::event::epoll::Event> = Vec::with_capacity(64);
+    let spare = rustix::buffer::spare_capacity(&mut events);
+    match rustix::event::epoll::wait(epoll, spare, remaining(deadline).as_ref()) {
+        Ok(_) | Err(Errno::INTR) => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    Ok(events.iter().map(|e| e.data.u64()).collect())
 }
