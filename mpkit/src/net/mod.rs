@@ -41,6 +41,12 @@
 //! is at most 256 bytes, and the whole handshake must finish within the
 //! handshake timeout (10 s by default), so a silent, slow or garbage-sending
 //! peer is cut off with an error. Digests are compared in constant time.
+//! Handshakes run side by side, each against its own deadline, so peers
+//! that connect and say nothing cannot keep others out; at most
+//! [`DEFAULT_MAX_PENDING_HANDSHAKES`] are in flight unless set otherwise
+//! ([`ListenerBuilder::max_pending_handshakes`]), the idlest dropped when
+//! another peer arrives. Descriptors a peer attaches without announcing
+//! them are closed as they arrive (see [`crate::connection`]).
 //! Listening on a non-loopback TCP address without an auth key must be
 //! asked for explicitly ([`ListenerBuilder::allow_unauthenticated_remote`]).
 
