@@ -591,7 +591,7 @@ fn is_disconnect(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::{Connection, pipe};
+    use crate::connection::pipe;
 
     #[test]
     fn frames_are_cpython_compatible() {

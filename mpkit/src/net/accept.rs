@@ -32,20 +32,20 @@ use crate::sys::{self, Deadline};
 const LISTENING: u64 = u64::MAX;
 
 /// Where one listener-side handshake stands.
-enum Step {
+enum Awaiting {
     /// Our challenge is out; the peer's answer must authenticate `message`.
-    AwaitAnswer { message: Vec<u8> },
+    Answer { message: Vec<u8> },
     /// We welcomed the peer; its challenge to us comes next.
-    AwaitChallenge,
+    Challenge,
     /// We answered its challenge; its verdict comes next.
-    AwaitVerdict,
+    Verdict,
 }
 
 /// A peer accepted but not yet authenticated.
 struct Handshake {
     token: u64,
     raw: RawConnection,
-    step: Step,
+    step: Awaiting,
     deadline: Instant,
     /// When the peer last completed a step (or was accepted).
     progress: Instant,
@@ -62,16 +62,16 @@ impl Handshake {
     fn advance(mut self, key: &[u8]) -> Result<Outcome, NetError> {
         while let Some(message) = auth::try_recv_preauth(&mut self.raw)? {
             self.progress = Instant::now();
-            self.step = match std::mem::replace(&mut self.step, Step::AwaitChallenge) {
-                Step::AwaitAnswer { message: ours } => {
+            self.step = match std::mem::replace(&mut self.step, Awaiting::Challenge) {
+                Awaiting::Answer { message: ours } => {
                     auth::judge_response(&mut self.raw, key, &ours, &message)?;
-                    Step::AwaitChallenge
+                    Awaiting::Challenge
                 }
-                Step::AwaitChallenge => {
+                Awaiting::Challenge => {
                     auth::answer(&mut self.raw, key, &message)?;
-                    Step::AwaitVerdict
+                    Awaiting::Verdict
                 }
-                Step::AwaitVerdict => {
+                Awaiting::Verdict => {
                     auth::check_verdict(&message)?;
                     return Ok(Outcome::Done(self.raw));
                 }
@@ -213,7 +213,7 @@ impl Acceptor {
             pending.list.push_back(Handshake {
                 token,
                 raw,
-                step: Step::AwaitAnswer { message },
+                step: Awaiting::Answer { message },
                 deadline: now + self.handshake_timeout,
                 progress: now,
             });
