@@ -486,3 +486,262 @@ fn wait_watches_connections_listeners_and_processes() {
     );
     child.join().unwrap();
 }
+
+/// How many descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// `sendmsg` of `bytes` with `fds` attached (`SCM_RIGHTS`), as a peer that
+/// ignores the protocol might send them.
+fn send_with_rights(sock: &UnixStream, bytes: &[u8], fds: &[i32]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of_val(fds) as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive
+    // the call, and the control buffer holds one SCM_RIGHTS message of
+    // exactly `fds`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of_val(fds) as u32) as _;
+        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast(), fds.len());
+        let n = libc::sendmsg(sock.as_raw_fd(), &msg, 0);
+        assert_eq!(
+            n,
+            bytes.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+fn plain_frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn descriptors_nobody_announced_are_closed_at_once() {
+    let _w = watchdog(60);
+    let dir = TempDir::new("fds");
+    let path = dir.path("l.sock");
+    let listener = Listener::bind(&path, None).unwrap();
+    // The hostile peer, in another process: 50 plain frames with 253
+    // descriptors each, one announcing 1 descriptor and carrying 5, then an
+    // honest message that passes a pipe end.
+    let peer = Process::spawn(
+        |path: String| {
+            use std::os::fd::AsRawFd;
+            let sock = UnixStream::connect(&path).unwrap();
+            let null = std::fs::File::open("/dev/null").unwrap();
+            let many = vec![null.as_raw_fd(); 253];
+            for i in 0..50u32 {
+                send_with_rights(&sock, &plain_frame(&i.to_be_bytes()), &many);
+            }
+            let mut extra = (-2i32).to_be_bytes().to_vec();
+            extra.extend_from_slice(&1u32.to_be_bytes());
+            extra.extend_from_slice(&plain_frame(b"one announced"));
+            send_with_rights(&sock, &extra, &many[..5]);
+            let mut conn: Connection = Connection::from(sock);
+            let (mut here, there) = mpkit::pipe(true).unwrap();
+            conn.send(&there).unwrap();
+            drop(there);
+            here.send(&"through the passed pipe").unwrap();
+            // Stay until the receiver has checked everything.
+            conn.recv::<()>().unwrap();
+        },
+        path.clone(),
+    )
+    .unwrap();
+    let before = open_fds();
+    let mut conn = listener.accept_timeout(Duration::from_secs(20)).unwrap();
+    let mut most = 0;
+    for i in 0..50u32 {
+        assert_eq!(conn.recv_bytes().unwrap(), i.to_be_bytes());
+        most = most.max(open_fds());
+    }
+    assert_eq!(conn.recv_bytes().unwrap(), b"one announced");
+    most = most.max(open_fds());
+    // Other tests of this binary run beside this one: a little slack.
+    assert!(
+        most < before + 300,
+        "the receiver kept unannounced descriptors: {most} open, {before} before"
+    );
+    let mut passed: Connection = conn.recv().unwrap();
+    assert_eq!(passed.recv::<String>().unwrap(), "through the passed pipe");
+    drop(passed);
+    conn.send(&()).unwrap();
+    peer.join().unwrap();
+    drop(conn);
+    assert!(
+        open_fds() < before + 50,
+        "{} open, {before} before",
+        open_fds()
+    );
+}
+
+#[test]
+fn a_killed_listeners_socket_file_is_named_and_can_be_taken_over() {
+    let _w = watchdog(60);
+    let dir = TempDir::new("stale");
+    let path = dir.path("server.sock");
+    // A server that binds, says so, and is killed without a chance to
+    // remove its socket file.
+    let (mut here, there) = mpkit::pipe(true).unwrap();
+    let server = Process::spawn(
+        |(mut c, path): (Connection, String)| {
+            let _listener = Listener::bind(&path, None).unwrap();
+            c.send(&"bound").unwrap();
+            let _ = c.recv::<()>();
+        },
+        (there, path.clone()),
+    )
+    .unwrap();
+    assert_eq!(here.recv::<String>().unwrap(), "bound");
+    server.kill().unwrap();
+    assert!(server.join().is_err(), "killed");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "the file stays behind"
+    );
+
+    // A plain bind names the path and says nobody listens there.
+    match Listener::bind(&path, None) {
+        Err(e @ NetError::AddressInUse { stale: true, .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&path) && text.contains("replace_stale"),
+                "{text}"
+            );
+            assert!(
+                matches!(e, NetError::AddressInUse { address: mpkit::net::Address::Unix(p), .. } if p.to_str() == Some(path.as_str()))
+            );
+        }
+        other => panic!("expected AddressInUse, got {other:?}"),
+    }
+    // Taking it over works, and the new listener serves clients.
+    let listener = Listener::builder().replace_stale(true).bind(&path).unwrap();
+    // A live listener's file is never taken over.
+    match Listener::builder().replace_stale(true).bind(&path) {
+        Err(e @ NetError::AddressInUse { stale: false, .. }) => {
+            assert!(e.to_string().contains(&path), "{e}");
+        }
+        other => panic!("expected AddressInUse, got {other:?}"),
+    }
+    // The probe connected and left: the listener reports that peer's
+    // failed handshake or hands out its connection at end of file; either
+    // way the next client gets through.
+    let p = path.clone();
+    let client = Process::spawn(
+        |p: String| {
+            Client::connect(&p, None)
+                .unwrap()
+                .send(&"after takeover")
+                .unwrap()
+        },
+        p,
+    )
+    .unwrap();
+    let got = loop {
+        let mut c = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+        match c.recv::<String>() {
+            Ok(s) => break s,
+            Err(_) => continue,
+        }
+    };
+    assert_eq!(got, "after takeover");
+    client.join().unwrap();
+    // Other files are never removed.
+    let plain = dir.path("plain-file");
+    std::fs::write(&plain, b"data").unwrap();
+    assert!(matches!(
+        Listener::builder().replace_stale(true).bind(&plain),
+        Err(NetError::AddressInUse { stale: false, .. })
+    ));
+    assert_eq!(std::fs::read(&plain).unwrap(), b"data");
+}
+
+/// Connects `silent` peers that never say a word (from another process),
+/// then an honest client; returns how long the honest client took to be
+/// accepted. Failed handshakes on the way are skipped, as a server does.
+fn honest_client_behind_silent_peers(listener: &Listener, path: &str, silent: usize) -> Duration {
+    let (mut here, there) = mpkit::pipe(true).unwrap();
+    let crowd = Process::spawn(
+        |(mut c, path, silent): (Connection, String, usize)| {
+            let peers: Vec<UnixStream> = (0..silent)
+                .map(|_| UnixStream::connect(&path).unwrap())
+                .collect();
+            c.send(&peers.len()).unwrap();
+            // Silent until the test is over.
+            let _ = c.recv::<()>();
+        },
+        (there, path.to_string(), silent),
+    )
+    .unwrap();
+    assert_eq!(here.recv::<usize>().unwrap(), silent);
+    let p = path.to_string();
+    let start = Instant::now();
+    let honest = Process::spawn(
+        |p: String| {
+            let mut c = Client::connect_timeout(&p, Some(b"key"), Duration::from_secs(20)).unwrap();
+            c.send(&"honest").unwrap();
+        },
+        p,
+    )
+    .unwrap();
+    let budget = Duration::from_secs(5);
+    let mut conn = loop {
+        let left = budget.saturating_sub(start.elapsed());
+        assert!(!left.is_zero(), "no honest client within {budget:?}");
+        match listener.accept_timeout(left) {
+            Ok(c) => break c,
+            Err(NetError::Authentication(_)) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let took = start.elapsed();
+    assert_eq!(conn.recv::<String>().unwrap(), "honest");
+    honest.join().unwrap();
+    here.send(&()).unwrap();
+    crowd.join().unwrap();
+    took
+}
+
+#[test]
+fn silent_peers_cannot_keep_an_honest_client_out() {
+    let _w = watchdog(120);
+    let dir = TempDir::new("starve");
+    // A hundred silent peers, each given the default 10 s to answer.
+    let path = dir.path("l.sock");
+    let listener = Listener::builder()
+        .authkey(b"key")
+        .backlog(256)
+        .bind(&path)
+        .unwrap();
+    let took = honest_client_behind_silent_peers(&listener, &path, 100);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    // With room for only 8 pending handshakes, the idlest peers are
+    // dropped to make room, never the client that keeps answering.
+    let path = dir.path("small.sock");
+    let listener = Listener::builder()
+        .authkey(b"key")
+        .backlog(256)
+        .max_pending_handshakes(8)
+        .bind(&path)
+        .unwrap();
+    let took = honest_client_behind_silent_peers(&listener, &path, 100);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}

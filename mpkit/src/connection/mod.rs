@@ -441,7 +441,7 @@ struct WireOut<'a> {
     writable: bool,
     buffered: &'a [u8],
     frame_fds: Vec<handle::BorrowedHandle<'a>>,
-    queued_fds: Vec<handle::BorrowedHandle<'a>>,
+    queued_fds: Vec<(u64, u64, Vec<handle::BorrowedHandle<'a>>)>,
 }
 
 #[derive(Deserialize)]
@@ -452,7 +452,7 @@ struct WireIn {
     writable: bool,
     buffered: Vec<u8>,
     frame_fds: Vec<handle::FdHandle>,
-    queued_fds: Vec<handle::FdHandle>,
+    queued_fds: Vec<(u64, u64, Vec<handle::FdHandle>)>,
 }
 
 impl<C> Serialize for Connection<C> {
@@ -460,7 +460,7 @@ impl<C> Serialize for Connection<C> {
     /// message, together with any data it had buffered but not yet received.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = &self.raw;
-        if r.lost_frame || r.fds_lost {
+        if r.fds_lost() {
             return Err(S::Error::custom(
                 "cannot pass a Connection whose received handles were lost in transit",
             ));
@@ -475,7 +475,17 @@ impl<C> Serialize for Connection<C> {
             writable: r.writable && !r.broken,
             buffered: &r.rbuf[r.rstart..r.rend],
             frame_fds: r.frame_fds.iter().map(borrow).collect(),
-            queued_fds: r.fds_in.iter().map(borrow).collect(),
+            queued_fds: r
+                .queued_fds()
+                .into_iter()
+                .map(|(from, to, fds)| {
+                    (
+                        from,
+                        to,
+                        fds.into_iter().map(handle::BorrowedHandle).collect(),
+                    )
+                })
+                .collect(),
         }
         .serialize(s)
     }
@@ -487,7 +497,12 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
         let mut raw = RawConnection::new(w.fd.0, w.socket, w.readable, w.writable);
         raw.preload(&w.buffered);
         raw.frame_fds = w.frame_fds.into_iter().map(|h| h.0).collect();
-        raw.fds_in = w.queued_fds.into_iter().map(|h| h.0).collect();
+        raw.restore_queued_fds(
+            w.queued_fds
+                .into_iter()
+                .map(|(from, to, fds)| (from, to, fds.into_iter().map(|h| h.0).collect()))
+                .collect(),
+        );
         Ok(Connection {
             raw,
             _codec: PhantomData,

@@ -15,6 +15,10 @@ use super::{RecvError, SendError};
 use crate::base::spin::{Poll, Spin};
 use crate::sys::{self, Deadline};
 
+mod fds;
+
+use fds::FdBatch;
+
 /// Frame header value announcing descriptors for the next message.
 const FD_MARK: i32 = -2;
 /// Frame header value announcing a 64-bit length.
@@ -56,13 +60,14 @@ pub(crate) struct RawConnection {
     /// Unconsumed data is `rbuf[rstart..rend]`.
     pub(super) rstart: usize,
     pub(super) rend: usize,
-    /// Descriptors received and not yet assigned to a message.
-    pub(super) fds_in: VecDeque<OwnedFd>,
+    /// Stream offset of `rbuf[rend]`: how many bytes were ever read.
+    abs_end: u64,
+    /// Descriptors received and not yet assigned to a message, in stream
+    /// order; only batches an announcement may still claim are kept (see
+    /// `settle_fds`), at most [`fds::MAX_QUEUED_FDS`] descriptors in all.
+    fds_in: VecDeque<FdBatch>,
     /// Descriptors announced (by a `-2` header) for the next message.
     pub(super) frame_fds: Vec<OwnedFd>,
-    /// Some received descriptors were lost (`MSG_CTRUNC`): the next
-    /// announcement that finds too few is the message they belonged to.
-    pub(super) fds_lost: bool,
     /// The next message's descriptors were lost; it is reported as
     /// [`RecvError::HandlesLost`] when taken.
     pub(super) lost_frame: bool,
@@ -94,9 +99,9 @@ impl RawConnection {
             rbuf: Vec::new(),
             rstart: 0,
             rend: 0,
+            abs_end: 0,
             fds_in: VecDeque::new(),
             frame_fds: Vec::new(),
-            fds_lost: false,
             lost_frame: false,
             broken: false,
             guard_sigpipe: !socket && !sys::sigpipe_ignored(),
@@ -115,6 +120,7 @@ impl RawConnection {
             self.rbuf = data.to_vec();
             self.rbuf.resize(data.len().max(RBUF_DEFAULT), 0);
             self.rend = data.len();
+            self.abs_end = data.len() as u64;
         }
     }
 
@@ -341,6 +347,11 @@ impl RawConnection {
     /// that precedes it.
     fn parse_header(&mut self) -> Result<Header, RecvError> {
         loop {
+            // Batches wholly before this header were never announced.
+            let here = self.abs_at(self.rstart);
+            while self.fds_in.front().is_some_and(|b| b.to <= here) {
+                self.fds_in.pop_front();
+            }
             let avail = &self.rbuf[self.rstart..self.rend];
             if avail.len() < 4 {
                 return Ok(Header::Need(4));
@@ -371,27 +382,17 @@ impl RawConnection {
                             "two descriptor announcements for one message".into(),
                         ));
                     }
-                    if count > self.fds_in.len() {
-                        if !self.fds_lost {
-                            return Err(RecvError::Malformed(format!(
-                                "a message announced {count} descriptors but {} arrived",
-                                self.fds_in.len()
-                            )));
-                        }
-                        // These are the descriptors the kernel could not
-                        // deliver: this message reports it, the next ones
-                        // are unaffected.
-                        self.fds_in.clear();
-                        self.fds_lost = false;
-                        self.lost_frame = true;
-                    } else {
-                        self.frame_fds = self.fds_in.drain(..count).collect();
-                    }
+                    self.claim_fds(count)?;
                     self.rstart += 8;
                 }
                 n => return Err(RecvError::Malformed(format!("invalid frame header {n}"))),
             }
         }
+    }
+
+    /// Stream offset of `rbuf[i]`.
+    fn abs_at(&self, i: usize) -> u64 {
+        self.abs_end - (self.rend - i) as u64
     }
 
     /// Reads until at least `need` bytes are buffered from `rstart`.
@@ -511,13 +512,13 @@ impl RawConnection {
     /// `Err(Eof)`.
     fn read_once(&mut self, nowait: bool) -> Result<bool, RecvError> {
         let buf = &mut self.rbuf[self.rend..];
+        let mut fds = Vec::new();
+        let mut truncated = false;
         let r = if self.socket {
-            sys::recv_with_fds(self.fd.as_fd(), buf, &mut self.fds_in, nowait).map(
-                |(n, truncated)| {
-                    self.fds_lost |= truncated;
-                    n
-                },
-            )
+            sys::recv_with_fds(self.fd.as_fd(), buf, &mut fds, nowait).map(|(n, t)| {
+                truncated = t;
+                n
+            })
         } else if nowait && !self.nonblocking_fd {
             match sys::read_nowait(self.fd.as_fd(), buf) {
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -536,6 +537,8 @@ impl RawConnection {
             Ok(0) => Err(RecvError::Eof),
             Ok(n) => {
                 self.rend += n;
+                self.abs_end += n as u64;
+                self.queue_fds(n, fds, truncated);
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),

@@ -116,36 +116,48 @@ fn split_digest(message: &[u8]) -> Result<(Option<Digest>, &[u8]), NetError> {
     )))
 }
 
-fn recv_preauth(conn: &mut RawConnection, deadline: Deadline) -> Result<Vec<u8>, NetError> {
-    conn.recv_bytes(Some(MAX_PREAUTH), deadline)
-        .map_err(|e| match e {
-            RecvError::Timeout => {
-                NetError::Authentication("the peer did not complete the handshake in time".into())
-            }
-            RecvError::TooLarge { len, .. } => NetError::Authentication(format!(
-                "the peer sent a {len}-byte message during the handshake"
-            )),
-            RecvError::Eof | RecvError::Truncated { .. } => NetError::Authentication(
-                "the peer closed the connection during the handshake".into(),
-            ),
-            RecvError::Malformed(why) => {
-                NetError::Authentication(format!("the peer does not speak the protocol: {why}"))
-            }
-            other => NetError::Authentication(other.to_string()),
-        })
+/// What a receive error during the handshake means to the caller.
+pub(crate) fn preauth_error(e: RecvError) -> NetError {
+    match e {
+        RecvError::Timeout => {
+            NetError::Authentication("the peer did not complete the handshake in time".into())
+        }
+        RecvError::TooLarge { len, .. } => NetError::Authentication(format!(
+            "the peer sent a {len}-byte message during the handshake"
+        )),
+        RecvError::Eof | RecvError::Truncated { .. } => {
+            NetError::Authentication("the peer closed the connection during the handshake".into())
+        }
+        RecvError::Malformed(why) => {
+            NetError::Authentication(format!("the peer does not speak the protocol: {why}"))
+        }
+        other => NetError::Authentication(other.to_string()),
+    }
 }
 
-fn send(conn: &mut RawConnection, bytes: &[u8]) -> Result<(), NetError> {
+fn recv_preauth(conn: &mut RawConnection, deadline: Deadline) -> Result<Vec<u8>, NetError> {
+    conn.recv_bytes(Some(MAX_PREAUTH), deadline)
+        .map_err(preauth_error)
+}
+
+/// One handshake message if a whole one has arrived, without waiting:
+/// `Ok(None)` while it has not.
+pub(crate) fn try_recv_preauth(conn: &mut RawConnection) -> Result<Option<Vec<u8>>, NetError> {
+    match conn.recv_bytes(Some(MAX_PREAUTH), Some(std::time::Instant::now())) {
+        Ok(m) => Ok(Some(m)),
+        Err(RecvError::Timeout) => Ok(None),
+        Err(e) => Err(preauth_error(e)),
+    }
+}
+
+pub(crate) fn send(conn: &mut RawConnection, bytes: &[u8]) -> Result<(), NetError> {
     conn.send_message(bytes, &[])
         .map_err(|e| NetError::Authentication(format!("handshake send failed: {e}")))
 }
 
-/// Sends a challenge and checks the peer's answer (the listener's first step).
-pub(crate) fn deliver_challenge(
-    conn: &mut RawConnection,
-    key: &[u8],
-    deadline: Deadline,
-) -> Result<(), NetError> {
+/// Sends a fresh challenge; returns the message the peer's answer must
+/// authenticate.
+pub(crate) fn send_challenge(conn: &mut RawConnection) -> Result<Vec<u8>, NetError> {
     let mut random = [0u8; MESSAGE_LENGTH];
     crate::sys::random_bytes(&mut random)?;
     let mut message = b"{sha256}".to_vec();
@@ -153,12 +165,22 @@ pub(crate) fn deliver_challenge(
     let mut challenge = CHALLENGE.to_vec();
     challenge.extend_from_slice(&message);
     send(conn, &challenge)?;
-    let response = recv_preauth(conn, deadline)?;
-    let ok = match split_digest(&response) {
+    Ok(message)
+}
+
+/// Checks the peer's answer to our challenge `message` and tells it the
+/// verdict.
+pub(crate) fn judge_response(
+    conn: &mut RawConnection,
+    key: &[u8],
+    message: &[u8],
+    response: &[u8],
+) -> Result<(), NetError> {
+    let ok = match split_digest(response) {
         // A peer that predates digest prefixes answers with raw HMAC-MD5 of
         // the whole message; a prefixed answer names its digest, and the MAC
         // covers the prefix of our message, so it cannot be downgraded.
-        Ok((digest, mac)) => digest.unwrap_or(Digest::Md5).verify(key, &message, mac),
+        Ok((digest, mac)) => digest.unwrap_or(Digest::Md5).verify(key, message, mac),
         Err(_) => false,
     };
     if ok {
@@ -171,14 +193,13 @@ pub(crate) fn deliver_challenge(
     }
 }
 
-/// Answers the peer's challenge in the form it used (the client's first step).
-pub(crate) fn answer_challenge(
+/// Answers the peer's challenge in the form it used.
+pub(crate) fn answer(
     conn: &mut RawConnection,
     key: &[u8],
-    deadline: Deadline,
+    challenge: &[u8],
 ) -> Result<(), NetError> {
-    let message = recv_preauth(conn, deadline)?;
-    let Some(message) = message.strip_prefix(CHALLENGE) else {
+    let Some(message) = challenge.strip_prefix(CHALLENGE) else {
         return Err(NetError::Authentication(
             "expected a challenge from the peer (does it use an auth key?)".into(),
         ));
@@ -197,8 +218,11 @@ pub(crate) fn answer_challenge(
             r
         }
     };
-    send(conn, &response)?;
-    let verdict = recv_preauth(conn, deadline)?;
+    send(conn, &response)
+}
+
+/// Reads the peer's verdict on our answer.
+pub(crate) fn check_verdict(verdict: &[u8]) -> Result<(), NetError> {
     if verdict == WELCOME {
         Ok(())
     } else {
@@ -206,6 +230,28 @@ pub(crate) fn answer_challenge(
             "the peer rejected our digest (wrong auth key)".into(),
         ))
     }
+}
+
+/// Sends a challenge and checks the peer's answer (the listener's first step).
+pub(crate) fn deliver_challenge(
+    conn: &mut RawConnection,
+    key: &[u8],
+    deadline: Deadline,
+) -> Result<(), NetError> {
+    let message = send_challenge(conn)?;
+    let response = recv_preauth(conn, deadline)?;
+    judge_response(conn, key, &message, &response)
+}
+
+/// Answers the peer's challenge in the form it used (the client's first step).
+pub(crate) fn answer_challenge(
+    conn: &mut RawConnection,
+    key: &[u8],
+    deadline: Deadline,
+) -> Result<(), NetError> {
+    let challenge = recv_preauth(conn, deadline)?;
+    answer(conn, key, &challenge)?;
+    check_verdict(&recv_preauth(conn, deadline)?)
 }
 
 #[cfg(test)]

@@ -41,9 +41,16 @@
 //! is at most 256 bytes, and the whole handshake must finish within the
 //! handshake timeout (10 s by default), so a silent, slow or garbage-sending
 //! peer is cut off with an error. Digests are compared in constant time.
+//! Handshakes run side by side, each against its own deadline, so peers
+//! that connect and say nothing cannot keep others out; at most
+//! [`DEFAULT_MAX_PENDING_HANDSHAKES`] are in flight unless set otherwise
+//! ([`ListenerBuilder::max_pending_handshakes`]), the idlest dropped when
+//! another peer arrives. Descriptors a peer attaches without announcing
+//! them are closed as they arrive (see [`crate::connection`]).
 //! Listening on a non-loopback TCP address without an auth key must be
 //! asked for explicitly ([`ListenerBuilder::allow_unauthenticated_remote`]).
 
+mod accept;
 mod auth;
 
 use std::fmt;
@@ -60,6 +67,10 @@ use crate::sys::{self, Deadline};
 
 /// The handshake timeout unless set otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many handshakes a listener runs at once unless set otherwise
+/// ([`ListenerBuilder::max_pending_handshakes`]).
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// Why a listener or client failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +93,31 @@ pub enum NetError {
     /// follow the protocol, or one that was too slow. Raised on both sides.
     #[error("authentication failed: {0}")]
     Authentication(String),
-    /// The operating system refused (address in use, connection refused, …).
+    /// Something already uses the address. For a Unix socket file, `stale`
+    /// says that nobody listens on it: a listener that died (SIGKILL, a
+    /// crash) left its file behind, and
+    /// [`ListenerBuilder::replace_stale`] takes it over.
+    #[error("{}", in_use_message(.address, *.stale))]
+    AddressInUse {
+        /// The address asked for.
+        address: Address,
+        /// The address is a Unix socket file nobody listens on.
+        stale: bool,
+    },
+    /// The operating system refused (connection refused, …).
     #[error("{0}")]
     Io(#[from] io::Error),
+}
+
+fn in_use_message(address: &Address, stale: bool) -> String {
+    if stale {
+        format!(
+            "{address} is a socket file nobody listens on (left by a listener that \
+             died); remove it, or bind with ListenerBuilder::replace_stale(true)"
+        )
+    } else {
+        format!("address {address} is in use")
+    }
 }
 
 /// Where a listener listens or a client connects.
@@ -158,6 +191,8 @@ pub struct ListenerBuilder {
     handshake_timeout: Duration,
     allow_remote: bool,
     backlog: u32,
+    replace_stale: bool,
+    max_pending: usize,
 }
 
 impl Default for ListenerBuilder {
@@ -167,6 +202,8 @@ impl Default for ListenerBuilder {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             allow_remote: false,
             backlog: 128,
+            replace_stale: false,
+            max_pending: DEFAULT_MAX_PENDING_HANDSHAKES,
         }
     }
 }
@@ -196,7 +233,49 @@ impl ListenerBuilder {
         self
     }
 
-    /// Binds and listens.
+    /// How many peers may be in the middle of the handshake at once
+    /// ([`DEFAULT_MAX_PENDING_HANDSHAKES`] unless set; at least 1). When
+    /// another peer connects with the set full, the pending peer that has
+    /// made no progress for longest is disconnected. Each handshake has its
+    /// own deadline ([`handshake_timeout`](Self::handshake_timeout)), and
+    /// none waits for another: peers that connect and say nothing cannot
+    /// keep an honest client out.
+    pub fn max_pending_handshakes(mut self, max: usize) -> ListenerBuilder {
+        self.max_pending = max;
+        self
+    }
+
+    /// Takes over a Unix socket file that nobody listens on (left behind by
+    /// a listener that was killed), instead of failing with
+    /// [`NetError::AddressInUse`]. Off by default.
+    ///
+    /// Before removing the file, `bind` checks that it is a socket and
+    /// probes it with a `connect`: only a refused connection (no listener)
+    /// lets it go; a live listener is never displaced (the error says so,
+    /// and that listener sees a peer that connected and left). Two
+    /// processes taking over the same file at the same instant can both
+    /// remove it; serialise them if that can happen.
+    ///
+    /// ```
+    /// # let dir = std::env::temp_dir().join(format!("mpkit-doc-stale-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir)?;
+    /// # let path = dir.join("app.sock");
+    /// # std::os::unix::net::UnixListener::bind(&path)?; // closed at once: a stale file
+    /// use mpkit::net::{Listener, NetError};
+    /// let path = path.to_str().unwrap();
+    /// assert!(matches!(Listener::bind(path, None), Err(NetError::AddressInUse { stale: true, .. })));
+    /// let listener = Listener::builder().replace_stale(true).bind(path)?;
+    /// # drop(listener);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn replace_stale(mut self, replace: bool) -> ListenerBuilder {
+        self.replace_stale = replace;
+        self
+    }
+
+    /// Binds and listens. An address already in use is
+    /// [`NetError::AddressInUse`], naming it.
     pub fn bind(self, address: &str) -> Result<Listener, NetError> {
         let address = Address::parse(address)?;
         let (fd, address, unlink) = match &address {
@@ -204,30 +283,75 @@ impl ListenerBuilder {
                 if self.authkey.is_none() && !a.ip().is_loopback() && !self.allow_remote {
                     return Err(NetError::RemoteWithoutKey(a.to_string()));
                 }
-                let l = TcpListener::bind(a)?;
+                let l = TcpListener::bind(a).map_err(|e| in_use(e, &address))?;
                 let local = l.local_addr()?;
                 (OwnedFd::from(l), Address::Tcp(local), None)
             }
             Address::Unix(path) => {
-                let fd = sys::unix_listener_0600(path, self.backlog)?;
+                let fd = match sys::unix_listener_0600(path, self.backlog) {
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                        let stale = is_stale_socket_file(path)?;
+                        if !(stale && self.replace_stale) {
+                            return Err(NetError::AddressInUse {
+                                address: address.clone(),
+                                stale,
+                            });
+                        }
+                        match std::fs::remove_file(path) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                            _ => {}
+                        }
+                        sys::unix_listener_0600(path, self.backlog)
+                            .map_err(|e| in_use(e, &address))?
+                    }
+                    r => r?,
+                };
                 (fd, address.clone(), Some(path.clone()))
             }
             Address::Abstract(name) => {
                 let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
                 (
-                    OwnedFd::from(UnixListener::bind_addr(&addr)?),
+                    OwnedFd::from(UnixListener::bind_addr(&addr).map_err(|e| in_use(e, &address))?),
                     address.clone(),
                     None,
                 )
             }
         };
+        // Accepting never blocks: one thread serves the listening socket
+        // and every pending handshake (see `accept.rs`).
+        sys::set_nonblocking(fd.as_fd(), true)?;
+        let acceptor = accept::Acceptor::new(fd.as_fd(), self.max_pending, self.handshake_timeout)?;
         Ok(Listener {
             fd,
             address,
             unlink,
             authkey: self.authkey,
-            handshake_timeout: self.handshake_timeout,
+            acceptor,
         })
+    }
+}
+
+/// `AddrInUse` as [`NetError::AddressInUse`] naming `address`.
+fn in_use(e: io::Error, address: &Address) -> NetError {
+    if e.kind() == io::ErrorKind::AddrInUse {
+        NetError::AddressInUse {
+            address: address.clone(),
+            stale: false,
+        }
+    } else {
+        NetError::Io(e)
+    }
+}
+
+/// Whether `path` is a socket file nobody listens on (never true for any
+/// other kind of file, which is never removed).
+fn is_stale_socket_file(path: &std::path::Path) -> Result<bool, NetError> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => Ok(!sys::unix_path_has_listener(path)?),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -240,7 +364,8 @@ pub struct Listener {
     /// The socket file to remove on drop.
     unlink: Option<PathBuf>,
     authkey: Option<Vec<u8>>,
-    handshake_timeout: Duration,
+    /// The handshakes in flight.
+    acceptor: accept::Acceptor,
 }
 
 impl Listener {
@@ -267,30 +392,43 @@ impl Listener {
     /// Accepts the next connection and authenticates it. A peer that fails
     /// the handshake is an error (and is disconnected); call again for the
     /// next one.
+    ///
+    /// Handshakes run side by side: while one peer is silent, others that
+    /// connect later are authenticated and returned first, and a pending
+    /// handshake carries over to the next call (see
+    /// [`ListenerBuilder::max_pending_handshakes`]).
     pub fn accept(&self) -> Result<Connection, NetError> {
         self.accept_until(None)
     }
 
     /// Like [`accept`](Self::accept), giving up with [`NetError::Timeout`]
-    /// if no peer connects within `timeout`.
+    /// if no peer completes the handshake within `timeout`.
     pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection, NetError> {
         self.accept_until(sys::deadline_after(Some(timeout)))
     }
 
     fn accept_until(&self, deadline: Deadline) -> Result<Connection, NetError> {
-        if !sys::wait_readable(self.fd.as_fd(), deadline)? {
-            return Err(NetError::Timeout);
-        }
-        let fd = sys::accept(self.fd.as_fd())?;
-        if matches!(self.address, Address::Tcp(_)) {
-            sys::set_nodelay(fd.as_fd());
-        }
-        let mut raw = RawConnection::new(fd, true, true, true);
-        if let Some(key) = &self.authkey {
-            let deadline = sys::deadline_after(Some(self.handshake_timeout));
-            auth::deliver_challenge(&mut raw, key, deadline)?;
-            auth::answer_challenge(&mut raw, key, deadline)?;
-        }
+        let tcp = matches!(self.address, Address::Tcp(_));
+        let wrap = |fd: OwnedFd| {
+            if tcp {
+                sys::set_nodelay(fd.as_fd());
+            }
+            RawConnection::new(fd, true, true, true)
+        };
+        let raw = match &self.authkey {
+            Some(key) => self.acceptor.accept(self.fd.as_fd(), key, deadline, wrap)?,
+            None => loop {
+                if !sys::wait_readable(self.fd.as_fd(), deadline)? {
+                    return Err(NetError::Timeout);
+                }
+                match sys::accept(self.fd.as_fd()) {
+                    Ok(fd) => break wrap(fd),
+                    // Another thread took that peer.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            },
+        };
         Ok(Connection::from_raw(raw))
     }
 
@@ -392,8 +530,10 @@ impl<C> Waitable for Connection<C> {
 }
 
 impl Waitable for Listener {
+    /// Readable while a peer is waiting to be accepted or a pending
+    /// handshake has something to read.
     fn ready_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.acceptor.ready_fd()
     }
 }
 

@@ -10,7 +10,6 @@
 //!   [`cmsg(3)`](https://man7.org/linux/man-pages/man3/cmsg.3.html)
 //! - [`tcp(7)`](https://man7.org/linux/man-pages/man7/tcp.7.html) (`TCP_NODELAY`)
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -22,6 +21,7 @@ use rustix::net::{
 };
 
 use super::errno::io_err;
+use super::time::{Deadline, remaining};
 
 /// Most descriptors one `sendmsg` may carry (`SCM_MAX_FD` in the kernel).
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
@@ -71,7 +71,7 @@ pub(crate) fn send_with_fds(
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
-    fds: &mut VecDeque<OwnedFd>,
+    fds: &mut Vec<OwnedFd>,
     nowait: bool,
 ) -> io::Result<(usize, bool)> {
     let mut flags = RecvFlags::CMSG_CLOEXEC;
@@ -126,8 +126,37 @@ pub(crate) fn unix_listener_0600(path: &std::path::Path, backlog: u32) -> io::Re
     Ok(fd)
 }
 
-/// Accepts a connection (close-on-exec). `EINTR` and `ECONNABORTED` (a peer
-/// that gave up while queued) are retried.
+/// Whether a listener is behind the Unix socket file at `path`: a
+/// non-blocking `connect` that is refused means nobody listens (the file
+/// was left by a listener that died); one that is accepted, or that would
+/// wait for room in a full backlog, means someone does. The probe
+/// connection is closed at once (the listener sees a peer that left).
+///
+/// # References
+/// - [`connect(2)`](https://man7.org/linux/man-pages/man2/connect.2.html)
+pub(crate) fn unix_path_has_listener(path: &std::path::Path) -> io::Result<bool> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(io_err)?;
+    let addr = rustix::net::SocketAddrUnix::new(path).map_err(io_err)?;
+    loop {
+        return match rustix::net::connect(&fd, &addr) {
+            Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => Ok(true),
+            Err(Errno::CONNREFUSED) => Ok(false),
+            Err(Errno::INTR) => continue,
+            Err(e) => Err(io_err(e)),
+        };
+    }
+}
+
+/// Accepts a connection (close-on-exec, blocking whatever the listener's
+/// mode). `EINTR` and `ECONNABORTED` (a peer that gave up while queued) are
+/// retried; a non-blocking listener with nobody queued is `WouldBlock`.
 pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     loop {
         match rustix::net::accept_with(listener, rustix::net::SocketFlags::CLOEXEC) {
@@ -140,4 +169,44 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 /// Turns off Nagle's algorithm on a TCP socket (small messages go at once).
 pub(crate) fn set_nodelay(sock: BorrowedFd<'_>) {
     let _ = rustix::net::sockopt::set_tcp_nodelay(sock, true);
+}
+
+/// A new epoll instance (close-on-exec): readiness of many descriptors at
+/// once, itself readable while any of them is ready, so it can be waited on
+/// like one descriptor.
+///
+/// # References
+/// - [`epoll(7)`](https://man7.org/linux/man-pages/man7/epoll.7.html)
+pub(crate) fn epoll_new() -> io::Result<OwnedFd> {
+    rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC).map_err(io_err)
+}
+
+/// Watches `fd` for reading (level-triggered), reported as `token`.
+pub(crate) fn epoll_watch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    use rustix::event::epoll;
+    epoll::add(
+        epoll,
+        fd,
+        epoll::EventData::new_u64(token),
+        epoll::EventFlags::IN | epoll::EventFlags::RDHUP,
+    )
+    .map_err(io_err)
+}
+
+/// Stops watching `fd` (closing it does the same).
+pub(crate) fn epoll_unwatch(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::event::epoll::delete(epoll, fd).map_err(io_err)
+}
+
+/// Waits until some watched descriptor is ready or `deadline` passes;
+/// returns the tokens of those ready (at most 64), empty at the deadline.
+/// An interrupted wait returns empty too (callers loop on their deadline).
+pub(crate) fn epoll_ready(epoll: BorrowedFd<'_>, deadline: Deadline) -> io::Result<Vec<u64>> {
+    let mut events: Vec<rustix::event::epoll::Event> = Vec::with_capacity(64);
+    let spare = rustix::buffer::spare_capacity(&mut events);
+    match rustix::event::epoll::wait(epoll, spare, remaining(deadline).as_ref()) {
+        Ok(_) | Err(Errno::INTR) => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    Ok(events.iter().map(|e| e.data.u64()).collect())
 }
