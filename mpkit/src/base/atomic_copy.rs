@@ -180,8 +180,8 @@ fn offset_in_word(p: *const u8) -> usize {
 
 /// Copies `dst.len()` bytes of shared memory at `src` (any alignment) into
 /// `dst`, loading every aligned `usize` word that overlaps the range whole,
-/// with one relaxed atomic load each: the middle at full speed, and the
-/// bytes at the unaligned ends out of the words around them.
+/// with one relaxed atomic load each: the middle word by word, and the bytes
+/// at the unaligned ends out of the words around them.
 ///
 /// # Safety
 /// - every aligned word that overlaps `src..src + dst.len()` is valid for
@@ -190,37 +190,46 @@ fn offset_in_word(p: *const u8) -> usize {
 ///   copy is atomic, and every racing write is a whole aligned word (as
 ///   [`copy_to_shared`] makes).
 pub(crate) unsafe fn copy_from_shared(dst: &mut [u8], src: *const u8) {
-    if dst.is_empty() {
-        return;
-    }
-    let skip = offset_in_word(src);
-    // SAFETY: the word holding `src` is valid per the contract, so moving
-    // back to its start stays inside the same mapping.
-    let mut word = unsafe { src.sub(skip) };
+    let len = dst.len();
     let mut done = 0;
-    let mut from = skip;
-    let mut buf = [0u8; WORD];
-    loop {
-        let n = (WORD - from).min(dst.len() - done);
-        if n == WORD {
-            // SAFETY: an aligned word inside the range; racing accesses are
-            // whole-word atomics per the contract.
-            unsafe { <AtomicUsize as Grain>::load(word, &mut dst[done..done + WORD]) };
-        } else {
-            // SAFETY: a partial word at an end of the range: the contract
-            // makes the whole word readable, and loading it whole keeps
-            // every access the same size.
-            unsafe { <AtomicUsize as Grain>::load(word, &mut buf) };
-            dst[done..done + n].copy_from_slice(&buf[from..from + n]);
-        }
-        done += n;
-        if done == dst.len() {
-            return;
-        }
-        from = 0;
-        // SAFETY: bytes remain, so the next word overlaps the range.
-        word = unsafe { word.add(WORD) };
+    let mut word = [0u8; WORD];
+    let skip = offset_in_word(src);
+    if skip != 0 && len != 0 {
+        done = (WORD - skip).min(len);
+        // SAFETY: the word holding `src` is valid per the contract; loading
+        // it whole keeps every access to it one word wide.
+        unsafe { <AtomicUsize as Grain>::load(src.sub(skip), &mut word) };
+        dst[..done].copy_from_slice(&word[skip..skip + done]);
     }
+    let whole = (len - done) / WORD * WORD;
+    // SAFETY: `src + done` is word-aligned (past the head) and the `whole`
+    // bytes after it lie inside the range.
+    unsafe { load_grains::<AtomicUsize>(src.add(done), &mut dst[done..done + whole]) };
+    done += whole;
+    if done < len {
+        // SAFETY: the aligned word holding the last bytes, valid per the
+        // contract, loaded whole as above.
+        unsafe { <AtomicUsize as Grain>::load(src.add(done), &mut word) };
+        dst[done..].copy_from_slice(&word[..len - done]);
+    }
+}
+
+/// Replaces bytes `at..at + part.len()` of the aligned word `word` with
+/// `part`, leaving its other bytes as they are at that moment.
+///
+/// # Safety
+/// `word` is aligned, valid for reads and writes of one word, and every
+/// racing access to it in this process is a whole-word atomic.
+unsafe fn store_part(word: *mut u8, at: usize, part: &[u8]) {
+    // SAFETY: per the contract.
+    let a = unsafe { AtomicUsize::from_ptr(word.cast()) };
+    // A compare-exchange loop, not a load and a store: a concurrent write
+    // of the word's other bytes between the two would be undone.
+    let _ = a.fetch_update(Relaxed, Relaxed, |old| {
+        let mut bytes = old.to_ne_bytes();
+        bytes[at..at + part.len()].copy_from_slice(part);
+        Some(usize::from_ne_bytes(bytes))
+    });
 }
 
 /// Copies `src` into shared memory at `dst` (any alignment). Whole aligned
@@ -232,38 +241,22 @@ pub(crate) unsafe fn copy_from_shared(dst: &mut [u8], src: *const u8) {
 /// # Safety
 /// As for [`copy_from_shared`], with the words also valid for writes.
 pub(crate) unsafe fn copy_to_shared(dst: *mut u8, src: &[u8]) {
-    if src.is_empty() {
-        return;
-    }
-    let skip = offset_in_word(dst);
-    // SAFETY: as in `copy_from_shared`.
-    let mut word = unsafe { dst.sub(skip) };
+    let len = src.len();
     let mut done = 0;
-    let mut from = skip;
-    loop {
-        let n = (WORD - from).min(src.len() - done);
-        if n == WORD {
-            // SAFETY: an aligned word inside the range; racing accesses are
-            // whole-word atomics per the contract.
-            unsafe { <AtomicUsize as Grain>::store(word, &src[done..done + WORD]) };
-        } else {
-            // SAFETY: the whole word is valid per the contract, aligned, and
-            // only ever accessed atomically and whole.
-            let a = unsafe { AtomicUsize::from_ptr(word.cast()) };
-            let part = &src[done..done + n];
-            let _ = a.fetch_update(Relaxed, Relaxed, |old| {
-                let mut bytes = old.to_ne_bytes();
-                bytes[from..from + n].copy_from_slice(part);
-                Some(usize::from_ne_bytes(bytes))
-            });
-        }
-        done += n;
-        if done == src.len() {
-            return;
-        }
-        from = 0;
-        // SAFETY: bytes remain, so the next word overlaps the range.
-        word = unsafe { word.add(WORD) };
+    let skip = offset_in_word(dst);
+    if skip != 0 && len != 0 {
+        done = (WORD - skip).min(len);
+        // SAFETY: the word holding `dst`, valid per the contract.
+        unsafe { store_part(dst.sub(skip), skip, &src[..done]) };
+    }
+    let whole = (len - done) / WORD * WORD;
+    // SAFETY: as in `copy_from_shared`.
+    unsafe { store_grains::<AtomicUsize>(dst.add(done), &src[done..done + whole]) };
+    done += whole;
+    if done < len {
+        // SAFETY: the aligned word holding the last bytes, valid per the
+        // contract.
+        unsafe { store_part(dst.add(done), 0, &src[done..]) };
     }
 }
 
@@ -293,7 +286,12 @@ mod tests {
     #[test]
     fn typed_copies_equal_plain_copies_for_every_width() {
         assert_eq!(
-            (width::<u8>(), width::<u16>(), width::<u32>(), width::<u64>()),
+            (
+                width::<u8>(),
+                width::<u16>(),
+                width::<u32>(),
+                width::<u64>()
+            ),
             (1, 2, 4, 8)
         );
         assert_eq!(width::<u128>(), 8, "capped at the widest atomic");
@@ -337,17 +335,13 @@ mod tests {
                 let mut out = vec![0xAAu8; len];
                 // SAFETY: the whole buffer is word-aligned and covers every
                 // word the range touches; only this thread uses it.
-                unsafe {
-                    copy_from_shared(&mut out, shared.as_ptr().cast::<u8>().add(start))
-                };
+                unsafe { copy_from_shared(&mut out, shared.as_ptr().cast::<u8>().add(start)) };
                 assert_eq!(out, before[start..start + len], "read {start}+{len}");
 
                 let data = bytes(&words(8, 100));
                 let data = &data[..len];
                 // SAFETY: as above.
-                unsafe {
-                    copy_to_shared(shared.as_mut_ptr().cast::<u8>().add(start), data)
-                };
+                unsafe { copy_to_shared(shared.as_mut_ptr().cast::<u8>().add(start), data) };
                 let mut expected = before.clone();
                 expected[start..start + len].copy_from_slice(data);
                 assert_eq!(bytes(&shared), expected, "write {start}+{len}");
@@ -416,8 +410,14 @@ mod tests {
                 // SAFETY: as above.
                 unsafe { copy_from_shared(&mut seen, base()) };
                 assert!(seen[..3].iter().all(|&x| x == 0), "{seen:?}");
-                assert!(seen[3..13].iter().all(|&x| x == 0 || x & 0xC0 == 0x40), "{seen:?}");
-                assert!(seen[13..].iter().all(|&x| x == 0 || x & 0xC0 == 0x80), "{seen:?}");
+                assert!(
+                    seen[3..13].iter().all(|&x| x == 0 || x & 0xC0 == 0x40),
+                    "{seen:?}"
+                );
+                assert!(
+                    seen[13..].iter().all(|&x| x == 0 || x & 0xC0 == 0x80),
+                    "{seen:?}"
+                );
             }
         });
         let last = (rounds - 1) as u8 & 0x3F;
