@@ -27,8 +27,8 @@
 //! with a lock, or an atomic with `Release`/`Acquire`.
 //!
 //! Other processes are outside Rust's memory model; what they see of these
-//! copies is what the hardware gives (each aligned access is single-copy
-//! atomic on every architecture Rust supports).
+//! copies is what the hardware gives: each aligned access of at most a
+//! word is single-copy atomic on the architectures Linux runs on.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize};
