@@ -362,3 +362,116 @@ fn get_lock_spans_several_operations() {
     drop(held);
     assert_eq!(v.get(), 2);
 }
+
+/// How many increments the races below make.
+const COUNT: u64 = 200_000;
+
+/// Reads `read` until it reaches `COUNT`, checking that it never goes back
+/// and never passes `COUNT`: each read saw a value some increment wrote.
+fn watch_count_rise(what: &str, mut read: impl FnMut() -> u64) -> usize {
+    let (mut last, mut reads) = (0, 0);
+    while last < COUNT {
+        let now = read();
+        assert!(
+            (last..=COUNT).contains(&now),
+            "{what}: read {now} after {last}"
+        );
+        last = now;
+        reads += 1;
+    }
+    reads
+}
+
+/// Counts with `fetch_add` through the atomic views and writes with `set`,
+/// as a single writer of each slot, so every slot only rises.
+fn count_up((hits, slots): (RawValue<u64>, RawArray<u64>)) {
+    use std::sync::atomic::Ordering;
+    for i in 1..=COUNT {
+        hits.atomic().fetch_add(1, Ordering::Relaxed);
+        slots.atomics()[0].fetch_add(1, Ordering::Relaxed);
+        slots.set(1, i).unwrap();
+    }
+}
+
+/// Checks one rising read of every slot `count_up` writes.
+fn watch_all_rise(hits: &RawValue<u64>, slots: &RawArray<u64>) {
+    let mut last = [0u64; 3];
+    watch_count_rise("RawValue::get", || {
+        let seen = [hits.get(), slots.get(0).unwrap(), slots.get(1).unwrap()];
+        let all = slots.to_vec();
+        for (k, (&now, &before)) in seen.iter().zip(&last).enumerate() {
+            assert!(
+                now >= before && now <= COUNT,
+                "slot {k}: {now} after {before}"
+            );
+        }
+        assert!(
+            all[0] >= seen[1] && all[1] >= seen[2] && all[2] == 7,
+            "{all:?}"
+        );
+        last = seen;
+        seen[0]
+    });
+}
+
+#[test]
+fn raw_values_read_while_another_thread_counts_through_the_atomic_view() {
+    let _w = watchdog(60);
+    let hits = RawValue::new(0u64).unwrap();
+    let slots = RawArray::new(&[0u64, 0, 7]).unwrap();
+    let (h, s) = (hits.try_clone().unwrap(), slots.try_clone().unwrap());
+    std::thread::scope(|scope| {
+        scope.spawn(|| count_up((h, s)));
+        watch_all_rise(&hits, &slots);
+    });
+    assert_eq!((hits.get(), slots.to_vec()), (COUNT, vec![COUNT, COUNT, 7]));
+}
+
+#[test]
+fn raw_values_read_while_another_process_counts_through_the_atomic_view() {
+    let _w = watchdog(60);
+    let hits = RawValue::new(0u64).unwrap();
+    let slots = RawArray::new(&[0u64, 0, 7]).unwrap();
+    let child = Process::spawn(
+        count_up,
+        (hits.try_clone().unwrap(), slots.try_clone().unwrap()),
+    )
+    .unwrap();
+    watch_all_rise(&hits, &slots);
+    child.join().unwrap();
+    assert_eq!((hits.get(), slots.to_vec()), (COUNT, vec![COUNT, COUNT, 7]));
+}
+
+/// Two threads write neighbouring byte ranges that share machine words
+/// (3..13 and 13..29): neither write may undo the other's bytes.
+#[test]
+fn shared_memory_writes_of_neighbouring_bytes_from_two_threads_keep_both() {
+    let _w = watchdog(60);
+    let block = SharedMemory::anonymous(64).unwrap();
+    let rounds = 50_000u32;
+    let write = |from: usize, to: usize, tag: u8| {
+        for r in 0..rounds {
+            block
+                .write(from, &vec![tag | (r % 64) as u8; to - from])
+                .unwrap();
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| write(3, 13, 0x40));
+        s.spawn(|| write(13, 29, 0x80));
+        for _ in 0..1_000 {
+            let mut seen = [0u8; 32];
+            block.read(0, &mut seen).unwrap();
+            assert!(
+                seen[..3].iter().chain(&seen[29..]).all(|&x| x == 0)
+                    && seen[3..13].iter().all(|&x| x == 0 || x & 0xC0 == 0x40)
+                    && seen[13..29].iter().all(|&x| x == 0 || x & 0xC0 == 0x80),
+                "{seen:?}"
+            );
+        }
+    });
+    let last = ((rounds - 1) % 64) as u8;
+    let all = block.to_vec();
+    assert!(all[3..13].iter().all(|&x| x == 0x40 | last), "{all:?}");
+    assert!(all[13..29].iter().all(|&x| x == 0x80 | last), "{all:?}");
+}

@@ -5,11 +5,14 @@
 //!   header, and the checks made when a process attaches;
 //! - [`cell`]: the lock cell (a robust, process-shared mutex plus owner
 //!   bookkeeping) embedded by locks, values and queues;
-//! - [`spin`]: the one spin-then-sleep policy every wait follows.
+//! - [`spin`]: the one spin-then-sleep policy every wait follows;
+//! - [`atomic_copy`]: copies in and out of shared bytes made of atomic
+//!   accesses only, for the values read and written without a lock.
 //!
 //! Nothing here names a public module: `shm`, `sync` and `queue` use this
 //! layer, never each other's internals.
 
+pub(crate) mod atomic_copy;
 pub(crate) mod cell;
 pub(crate) mod segment;
 pub(crate) mod spin;

@@ -243,8 +243,10 @@ fn report(chan: &mut RawConnection, r: &Report, fds: &[OwnedFd], code: i32) -> i
 /// any binary that can spawn a child can therefore also be one.
 // The section is the platform's list of start-up functions; Linux (glibc,
 // musl) calls each entry as `fn(argc, argv, envp)`, matching this type.
+// Miri calls start-up functions with no arguments, and nothing spawns under
+// Miri, so the entry is left out there.
 #[used]
-#[unsafe(link_section = ".init_array")]
+#[cfg_attr(not(miri), unsafe(link_section = ".init_array"))]
 pub(crate) static CHILD_ENTRY: extern "C" fn(i32, *const *const u8, *const *const u8) = child_entry;
 
 extern "C" fn child_entry(_argc: i32, _argv: *const *const u8, _envp: *const *const u8) {

@@ -76,6 +76,25 @@ pub use value::{
 /// assert!(SharedMemory::open(other.name().unwrap()).is_err());
 /// # Ok::<(), mpkit::shm::ShmError>(())
 /// ```
+///
+/// # Safety across threads and processes
+/// [`read`](Self::read) and [`write`](Self::write) take no lock and are
+/// sound while other threads of this process read and write the same
+/// bytes: they touch the block only with relaxed atomic accesses of one
+/// aligned machine word each (a word the range covers only partly is read
+/// whole, and written by a compare-exchange that changes just the range's
+/// bytes, so a concurrent write of its other bytes is kept). A copy of more
+/// than one word can be torn by a concurrent write — some words old, some
+/// new — and orders nothing else: agree on who writes when with a
+/// [`Lock`](crate::sync::Lock) or an atomic flag. Other processes,
+/// Python's included, may write the block at any time; this process then
+/// reads whatever bytes are there.
+///
+/// If you form your own atomics over the block (through
+/// [`as_ptr`](Self::as_ptr)) and also `read`/`write` those bytes from
+/// another thread at the same time, make them `AtomicUsize`/`AtomicU64` at
+/// offsets that are multiples of 8: Rust's memory model forbids an atomic
+/// write racing an atomic access of another size.
 #[derive(Debug)]
 pub struct SharedMemory {
     seg: Segment,
@@ -143,45 +162,45 @@ impl SharedMemory {
         }
     }
 
-    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    /// Copies `buf.len()` bytes starting at `offset` into `buf` (atomic
+    /// word accesses, no lock; see the type's docs).
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
         self.bounds(offset, buf.len())?;
-        // SAFETY: in bounds (checked); the source is shared memory other
-        // processes may write concurrently, which at worst gives a torn copy
-        // of plain bytes.
+        // SAFETY: the range is in bounds (checked). The mapping starts on a
+        // page and spans whole pages, so the aligned words around the
+        // range's ends are mapped too, even past `size`. Safe code reaches
+        // these bytes only through `read`/`write`, whose accesses are all
+        // whole aligned words and atomic; other processes are outside this
+        // process's memory model.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.seg.base().as_ptr().add(offset),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
+            crate::base::atomic_copy::copy_from_shared(buf, self.seg.base().as_ptr().add(offset))
         };
         Ok(())
     }
 
-    /// Copies `data` into the block at `offset`.
+    /// Copies `data` into the block at `offset` (atomic word accesses, no
+    /// lock; see the type's docs).
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
         self.bounds(offset, data.len())?;
-        // SAFETY: in bounds (checked); the mapping is writable and holds plain
-        // bytes with no Rust references into it handed out by safe code.
+        // SAFETY: as in `read`; the mapping is writable, and the bytes of a
+        // partial word outside the range are written back unchanged.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.seg.base().as_ptr().add(offset),
-                data.len(),
-            )
+            crate::base::atomic_copy::copy_to_shared(self.seg.base().as_ptr().add(offset), data)
         };
         Ok(())
     }
 
-    /// A copy of the whole block.
+    /// A copy of the whole block (as [`read`](Self::read): not a snapshot
+    /// while others write).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = vec![0; self.size()];
         self.read(0, &mut v).expect("whole block is in bounds");
         v
     }
 
-    /// The start of the mapping, for your own synchronised access.
+    /// The start of the mapping (page-aligned), for your own synchronised
+    /// access; see "Safety across threads and processes" above for atomics
+    /// formed over it.
     pub fn as_ptr(&self) -> *mut u8 {
         self.seg.base().as_ptr()
     }
@@ -189,9 +208,10 @@ impl SharedMemory {
     /// The block as a byte slice.
     ///
     /// # Safety
-    /// No process may write the block while the slice is alive (other
-    /// processes are outside Rust's aliasing rules, so you must ensure it,
-    /// e.g. with a [`Lock`](crate::sync::Lock)).
+    /// No process, and no other thread of this one, may write the block
+    /// (through [`write`](Self::write) or otherwise) while the slice is
+    /// alive (other processes are outside Rust's aliasing rules, so you must
+    /// ensure it, e.g. with a [`Lock`](crate::sync::Lock)).
     pub unsafe fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is valid for size() bytes; no concurrent writers
         // per the caller's contract.
@@ -201,8 +221,9 @@ impl SharedMemory {
     /// The block as a mutable byte slice.
     ///
     /// # Safety
-    /// No other slice of this block may be alive in this process, and no
-    /// other process may access it while the slice is alive.
+    /// No other slice of this block may be alive in this process, and
+    /// nothing else — no other process, no other thread, no `read` or
+    /// `write` — may access it while the slice is alive.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         // SAFETY: the mapping is valid for size() bytes; exclusive per the

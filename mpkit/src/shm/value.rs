@@ -9,6 +9,14 @@
 //! | `Array<T>` | header (kind 2, len n) | lock cell (recursive) | `n` × `T` at `align_up(128, align_of::<T>())` |
 //! | `RawValue<T>` | header (kind 3, len 1) | — | one `T` at `align_up(64, align_of::<T>())` |
 //! | `RawArray<T>` | header (kind 4, len n) | — | `n` × `T` at `align_up(64, align_of::<T>())` |
+//!
+//! # Safety across threads and processes
+//! `Value` and `Array` touch their data only under their lock, in every
+//! method and guard, so within a process no access races. `RawValue` and
+//! `RawArray` copy without a lock, through [`atomic_copy`], whose accesses
+//! are all atomic and as wide as the element's atomic view: a copy racing
+//! `atomic().fetch_add` is a race of values (it may see the old or the new
+//! one), never undefined behaviour.
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -19,6 +27,7 @@ use std::time::Duration;
 use bytemuck::{Pod, Zeroable};
 
 use super::{Elem, HEADER_SIZE, Header, Segment, ShmError, Spec, align_up, segment_object};
+use crate::base::atomic_copy;
 use crate::base::cell::{CELL_SIZE, LockError, MutexCell};
 use crate::base::segment::ObjectKind;
 use crate::sync::RLockRef;
@@ -128,6 +137,15 @@ fn create_segment<T: Pod>(
 /// reports [`owner_died`](ValueGuard::owner_died), so the value can be
 /// checked or repaired.
 ///
+/// # Safety across threads and processes
+/// Every access to the value — [`get`](Self::get), [`set`](Self::set) and
+/// the guard — holds the lock, so threads of one process never race on it.
+/// Another process that writes without the lock (Python's `get_obj()`, or
+/// mpkit's [`SharedMemory`](super::SharedMemory) over the same file) can
+/// make a reader see a half-written `T`; any bytes are a valid `T`
+/// ([`Pod`]), so that is a wrong value, never undefined behaviour in this
+/// process.
+///
 /// ```
 /// use mpkit::shm::Value;
 /// let v = Value::new(41i64)?;
@@ -140,7 +158,9 @@ pub struct Value<T: Pod> {
     _t: PhantomData<T>,
 }
 
-// SAFETY: all access to the shared T goes through the process-shared lock.
+// SAFETY: every access to the shared T, from any thread, holds the
+// process-shared lock (`get`/`set` through `HeldShared`, the guard through
+// `Guard::lock`), and T: Send may be handed between threads.
 unsafe impl<T: Pod + Send> Send for Value<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send> Sync for Value<T> {}
@@ -345,6 +365,9 @@ impl<T: ?Sized> Drop for Guard<'_, T> {
 
 /// A shared array with a lock (Python's `multiprocessing.Array`).
 ///
+/// # Safety across threads and processes
+/// As for [`Value`]: every method and the guard hold the lock.
+///
 /// ```
 /// use mpkit::shm::Array;
 /// let a = Array::new(&[1.0f64, 2.0, 3.0])?;
@@ -362,7 +385,8 @@ pub struct Array<T: Pod> {
     _t: PhantomData<T>,
 }
 
-// SAFETY: all access to the shared elements goes through the lock.
+// SAFETY: every access to the shared elements, from any thread, holds the
+// lock, as for `Value`.
 unsafe impl<T: Pod + Send> Send for Array<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send> Sync for Array<T> {}
@@ -549,18 +573,38 @@ impl Array<u8> {
 }
 
 /// Integer types with a lock-free atomic twin of the same size and layout.
-pub trait AtomicElement: Pod {
+///
+/// Implemented for the integer types only, and sealed: the atomic views
+/// ([`RawValue::atomic`], [`RawArray::atomics`]) rely on `Atomic` being the
+/// standard atomic of the same size, and on the lock-free copies accessing
+/// the element with that same width.
+pub trait AtomicElement: Pod + sealed::Sealed {
     /// The atomic type (`AtomicU64` for `u64`, …).
     type Atomic;
 }
 
+mod sealed {
+    /// Keeps [`AtomicElement`](super::AtomicElement) to the types listed here.
+    pub trait Sealed {}
+}
+
 macro_rules! atomic_element {
     ($($t:ty => $a:ty),*) => {$(
+        impl sealed::Sealed for $t {}
         impl AtomicElement for $t {
             type Atomic = $a;
         }
         const _: () = assert!(std::mem::size_of::<$t>() == std::mem::size_of::<$a>());
     )*};
+}
+
+/// Checks, where an atomic view is formed, that `T::Atomic` fits `T`'s
+/// slots exactly and that the lock-free copies access `T` with its width,
+/// so a copy and an atomic never mix sizes on the same bytes.
+const fn assert_atomic_view<T: AtomicElement>() {
+    assert!(std::mem::size_of::<T::Atomic>() == std::mem::size_of::<T>());
+    assert!(std::mem::align_of::<T::Atomic>() <= std::mem::align_of::<T>());
+    assert!(atomic_copy::width::<T>() == std::mem::size_of::<T>());
 }
 
 atomic_element!(
@@ -573,9 +617,19 @@ atomic_element!(
 
 /// A shared value without a lock (Python's `RawValue`).
 ///
-/// `get`/`set` are single volatile copies: with concurrent writers a large
-/// `T` can be read torn, as in Python. Integer types also have a lock-free
-/// [`atomic`](RawValue::atomic) view, which never tears.
+/// Integer types also have a lock-free [`atomic`](RawValue::atomic) view
+/// for read-modify-write (`fetch_add`, `compare_exchange`, …).
+///
+/// # Safety across threads and processes
+/// [`get`](Self::get) and [`set`](Self::set) take no lock but are sound
+/// while other threads use the value: they copy with relaxed atomic
+/// accesses as wide as `T`'s alignment (at most 8 bytes), the same width
+/// as the atomic view, so racing with `atomic().fetch_add` is a race of
+/// values, never undefined behaviour. A `T` of one such access (the
+/// integers, `f64`, `Bool`) is never torn; a larger `T` can be read half
+/// old, half new while another thread or process writes it, as in Python.
+/// Each access is relaxed: to publish other data with the value, use the
+/// atomic view with `Release`/`Acquire`, or a [`Value`] and its lock.
 ///
 /// ```
 /// use std::sync::atomic::Ordering;
@@ -590,7 +644,8 @@ pub struct RawValue<T: Pod> {
     _t: PhantomData<T>,
 }
 
-// SAFETY: access is by volatile copies or atomics, never by references.
+// SAFETY: safe code reaches the shared T only through atomic accesses of
+// one width (`atomic_copy` and the atomic view), which may race.
 unsafe impl<T: Pod + Send> Send for RawValue<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send> Sync for RawValue<T> {}
@@ -632,30 +687,46 @@ impl<T: Pod> RawValue<T> {
         self.seg.at::<T>(data_offset::<T>(false))
     }
 
-    /// Reads the value (one volatile copy, no lock).
+    /// Reads the value (atomic accesses, no lock; see the type's docs).
     pub fn get(&self) -> T {
-        // SAFETY: in bounds and aligned (layout checked); T is Pod, so any
-        // bytes another process left are a valid T.
-        unsafe { self.data().as_ptr().read_volatile() }
+        let mut value = T::zeroed();
+        // SAFETY: in bounds and aligned for T (layout checked); in this
+        // process the value's bytes are only accessed by `atomic_copy` at
+        // T's width or by the atomic view of that same width. T is Pod, so
+        // any bytes another process left are a valid T.
+        unsafe { atomic_copy::load(self.data().as_ptr(), std::slice::from_mut(&mut value)) };
+        value
     }
 
-    /// Writes the value (one volatile copy, no lock).
+    /// Writes the value (atomic accesses, no lock; see the type's docs).
     pub fn set(&self, value: T) {
-        // SAFETY: as in `get`.
-        unsafe { self.data().as_ptr().write_volatile(value) }
+        // SAFETY: as in `get`; the mapping is writable.
+        unsafe { atomic_copy::store(self.data().as_ptr(), &[value]) }
     }
 }
 
 impl<T: AtomicElement> RawValue<T> {
     /// The value as an atomic: lock-free read-modify-write across processes.
     pub fn atomic(&self) -> &T::Atomic {
-        // SAFETY: T::Atomic has T's size; the data offset is 64-byte aligned,
-        // enough for any atomic; the memory lives as long as `self`.
+        const { assert_atomic_view::<T>() };
+        // SAFETY: T::Atomic has T's size and no stricter alignment (checked
+        // above) and the data is aligned for T; every other access to these
+        // bytes in this process is atomic and of the same width, and the
+        // memory lives as long as `self`.
         unsafe { self.data().cast::<T::Atomic>().as_ref() }
     }
 }
 
 /// A shared array without a lock (Python's `RawArray`).
+///
+/// # Safety across threads and processes
+/// As for [`RawValue`]: [`get`](Self::get), [`set`](Self::set) and
+/// [`to_vec`](Self::to_vec) copy with relaxed atomic accesses as wide as
+/// the element's alignment (at most 8 bytes), the width of the
+/// [`atomics`](Self::atomics) view, so they may race with it and with each
+/// other without undefined behaviour. Each element of one such access is
+/// never torn; `to_vec` is not a snapshot: elements written meanwhile may
+/// show old or new values, each independently.
 ///
 /// ```
 /// use mpkit::shm::RawArray;
@@ -669,7 +740,8 @@ pub struct RawArray<T: Pod> {
     _t: PhantomData<T>,
 }
 
-// SAFETY: access is by volatile copies or atomics, never by safe references.
+// SAFETY: as for `RawValue`: safe code reaches the elements only through
+// atomic accesses of the element's width.
 unsafe impl<T: Pod + Send> Send for RawArray<T> {}
 // SAFETY: as above.
 unsafe impl<T: Pod + Send> Sync for RawArray<T> {}
@@ -726,13 +798,25 @@ impl<T: Pod> RawArray<T> {
         self.seg.at::<T>(data_offset::<T>(false))
     }
 
-    /// Element `i` (a volatile copy), or `None` past the end.
+    /// Element `i` (atomic accesses, no lock), or `None` past the end.
     pub fn get(&self, i: usize) -> Option<T> {
-        // SAFETY: in bounds (checked); T is Pod.
-        (i < self.len()).then(|| unsafe { self.data().as_ptr().add(i).read_volatile() })
+        if i >= self.len() {
+            return None;
+        }
+        let mut value = T::zeroed();
+        // SAFETY: in bounds (checked) and aligned for T; in this process the
+        // elements are only accessed by `atomic_copy` at T's width or by the
+        // atomic view of that width; T is Pod.
+        unsafe {
+            atomic_copy::load(
+                self.data().as_ptr().add(i),
+                std::slice::from_mut(&mut value),
+            )
+        };
+        Some(value)
     }
 
-    /// Sets element `i` (a volatile copy).
+    /// Sets element `i` (atomic accesses, no lock).
     pub fn set(&self, i: usize, value: T) -> Result<(), ShmError> {
         let len = self.len();
         if i >= len {
@@ -742,20 +826,26 @@ impl<T: Pod> RawArray<T> {
                 size: len,
             });
         }
-        // SAFETY: in bounds (checked).
-        unsafe { self.data().as_ptr().add(i).write_volatile(value) };
+        // SAFETY: as in `get`; the mapping is writable.
+        unsafe { atomic_copy::store(self.data().as_ptr().add(i), &[value]) };
         Ok(())
     }
 
-    /// A copy of every element.
+    /// A copy of every element (atomic accesses, no lock; not a snapshot).
     pub fn to_vec(&self) -> Vec<T> {
-        (0..self.len()).filter_map(|i| self.get(i)).collect()
+        let mut all = vec![T::zeroed(); self.len()];
+        // SAFETY: `len` elements at the data offset, aligned for T; accesses
+        // as in `get`.
+        unsafe { atomic_copy::load(self.data().as_ptr(), &mut all) };
+        all
     }
 
     /// The elements as a slice.
     ///
     /// # Safety
-    /// No process may write the array while the slice is alive.
+    /// No process, and no other thread of this one, may write the array
+    /// (through [`set`](Self::set), the [`atomics`](Self::atomics) view or
+    /// otherwise) while the slice is alive.
     pub unsafe fn as_slice(&self) -> &[T] {
         // SAFETY: `len` elements at the data offset; no writers per contract.
         unsafe { std::slice::from_raw_parts(self.data().as_ptr(), self.len()) }
@@ -764,7 +854,8 @@ impl<T: Pod> RawArray<T> {
     /// The elements as a mutable slice.
     ///
     /// # Safety
-    /// No other process or slice may access the array while it is alive.
+    /// Nothing else may access the array while the slice is alive: no other
+    /// process, no other thread, no other slice or method of this handle.
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [T] {
         // SAFETY: as in `as_slice`, exclusive per contract.
@@ -775,7 +866,9 @@ impl<T: Pod> RawArray<T> {
 impl<T: AtomicElement> RawArray<T> {
     /// The elements as atomics: lock-free across processes.
     pub fn atomics(&self) -> &[T::Atomic] {
-        // SAFETY: same size as T, 64-byte aligned start, `len` elements.
+        const { assert_atomic_view::<T>() };
+        // SAFETY: as in `RawValue::atomic`: T's size, no stricter alignment,
+        // `len` elements aligned for T, every other access of equal width.
         unsafe { std::slice::from_raw_parts(self.data().cast::<T::Atomic>().as_ptr(), self.len()) }
     }
 }
