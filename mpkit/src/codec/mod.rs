@@ -30,26 +30,93 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod unpickle;
+
 /// An encoding or decoding failure, with the codec's own explanation.
+///
+/// [`kind`](Self::kind) tells the failures a program may want to act on
+/// apart from plain malformed input.
 #[derive(Debug, thiserror::Error)]
-#[error("{codec}: {message}")]
-pub struct CodecError {
+#[error("{}: {}", .0.codec, .0.message)]
+pub struct CodecError(Box<Inner>);
+
+/// Boxed, so that results carrying a `CodecError` stay small.
+#[derive(Debug)]
+struct Inner {
     codec: &'static str,
+    kind: CodecErrorKind,
     message: String,
 }
 
+/// What kind of failure a [`CodecError`] is.
+///
+/// ```
+/// use mpkit::codec::{Codec, CodecErrorKind, Pickle};
+///
+/// // A list nested 100 000 deep, in 200 001 bytes.
+/// let mut deep = vec![b']'; 100_000];
+/// deep.extend(vec![b'a'; 99_999]);
+/// deep.push(b'.');
+/// let err = Pickle::decode::<serde_json::Value>(&deep).unwrap_err();
+/// assert!(matches!(err.kind(), CodecErrorKind::TooDeep { .. }));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecErrorKind {
+    /// The value could not be encoded, or the bytes are not a valid
+    /// encoding of the type asked for.
+    Invalid,
+    /// The message nests deeper than the codec allows
+    /// ([`Pickle`] decodes at most [`Pickle::MAX_DEPTH`] levels).
+    TooDeep {
+        /// The deepest nesting allowed.
+        limit: usize,
+    },
+    /// The message would decode to more than the codec allows: a small
+    /// pickle can reference one object many times, and each reference
+    /// becomes a copy in Rust (see [`Pickle`]).
+    TooLarge {
+        /// The most the decoded value may count, in bytes.
+        limit: u64,
+    },
+    /// `Checked`: the message was sent as a different type than the
+    /// one the receiver asked for.
+    TypeMismatch {
+        /// The sender's type, as the sender named it (its path left out).
+        sent: String,
+        /// The receiver's type, named the same way.
+        expected: String,
+    },
+}
+
 impl CodecError {
-    /// A new error reported by the codec named `codec`.
+    /// A new error reported by the codec named `codec`, of kind
+    /// [`CodecErrorKind::Invalid`].
     pub fn new(codec: &'static str, message: impl std::fmt::Display) -> CodecError {
-        CodecError {
+        CodecError::with_kind(codec, CodecErrorKind::Invalid, message)
+    }
+
+    /// A new error of the given kind reported by the codec named `codec`.
+    pub fn with_kind(
+        codec: &'static str,
+        kind: CodecErrorKind,
+        message: impl std::fmt::Display,
+    ) -> CodecError {
+        CodecError(Box::new(Inner {
             codec,
+            kind,
             message: message.to_string(),
-        }
+        }))
     }
 
     /// The name of the codec that failed.
     pub fn codec(&self) -> &'static str {
-        self.codec
+        self.0.codec
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> &CodecErrorKind {
+        &self.0.kind
     }
 }
 
@@ -131,9 +198,36 @@ impl Codec for Json {
 /// Rust value and a Rust value arrives in Python as objects: dicts and
 /// structs, lists, tuples, strings, numbers, `None`.
 ///
-/// Decoding interprets pickle opcodes into plain data with
-/// [serde-pickle](https://docs.rs/serde-pickle); it never imports or calls
+/// Encoding is [serde-pickle](https://docs.rs/serde-pickle)'s (protocol
+/// 3). Decoding reads protocols 0-5 into plain data with mpkit's own
+/// reader, which follows serde-pickle's mapping (see
+/// [`CodecErrorKind`] for what it reports): it never imports or calls
 /// anything, so a hostile pickle is an error, not code execution.
+///
+/// # Limits on what a pickle may decode to
+///
+/// A pickle can describe more than its length suggests: nesting costs two
+/// bytes a level, and a memo reference (Python's way of writing one
+/// object twice) costs two bytes but becomes a whole copy in Rust, so
+/// references to references grow exponentially. The reader runs the
+/// opcodes without recursion and keeps references as references until it
+/// decodes, and it refuses, with an error and nothing large built:
+///
+/// - nesting deeper than [`Pickle::MAX_DEPTH`] levels of lists, tuples,
+///   sets and dicts, memo references followed
+///   ([`CodecErrorKind::TooDeep`]): deeper values would overflow the
+///   stack of the thread that decodes them;
+/// - a decoded value larger than [`Pickle::BASE_BUDGET`] bytes plus
+///   [`Pickle::ITEM_COST`] times the message's length, counting each
+///   value (number, string, container, each use of a memo reference) as
+///   [`Pickle::ITEM_COST`] bytes plus the bytes of its text
+///   ([`CodecErrorKind::TooLarge`]). A pickle that shares nothing always
+///   fits; copies made while reading (`DUP`, memo entries given to
+///   `set()` or `bytes()`) are counted against the same amount;
+/// - opcodes outside protocols 0-5's plain data (`PERSID`, `EXT1`-`EXT4`,
+///   out-of-band buffers), a truncated stream, lengths that run past the
+///   end, trailing bytes, and objects that contain themselves
+///   ([`CodecErrorKind::Invalid`]).
 ///
 /// ```
 /// use mpkit::codec::{Codec, Pickle};
@@ -146,6 +240,19 @@ impl Codec for Json {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pickle;
+
+impl Pickle {
+    /// The deepest nesting a pickle may decode to. Python's own pickler
+    /// stops near 1000 levels (its recursion limit); decoding this many
+    /// levels into a `serde_json::Value` fits the 2 MiB stack of a spawned
+    /// thread in a debug build.
+    pub const MAX_DEPTH: usize = unpickle::MAX_DEPTH;
+    /// The size budget of a decoded value, before the part proportional
+    /// to the message (see [Limits](Pickle#limits-on-what-a-pickle-may-decode-to)).
+    pub const BASE_BUDGET: u64 = unpickle::BASE_BUDGET;
+    /// What each decoded value counts towards the budget, besides its bytes.
+    pub const ITEM_COST: u64 = unpickle::ITEM_COST;
+}
 
 impl Codec for Pickle {
     const NAME: &'static str = "pickle";
@@ -163,7 +270,6 @@ impl Codec for Pickle {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-        serde_pickle::from_slice(bytes, serde_pickle::DeOptions::new())
-            .map_err(|e| CodecError::new(Self::NAME, e))
+        unpickle::from_slice(bytes).map_err(CodecError::from)
     }
 }
