@@ -401,3 +401,169 @@ fn a_python_peer_sending_hostile_pickles_gets_errors_and_the_receiver_lives() {
     assert_eq!(out.trim(), "got it");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- Checked ----
+
+mod sender {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone)]
+    pub struct Job {
+        pub id: u64,
+        pub name: String,
+        pub tags: Vec<String>,
+        pub shape: super::Shape,
+    }
+}
+
+mod receiver {
+    /// The same definition as `sender::Job`, in another module (as in
+    /// another program): it agrees.
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    pub struct Job {
+        pub id: u64,
+        pub name: String,
+        pub tags: Vec<String>,
+        pub shape: super::Shape,
+    }
+
+    /// A field renamed.
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    pub struct Renamed {
+        pub id: u64,
+        pub title: String,
+        pub tags: Vec<String>,
+        pub shape: super::Shape,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Clone)]
+enum Shape {
+    Circle(f64),
+    Rect { w: u32, h: u32 },
+    Empty,
+}
+
+/// `Shape` with its variants in another order: postcard sends the index.
+#[derive(serde::Deserialize, Debug)]
+#[allow(dead_code)]
+enum Reordered {
+    Rect { w: u32, h: u32 },
+    Circle(f64),
+    Empty,
+}
+
+fn job() -> sender::Job {
+    sender::Job {
+        id: 7,
+        name: "build".into(),
+        tags: vec!["a".into(), "b".into()],
+        shape: Shape::Rect { w: 2, h: 3 },
+    }
+}
+
+fn mismatch(e: &mpkit::codec::CodecError) -> (String, String) {
+    match e.kind() {
+        CodecErrorKind::TypeMismatch { sent, expected } => (sent.clone(), expected.clone()),
+        other => panic!("{other:?}: {e}"),
+    }
+}
+
+#[test]
+fn postcard_alone_does_not_check_types() {
+    // What the README's "what is checked" says: postcard reads the bytes
+    // as whatever type is asked for.
+    use mpkit::codec::Postcard;
+    let mut b = Vec::new();
+    Postcard::encode(&7u32, &mut b).unwrap();
+    assert_eq!(Postcard::decode::<i32>(&b).unwrap(), -4);
+    b.clear();
+    Postcard::encode(&(1u8, 2u8), &mut b).unwrap();
+    assert_eq!(Postcard::decode::<String>(&b).unwrap(), "\u{2}");
+}
+
+#[test]
+fn checked_tells_types_apart_and_lets_equal_definitions_agree() {
+    use mpkit::codec::{Checked, Json, Postcard};
+    fn enc<C: Codec, T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
+        let mut b = Vec::new();
+        C::encode(v, &mut b).unwrap();
+        b
+    }
+    type P = Checked<Postcard>;
+    let b = enc::<P, _>(&7u32);
+    assert_eq!(
+        mismatch(&P::decode::<i32>(&b).unwrap_err()),
+        ("u32".into(), "i32".into())
+    );
+    assert_eq!(P::decode::<u32>(&b).unwrap(), 7);
+    let b = enc::<P, _>(&(1u8, 2u8));
+    assert_eq!(
+        mismatch(&P::decode::<String>(&b).unwrap_err()),
+        ("(u8, u8)".into(), "String".into())
+    );
+    // Equal definitions in different modules agree; the name is informative.
+    let b = enc::<P, _>(&job());
+    let got: receiver::Job = P::decode(&b).unwrap();
+    assert_eq!(got.name, "build");
+    assert_eq!(got.shape, Shape::Rect { w: 2, h: 3 });
+    let (sent, expected) = mismatch(&P::decode::<receiver::Renamed>(&b).unwrap_err());
+    assert_eq!((sent.as_str(), expected.as_str()), ("Job", "Renamed"));
+    let b = enc::<P, _>(&Shape::Circle(1.0));
+    mismatch(&P::decode::<Reordered>(&b).unwrap_err());
+    // Same-shaped standard types count as one: &str/String, slices/Vec,
+    // maps, Box.
+    let b = enc::<P, _>("text");
+    assert_eq!(P::decode::<String>(&b).unwrap(), "text");
+    let b = enc::<P, _>(&[1u16, 2][..]);
+    assert_eq!(P::decode::<Vec<u16>>(&b).unwrap(), [1, 2]);
+    let b = enc::<P, _>(&std::collections::HashMap::from([(1u8, "x")]));
+    let m: std::collections::BTreeMap<u8, Box<str>> = P::decode(&b).unwrap();
+    assert_eq!(&*m[&1], "x");
+    // Only what the value uses is compared: None fits any Option.
+    let b = enc::<P, _>(&None::<u32>);
+    assert_eq!(P::decode::<Option<String>>(&b).unwrap(), None);
+    let b = enc::<P, _>(&Some(5u32));
+    mismatch(&P::decode::<Option<u64>>(&b).unwrap_err());
+    // Over JSON too.
+    let b = enc::<Checked<Json>, _>(&job());
+    let got: receiver::Job = Checked::<Json>::decode(&b).unwrap();
+    assert_eq!(got.tags, ["a", "b"]);
+    let b = enc::<Checked<Json>, _>(&7u32);
+    mismatch(&Checked::<Json>::decode::<i32>(&b).unwrap_err());
+    // A header cut short is malformed, not a mismatch.
+    let b = enc::<P, _>(&7u32);
+    for cut in 0..10 {
+        let e = P::decode::<u32>(&b[..cut]).unwrap_err();
+        assert_eq!(e.kind(), &CodecErrorKind::Invalid, "{cut}");
+    }
+}
+
+#[test]
+fn checked_connections_between_processes_report_the_wrong_type() {
+    use mpkit::codec::Checked;
+    use mpkit::{Connection, Process};
+    let _w = watchdog(30);
+    let (here, there) = mpkit::pipe(true).unwrap();
+    let mut here = here.with_codec::<Checked>();
+    let child = Process::spawn(
+        |c: Connection| {
+            let mut c = c.with_codec::<Checked>();
+            // Received as the wrong type: an error naming both; the
+            // connection stays usable.
+            let wrong = match c.recv::<i32>() {
+                Err(RecvError::Decode { source, .. }) => format!("{:?}", source.kind()),
+                other => format!("unexpected: {other:?}"),
+            };
+            let job: receiver::Job = c.recv().unwrap();
+            c.send(&(wrong, job.id)).unwrap();
+        },
+        there,
+    )
+    .unwrap();
+    here.send(&7u32).unwrap();
+    here.send(&job()).unwrap();
+    let (wrong, id): (String, u64) = here.recv().unwrap();
+    assert_eq!(wrong, r#"TypeMismatch { sent: "u32", expected: "i32" }"#);
+    assert_eq!(id, 7);
+    child.join().unwrap();
+}

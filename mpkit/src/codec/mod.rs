@@ -30,7 +30,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod checked;
 mod unpickle;
+
+pub use checked::Checked;
 
 /// An encoding or decoding failure, with the codec's own explanation.
 ///
@@ -79,7 +82,7 @@ pub enum CodecErrorKind {
         /// The most the decoded value may count, in bytes.
         limit: u64,
     },
-    /// `Checked`: the message was sent as a different type than the
+    /// [`Checked`]: the message was sent as a different type than the
     /// one the receiver asked for.
     TypeMismatch {
         /// The sender's type, as the sender named it (its path left out).
