@@ -7,11 +7,27 @@
 //! |---|---|---|
 //! | [`Postcard`] (default) | [postcard](https://docs.rs/postcard), compact, not self-describing | mpkit to mpkit |
 //! | [`Json`] | JSON text (serde_json) | other languages, debugging, JSON messages as Python programs send them |
-//! | [`Pickle`] | Python's pickle (serde-pickle: reads protocols 0-5, writes 3) | Python's `Connection.send`/`recv` |
+//! | [`Pickle`] | Python's pickle (reads protocols 0-5 with bounded depth and size, writes 3 with serde-pickle) | Python's `Connection.send`/`recv` |
+//! | [`Checked<C>`](Checked) | a fingerprint of the value's shape, then `C` | mpkit to mpkit, when a type mix-up must be an error |
 //!
-//! Decoding never runs code chosen by the sender (unlike Python's pickle): a
-//! malformed or hostile message is a [`CodecError`], and the receiver names
-//! the type it expects.
+//! # What decoding checks, and what it does not
+//!
+//! Every codec decodes into the type the receiver names, never runs code
+//! chosen by the sender (unlike Python's pickle), never panics, and
+//! reports bad input as a [`CodecError`] (the connection stays usable). A
+//! message is accepted when its bytes *are a valid encoding of the
+//! receiver's type*, which is not the same as *was sent as that type*:
+//!
+//! | | a valid encoding of the type | trailing bytes | sent as the same type |
+//! |---|---|---|---|
+//! | [`Postcard`] | checked | an error | **not checked**: `7u32` read as `i32` is `-4`, `(1u8, 2u8)` read as `String` is `"\u{2}"`, two structs with the same field types read as each other |
+//! | [`Json`] | checked (names of fields, kinds of values) | an error | partly: field names must match, but `7` fits every integer type and extra fields are ignored unless the type denies them |
+//! | [`Pickle`] | checked, with limits on depth and size ([`CodecErrorKind::TooDeep`], [`CodecErrorKind::TooLarge`]) | an error | partly, as JSON (Python has no integer widths) |
+//! | [`Checked<C>`](Checked) | as `C` | as `C` | checked: integer widths, `str` against bytes, struct, enum, variant and field names and order; module paths are not, so equal definitions in two programs agree. See [`Checked`] for its limits |
+//!
+//! What no codec checks: the values themselves (a `u8` field that should
+//! be at most 10, a `String` that should be a path). Validate those as any
+//! input from another process.
 //!
 //! ```
 //! use mpkit::codec::{Codec, Json, Postcard};
@@ -246,9 +262,11 @@ pub struct Pickle;
 
 impl Pickle {
     /// The deepest nesting a pickle may decode to. Python's own pickler
-    /// stops near 1000 levels (its recursion limit); decoding this many
-    /// levels into a `serde_json::Value` fits the 2 MiB stack of a spawned
-    /// thread in a debug build.
+    /// stops near 1000 levels (its recursion limit). Decoding 256 levels
+    /// into a `serde_json::Value` and a `serde_pickle::Value` takes about
+    /// 460 KiB of stack unoptimized (110 KiB at `opt-level = 1`): a
+    /// quarter of a spawned thread's 2 MiB, leaving room for the
+    /// receiver's own code and deeper-framed `Deserialize` impls.
     pub const MAX_DEPTH: usize = unpickle::MAX_DEPTH;
     /// The size budget of a decoded value, before the part proportional
     /// to the message (see [Limits](Pickle#limits-on-what-a-pickle-may-decode-to)).

@@ -48,9 +48,10 @@ fn number(h: &Cell<Fnv>, tag: &str, n: usize) {
 enum At {
     /// A value: each `deserialize_*` call is a token.
     Value,
-    /// A sequence (`end` when it runs out).
+    /// A sequence or a map: `end` when it runs out, as the sender's
+    /// `end()` call.
     Seq,
-    /// A tuple, or a map (`end` when it runs out) when read as a map.
+    /// A tuple: its length is in its token, so no `end`.
     Fixed,
     /// A struct's fields, by position or by key.
     Struct(&'static [&'static str]),
