@@ -567,3 +567,32 @@ fn checked_connections_between_processes_report_the_wrong_type() {
     assert_eq!(id, 7);
     child.join().unwrap();
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Arbitrary bytes, and real pickles with bytes changed, inserted or
+    /// cut: the reader answers (a value or an error), it never panics.
+    #[test]
+    fn any_bytes_are_a_value_or_an_error(
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        edits in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>(), 0u8..3), 0..6),
+    ) {
+        let _ = Pickle::decode::<serde_pickle::Value>(&noise);
+        let mut b = Vec::new();
+        Pickle::encode(&(vec![1u32, 2], "text", Some(2.5f64), std::collections::BTreeMap::from([("k", vec![(); 3])])), &mut b).unwrap();
+        let mut python_like = memo_bomb(2, 3);
+        for (at, byte, how) in edits {
+            for target in [&mut b, &mut python_like] {
+                let at = at % (target.len() + 1);
+                match how {
+                    0 if at < target.len() => target[at] = byte,
+                    1 => target.insert(at, byte),
+                    _ => target.truncate(at),
+                }
+            }
+        }
+        let _ = Pickle::decode::<serde_pickle::Value>(&b);
+        let _ = Pickle::decode::<serde_json::Value>(&python_like);
+    }
+}
