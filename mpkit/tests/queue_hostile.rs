@@ -157,3 +157,65 @@ fn a_member_out_of_descriptors_still_honours_its_timeouts() {
         );
     }
 }
+
+/// Postcard, except that it writes the value 13 as bytes no `u32` decodes
+/// from: a producer whose messages the consumer cannot read.
+struct Picky;
+
+impl mpkit::codec::Codec for Picky {
+    const NAME: &'static str = "picky";
+
+    fn encode<T: serde::Serialize + ?Sized>(
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), mpkit::codec::CodecError> {
+        let start = out.len();
+        mpkit::codec::Postcard::encode(value, out)?;
+        if out[start..] == [13] {
+            out.truncate(start);
+            out.extend_from_slice(&[0xff; 6]);
+        }
+        Ok(())
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, mpkit::codec::CodecError> {
+        mpkit::codec::Postcard::decode(bytes)
+    }
+}
+
+/// A batch holding a message that does not decode loses nothing: the batch
+/// ends before it, the next get reports it, and the one after goes on.
+#[test]
+fn get_many_never_drops_an_undecodable_message() {
+    let _w = watchdog(30);
+    let q = mpkit::queue::Queue::<u32, Picky>::new(0).unwrap();
+    let producer = Process::spawn(
+        |q: mpkit::queue::Queue<u32, Picky>| {
+            for v in [1, 13, 2, 3, 13, 13, 4] {
+                q.put(v).unwrap();
+            }
+        },
+        q.try_clone().unwrap(),
+    )
+    .unwrap();
+    producer.join().unwrap();
+    let mut seen = Vec::new();
+    while !q.is_empty() {
+        match q.get_many(10) {
+            Ok(batch) => seen.push(format!("{batch:?}")),
+            Err(mpkit::queue::GetError::Decode { .. }) => seen.push("undecodable".into()),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "[1]",
+            "undecodable",
+            "[2, 3]",
+            "undecodable",
+            "undecodable",
+            "[4]"
+        ]
+    );
+}

@@ -201,16 +201,28 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Typed<T, C> {
         let mut out = Vec::new();
         let mut failure = None;
         self.ring
-            .get(max, wait, &mut |bytes| match C::decode::<T>(bytes) {
-                Ok(v) => out.push(v),
-                Err(source) => {
-                    failure.get_or_insert(source);
+            .get(max, wait, &mut |bytes| {
+                if failure.is_some() {
+                    return false;
+                }
+                match C::decode::<T>(bytes) {
+                    Ok(v) => {
+                        out.push(v);
+                        true
+                    }
+                    // The first message of the batch: taken, and reported.
+                    Err(source) if out.is_empty() => {
+                        failure = Some(source);
+                        true
+                    }
+                    // Left first in the queue: the next get reports it.
+                    Err(_) => false,
                 }
             })
             .map_err(E::refused)?;
         match failure {
-            Some(source) if out.is_empty() => Err(E::decode(std::any::type_name::<T>(), source)),
-            _ => Ok(out),
+            Some(source) => Err(E::decode(std::any::type_name::<T>(), source)),
+            None => Ok(out),
         }
     }
 
@@ -275,8 +287,10 @@ macro_rules! queue_methods {
         /// item queued when it looks, up to `max`, for one entry into the
         /// consumers' side. `max == 0` returns an empty `Vec` at once.
         ///
-        /// An item that does not decode is dropped; [`GetError::Decode`] is
-        /// returned only when none of the items taken decoded.
+        /// Nothing is dropped: the batch ends before an item that does not
+        /// decode, which stays first in the queue, and the next get takes
+        /// it and reports it ([`GetError::Decode`]). So `[a, bad, b]` comes
+        /// out as `Ok([a])`, then `Err(Decode)`, then `Ok([b])`.
         pub fn get_many(&self, max: usize) -> Result<Vec<T>, GetError> {
             self.inner.get_many(max, Forever)
         }
@@ -708,7 +722,10 @@ impl ByteQueue {
     pub fn get_many(&self, max: usize) -> Result<Vec<Vec<u8>>, GetError> {
         let mut out = Vec::new();
         self.ring
-            .get(max, Forever, &mut |b| out.push(b.to_vec()))
+            .get(max, Forever, &mut |b| {
+                out.push(b.to_vec());
+                true
+            })
             .map_err(GetError::refused)?;
         Ok(out)
     }

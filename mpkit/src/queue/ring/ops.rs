@@ -117,7 +117,11 @@ impl Ring {
         if self.try_get_leased(&mut sink) {
             return Ok(());
         }
-        self.get(1, wait, &mut sink).map(|_| ())
+        self.get(1, wait, &mut |bytes| {
+            sink(bytes);
+            true
+        })
+        .map(|_| ())
     }
 
     #[inline(always)]
@@ -300,12 +304,16 @@ impl Ring {
     /// Takes up to `max` messages (at least one, waiting per `wait`), passing
     /// each to `sink` in order, with the consumers' side entered (the sink
     /// copies or decodes; it must not block). Returns how many were taken.
+    ///
+    /// `sink` returns false to end the batch before the message it was
+    /// shown, which then stays first in the queue; the first message of a
+    /// batch is taken whatever it returns (so a batch is never empty).
     #[inline]
     pub(crate) fn get<W: Waiting>(
         &self,
         max: usize,
         wait: W,
-        sink: &mut dyn FnMut(&[u8]),
+        sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<usize, GetFail<W::GaveUp>> {
         if max == 0 {
             // Nothing asked for: nothing to wait for.
@@ -347,7 +355,7 @@ impl Ring {
         &self,
         max: usize,
         wait: W,
-        sink: &mut dyn FnMut(&[u8]),
+        sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<Option<usize>, GetFail<W::GaveUp>> {
         let section = match self.enter(SideId::Consumers, wait.enter_deadline()) {
             Ok(section) => section,
@@ -366,7 +374,7 @@ impl Ring {
     pub(super) fn take<G>(
         &self,
         max: usize,
-        sink: &mut dyn FnMut(&[u8]),
+        sink: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<usize, GetFail<G>> {
         let commit = self.commit(SideId::Consumers);
         let mut seq = commit.seq.load(Ordering::Relaxed);
@@ -406,7 +414,10 @@ impl Ring {
                 // published (before the producers' `seq`, read with acquire)
                 // and no producer writes them until our commit.
                 // SAFETY: in bounds (checked); stable while we have the side.
-                sink(unsafe { std::slice::from_raw_parts(self.data().add(off), len) });
+                let bytes = unsafe { std::slice::from_raw_parts(self.data().add(off), len) };
+                if !sink(bytes) && taken > 0 {
+                    break;
+                }
             } else {
                 buf.resize(len, 0);
                 let first = cap - off;
@@ -419,7 +430,9 @@ impl Ring {
                         len - first,
                     );
                 }
-                sink(&buf);
+                if !sink(&buf) && taken > 0 {
+                    break;
+                }
             }
             head += size;
             seq += 1;
