@@ -219,3 +219,104 @@ fn get_many_never_drops_an_undecodable_message() {
         ]
     );
 }
+
+/// The producers' and consumers' commit blocks (`seq: u64`, `pos: u64`), as
+/// ARCHITECTURE.md lays out a queue.
+const PRODUCERS_COMMIT: u64 = 384;
+const CONSUMERS_COMMIT: u64 = 640;
+/// Where the ring's bytes start.
+const RING: u64 = 4096;
+
+/// A named byte queue of a 4 KiB ring, removed on drop.
+fn named_queue(tag: &str) -> (ByteQueue, String) {
+    let name = format!("mpkit-hostile-{tag}-{}", std::process::id());
+    (ByteQueue::create(&name, 0, 4096).unwrap(), name)
+}
+
+/// Another process writes `bytes` at `offset` of the object's file, as any
+/// process of the same user may.
+fn scribble(name: &str, writes: Vec<(u64, Vec<u8>)>) {
+    Process::spawn(
+        |(name, writes): (String, Vec<(u64, Vec<u8>)>)| {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/shm/{name}"))
+                .unwrap();
+            for (offset, bytes) in writes {
+                f.write_all_at(&bytes, offset).unwrap();
+            }
+        },
+        (name.to_string(), writes),
+    )
+    .unwrap()
+    .join()
+    .unwrap();
+}
+
+fn u64s(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Ring positions off a record boundary, or past the ring: a put is an
+/// error, never a write outside the queue's memory.
+#[test]
+fn scribbled_producer_positions_are_corrupt_not_out_of_bounds() {
+    let _w = watchdog(30);
+    for pos in [4096 - 8, 4096 + 40, 3 * 4096 - 1, u64::MAX - 7] {
+        let (q, name) = named_queue("tail");
+        scribble(&name, vec![(PRODUCERS_COMMIT + 8, u64s(&[pos]))]);
+        match q.put_timeout(&[7u8; 200], Duration::from_millis(50)) {
+            Err(PutTimeoutError::Corrupt { why, .. }) => {
+                assert!(why.contains("producers"), "{why}")
+            }
+            other => panic!("producers' pos {pos}: {other:?}"),
+        }
+        match q.try_put(b"x") {
+            Err(mpkit::queue::TryPutError::Corrupt { .. }) => {}
+            other => panic!("producers' pos {pos}: {other:?}"),
+        }
+    }
+}
+
+/// The consumers' count ahead of the producers': a put is an error, not a
+/// message no consumer will ever see.
+#[test]
+fn consumers_ahead_of_producers_is_corrupt_not_a_lost_message() {
+    let _w = watchdog(30);
+    let (q, name) = named_queue("ahead");
+    q.put(b"one").unwrap();
+    assert_eq!(q.get().unwrap(), b"one");
+    scribble(&name, vec![(CONSUMERS_COMMIT, u64s(&[5, 5 * 64]))]);
+    match q.put(b"two") {
+        Err(mpkit::queue::PutError::Corrupt { why, .. }) => {
+            assert!(why.contains("consumers"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A record whose length was rewritten: the get that finds the damage says
+/// what was lost, and the queue works again for the messages after.
+#[test]
+fn a_rewritten_record_is_reported_and_the_queue_recovers() {
+    let _w = watchdog(30);
+    let (q, name) = named_queue("len");
+    q.put(&[1u8; 10]).unwrap();
+    q.put(&[2u8; 10]).unwrap();
+    q.put(&[3u8; 10]).unwrap();
+    // The first record claims 100 bytes: its neighbour's header is now
+    // inside it, and the next record would start in the wrong place.
+    scribble(&name, vec![(RING, 100u32.to_le_bytes().to_vec())]);
+    let first = q.try_get();
+    let second = q.try_get();
+    let mut outcomes = vec![format!("{first:?}"), format!("{second:?}")];
+    assert!(
+        outcomes.iter().any(|o| o.contains("Corrupt")),
+        "the damage went unreported: {outcomes:?}"
+    );
+    q.put(b"after").unwrap();
+    let after = q.get_timeout(Duration::from_secs(5));
+    outcomes.push(format!("{after:?}"));
+    assert_eq!(after.unwrap(), b"after", "{outcomes:?}");
+}

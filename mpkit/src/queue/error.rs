@@ -77,6 +77,15 @@ macro_rules! put_error {
                 /// What the codec said.
                 source: CodecError,
             },
+            /// The queue's memory is not a valid ring (another process wrote
+            /// it); nothing was put.
+            #[error("the queue is corrupt: {why}")]
+            Corrupt {
+                /// The value.
+                value: T,
+                /// What is wrong.
+                why: String,
+            },
             /// The operating system refused.
             #[error("queue: {source}")]
             Io {
@@ -94,6 +103,7 @@ macro_rules! put_error {
                     $($name::$extra(v) |)? $name::Closed(v) => v,
                     $name::TooLarge { value, .. }
                     | $name::Encode { value, .. }
+                    | $name::Corrupt { value, .. }
                     | $name::Io { value, .. } => value,
                 }
             }
@@ -126,6 +136,7 @@ macro_rules! from_put_error {
                         type_name,
                         source,
                     },
+                    PutError::Corrupt { value, why } => $name::Corrupt { value, why },
                     PutError::Io { value, source } => $name::Io { value, source },
                 }
             }
@@ -148,6 +159,7 @@ macro_rules! put_family {
                     }
                     PutFail::Closed => $name::Closed(value),
                     PutFail::TooLarge { size, max } => $name::TooLarge { value, size, max },
+                    PutFail::Corrupt(why) => $name::Corrupt { value, why },
                     PutFail::Io(source) => $name::Io { value, source },
                 }
             }

@@ -281,17 +281,24 @@ impl Ring {
             return;
         }
         let (len, t, s) = self.header_at(pos);
-        if s == seq - 1 && t == tag(pos) && len <= self.max_message() {
+        if pos % RECORD_ALIGN as u64 == 0
+            && s == seq - 1
+            && t == tag(pos)
+            && len <= self.max_message()
+        {
             commit.pos.store(pos + record_size(len), Ordering::Release);
         }
     }
 
-    /// The record header at `pos`: `(len, tag, seq)`.
+    /// The record header at `pos`: `(len, tag, seq)`. A `pos` off a record
+    /// boundary (written by another process) reads the header of the record
+    /// it falls in, never outside the ring; callers check the alignment.
     pub(super) fn header_at(&self, pos: u64) -> (usize, u32, u64) {
-        let off = (pos as usize) & (self.capacity - 1);
-        // SAFETY: records start on 64-byte boundaries, so the 16-byte header
-        // lies inside the ring, 8-aligned; it is read atomically because a
-        // producer may be writing it (then it names a newer message).
+        let off = (pos as usize) & (self.capacity - 1) & !(RECORD_ALIGN - 1);
+        // SAFETY: `off` is a multiple of 64 below the capacity (itself a
+        // multiple of 64), so the 16-byte header lies inside the ring,
+        // 8-aligned; it is read atomically because a producer may be writing
+        // it (then it names a newer message).
         unsafe {
             let p = self.data().add(off);
             let len = (*p.cast::<AtomicU32>()).load(Ordering::Relaxed);

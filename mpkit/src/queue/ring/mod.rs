@@ -149,6 +149,7 @@ pub(crate) enum PutFail<G> {
     GaveUp(G),
     Closed,
     TooLarge { size: usize, max: usize },
+    Corrupt(String),
     Io(io::Error),
 }
 

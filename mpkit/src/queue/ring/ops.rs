@@ -22,8 +22,14 @@ impl Ring {
     pub(super) fn room(&self, tail: u64, seq: u64, size: u64) -> bool {
         let lease = self.lease(SideId::Producers);
         let cap = self.capacity as u64;
+        // The first two terms hold in any sound ring; positions another
+        // process scribbled read as no room, and the general path, which
+        // checks them, reports the damage.
         let fits = |head: u64, head_seq: u64| {
-            tail + size <= head + cap && (self.maxsize == 0 || seq - head_seq < self.maxsize)
+            head <= tail
+                && head_seq <= seq
+                && tail + size <= head + cap
+                && (self.maxsize == 0 || seq - head_seq < self.maxsize)
         };
         if fits(
             lease.cached_pos.load(Ordering::Relaxed),
@@ -92,7 +98,7 @@ impl Ring {
         let size = record_size(msg.len());
         let seq = commit.seq.load(Ordering::Relaxed);
         let tail = commit.pos.load(Ordering::Relaxed);
-        if !self.room(tail, seq, size) {
+        if tail % RECORD_ALIGN as u64 != 0 || !self.room(tail, seq, size) {
             return false;
         }
         // SAFETY: we have the producers' side (leased, `busy` set and the
@@ -135,6 +141,10 @@ impl Ring {
             return false;
         }
         let head = commit.pos.load(Ordering::Relaxed);
+        if head % RECORD_ALIGN as u64 != 0 {
+            // Scribbled: the general path reports it.
+            return false;
+        }
         let (len, t, s) = self.header_at(head);
         let cap = self.capacity;
         let off = (head as usize + RECORD_HEADER) & (cap - 1);
@@ -244,6 +254,14 @@ impl Ring {
         let start_seq = commit.seq.load(Ordering::Relaxed);
         let mut seq = start_seq;
         let mut tail = commit.pos.load(Ordering::Relaxed);
+        let consumers = self.commit(SideId::Consumers);
+        self.check_positions(
+            consumers.pos.load(Ordering::Acquire),
+            consumers.seq.load(Ordering::Acquire),
+            tail,
+            seq,
+        )
+        .map_err(PutFail::Corrupt)?;
         for m in messages {
             let size = record_size(m.len());
             if !self.room(tail, seq, size) {
@@ -274,6 +292,7 @@ impl Ring {
     /// free space (beyond the published records, before `head + capacity`).
     #[inline]
     unsafe fn write_record(&self, pos: u64, seq: u64, msg: &[u8]) {
+        debug_assert!(pos % RECORD_ALIGN as u64 == 0, "checked by every caller");
         let cap = self.capacity;
         let off = (pos as usize) & (cap - 1);
         // SAFETY: the header lies inside the ring, 8-aligned (records start
@@ -400,12 +419,27 @@ impl Ring {
                     break;
                 }
             }
-            let (len, t, s) = self.header_at(head);
-            if s != seq || t != tag(head) || len > self.max_message() {
-                return Err(GetFail::Corrupt(format!(
-                    "message {seq} at byte {head} has a bad header (seq {s}, tag {t}, {len} bytes)"
-                )));
+            let bad = if head % RECORD_ALIGN as u64 != 0 {
+                Some(format!(
+                    "message {seq} starts at byte {head}, inside a record"
+                ))
+            } else {
+                let (len, t, s) = self.header_at(head);
+                (s != seq || t != tag(head) || len > self.max_message()).then(|| {
+                    format!(
+                        "message {seq} at byte {head} has a bad header (seq {s}, tag {t}, {len} \
+                         bytes)"
+                    )
+                })
+            };
+            if let Some(why) = bad {
+                if taken > 0 {
+                    // Deliver what was good; the next get reports the rest.
+                    break;
+                }
+                return Err(GetFail::Corrupt(self.resync(seq, head, why)));
             }
+            let (len, _, _) = self.header_at(head);
             let size = record_size(len);
             self.prefetch_after(head, size);
             let off = (head as usize + RECORD_HEADER) & (cap - 1);
@@ -450,5 +484,68 @@ impl Ring {
             commit.pos.store(head, Ordering::Release);
         }
         Ok(taken)
+    }
+
+    /// Checks that the consumers' position (`head`, message `head_seq`) and
+    /// the producers' (`tail`, `tail_seq`) describe a ring: both on record
+    /// boundaries, the consumers behind the producers by at most the ring,
+    /// and no more messages between them than records fit. Anything else
+    /// was written by another process, and acting on it would write outside
+    /// the ring or put messages no consumer can see.
+    pub(super) fn check_positions(
+        &self,
+        head: u64,
+        head_seq: u64,
+        tail: u64,
+        tail_seq: u64,
+    ) -> Result<(), String> {
+        let align = RECORD_ALIGN as u64;
+        if head % align != 0 || tail % align != 0 {
+            return Err(format!(
+                "positions {head} (consumers) and {tail} (producers) are not on record boundaries"
+            ));
+        }
+        if head > tail || tail - head > self.capacity as u64 {
+            return Err(format!(
+                "the consumers are at byte {head} and the producers at byte {tail} of a \
+                 {}-byte ring",
+                self.capacity
+            ));
+        }
+        if head_seq > tail_seq || tail_seq - head_seq > (tail - head) / align {
+            return Err(format!(
+                "{} messages between message {head_seq} (consumers) and {tail_seq} (producers) \
+                 cannot fit in {} bytes",
+                tail_seq.wrapping_sub(head_seq),
+                tail - head
+            ));
+        }
+        Ok(())
+    }
+
+    /// After a bad record at `head` (message `seq`; the caller has the
+    /// consumers' side and took nothing yet): moves the consumers past
+    /// every published message, so the queue works again from the next
+    /// put, and says what was lost. When the producers' position is itself
+    /// unusable the consumers stay, and every get reports the damage.
+    #[cold]
+    fn resync(&self, seq: u64, head: u64, why: String) -> String {
+        let producers = self.commit(SideId::Producers);
+        let tail_seq = producers.seq.load(Ordering::Acquire);
+        let tail = producers.pos.load(Ordering::Acquire);
+        if tail % RECORD_ALIGN as u64 != 0 || tail_seq < seq || tail < head {
+            return format!("{why}; the producers' position is damaged too");
+        }
+        let commit = self.commit(SideId::Consumers);
+        commit.seq.store(tail_seq, Ordering::Release);
+        commit.pos.store(tail, Ordering::Release);
+        self.lease(SideId::Consumers)
+            .cached_seq
+            .store(tail_seq, Ordering::Relaxed);
+        self.wake(self.not_full());
+        format!(
+            "{why}; messages {seq} to {} were discarded so that the queue works again",
+            tail_seq.saturating_sub(1)
+        )
     }
 }
