@@ -13,6 +13,7 @@
 //! sides' leases are granted, used and revoked while the order of
 //! operations stays deterministic.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::VecDeque;
