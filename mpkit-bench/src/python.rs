@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// The criterion pipe benchmark's script (`benches/pipe.rs`).
 pub const PIPE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_bench.py");
-/// The criterion queue benchmark's script (`benches/queue.rs`).
+/// The criterion queue benchmark's script (`benches/queue/`).
 pub const QUEUE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_queue_bench.py");
 /// The criterion sync benchmark's script (`benches/sync.rs`).
 pub const SYNC_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_sync_bench.py");
