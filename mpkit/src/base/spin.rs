@@ -12,6 +12,7 @@
 //! | [`SPIN_LIMIT`] | 20 µs | about one cross-CPU wake-up: spinning longer costs more than the sleep it saves |
 //! | [`POLLS_PER_CHECK`] | 64 | cheap polls between two clock reads (a clock read can cost more than a poll) |
 //! | [`BACKOFF_SHIFT_MAX`] | 6 | a contending poll waits at most 2^6 pause instructions before the next |
+//! | [`CONTEND_POLLS`] | 12 | contending polls before sleeping (about 450 pauses in all) |
 //!
 //! Three kinds of poll share these thresholds ([`Poll`]):
 //! - [`Poll::Load`]: the poll is a load of a shared word. One `pause`
@@ -20,8 +21,11 @@
 //!   queued on this very CPU, and two spinners may share one.
 //! - [`Poll::Contend`]: the poll writes (a trylock's compare-and-swap), and
 //!   would take the holder's cache line away if repeated at full speed: the
-//!   pause between polls doubles up to 2^[`BACKOFF_SHIFT_MAX`] `pause`s,
-//!   after which every poll reads the clock and yields.
+//!   pause between polls doubles up to 2^[`BACKOFF_SHIFT_MAX`] `pause`s, and
+//!   after [`CONTEND_POLLS`] polls the waiter sleeps. A lock is held for a
+//!   short copy at most, and a waiter that keeps writing to the lock's line
+//!   slows its holder down, so the count is small and fixed rather than a
+//!   time.
 //! - [`Poll::Syscall`]: the poll is a system call (a non-blocking read):
 //!   the CPU is offered before every poll, and the clock read every time.
 //!
@@ -45,6 +49,9 @@ pub(crate) const POLLS_PER_CHECK: u32 = 64;
 /// A contending poll's pause grows to at most `1 << BACKOFF_SHIFT_MAX`
 /// `pause` instructions.
 pub(crate) const BACKOFF_SHIFT_MAX: u32 = 6;
+
+/// Contending polls before the waiter sleeps.
+pub(crate) const CONTEND_POLLS: u32 = 12;
 
 /// What one poll costs, which decides what happens between two polls (see
 /// the module docs).
@@ -100,22 +107,23 @@ impl Spin {
             return false;
         }
         self.polls = self.polls.wrapping_add(1);
-        let check = match self.poll {
-            Poll::Load => self.polls % POLLS_PER_CHECK == 0,
-            Poll::Contend => self.polls > BACKOFF_SHIFT_MAX,
-            Poll::Syscall => true,
-        };
-        if !check {
-            let pauses = match self.poll {
-                Poll::Contend => 1u32 << self.polls,
-                _ => 1,
-            };
-            for _ in 0..pauses {
-                std::hint::spin_loop();
+        match self.poll {
+            Poll::Contend => {
+                if self.polls > CONTEND_POLLS {
+                    self.over = true;
+                    return false;
+                }
+                for _ in 0..1u32 << (self.polls - 1).min(BACKOFF_SHIFT_MAX) {
+                    std::hint::spin_loop();
+                }
+                true
             }
-            return true;
+            Poll::Load if self.polls % POLLS_PER_CHECK != 0 => {
+                std::hint::spin_loop();
+                true
+            }
+            Poll::Load | Poll::Syscall => self.check_clock(),
         }
-        self.check_clock()
     }
 
     #[cold]
@@ -131,11 +139,6 @@ impl Spin {
             return false;
         }
         sys::yield_now();
-        if self.poll == Poll::Contend {
-            for _ in 0..1u32 << BACKOFF_SHIFT_MAX {
-                std::hint::spin_loop();
-            }
-        }
         true
     }
 }
@@ -161,7 +164,7 @@ mod tests {
 
     #[test]
     fn a_spin_ends_by_its_limit_or_deadline() {
-        for poll in [Poll::Load, Poll::Contend, Poll::Syscall] {
+        for poll in [Poll::Load, Poll::Syscall] {
             let start = Instant::now();
             let mut spin = Spin::with_limit(poll, Duration::from_millis(2), None);
             while spin.pause() {}
@@ -184,6 +187,22 @@ mod tests {
                 "{poll:?} ignored the deadline"
             );
         }
+    }
+
+    #[test]
+    fn contending_polls_are_counted() {
+        let mut spin = Spin::new(Poll::Contend, None);
+        let mut polls = 0;
+        while spin.pause() {
+            polls += 1;
+        }
+        let expected = if sys::several_cpus() {
+            CONTEND_POLLS
+        } else {
+            0
+        };
+        assert_eq!(polls, expected);
+        assert!(!spin.pause());
     }
 
     #[test]
