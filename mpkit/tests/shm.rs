@@ -475,3 +475,39 @@ fn shared_memory_writes_of_neighbouring_bytes_from_two_threads_keep_both() {
     assert!(all[3..13].iter().all(|&x| x == 0x40 | last), "{all:?}");
     assert!(all[13..29].iter().all(|&x| x == 0x80 | last), "{all:?}");
 }
+
+/// Another process rewrites an array's recorded length after this one
+/// attached: the array keeps the length it checked, so no read or write
+/// goes past its memory (issue: hostile shared memory).
+#[test]
+fn a_length_rewritten_after_attach_is_not_believed() {
+    let _w = common::watchdog(30);
+    let name = format!("mpkit-test-len-{}", std::process::id());
+    let arr = mpkit::shm::RawArray::<u64>::create(&name, &[1, 2, 3, 4]).unwrap();
+    let locked = mpkit::shm::Array::<u64>::new(&[5, 6]).unwrap();
+    mpkit::Process::spawn(
+        |name: String| {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/shm/{name}"))
+                .unwrap();
+            // The header's `len` (offset 32), as ARCHITECTURE.md lays it out.
+            f.write_all_at(&(1u64 << 40).to_le_bytes(), 32).unwrap();
+        },
+        name.clone(),
+    )
+    .unwrap()
+    .join()
+    .unwrap();
+    assert_eq!(arr.len(), 4);
+    assert_eq!(arr.to_vec(), [1, 2, 3, 4]);
+    arr.set(3, 9).unwrap();
+    assert_eq!(arr.get(3), Some(9));
+    assert_eq!(arr.get(4), None);
+    assert!(arr.set(1 << 30, 1).is_err());
+    assert_eq!(locked.len(), 2);
+    // A process attaching now is refused: the header no longer matches
+    // the file.
+    assert!(mpkit::shm::RawArray::<u64>::open(&name).is_err());
+}

@@ -263,6 +263,10 @@ pub(crate) struct Segment {
     owns_name: bool,
     /// The segment starts with an mpkit header.
     typed: bool,
+    /// The header's `len` as checked when this handle was made (0 without
+    /// a header): never re-read, since another process may rewrite the
+    /// header later.
+    len: u64,
 }
 
 impl Segment {
@@ -305,6 +309,7 @@ impl Segment {
             name,
             owns_name,
             typed: false,
+            len: 0,
         })
     }
 
@@ -323,6 +328,7 @@ impl Segment {
             name: Some(path[1..].to_string()),
             owns_name: false,
             typed: false,
+            len: 0,
         })
     }
 
@@ -336,6 +342,7 @@ impl Segment {
     ) -> Result<Segment, ShmError> {
         let mut seg = Segment::create_raw(name, spec.size, mode)?;
         seg.typed = true;
+        seg.len = spec.len;
         let header = seg.header_ptr();
         // SAFETY: the mapping is new, at least HEADER_SIZE bytes, page-aligned,
         // and no other process can have the header marked ready yet.
@@ -394,6 +401,7 @@ impl Segment {
             name,
             owns_name: false,
             typed: true,
+            len: 0,
         };
         let h = seg.header();
         if h.magic != MAGIC {
@@ -442,7 +450,18 @@ impl Segment {
                 needed: recorded,
             });
         }
+        let mut seg = seg;
+        seg.len = spec.len;
         Ok(seg)
+    }
+
+    /// The object's length (elements, parties, ring bytes) as checked when
+    /// this handle was made. Use this, not `header().len`: the header lives
+    /// in memory any process of the user may rewrite, and an index checked
+    /// against a length read now could be out of bounds by the time it is
+    /// used.
+    pub(crate) fn object_len(&self) -> u64 {
+        self.len
     }
 
     /// The header.
@@ -528,6 +547,7 @@ impl Segment {
             name,
             owns_name: false,
             typed: false,
+            len: 0,
         })
     }
 
@@ -547,6 +567,7 @@ impl Segment {
             name: self.name.clone(),
             owns_name: false,
             typed: self.typed,
+            len: self.len,
         })
     }
 }

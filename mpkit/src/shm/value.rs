@@ -441,7 +441,7 @@ impl<T: Pod> Array<T> {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.seg.header().len as usize
+        self.seg.object_len() as usize
     }
 
     /// True when the array has no elements.
@@ -786,7 +786,7 @@ impl<T: Pod> RawArray<T> {
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.seg.header().len as usize
+        self.seg.object_len() as usize
     }
 
     /// True when the array has no elements.

@@ -209,7 +209,7 @@ impl Barrier {
 
     /// The number of parties.
     pub fn parties(&self) -> u32 {
-        self.seg.header().len as u32
+        self.seg.object_len() as u32
     }
 
     /// How many parties are waiting now.

@@ -251,14 +251,14 @@ impl Ring {
         // (except `closed`, an atomic).
         let control = unsafe { base.add(CONTROL).cast::<Control>().as_ref() };
         let cap = control.capacity;
-        if cap != seg.header().len
+        if cap != seg.object_len()
             || !cap.is_power_of_two()
             || (cap as usize) < MIN_CAPACITY
             || (cap as usize) > MAX_CAPACITY
         {
             return Err(ShmError::Corrupt(format!(
                 "queue capacity {cap} in a segment of {}",
-                seg.header().len
+                seg.object_len()
             )));
         }
         let asymmetric = control.flags & FLAG_ASYMMETRIC != 0;
