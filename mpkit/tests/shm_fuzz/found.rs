@@ -1,0 +1,62 @@
+//! What the properties found, each replayed between processes: another
+//! process writes the bytes, this one uses the object.
+
+use std::time::{Duration, Instant};
+
+use mpkit::Process;
+use mpkit::shm::{Array, RawArray};
+use mpkit::sync::Lock;
+
+use super::{case_name, common, scribble_from_another_process};
+
+/// A `ready` word that is neither 0 (a creator initialising) nor ready is
+/// refused at once. (It was waited on: the futex does not sleep on a word
+/// that differs from 0, so `open` spun for 2 s and then said `NotReady`.)
+#[test]
+fn a_ready_word_no_creator_writes_is_corrupt_at_once() {
+    let _w = common::watchdog(30);
+    let name = case_name("ready");
+    let lock = Lock::create(&name).unwrap();
+    scribble_from_another_process(&name, vec![(48, 0xdead_beef_u32.to_le_bytes().to_vec())]);
+    let start = Instant::now();
+    let opened = Lock::open(&name);
+    let took = start.elapsed();
+    assert!(
+        matches!(opened, Err(mpkit::shm::ShmError::Corrupt(_))),
+        "{opened:?}"
+    );
+    assert!(took < Duration::from_millis(500), "open took {took:?}");
+    // The handle made before keeps working.
+    drop(lock.try_lock().unwrap());
+}
+
+/// Arrays of no element: created in one process, used in another. (Every
+/// access to their elements panicked: the element pointer was checked as if
+/// one element followed the header.)
+#[test]
+fn empty_arrays_are_usable_between_processes() {
+    let _w = common::watchdog(30);
+    let (a, r) = (case_name("empty-array"), case_name("empty-raw"));
+    let _arrays = (
+        Array::<u64>::create(&a, &[]).unwrap(),
+        RawArray::<u32>::create(&r, &[]).unwrap(),
+    );
+    let child = Process::spawn(
+        |(a, r): (String, String)| {
+            let a = Array::<u64>::open(&a).unwrap();
+            let r = RawArray::<u32>::open(&r).unwrap();
+            a.copy_from_slice(&[]).unwrap();
+            (
+                a.to_vec(),
+                a.lock().unwrap().len(),
+                a.get(0),
+                r.to_vec(),
+                r.atomics().len(),
+                r.set(0, 1).is_err(),
+            )
+        },
+        (a.clone(), r.clone()),
+    )
+    .unwrap();
+    assert_eq!(child.join().unwrap(), (vec![], 0, None, vec![], 0, true));
+}
