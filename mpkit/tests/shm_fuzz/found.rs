@@ -4,10 +4,11 @@
 use std::time::{Duration, Instant};
 
 use mpkit::Process;
+use mpkit::queue::ByteQueue;
 use mpkit::shm::{Array, RawArray};
 use mpkit::sync::Lock;
 
-use super::{case_name, common, scribble_from_another_process};
+use super::{CAPACITY, RING, case_name, common, scribble_from_another_process, u64s};
 
 /// A `ready` word that is neither 0 (a creator initialising) nor ready is
 /// refused at once. (It was waited on: the futex does not sleep on a word
@@ -59,4 +60,41 @@ fn empty_arrays_are_usable_between_processes() {
     )
     .unwrap();
     assert_eq!(child.join().unwrap(), (vec![], 0, None, vec![], 0, true));
+}
+
+/// Ring positions another process set just short of 2^64, where the next
+/// record would overflow the count: a put and a get report `Corrupt`. (Both
+/// panicked on the overflow: `attempt to add with overflow`.)
+#[test]
+fn queue_positions_at_the_end_of_counting_are_corrupt() {
+    let _w = common::watchdog(30);
+    let name = case_name("positions");
+    let q = ByteQueue::create(&name, 0, CAPACITY).unwrap();
+    let end = u64::MAX - 63; // the last record boundary
+    scribble_from_another_process(&name, vec![(384, u64s(&[5, end])), (640, u64s(&[5, end]))]);
+    match q.put_timeout(b"x", Duration::from_millis(50)) {
+        Err(mpkit::queue::PutTimeoutError::Corrupt { why, .. }) => {
+            assert!(why.contains("producers"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // One message published at the last boundary: its record, of 3 bytes,
+    // ends at 2^64.
+    let header = [3u32.to_le_bytes(), u32::MAX.to_le_bytes()].concat();
+    scribble_from_another_process(
+        &name,
+        vec![
+            (384, u64s(&[6])),
+            (
+                RING + (end % CAPACITY as u64),
+                [header, u64s(&[5])].concat(),
+            ),
+        ],
+    );
+    match q.get_timeout(Duration::from_millis(50)) {
+        Err(mpkit::queue::GetTimeoutError::Corrupt(why)) => {
+            assert!(why.contains("2^64"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -16,6 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mpkit::Process;
 
+/// The ring's capacity in the queue cases: small, so positions wrap often.
+const CAPACITY: usize = 4096;
+/// Where a queue's ring starts (ARCHITECTURE.md, Queues).
+const RING: u64 = 4096;
+
 /// A name for one case's object, unique in the machine.
 fn case_name(kind: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -43,4 +48,9 @@ fn scribble_from_another_process(name: &str, writes: Vec<(u64, Vec<u8>)>) {
     .unwrap()
     .join()
     .unwrap();
+}
+
+/// Little-endian bytes of `values`.
+fn u64s(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
