@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use mpkit::Process;
 use mpkit::queue::ByteQueue;
 use mpkit::shm::{Array, RawArray};
-use mpkit::sync::Lock;
+use mpkit::sync::{Barrier, Lock};
 
 use super::{CAPACITY, RING, case_name, common, scribble_from_another_process, u64s};
 
@@ -96,5 +96,39 @@ fn queue_positions_at_the_end_of_counting_are_corrupt() {
             assert!(why.contains("2^64"), "{why}")
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// A barrier's count set past its parties by another process: the next
+/// arrival trips it, with an index among the parties. (It panicked:
+/// `attempt to add with overflow`.)
+#[test]
+fn a_barrier_count_past_its_parties_trips_it() {
+    let _w = common::watchdog(30);
+    let name = case_name("barrier-count");
+    let b = Barrier::create(&name, 2).unwrap();
+    scribble_from_another_process(&name, vec![(128, u32::MAX.to_le_bytes().to_vec())]);
+    match b.wait_timeout(Duration::from_secs(5)) {
+        Ok(index) => assert!(index < 2, "index {index}"),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(b.n_waiting(), 0);
+}
+
+/// A barrier header naming no parties, or more than a `u32` counts, is
+/// refused. (Both were attached: a barrier of 0 parties, and one whose
+/// count of 2^32 + 1 read as 1.)
+#[test]
+fn a_barrier_header_naming_impossible_parties_is_refused() {
+    let _w = common::watchdog(30);
+    for parties in [0, (1u64 << 32) + 1] {
+        let name = case_name("barrier-parties");
+        let _b = Barrier::create(&name, 1).unwrap();
+        scribble_from_another_process(&name, vec![(32, u64s(&[parties]))]);
+        let opened = Barrier::open(&name).map(|b| b.parties());
+        assert!(
+            matches!(opened, Err(mpkit::shm::ShmError::Corrupt(_))),
+            "{parties} parties: {opened:?}"
+        );
     }
 }
