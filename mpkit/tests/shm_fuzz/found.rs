@@ -8,7 +8,11 @@ use mpkit::queue::ByteQueue;
 use mpkit::shm::{Array, RawArray};
 use mpkit::sync::{Barrier, Lock};
 
-use super::{CAPACITY, RING, case_name, common, scribble_from_another_process, u64s};
+use super::{CAPACITY, RING, Unlink, case_name, common, scribble_from_another_process, u64s};
+
+/// The value of a published header's `ready` word (ARCHITECTURE.md,
+/// Segments).
+const READY: u32 = 0x52454459;
 
 /// A `ready` word that is neither 0 (a creator initialising) nor ready is
 /// refused at once. (It was waited on: the futex does not sleep on a word
@@ -131,4 +135,62 @@ fn a_barrier_header_naming_impossible_parties_is_refused() {
             "{parties} parties: {opened:?}"
         );
     }
+}
+
+/// A FIFO another process put in `/dev/shm`: listing and inspecting skip
+/// it at once. (Opening it blocked until a writer came: `mpkit ls` hung.)
+#[test]
+fn admin_never_blocks_on_a_fifo() {
+    let _w = common::watchdog(30);
+    let name = case_name("fifo");
+    let _unlink = Unlink(name.clone());
+    Process::spawn(
+        |name: String| {
+            let path = std::ffi::CString::new(format!("/dev/shm/{name}")).unwrap();
+            // SAFETY: mkfifo with a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        },
+        name.clone(),
+    )
+    .unwrap()
+    .join()
+    .unwrap();
+    assert!(matches!(
+        mpkit::admin::inspect(&name),
+        Err(mpkit::shm::ShmError::NotMpkit)
+    ));
+    let listed = mpkit::admin::list().unwrap();
+    assert!(listed.iter().all(|o| o.name != name));
+}
+
+/// A file with a queue's header but too short to hold a queue: `admin`
+/// lists it (with no depth) and removes it. (Reading the depth failed, so
+/// `list` left the file out, and `inspect` and `remove` refused it.)
+#[test]
+fn a_queue_header_on_a_short_file_is_listed_and_removable() {
+    let _w = common::watchdog(30);
+    let name = case_name("short-queue");
+    let _unlink = Unlink(name.clone());
+    let mut header = vec![0u8; 64];
+    header[..8].copy_from_slice(b"mpkit\0\0\x01");
+    header[8..12].copy_from_slice(&3u32.to_le_bytes());
+    header[12..16].copy_from_slice(&12u32.to_le_bytes()); // Queue
+    header[48..52].copy_from_slice(&READY.to_le_bytes());
+    Process::spawn(
+        |(name, header): (String, Vec<u8>)| {
+            std::fs::write(format!("/dev/shm/{name}"), header).unwrap();
+        },
+        (name.clone(), header),
+    )
+    .unwrap()
+    .join()
+    .unwrap();
+    let info = mpkit::admin::inspect(&name).unwrap();
+    assert_eq!(
+        (info.kind, info.depth),
+        (Some(mpkit::shm::ObjectKind::Queue), None)
+    );
+    assert!(mpkit::admin::list().unwrap().iter().any(|o| o.name == name));
+    mpkit::admin::remove(&name).unwrap();
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }

@@ -31,6 +31,15 @@ fn case_name(kind: &str) -> String {
     )
 }
 
+/// Removes the case's object even when the case fails.
+struct Unlink(String);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/{}", self.0));
+    }
+}
+
 /// Another process writes `writes` into the object's file.
 fn scribble_from_another_process(name: &str, writes: Vec<(u64, Vec<u8>)>) {
     Process::spawn(
