@@ -1,15 +1,34 @@
-//! Named objects whose memory another process rewrote: each test has
-//! another process write bytes into an object's file in `/dev/shm` (as any
-//! process of the user may), and checks that this one gets a value or an
-//! error, never a panic or a hang.
+//! Named objects whose memory another process rewrote: every kind is
+//! created, its file in `/dev/shm` overwritten with arbitrary bytes (header
+//! fields, ring positions, record headers, lease words, counts), and then
+//! used through the handle made before and through a new `open`. Every call
+//! returns (a value or an error), none panics, and none with a timeout
+//! outlasts it; a watchdog aborts the run, naming the case, if one hangs.
 //!
-//! - `found.rs`: the damage that broke an object, replayed between
-//!   processes.
+//! The bytes are written in this process, through the file: the pages are
+//! the ones every process maps, so this is what a hostile process sees and
+//! does. `found.rs` replays, between processes, the damage the properties
+//! found.
+//!
+//! Not written: the lock cells (a robust pthread mutex and its
+//! bookkeeping) of locks, values, arrays, conditions, barriers and queue
+//! sides. What a rewritten mutex does is a separate question: glibc trusts
+//! those bytes.
+//!
+//! - `harness.rs`: the watchdog, the timing checks, the damage (what bytes
+//!   are written where) and the runner;
+//! - `queues.rs`: every flavour of queue;
+//! - `objects.rs`: values, arrays, `SharedMemory`, the synchronisation
+//!   objects, and files of any length and bytes;
+//! - `found.rs`: what the properties found, replayed between processes.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod found;
+mod harness;
+mod objects;
+mod queues;
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
