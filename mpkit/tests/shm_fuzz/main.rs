@@ -21,6 +21,17 @@
 //! - `objects.rs`: values, arrays, `SharedMemory`, the synchronisation
 //!   objects, and files of any length and bytes;
 //! - `found.rs`: what the properties found, replayed between processes.
+//!
+//! Under AddressSanitizer (nightly; `--target` keeps the build scripts and
+//! proc macros uninstrumented; `PROPTEST_CASES` for more cases):
+//!
+//! ```text
+//! RUSTFLAGS=-Zsanitizer=address ASAN_OPTIONS=detect_leaks=0 cargo +nightly test \
+//!     -p mpkit --test shm_fuzz --target x86_64-unknown-linux-gnu
+//! ```
+//!
+//! Miri cannot run it: every object is a shared mapping of a `memfd` or
+//! `/dev/shm` file, which Miri does not emulate.
 
 #[path = "../common/mod.rs"]
 mod common;
