@@ -23,7 +23,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -114,7 +113,8 @@ pub fn remove(name: &str) -> Result<(), ShmError> {
 
 fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
     let path = Path::new(SHM_DIR).join(name);
-    let file = File::open(&path)?;
+    // Never a blocking open: anyone may put a FIFO in /dev/shm.
+    let file = crate::sys::open_read_nonblocking(&path)?;
     let meta = file.metadata()?;
     if !meta.file_type().is_file() {
         return Ok(None);

@@ -408,11 +408,25 @@ impl Segment {
             return Err(ShmError::NotMpkit);
         }
         let deadline = sys::deadline_after(Some(READY_WAIT));
-        while h.ready.load(Ordering::Acquire) != READY {
-            if sys::futex_wait(&h.ready, 0, deadline)? == sys::FutexWait::TimedOut
-                && h.ready.load(Ordering::Acquire) != READY
-            {
-                return Err(ShmError::NotReady);
+        loop {
+            match h.ready.load(Ordering::Acquire) {
+                READY => break,
+                // A creator initialising: sleep until it publishes.
+                0 => {
+                    if sys::futex_wait(&h.ready, 0, deadline)? == sys::FutexWait::TimedOut
+                        && h.ready.load(Ordering::Acquire) == 0
+                    {
+                        return Err(ShmError::NotReady);
+                    }
+                }
+                // No creator writes anything else; and the futex would not
+                // sleep on it, so waiting would spin.
+                other => {
+                    return Err(ShmError::Corrupt(format!(
+                        "the header's ready word is {other:#x}, neither 0 (initialising) nor \
+                         {READY:#x} (ready)"
+                    )));
+                }
             }
         }
         if h.version != LAYOUT_VERSION {
@@ -490,6 +504,25 @@ impl Segment {
             "layout outside the segment"
         );
         // SAFETY: in bounds, as just checked.
+        unsafe { self.map.ptr().add(offset).cast() }
+    }
+
+    /// The first of `count` elements of `T` at `offset`: a valid pointer
+    /// for a slice of them (dangling-free even when `count` is 0, which
+    /// [`at`](Self::at) would refuse for an array with no element).
+    ///
+    /// # Panics
+    /// If the elements lie outside the mapping (a bug in the caller's layout).
+    pub(crate) fn elements<T>(&self, offset: usize, count: usize) -> NonNull<T> {
+        let end = count
+            .checked_mul(std::mem::size_of::<T>())
+            .and_then(|bytes| bytes.checked_add(offset));
+        assert!(
+            end.is_some_and(|end| end <= self.map.len()),
+            "layout outside the segment"
+        );
+        // SAFETY: `offset` is at most the mapping's length, as just checked
+        // (one past its end only for no elements).
         unsafe { self.map.ptr().add(offset).cast() }
     }
 

@@ -94,11 +94,16 @@ use error::{GetFamily, PutFamily};
 use ring::{Forever, NoWait, Ring, Until, Waiting};
 
 /// What [`admin`](crate::admin) reports of a queue found in `file`: the
-/// messages it holds, or `None` when `kind` is not a queue.
+/// messages it holds, or `None` when `kind` is not a queue or the file is
+/// too short to be one (its header was written by something else).
 pub(crate) fn depth_in(kind: ObjectKind, file: &std::fs::File) -> std::io::Result<Option<u64>> {
     match kind {
         ObjectKind::Queue | ObjectKind::JoinableQueue | ObjectKind::SimpleQueue => {
-            ring::depth_in(file).map(Some)
+            match ring::depth_in(file) {
+                Ok(depth) => Ok(Some(depth)),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+                Err(e) => Err(e),
+            }
         }
         _ => Ok(None),
     }

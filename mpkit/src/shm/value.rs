@@ -455,7 +455,7 @@ impl<T: Pod> Array<T> {
     }
 
     fn data(&self) -> NonNull<T> {
-        self.seg.at::<T>(data_offset::<T>(true))
+        self.seg.elements::<T>(data_offset::<T>(true), self.len())
     }
 
     /// Locks the array and gives access to its elements as a slice.
@@ -795,7 +795,7 @@ impl<T: Pod> RawArray<T> {
     }
 
     fn data(&self) -> NonNull<T> {
-        self.seg.at::<T>(data_offset::<T>(false))
+        self.seg.elements::<T>(data_offset::<T>(false), self.len())
     }
 
     /// Element `i` (atomic accesses, no lock), or `None` past the end.

@@ -110,7 +110,13 @@ fn barrier_spec(parties: u64) -> Spec {
         kind: ObjectKind::Barrier,
         elem: Elem::NONE,
         len: parties,
-        size: HEADER_SIZE + CELL_SIZE + 64,
+        // A header naming no parties, or more than a `u32` counts, was
+        // written by another process: a size no header can match refuses it.
+        size: if (1..=u32::MAX as u64).contains(&parties) {
+            HEADER_SIZE + CELL_SIZE + 64
+        } else {
+            usize::MAX
+        },
     }
 }
 
@@ -267,7 +273,9 @@ impl Barrier {
         }
         let round = s.generation.load(Ordering::SeqCst);
         let index = s.count.fetch_add(1, Ordering::SeqCst);
-        if index + 1 >= self.parties() {
+        // Saturating: another process may have written any count; one at
+        // or past the parties trips the barrier.
+        if index.saturating_add(1) >= self.parties() {
             if let Some(action) = self.action {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(action)) {
                     self.break_locked();
@@ -279,7 +287,7 @@ impl Barrier {
             s.last_trip.store(round, Ordering::SeqCst);
             s.generation.store(round.wrapping_add(1), Ordering::SeqCst);
             sys::futex_wake(&s.generation, u32::MAX);
-            return Ok(index);
+            return Ok(index.min(self.parties() - 1));
         }
         drop(held);
         while s.generation.load(Ordering::SeqCst) == round {

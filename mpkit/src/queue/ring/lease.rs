@@ -286,7 +286,11 @@ impl Ring {
             && t == tag(pos)
             && len <= self.max_message()
         {
-            commit.pos.store(pos + record_size(len), Ordering::Release);
+            // A position that would pass 2^64 was written by another
+            // process: left for the checks that report it.
+            if let Some(next) = pos.checked_add(record_size(len)) {
+                commit.pos.store(next, Ordering::Release);
+            }
         }
     }
 

@@ -363,8 +363,9 @@ impl Ring {
     fn has_room(&self, bytes: u64, items: u64) -> bool {
         let tail = self.commit(SideId::Producers).pos.load(Ordering::Acquire);
         let head = self.commit(SideId::Consumers).pos.load(Ordering::Acquire);
-        (self.maxsize == 0 || self.len() as u64 + items <= self.maxsize)
-            && tail.saturating_sub(head) + bytes <= self.capacity as u64
+        // Saturating: the positions and counts are other processes' words.
+        (self.maxsize == 0 || (self.len() as u64).saturating_add(items) <= self.maxsize)
+            && tail.saturating_sub(head).saturating_add(bytes) <= self.capacity as u64
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -22,13 +22,17 @@ impl Ring {
     pub(super) fn room(&self, tail: u64, seq: u64, size: u64) -> bool {
         let lease = self.lease(SideId::Producers);
         let cap = self.capacity as u64;
-        // The first two terms hold in any sound ring; positions another
-        // process scribbled read as no room, and the general path, which
-        // checks them, reports the damage.
+        // The first two terms hold in any sound ring, and so does the
+        // third for ages (2^64 bytes); positions another process scribbled
+        // read as no room, and the general path, which checks them, reports
+        // the damage. They also keep the caller's `tail + size` and
+        // `seq + 1` from overflowing.
         let fits = |head: u64, head_seq: u64| {
             head <= tail
                 && head_seq <= seq
-                && tail + size <= head + cap
+                && tail.checked_add(size).is_some()
+                && seq < u64::MAX
+                && (tail - head).saturating_add(size) <= cap
                 && (self.maxsize == 0 || seq - head_seq < self.maxsize)
         };
         if fits(
@@ -148,11 +152,11 @@ impl Ring {
         let (len, t, s) = self.header_at(head);
         let cap = self.capacity;
         let off = (head as usize + RECORD_HEADER) & (cap - 1);
-        if s != seq || t != tag(head) || off + len > cap {
+        let size = record_size(len);
+        if s != seq || t != tag(head) || off + len > cap || head.checked_add(size).is_none() {
             // A wrapped body, or a bad header: the general path deals.
             return false;
         }
-        let size = record_size(len);
         self.prefetch_after(head, size);
         // SAFETY: published (before the producers' `seq`, read with
         // acquire), in bounds (checked), and stable while we have the side.
@@ -172,12 +176,14 @@ impl Ring {
     #[inline(always)]
     pub(super) fn prefetch_after(&self, head: u64, size: u64) {
         let mask = self.capacity - 1;
-        let at = (head + PREFETCH_AHEAD) as usize;
+        // Wrapping: `head` is another process's word, and only its offset in
+        // the ring matters.
+        let at = head.wrapping_add(PREFETCH_AHEAD) as usize;
         // SAFETY: the offset is masked into the ring.
         sys::prefetch(unsafe { self.data().add(at & mask) });
         if size > RECORD_ALIGN as u64 {
             // SAFETY: as above.
-            sys::prefetch(unsafe { self.data().add((at + RECORD_ALIGN) & mask) });
+            sys::prefetch(unsafe { self.data().add(at.wrapping_add(RECORD_ALIGN) & mask) });
         }
     }
 
@@ -425,12 +431,17 @@ impl Ring {
                 ))
             } else {
                 let (len, t, s) = self.header_at(head);
-                (s != seq || t != tag(head) || len > self.max_message()).then(|| {
-                    format!(
+                let bad_header = s != seq || t != tag(head) || len > self.max_message();
+                if bad_header {
+                    Some(format!(
                         "message {seq} at byte {head} has a bad header (seq {s}, tag {t}, {len} \
                          bytes)"
-                    )
-                })
+                    ))
+                } else if head.checked_add(record_size(len)).is_none() {
+                    Some(format!("message {seq} at byte {head} ends past byte 2^64"))
+                } else {
+                    None
+                }
             };
             if let Some(why) = bad {
                 if taken > 0 {
@@ -489,9 +500,11 @@ impl Ring {
     /// Checks that the consumers' position (`head`, message `head_seq`) and
     /// the producers' (`tail`, `tail_seq`) describe a ring: both on record
     /// boundaries, the consumers behind the producers by at most the ring,
-    /// and no more messages between them than records fit. Anything else
-    /// was written by another process, and acting on it would write outside
-    /// the ring or put messages no consumer can see.
+    /// no more messages between them than records fit, and room for a ring
+    /// more of both before 2^64 (which honest counts never come near).
+    /// Anything else was written by another process, and acting on it would
+    /// write outside the ring, put messages no consumer can see, or
+    /// overflow a count.
     pub(super) fn check_positions(
         &self,
         head: u64,
@@ -510,6 +523,13 @@ impl Ring {
                 "the consumers are at byte {head} and the producers at byte {tail} of a \
                  {}-byte ring",
                 self.capacity
+            ));
+        }
+        if tail.checked_add(2 * self.capacity as u64).is_none()
+            || tail_seq.checked_add(self.capacity as u64).is_none()
+        {
+            return Err(format!(
+                "the producers are at byte {tail}, message {tail_seq}: no ring can get there"
             ));
         }
         if head_seq > tail_seq || tail_seq - head_seq > (tail - head) / align {

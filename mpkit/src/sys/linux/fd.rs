@@ -6,6 +6,7 @@
 //! - [`fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
 //! - [`preadv2(2)`](https://man7.org/linux/man-pages/man2/preadv2.2.html)
 //! - [`close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
+//! - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -101,6 +102,21 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let mut flags = rustix::fs::fcntl_getfl(fd).map_err(io_err)?;
     flags.set(OFlags::NONBLOCK, on);
     rustix::fs::fcntl_setfl(fd, flags).map_err(io_err)
+}
+
+/// Opens `path` for reading without ever blocking in the open: a FIFO
+/// (which anyone may put where a file was expected) opens at once instead
+/// of waiting for a writer. Reads of a regular file are unaffected by the
+/// flag.
+///
+/// # References
+/// - [`open(2)`](https://man7.org/linux/man-pages/man2/open.2.html)
+/// - [`fifo(7)`](https://man7.org/linux/man-pages/man7/fifo.7.html)
+pub(crate) fn open_read_nonblocking(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(io_err)?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// Whether `fd` is in `O_NONBLOCK` mode.
