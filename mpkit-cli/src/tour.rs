@@ -244,8 +244,11 @@ fn shared_memory() -> Result {
     text.set_value(b"hello")?;
     let child = Process::spawn(
         |(num, arr, text): (Value<f64>, Array<i32>, Array<u8>)| {
-            let seen = (arr.to_vec(), text.to_string_lossy());
-            num.set(std::f64::consts::PI);
+            let seen = (
+                arr.to_vec().expect("lock"),
+                text.to_string_lossy().expect("lock"),
+            );
+            num.set(std::f64::consts::PI).expect("lock");
             arr.set(1, 20).expect("index 1");
             text.set_value(b"hello from the child").expect("fits");
             seen
@@ -258,9 +261,9 @@ fn shared_memory() -> Result {
     );
     println!(
         "  parent now sees num = {}, arr = {:?}, {:?}",
-        num.get(),
-        arr.to_vec(),
-        text.to_string_lossy()
+        num.get()?,
+        arr.to_vec()?,
+        text.to_string_lossy()?
     );
 
     let counter = Value::new(0i64)?;
@@ -282,7 +285,7 @@ fn shared_memory() -> Result {
     }
     println!(
         "  4 processes x 10000 locked increments of a Value<i64>: {}",
-        counter.get()
+        counter.get()?
     );
 
     let block = SharedMemory::create_unique(64)?;

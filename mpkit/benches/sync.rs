@@ -302,7 +302,7 @@ impl Contenders {
         });
         Contenders::started(
             workers,
-            Box::new(move || u64::try_from(value.get()).expect("count")),
+            Box::new(move || u64::try_from(value.get().expect("lock")).expect("count")),
         )
     }
 

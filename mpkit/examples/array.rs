@@ -12,12 +12,13 @@ use mpkit::shm::{Array, Value};
 fn child((num, arr, text): (Value<f64>, Array<i32>, Array<u8>)) {
     println!(
         "child sees: num = {}, arr = {:?}, arr[1] = {:?}",
-        num.get(),
-        arr.to_vec(),
-        arr.get(1)
+        num.get().expect("lock"),
+        arr.to_vec().expect("lock"),
+        arr.get(1).expect("lock")
     );
-    println!("child sees the string: {:?}", text.to_string_lossy());
-    num.set(std::f64::consts::PI);
+    let seen = text.to_string_lossy().expect("lock");
+    println!("child sees the string: {seen:?}");
+    num.set(std::f64::consts::PI).expect("lock");
     {
         let mut a = arr.lock().expect("lock");
         for x in a.iter_mut() {
@@ -40,7 +41,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     p.join()?;
 
-    println!("parent sees: num = {}, arr = {:?}", num.get(), arr.to_vec());
-    println!("parent sees the string: {:?}", text.to_string_lossy());
+    println!(
+        "parent sees: num = {}, arr = {:?}",
+        num.get()?,
+        arr.to_vec()?
+    );
+    println!("parent sees the string: {:?}", text.to_string_lossy()?);
     Ok(())
 }

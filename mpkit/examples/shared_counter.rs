@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for w in workers {
         w.join()?;
     }
-    println!("with the lock:    {} (expected {expected})", counter.get());
+    println!("with the lock:    {} (expected {expected})", counter.get()?);
 
     let racy = RawValue::new(0i64)?;
     let ready = RawValue::new(0u32)?;

@@ -59,6 +59,13 @@
 //!
 //! # Limitations
 //! Linux only for now (the `sys` module is the one place to port from).
+//!
+//! Locks are glibc's robust pthread mutexes. Their memory is checked when
+//! an object is attached and before every lock operation (another process
+//! may overwrite it: [`sync::LockError::Corrupt`]), but a process that
+//! overwrites a mutex while this one holds or waits on it is beyond those
+//! checks: glibc follows pointers stored in the mutex when it unlocks.
+//! Share locks only with processes you trust not to write to them.
 #![warn(missing_docs)]
 
 pub mod admin;

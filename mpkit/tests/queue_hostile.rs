@@ -320,3 +320,29 @@ fn a_rewritten_record_is_reported_and_the_queue_recovers() {
     outcomes.push(format!("{after:?}"));
     assert_eq!(after.unwrap(), b"after", "{outcomes:?}");
 }
+
+/// Another process rewrites a side's mutex as private and not robust (the
+/// kind word, 16 bytes into the producers' lock cell at 128 or the
+/// consumers' at 256): attaching is refused, and that side's operations
+/// are errors, never a mutex handed to glibc whose wake-ups would not
+/// reach other processes.
+#[test]
+fn a_rewritten_side_mutex_is_refused() {
+    let _w = watchdog(30);
+    for cell in [128u64, 256] {
+        let (q, name) = named_queue("mutex");
+        scribble(&name, vec![(cell + 16, 2i32.to_le_bytes().to_vec())]);
+        match ByteQueue::open(&name) {
+            Err(mpkit::shm::ShmError::Corrupt(why)) => assert!(why.contains("lock"), "{why}"),
+            other => panic!("cell {cell}: open gave {other:?}"),
+        }
+        if cell == 128 {
+            let e = q.put(b"x").expect_err("a put through a rewritten mutex");
+            assert!(matches!(e, mpkit::queue::PutError::Io { .. }), "{e:?}");
+        } else {
+            q.put(b"x").unwrap();
+            let e = q.get().expect_err("a get through a rewritten mutex");
+            assert!(matches!(e, mpkit::queue::GetError::Io(_)), "{e:?}");
+        }
+    }
+}

@@ -180,7 +180,7 @@ fn a_locked_value_counts_exactly_across_processes() {
     for w in workers {
         w.join().unwrap();
     }
-    assert_eq!(v.get(), 20_000);
+    assert_eq!(v.get().unwrap(), 20_000);
 }
 
 #[test]
@@ -219,9 +219,9 @@ fn an_array_and_a_string_shared_with_a_child() {
     text.set_value(b"hello").unwrap();
     let child = Process::spawn(
         |(arr, text): (Array<i32>, Array<u8>)| {
-            let seen = arr.get(1).unwrap();
+            let seen = arr.get(1).unwrap().unwrap();
             arr.set(1, 20).unwrap();
-            let said = text.to_string_lossy();
+            let said = text.to_string_lossy().unwrap();
             text.set_value(b"hello from the child").unwrap();
             (seen, said)
         },
@@ -229,16 +229,16 @@ fn an_array_and_a_string_shared_with_a_child() {
     )
     .unwrap();
     assert_eq!(child.join().unwrap(), (2, "hello".to_string()));
-    assert_eq!(arr.to_vec(), [1, 20, 3]);
-    assert_eq!(text.to_string_lossy(), "hello from the child");
+    assert_eq!(arr.to_vec().unwrap(), [1, 20, 3]);
+    assert_eq!(text.to_string_lossy().unwrap(), "hello from the child");
     assert!(text.set_value(&[b'x'; 33]).is_err());
     assert_eq!(
-        text.to_string_lossy(),
+        text.to_string_lossy().unwrap(),
         "hello from the child",
         "a failed set changes nothing"
     );
     assert!(arr.set(3, 0).is_err());
-    assert_eq!(arr.get(3), None);
+    assert_eq!(arr.get(3).unwrap(), None);
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn named_values_open_by_name_with_their_type_checked() {
     let child = Process::spawn(
         |n: String| {
             let v = Value::<f64>::open(&n).unwrap();
-            v.set(v.get() * 2.0);
+            v.set(v.get().unwrap() * 2.0).unwrap();
             let wrong_type = Value::<i64>::open(&n).unwrap_err().to_string();
             let wrong_kind = Lock::open(&n).unwrap_err().to_string();
             let wrong_array = Array::<f64>::open(&n).unwrap_err().to_string();
@@ -259,7 +259,7 @@ fn named_values_open_by_name_with_their_type_checked() {
     )
     .unwrap();
     let (wrong_type, wrong_kind, wrong_array) = child.join().unwrap();
-    assert_eq!(v.get(), 5.0);
+    assert_eq!(v.get().unwrap(), 5.0);
     assert!(wrong_type.contains("`i64`"), "{wrong_type}");
     assert!(
         wrong_kind.contains("is a Value, not a Lock"),
@@ -270,7 +270,7 @@ fn named_values_open_by_name_with_their_type_checked() {
         "{wrong_array}"
     );
     let b = Value::new(Bool::from(true)).unwrap();
-    assert!(b.get().get());
+    assert!(b.get().unwrap().get());
 }
 
 #[test]
@@ -358,9 +358,9 @@ fn get_lock_spans_several_operations() {
     let v = Value::new(1u16).unwrap();
     let lock = v.get_lock();
     let held = lock.lock().unwrap();
-    v.set(v.get() + 1); // re-enters the same lock
+    v.set(v.get().unwrap() + 1).unwrap(); // re-enters the same lock
     drop(held);
-    assert_eq!(v.get(), 2);
+    assert_eq!(v.get().unwrap(), 2);
 }
 
 /// How many increments the races below make.
@@ -510,4 +510,72 @@ fn a_length_rewritten_after_attach_is_not_believed() {
     // A process attaching now is refused: the header no longer matches
     // the file.
     assert!(mpkit::shm::RawArray::<u64>::open(&name).is_err());
+}
+
+/// A child process overwrites the whole pthread mutex at the start of a
+/// named object's lock cell (offset 64) with `0xff` bytes, through the file.
+fn scribble_mutex(name: String) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .expect("open the object's file");
+    f.write_all_at(&[0xff; 40], 64).expect("scribble");
+}
+
+fn scribble_in_child(name: &str) {
+    Process::spawn(scribble_mutex, name.to_string())
+        .expect("spawn the scribbler")
+        .join()
+        .expect("the scribbler ran");
+}
+
+/// Another process fills a value's mutex with garbage: attaching is
+/// refused, and `get`, `set` and every way of locking return
+/// `LockError::Corrupt` (or its per-operation twin), never a panic.
+#[test]
+fn a_value_whose_mutex_is_garbage_is_an_error_not_a_panic() {
+    use mpkit::sync::{LockError, LockTimeoutError, TryLockError};
+    let _w = watchdog(30);
+    let n = name("garbage-value");
+    let v = Value::<u64>::create(&n, 7).unwrap();
+    scribble_in_child(&n);
+    assert!(matches!(Value::<u64>::open(&n), Err(ShmError::Corrupt(_))));
+    assert!(matches!(v.get(), Err(LockError::Corrupt)));
+    assert!(matches!(v.set(8), Err(LockError::Corrupt)));
+    assert!(matches!(v.lock(), Err(LockError::Corrupt)));
+    assert!(matches!(v.try_lock(), Err(TryLockError::Corrupt)));
+    assert!(matches!(
+        v.lock_timeout(Duration::from_secs(1)),
+        Err(LockTimeoutError::Corrupt)
+    ));
+    assert!(matches!(v.get_lock().lock(), Err(LockError::Corrupt)));
+}
+
+/// The same for an array: reads are a `LockError`, writes an
+/// `ArrayError::Lock`, and nothing is written.
+#[test]
+fn an_array_whose_mutex_is_garbage_is_an_error_not_a_panic() {
+    use mpkit::shm::ArrayError;
+    use mpkit::sync::LockError;
+    let _w = watchdog(30);
+    let n = name("garbage-array");
+    let a = Array::<u8>::create(&n, b"abc\0").unwrap();
+    scribble_in_child(&n);
+    assert!(matches!(Array::<u8>::open(&n), Err(ShmError::Corrupt(_))));
+    assert!(matches!(a.get(0), Err(LockError::Corrupt)));
+    assert!(matches!(a.to_vec(), Err(LockError::Corrupt)));
+    assert!(matches!(a.value(), Err(LockError::Corrupt)));
+    assert!(matches!(a.to_string_lossy(), Err(LockError::Corrupt)));
+    assert!(matches!(
+        a.set(0, b'x'),
+        Err(ArrayError::Lock(LockError::Corrupt))
+    ));
+    assert!(matches!(
+        a.set_value(b"xyz"),
+        Err(ArrayError::Lock(LockError::Corrupt))
+    ));
+    assert!(matches!(a.lock(), Err(LockError::Corrupt)));
+    // Past the end is answered without the lock.
+    assert_eq!(a.get(4).unwrap(), None);
 }

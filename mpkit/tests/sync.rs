@@ -12,7 +12,7 @@ use mpkit::process::JoinError;
 use mpkit::shm::RawValue;
 use mpkit::sync::{
     Barrier, BarrierError, BarrierTimeoutError, BoundedSemaphore, Condition, Event, Lock,
-    LockError, OverReleaseError, RLock, ReleaseError, Semaphore,
+    LockError, LockTimeoutError, OverReleaseError, RLock, ReleaseError, Semaphore, TryLockError,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -83,7 +83,7 @@ fn a_killed_holder_does_not_deadlock_the_others() {
         (lock.try_clone().unwrap(), tid.try_clone().unwrap()),
     )
     .unwrap();
-    assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock)));
+    assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
     assert!(matches!(lock.release(), Err(ReleaseError::NotOwner)));
     common::assert_asleep_in_futex(waiter.pid(), &tid, LONG);
     holder.kill().unwrap();
@@ -112,7 +112,7 @@ fn lock_errors() {
         |lock: Lock| {
             let timed_out = matches!(
                 lock.lock_timeout(Duration::from_millis(20)),
-                Err(LockError::Timeout)
+                Err(LockTimeoutError::Timeout)
             );
             let not_owner = lock.release() == Err(ReleaseError::NotOwner);
             (timed_out, not_owner)
@@ -154,7 +154,7 @@ fn an_rlock_belongs_to_one_thread_of_one_process() {
         |r: RLock| {
             (
                 r.release() == Err(ReleaseError::NotOwner),
-                matches!(r.try_lock(), Err(LockError::WouldBlock)),
+                matches!(r.try_lock(), Err(TryLockError::WouldBlock)),
             )
         },
         r.try_clone().unwrap(),
@@ -486,4 +486,128 @@ fn a_killed_barrier_party_does_not_deadlock_the_others() {
     // And the barrier is ready for the next round.
     assert_eq!(barrier.n_waiting(), 0);
     assert!(!barrier.broken());
+}
+
+/// glibc's `__kind` word sits 16 bytes into a `pthread_mutex_t` (x86-64 and
+/// aarch64); the lock cell of a lock, condition or barrier starts at 64.
+const KIND_AT: u64 = 64 + 16;
+/// What mpkit writes there for an error-checking lock: type 2, robust 16,
+/// process-shared 128.
+const ERRORCHECK_KIND: i32 = 2 | 16 | 128;
+
+/// Kind words another process might write: each is refused.
+const HOSTILE_KINDS: [(&str, i32); 5] = [
+    ("private", ERRORCHECK_KIND & !128),
+    ("not robust", ERRORCHECK_KIND & !16),
+    ("private and not robust", 2),
+    ("recursive", 1 | 16 | 128),
+    ("garbage", -1),
+];
+
+/// Writes `kind` at byte `at` of the named object, as another process
+/// scribbling on `/dev/shm/NAME` would.
+fn rewrite_kind((name, at, kind): (String, u64, i32)) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .expect("open the object's file");
+    f.write_all_at(&kind.to_le_bytes(), at)
+        .expect("rewrite the kind");
+}
+
+fn rewrite_in_child(name: &str, at: u64, kind: i32) {
+    Process::spawn(rewrite_kind, (name.to_string(), at, kind))
+        .expect("spawn the scribbler")
+        .join()
+        .expect("the scribbler ran");
+}
+
+/// Another process rewrites a lock's mutex as private (its wake-ups would
+/// never reach another process), not robust (a dead holder would block
+/// everyone for good), of another type, or garbage: opening it is
+/// refused, and every lock operation on a handle opened before reports
+/// `Corrupt` without handing the mutex to glibc.
+#[test]
+fn a_lock_whose_mutex_another_process_rewrote_is_refused() {
+    let _w = watchdog(60);
+    for (what, kind) in HOSTILE_KINDS {
+        let n = name("rewritten");
+        let lock = Lock::create(&n).unwrap();
+        rewrite_in_child(&n, KIND_AT, kind);
+        match Lock::open(&n) {
+            Err(mpkit::shm::ShmError::Corrupt(why)) => assert!(why.contains("lock"), "{why}"),
+            other => panic!("{what}: open gave {other:?}"),
+        }
+        assert!(matches!(lock.lock(), Err(LockError::Corrupt)), "{what}");
+        assert!(
+            matches!(lock.try_lock(), Err(TryLockError::Corrupt)),
+            "{what}"
+        );
+        assert!(
+            matches!(lock.lock_timeout(LONG), Err(LockTimeoutError::Corrupt)),
+            "{what}"
+        );
+        assert!(
+            matches!(lock.acquire(None), Err(LockError::Corrupt)),
+            "{what}"
+        );
+        assert!(!lock.is_held_by_me(), "{what}");
+    }
+}
+
+/// The same for the locks inside a condition and a barrier.
+#[test]
+fn a_condition_or_barrier_whose_mutex_was_rewritten_is_refused() {
+    let _w = watchdog(60);
+    let (what, kind) = HOSTILE_KINDS[0];
+    let n = name("cond-rewritten");
+    let cond = Condition::create(&n).unwrap();
+    rewrite_in_child(&n, KIND_AT, kind);
+    assert!(
+        matches!(Condition::open(&n), Err(mpkit::shm::ShmError::Corrupt(_))),
+        "{what}"
+    );
+    assert!(matches!(cond.lock(), Err(LockError::Corrupt)));
+    assert!(matches!(
+        cond.lock_timeout(LONG),
+        Err(LockTimeoutError::Corrupt)
+    ));
+    let n = name("barrier-rewritten");
+    let barrier = Barrier::create(&n, 1).unwrap();
+    rewrite_in_child(&n, KIND_AT, kind);
+    assert!(matches!(
+        Barrier::open(&n),
+        Err(mpkit::shm::ShmError::Corrupt(_))
+    ));
+    assert!(matches!(barrier.wait(), Err(BarrierError::Corrupt)));
+    assert!(matches!(
+        barrier.wait_timeout(LONG),
+        Err(BarrierTimeoutError::Corrupt)
+    ));
+    assert!(matches!(barrier.abort(), Err(LockError::Corrupt)));
+}
+
+/// A process rewrites the kind while this one holds the lock: releasing
+/// writes it back, so glibc unlocks the way it locked and the lock stays
+/// usable by every process.
+#[test]
+fn a_holder_puts_back_a_kind_rewritten_while_it_held_the_lock() {
+    let _w = watchdog(60);
+    let n = name("rewritten-held");
+    let lock = Lock::create(&n).unwrap();
+    let held = lock.lock().unwrap();
+    rewrite_in_child(&n, KIND_AT, HOSTILE_KINDS[0].1);
+    drop(held);
+    let child = Process::spawn(
+        |n: String| {
+            let lock = Lock::open(&n).map_err(|e| e.to_string())?;
+            let g = lock.lock_timeout(LONG).map_err(|e| e.to_string())?;
+            Ok::<bool, String>(g.owner_died())
+        },
+        n.clone(),
+    )
+    .unwrap();
+    assert_eq!(child.join().unwrap(), Ok(false));
+    assert!(!lock.lock().unwrap().owner_died());
 }

@@ -23,8 +23,9 @@
 //!
 //! Attaching (by name, or receiving a handle) checks every field against
 //! what the caller asked for: a file that is not an mpkit object, a newer
-//! layout, another kind, another element type or a truncated file is a
-//! [`ShmError`], never undefined behaviour.
+//! layout, another kind, another element type, a truncated file or a lock
+//! whose mutex another process rewrote is a [`ShmError`], never undefined
+//! behaviour.
 //!
 //! Anonymous segments are `memfd`s: the kernel frees them when the last
 //! descriptor and mapping are gone, even if every holder was SIGKILLed.
@@ -40,6 +41,7 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::cell::{CELL_SIZE, MutexCell, MutexType};
 use crate::handle;
 use crate::sys::{self, Mapping};
 
@@ -215,6 +217,9 @@ pub(crate) struct Spec {
     pub len: u64,
     /// Total size in bytes, header included.
     pub size: usize,
+    /// The lock cells in the layout (offset, mutex type): attaching checks
+    /// each mutex's kind word.
+    pub cells: &'static [(usize, MutexType)],
 }
 
 /// Rounds `n` up to a multiple of `align` (a power of two).
@@ -381,7 +386,8 @@ impl Segment {
     }
 
     /// Maps an object's descriptor and checks its header: magic, readiness,
-    /// version, kind, element type and size.
+    /// version, kind, element type and size, then the kind of each lock
+    /// cell's mutex.
     pub(crate) fn attach(
         fd: OwnedFd,
         name: Option<String>,
@@ -463,6 +469,19 @@ impl Segment {
                 size,
                 needed: recorded,
             });
+        }
+        for &(offset, ty) in spec.cells {
+            debug_assert!(offset + CELL_SIZE <= spec.size, "cell outside the layout");
+            // SAFETY: the layout puts an initialised cell at `offset`, inside
+            // the `recorded` bytes checked above to be mapped.
+            let cell = unsafe { seg.at::<MutexCell>(offset).as_ref() };
+            if let Some(kind) = cell.wrong_kind(ty) {
+                return Err(ShmError::Corrupt(format!(
+                    "the lock at offset {offset} has mutex kind {kind:#x}, not {:#x} (a robust \
+                     process-shared {ty:?} mutex): another process overwrote it",
+                    ty.kind()
+                )));
+            }
         }
         let mut seg = seg;
         seg.len = spec.len;
@@ -720,8 +739,9 @@ pub enum ShmError {
     /// is not an mpkit object).
     #[error("the object was never initialised (did its creator die?)")]
     NotReady,
-    /// The header is inconsistent.
-    #[error("corrupt object header: {0}")]
+    /// The header is inconsistent, or a lock's mutex is not what the
+    /// object was created with (another process overwrote it).
+    #[error("corrupt object: {0}")]
     Corrupt(String),
     /// An offset or index outside the object.
     #[error("offset {offset} + {len} bytes is outside the {size}-byte object")]

@@ -15,8 +15,8 @@
 //!     }
 //! }, (counter.try_clone()?, squares.try_clone()?))?;
 //! child.join()?;
-//! assert_eq!(counter.get(), 10);
-//! assert_eq!(squares.to_vec(), [1, 4, 9]);
+//! assert_eq!(counter.get()?, 10);
+//! assert_eq!(squares.to_vec()?, [1, 4, 9]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -28,8 +28,8 @@
 //! `SharedMemory(name=...)` attaches to the same bytes of a
 //! [`SharedMemory`]. Typed objects start with a 64-byte header (see
 //! [`segment`](self::ObjectKind) docs in ARCHITECTURE.md) that attaching
-//! checks: the wrong kind, element type, version or a truncated file is a
-//! [`ShmError`].
+//! checks: the wrong kind, element type, version, a truncated file or a
+//! lock whose mutex another process overwrote is a [`ShmError`].
 //!
 //! # Who removes a name
 //! The handle that *created* a named object removes the name when it is
@@ -44,6 +44,7 @@
 //! `bool` is not plain data (only 0 and 1 are valid, and another process
 //! could write 2), so use [`Bool`].
 
+mod raw;
 mod value;
 
 use std::os::fd::AsFd;
@@ -54,9 +55,8 @@ pub(crate) use crate::base::segment::{
     Elem, HEADER_SIZE, Header, Segment, Spec, align_up, segment_object,
 };
 pub use crate::base::segment::{LAYOUT_VERSION, ObjectKind, ShmError};
-pub use value::{
-    Array, ArrayGuard, AtomicElement, Bool, Guard, RawArray, RawValue, Value, ValueGuard,
-};
+pub use raw::{AtomicElement, RawArray, RawValue};
+pub use value::{Array, ArrayError, ArrayGuard, Bool, Guard, Value, ValueGuard};
 
 /// A block of bytes shared between processes (Python's
 /// `multiprocessing.shared_memory.SharedMemory`): no header, every byte is

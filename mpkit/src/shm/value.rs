@@ -1,5 +1,6 @@
-//! Typed shared values: `Value`, `Array` (locked) and `RawValue`,
-//! `RawArray` (lock-free).
+//! Typed shared values: `Value`, `Array` (locked), the layouts of every
+//! typed value, and what the lock-free `RawValue` and `RawArray` (in
+//! [`raw`](super::raw)) share with them.
 //!
 //! # Layouts
 //!
@@ -13,24 +14,29 @@
 //! # Safety across threads and processes
 //! `Value` and `Array` touch their data only under their lock, in every
 //! method and guard, so within a process no access races. `RawValue` and
-//! `RawArray` copy without a lock, through [`atomic_copy`], whose accesses
-//! are all atomic and as wide as the element's atomic view: a copy racing
-//! `atomic().fetch_add` is a race of values (it may see the old or the new
-//! one), never undefined behaviour.
+//! `RawArray` copy without a lock, with atomic accesses only (see
+//! [`raw`](super::raw)).
+//!
+//! # Locked access can fail
+//! Every access to a `Value` or an `Array` takes its lock, and taking it
+//! can fail: another process may have overwritten the lock's memory
+//! ([`LockError::Corrupt`]), or the OS may refuse. So `get`, `set` and
+//! `to_vec` return a `Result` (as Python's `Value.value` can raise),
+//! rather than panicking on bytes another process wrote.
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
 
 use super::{Elem, HEADER_SIZE, Header, Segment, ShmError, Spec, align_up, segment_object};
-use crate::base::atomic_copy;
-use crate::base::cell::{CELL_SIZE, LockError, MutexCell};
+use crate::base::cell::{CELL_SIZE, MutexCell, MutexType};
 use crate::base::segment::ObjectKind;
 use crate::sync::RLockRef;
+use crate::sync::{LockError, LockTimeoutError, TryLockError};
 use crate::sys;
 
 /// A `bool` that is plain data: one byte, any non-zero value reads as true,
@@ -39,9 +45,9 @@ use crate::sys;
 /// ```
 /// use mpkit::shm::{Bool, Value};
 /// let flag = Value::new(Bool::from(false))?;
-/// flag.set(true.into());
-/// assert!(flag.get().get());
-/// # Ok::<(), mpkit::shm::ShmError>(())
+/// flag.set(true.into())?;
+/// assert!(flag.get()?.get());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[repr(transparent)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
@@ -69,7 +75,7 @@ impl From<Bool> for bool {
 /// The largest element alignment a segment can honour (its page alignment).
 const MAX_ALIGN: usize = 4096;
 
-fn data_offset<T>(locked: bool) -> usize {
+pub(super) fn data_offset<T>(locked: bool) -> usize {
     const {
         assert!(
             std::mem::align_of::<T>() <= MAX_ALIGN,
@@ -84,8 +90,12 @@ fn data_offset<T>(locked: bool) -> usize {
     align_up(start, std::mem::align_of::<T>())
 }
 
+/// The mutex type of a `Value`'s or an `Array`'s lock (re-entrant, as
+/// Python's).
+const LOCK_TYPE: MutexType = MutexType::Recursive;
+
 /// The layout of `len` elements of `T` of the given kind.
-fn spec<T>(kind: ObjectKind, len: u64) -> Spec {
+pub(super) fn spec<T>(kind: ObjectKind, len: u64) -> Spec {
     let locked = matches!(kind, ObjectKind::Value | ObjectKind::Array);
     let bytes = (len as usize)
         .checked_mul(std::mem::size_of::<T>())
@@ -96,11 +106,16 @@ fn spec<T>(kind: ObjectKind, len: u64) -> Spec {
         len,
         // An impossible length gives a size no header can match.
         size: bytes.unwrap_or(usize::MAX),
+        cells: if locked {
+            &[(HEADER_SIZE, LOCK_TYPE)]
+        } else {
+            &[]
+        },
     }
 }
 
 /// Creates a segment of `len` elements initialised from `init`.
-fn create_segment<T: Pod>(
+pub(super) fn create_segment<T: Pod>(
     kind: ObjectKind,
     name: Option<&str>,
     init: &[T],
@@ -121,7 +136,7 @@ fn create_segment<T: Pod>(
         // the elements at their offsets; nothing else uses it yet.
         unsafe {
             if locked {
-                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), true)?;
+                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), LOCK_TYPE)?;
             }
             let data = base.as_ptr().add(data_offset::<T>(locked)).cast::<T>();
             std::ptr::copy_nonoverlapping(init.as_ptr(), data, init.len());
@@ -146,15 +161,23 @@ fn create_segment<T: Pod>(
 /// ([`Pod`]), so that is a wrong value, never undefined behaviour in this
 /// process.
 ///
+/// # Errors
+/// Every access takes the lock, which fails only when another process
+/// overwrote its memory or the OS refuses (see the module docs), so
+/// [`get`](Self::get) and [`set`](Self::set) return a [`LockError`].
+///
 /// ```
 /// use mpkit::shm::Value;
 /// let v = Value::new(41i64)?;
 /// *v.lock()? += 1;
-/// assert_eq!(v.get(), 42);
+/// assert_eq!(v.get()?, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Value<T: Pod> {
     seg: Segment,
+    /// A guard of this handle lends out `&mut T`. Kept in this process,
+    /// not in the segment, where another process could clear it.
+    lent: AtomicBool,
     _t: PhantomData<T>,
 }
 
@@ -180,6 +203,7 @@ impl<T: Pod> Value<T> {
     fn from_segment(seg: Segment) -> Self {
         Value {
             seg,
+            lent: AtomicBool::new(false),
             _t: PhantomData,
         }
     }
@@ -223,39 +247,68 @@ impl<T: Pod> Value<T> {
     /// If this thread already holds a guard of this value (two guards would
     /// be two `&mut` to the same data).
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError> {
-        self.lock_until(true, None)
+        let owner_died = self.cell().lock(LOCK_TYPE)?;
+        Ok(Guard::new(
+            self.cell(),
+            &self.lent,
+            self.data(),
+            owner_died,
+            "Value::lock",
+        ))
     }
 
     /// Locks the value if no one else holds it.
-    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, LockError> {
-        self.lock_until(false, None)
+    ///
+    /// # Panics
+    /// As [`lock`](Self::lock).
+    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError> {
+        let owner_died = self.cell().try_lock(LOCK_TYPE)?;
+        Ok(Guard::new(
+            self.cell(),
+            &self.lent,
+            self.data(),
+            owner_died,
+            "Value::lock",
+        ))
     }
 
     /// Locks the value, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, LockError> {
-        self.lock_until(true, sys::deadline_after(Some(timeout)))
+    ///
+    /// # Panics
+    /// As [`lock`](Self::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, LockTimeoutError> {
+        let deadline = sys::deadline_after(Some(timeout));
+        let owner_died = self.cell().lock_until(LOCK_TYPE, deadline)?;
+        Ok(Guard::new(
+            self.cell(),
+            &self.lent,
+            self.data(),
+            owner_died,
+            "Value::lock",
+        ))
     }
 
-    fn lock_until(
-        &self,
-        wait: bool,
-        deadline: sys::Deadline,
-    ) -> Result<ValueGuard<'_, T>, LockError> {
-        Guard::lock(self.cell(), self.data(), wait, deadline, "Value::lock")
-    }
-
-    /// Reads the value (under the lock).
-    pub fn get(&self) -> T {
-        let _held = HeldShared::new(self.cell(), "Value::get");
+    /// Reads the value (under the lock). An error when the lock cannot be
+    /// taken (see the type's docs).
+    ///
+    /// # Panics
+    /// If this thread holds a guard of this value: read through the guard.
+    pub fn get(&self) -> Result<T, LockError> {
+        let _held = HeldShared::new(self.cell(), &self.lent, "Value::get")?;
         // SAFETY: we hold the lock and no `&mut` guard is alive in this thread.
-        unsafe { self.data().read() }
+        Ok(unsafe { self.data().read() })
     }
 
-    /// Writes the value (under the lock).
-    pub fn set(&self, value: T) {
-        let _held = HeldShared::new(self.cell(), "Value::set");
+    /// Writes the value (under the lock). An error, and nothing written,
+    /// when the lock cannot be taken.
+    ///
+    /// # Panics
+    /// If this thread holds a guard of this value: write through the guard.
+    pub fn set(&self, value: T) -> Result<(), LockError> {
+        let _held = HeldShared::new(self.cell(), &self.lent, "Value::set")?;
         // SAFETY: as in `get`.
-        unsafe { self.data().write(value) }
+        unsafe { self.data().write(value) };
+        Ok(())
     }
 
     /// The value's lock (Python's `get_lock()`), to hold it across several
@@ -265,35 +318,35 @@ impl<T: Pod> Value<T> {
     }
 }
 
-/// Marks the cell's data as lent out as `&mut`, refusing a second lender.
-fn take_exclusive(cell: &MutexCell, what: &str) {
-    if cell.exclusive().swap(1, Ordering::Relaxed) == 1 {
-        let _ = cell.release();
-        panic!("{what}: this thread already holds a guard of this object");
-    }
-}
-
 /// Holds a cell's lock for a copy in or out; panics if a `&mut` guard of
-/// the same object is alive in this thread.
+/// the same handle is alive in this thread.
 struct HeldShared<'a>(&'a MutexCell);
 
 impl<'a> HeldShared<'a> {
-    fn new(cell: &'a MutexCell, what: &str) -> HeldShared<'a> {
-        // Waiting forever cannot time out; an OS error here means the cell
-        // is not a mutex at all, which the header check rules out.
-        cell.acquire(true, None)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        if cell.exclusive().load(Ordering::Relaxed) == 1 {
-            let _ = cell.release();
+    /// `lent` is the handle's flag: while the lock is held only this
+    /// thread can have set it (another thread's guard would hold the lock).
+    fn new(
+        cell: &'a MutexCell,
+        lent: &AtomicBool,
+        what: &str,
+    ) -> Result<HeldShared<'a>, LockError> {
+        let owner_died = cell.lock(LOCK_TYPE)?;
+        if owner_died {
+            // A thread of this process left a guard behind and died.
+            lent.store(false, Ordering::Relaxed);
+        }
+        let held = HeldShared(cell);
+        if lent.load(Ordering::Relaxed) {
+            drop(held);
             panic!("{what}: this thread holds a guard of this object; use the guard");
         }
-        HeldShared(cell)
+        Ok(held)
     }
 }
 
 impl Drop for HeldShared<'_> {
     fn drop(&mut self) {
-        let _ = self.0.release();
+        let _ = self.0.release(LOCK_TYPE);
     }
 }
 
@@ -301,6 +354,7 @@ impl Drop for HeldShared<'_> {
 /// unlocks when dropped.
 pub struct Guard<'a, T: ?Sized> {
     cell: &'a MutexCell,
+    lent: &'a AtomicBool,
     data: NonNull<T>,
     owner_died: bool,
     /// The lock belongs to this thread: the guard must be dropped here.
@@ -315,23 +369,32 @@ pub type ValueGuard<'a, T> = Guard<'a, T>;
 pub type ArrayGuard<'a, T> = Guard<'a, [T]>;
 
 impl<'a, T: ?Sized> Guard<'a, T> {
-    /// Locks `cell` (waiting per `wait`/`deadline`) and lends out `data`.
-    fn lock(
+    /// Lends out `data` of `cell`, just locked by this thread; `lent` is
+    /// the handle's flag, refusing a second lender (the lock is
+    /// re-entrant, so only this thread can have set it).
+    fn new(
         cell: &'a MutexCell,
+        lent: &'a AtomicBool,
         data: NonNull<T>,
-        wait: bool,
-        deadline: sys::Deadline,
+        owner_died: bool,
         what: &str,
-    ) -> Result<Self, LockError> {
-        let owner_died = cell.acquire(wait, deadline)?;
-        take_exclusive(cell, what);
-        Ok(Guard {
+    ) -> Self {
+        if owner_died {
+            // A thread of this process left a guard behind and died.
+            lent.store(false, Ordering::Relaxed);
+        }
+        if lent.swap(true, Ordering::Relaxed) {
+            let _ = cell.release(LOCK_TYPE);
+            panic!("{what}: this thread already holds a guard of this object");
+        }
+        Guard {
             cell,
+            lent,
             data,
             owner_died,
             _not_send: PhantomData,
             _t: PhantomData,
-        })
+        }
     }
 
     /// True when the previous holder died holding the lock: the data may be
@@ -358,9 +421,36 @@ impl<T: ?Sized> DerefMut for Guard<'_, T> {
 
 impl<T: ?Sized> Drop for Guard<'_, T> {
     fn drop(&mut self) {
-        self.cell.exclusive().store(0, Ordering::Relaxed);
-        let _ = self.cell.release();
+        self.lent.store(false, Ordering::Relaxed);
+        let _ = self.cell.release(LOCK_TYPE);
     }
+}
+
+/// Why a write to an [`Array`] failed; nothing was written.
+///
+/// ```
+/// use mpkit::shm::{Array, ArrayError};
+/// let a = Array::new(&[0u8; 4])?;
+/// assert!(matches!(a.set(4, 1), Err(ArrayError::OutOfBounds { offset: 4, len: 1, size: 4 })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArrayError {
+    /// Elements `offset..offset + len` are not all inside the `size`
+    /// elements of the array.
+    #[error("elements {offset}..{offset}+{len} are outside the {size}-element array")]
+    OutOfBounds {
+        /// The first element asked for.
+        offset: usize,
+        /// How many elements.
+        len: usize,
+        /// The array's length.
+        size: usize,
+    },
+    /// The array's lock could not be taken (see [`LockError`]).
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// A shared array with a lock (Python's `multiprocessing.Array`).
@@ -368,20 +458,27 @@ impl<T: ?Sized> Drop for Guard<'_, T> {
 /// # Safety across threads and processes
 /// As for [`Value`]: every method and the guard hold the lock.
 ///
+/// # Errors
+/// As for [`Value`]: reads return a [`LockError`] when the lock cannot be
+/// taken; writes an [`ArrayError`], which adds an index or length outside
+/// the array.
+///
 /// ```
 /// use mpkit::shm::Array;
 /// let a = Array::new(&[1.0f64, 2.0, 3.0])?;
 /// a.lock()?[1] = 20.0;
-/// assert_eq!(a.get(1), Some(20.0));
-/// assert_eq!(a.to_vec(), [1.0, 20.0, 3.0]);
+/// assert_eq!(a.get(1)?, Some(20.0));
+/// assert_eq!(a.to_vec()?, [1.0, 20.0, 3.0]);
 ///
 /// let s = Array::<u8>::zeroed(16)?; // Python's Array('c', 16)
 /// s.set_value(b"hello")?;
-/// assert_eq!(s.value(), b"hello");
+/// assert_eq!(s.value()?, b"hello");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Array<T: Pod> {
     seg: Segment,
+    /// As `Value::lent`.
+    lent: AtomicBool,
     _t: PhantomData<T>,
 }
 
@@ -407,6 +504,7 @@ impl<T: Pod> Array<T> {
     fn from_segment(seg: Segment) -> Self {
         Array {
             seg,
+            lent: AtomicBool::new(false),
             _t: PhantomData,
         }
     }
@@ -458,76 +556,105 @@ impl<T: Pod> Array<T> {
         self.seg.elements::<T>(data_offset::<T>(true), self.len())
     }
 
+    /// The elements as a slice of the mapping.
+    fn slice(&self) -> NonNull<[T]> {
+        NonNull::slice_from_raw_parts(self.data(), self.len())
+    }
+
     /// Locks the array and gives access to its elements as a slice.
     ///
     /// # Panics
     /// If this thread already holds a guard of this array.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError> {
-        self.lock_until(true, None)
+        let owner_died = self.cell().lock(LOCK_TYPE)?;
+        Ok(Guard::new(
+            self.cell(),
+            &self.lent,
+            self.slice(),
+            owner_died,
+            "Array::lock",
+        ))
     }
 
     /// Locks the array if no one else holds it.
-    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, LockError> {
-        self.lock_until(false, None)
+    ///
+    /// # Panics
+    /// As [`lock`](Self::lock).
+    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError> {
+        let owner_died = self.cell().try_lock(LOCK_TYPE)?;
+        Ok(Guard::new(
+            self.cell(),
+            &self.lent,
+            self.slice(),
+            owner_died,
+            "Array::lock",
+        ))
     }
 
     /// Locks the array, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockError> {
-        self.lock_until(true, sys::deadline_after(Some(timeout)))
+    ///
+    /// # Panics
+    /// As [`lock`](Self::lock).
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockTimeoutError> {
+        let deadline = sys::deadline_after(Some(timeout));
+        let owner_died = self.cell().lock_until(LOCK_TYPE, deadline)?;
+        Ok(Guard::new(
+            self.cell(),
+            &self.lent,
+            self.slice(),
+            owner_died,
+            "Array::lock",
+        ))
     }
 
-    fn lock_until(
-        &self,
-        wait: bool,
-        deadline: sys::Deadline,
-    ) -> Result<ArrayGuard<'_, T>, LockError> {
-        let data = NonNull::slice_from_raw_parts(self.data(), self.len());
-        Guard::lock(self.cell(), data, wait, deadline, "Array::lock")
-    }
-
-    /// Element `i` (under the lock), or `None` past the end.
-    pub fn get(&self, i: usize) -> Option<T> {
+    /// Element `i` (under the lock), or `Ok(None)` past the end (then the
+    /// lock is not taken). An error when the lock cannot be taken.
+    ///
+    /// # Panics
+    /// If this thread holds a guard of this array: read through the guard
+    /// (as for every method below that takes the lock).
+    pub fn get(&self, i: usize) -> Result<Option<T>, LockError> {
         if i >= self.len() {
-            return None;
+            return Ok(None);
         }
-        let _held = HeldShared::new(self.cell(), "Array::get");
+        let _held = HeldShared::new(self.cell(), &self.lent, "Array::get")?;
         // SAFETY: in bounds; lock held, no `&mut` guard alive in this thread.
-        Some(unsafe { self.data().add(i).read() })
+        Ok(Some(unsafe { self.data().add(i).read() }))
     }
 
     /// Sets element `i` (under the lock).
-    pub fn set(&self, i: usize, value: T) -> Result<(), ShmError> {
+    pub fn set(&self, i: usize, value: T) -> Result<(), ArrayError> {
         let len = self.len();
         if i >= len {
-            return Err(ShmError::OutOfBounds {
+            return Err(ArrayError::OutOfBounds {
                 offset: i,
                 len: 1,
                 size: len,
             });
         }
-        let _held = HeldShared::new(self.cell(), "Array::set");
+        let _held = HeldShared::new(self.cell(), &self.lent, "Array::set")?;
         // SAFETY: as in `get`.
         unsafe { self.data().add(i).write(value) };
         Ok(())
     }
 
     /// A copy of every element (under the lock).
-    pub fn to_vec(&self) -> Vec<T> {
-        let _held = HeldShared::new(self.cell(), "Array::to_vec");
+    pub fn to_vec(&self) -> Result<Vec<T>, LockError> {
+        let _held = HeldShared::new(self.cell(), &self.lent, "Array::to_vec")?;
         // SAFETY: as in `get`; `len` elements follow the data offset.
-        unsafe { std::slice::from_raw_parts(self.data().as_ptr(), self.len()) }.to_vec()
+        Ok(unsafe { std::slice::from_raw_parts(self.data().as_ptr(), self.len()) }.to_vec())
     }
 
     /// Overwrites every element from `values` (same length) under the lock.
-    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), ShmError> {
+    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), ArrayError> {
         if values.len() != self.len() {
-            return Err(ShmError::OutOfBounds {
+            return Err(ArrayError::OutOfBounds {
                 offset: 0,
                 len: values.len(),
                 size: self.len(),
             });
         }
-        let _held = HeldShared::new(self.cell(), "Array::copy_from_slice");
+        let _held = HeldShared::new(self.cell(), &self.lent, "Array::copy_from_slice")?;
         // SAFETY: as in `get`; lengths checked.
         unsafe {
             std::ptr::copy_nonoverlapping(values.as_ptr(), self.data().as_ptr(), values.len())
@@ -543,19 +670,19 @@ impl<T: Pod> Array<T> {
 
 impl Array<u8> {
     /// The bytes up to the first NUL (Python's `Array('c', …).value`).
-    pub fn value(&self) -> Vec<u8> {
-        let mut v = self.to_vec();
+    pub fn value(&self) -> Result<Vec<u8>, LockError> {
+        let mut v = self.to_vec()?;
         if let Some(end) = v.iter().position(|&b| b == 0) {
             v.truncate(end);
         }
-        v
+        Ok(v)
     }
 
     /// Stores `bytes` and NUL-fills the rest; longer than the array is an
     /// error and changes nothing.
-    pub fn set_value(&self, bytes: &[u8]) -> Result<(), ShmError> {
+    pub fn set_value(&self, bytes: &[u8]) -> Result<(), ArrayError> {
         if bytes.len() > self.len() {
-            return Err(ShmError::OutOfBounds {
+            return Err(ArrayError::OutOfBounds {
                 offset: 0,
                 len: bytes.len(),
                 size: self.len(),
@@ -567,308 +694,7 @@ impl Array<u8> {
     }
 
     /// The value as text (up to the first NUL).
-    pub fn to_string_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.value()).into_owned()
-    }
-}
-
-/// Integer types with a lock-free atomic twin of the same size and layout.
-///
-/// Implemented for the integer types only, and sealed: the atomic views
-/// ([`RawValue::atomic`], [`RawArray::atomics`]) rely on `Atomic` being the
-/// standard atomic of the same size, and on the lock-free copies accessing
-/// the element with that same width.
-pub trait AtomicElement: Pod + sealed::Sealed {
-    /// The atomic type (`AtomicU64` for `u64`, …).
-    type Atomic;
-}
-
-mod sealed {
-    /// Keeps [`AtomicElement`](super::AtomicElement) to the types listed here.
-    pub trait Sealed {}
-}
-
-macro_rules! atomic_element {
-    ($($t:ty => $a:ty),*) => {$(
-        impl sealed::Sealed for $t {}
-        impl AtomicElement for $t {
-            type Atomic = $a;
-        }
-        const _: () = assert!(std::mem::size_of::<$t>() == std::mem::size_of::<$a>());
-    )*};
-}
-
-/// Checks, where an atomic view is formed, that `T::Atomic` fits `T`'s
-/// slots exactly and that the lock-free copies access `T` with its width,
-/// so a copy and an atomic never mix sizes on the same bytes.
-const fn assert_atomic_view<T: AtomicElement>() {
-    assert!(std::mem::size_of::<T::Atomic>() == std::mem::size_of::<T>());
-    assert!(std::mem::align_of::<T::Atomic>() <= std::mem::align_of::<T>());
-    assert!(atomic_copy::width::<T>() == std::mem::size_of::<T>());
-}
-
-atomic_element!(
-    u8 => std::sync::atomic::AtomicU8, i8 => std::sync::atomic::AtomicI8,
-    u16 => std::sync::atomic::AtomicU16, i16 => std::sync::atomic::AtomicI16,
-    u32 => std::sync::atomic::AtomicU32, i32 => std::sync::atomic::AtomicI32,
-    u64 => std::sync::atomic::AtomicU64, i64 => std::sync::atomic::AtomicI64,
-    usize => std::sync::atomic::AtomicUsize, isize => std::sync::atomic::AtomicIsize
-);
-
-/// A shared value without a lock (Python's `RawValue`).
-///
-/// Integer types also have a lock-free [`atomic`](RawValue::atomic) view
-/// for read-modify-write (`fetch_add`, `compare_exchange`, …).
-///
-/// # Safety across threads and processes
-/// [`get`](Self::get) and [`set`](Self::set) take no lock but are sound
-/// while other threads use the value: they copy with relaxed atomic
-/// accesses as wide as `T`'s alignment (at most 8 bytes), the same width
-/// as the atomic view, so racing with `atomic().fetch_add` is a race of
-/// values, never undefined behaviour. A `T` of one such access (the
-/// integers, `f64`, `Bool`) is never torn; a larger `T` can be read half
-/// old, half new while another thread or process writes it, as in Python.
-/// Each access is relaxed: to publish other data with the value, use the
-/// atomic view with `Release`/`Acquire`, or a [`Value`] and its lock.
-///
-/// ```
-/// use std::sync::atomic::Ordering;
-/// use mpkit::shm::RawValue;
-/// let hits = RawValue::new(0u64)?;
-/// hits.atomic().fetch_add(5, Ordering::Relaxed);
-/// assert_eq!(hits.get(), 5);
-/// # Ok::<(), mpkit::shm::ShmError>(())
-/// ```
-pub struct RawValue<T: Pod> {
-    seg: Segment,
-    _t: PhantomData<T>,
-}
-
-// SAFETY: safe code reaches the shared T only through atomic accesses of
-// one width (`atomic_copy` and the atomic view), which may race.
-unsafe impl<T: Pod + Send> Send for RawValue<T> {}
-// SAFETY: as above.
-unsafe impl<T: Pod + Send> Sync for RawValue<T> {}
-
-segment_object!(RawValue<T: Pod>, |_: &Header| spec::<T>(ObjectKind::RawValue, 1));
-
-impl<T: Pod> RawValue<T> {
-    fn from_segment(seg: Segment) -> Self {
-        RawValue {
-            seg,
-            _t: PhantomData,
-        }
-    }
-
-    /// A new anonymous value.
-    pub fn new(init: T) -> Result<RawValue<T>, ShmError> {
-        Ok(RawValue::from_segment(create_segment(
-            ObjectKind::RawValue,
-            None,
-            &[init],
-        )?))
-    }
-
-    /// A new named value.
-    pub fn create(name: &str, init: T) -> Result<RawValue<T>, ShmError> {
-        Ok(RawValue::from_segment(create_segment(
-            ObjectKind::RawValue,
-            Some(name),
-            &[init],
-        )?))
-    }
-
-    /// Attaches to a named value; fails if it is not a `RawValue<T>`.
-    pub fn open(name: &str) -> Result<RawValue<T>, ShmError> {
-        Segment::open(name, |_| spec::<T>(ObjectKind::RawValue, 1)).map(RawValue::from_segment)
-    }
-
-    fn data(&self) -> NonNull<T> {
-        self.seg.at::<T>(data_offset::<T>(false))
-    }
-
-    /// Reads the value (atomic accesses, no lock; see the type's docs).
-    pub fn get(&self) -> T {
-        let mut value = T::zeroed();
-        // SAFETY: in bounds and aligned for T (layout checked); in this
-        // process the value's bytes are only accessed by `atomic_copy` at
-        // T's width or by the atomic view of that same width. T is Pod, so
-        // any bytes another process left are a valid T.
-        unsafe { atomic_copy::load(self.data().as_ptr(), std::slice::from_mut(&mut value)) };
-        value
-    }
-
-    /// Writes the value (atomic accesses, no lock; see the type's docs).
-    pub fn set(&self, value: T) {
-        // SAFETY: as in `get`; the mapping is writable.
-        unsafe { atomic_copy::store(self.data().as_ptr(), &[value]) }
-    }
-}
-
-impl<T: AtomicElement> RawValue<T> {
-    /// The value as an atomic: lock-free read-modify-write across processes.
-    pub fn atomic(&self) -> &T::Atomic {
-        const { assert_atomic_view::<T>() };
-        // SAFETY: T::Atomic has T's size and no stricter alignment (checked
-        // above) and the data is aligned for T; every other access to these
-        // bytes in this process is atomic and of the same width, and the
-        // memory lives as long as `self`.
-        unsafe { self.data().cast::<T::Atomic>().as_ref() }
-    }
-}
-
-/// A shared array without a lock (Python's `RawArray`).
-///
-/// # Safety across threads and processes
-/// As for [`RawValue`]: [`get`](Self::get), [`set`](Self::set) and
-/// [`to_vec`](Self::to_vec) copy with relaxed atomic accesses as wide as
-/// the element's alignment (at most 8 bytes), the width of the
-/// [`atomics`](Self::atomics) view, so they may race with it and with each
-/// other without undefined behaviour. Each element of one such access is
-/// never torn; `to_vec` is not a snapshot: elements written meanwhile may
-/// show old or new values, each independently.
-///
-/// ```
-/// use mpkit::shm::RawArray;
-/// let a = RawArray::new(&[0u32; 4])?;
-/// a.set(2, 7)?;
-/// assert_eq!(a.to_vec(), [0, 0, 7, 0]);
-/// # Ok::<(), mpkit::shm::ShmError>(())
-/// ```
-pub struct RawArray<T: Pod> {
-    seg: Segment,
-    _t: PhantomData<T>,
-}
-
-// SAFETY: as for `RawValue`: safe code reaches the elements only through
-// atomic accesses of the element's width.
-unsafe impl<T: Pod + Send> Send for RawArray<T> {}
-// SAFETY: as above.
-unsafe impl<T: Pod + Send> Sync for RawArray<T> {}
-
-segment_object!(RawArray<T: Pod>, |h: &Header| spec::<T>(ObjectKind::RawArray, h.len));
-
-impl<T: Pod> RawArray<T> {
-    fn from_segment(seg: Segment) -> Self {
-        RawArray {
-            seg,
-            _t: PhantomData,
-        }
-    }
-
-    /// A new anonymous array holding a copy of `init`.
-    pub fn new(init: &[T]) -> Result<RawArray<T>, ShmError> {
-        Ok(RawArray::from_segment(create_segment(
-            ObjectKind::RawArray,
-            None,
-            init,
-        )?))
-    }
-
-    /// A new anonymous array of `len` zeroes.
-    pub fn zeroed(len: usize) -> Result<RawArray<T>, ShmError> {
-        RawArray::new(&vec![T::zeroed(); len])
-    }
-
-    /// A new named array holding a copy of `init`.
-    pub fn create(name: &str, init: &[T]) -> Result<RawArray<T>, ShmError> {
-        Ok(RawArray::from_segment(create_segment(
-            ObjectKind::RawArray,
-            Some(name),
-            init,
-        )?))
-    }
-
-    /// Attaches to a named array; fails if it is not a `RawArray<T>`.
-    pub fn open(name: &str) -> Result<RawArray<T>, ShmError> {
-        Segment::open(name, |h| spec::<T>(ObjectKind::RawArray, h.len)).map(RawArray::from_segment)
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.seg.object_len() as usize
-    }
-
-    /// True when the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn data(&self) -> NonNull<T> {
-        self.seg.elements::<T>(data_offset::<T>(false), self.len())
-    }
-
-    /// Element `i` (atomic accesses, no lock), or `None` past the end.
-    pub fn get(&self, i: usize) -> Option<T> {
-        if i >= self.len() {
-            return None;
-        }
-        let mut value = T::zeroed();
-        // SAFETY: in bounds (checked) and aligned for T; in this process the
-        // elements are only accessed by `atomic_copy` at T's width or by the
-        // atomic view of that width; T is Pod.
-        unsafe {
-            atomic_copy::load(
-                self.data().as_ptr().add(i),
-                std::slice::from_mut(&mut value),
-            )
-        };
-        Some(value)
-    }
-
-    /// Sets element `i` (atomic accesses, no lock).
-    pub fn set(&self, i: usize, value: T) -> Result<(), ShmError> {
-        let len = self.len();
-        if i >= len {
-            return Err(ShmError::OutOfBounds {
-                offset: i,
-                len: 1,
-                size: len,
-            });
-        }
-        // SAFETY: as in `get`; the mapping is writable.
-        unsafe { atomic_copy::store(self.data().as_ptr().add(i), &[value]) };
-        Ok(())
-    }
-
-    /// A copy of every element (atomic accesses, no lock; not a snapshot).
-    pub fn to_vec(&self) -> Vec<T> {
-        let mut all = vec![T::zeroed(); self.len()];
-        // SAFETY: `len` elements at the data offset, aligned for T; accesses
-        // as in `get`.
-        unsafe { atomic_copy::load(self.data().as_ptr(), &mut all) };
-        all
-    }
-
-    /// The elements as a slice.
-    ///
-    /// # Safety
-    /// No process, and no other thread of this one, may write the array
-    /// (through [`set`](Self::set), the [`atomics`](Self::atomics) view or
-    /// otherwise) while the slice is alive.
-    pub unsafe fn as_slice(&self) -> &[T] {
-        // SAFETY: `len` elements at the data offset; no writers per contract.
-        unsafe { std::slice::from_raw_parts(self.data().as_ptr(), self.len()) }
-    }
-
-    /// The elements as a mutable slice.
-    ///
-    /// # Safety
-    /// Nothing else may access the array while the slice is alive: no other
-    /// process, no other thread, no other slice or method of this handle.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn as_mut_slice(&self) -> &mut [T] {
-        // SAFETY: as in `as_slice`, exclusive per contract.
-        unsafe { std::slice::from_raw_parts_mut(self.data().as_ptr(), self.len()) }
-    }
-}
-
-impl<T: AtomicElement> RawArray<T> {
-    /// The elements as atomics: lock-free across processes.
-    pub fn atomics(&self) -> &[T::Atomic] {
-        const { assert_atomic_view::<T>() };
-        // SAFETY: as in `RawValue::atomic`: T's size, no stricter alignment,
-        // `len` elements aligned for T, every other access of equal width.
-        unsafe { std::slice::from_raw_parts(self.data().cast::<T::Atomic>().as_ptr(), self.len()) }
+    pub fn to_string_lossy(&self) -> Result<String, LockError> {
+        Ok(String::from_utf8_lossy(&self.value()?).into_owned())
     }
 }

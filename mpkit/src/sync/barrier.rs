@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::{LockError, LockGuard, guard, spin_while};
-use crate::base::cell::{CELL_SIZE, MutexCell};
+use crate::base::cell::{CELL_SIZE, MutexCell, MutexType};
 use crate::base::segment::{
     Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
 };
@@ -33,6 +33,10 @@ pub enum BarrierError {
     /// barrier's lock).
     #[error("the barrier was waited at from inside its own action")]
     Deadlock,
+    /// Another process overwrote the barrier's lock; see
+    /// [`LockError::Corrupt`]. Nothing changed.
+    #[error("the barrier's lock is corrupt (another process overwrote it)")]
+    Corrupt,
     /// The operating system refused; this party left the barrier, which is
     /// now broken for the others too (as for a timeout).
     #[error("barrier: {0}")]
@@ -63,6 +67,9 @@ pub enum BarrierTimeoutError {
     /// [`BarrierError::Deadlock`].
     #[error("the barrier was waited at from inside its own action")]
     Deadlock,
+    /// The barrier's lock is corrupt; see [`BarrierError::Corrupt`].
+    #[error("the barrier's lock is corrupt (another process overwrote it)")]
+    Corrupt,
     /// The operating system refused; see [`BarrierError::Io`].
     #[error("barrier: {0}")]
     Io(#[from] io::Error),
@@ -73,6 +80,7 @@ impl From<BarrierError> for BarrierTimeoutError {
         match e {
             BarrierError::Broken => BarrierTimeoutError::Broken,
             BarrierError::Deadlock => BarrierTimeoutError::Deadlock,
+            BarrierError::Corrupt => BarrierTimeoutError::Corrupt,
             BarrierError::Io(e) => BarrierTimeoutError::Io(e),
         }
     }
@@ -117,6 +125,7 @@ fn barrier_spec(parties: u64) -> Spec {
         } else {
             usize::MAX
         },
+        cells: &[(HEADER_SIZE, MutexType::ErrorCheck)],
     }
 }
 
@@ -161,7 +170,7 @@ impl Barrier {
         Segment::create(barrier_spec(parties as u64), name, 0o600, |base| {
             // SAFETY: fresh segment sized for a cell and a BarrierState.
             unsafe {
-                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), false)?;
+                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), MutexType::ErrorCheck)?;
                 base.as_ptr()
                     .add(HEADER_SIZE + CELL_SIZE)
                     .cast::<BarrierState>()
@@ -231,12 +240,10 @@ impl Barrier {
     /// Takes the internal lock; a process that died inside it breaks the
     /// barrier (its state may be half-updated).
     fn locked(&self) -> Result<LockGuard<'_>, BarrierError> {
-        let g = guard(self.cell(), true, None).map_err(|e| match e {
+        let g = guard(self.cell(), MutexType::ErrorCheck).map_err(|e| match e {
             LockError::Deadlock => BarrierError::Deadlock,
+            LockError::Corrupt => BarrierError::Corrupt,
             LockError::Io(e) => BarrierError::Io(e),
-            // A wait without a deadline is neither timed out nor refused
-            // as busy: what is left came from the OS.
-            other => BarrierError::Io(io::Error::other(other)),
         })?;
         if g.owner_died() {
             self.break_locked();
@@ -320,7 +327,7 @@ impl Barrier {
     /// [`reset`](Self::reset). An error only when its lock could not be
     /// taken ([`LockError::Deadlock`] from inside the barrier's action).
     pub fn abort(&self) -> Result<(), LockError> {
-        let _held = guard(self.cell(), true, None)?;
+        let _held = guard(self.cell(), MutexType::ErrorCheck)?;
         self.break_locked();
         Ok(())
     }
@@ -331,7 +338,7 @@ impl Barrier {
     /// nothing changed.
     pub fn reset(&self) -> Result<(), LockError> {
         let s = self.state();
-        let _held = guard(self.cell(), true, None)?;
+        let _held = guard(self.cell(), MutexType::ErrorCheck)?;
         if s.count.load(Ordering::SeqCst) > 0 {
             self.break_locked();
         }

@@ -56,8 +56,8 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use crate::base::cell::{CELL_SIZE, MutexCell};
-pub use crate::base::cell::{LockError, ReleaseError};
+use crate::base::cell::{CELL_SIZE, MutexCell, MutexType};
+pub use crate::base::cell::{LockError, LockTimeoutError, ReleaseError, TryLockError};
 use crate::base::segment::{
     Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
 };
@@ -70,6 +70,7 @@ pub use barrier::{Barrier, BarrierError, BarrierTimeoutError};
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     cell: &'a MutexCell,
+    ty: MutexType,
     owner_died: bool,
     /// Releasing must happen on the thread that locked.
     _not_send: PhantomData<*const ()>,
@@ -93,46 +94,72 @@ impl std::fmt::Debug for LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.cell.release();
+        let _ = self.cell.release(self.ty);
     }
 }
 
-fn guard(cell: &MutexCell, wait: bool, deadline: Deadline) -> Result<LockGuard<'_>, LockError> {
-    let owner_died = cell.acquire(wait, deadline)?;
-    Ok(LockGuard {
-        cell,
-        owner_died,
-        _not_send: PhantomData,
-    })
+impl<'a> LockGuard<'a> {
+    #[inline]
+    fn new(cell: &'a MutexCell, ty: MutexType, owner_died: bool) -> LockGuard<'a> {
+        LockGuard {
+            cell,
+            ty,
+            owner_died,
+            _not_send: PhantomData,
+        }
+    }
 }
 
-/// The locking methods shared by `Lock`, `RLock` and `RLockRef`.
+/// Locks `cell`, waiting as long as it takes.
+#[inline]
+fn guard(cell: &MutexCell, ty: MutexType) -> Result<LockGuard<'_>, LockError> {
+    let owner_died = cell.lock(ty)?;
+    Ok(LockGuard::new(cell, ty, owner_died))
+}
+
+/// The locking methods shared by `Lock`, `RLock` and `RLockRef` (each has
+/// `cell()` and its mutex type as `TY`).
 macro_rules! lock_methods {
     () => {
         /// Acquires the lock, waiting as long as it takes. The guard's
         /// `owner_died()` tells whether the previous holder died holding it.
+        #[inline]
         pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
-            guard(self.cell(), true, None)
+            guard(self.cell(), Self::TY)
         }
 
-        /// Acquires the lock if it is free ([`LockError::WouldBlock`] if not).
-        pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError> {
-            guard(self.cell(), false, None)
+        /// Acquires the lock if it is free ([`TryLockError::WouldBlock`] if
+        /// not).
+        #[inline]
+        pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError> {
+            let owner_died = self.cell().try_lock(Self::TY)?;
+            Ok(LockGuard::new(self.cell(), Self::TY, owner_died))
         }
 
-        /// Acquires the lock, waiting at most `timeout` ([`LockError::Timeout`]).
-        pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError> {
-            guard(self.cell(), true, sys::deadline_after(Some(timeout)))
+        /// Acquires the lock, waiting at most `timeout`
+        /// ([`LockTimeoutError::Timeout`]).
+        #[inline]
+        pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockTimeoutError> {
+            let deadline = sys::deadline_after(Some(timeout));
+            let owner_died = self.cell().lock_until(Self::TY, deadline)?;
+            Ok(LockGuard::new(self.cell(), Self::TY, owner_died))
         }
 
         /// Python's `acquire(timeout=…)`: takes the lock without a guard
         /// (release it with [`release`](Self::release) on this thread).
-        /// `Ok(false)` when the timeout passed; `None` waits forever.
+        /// `Ok(false)` when the timeout passed, as Python returns `False`,
+        /// so what is left to fail is what a blocking [`lock`](Self::lock)
+        /// can report: a [`LockError`]. `None` waits forever.
         pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, LockError> {
-            match self.cell().acquire(true, sys::deadline_after(timeout)) {
+            match self
+                .cell()
+                .lock_until(Self::TY, sys::deadline_after(timeout))
+            {
                 Ok(_) => Ok(true),
-                Err(LockError::Timeout) => Ok(false),
-                Err(e) => Err(e),
+                Err(LockTimeoutError::Timeout) => Ok(false),
+                Err(LockTimeoutError::Deadlock) => Err(LockError::Deadlock),
+                Err(LockTimeoutError::Corrupt) => Err(LockError::Corrupt),
+                Err(LockTimeoutError::Io(e)) => Err(LockError::Io(e)),
             }
         }
 
@@ -140,7 +167,7 @@ macro_rules! lock_methods {
         /// [`acquire`](Self::acquire). Releasing a lock nobody holds, or that
         /// another thread or process holds, is an error.
         pub fn release(&self) -> Result<(), ReleaseError> {
-            self.cell().release()
+            self.cell().release(Self::TY)
         }
 
         /// True when the calling thread holds the lock.
@@ -157,6 +184,8 @@ pub struct RLockRef<'a> {
 }
 
 impl<'a> RLockRef<'a> {
+    const TY: MutexType = MutexType::Recursive;
+
     pub(crate) fn new(cell: &'a MutexCell) -> RLockRef<'a> {
         RLockRef { cell }
     }
@@ -168,24 +197,33 @@ impl<'a> RLockRef<'a> {
     lock_methods!();
 }
 
+/// The mutex type of a lock of `kind`.
+fn lock_type(kind: ObjectKind) -> MutexType {
+    if kind == ObjectKind::RLock {
+        MutexType::Recursive
+    } else {
+        MutexType::ErrorCheck
+    }
+}
+
 fn lock_spec(kind: ObjectKind) -> Spec {
     Spec {
         kind,
         elem: Elem::NONE,
         len: 0,
         size: HEADER_SIZE + CELL_SIZE,
+        cells: if kind == ObjectKind::RLock {
+            &[(HEADER_SIZE, MutexType::Recursive)]
+        } else {
+            &[(HEADER_SIZE, MutexType::ErrorCheck)]
+        },
     }
 }
 
 fn create_lock(kind: ObjectKind, name: Option<&str>) -> Result<Segment, ShmError> {
     Segment::create(lock_spec(kind), name, 0o600, |base| {
         // SAFETY: fresh segment sized for a cell at HEADER_SIZE.
-        unsafe {
-            MutexCell::init(
-                base.as_ptr().add(HEADER_SIZE).cast(),
-                kind == ObjectKind::RLock,
-            )
-        }
+        unsafe { MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), lock_type(kind)) }
     })
 }
 
@@ -202,6 +240,8 @@ pub struct Lock {
 segment_object!(Lock, |_: &Header| lock_spec(ObjectKind::Lock));
 
 impl Lock {
+    const TY: MutexType = MutexType::ErrorCheck;
+
     fn from_segment(seg: Segment) -> Self {
         Lock { seg }
     }
@@ -250,6 +290,8 @@ pub struct RLock {
 segment_object!(RLock, |_: &Header| lock_spec(ObjectKind::RLock));
 
 impl RLock {
+    const TY: MutexType = MutexType::Recursive;
+
     fn from_segment(seg: Segment) -> Self {
         RLock { seg }
     }
@@ -296,6 +338,7 @@ fn sem_spec(kind: ObjectKind) -> Spec {
         elem: Elem::NONE,
         len: 0,
         size: HEADER_SIZE + 64,
+        cells: &[],
     }
 }
 
@@ -550,6 +593,7 @@ fn event_spec() -> Spec {
         elem: Elem::NONE,
         len: 0,
         size: HEADER_SIZE + 64,
+        cells: &[],
     }
 }
 
@@ -663,12 +707,16 @@ struct CondState {
     waiters: AtomicU32,
 }
 
+/// The mutex type of a condition's lock.
+const COND_TYPE: MutexType = MutexType::ErrorCheck;
+
 fn cond_spec() -> Spec {
     Spec {
         kind: ObjectKind::Condition,
         elem: Elem::NONE,
         len: 0,
         size: HEADER_SIZE + CELL_SIZE + 64,
+        cells: &[(HEADER_SIZE, MutexType::ErrorCheck)],
     }
 }
 
@@ -711,7 +759,7 @@ impl Condition {
         Segment::create(cond_spec(), name, 0o600, |base| {
             // SAFETY: fresh segment sized for a cell and a CondState.
             unsafe {
-                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), false)?;
+                MutexCell::init(base.as_ptr().add(HEADER_SIZE).cast(), MutexType::ErrorCheck)?;
                 base.as_ptr()
                     .add(HEADER_SIZE + CELL_SIZE)
                     .cast::<CondState>()
@@ -751,21 +799,23 @@ impl Condition {
 
     /// Locks the condition's lock.
     pub fn lock(&self) -> Result<ConditionGuard<'_>, LockError> {
-        self.lock_until(None)
+        let owner_died = self.cell().lock(COND_TYPE)?;
+        Ok(self.guard(owner_died))
     }
 
     /// Locks it, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockError> {
-        self.lock_until(sys::deadline_after(Some(timeout)))
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ConditionGuard<'_>, LockTimeoutError> {
+        let deadline = sys::deadline_after(Some(timeout));
+        let owner_died = self.cell().lock_until(COND_TYPE, deadline)?;
+        Ok(self.guard(owner_died))
     }
 
-    fn lock_until(&self, deadline: Deadline) -> Result<ConditionGuard<'_>, LockError> {
-        let owner_died = self.cell().acquire(true, deadline)?;
-        Ok(ConditionGuard {
+    fn guard(&self, owner_died: bool) -> ConditionGuard<'_> {
+        ConditionGuard {
             cond: self,
             owner_died,
             _not_send: PhantomData,
-        })
+        }
     }
 }
 
@@ -787,7 +837,9 @@ impl ConditionGuard<'_> {
     /// Releases the lock, sleeps until notified or `timeout` passes, and
     /// takes the lock again. Returns false on timeout. Like every condition
     /// variable it may wake spuriously: wait in a loop, or use
-    /// [`wait_for`](Self::wait_for).
+    /// [`wait_for`](Self::wait_for). The timeout bounds the sleep, not
+    /// taking the lock again, which waits as long as it takes (as in
+    /// Python): what can fail is that, a [`LockError`].
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, LockError> {
         self.wait_until(sys::deadline_after(timeout))
     }
@@ -797,10 +849,10 @@ impl ConditionGuard<'_> {
         let cell = self.cond.cell();
         let seq = st.seq.load(Ordering::SeqCst);
         st.waiters.fetch_add(1, Ordering::SeqCst);
-        let _ = cell.release();
+        let _ = cell.release(COND_TYPE);
         let r = sys::futex_wait(&st.seq, seq, deadline);
         st.waiters.fetch_sub(1, Ordering::SeqCst);
-        if cell.acquire(true, None)? {
+        if cell.lock(COND_TYPE)? {
             self.owner_died = true;
         }
         Ok(r? == FutexWait::Woken || st.seq.load(Ordering::SeqCst) != seq)
@@ -842,6 +894,6 @@ impl ConditionGuard<'_> {
 
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.cond.cell().release();
+        let _ = self.cond.cell().release(COND_TYPE);
     }
 }

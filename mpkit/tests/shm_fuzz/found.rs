@@ -52,9 +52,9 @@ fn empty_arrays_are_usable_between_processes() {
             let r = RawArray::<u32>::open(&r).unwrap();
             a.copy_from_slice(&[]).unwrap();
             (
-                a.to_vec(),
+                a.to_vec().unwrap(),
                 a.lock().unwrap().len(),
-                a.get(0),
+                a.get(0).unwrap(),
                 r.to_vec(),
                 r.atomics().len(),
                 r.set(0, 1).is_err(),

@@ -41,7 +41,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
-use crate::base::cell::CELL_SIZE;
+use crate::base::cell::{CELL_SIZE, MutexType};
 use crate::base::segment::{Elem, HEADER_SIZE, ObjectKind, Spec};
 
 pub(super) const CONTROL: usize = HEADER_SIZE;
@@ -148,6 +148,9 @@ pub(crate) fn ring_capacity(requested: usize) -> usize {
     requested.max(MIN_CAPACITY).next_power_of_two()
 }
 
+/// The mutex type of each side's lock cell.
+pub(super) const SIDE_LOCK: MutexType = MutexType::ErrorCheck;
+
 /// The segment layout of a queue.
 pub(crate) fn spec(kind: ObjectKind, elem: Elem, capacity: u64) -> Spec {
     Spec {
@@ -155,6 +158,7 @@ pub(crate) fn spec(kind: ObjectKind, elem: Elem, capacity: u64) -> Spec {
         elem,
         len: capacity,
         size: RING.saturating_add(capacity as usize),
+        cells: &[(PRODUCER_CELL, SIDE_LOCK), (CONSUMER_CELL, SIDE_LOCK)],
     }
 }
 

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::*;
 use super::{EnterFail, Ring, SideId};
-use crate::base::cell::LockError;
+use crate::base::cell::LockTimeoutError;
 use crate::base::spin::{Poll, Spin};
 use crate::sys;
 use crate::sys::Deadline;
@@ -69,7 +69,7 @@ impl Drop for Busy<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         self.ring.maybe_lease(self.side, self.me);
-        let _ = self.ring.cell(self.side).release();
+        let _ = self.ring.cell(self.side).release(SIDE_LOCK);
     }
 }
 
@@ -103,13 +103,17 @@ impl Ring {
         let me = sys::thread_token();
         let owner_died = self
             .cell(side)
-            .acquire(true, deadline)
+            .lock_until(SIDE_LOCK, deadline)
             .map_err(|e| match e {
-                LockError::Timeout | LockError::WouldBlock => EnterFail::Busy,
-                LockError::Io(e) => EnterFail::Io(e),
+                LockTimeoutError::Timeout => EnterFail::Busy,
+                LockTimeoutError::Io(e) => EnterFail::Io(e),
                 // The side's mutex is error-checking: this thread holds it
                 // already, inside one of the queue's own operations.
-                LockError::Deadlock => EnterFail::Reentered,
+                LockTimeoutError::Deadlock => EnterFail::Reentered,
+                corrupt @ LockTimeoutError::Corrupt => EnterFail::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    corrupt,
+                )),
             })?;
         // From here on, dropping the section releases the mutex.
         let section = Locked {

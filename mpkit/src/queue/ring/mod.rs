@@ -230,8 +230,8 @@ impl Ring {
             // SAFETY: the segment is fresh, zero-filled (ftruncate), and sized
             // for this layout; nothing else can see it before it is published.
             unsafe {
-                MutexCell::init(base.as_ptr().add(PRODUCER_CELL).cast(), false)?;
-                MutexCell::init(base.as_ptr().add(CONSUMER_CELL).cast(), false)?;
+                MutexCell::init(base.as_ptr().add(PRODUCER_CELL).cast(), SIDE_LOCK)?;
+                MutexCell::init(base.as_ptr().add(CONSUMER_CELL).cast(), SIDE_LOCK)?;
                 let control = base.as_ptr().add(CONTROL).cast::<Control>();
                 std::ptr::addr_of_mut!((*control).capacity).write(capacity as u64);
                 std::ptr::addr_of_mut!((*control).maxsize).write(maxsize as u64);

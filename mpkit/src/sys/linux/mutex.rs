@@ -8,9 +8,13 @@
 //! - [`pthread_mutexattr_setpshared(3)`](https://man7.org/linux/man-pages/man3/pthread_mutexattr_setpshared.3.html)
 //! - [`get_robust_list(2)`](https://man7.org/linux/man-pages/man2/get_robust_list.2.html)
 //!   (how the kernel finds what a dead thread held)
+//! - glibc's `sysdeps/nptl/bits/thread-shared-types.h` and
+//!   `nptl/pthreadP.h` (the `__kind` word and its bits, read by
+//!   [`mutex_kind`])
 
 use std::io;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Instant;
 
 use rustix::time::ClockId;
@@ -48,6 +52,110 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
+/// The two kinds of mutex mpkit makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MutexType {
+    /// A second lock by the owner is [`MutexLock::Deadlock`]; unlock by
+    /// another thread fails.
+    ErrorCheck,
+    /// The owner may lock it again (and unlocks as many times).
+    Recursive,
+}
+
+/// Offset of glibc's `__data.__kind` in `pthread_mutex_t`: after
+/// `__lock`, `__count`, `__owner` and `__nusers` (four 4-byte fields) in
+/// both the x86-64 and the generic 64-bit (aarch64) layouts.
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+const KIND_OFFSET: usize = 16;
+
+/// `__kind` bits (glibc's `pthreadP.h`, stable since robust mutexes came,
+/// glibc 2.4): the low bits are the type (`PTHREAD_MUTEX_RECURSIVE_NP` 1,
+/// `PTHREAD_MUTEX_ERRORCHECK_NP` 2), `PTHREAD_MUTEX_ROBUST_NORMAL_NP` (16)
+/// marks a robust mutex, `PTHREAD_MUTEX_PSHARED_BIT` (128) a
+/// process-shared one. glibc's `pthread_mutex_init` stores exactly these
+/// bits and no lock operation changes them for robust mutexes (lock
+/// elision, which would add 256, applies to normal mutexes only).
+const KIND_ROBUST: i32 = 16;
+const KIND_PSHARED: i32 = 128;
+
+impl MutexType {
+    /// The `__kind` word [`mutex_init`] gives a mutex of this type.
+    pub(crate) const fn kind(self) -> i32 {
+        let ty = match self {
+            MutexType::Recursive => libc::PTHREAD_MUTEX_RECURSIVE,
+            MutexType::ErrorCheck => libc::PTHREAD_MUTEX_ERRORCHECK,
+        };
+        ty | KIND_ROBUST | KIND_PSHARED
+    }
+}
+
+/// The kind word of `m` (glibc's `__data.__kind`: type, robust and
+/// process-shared bits), read with one relaxed atomic load, as glibc
+/// itself reads it; `None` where the layout of `pthread_mutex_t` is not
+/// known (targets other than glibc on x86-64 and aarch64), where nothing
+/// can be checked.
+///
+/// Another process may rewrite the word at any time: compare it with
+/// [`MutexType::kind`] before handing the mutex to glibc, which trusts it.
+///
+/// # Safety
+/// `m` points to a mapped, 4-byte aligned `pthread_mutex_t` (its bytes may
+/// be anything).
+#[inline]
+pub(crate) unsafe fn mutex_kind(m: *const RawMutex) -> Option<i32> {
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    {
+        // SAFETY: per the caller's contract the word is mapped and aligned
+        // (pthread_mutex_t is 8-byte aligned); other processes write it
+        // with plain or atomic stores of the same width, so an atomic load
+        // sees one of the values written.
+        Some(
+            unsafe { &*m.cast::<u8>().add(KIND_OFFSET).cast::<AtomicI32>() }
+                .load(Ordering::Relaxed),
+        )
+    }
+    #[cfg(not(all(
+        target_os = "linux",
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    {
+        let _ = m;
+        None
+    }
+}
+
+/// Writes `ty`'s kind word into `m` again, for a holder that found it
+/// rewritten: glibc unlocks the way the kind says, and must unlock the way
+/// it locked.
+///
+/// # Safety
+/// As for [`mutex_kind`]; this thread holds `m`.
+pub(crate) unsafe fn mutex_restore_kind(m: *mut RawMutex, ty: MutexType) {
+    #[cfg(all(
+        target_os = "linux",
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    // SAFETY: as in `mutex_kind`.
+    unsafe { &*m.cast::<u8>().add(KIND_OFFSET).cast::<AtomicI32>() }
+        .store(ty.kind(), Ordering::Relaxed);
+    #[cfg(not(all(
+        target_os = "linux",
+        target_env = "gnu",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    let _ = (m, ty);
+}
+
 fn errno_result(r: libc::c_int, what: &str) -> io::Result<()> {
     if r == 0 {
         Ok(())
@@ -57,15 +165,12 @@ fn errno_result(r: libc::c_int, what: &str) -> io::Result<()> {
     }
 }
 
-/// Initialises a robust, process-shared mutex at `m`; `recursive` makes it
-/// re-entrant for its owner thread, otherwise it is error-checking (a second
-/// lock by the owner is [`MutexLock::Deadlock`], unlock by another thread
-/// fails).
+/// Initialises a robust, process-shared mutex of type `ty` at `m`.
 ///
 /// # Safety
 /// `m` points to writable memory for a `pthread_mutex_t` that no thread is
 /// using (it is being created).
-pub(crate) unsafe fn mutex_init(m: *mut RawMutex, recursive: bool) -> io::Result<()> {
+pub(crate) unsafe fn mutex_init(m: *mut RawMutex, ty: MutexType) -> io::Result<()> {
     let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
     // SAFETY: attr is initialised by pthread_mutexattr_init before any other
     // use and destroyed at the end; m is valid per the caller's contract.
@@ -75,10 +180,9 @@ pub(crate) unsafe fn mutex_init(m: *mut RawMutex, recursive: bool) -> io::Result
             "pthread_mutexattr_init",
         )?;
         let a = attr.as_mut_ptr();
-        let kind = if recursive {
-            libc::PTHREAD_MUTEX_RECURSIVE
-        } else {
-            libc::PTHREAD_MUTEX_ERRORCHECK
+        let kind = match ty {
+            MutexType::Recursive => libc::PTHREAD_MUTEX_RECURSIVE,
+            MutexType::ErrorCheck => libc::PTHREAD_MUTEX_ERRORCHECK,
         };
         let r = errno_result(libc::pthread_mutexattr_settype(a, kind), "settype")
             .and_then(|()| {
@@ -153,4 +257,31 @@ pub(crate) unsafe fn mutex_unlock(m: *mut RawMutex) -> io::Result<()> {
         unsafe { libc::pthread_mutex_unlock(m) },
         "pthread_mutex_unlock",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kind word is where `mutex_kind` looks, and holds what
+    /// `MutexType::kind` predicts, for both types, before and after use.
+    #[test]
+    fn the_kind_word_is_found_and_predicted() {
+        for ty in [MutexType::ErrorCheck, MutexType::Recursive] {
+            let mut m = MaybeUninit::<RawMutex>::zeroed();
+            let p = m.as_mut_ptr();
+            // SAFETY: p is a fresh, aligned, zeroed pthread_mutex_t used by
+            // this thread only.
+            unsafe {
+                mutex_init(p, ty).unwrap();
+                assert_eq!(mutex_kind(p), Some(ty.kind()), "{ty:?}");
+                assert_eq!(mutex_trylock(p).unwrap(), MutexLock::Acquired);
+                assert_eq!(mutex_kind(p), Some(ty.kind()), "{ty:?} locked");
+                mutex_unlock(p).unwrap();
+                libc::pthread_mutex_destroy(p);
+            }
+        }
+        assert_eq!(MutexType::Recursive.kind(), 145);
+        assert_eq!(MutexType::ErrorCheck.kind(), 146);
+    }
 }
