@@ -215,6 +215,7 @@ fn two_mpkit_processes_exchange_through_a_named_queue() {
         line.contains("Queue") && line.split_whitespace().nth(3) == Some("2"),
         "{line}"
     );
+    assert!(line.ends_with("  [u8] (bytes)"), "{line}");
     assert_eq!(
         mpkit(&["queue", "get", &q], 20).1,
         "hello from one process\n"

@@ -25,9 +25,10 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
+use crate::base::element;
 use crate::base::segment::{
     FLAG_KEPT, HEADER_SIZE, LAYOUT_VERSION, MAGIC, ObjectKind, ShmError, shm_path,
 };
@@ -55,6 +56,9 @@ pub struct ObjectInfo {
     pub depth: Option<u64>,
     /// Layout version (typed objects only).
     pub version: Option<u32>,
+    /// What it holds, as its creator recorded it (`Job (postcard)`,
+    /// `u64 (8 bytes, alignment 8)`): typed objects with elements only.
+    pub element: Option<String>,
     /// Kept on purpose (`keep()`): meant to outlive its creator.
     pub kept: bool,
 }
@@ -134,14 +138,23 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
             in_use,
             depth: None,
             version: None,
+            element: None,
             kept: false,
         }));
     }
     let kind = ObjectKind::from_raw(u32_at(12));
     let pid = u32_at(52) as i32;
+    let current = u32_at(8) == LAYOUT_VERSION;
     let depth = match kind {
-        Some(kind) if u32_at(8) == LAYOUT_VERSION => crate::queue::depth_in(kind, &file)?,
+        Some(kind) if current => crate::queue::depth_in(kind, &file)?,
         _ => None,
+    };
+    let elem_type = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
+    let element = if current && elem_type != 0 {
+        let size = u64::from_le_bytes(header[40..48].try_into().expect("8 bytes"));
+        Some(element_in(&file, size, meta.len(), u32_at(16), u32_at(20)))
+    } else {
+        None
     };
     Ok(Some(ObjectInfo {
         name: name.to_string(),
@@ -152,8 +165,25 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
         in_use,
         depth,
         version: Some(u32_at(8)),
+        element,
         kept: u32_at(56) & FLAG_KEPT != 0,
     }))
+}
+
+/// The element record of a typed object whose header says `size` bytes,
+/// checked as attaching checks it.
+fn element_in(file: &File, size: u64, file_len: u64, elem_size: u32, elem_align: u32) -> String {
+    let mut record = [0u8; element::RECORD_SIZE];
+    let text = match size.checked_sub(element::RECORD_SIZE as u64) {
+        Some(at) if at >= HEADER_SIZE as u64 && size <= file_len => {
+            match file.read_exact_at(&mut record, at) {
+                Ok(()) => element::record_text_or_unreadable(&record),
+                Err(_) => "an unreadable element",
+            }
+        }
+        _ => "an unreadable element",
+    };
+    element::describe(text, elem_size, elem_align)
 }
 
 /// True when process `pid` runs and started no later than `created` (Unix

@@ -260,7 +260,10 @@ fn named_values_open_by_name_with_their_type_checked() {
     .unwrap();
     let (wrong_type, wrong_kind, wrong_array) = child.join().unwrap();
     assert_eq!(v.get(), 5.0);
-    assert!(wrong_type.contains("`i64`"), "{wrong_type}");
+    assert_eq!(
+        wrong_type,
+        "the object holds `f64 (8 bytes, alignment 8)`, not `i64 (8 bytes, alignment 8)`"
+    );
     assert!(
         wrong_kind.contains("is a Value, not a Lock"),
         "{wrong_kind}"
