@@ -444,8 +444,10 @@ impl Segment {
     /// inside the `mapped` bytes, and checked.
     fn stored_element(&self, mapped: usize) -> String {
         let h = self.header();
-        let text = match (h.size as usize).checked_sub(element::RECORD_SIZE) {
-            Some(at) if at >= HEADER_SIZE && h.size as usize <= mapped => {
+        // Read once: another process may rewrite it meanwhile.
+        let size = h.size as usize;
+        let text = match size.checked_sub(element::RECORD_SIZE) {
+            Some(at) if at >= HEADER_SIZE && size <= mapped => {
                 // SAFETY: `at..at + RECORD_SIZE` is inside the mapping (just
                 // checked); any bit pattern is a valid byte array, and the
                 // text is validated before use.
