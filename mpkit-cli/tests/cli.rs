@@ -278,6 +278,21 @@ fn bad_input_gets_one_clear_line_and_its_exit_code() {
     let (code, _, err) = mpkit(&["queue", "rm", &v], 20);
     assert_eq!(code, 1);
     assert!(err.contains("not a queue"), "{err}");
+    // A typed queue: the error says what it holds.
+    let typed = unique("typed");
+    let _typed = mpkit::queue::Queue::<u32>::create(&typed, 0, 4096).unwrap();
+    let (code, _, err) = mpkit(&["queue", "get", &typed], 20);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("holds `u32 (postcard)`, not `[u8] (bytes)`"),
+        "{err}"
+    );
+    let (_, table, _) = mpkit(&["ls"], 20);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&typed))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.ends_with("  u32 (postcard)"), "{line}");
     // A file in /dev/shm that is not mpkit's is never removed.
     let foreign = format!("cli_foreign_{}", std::process::id());
     let path = format!("/dev/shm/{foreign}");
