@@ -92,12 +92,12 @@ pub fn ls(args: LsArgs) -> Result {
         return Ok(());
     }
     println!(
-        "{:<40} {:<16} {:>10} {:>7} {:>8} {:>6} {:>6} {:>5} {:>5}",
+        "{:<40} {:<16} {:>10} {:>7} {:>8} {:>6} {:>6} {:>5} {:>5}  ELEMENT",
         "NAME", "KIND", "BYTES", "DEPTH", "CREATOR", "ALIVE", "IN-USE", "KEPT", "STALE"
     );
     for o in &objects {
         println!(
-            "{:<40} {:<16} {:>10} {:>7} {:>8} {:>6} {:>6} {:>5} {:>5}",
+            "{:<40} {:<16} {:>10} {:>7} {:>8} {:>6} {:>6} {:>5} {:>5}  {}",
             o.name,
             o.kind.map_or("SharedMemory", |k| k.name()),
             o.size,
@@ -107,6 +107,7 @@ pub fn ls(args: LsArgs) -> Result {
             yes(o.in_use),
             yes(o.kept),
             yes(o.is_stale()),
+            o.element.as_deref().unwrap_or("-"),
         );
     }
     Ok(())

@@ -215,6 +215,7 @@ fn two_mpkit_processes_exchange_through_a_named_queue() {
         line.contains("Queue") && line.split_whitespace().nth(3) == Some("2"),
         "{line}"
     );
+    assert!(line.ends_with("  [u8] (bytes)"), "{line}");
     assert_eq!(
         mpkit(&["queue", "get", &q], 20).1,
         "hello from one process\n"
@@ -277,17 +278,109 @@ fn bad_input_gets_one_clear_line_and_its_exit_code() {
     let (code, _, err) = mpkit(&["queue", "rm", &v], 20);
     assert_eq!(code, 1);
     assert!(err.contains("not a queue"), "{err}");
+    // A typed queue: the error says what it holds.
+    let typed = unique("typed");
+    let _typed = mpkit::queue::Queue::<u32>::create(&typed, 0, 4096).unwrap();
+    let (code, _, err) = mpkit(&["queue", "get", &typed], 20);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("holds `u32 (postcard)`, not `[u8] (bytes)`"),
+        "{err}"
+    );
+    let (_, table, _) = mpkit(&["ls"], 20);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&typed))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.ends_with("  u32 (postcard)"), "{line}");
     // A file in /dev/shm that is not mpkit's is never removed.
     let foreign = format!("cli_foreign_{}", std::process::id());
-    let _block = mpkit::shm::SharedMemory::create(&foreign, 64).unwrap();
+    let path = format!("/dev/shm/{foreign}");
+    std::fs::write(&path, [0u8; 64]).unwrap();
+    let _block = RemoveFile(path.clone());
     let (code, _, err) = mpkit(&["rm", &foreign], 20);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("not an mpkit object"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    assert!(std::path::Path::new(&path).exists());
+}
+
+/// Removes a file when the test ends, whatever happens.
+struct RemoveFile(String);
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[test]
+fn raw_blocks_of_a_killed_creator_are_listed_and_removed_when_stale() {
+    let _sweep = STALE_SWEEP.lock().unwrap_or_else(|e| e.into_inner());
+    let _w = common::watchdog(60);
+    let (leaked, kept, held) = (unique("raw_leaked"), unique("raw_kept"), unique("raw_held"));
+    let _cleanup = [
+        Named(leaked.clone()),
+        Named(kept.clone()),
+        Named(held.clone()),
+    ];
+    let child = mpkit::Process::spawn(
+        |(leaked, kept, held): (String, String, String)| -> () {
+            let _leaked = mpkit::shm::SharedMemory::create(&leaked, 64).unwrap();
+            mpkit::shm::SharedMemory::create(&kept, 64).unwrap().keep();
+            let _held = mpkit::shm::SharedMemory::create(&held, 64).unwrap();
+            // SAFETY: raise(2): die without running destructors.
+            unsafe { libc::raise(libc::SIGKILL) };
+        },
+        (leaked.clone(), kept.clone(), held.clone()),
+    )
+    .unwrap();
+    let pid = child.pid();
+    assert!(child.join().is_err());
+    let _holder = mpkit::shm::SharedMemory::open(&held).unwrap();
+    let (code, out, err) = mpkit(&["ls", "--json"], 20);
+    assert_eq!(code, 0, "{err}");
+    let all: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let find = |wanted: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == wanted)
+            .unwrap_or_else(|| panic!("{wanted} missing in {out}"))
+            .clone()
+    };
+    let gone = find(&leaked);
+    assert_eq!(gone["kind"], serde_json::Value::Null, "{gone}");
+    assert_eq!(gone["creator_pid"], pid, "{gone}");
+    assert_eq!(gone["stale"], true, "{gone}");
+    assert_eq!(find(&kept)["stale"], false);
+    assert_eq!(find(&kept)["kept"], true);
+    assert_eq!(find(&held)["stale"], false);
+    assert_eq!(find(&held)["in_use"], true);
+    let (_, table, _) = mpkit(&["ls"], 20);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&leaked))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("SharedMemory") && line.contains(&pid.to_string()),
+        "{line}"
+    );
+    let (code, out, err) = mpkit(&["rm", "--stale"], 30);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("removed {leaked}")), "{out}");
+    assert!(!out.contains(&kept) && !out.contains(&held), "{out}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{leaked}")).exists());
+    assert!(std::path::Path::new(&format!("/dev/shm/{kept}")).exists());
+    assert!(std::path::Path::new(&format!("/dev/shm/{held}")).exists());
+}
+
+/// Held by the tests that run `mpkit rm --stale`, which removes every
+/// stale object: each would otherwise remove the other's before it looks.
+static STALE_SWEEP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
 fn ls_json_and_rm_stale() {
+    let _sweep = STALE_SWEEP.lock().unwrap_or_else(|e| e.into_inner());
     // A creator killed without cleaning up leaves a stale object.
     let name = unique("stale");
     let _cleanup = Named(name.clone());

@@ -1,12 +1,15 @@
 //! Finding and removing named mpkit objects (what `ipcs` and `ipcrm` are for
 //! System V objects): every file in `/dev/shm` that starts with an mpkit
 //! header, and the plain [`SharedMemory`](crate::shm::SharedMemory) blocks
-//! mpkit named.
+//! mpkit made.
 //!
 //! The segment header says what every object is, who made it and whether
 //! it was kept on purpose; facts only one kind knows (how many messages a
 //! queue holds) come from that kind's own module, which reads them from the
-//! file.
+//! file. A plain block has no header: its creator and kept flag are an
+//! extended attribute of its file (see
+//! [`SharedMemory`](crate::shm::SharedMemory)'s "Who made it"), or, where
+//! the kernel stores none, the pid in a generated `mpkit_PID_…` name.
 //!
 //! ```
 //! use mpkit::admin;
@@ -23,13 +26,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
+use crate::base::element;
 use crate::base::segment::{
     FLAG_KEPT, HEADER_SIZE, LAYOUT_VERSION, MAGIC, ObjectKind, ShmError, shm_path,
 };
+use crate::shm::mark::{self, Mark};
 
 const SHM_DIR: &str = "/dev/shm";
 
@@ -39,11 +46,13 @@ pub struct ObjectInfo {
     /// The name (as `open` takes it).
     pub name: String,
     /// The kind, or `None` for a plain [`SharedMemory`](crate::shm::SharedMemory)
-    /// block named by mpkit (`mpkit_…`, no header).
+    /// block (no header).
     pub kind: Option<ObjectKind>,
     /// Size of the file in bytes.
     pub size: u64,
-    /// The process that created it (typed objects only).
+    /// The process that created it; `None` when unknown (a plain block
+    /// from an older mpkit, or a kernel without user attributes on tmpfs),
+    /// and then it is never stale.
     pub creator_pid: Option<i32>,
     /// Whether that process still runs (a reused pid does not count: the
     /// process must have started before the object was created).
@@ -54,15 +63,18 @@ pub struct ObjectInfo {
     pub depth: Option<u64>,
     /// Layout version (typed objects only).
     pub version: Option<u32>,
+    /// What it holds, as its creator recorded it (`Job (postcard)`,
+    /// `u64 (8 bytes, alignment 8)`): typed objects with elements only.
+    pub element: Option<String>,
     /// Kept on purpose (`keep()`): meant to outlive its creator.
     pub kept: bool,
 }
 
 impl ObjectInfo {
-    /// Nobody uses it, its creator is gone, and it was not kept on purpose:
-    /// safe to remove.
+    /// Nobody uses it, its creator is known and gone, and it was not kept
+    /// on purpose: safe to remove.
     pub fn is_stale(&self) -> bool {
-        !self.in_use && !self.creator_alive && !self.kept
+        self.creator_pid.is_some() && !self.in_use && !self.creator_alive && !self.kept
     }
 }
 
@@ -124,24 +136,21 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
     let typed = meta.len() >= HEADER_SIZE as u64 && (&file).read_exact(&mut header).is_ok();
     let u32_at = |o: usize| u32::from_le_bytes(header[o..o + 4].try_into().expect("4 bytes"));
     if !typed || u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) != MAGIC {
-        // A plain block mpkit generated a name for.
-        return Ok(name.starts_with("mpkit_").then(|| ObjectInfo {
-            name: name.to_string(),
-            kind: None,
-            size: meta.len(),
-            creator_pid: None,
-            creator_alive: false,
-            in_use,
-            depth: None,
-            version: None,
-            kept: false,
-        }));
+        return Ok(plain_block(name, &file, &meta, in_use));
     }
     let kind = ObjectKind::from_raw(u32_at(12));
     let pid = u32_at(52) as i32;
+    let current = u32_at(8) == LAYOUT_VERSION;
     let depth = match kind {
-        Some(kind) if u32_at(8) == LAYOUT_VERSION => crate::queue::depth_in(kind, &file)?,
+        Some(kind) if current => crate::queue::depth_in(kind, &file)?,
         _ => None,
+    };
+    let elem_type = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
+    let element = if current && elem_type != 0 {
+        let size = u64::from_le_bytes(header[40..48].try_into().expect("8 bytes"));
+        Some(element_in(&file, size, meta.len(), u32_at(16), u32_at(20)))
+    } else {
+        None
     };
     Ok(Some(ObjectInfo {
         name: name.to_string(),
@@ -152,8 +161,56 @@ fn read_info(name: &str, users: &[String]) -> io::Result<Option<ObjectInfo>> {
         in_use,
         depth,
         version: Some(u32_at(8)),
+        element,
         kept: u32_at(56) & FLAG_KEPT != 0,
     }))
+}
+
+/// A plain [`SharedMemory`](crate::shm::SharedMemory) block, if mpkit made
+/// it: its creator record, else the pid in its generated name, else (an
+/// `mpkit_` name from an older mpkit) listed with its creator unknown.
+fn plain_block(
+    name: &str,
+    file: &File,
+    meta: &std::fs::Metadata,
+    in_use: bool,
+) -> Option<ObjectInfo> {
+    let (creator_pid, creator_alive, kept) = match Mark::read(file.as_fd()) {
+        Some(m) => (Some(m.pid), m.creator_alive(), m.kept),
+        None if name.starts_with("mpkit_") => match mark::pid_in_generated_name(name) {
+            Some(pid) => (Some(pid), started_before(pid, meta.ctime()), false),
+            None => (None, false, false),
+        },
+        None => return None,
+    };
+    Some(ObjectInfo {
+        name: name.to_string(),
+        kind: None,
+        size: meta.len(),
+        creator_pid,
+        creator_alive,
+        in_use,
+        depth: None,
+        version: None,
+        element: None,
+        kept,
+    })
+}
+
+/// The element record of a typed object whose header says `size` bytes,
+/// checked as attaching checks it.
+fn element_in(file: &File, size: u64, file_len: u64, elem_size: u32, elem_align: u32) -> String {
+    let mut record = [0u8; element::RECORD_SIZE];
+    let text = match size.checked_sub(element::RECORD_SIZE as u64) {
+        Some(at) if at >= HEADER_SIZE as u64 && size <= file_len => {
+            match file.read_exact_at(&mut record, at) {
+                Ok(()) => element::record_text_or_unreadable(&record),
+                Err(_) => "an unreadable element",
+            }
+        }
+        _ => "an unreadable element",
+    };
+    element::describe(text, elem_size, elem_align)
 }
 
 /// True when process `pid` runs and started no later than `created` (Unix

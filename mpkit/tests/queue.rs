@@ -541,7 +541,10 @@ fn named_queues_are_type_checked() {
         wrong_kind.contains("is a Queue, not a JoinableQueue"),
         "{wrong_kind}"
     );
-    assert!(bytes.contains("another type"), "{bytes}");
+    assert_eq!(
+        bytes,
+        "the object holds `Job (postcard)`, not `[u8] (bytes)`"
+    );
     assert!(matches!(
         Queue::<Job>::open(&name("nothing")),
         Err(ShmError::NotFound(_))

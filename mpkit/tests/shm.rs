@@ -260,7 +260,10 @@ fn named_values_open_by_name_with_their_type_checked() {
     .unwrap();
     let (wrong_type, wrong_kind, wrong_array) = child.join().unwrap();
     assert_eq!(v.get().unwrap(), 5.0);
-    assert!(wrong_type.contains("`i64`"), "{wrong_type}");
+    assert_eq!(
+        wrong_type,
+        "the object holds `f64 (8 bytes, alignment 8)`, not `i64 (8 bytes, alignment 8)`"
+    );
     assert!(
         wrong_kind.contains("is a Value, not a Lock"),
         "{wrong_kind}"
@@ -578,4 +581,150 @@ fn an_array_whose_mutex_is_garbage_is_an_error_not_a_panic() {
     assert!(matches!(a.lock(), Err(LockError::Corrupt)));
     // Past the end is answered without the lock.
     assert_eq!(a.get(4).unwrap(), None);
+}
+
+/// Removes `/dev/shm` files when dropped, so a failing test leaves none.
+struct RemoveOnDrop(Vec<String>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = std::fs::remove_file(format!("/dev/shm/{n}"));
+        }
+    }
+}
+
+#[test]
+fn a_killed_creators_block_is_stale_unless_kept_or_held() {
+    use mpkit::admin;
+    let _w = watchdog(30);
+    let (leaked, kept, held) = (name("raw_leaked"), name("raw_kept"), name("raw_held"));
+    let _cleanup = RemoveOnDrop(vec![leaked.clone(), kept.clone(), held.clone()]);
+    let child = Process::spawn(
+        |(leaked, kept, held): (String, String, String)| -> () {
+            let _leaked = SharedMemory::create(&leaked, 64).unwrap();
+            SharedMemory::create(&kept, 64).unwrap().keep();
+            let _held = SharedMemory::create(&held, 64).unwrap();
+            // SAFETY: raise(2): die at once, running no destructor.
+            unsafe { libc::raise(libc::SIGKILL) };
+        },
+        (leaked.clone(), kept.clone(), held.clone()),
+    )
+    .unwrap();
+    let pid = child.pid();
+    assert!(child.join().is_err());
+    let _holder = SharedMemory::open(&held).unwrap();
+
+    let info = admin::inspect(&leaked).unwrap();
+    assert_eq!(info.kind, None);
+    assert_eq!(info.creator_pid, Some(pid));
+    assert!(
+        !info.creator_alive && !info.kept && !info.in_use,
+        "{info:?}"
+    );
+    assert!(info.is_stale(), "{info:?}");
+    let info = admin::inspect(&kept).unwrap();
+    assert!(info.kept && !info.is_stale(), "{info:?}");
+    let info = admin::inspect(&held).unwrap();
+    assert!(info.in_use && !info.is_stale(), "{info:?}");
+    let stale: Vec<String> = admin::list()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.is_stale())
+        .map(|o| o.name)
+        .collect();
+    assert!(stale.contains(&leaked) && !stale.contains(&kept) && !stale.contains(&held));
+    admin::remove(&leaked).unwrap();
+    assert!(matches!(
+        SharedMemory::open(&leaked),
+        Err(ShmError::NotFound(_))
+    ));
+
+    // A live creator's block is not stale; a file mpkit did not make is
+    // not listed, and never removed.
+    let mine = SharedMemory::create_unique(64).unwrap();
+    let info = admin::inspect(mine.name().unwrap()).unwrap();
+    assert!(info.creator_alive && !info.is_stale(), "{info:?}");
+    assert_eq!(info.creator_pid, Some(std::process::id() as i32));
+    let foreign = format!("foreign_{}", std::process::id());
+    let _cleanup_foreign = RemoveOnDrop(vec![foreign.clone()]);
+    std::fs::write(format!("/dev/shm/{foreign}"), [0u8; 64]).unwrap();
+    assert!(matches!(admin::inspect(&foreign), Err(ShmError::NotMpkit)));
+    assert!(admin::remove(&foreign).is_err());
+}
+
+/// Runs the Python attacher: Python attaches to block `n` (with the
+/// documented fix when `fix`), closes it and exits; returns once its
+/// resource tracker, which deletes what it believes leaked, has exited too.
+/// The Python version comes back as `(major, minor)`, if its tracker could
+/// be waited for.
+fn python_attaches_and_exits(py: &str, n: &str, fix: bool) -> Option<(u32, u32)> {
+    use std::io::{BufRead, BufReader, Write};
+    let script = "\
+import sys
+from multiprocessing import resource_tracker, shared_memory
+resource_tracker.ensure_running()
+tracker = getattr(resource_tracker._resource_tracker, '_pid', None) or 0
+print(tracker, *sys.version_info[:2], flush=True)
+sys.stdin.readline()
+name = sys.argv[1]
+if sys.argv[2] == 'fix':
+    if sys.version_info >= (3, 13):
+        shm = shared_memory.SharedMemory(name, track=False)
+    else:
+        shm = shared_memory.SharedMemory(name)
+        resource_tracker.unregister(shm._name, 'shared_memory')
+else:
+    shm = shared_memory.SharedMemory(name)
+shm.close()
+";
+    let mut child = Command::new(py)
+        .args(["-c", script, n, if fix { "fix" } else { "plain" }])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let fields: Vec<u32> = line
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 3, "{line:?}");
+    // 0: this Python does not say (the tracker's pid is a private field).
+    let tracker = (fields[0] != 0).then(|| common::pidfd(fields[0] as i32));
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let tracker = tracker?;
+    assert!(
+        common::wait_exit(&tracker, Duration::from_secs(20)),
+        "Python's resource tracker never exited"
+    );
+    Some((fields[1], fields[2]))
+}
+
+#[test]
+fn python_keeps_a_block_it_attached_to_with_the_documented_fix() {
+    let _w = watchdog(60);
+    let Some(py) = python() else { return };
+    let block = SharedMemory::create(&name("tracked_fix"), 64).unwrap();
+    python_attaches_and_exits(py, block.name().unwrap(), true);
+    assert!(SharedMemory::open(block.name().unwrap()).is_ok());
+
+    // Without it, the tracker deletes the block Rust created (3.8 to 3.13
+    // at least) as soon as the Python process that attached exits.
+    let block = SharedMemory::create(&name("tracked_plain"), 64).unwrap();
+    let version = python_attaches_and_exits(py, block.name().unwrap(), false);
+    if let Some(version @ (3, 8..=13)) = version {
+        assert!(
+            matches!(
+                SharedMemory::open(block.name().unwrap()),
+                Err(ShmError::NotFound(_))
+            ),
+            "Python {version:?}'s resource tracker left the block alone"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`segment`]: the shared memory each object lives in, its 64-byte
 //!   header, and the checks made when a process attaches;
+//! - [`element`]: how a segment names its element type (short type
+//!   names, the element record at its end);
 //! - [`cell`]: the lock cell (a robust, process-shared mutex plus owner
 //!   bookkeeping) embedded by locks, values and queues;
 //! - [`spin`]: the one spin-then-sleep policy every wait follows;
@@ -14,5 +16,6 @@
 
 pub(crate) mod atomic_copy;
 pub(crate) mod cell;
+pub(crate) mod element;
 pub(crate) mod segment;
 pub(crate) mod spin;

@@ -13,13 +13,17 @@
 //! | 12 | 4 | `kind` | [`ObjectKind`] as `u32` |
 //! | 16 | 4 | `elem_size` | `size_of` the element type (0 if none) |
 //! | 20 | 4 | `elem_align` | `align_of` the element type (0 if none) |
-//! | 24 | 8 | `elem_type` | FNV-1a 64 of the element's type name (0 if none) |
+//! | 24 | 8 | `elem_type` | FNV-1a 64 of the element's name (0 if none; see `base/element.rs`) |
 //! | 32 | 8 | `len` | element count (arrays), parties (barriers), … |
-//! | 40 | 8 | `size` | bytes of the object, header included |
+//! | 40 | 8 | `size` | bytes of the object, header and element record included |
 //! | 48 | 4 | `ready` | 0 while the creator initialises, [`READY`] after (a futex word) |
 //! | 52 | 4 | `creator_pid` | the creating process |
 //! | 56 | 4 | `flags` | bit 0: kept (meant to outlive its creator, see `keep`) |
 //! | 60 | 4 | reserved | zero |
+//!
+//! The segment ends with a 64-byte element record (at `size - 64`): the
+//! element's name as text, so that a mismatch says what the object holds
+//! (layout in `base/element.rs`).
 //!
 //! Attaching (by name, or receiving a handle) checks every field against
 //! what the caller asked for: a file that is not an mpkit object, a newer
@@ -42,13 +46,15 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::cell::{CELL_SIZE, MutexCell, MutexType};
+use super::element;
+pub(crate) use super::element::Elem;
 use crate::handle;
 use crate::sys::{self, Mapping};
 
 /// `b"mpkit\0\0\x01"` as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpkit\0\0\x01");
 /// The version of the layouts documented in this crate.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// The value of `ready` once the creator has initialised the object.
 pub(crate) const READY: u32 = 0x52454459; // "REDY"
 /// Size of the header; object state starts here.
@@ -160,66 +166,26 @@ pub(crate) const FLAG_KEPT: u32 = 1;
 
 const _: () = assert!(std::mem::size_of::<Header>() == HEADER_SIZE);
 
-/// The element type of an object, as recorded in its header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Elem {
-    pub size: u32,
-    pub align: u32,
-    pub type_hash: u64,
-    pub name: &'static str,
-}
-
-impl Elem {
-    /// No element type (locks, events, …).
-    pub const NONE: Elem = Elem {
-        size: 0,
-        align: 0,
-        type_hash: 0,
-        name: "",
-    };
-
-    /// Messages of type `T` encoded by the codec named `codec`: the type
-    /// hash covers both, so a queue of `T` under another codec is refused.
-    pub fn message<T: ?Sized>(codec: &str) -> Elem {
-        let name = std::any::type_name::<T>();
-        Elem {
-            size: 0,
-            align: 0,
-            type_hash: fnv1a(name.as_bytes()) ^ fnv1a(codec.as_bytes()).rotate_left(1),
-            name,
-        }
-    }
-
-    /// The element type `T`.
-    pub fn of<T>() -> Elem {
-        let name = std::any::type_name::<T>();
-        Elem {
-            size: std::mem::size_of::<T>() as u32,
-            align: std::mem::align_of::<T>() as u32,
-            type_hash: fnv1a(name.as_bytes()),
-            name,
-        }
-    }
-}
-
-/// FNV-1a, 64 bits: a stable hash of type names.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// What an object needs from its segment.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Spec {
     pub kind: ObjectKind,
     pub elem: Elem,
     pub len: u64,
-    /// Total size in bytes, header included.
+    /// Size in bytes of the header and the object's state (the element
+    /// record follows).
     pub size: usize,
     /// The lock cells in the layout (offset, mutex type): attaching checks
     /// each mutex's kind word.
     pub cells: &'static [(usize, MutexType)],
+}
+
+impl Spec {
+    /// The segment's size in bytes: the object and its element record
+    /// (`usize::MAX` for an impossible size, which no header matches).
+    fn total(&self) -> usize {
+        self.size.saturating_add(element::RECORD_SIZE)
+    }
 }
 
 /// Rounds `n` up to a multiple of `align` (a power of two).
@@ -345,7 +311,15 @@ impl Segment {
         mode: u32,
         init: impl FnOnce(NonNull<u8>) -> io::Result<()>,
     ) -> Result<Segment, ShmError> {
-        let mut seg = Segment::create_raw(name, spec.size, mode)?;
+        let total = spec.total();
+        if total == usize::MAX {
+            return Err(ShmError::TooLarge {
+                what: "an object in bytes",
+                requested: u64::MAX,
+                max: usize::MAX as u64,
+            });
+        }
+        let mut seg = Segment::create_raw(name, total, mode)?;
         seg.typed = true;
         seg.len = spec.len;
         let header = seg.header_ptr();
@@ -360,12 +334,22 @@ impl Segment {
                 elem_align: spec.elem.align,
                 elem_type: spec.elem.type_hash,
                 len: spec.len,
-                size: spec.size as u64,
+                size: total as u64,
                 ready: AtomicU32::new(0),
                 creator_pid: sys::getpid(),
                 flags: AtomicU32::new(0),
                 reserved: 0,
             });
+        }
+        let record = spec.elem.record();
+        // SAFETY: the record lies at `total - RECORD_SIZE`, inside the new
+        // mapping of `total` bytes, which nothing else writes before ready.
+        unsafe {
+            seg.map
+                .ptr()
+                .add(total - element::RECORD_SIZE)
+                .cast::<[u8; element::RECORD_SIZE]>()
+                .write(record);
         }
         init(seg.map.ptr())?;
         let ready = &seg.header().ready;
@@ -451,17 +435,17 @@ impl Segment {
         if (h.elem_size, h.elem_align, h.elem_type)
             != (spec.elem.size, spec.elem.align, spec.elem.type_hash)
         {
-            return Err(ShmError::WrongType {
-                expected: spec.elem.name,
-                found_size: h.elem_size,
-                found_align: h.elem_align,
+            return Err(ShmError::WrongElement {
+                holds: seg.stored_element(size),
+                asked: spec.elem.describe(),
             });
         }
         let recorded = h.size as usize;
-        if recorded != spec.size || h.len != spec.len {
+        if recorded != spec.total() || h.len != spec.len {
             return Err(ShmError::Corrupt(format!(
                 "the header says {recorded} bytes and length {}, the layout needs {} bytes",
-                h.len, spec.size
+                h.len,
+                spec.total()
             )));
         }
         if recorded > size {
@@ -486,6 +470,35 @@ impl Segment {
         let mut seg = seg;
         seg.len = spec.len;
         Ok(seg)
+    }
+
+    /// What the object holds, by its header and element record, for an
+    /// error: the record is read only where the header's `size` places it
+    /// inside the `mapped` bytes, and checked.
+    fn stored_element(&self, mapped: usize) -> String {
+        let h = self.header();
+        // Read once: another process may rewrite it meanwhile.
+        let size = h.size as usize;
+        let text = match size.checked_sub(element::RECORD_SIZE) {
+            Some(at) if at >= HEADER_SIZE && size <= mapped => {
+                // SAFETY: `at..at + RECORD_SIZE` is inside the mapping (just
+                // checked); any bit pattern is a valid byte array, and the
+                // text is validated before use.
+                let record = unsafe {
+                    self.map
+                        .ptr()
+                        .add(at)
+                        .cast::<[u8; element::RECORD_SIZE]>()
+                        .read()
+                };
+                element::record_text_or_unreadable(&record).to_string()
+            }
+            _ => "an unreadable element".to_string(),
+        };
+        if h.elem_type == 0 && text.is_empty() {
+            return "no element".to_string();
+        }
+        element::describe(&text, h.elem_size, h.elem_align)
     }
 
     /// The object's length (elements, parties, ring bytes) as checked when
@@ -714,18 +727,34 @@ pub enum ShmError {
         /// What the caller asked for.
         expected: &'static str,
     },
-    /// The object holds another element type.
-    #[error(
-        "the object holds elements of another type ({found_size} bytes, alignment \
-         {found_align}), not `{expected}`"
-    )]
-    WrongType {
-        /// The type the caller asked for.
-        expected: &'static str,
-        /// The stored element size.
-        found_size: u32,
-        /// The stored element alignment.
-        found_align: u32,
+    /// The object holds another element type. Elements are known by their
+    /// type's name without module paths (`Job`, `Vec<Job>`), so the same
+    /// definition in two programs agrees; queues add their codec (and may
+    /// go by a name chosen with [`element_name`](crate::queue::Builder::element_name)),
+    /// plain data its size and alignment.
+    ///
+    /// ```
+    /// use mpkit::queue::Queue;
+    /// use mpkit::shm::ShmError;
+    ///
+    /// let name = format!("doc-wrong-element-{}", std::process::id());
+    /// let _jobs: Queue<u64> = Queue::create(&name, 0, 4096)?;
+    /// match Queue::<String>::open(&name) {
+    ///     Err(ShmError::WrongElement { holds, asked }) => {
+    ///         assert_eq!(holds, "u64 (postcard)");
+    ///         assert_eq!(asked, "String (postcard)");
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), ShmError>(())
+    /// ```
+    #[error("the object holds `{holds}`, not `{asked}`")]
+    WrongElement {
+        /// What the object holds, as its creator recorded it (read from
+        /// shared memory: "an unreadable element" if it does not parse).
+        holds: String,
+        /// What the caller asked for.
+        asked: String,
     },
     /// The file is shorter than its header says.
     #[error("the object is truncated: {size} bytes, {needed} needed")]

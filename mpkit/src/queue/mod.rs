@@ -75,6 +75,7 @@
 //! [`ByteQueue`] has no codec: it never returns the `Encode`, `Decode` or
 //! `Reentered` variants.
 
+mod builder;
 mod error;
 mod ring;
 
@@ -87,6 +88,7 @@ use serde::de::DeserializeOwned;
 
 use crate::base::segment::{Elem, ObjectKind, Segment, ShmError};
 use crate::codec::{Codec, Postcard};
+pub use builder::Builder;
 pub use error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
@@ -120,13 +122,20 @@ thread_local! {
 /// The typed layer shared by `Queue`, `JoinableQueue` and `SimpleQueue`.
 struct Typed<T, C> {
     ring: Ring,
+    /// The element's name when the user chose one (`Builder::element_name`),
+    /// else the type's short name is used.
+    element: Option<String>,
     _t: PhantomData<fn(T) -> T>,
     _c: PhantomData<C>,
 }
 
 impl<T: Serialize + DeserializeOwned, C: Codec> Typed<T, C> {
-    fn elem() -> Elem {
-        Elem::message::<T>(C::NAME)
+    /// The element: `T`'s short name and the codec, or the name chosen.
+    fn elem(element: Option<&str>) -> Elem {
+        match element {
+            Some(name) => Elem::named_message(name, C::NAME),
+            None => Elem::message::<T>(C::NAME),
+        }
     }
 
     fn create(
@@ -134,27 +143,31 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Typed<T, C> {
         name: Option<&str>,
         maxsize: usize,
         capacity: usize,
+        element: Option<String>,
     ) -> Result<Self, ShmError> {
-        Ok(Typed::wrap(Ring::create(
-            kind,
-            Self::elem(),
-            name,
-            maxsize,
-            capacity,
-        )?))
+        let elem = Self::elem(element.as_deref());
+        let ring = Ring::create(kind, elem, name, maxsize, capacity)?;
+        Ok(Typed::wrap(ring, element))
     }
 
-    fn open(kind: ObjectKind, name: &str) -> Result<Self, ShmError> {
-        let seg = Segment::open(name, |h| ring::spec(kind, Self::elem(), h.len))?;
-        Ok(Typed::wrap(Ring::from_segment(seg)?))
+    fn open(kind: ObjectKind, name: &str, element: Option<String>) -> Result<Self, ShmError> {
+        let elem = Self::elem(element.as_deref());
+        let seg = Segment::open(name, |h| ring::spec(kind, elem, h.len))?;
+        Ok(Typed::wrap(Ring::from_segment(seg)?, element))
     }
 
-    fn wrap(ring: Ring) -> Self {
+    fn wrap(ring: Ring, element: Option<String>) -> Self {
         Typed {
             ring,
+            element,
             _t: PhantomData,
             _c: PhantomData,
         }
+    }
+
+    fn try_clone(&self) -> Result<Self, ShmError> {
+        let seg = self.ring.segment().try_clone()?;
+        Ok(Typed::wrap(Ring::from_segment(seg)?, self.element.clone()))
     }
 
     fn put<W: Waiting, E: PutFamily<T, GaveUp = W::GaveUp>>(
@@ -367,31 +380,36 @@ macro_rules! queue_methods {
 
         /// Another handle to the same queue (it never removes the name).
         pub fn try_clone(&self) -> Result<Self, ShmError> {
-            let seg = self.inner.ring.segment().try_clone()?;
             Ok(Self {
-                inner: Typed::wrap(Ring::from_segment(seg)?),
+                inner: self.inner.try_clone()?,
             })
         }
     };
 }
 
-/// Serde and `Debug` for a typed queue: it passes as a handle.
+/// Serde and `Debug` for a typed queue: it passes as a handle, with the
+/// element name chosen for it, if any (the receiver cannot know it).
 macro_rules! queue_handle {
     ($ty:ident, $kind:expr) => {
         impl<T, C> serde::Serialize for $ty<T, C> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                self.inner.ring.segment().serialize_handle(s)
+                let seg = self.inner.ring.segment();
+                let fd = crate::handle::BorrowedHandle(seg.as_fd());
+                (fd, seg.name(), &self.inner.element).serialize(s)
             }
         }
 
         impl<'de, T: Serialize + DeserializeOwned, C: Codec> serde::Deserialize<'de> for $ty<T, C> {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 use serde::de::Error as _;
-                let seg = Segment::deserialize_handle(d, |h| {
-                    ring::spec($kind, Typed::<T, C>::elem(), h.len)
-                })?;
+                let (fd, name, element) =
+                    <(crate::handle::FdHandle, Option<String>, Option<String>)>::deserialize(d)?;
+                let elem = Typed::<T, C>::elem(element.as_deref());
+                let seg = Segment::attach(fd.0, name, |h| ring::spec($kind, elem, h.len))
+                    .map_err(D::Error::custom)?;
+                let ring = Ring::from_segment(seg).map_err(D::Error::custom)?;
                 Ok($ty {
-                    inner: Typed::wrap(Ring::from_segment(seg).map_err(D::Error::custom)?),
+                    inner: Typed::wrap(ring, element),
                 })
             }
         }
@@ -436,7 +454,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// two).
     pub fn with_capacity(maxsize: usize, capacity: usize) -> Result<Self, ShmError> {
         Ok(Queue {
-            inner: Typed::create(ObjectKind::Queue, None, maxsize, capacity)?,
+            inner: Typed::create(ObjectKind::Queue, None, maxsize, capacity, None)?,
         })
     }
 
@@ -444,14 +462,18 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// This handle removes the name when dropped.
     pub fn create(name: &str, maxsize: usize, capacity: usize) -> Result<Self, ShmError> {
         Ok(Queue {
-            inner: Typed::create(ObjectKind::Queue, Some(name), maxsize, capacity)?,
+            inner: Typed::create(ObjectKind::Queue, Some(name), maxsize, capacity, None)?,
         })
     }
 
-    /// Attaches to a named queue of `T` (checked).
+    /// Attaches to a named queue of `T` (checked: a queue of another
+    /// element is [`ShmError::WrongElement`]). `T` is known by its name
+    /// without module paths, so another program's `Queue<Job>` opens as
+    /// this one's if both define `Job`; a queue created under a chosen
+    /// element name opens with [`Builder::element_name`].
     pub fn open(name: &str) -> Result<Self, ShmError> {
         Ok(Queue {
-            inner: Typed::open(ObjectKind::Queue, name)?,
+            inner: Typed::open(ObjectKind::Queue, name, None)?,
         })
     }
 
@@ -493,21 +515,27 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     /// A new anonymous joinable queue with a byte capacity.
     pub fn with_capacity(maxsize: usize, capacity: usize) -> Result<Self, ShmError> {
         Ok(JoinableQueue {
-            inner: Typed::create(ObjectKind::JoinableQueue, None, maxsize, capacity)?,
+            inner: Typed::create(ObjectKind::JoinableQueue, None, maxsize, capacity, None)?,
         })
     }
 
     /// A new named joinable queue.
     pub fn create(name: &str, maxsize: usize, capacity: usize) -> Result<Self, ShmError> {
         Ok(JoinableQueue {
-            inner: Typed::create(ObjectKind::JoinableQueue, Some(name), maxsize, capacity)?,
+            inner: Typed::create(
+                ObjectKind::JoinableQueue,
+                Some(name),
+                maxsize,
+                capacity,
+                None,
+            )?,
         })
     }
 
     /// Attaches to a named joinable queue of `T`.
     pub fn open(name: &str) -> Result<Self, ShmError> {
         Ok(JoinableQueue {
-            inner: Typed::open(ObjectKind::JoinableQueue, name)?,
+            inner: Typed::open(ObjectKind::JoinableQueue, name, None)?,
         })
     }
 
@@ -553,21 +581,21 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     /// A new anonymous simple queue with a byte capacity.
     pub fn with_capacity(capacity: usize) -> Result<Self, ShmError> {
         Ok(SimpleQueue {
-            inner: Typed::create(ObjectKind::SimpleQueue, None, 0, capacity)?,
+            inner: Typed::create(ObjectKind::SimpleQueue, None, 0, capacity, None)?,
         })
     }
 
     /// A new named simple queue.
     pub fn create(name: &str, capacity: usize) -> Result<Self, ShmError> {
         Ok(SimpleQueue {
-            inner: Typed::create(ObjectKind::SimpleQueue, Some(name), 0, capacity)?,
+            inner: Typed::create(ObjectKind::SimpleQueue, Some(name), 0, capacity, None)?,
         })
     }
 
     /// Attaches to a named simple queue of `T`.
     pub fn open(name: &str) -> Result<Self, ShmError> {
         Ok(SimpleQueue {
-            inner: Typed::open(ObjectKind::SimpleQueue, name)?,
+            inner: Typed::open(ObjectKind::SimpleQueue, name, None)?,
         })
     }
 
@@ -593,9 +621,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
 
     /// Another handle to the same queue.
     pub fn try_clone(&self) -> Result<Self, ShmError> {
-        let seg = self.inner.ring.segment().try_clone()?;
         Ok(SimpleQueue {
-            inner: Typed::wrap(Ring::from_segment(seg)?),
+            inner: self.inner.try_clone()?,
         })
     }
 }

@@ -44,6 +44,7 @@
 //! `bool` is not plain data (only 0 and 1 are valid, and another process
 //! could write 2), so use [`Bool`].
 
+pub(crate) mod mark;
 mod raw;
 mod value;
 
@@ -95,6 +96,41 @@ pub use value::{Array, ArrayError, ArrayGuard, Bool, Guard, Value, ValueGuard};
 /// another thread at the same time, make them `AtomicUsize`/`AtomicU64` at
 /// offsets that are multiples of 8: Rust's memory model forbids an atomic
 /// write racing an atomic access of another size.
+///
+/// # Python attaching: its resource tracker deletes the block
+/// Python's `SharedMemory(name)` (3.8 on, 3.13 included) registers even a
+/// block it only *attached* to with `multiprocessing`'s resource tracker,
+/// and when that Python process exits the tracker unlinks the block
+/// (warning about "leaked shared_memory objects"): the name is gone for
+/// every process, this one included, although Rust created it. From 3.13,
+/// pass `track=False`; before, unregister the block right after attaching:
+///
+/// ```python
+/// import sys
+/// from multiprocessing import resource_tracker, shared_memory
+///
+/// if sys.version_info >= (3, 13):
+///     shm = shared_memory.SharedMemory(name, track=False)
+/// else:
+///     shm = shared_memory.SharedMemory(name)
+///     resource_tracker.unregister(shm._name, "shared_memory")
+/// ```
+///
+/// (`shm._name` is the name with its leading `/`, as the tracker recorded
+/// it.) Python's own `close()` is then all it does; the block stays until
+/// its creator drops it (or someone unlinks it).
+///
+/// # Who made it: `mpkit ls` and `rm --stale`
+/// A named block records its creator (pid and start time) and whether it
+/// was [kept](Self::keep) in an extended attribute of its `/dev/shm` file,
+/// outside its bytes (`user.mpkit.creator`; tmpfs stores these from Linux
+/// 6.6). So `mpkit ls` lists every block mpkit created, and `mpkit rm
+/// --stale` removes one whose creator was killed, unless it was kept or a
+/// process still has it open or mapped. Where the kernel stores no user
+/// attributes, blocks named by [`create_unique`](Self::create_unique)
+/// carry the creator's pid in their name instead (kept or not cannot be
+/// told then: name a block you keep yourself), and blocks named by the
+/// user are not listed.
 #[derive(Debug)]
 pub struct SharedMemory {
     seg: Segment,
@@ -110,15 +146,18 @@ impl SharedMemory {
 
     /// Like [`create`](Self::create) with the given permission bits.
     pub fn create_with_mode(name: &str, size: usize, mode: u32) -> Result<SharedMemory, ShmError> {
-        Ok(SharedMemory {
-            seg: Segment::create_raw(Some(name), size, mode)?,
-        })
+        let seg = Segment::create_raw(Some(name), size, mode)?;
+        // Best effort: without the record (a kernel before 6.6) the block
+        // works the same and `mpkit ls` falls back to its name.
+        let _ = mark::Mark::this_process(false).write(seg.as_fd());
+        Ok(SharedMemory { seg })
     }
 
-    /// Creates a named block under a fresh name (`mpkit_` + 16 hex digits).
+    /// Creates a named block under a fresh name (`mpkit_`, this process's
+    /// pid, `_`, 16 hex digits).
     pub fn create_unique(size: usize) -> Result<SharedMemory, ShmError> {
         loop {
-            match SharedMemory::create(&crate::base::segment::generated_name(), size) {
+            match SharedMemory::create(&mark::generated_name(), size) {
                 Err(ShmError::Exists(_)) => continue,
                 r => return r,
             }
@@ -238,8 +277,15 @@ impl SharedMemory {
 
     /// Keeps the name when this (creating) handle is dropped, so processes
     /// that start later can still open it. Someone must then `unlink` it.
+    /// The block's creator record says so, so `mpkit rm --stale` leaves it.
     pub fn keep(&mut self) {
         self.seg.set_owns_name(false);
+        if self.seg.name().is_some() {
+            if let Some(mut m) = mark::Mark::read(self.seg.as_fd()) {
+                m.kept = true;
+                let _ = m.write(self.seg.as_fd());
+            }
+        }
     }
 
     /// Another handle to the same block (it does not remove the name).

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Codec, CodecError, CodecErrorKind, Postcard};
+use crate::base::element::short_type_name;
 
 mod shape;
 mod trace;
@@ -126,34 +127,6 @@ impl<C: Codec> Codec for Checked<C> {
     }
 }
 
-/// `type_name` without module paths (`alloc::vec::Vec<app::Job>` is
-/// `Vec<Job>`), at most 255 bytes: what two programs with the same
-/// definitions agree on.
-fn short_type_name(full: &str) -> String {
-    let mut out = String::with_capacity(full.len());
-    let mut segment = 0;
-    let mut chars = full.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ':' && chars.peek() == Some(&':') {
-            chars.next();
-            out.truncate(segment);
-        } else {
-            out.push(c);
-            if !(c.is_alphanumeric() || c == '_') {
-                segment = out.len();
-            }
-        }
-    }
-    if out.len() > 255 {
-        let mut end = 255;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-    }
-    out
-}
-
 /// FNV-1a, 64 bits: stable across Rust versions and platforms, which
 /// `std`'s hashers do not promise.
 #[derive(Clone, Copy)]
@@ -182,26 +155,5 @@ impl Fnv {
 
     fn number(&mut self, tag: &str, n: usize) {
         self.token(tag, &n.to_string());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn short_names_drop_paths() {
-        assert_eq!(
-            short_type_name("alloc::vec::Vec<app::jobs::Job>"),
-            "Vec<Job>"
-        );
-        assert_eq!(short_type_name("(u8, u8)"), "(u8, u8)");
-        assert_eq!(short_type_name("&str"), "&str");
-        assert_eq!(
-            short_type_name(
-                "core::option::Option<std::collections::hash::map::HashMap<alloc::string::String, u32>>"
-            ),
-            "Option<HashMap<String, u32>>"
-        );
     }
 }

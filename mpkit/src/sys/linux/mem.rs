@@ -8,6 +8,9 @@
 //! - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html),
 //!   [`munmap(2)`](https://man7.org/linux/man-pages/man2/munmap.2.html)
 //! - [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
+//! - [`fsetxattr(2)`](https://man7.org/linux/man-pages/man2/fsetxattr.2.html),
+//!   [`fgetxattr(2)`](https://man7.org/linux/man-pages/man2/fgetxattr.2.html),
+//!   [`xattr(7)`](https://man7.org/linux/man-pages/man7/xattr.7.html)
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -50,6 +53,20 @@ pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
 /// The size of a file.
 pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd).map_err(io_err)?.st_size as u64)
+}
+
+/// Sets the extended attribute `name` (`user.…`) of a file to `value`,
+/// creating or replacing it. tmpfs (`/dev/shm`) accepts `user.` attributes
+/// from Linux 6.6; older kernels and other file systems answer `ENOTSUP`.
+pub(crate) fn set_xattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(fd, name, value, rustix::fs::XattrFlags::empty()).map_err(io_err)
+}
+
+/// Reads the extended attribute `name` of a file into `buf`, returning its
+/// length: `ENODATA` when the file has none, `ERANGE` when it is longer
+/// than `buf`, `ENOTSUP` where the file system has no such attributes.
+pub(crate) fn get_xattr(fd: BorrowedFd<'_>, name: &str, buf: &mut [u8]) -> io::Result<usize> {
+    rustix::fs::fgetxattr(fd, name, buf).map_err(io_err)
 }
 
 /// A shared, read-write mapping of a file, unmapped on drop.

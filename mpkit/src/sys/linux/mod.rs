@@ -21,7 +21,7 @@
 //! | `thread.rs` | thread ids and tokens, CPUs, yielding, `membarrier`, fork hooks |
 //! | `futex.rs` | process-shared futex wait and wake |
 //! | `mutex.rs` | robust, process-shared pthread mutexes |
-//! | `mem.rs` | `memfd`, `shm_open`/`shm_unlink`, shared [`Mapping`]s |
+//! | `mem.rs` | `memfd`, `shm_open`/`shm_unlink`, shared [`Mapping`]s, extended attributes |
 //! | `msgq.rs` | System V and POSIX message queues |
 //! | `rand.rs` | random bytes from the kernel |
 //!
