@@ -46,7 +46,7 @@ use crate::sys::{self, Mapping};
 /// `b"mpkit\0\0\x01"` as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpkit\0\0\x01");
 /// The version of the layouts documented in this crate.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// The value of `ready` once the creator has initialised the object.
 pub(crate) const READY: u32 = 0x52454459; // "REDY"
 /// Size of the header; object state starts here.

@@ -35,13 +35,31 @@
 //! `Barrier` or `Semaphore`) leaves nothing held. A `Barrier` whose internal
 //! lock was held by a dying process becomes broken rather than stuck.
 //!
+//! # Semaphores and crashes
+//! A semaphore is not owned in general: with plain
+//! [`acquire`](Semaphore::acquire) and [`release`](Semaphore::release), one
+//! process may release what another acquired (a producer signalling a
+//! consumer), as in Python, so a unit acquired by a process that dies is
+//! gone for good. Take a [`Permit`] instead ([`Semaphore::permit`],
+//! `try_permit`, `permit_timeout`) when the unit must come back: the
+//! semaphore records, in a table in its shared memory, how many permits
+//! each process holds; dropping a permit gives it back, and when a holder
+//! dies (SIGKILL included) the next process that finds the value 0 or
+//! reads [`value`](Semaphore::value) finds it dead (pid and start time, so
+//! a reused pid does not fool it) and gives its permits back, exactly once.
+//! Waiters sleeping while permits are held look again every [`RECHECK`].
+//! A SIGKILL that lands between the two atomic steps of taking, giving back
+//! or reclaiming a permit loses that permit, never gives one back twice.
+//! At most [`HOLDER_SLOTS`] live processes can have taken permits of one
+//! semaphore ([`PermitError::TooManyHolders`] for the next).
+//!
 //! # Layouts
 //! Every object is the 64-byte segment header (see `shm`) followed by:
 //!
 //! | object | offset 64 | offset 128 |
 //! |---|---|---|
 //! | `Lock`, `RLock` | lock cell (error-checking / recursive) | — |
-//! | `Semaphore`, `BoundedSemaphore` | `value: u32` (futex word), `waiters: u32`, `max: u32` (0 = unbounded) | — |
+//! | `Semaphore`, `BoundedSemaphore` | `value: u32` (futex word), `waiters: u32`, `max: u32` (0 = unbounded) | holder table: 32 × {`owner: u64` (pid in bits 0-21, start time above; 0 free), `state: u64` (permits held in bits 0-31, reclaim generation above)} |
 //! | `Event` | `flag: u32` (futex word), `waiters: u32` | — |
 //! | `Condition` | lock cell (error-checking) | `seq: u32` (futex word), `waiters: u32` |
 //! | `Barrier` (header `len` = parties) | lock cell (error-checking) | `count`, `generation` (futex word), `last_trip`, `broken`: `u32` each |
@@ -65,7 +83,9 @@ use crate::base::segment::{
 use crate::base::spin::spin_until;
 use crate::sys::{self, Deadline, FutexWait};
 pub use barrier::{Barrier, BarrierError, BarrierTimeoutError};
-pub use semaphore::{BoundedSemaphore, OverReleaseError, Semaphore};
+pub use semaphore::{
+    BoundedSemaphore, HOLDER_SLOTS, OverReleaseError, Permit, PermitError, RECHECK, Semaphore,
+};
 
 /// Holds a lock until dropped ([`Lock::lock`], [`RLock::lock`],
 /// [`RLockRef::lock`]).

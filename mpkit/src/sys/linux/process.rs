@@ -231,6 +231,51 @@ pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
     }
 }
 
+/// True unless process `pid`, started at `start` (as from
+/// [`self_start_time`]), is known to be gone: missing, its pid now used by
+/// a later process, or every one of its threads exited (a zombie waiting
+/// to be reaped). A leader that shows as a zombie while other threads of
+/// its process still run counts as alive.
+///
+/// When `/proc` cannot be read (out of descriptors, `hidepid`), the null
+/// signal `kill(pid, 0)`, which needs no descriptor, still tells a pid
+/// nobody uses; a reused pid goes unnoticed then and counts as alive, the
+/// safe side for callers that give back what a dead process held.
+///
+/// # References
+/// - [`proc_pid_stat(5)`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html)
+/// - [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
+pub(crate) fn process_alive(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let gone = |state: char| matches!(state, 'Z' | 'X' | 'x');
+    match stat_file(&format!("/proc/{pid}/stat")) {
+        Ok(Some((_, started))) if started.max(1) != start => false,
+        Ok(Some((state, _))) if !gone(state) => true,
+        // The leader is a zombie: the process lives while any thread does.
+        Ok(Some(_)) => match std::fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(tasks) => tasks.flatten().any(|task| {
+                let tid = task.file_name();
+                match stat_file(&format!("/proc/{pid}/task/{}/stat", tid.to_string_lossy())) {
+                    Ok(Some((state, _))) => !gone(state),
+                    Ok(None) => false,
+                    Err(_) => true,
+                }
+            }),
+            Err(_) => true,
+        },
+        Ok(None) if std::path::Path::new("/proc/self/stat").exists() => false,
+        Ok(None) | Err(_) => {
+            // SAFETY: kill takes two integers and reads no memory of ours;
+            // signal 0 only checks that the process exists.
+            let r = unsafe { libc::kill(pid, 0) };
+            // Refused with EPERM: another user's process, which exists.
+            r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+        }
+    }
+}
+
 /// Whether process `pid` has a thread `tid` (a zombie's included), asked
 /// with a null signal, which needs no descriptor: `tgkill(pid, tid, 0)`
 /// fails with `ESRCH` only when there is no such thread. A thread of another
