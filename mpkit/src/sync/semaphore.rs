@@ -32,9 +32,6 @@ pub const HOLDER_SLOTS: usize = 32;
 pub const RECHECK: Duration = Duration::from_millis(100);
 /// Where the holder table starts.
 const TABLE: usize = 128;
-/// Bits of a slot's `owner` that hold the pid (Linux keeps pids below
-/// 2^22).
-const PID_BITS: u32 = 22;
 const COUNT_MASK: u64 = u32::MAX as u64;
 const GENERATION: u64 = 1 << 32;
 
@@ -105,23 +102,12 @@ fn sem(seg: &Segment) -> Sem<'_> {
     }
 }
 
-/// This process as a slot owner; `None` when its start time is unknown.
-fn me() -> Option<u64> {
-    let start = sys::self_start_time()?;
-    let pid = sys::getpid() as u64;
-    (pid < 1 << PID_BITS && start < 1 << (64 - PID_BITS)).then_some(start << PID_BITS | pid)
-}
-
-fn owner_alive(owner: u64) -> bool {
-    sys::process_alive((owner & ((1 << PID_BITS) - 1)) as i32, owner >> PID_BITS)
-}
-
 impl<'a> Sem<'a> {
     /// The slot this process holds permits through, claimed if it has
     /// none (a free slot, else one whose owner died, after its permits
     /// are given back).
     fn my_slot(self) -> Result<&'a HolderSlot, PermitError> {
-        let me = me().ok_or(PermitError::Unidentified)?;
+        let me = sys::process_token().ok_or(PermitError::Unidentified)?;
         if let Some(slot) = self
             .table
             .iter()
@@ -161,7 +147,7 @@ impl<'a> Sem<'a> {
         let mut back = 0u32;
         for slot in self.table {
             let owner = slot.owner.load(Ordering::Acquire);
-            if owner == 0 || owner_alive(owner) {
+            if owner == 0 || sys::token_alive(owner) {
                 continue;
             }
             let state = slot.state.load(Ordering::Acquire);
@@ -573,7 +559,7 @@ mod tests {
     fn live_owner() -> u64 {
         let ppid = sys::getppid();
         let (_, start) = sys::proc_stat(ppid).expect("the parent's /proc entry");
-        start.max(1) << PID_BITS | ppid as u64
+        start.max(1) << sys::TOKEN_PID_BITS | ppid as u64
     }
 
     #[test]
@@ -582,9 +568,11 @@ mod tests {
         let t = sem(&s.seg);
         // Our own pid with another start time: a holder that died and
         // whose pid this process now uses.
-        let ghost = me().unwrap() + (1 << PID_BITS);
+        let ghost = sys::process_token().unwrap() + (1 << sys::TOKEN_PID_BITS);
         t.table[5].owner.store(ghost, Ordering::SeqCst);
-        t.table[5].state.store(3 | (7 * GENERATION), Ordering::SeqCst);
+        t.table[5]
+            .state
+            .store(3 | (7 * GENERATION), Ordering::SeqCst);
         assert_eq!(s.value(), 4, "the three permits came back");
         assert_eq!(t.table[5].owner.load(Ordering::SeqCst), 0, "slot freed");
         assert_eq!(t.table[5].state.load(Ordering::SeqCst), 8 * GENERATION);
@@ -606,7 +594,10 @@ mod tests {
         assert_eq!(s.value(), 2, "nothing was taken");
         t.table[31].owner.store(0, Ordering::SeqCst);
         let p = s.try_permit().unwrap();
-        assert_eq!(t.table[31].owner.load(Ordering::SeqCst), me().unwrap());
+        assert_eq!(
+            t.table[31].owner.load(Ordering::SeqCst),
+            sys::process_token().unwrap()
+        );
         assert_eq!(t.table[31].state.load(Ordering::SeqCst) & COUNT_MASK, 1);
         drop(p);
         assert_eq!(t.table[31].state.load(Ordering::SeqCst) & COUNT_MASK, 0);

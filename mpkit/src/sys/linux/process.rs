@@ -146,6 +146,7 @@ pub(crate) fn getuid() -> u32 {
 
 static SELF_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static NONCE: AtomicU32 = AtomicU32::new(0);
+static SELF_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// State and start time (clock ticks after boot) of process `pid`, from
 /// `/proc/<pid>/stat`; `None` when it does not exist or cannot be read.
@@ -229,6 +230,39 @@ pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
         Ok(None) if std::path::Path::new("/proc/self/stat").exists() => false,
         Ok(None) | Err(_) => thread_exists(pid, tid),
     }
+}
+
+/// Bits of a [`process_token`] that hold the pid (Linux keeps pids below
+/// 2^22, `PID_MAX_LIMIT`).
+pub(crate) const TOKEN_PID_BITS: u32 = 22;
+
+/// A number naming this process among all processes of the boot, past
+/// its death: its start time (clock ticks after boot) above its pid, in
+/// [`TOKEN_PID_BITS`]. Never 0; `None` when `/proc` cannot tell the start
+/// time. [`token_alive`] tells whether its process still runs.
+/// Cached: queues ask on every get.
+pub(crate) fn process_token() -> Option<u64> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cached = SELF_TOKEN.load(Relaxed);
+    if cached != 0 {
+        return Some(cached);
+    }
+    let start = self_start_time()?;
+    let pid = getpid() as u64;
+    let token = (pid < 1 << TOKEN_PID_BITS && start < 1 << (64 - TOKEN_PID_BITS))
+        .then_some(start << TOKEN_PID_BITS | pid)?;
+    SELF_TOKEN.store(token, Relaxed);
+    Some(token)
+}
+
+/// The pid in a [`process_token`].
+pub(crate) fn token_pid(token: u64) -> i32 {
+    (token & ((1 << TOKEN_PID_BITS) - 1)) as i32
+}
+
+/// [`process_alive`] for the process a [`process_token`] names.
+pub(crate) fn token_alive(token: u64) -> bool {
+    process_alive(token_pid(token), token >> TOKEN_PID_BITS)
 }
 
 /// True unless process `pid`, started at `start` (as from
@@ -330,5 +364,6 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
 pub(super) fn forget_after_fork() {
     use std::sync::atomic::Ordering::Relaxed;
     SELF_START.store(0, Relaxed);
+    SELF_TOKEN.store(0, Relaxed);
     NONCE.store(0, Relaxed);
 }
