@@ -289,20 +289,29 @@ impl<'a> Sem<'a> {
             });
         }
         slot.state.fetch_add(1, Ordering::AcqRel);
-        Ok(HolderRef { sem: self, slot })
+        let owner = slot.owner.load(Ordering::Relaxed);
+        Ok(HolderRef {
+            sem: self,
+            slot,
+            owner,
+        })
     }
 }
 
 struct HolderRef<'a> {
     sem: Sem<'a>,
     slot: &'a HolderSlot,
+    /// The process holding it.
+    owner: u64,
 }
 
 /// One unit of a [`Semaphore`] or [`BoundedSemaphore`] held by this
 /// process and recorded in the semaphore's holder table: dropping it gives
 /// it back, and so does the process's death (the next process that waits,
 /// or reads the value, reclaims it; see
-/// [Semaphores and crashes](crate::sync#semaphores-and-crashes)).
+/// [Semaphores and crashes](crate::sync#semaphores-and-crashes)). A copy
+/// of it in a child forked without exec is the parent's: dropping it there
+/// gives nothing back.
 ///
 /// ```
 /// use mpkit::sync::Semaphore;
@@ -326,6 +335,11 @@ impl std::fmt::Debug for Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
+        // A copy in a child forked without exec: the permit is the
+        // parent's, to give back once.
+        if sys::process_token() != Some(self.held.owner) {
+            return;
+        }
         // Uncount first: dying between the two loses the unit, while the
         // other order could give it back twice.
         let _ = self
