@@ -218,8 +218,14 @@ impl Ring {
     /// taken, or taken untracked).
     pub(crate) fn task_done(&self) -> bool {
         let me = sys::process_token().unwrap_or(0);
-        let mine = |m: &&Member| m.owner.load(Ordering::Relaxed) == me;
-        let order = self.members().filter(mine).chain(self.members());
+        // This process's slot, as its gets found it (checked: the hint
+        // is only this handle's memory).
+        let hint = self.member_hint.load(Ordering::Relaxed) as usize;
+        let mine = (1..=MEMBER_SLOTS)
+            .contains(&hint)
+            .then(|| self.member(hint - 1))
+            .filter(|m| m.owner.load(Ordering::Relaxed) == me);
+        let order = mine.into_iter().chain(self.members());
         let mut counted = false;
         for m in order {
             let taken = m.taken.load(Ordering::SeqCst);
@@ -266,7 +272,9 @@ impl Ring {
 
     fn wake_joiners(&self) {
         let ctl = self.join_block();
-        if self.unfinished() == 0 && ctl.waiters.load(Ordering::SeqCst) > 0 {
+        // Both loads follow the caller's SeqCst update, and a joiner counts
+        // itself before its last look: either order sees a sleeper.
+        if ctl.waiters.load(Ordering::SeqCst) > 0 && self.unfinished() == 0 {
             ctl.epoch.fetch_add(1, Ordering::SeqCst);
             sys::futex_wake(&ctl.epoch, u32::MAX);
         }
