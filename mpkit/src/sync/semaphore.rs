@@ -462,6 +462,11 @@ macro_rules! semaphore_methods {
 /// A counting semaphore (Python's `multiprocessing.Semaphore`): P is
 /// [`acquire`](Self::acquire), V is [`release`](Self::release).
 ///
+/// Units taken with `acquire` are nobody's (any process may release them,
+/// and one taken by a process that dies is gone); a [`Permit`]
+/// ([`permit`](Self::permit)) is this process's and comes back if it dies.
+/// See [Semaphores and crashes](crate::sync#semaphores-and-crashes).
+///
 /// ```
 /// use mpkit::sync::Semaphore;
 /// let s = Semaphore::new(2)?;
@@ -510,6 +515,8 @@ impl Semaphore {
 
 /// A semaphore that may not be released above its initial value (Python's
 /// `BoundedSemaphore`): over-release is an [`OverReleaseError`].
+/// Its [`permit`](Self::permit)s come back when their process dies, as a
+/// [`Semaphore`]'s do.
 ///
 /// ```
 /// use mpkit::sync::{BoundedSemaphore, OverReleaseError};
