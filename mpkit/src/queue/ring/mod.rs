@@ -196,7 +196,7 @@ pub(crate) struct Ring {
     joinable: bool,
     /// This process's member slot plus one, as last found (checked
     /// against the slot's owner before use); `u32::MAX`: the table was
-    /// full, this handle takes untracked.
+    /// full, this handle takes untracked until a slot is free.
     member_hint: std::sync::atomic::AtomicU32,
 }
 

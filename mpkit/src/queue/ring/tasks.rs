@@ -104,7 +104,14 @@ impl Ring {
         let me = sys::process_token()?;
         let hint = self.member_hint.load(Ordering::Relaxed);
         let index = match hint {
-            u32::MAX => return None,
+            // The table was full: take a slot that came free since (a
+            // joiner freed a dead member's), without asking /proc again.
+            u32::MAX => {
+                let free = (0..MEMBER_SLOTS)
+                    .find(|&i| self.member(i).owner.load(Ordering::Acquire) == 0)?;
+                self.member(free).owner.store(me, Ordering::Release);
+                free
+            }
             1.. if self.member(hint as usize - 1).owner.load(Ordering::Relaxed) == me => {
                 hint as usize - 1
             }
@@ -221,10 +228,13 @@ impl Ring {
         // This process's slot, as its gets found it (checked: the hint
         // is only this handle's memory).
         let hint = self.member_hint.load(Ordering::Relaxed) as usize;
+        let is_mine = |m: &&Member| me != 0 && m.owner.load(Ordering::Relaxed) == me;
         let mine = (1..=MEMBER_SLOTS)
             .contains(&hint)
             .then(|| self.member(hint - 1))
-            .filter(|m| m.owner.load(Ordering::Relaxed) == me);
+            .filter(is_mine)
+            // Another handle of this process may have taken the task.
+            .or_else(|| self.members().find(is_mine));
         let order = mine.into_iter().chain(self.members());
         let mut counted = false;
         for m in order {
@@ -494,5 +504,29 @@ mod tests {
         assert_eq!(ring.member(slot).done.load(Ordering::SeqCst), 1);
         assert!(!ring.task_done(), "one too many");
         assert_eq!(ring.unfinished(), 0);
+    }
+
+    #[test]
+    fn a_full_member_table_takes_untracked_until_a_slot_is_free() {
+        let ring = ring();
+        put(&ring, 2);
+        // Every slot held by a live process: this test's parent.
+        let ppid = sys::getppid();
+        let (_, start) = sys::proc_stat(ppid).expect("the parent's /proc entry");
+        let live = start.max(1) << sys::TOKEN_PID_BITS | ppid as u64;
+        for m in ring.members() {
+            m.owner.store(live, Ordering::SeqCst);
+        }
+        ring.get_one(super::super::Forever, |_| {}).unwrap();
+        assert!(ring.members().all(|m| m.taken.load(Ordering::SeqCst) == 0));
+        let p = ring.pending();
+        assert_eq!((p.unfinished, p.queued, p.untracked), (2, 1, 1));
+        ring.member(7).owner.store(0, Ordering::SeqCst);
+        ring.get_one(super::super::Forever, |_| {}).unwrap();
+        assert_eq!(ring.member(7).taken.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            ring.member(7).owner.load(Ordering::SeqCst),
+            sys::process_token().unwrap()
+        );
     }
 }
