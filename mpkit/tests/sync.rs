@@ -349,6 +349,59 @@ fn a_permit_of_a_killed_unreaped_holder_comes_back_to_a_timed_wait() {
 }
 
 #[test]
+fn permits_of_several_killed_holders_come_back_exactly_once() {
+    let _w = watchdog(60);
+    // Unbounded, so a permit given back twice would show in the value.
+    let sem = Semaphore::new(4).unwrap();
+    let held = Semaphore::new(0).unwrap();
+    let holders: Vec<_> = (0..4)
+        .map(|_| {
+            Process::spawn(
+                |(sem, held): (Semaphore, Semaphore)| {
+                    let _p = sem.permit().unwrap();
+                    held.release().unwrap();
+                    std::thread::sleep(Duration::from_secs(600));
+                },
+                (sem.try_clone().unwrap(), held.try_clone().unwrap()),
+            )
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..4 {
+        assert!(held.acquire_timeout(LONG).unwrap());
+    }
+    assert_eq!(sem.value(), 0);
+    // Reclaimers racing each other: each reads the value (which reclaims)
+    // until it sees every permit back.
+    let go = Event::new().unwrap();
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            Process::spawn(
+                |(sem, go): (Semaphore, Event)| {
+                    assert!(go.wait(Some(Duration::from_secs(20))).unwrap());
+                    let end = std::time::Instant::now() + Duration::from_secs(20);
+                    while sem.value() < 4 && std::time::Instant::now() < end {
+                        std::hint::spin_loop();
+                    }
+                    sem.value()
+                },
+                (sem.try_clone().unwrap(), go.try_clone().unwrap()),
+            )
+            .unwrap()
+        })
+        .collect();
+    for h in holders {
+        h.kill().unwrap();
+        assert!(matches!(h.join(), Err(JoinError::Signaled { signal: 9 })));
+    }
+    go.set();
+    for r in racers {
+        assert_eq!(r.join().unwrap(), 4);
+    }
+    assert_eq!(sem.value(), 4, "each permit came back once");
+}
+
+#[test]
 fn a_plain_acquire_is_nobodys_and_does_not_come_back() {
     let _w = watchdog(30);
     let sem = Semaphore::new(1).unwrap();

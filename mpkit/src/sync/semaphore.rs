@@ -102,6 +102,30 @@ fn sem(seg: &Segment) -> Sem<'_> {
     }
 }
 
+/// Takes the permits of `slot`, whose `owner` was found dead and whose
+/// `state` was read after that, and frees the slot; how many it took (0
+/// when another reclaimer was first). The caller adds them to the value.
+fn reclaim_slot(slot: &HolderSlot, owner: u64, state: u64) -> u32 {
+    // The slot may have been freed and claimed again since the owner was
+    // read; while the owner is still the dead one, nobody but a reclaimer
+    // writes `state`, and the generation tells reclaimers apart.
+    if slot.owner.load(Ordering::Acquire) != owner {
+        return 0;
+    }
+    let next = (state & !COUNT_MASK).wrapping_add(GENERATION);
+    if slot
+        .state
+        .compare_exchange(state, next, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return 0;
+    }
+    let _ = slot
+        .owner
+        .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed);
+    (state & COUNT_MASK) as u32
+}
+
 impl<'a> Sem<'a> {
     /// The slot this process holds permits through, claimed if it has
     /// none (a free slot, else one whose owner died, after its permits
@@ -151,25 +175,7 @@ impl<'a> Sem<'a> {
                 continue;
             }
             let state = slot.state.load(Ordering::Acquire);
-            // The slot may have been freed and claimed again since we read
-            // its owner; while the owner is still the dead one, nobody but
-            // a reclaimer writes `state`, and the generation tells
-            // reclaimers apart.
-            if slot.owner.load(Ordering::Acquire) != owner {
-                continue;
-            }
-            let next = (state & !COUNT_MASK).wrapping_add(GENERATION);
-            if slot
-                .state
-                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue;
-            }
-            back = back.saturating_add((state & COUNT_MASK) as u32);
-            let _ = slot
-                .owner
-                .compare_exchange(owner, 0, Ordering::AcqRel, Ordering::Relaxed);
+            back = back.saturating_add(reclaim_slot(slot, owner, state));
         }
         if back > 0 {
             self.give(back);
@@ -623,5 +629,44 @@ mod tests {
         drop(p);
         assert_eq!(t.table[31].state.load(Ordering::SeqCst) & COUNT_MASK, 0);
         assert_eq!(s.value(), 2);
+    }
+
+    /// Two reclaimers of one dead holder, one late: the late one takes
+    /// nothing, neither when the first is halfway (its generation move
+    /// wins) nor when the slot has a new owner since (the owner check).
+    #[test]
+    fn a_late_reclaimer_takes_nothing() {
+        let s = Semaphore::new(0).unwrap();
+        let t = sem(&s.seg);
+        let slot = &t.table[2];
+        let ghost = sys::process_token().unwrap() + (1 << sys::TOKEN_PID_BITS);
+        slot.owner.store(ghost, Ordering::SeqCst);
+        slot.state.store(2, Ordering::SeqCst);
+        // Both found the owner dead and read the state.
+        let (late_owner, late_state) = (ghost, slot.state.load(Ordering::SeqCst));
+        assert_eq!(reclaim_slot(slot, ghost, 2), 2, "the first takes both");
+        assert_eq!(reclaim_slot(slot, late_owner, late_state), 0);
+        // Freed, and claimed by a live process holding one permit.
+        assert_eq!(slot.owner.load(Ordering::SeqCst), 0);
+        let p = s.try_permit();
+        assert!(matches!(p, Err(PermitError::WouldBlock)));
+        s.release().unwrap();
+        let p = s.try_permit().unwrap();
+        let mine = t
+            .table
+            .iter()
+            .find(|x| x.owner.load(Ordering::SeqCst) == sys::process_token().unwrap())
+            .unwrap();
+        assert!(std::ptr::eq(mine, &t.table[0]), "the first free slot");
+        // A reclaimer that read the ghost and a state before all that.
+        slot.owner
+            .store(sys::process_token().unwrap(), Ordering::SeqCst);
+        slot.state.store(GENERATION | 1, Ordering::SeqCst);
+        assert_eq!(reclaim_slot(slot, late_owner, GENERATION | 1), 0);
+        assert_eq!(slot.state.load(Ordering::SeqCst), GENERATION | 1);
+        slot.owner.store(0, Ordering::SeqCst);
+        slot.state.store(0, Ordering::SeqCst);
+        drop(p);
+        assert_eq!(s.value(), 1);
     }
 }
