@@ -452,13 +452,13 @@ fn queues() -> Result {
     for job in 0..20 {
         jobs.put(job).map_err(|e| e.to_string())?;
     }
-    let finished = jobs.join(Some(Duration::from_secs(10)))?;
+    jobs.join_timeout(Duration::from_secs(10))?;
     jobs.close();
     let counts: Vec<u32> = workers
         .into_iter()
         .map(|w| w.join())
         .collect::<std::result::Result<_, _>>()?;
-    println!("  JoinableQueue: 2 workers did {counts:?} of 20 jobs; join() returned {finished}");
+    println!("  JoinableQueue: 2 workers did {counts:?} of 20 jobs; join_timeout() returned Ok");
     println!();
     Ok(())
 }

@@ -99,7 +99,7 @@ fn tour_runs_every_mechanism_and_exits_0() {
         "received all 5 values in order",
         "Full, and the value 3 is handed back",
         "get_nowait on an empty queue: the queue is empty",
-        "join() returned true",
+        "join_timeout() returned Ok",
         "6. Shared memory",
         "parent now sees num = 3.141592653589793, arr = [1, 20, 3], \"hello from the child\"",
         "locked increments of a Value<i64>: 40000",

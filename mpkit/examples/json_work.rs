@@ -141,12 +141,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     send.join()??;
     // Every message is queued now; wait until the receiver has printed
     // every one of them.
-    if !work.queue.join(Some(Duration::from_secs(30)))? {
-        return Err(format!(
-            "the receiver still had {} of {sent} messages to do after 30 s",
-            work.queue.unfinished_tasks()
-        )
-        .into());
+    if let Err(e) = work.queue.join_timeout(Duration::from_secs(30)) {
+        return Err(format!("the receiver did not finish the {sent} messages: {e}").into());
     }
     receive.terminate()?;
     match receive.join() {

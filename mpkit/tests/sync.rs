@@ -12,7 +12,8 @@ use mpkit::process::JoinError;
 use mpkit::shm::RawValue;
 use mpkit::sync::{
     Barrier, BarrierError, BarrierTimeoutError, BoundedSemaphore, Condition, Event, Lock,
-    LockError, LockTimeoutError, OverReleaseError, RLock, ReleaseError, Semaphore, TryLockError,
+    LockError, LockTimeoutError, OverReleaseError, PermitError, RLock, ReleaseError, Semaphore,
+    TryLockError,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -264,6 +265,166 @@ fn bounded_semaphores_refuse_over_release() {
         Semaphore::open(&n).is_err(),
         "a bounded semaphore is not a plain one"
     );
+}
+
+/// Takes two permits, says so, and holds them until killed.
+fn hold_two_permits((sem, held): (BoundedSemaphore, Event)) {
+    let _a = sem.permit().unwrap();
+    let _b = sem.permit().unwrap();
+    held.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn permits_of_a_killed_holder_come_back() {
+    let _w = watchdog(30);
+    let sem = BoundedSemaphore::new(2).unwrap();
+    let held = Event::new().unwrap();
+    let holder = Process::spawn(
+        hold_two_permits,
+        (sem.try_clone().unwrap(), held.try_clone().unwrap()),
+    )
+    .unwrap();
+    assert!(held.wait(Some(LONG)).unwrap());
+    assert_eq!(sem.value(), 0);
+    assert!(matches!(sem.try_permit(), Err(PermitError::WouldBlock)));
+    // A waiter that is asleep when the holder dies: nobody wakes it but
+    // its own look for dead holders.
+    let tid: RawValue<i32> = RawValue::new(0).unwrap();
+    let waiter = Process::spawn(
+        |(sem, tid): (BoundedSemaphore, RawValue<i32>)| {
+            common::publish_tid(&tid);
+            let p = sem.permit_timeout(Duration::from_secs(20));
+            p.is_ok()
+        },
+        (sem.try_clone().unwrap(), tid.try_clone().unwrap()),
+    )
+    .unwrap();
+    common::assert_asleep_in_futex(waiter.pid(), &tid, LONG);
+    holder.kill().unwrap();
+    assert!(matches!(
+        holder.join(),
+        Err(JoinError::Signaled { signal: 9 })
+    ));
+    assert!(
+        waiter.join().unwrap(),
+        "the dead holder's permits came back"
+    );
+    // Both units are free again (the waiter dropped the one it took), and
+    // neither came back twice: the bound holds.
+    assert_eq!(sem.value(), 2);
+    let _a = sem.try_permit().unwrap();
+    let _b = sem.try_permit().unwrap();
+    assert!(matches!(sem.try_permit(), Err(PermitError::WouldBlock)));
+    assert_eq!(sem.value(), 0);
+}
+
+#[test]
+fn a_permit_of_a_killed_unreaped_holder_comes_back_to_a_timed_wait() {
+    let _w = watchdog(30);
+    let sem = Semaphore::new(1).unwrap();
+    let held = Event::new().unwrap();
+    let holder = Process::spawn(
+        |(sem, held): (Semaphore, Event)| {
+            let _p = sem.permit().unwrap();
+            held.set();
+            std::thread::sleep(Duration::from_secs(600));
+        },
+        (sem.try_clone().unwrap(), held.try_clone().unwrap()),
+    )
+    .unwrap();
+    assert!(held.wait(Some(LONG)).unwrap());
+    assert!(matches!(
+        sem.permit_timeout(Duration::from_millis(20)),
+        Err(PermitError::Timeout)
+    ));
+    holder.kill().unwrap();
+    // Not reaped yet: a zombie holds nothing.
+    let p = sem.permit_timeout(LONG).unwrap();
+    drop(p);
+    assert_eq!(sem.value(), 1);
+    assert!(matches!(
+        holder.join(),
+        Err(JoinError::Signaled { signal: 9 })
+    ));
+}
+
+#[test]
+fn permits_of_several_killed_holders_come_back_exactly_once() {
+    let _w = watchdog(60);
+    // Unbounded, so a permit given back twice would show in the value.
+    let sem = Semaphore::new(4).unwrap();
+    let held = Semaphore::new(0).unwrap();
+    let holders: Vec<_> = (0..4)
+        .map(|_| {
+            Process::spawn(
+                |(sem, held): (Semaphore, Semaphore)| {
+                    let _p = sem.permit().unwrap();
+                    held.release().unwrap();
+                    std::thread::sleep(Duration::from_secs(600));
+                },
+                (sem.try_clone().unwrap(), held.try_clone().unwrap()),
+            )
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..4 {
+        assert!(held.acquire_timeout(LONG).unwrap());
+    }
+    assert_eq!(sem.value(), 0);
+    // Reclaimers racing each other: each reads the value (which reclaims)
+    // until it sees every permit back.
+    let go = Event::new().unwrap();
+    let racers: Vec<_> = (0..3)
+        .map(|_| {
+            Process::spawn(
+                |(sem, go): (Semaphore, Event)| {
+                    assert!(go.wait(Some(Duration::from_secs(20))).unwrap());
+                    let end = std::time::Instant::now() + Duration::from_secs(20);
+                    while sem.value() < 4 && std::time::Instant::now() < end {
+                        std::hint::spin_loop();
+                    }
+                    sem.value()
+                },
+                (sem.try_clone().unwrap(), go.try_clone().unwrap()),
+            )
+            .unwrap()
+        })
+        .collect();
+    for h in holders {
+        h.kill().unwrap();
+        assert!(matches!(h.join(), Err(JoinError::Signaled { signal: 9 })));
+    }
+    go.set();
+    for r in racers {
+        assert_eq!(r.join().unwrap(), 4);
+    }
+    assert_eq!(sem.value(), 4, "each permit came back once");
+}
+
+#[test]
+fn a_plain_acquire_is_nobodys_and_does_not_come_back() {
+    let _w = watchdog(30);
+    let sem = Semaphore::new(1).unwrap();
+    let held = Event::new().unwrap();
+    let taker = Process::spawn(
+        |(sem, held): (Semaphore, Event)| {
+            sem.acquire().unwrap();
+            held.set();
+            std::thread::sleep(Duration::from_secs(600));
+        },
+        (sem.try_clone().unwrap(), held.try_clone().unwrap()),
+    )
+    .unwrap();
+    assert!(held.wait(Some(LONG)).unwrap());
+    taker.kill().unwrap();
+    assert!(matches!(
+        taker.join(),
+        Err(JoinError::Signaled { signal: 9 })
+    ));
+    // A consumed signal is not handed back: releasing is anyone's job.
+    assert_eq!(sem.value(), 0);
+    assert!(!sem.acquire_timeout(Duration::from_millis(10)).unwrap());
 }
 
 #[test]

@@ -397,3 +397,117 @@ get_family!(GetTimeoutError, TimedOut, |TimedOut| {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("task_done() called more times than there were items")]
 pub struct TaskDoneError;
+
+/// Unfinished tasks held by one process: taken from a
+/// [`JoinableQueue`](super::JoinableQueue) and not yet marked done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberTasks {
+    /// The process that took them.
+    pub pid: i32,
+    /// How many.
+    pub count: u64,
+}
+
+impl From<super::ring::MemberTasks> for MemberTasks {
+    fn from(m: super::ring::MemberTasks) -> MemberTasks {
+        MemberTasks {
+            pid: m.pid,
+            count: m.count,
+        }
+    }
+}
+
+/// What a [`JoinableQueue::join_timeout`](super::JoinableQueue::join_timeout)
+/// that timed out was still waiting for, as it stood at the deadline.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct JoinPending {
+    /// Tasks put and not yet done.
+    pub unfinished: u64,
+    /// Of those, still in the queue (nobody took them yet).
+    pub queued: u64,
+    /// Of those, taken and held by these live processes.
+    pub held: Vec<MemberTasks>,
+    /// The rest: taken by processes the queue could not record (its table
+    /// of members was full), or marked done ahead of time by another
+    /// process while still counted here.
+    pub untracked: u64,
+}
+
+impl From<super::ring::Pending> for JoinPending {
+    fn from(p: super::ring::Pending) -> JoinPending {
+        JoinPending {
+            unfinished: p.unfinished,
+            queued: p.queued,
+            held: p.held.into_iter().map(MemberTasks::from).collect(),
+            untracked: p.untracked,
+        }
+    }
+}
+
+fn lost_list(lost: &[MemberTasks]) -> String {
+    let each: Vec<String> = lost
+        .iter()
+        .map(|m| format!("{} by process {}", m.count, m.pid))
+        .collect();
+    each.join(", ")
+}
+
+/// Why [`JoinableQueue::join`](super::JoinableQueue::join) returned before
+/// every task was done.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// Processes died holding unfinished tasks (taken, never marked
+    /// done). Those tasks are now cleared (counted as done, so the next
+    /// `join` can complete): redo them if they matter. Only the one `join`
+    /// that found the deaths reports them.
+    #[error("processes died holding unfinished tasks: {}", lost_list(.0))]
+    TasksLost(Vec<MemberTasks>),
+    /// The OS refused the futex sleep.
+    #[error("waiting for tasks: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why [`JoinableQueue::join_timeout`](super::JoinableQueue::join_timeout)
+/// returned before every task was done.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpkit::queue::{JoinTimeoutError, JoinableQueue};
+/// let q: JoinableQueue<u32> = JoinableQueue::new(0)?;
+/// q.put(1)?;
+/// q.put(2)?;
+/// q.get()?; // held by this process, not done
+/// match q.join_timeout(Duration::from_millis(1)) {
+///     Err(JoinTimeoutError::Timeout(p)) => {
+///         assert_eq!((p.unfinished, p.queued), (2, 1));
+///         assert_eq!(p.held[0].pid, std::process::id() as i32);
+///         assert_eq!(p.held[0].count, 1);
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum JoinTimeoutError {
+    /// The timeout passed; what was still unfinished, and who held it.
+    #[error(
+        "timed out with {} unfinished tasks ({} queued, {} held by live processes, {} untracked)",
+        .0.unfinished, .0.queued, .0.held.iter().map(|h| h.count).sum::<u64>(), .0.untracked
+    )]
+    Timeout(JoinPending),
+    /// As [`JoinError::TasksLost`].
+    #[error("processes died holding unfinished tasks: {}", lost_list(.0))]
+    TasksLost(Vec<MemberTasks>),
+    /// The OS refused the futex sleep.
+    #[error("waiting for tasks: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<JoinError> for JoinTimeoutError {
+    fn from(e: JoinError) -> JoinTimeoutError {
+        match e {
+            JoinError::TasksLost(lost) => JoinTimeoutError::TasksLost(lost),
+            JoinError::Io(e) => JoinTimeoutError::Io(e),
+        }
+    }
+}

@@ -46,7 +46,10 @@
 //! a lease held by a dead process is taken over), and a
 //! message whose `put` returned is delivered exactly once — unless the
 //! consumer that took it was killed after taking it and before its `get`
-//! returned.
+//! returned. A [`JoinableQueue`] knows which process holds which
+//! unfinished tasks, so a consumer killed before its `task_done` is
+//! reported by `join` ([`JoinError::TasksLost`]) instead of blocking it
+//! for good (see [When a consumer dies](JoinableQueue#when-a-consumer-dies)).
 //!
 //! # Capacity
 //! A queue holds at most `maxsize` messages (0: no limit, as in Python) and
@@ -69,6 +72,8 @@
 //! | `get`, `get_many`, `get_into` | [`GetError`] | — |
 //! | `try_get` | [`TryGetError`] | `Empty` |
 //! | `get_timeout`, `get_many_timeout` | [`GetTimeoutError`] | `Timeout` |
+//! | `join` | [`JoinError`] | — |
+//! | `join_timeout` | [`JoinTimeoutError`] | `Timeout` (with what is still unfinished) |
 //!
 //! Put errors hand back what was not put. The blocking operations' errors
 //! convert into the others' (`From`), so `?` passes them up. A
@@ -90,7 +95,8 @@ use crate::base::segment::{Elem, ObjectKind, Segment, ShmError};
 use crate::codec::{Codec, Postcard};
 pub use builder::Builder;
 pub use error::{
-    GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
+    GetError, GetTimeoutError, JoinError, JoinPending, JoinTimeoutError, MemberTasks, PutError,
+    PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
 use error::{GetFamily, PutFamily};
 use ring::{Forever, NoWait, Ring, Until, Waiting};
@@ -485,6 +491,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
 /// removes one, and [`join`](Self::join) waits for zero.
 ///
 /// ```
+/// use std::time::Duration;
 /// use mpkit::{Process, queue::JoinableQueue};
 /// let q: JoinableQueue<u32> = JoinableQueue::new(0)?;
 /// let worker = Process::spawn(|q: JoinableQueue<u32>| {
@@ -495,11 +502,31 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
 /// for job in 0..10 {
 ///     q.put(job).unwrap();
 /// }
-/// assert!(q.join(Some(std::time::Duration::from_secs(10)))?);
+/// q.join_timeout(Duration::from_secs(10))?;
 /// q.close();
 /// worker.join()?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # When a consumer dies
+/// In Python, a consumer killed between `get` and `task_done` leaves its
+/// task unfinished for good, and `join` blocks forever. Here the queue
+/// records which process took which tasks (per process, in a table of 24
+/// in its shared memory): a `join` that finds a process dead holding
+/// unfinished tasks (it looks before sleeping, and every 100 ms while
+/// tasks are held) clears them, counting them as done, and returns
+/// [`JoinError::TasksLost`] with the process and the count; the next
+/// `join` waits for the rest. [`join_timeout`](Self::join_timeout) that
+/// times out says what it was waiting for ([`JoinPending`]: how many
+/// tasks are queued, held by which live processes, and untracked).
+///
+/// The dead process's messages are not put back: the queue keeps no copy
+/// of a message once it is taken. Redo the lost tasks if they matter.
+///
+/// A `task_done` counts against the calling process's own tasks, else any
+/// process's (a task handed on), else against none (marked done before it
+/// was taken). Processes beyond the table's 24, while all 24 live, take
+/// untracked: a `join` waits for their tasks as Python's does.
 pub struct JoinableQueue<T, C = Postcard> {
     inner: Typed<T, C>,
 }
@@ -556,11 +583,33 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
         self.inner.ring.unfinished()
     }
 
-    /// Waits until every task put so far is done; false if `timeout` passed
-    /// first (`None` waits forever). A consumer killed between `get` and
-    /// `task_done` leaves its task unfinished: use a timeout.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<bool, std::io::Error> {
-        self.inner.ring.join(crate::sys::deadline_after(timeout))
+    /// Waits until every task put so far is done. Returns
+    /// [`JoinError::TasksLost`] as soon as it finds processes that died
+    /// holding unfinished tasks (those are then cleared; call again to
+    /// wait for the rest). See [When a consumer dies](Self#when-a-consumer-dies).
+    pub fn join(&self) -> Result<(), JoinError> {
+        self.inner.ring.join(None).map_err(|e| match e {
+            ring::JoinFail::Lost(lost) => {
+                JoinError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
+            }
+            ring::JoinFail::Io(e) => JoinError::Io(e),
+            // No deadline: never.
+            ring::JoinFail::TimedOut(_) => JoinError::Io(std::io::ErrorKind::TimedOut.into()),
+        })
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout`:
+    /// [`JoinTimeoutError::Timeout`] then says what is still unfinished
+    /// and who holds it.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+        let deadline = crate::sys::deadline_after(Some(timeout));
+        self.inner.ring.join(deadline).map_err(|e| match e {
+            ring::JoinFail::Lost(lost) => {
+                JoinTimeoutError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
+            }
+            ring::JoinFail::Io(e) => JoinTimeoutError::Io(e),
+            ring::JoinFail::TimedOut(p) => JoinTimeoutError::Timeout(p.into()),
+        })
     }
 }
 

@@ -305,7 +305,7 @@ typed_queue!(
     |name, maxsize| JoinableQueue::create(name, maxsize, CAPACITY).unwrap(),
     |q| {
         let done = (0..3).map(|_| q.task_done().is_ok()).collect::<Vec<_>>();
-        let join = timed("JoinableQueue join", SHORT, || q.join(Some(SHORT)).ok()).0;
+        let join = timed("JoinableQueue join", SHORT, || q.join_timeout(SHORT).ok()).0;
         format!("{done:?} {} {join:?}", q.unfinished_tasks())
     }
 );

@@ -19,6 +19,8 @@
 //! | 896 | not-empty wait word: `epoch: u32` (futex), `armed: u32` | both |
 //! | 1024 | not-full wait word | both |
 //! | 1152 | join: `done: u64`, `epoch: u32` (futex), `waiters: u32` (joinable only) | consumers, joiners |
+//! | 1216 | task journal: `member: u32` (slot + 1; 0: none), `seq_after: u64`, `taken_after: u64` (joinable only) | consumers |
+//! | 1280 | members: 24 × 32 bytes, who holds which unfinished tasks (joinable only) | consumers, joiners |
 //! | 2048 | producers' lease slots: 16 × 64 bytes | producers |
 //! | 3072 | consumers' lease slots | consumers |
 //! | 4096 | the ring: `capacity` bytes (a power of two, at least 64) | |
@@ -30,6 +32,15 @@
 //! read), `streak_tid: u64`, `streak: u32`. A lease slot is `owner: u64` (a
 //! thread token; 0: free), `busy: u32`, `pid: u32`, `start: u64` (the
 //! owner's process start time).
+//!
+//! A member slot (`JoinableQueue` only) is `owner: u64` (a process token:
+//! start time above pid, see `sys::process_token`; 0: free), `taken: u64`
+//! (messages taken by its owners, ever), `done: u64` (their tasks marked
+//! done, ever, by anyone, or cleared when the owner died), and 8 reserved
+//! bytes; its owner holds `taken - done` unfinished tasks. The journal
+//! names the member whose `taken` a consumer is about to move with the
+//! commit it is making, so that whoever repairs a consumer that died
+//! between the two sets `taken` from it (see `tasks.rs`).
 //!
 //! Positions are monotonic counts (`pos % capacity` is the offset in the
 //! ring). A record starts on a 64-byte boundary: a 16-byte header `len:
@@ -54,9 +65,13 @@ pub(super) const CONSUMER_LEASE: usize = 768;
 pub(super) const NOT_EMPTY: usize = 896;
 pub(super) const NOT_FULL: usize = 1024;
 pub(super) const JOIN: usize = 1152;
+pub(super) const JOURNAL: usize = 1216;
+pub(super) const MEMBERS: usize = 1280;
 pub(super) const PRODUCER_SLOTS: usize = 2048;
 pub(super) const CONSUMER_SLOTS: usize = 3072;
 pub(super) const RING: usize = 4096;
+/// Member slots of a `JoinableQueue` (see [`Member`]), 32 bytes each.
+pub(super) const MEMBER_SLOTS: usize = 24;
 /// Lease slots per side (see [`Slot`]), 64 bytes each.
 pub(super) const SLOTS: usize = 16;
 /// Where a lease word keeps its slot number (plus one): above the thread
@@ -78,7 +93,10 @@ pub(super) const FLAG_ASYMMETRIC: u32 = 1;
 const _: () =
     assert!(CELL_SIZE <= 128 && CONTROL + std::mem::size_of::<Control>() <= PRODUCER_CELL);
 const _: () = assert!(std::mem::size_of::<Lease>() <= 128);
-const _: () = assert!(JOIN + std::mem::size_of::<Join>() <= PRODUCER_SLOTS);
+const _: () = assert!(JOIN + std::mem::size_of::<Join>() <= JOURNAL);
+const _: () = assert!(JOURNAL + std::mem::size_of::<TaskJournal>() <= MEMBERS);
+const _: () = assert!(std::mem::size_of::<Member>() == 32);
+const _: () = assert!(MEMBERS + MEMBER_SLOTS * 32 <= PRODUCER_SLOTS);
 const _: () = assert!(std::mem::size_of::<Slot>() <= 64 && SLOTS < 0xff);
 const _: () = assert!(PRODUCER_SLOTS + SLOTS * 64 <= CONSUMER_SLOTS);
 const _: () = assert!(CONSUMER_SLOTS + SLOTS * 64 <= RING);
@@ -141,6 +159,32 @@ pub(super) struct Join {
     pub(super) done: AtomicU64,
     pub(super) epoch: AtomicU32,
     pub(super) waiters: AtomicU32,
+}
+
+/// A consumer's commit in progress (see the module docs).
+#[repr(C)]
+pub(super) struct TaskJournal {
+    /// The member slot (plus one) whose `taken` moves; 0: none.
+    pub(super) member: AtomicU32,
+    pub(super) _reserved: u32,
+    /// The consumers' `seq` once the commit is made.
+    pub(super) seq_after: AtomicU64,
+    /// The member's `taken` once the commit is made.
+    pub(super) taken_after: AtomicU64,
+}
+
+/// Who holds a `JoinableQueue`'s unfinished tasks: one process per slot.
+#[repr(C)]
+pub(super) struct Member {
+    /// A process token (`sys::process_token`); 0: free.
+    pub(super) owner: AtomicU64,
+    /// Messages taken through this slot, ever (written inside the
+    /// consumers' section only).
+    pub(super) taken: AtomicU64,
+    /// Tasks of this slot marked done (or cleared after its owner died),
+    /// ever; never above `taken`.
+    pub(super) done: AtomicU64,
+    pub(super) _reserved: u64,
 }
 
 /// Rounds a requested byte capacity to the ring's actual one.

@@ -276,8 +276,12 @@ impl Ring {
     }
 
     /// Finishes a commit a dead member of `side` left halfway: `seq` stored,
-    /// `pos` not yet (the caller has the side to itself).
+    /// `pos` not yet, and for consumers the member count that moves with
+    /// it (the caller has the side to itself).
     pub(super) fn repair(&self, side: SideId) {
+        if side == SideId::Consumers {
+            self.repair_tasks();
+        }
         let commit = self.commit(side);
         let seq = commit.seq.load(Ordering::Acquire);
         let pos = commit.pos.load(Ordering::Acquire);

@@ -4,7 +4,8 @@
 //! - [`layout`]: where each block lies in the segment, and the record format;
 //! - [`lease`]: exclusion, a lease with a lock behind it;
 //! - [`wait`]: sleeping and waking;
-//! - [`ops`]: putting and getting.
+//! - [`ops`]: putting and getting;
+//! - [`tasks`]: a `JoinableQueue`'s unfinished tasks, who holds them, `join`.
 //!
 //! # Crash safety
 //!
@@ -39,13 +40,17 @@
 //! consumer that took it dies after its `seq` store and before its `get`
 //! returned.
 //!
-//! For a `JoinableQueue`, the number of unfinished tasks is `seq - done`:
-//! it is updated by the same commit store as the message itself, so no
-//! crash can make it disagree with what is in the queue.
+//! For a `JoinableQueue`, the number of unfinished tasks is the
+//! producers' `seq` minus the tasks done: a put counts by the same commit
+//! store as the message itself, so no crash can make it disagree with
+//! what is in the queue. Which member holds the tasks taken and not done
+//! is kept per process ([`tasks`]), so a member's death is reported
+//! instead of blocking `join` for good.
 
 mod layout;
 mod lease;
 mod ops;
+mod tasks;
 mod wait;
 
 use std::io;
@@ -58,6 +63,7 @@ use crate::base::segment::{Elem, ObjectKind, Segment, ShmError};
 use crate::sys::{self, Deadline};
 use layout::*;
 pub(crate) use layout::{ring_capacity, spec};
+pub(crate) use tasks::{JoinFail, MemberTasks, Pending};
 
 /// How long an operation waits, as a type. What the operation reports when
 /// it stops waiting ([`GaveUp`](Waiting::GaveUp)) is part of the type, so
@@ -186,6 +192,12 @@ pub(crate) struct Ring {
     capacity: usize,
     maxsize: u64,
     asymmetric: bool,
+    /// A `JoinableQueue`: gets record who took what.
+    joinable: bool,
+    /// This process's member slot plus one, as last found (checked
+    /// against the slot's owner before use); `u32::MAX`: the table was
+    /// full, this handle takes untracked until a slot is free.
+    member_hint: std::sync::atomic::AtomicU32,
 }
 
 // SAFETY: `base` points into the mapping owned by `seg`, which is shared
@@ -270,6 +282,8 @@ impl Ring {
             capacity: cap as usize,
             maxsize: control.maxsize,
             asymmetric,
+            joinable: seg.header().kind == ObjectKind::JoinableQueue as u32,
+            member_hint: std::sync::atomic::AtomicU32::new(0),
             seg,
         })
     }

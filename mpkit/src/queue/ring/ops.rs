@@ -162,8 +162,7 @@ impl Ring {
         // acquire), in bounds (checked), and stable while we have the side.
         sink(unsafe { std::slice::from_raw_parts(self.data().add(off), len) });
         // The commit point.
-        commit.seq.store(seq + 1, Ordering::Release);
-        commit.pos.store(head + size, Ordering::Release);
+        self.commit_taken(&mut self.taker(), seq, seq + 1, head + size);
         drop(busy);
         self.wake(self.not_full());
         true
@@ -417,6 +416,8 @@ impl Ring {
         // the ring while it is drained.
         let commit_every = (cap / 4) as u64;
         let mut committed = head;
+        let mut committed_seq = seq;
+        let mut taker = self.taker();
         while taken < max {
             if seq >= tail_seq {
                 // The cached count ran out: messages put since count too.
@@ -483,16 +484,15 @@ impl Ring {
             seq += 1;
             taken += 1;
             if head - committed >= commit_every {
-                commit.seq.store(seq, Ordering::Release);
-                commit.pos.store(head, Ordering::Release);
+                self.commit_taken(&mut taker, committed_seq, seq, head);
                 committed = head;
+                committed_seq = seq;
                 self.wake(self.not_full());
             }
         }
-        if taken > 0 {
+        if seq > committed_seq {
             // The commit point: the records are consumed.
-            commit.seq.store(seq, Ordering::Release);
-            commit.pos.store(head, Ordering::Release);
+            self.commit_taken(&mut taker, committed_seq, seq, head);
         }
         Ok(taken)
     }

@@ -13,8 +13,8 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::Ring;
 use super::layout::*;
-use super::{Ring, SideId};
 use crate::base::spin::spin_until;
 use crate::sys::{self, Deadline, FutexWait};
 
@@ -133,61 +133,6 @@ impl Ring {
         match woken {
             FutexWait::Woken => Ok(true),
             FutexWait::TimedOut => Ok(ready()),
-        }
-    }
-
-    // ----- JoinableQueue ---------------------------------------------------
-
-    /// Unfinished tasks: messages ever put minus `task_done` calls.
-    pub(crate) fn unfinished(&self) -> u64 {
-        let done = self.join_block().done.load(Ordering::SeqCst);
-        self.commit(SideId::Producers)
-            .seq
-            .load(Ordering::SeqCst)
-            .saturating_sub(done)
-    }
-
-    /// Marks one task done; false if there was none unfinished.
-    pub(crate) fn task_done(&self) -> bool {
-        let ctl = self.join_block();
-        let mut done = ctl.done.load(Ordering::SeqCst);
-        loop {
-            if done >= self.commit(SideId::Producers).seq.load(Ordering::SeqCst) {
-                return false;
-            }
-            match ctl
-                .done
-                .compare_exchange_weak(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => break,
-                Err(now) => done = now,
-            }
-        }
-        if self.unfinished() == 0 && ctl.waiters.load(Ordering::SeqCst) > 0 {
-            ctl.epoch.fetch_add(1, Ordering::SeqCst);
-            sys::futex_wake(&ctl.epoch, u32::MAX);
-        }
-        true
-    }
-
-    /// Waits until every task put so far is done; false on timeout.
-    pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, io::Error> {
-        let ctl = self.join_block();
-        loop {
-            let epoch = ctl.epoch.load(Ordering::SeqCst);
-            if self.unfinished() == 0 {
-                return Ok(true);
-            }
-            ctl.waiters.fetch_add(1, Ordering::SeqCst);
-            let r = if self.unfinished() == 0 {
-                Ok(FutexWait::Woken)
-            } else {
-                sys::futex_wait(&ctl.epoch, epoch, deadline)
-            };
-            ctl.waiters.fetch_sub(1, Ordering::SeqCst);
-            if r? == FutexWait::TimedOut {
-                return Ok(self.unfinished() == 0);
-            }
         }
     }
 }

@@ -146,6 +146,7 @@ pub(crate) fn getuid() -> u32 {
 
 static SELF_START: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static NONCE: AtomicU32 = AtomicU32::new(0);
+static SELF_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// State and start time (clock ticks after boot) of process `pid`, from
 /// `/proc/<pid>/stat`; `None` when it does not exist or cannot be read.
@@ -231,6 +232,84 @@ pub(crate) fn thread_alive(pid: i32, start: u64, tid: i32) -> bool {
     }
 }
 
+/// Bits of a [`process_token`] that hold the pid (Linux keeps pids below
+/// 2^22, `PID_MAX_LIMIT`).
+pub(crate) const TOKEN_PID_BITS: u32 = 22;
+
+/// A number naming this process among all processes of the boot, past
+/// its death: its start time (clock ticks after boot) above its pid, in
+/// [`TOKEN_PID_BITS`]. Never 0; `None` when `/proc` cannot tell the start
+/// time. [`token_alive`] tells whether its process still runs.
+/// Cached: queues ask on every get.
+pub(crate) fn process_token() -> Option<u64> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cached = SELF_TOKEN.load(Relaxed);
+    if cached != 0 {
+        return Some(cached);
+    }
+    let start = self_start_time()?;
+    let pid = getpid() as u64;
+    let token = (pid < 1 << TOKEN_PID_BITS && start < 1 << (64 - TOKEN_PID_BITS))
+        .then_some(start << TOKEN_PID_BITS | pid)?;
+    SELF_TOKEN.store(token, Relaxed);
+    Some(token)
+}
+
+/// The pid in a [`process_token`].
+pub(crate) fn token_pid(token: u64) -> i32 {
+    (token & ((1 << TOKEN_PID_BITS) - 1)) as i32
+}
+
+/// [`process_alive`] for the process a [`process_token`] names.
+pub(crate) fn token_alive(token: u64) -> bool {
+    process_alive(token_pid(token), token >> TOKEN_PID_BITS)
+}
+
+/// True unless process `pid`, started at `start` (as from
+/// [`self_start_time`]), is known to be gone: missing, its pid now used by
+/// a later process, or every one of its threads exited (a zombie waiting
+/// to be reaped). A leader that shows as a zombie while other threads of
+/// its process still run counts as alive.
+///
+/// When `/proc` cannot be read (out of descriptors, `hidepid`), the null
+/// signal `kill(pid, 0)`, which needs no descriptor, still tells a pid
+/// nobody uses; a reused pid goes unnoticed then and counts as alive, the
+/// safe side for callers that give back what a dead process held.
+///
+/// # References
+/// - [`proc_pid_stat(5)`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html)
+/// - [`kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
+pub(crate) fn process_alive(pid: i32, start: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let gone = |state: char| matches!(state, 'Z' | 'X' | 'x');
+    match stat_file(&format!("/proc/{pid}/stat")) {
+        Ok(Some((_, started))) if started.max(1) != start => false,
+        Ok(Some((state, _))) if !gone(state) => true,
+        // The leader is a zombie: the process lives while any thread does.
+        Ok(Some(_)) => match std::fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(tasks) => tasks.flatten().any(|task| {
+                let tid = task.file_name();
+                match stat_file(&format!("/proc/{pid}/task/{}/stat", tid.to_string_lossy())) {
+                    Ok(Some((state, _))) => !gone(state),
+                    Ok(None) => false,
+                    Err(_) => true,
+                }
+            }),
+            Err(_) => true,
+        },
+        Ok(None) if std::path::Path::new("/proc/self/stat").exists() => false,
+        Ok(None) | Err(_) => {
+            // SAFETY: kill takes two integers and reads no memory of ours;
+            // signal 0 only checks that the process exists.
+            let r = unsafe { libc::kill(pid, 0) };
+            // Refused with EPERM: another user's process, which exists.
+            r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+        }
+    }
+}
+
 /// Whether process `pid` has a thread `tid` (a zombie's included), asked
 /// with a null signal, which needs no descriptor: `tgkill(pid, tid, 0)`
 /// fails with `ESRCH` only when there is no such thread. A thread of another
@@ -285,5 +364,6 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
 pub(super) fn forget_after_fork() {
     use std::sync::atomic::Ordering::Relaxed;
     SELF_START.store(0, Relaxed);
+    SELF_TOKEN.store(0, Relaxed);
     NONCE.store(0, Relaxed);
 }
