@@ -1,0 +1,359 @@
+//! The messages between a pool and its workers, and the worker's loop.
+//!
+//! Each worker has one duplex socket to the pool (a
+//! [`Connection`](crate::Connection) passed as its spawn argument), in
+//! mpkit's framing, with descriptors beside each message. Byte layouts
+//! (integers little-endian):
+//!
+//! | message | layout |
+//! |---|---|
+//! | pool → worker: task | `1`, runner offset `u64`, function offset `u64`, items |
+//! | pool → worker: initializer | `2`, runner offset `u64`, function offset `u64`, postcard argument |
+//! | worker → pool: chunk done | `1`, outcomes |
+//! | worker → pool: initializer failed | `2`, UTF-8 message |
+//!
+//! `items` and `outcomes` are records of `[tag u8][handles u8][len u32][len
+//! bytes]`, one per item of the chunk, in order; the message's descriptors
+//! are the records' handles, `handles` of them per record, in order. An
+//! item's bytes are its postcard encoding. An outcome's tag is
+//! [`OUT_OK`] (bytes: the postcard result) or an error tag (bytes: the
+//! postcard `(type name, message)`).
+//!
+//! The offsets are distances from `process::child::anchor`, as for
+//! [`Process`](crate::Process): the worker runs the pool's own executable
+//! (its bootstrap checked that), so `anchor + offset` is the
+//! monomorphised runner for the task's argument and result types, and the
+//! user's function.
+
+use std::os::fd::OwnedFd;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::TaskError;
+use crate::Connection;
+use crate::codec::{Codec, Postcard};
+use crate::handle;
+use crate::process::child::{address_of, panic_message};
+use crate::sys;
+
+pub(super) const MSG_TASK: u8 = 1;
+pub(super) const MSG_INIT: u8 = 2;
+pub(super) const REPLY_DONE: u8 = 1;
+pub(super) const REPLY_INIT_FAILED: u8 = 2;
+
+/// Bytes before a task's or initializer's payload.
+pub(super) const HEADER: usize = 17;
+/// Bytes before a record's bytes.
+const RECORD_HEADER: usize = 6;
+
+pub(super) const OUT_OK: u8 = 0;
+const OUT_PANICKED: u8 = 1;
+const OUT_ARGS_DECODE: u8 = 2;
+const OUT_RESULT_ENCODE: u8 = 3;
+
+/// Runs every item of a chunk: `(function, items, their descriptors, the
+/// reply to append outcomes to)`; returns the outcomes' descriptors.
+pub(super) type TaskRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> Vec<OwnedFd>;
+/// Runs the initializer: `(function, argument, its descriptors)`.
+pub(super) type InitRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> Result<(), String>;
+
+/// The start of a message: kind and the two offsets.
+pub(super) fn header(kind: u8, runner: u64, function: u64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    buf.push(kind);
+    buf.extend_from_slice(&runner.to_le_bytes());
+    buf.extend_from_slice(&function.to_le_bytes());
+    buf
+}
+
+/// Appends `value` as one record with tag `tag`, collecting its handles
+/// into `fds`. On failure the buffer and `fds` are left as they were.
+pub(super) fn push_record<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<OwnedFd>,
+    tag: u8,
+    value: &T,
+) -> Result<(), TaskError> {
+    let start = buf.len();
+    buf.extend_from_slice(&[tag, 0, 0, 0, 0, 0]);
+    let (encoded, mine) = handle::collect(|| Postcard::encode(value, buf));
+    let fail = |buf: &mut Vec<u8>, e: TaskError| {
+        buf.truncate(start);
+        Err(e)
+    };
+    if let Err(e) = encoded {
+        return fail(
+            buf,
+            TaskError::ArgsEncode {
+                type_name: std::any::type_name::<T>(),
+                message: e.to_string(),
+            },
+        );
+    }
+    if fds.len() + mine.len() > sys::MAX_FDS_PER_MESSAGE {
+        return fail(buf, TaskError::TooManyHandles(fds.len() + mine.len()));
+    }
+    let Ok(len) = u32::try_from(buf.len() - start - RECORD_HEADER) else {
+        return fail(
+            buf,
+            TaskError::ArgsEncode {
+                type_name: std::any::type_name::<T>(),
+                message: "larger than 4 GiB".into(),
+            },
+        );
+    };
+    buf[start + 1] = mine.len() as u8;
+    buf[start + 2..start + RECORD_HEADER].copy_from_slice(&len.to_le_bytes());
+    fds.extend(mine);
+    Ok(())
+}
+
+/// One record read back: its tag, bytes and descriptors.
+pub(super) struct Record<'a> {
+    pub tag: u8,
+    pub bytes: &'a [u8],
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Reads records in order, handing each its share of the descriptors.
+/// Stops (`None`) at the end or at the first record that does not fit.
+pub(super) struct Records<'a> {
+    rest: &'a [u8],
+    fds: std::vec::IntoIter<OwnedFd>,
+    malformed: bool,
+}
+
+impl<'a> Records<'a> {
+    pub(super) fn new(bytes: &'a [u8], fds: Vec<OwnedFd>) -> Records<'a> {
+        Records {
+            rest: bytes,
+            fds: fds.into_iter(),
+            malformed: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        if self.rest.is_empty() || self.malformed {
+            return None;
+        }
+        let parsed = self
+            .rest
+            .split_first_chunk::<RECORD_HEADER>()
+            .and_then(|(h, body)| {
+                let len = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
+                let nfds = h[1] as usize;
+                (body.len() >= len && self.fds.len() >= nfds).then_some((h[0], nfds, len, body))
+            });
+        let Some((tag, nfds, len, body)) = parsed else {
+            self.malformed = true;
+            return None;
+        };
+        let (bytes, rest) = body.split_at(len);
+        self.rest = rest;
+        Some(Record {
+            tag,
+            bytes,
+            fds: self.fds.by_ref().take(nfds).collect(),
+        })
+    }
+}
+
+/// Decodes one outcome record as the task's result.
+pub(super) fn decode_outcome<R: DeserializeOwned>(record: Record<'_>) -> Result<R, TaskError> {
+    let type_name = std::any::type_name::<R>();
+    if record.tag == OUT_OK {
+        return handle::provide(record.fds, || Postcard::decode::<R>(record.bytes)).map_err(|e| {
+            TaskError::ResultDecode {
+                type_name,
+                message: e.to_string(),
+            }
+        });
+    }
+    let Ok((type_name, message)) = Postcard::decode::<(String, String)>(record.bytes) else {
+        return Err(malformed::<R>());
+    };
+    Err(match record.tag {
+        OUT_PANICKED => TaskError::Panicked { message },
+        OUT_ARGS_DECODE => TaskError::ArgsDecode { type_name, message },
+        OUT_RESULT_ENCODE => TaskError::ResultEncode { type_name, message },
+        _ => malformed::<R>(),
+    })
+}
+
+/// The error of an outcome that is missing or not a record.
+pub(super) fn malformed<R>() -> TaskError {
+    TaskError::ResultDecode {
+        type_name: std::any::type_name::<R>(),
+        message: "the worker's reply is malformed".into(),
+    }
+}
+
+/// The worker side: runs every item of a chunk of `fn(A) -> R` tasks.
+///
+/// # Safety
+/// `function` must be the address of a `fn(A) -> R` in this executable
+/// (the pool computed its offset from a value of that type).
+pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
+    function: usize,
+    items: &[u8],
+    fds: Vec<OwnedFd>,
+    out: &mut Vec<u8>,
+) -> Vec<OwnedFd> {
+    // SAFETY: guaranteed by the caller; fn pointers and usize have the
+    // same size.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    let mut records = Records::new(items, fds);
+    let mut out_fds = Vec::new();
+    for record in records.by_ref() {
+        let decoded = catch_unwind(AssertUnwindSafe(|| {
+            handle::provide(record.fds, || Postcard::decode::<A>(record.bytes))
+        }));
+        let arg = match decoded {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                let why = (std::any::type_name::<A>(), e.to_string());
+                error_record(out, OUT_ARGS_DECODE, &why);
+                continue;
+            }
+            Err(payload) => {
+                error_record(out, OUT_PANICKED, &("", panic_message(payload)));
+                continue;
+            }
+        };
+        let result = match catch_unwind(AssertUnwindSafe(|| f(arg))) {
+            Ok(r) => r,
+            Err(payload) => {
+                error_record(out, OUT_PANICKED, &("", panic_message(payload)));
+                continue;
+            }
+        };
+        // Encoding and dropping the result run user code too; a panic in
+        // either takes back what was appended.
+        let start = out.len();
+        let encoded = catch_unwind(AssertUnwindSafe(|| {
+            let r = push_record(out, &mut out_fds, OUT_OK, &result);
+            drop(result);
+            r
+        }));
+        match encoded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let message = match e {
+                    TaskError::ArgsEncode { message, .. } => message,
+                    other => other.to_string(),
+                };
+                let why = (std::any::type_name::<R>(), message);
+                error_record(out, OUT_RESULT_ENCODE, &why);
+            }
+            Err(payload) => {
+                out.truncate(start);
+                error_record(out, OUT_PANICKED, &("", panic_message(payload)));
+            }
+        }
+    }
+    out_fds
+}
+
+/// Appends an error outcome (which cannot fail to encode: two strings).
+fn error_record(out: &mut Vec<u8>, tag: u8, why: &(&str, String)) {
+    let mut none = Vec::new();
+    let _ = push_record(out, &mut none, tag, why);
+}
+
+/// The worker side: runs the pool's initializer `fn(A)`.
+///
+/// # Safety
+/// `function` must be the address of a `fn(A)` in this executable.
+pub(super) unsafe fn run_init<A: DeserializeOwned>(
+    function: usize,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<(), String> {
+    // SAFETY: guaranteed by the caller.
+    let f: fn(A) = unsafe { std::mem::transmute::<usize, fn(A)>(function) };
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let arg = handle::provide(fds, || Postcard::decode::<A>(args))
+            .map_err(|e| format!("decoding its arguments: {e}"))?;
+        f(arg);
+        Ok(())
+    }));
+    ran.unwrap_or_else(|payload| Err(panic_message(payload)))
+}
+
+/// What the worker does after a message.
+enum Next {
+    Reply(Vec<OwnedFd>),
+    Continue,
+    ReplyAndExit,
+    Exit,
+}
+
+/// The worker process's function: runs tasks until the pool closes its end
+/// of the socket (or goes away).
+pub(super) fn worker_main(conn: Connection) {
+    let mut conn = conn.into_raw();
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        out.clear();
+        let next = conn.recv_with(None, |msg, fds| handle_message(msg, fds, &mut out));
+        let sent = match next {
+            Ok(Next::Reply(fds)) => conn.send_message(&out, &fds),
+            Ok(Next::Continue) => Ok(()),
+            Ok(Next::ReplyAndExit) => {
+                let _ = conn.send_message(&out, &[]);
+                return;
+            }
+            Ok(Next::Exit) | Err(_) => return,
+        };
+        if sent.is_err() {
+            return;
+        }
+        if out.capacity() > 1 << 20 {
+            out = Vec::with_capacity(4096);
+        }
+    }
+}
+
+fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
+    let Some((head, payload)) = msg.split_first_chunk::<HEADER>() else {
+        return Next::Exit;
+    };
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&head[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    let (runner, function) = (address_of(word(1)), address_of(word(9)));
+    match head[0] {
+        MSG_TASK => {
+            out.push(REPLY_DONE);
+            // SAFETY: only the pool holds the other end of this socket (it
+            // made the pair and passed this end at spawn), and it computed
+            // the offsets from a `run_chunk::<A, R>` and a `fn(A) -> R`; the
+            // bootstrap proved this is the pool's executable.
+            let runner: TaskRunner = unsafe { std::mem::transmute::<usize, TaskRunner>(runner) };
+            // SAFETY: as above.
+            Next::Reply(unsafe { runner(function, payload, fds, out) })
+        }
+        MSG_INIT => {
+            // SAFETY: as for a task, from a `run_init::<A>` and a `fn(A)`.
+            let runner: InitRunner = unsafe { std::mem::transmute::<usize, InitRunner>(runner) };
+            // SAFETY: as above.
+            match unsafe { runner(function, payload, fds) } {
+                Ok(()) => Next::Continue,
+                Err(message) => {
+                    out.push(REPLY_INIT_FAILED);
+                    out.extend_from_slice(message.as_bytes());
+                    Next::ReplyAndExit
+                }
+            }
+        }
+        _ => Next::Exit,
+    }
+}
