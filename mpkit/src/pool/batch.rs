@@ -15,7 +15,9 @@ use serde::de::DeserializeOwned;
 use super::TaskError;
 use super::dispatch::{Chunk, Shared};
 use super::wire::{self, MSG_TASK, OUT_OK, Records};
+use crate::handle;
 use crate::process::child::{in_executable, offset_of};
+use crate::sys;
 
 /// A worker's reply to one chunk: its outcome records and their
 /// descriptors.
@@ -137,16 +139,21 @@ impl Plan {
                 }
             }
             Ok(reply) => {
-                let mut records = Records::new(&reply.bytes, reply.fds);
-                for slot in self.slots {
-                    emit(match slot {
-                        Some(e) => Err(e),
-                        None => match records.next() {
-                            Some(record) => wire::decode_outcome(record),
-                            None => Err(wire::malformed::<R>()),
-                        },
-                    });
-                }
+                // One provide for the whole reply: handles index its list.
+                let mut records = Records::new(&reply.bytes);
+                let mut slots = self.slots.into_iter();
+                let _ = handle::provide(reply.fds, || {
+                    for slot in slots.by_ref() {
+                        emit(match slot {
+                            Some(e) => Err(e),
+                            None => match records.next() {
+                                Some(record) => wire::decode_outcome(record),
+                                None => Err(wire::malformed::<R>()),
+                            },
+                        });
+                    }
+                    Ok(())
+                });
             }
         }
     }
@@ -194,20 +201,28 @@ where
             return Plan { seq, slots };
         };
         let mut message = header.clone();
-        let mut fds = Vec::new();
         let mut sent = 0;
-        let slots: Vec<Option<TaskError>> = items
-            .into_iter()
-            .map(
-                |item| match wire::push_record(&mut message, &mut fds, 0, &item) {
+        // One collect for the whole chunk: handles index its list.
+        let (mut slots, fds) = handle::collect(|| {
+            items
+                .into_iter()
+                .map(|item| match wire::push_record(&mut message, 0, &item) {
                     Ok(()) => {
                         sent += 1;
                         None
                     }
-                    Err(e) => Some(e),
-                },
-            )
-            .collect();
+                    Err(message) => Some(TaskError::ArgsEncode {
+                        type_name: std::any::type_name::<A>(),
+                        message,
+                    }),
+                })
+                .collect::<Vec<_>>()
+        });
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            let too_many = TaskError::TooManyHandles(fds.len());
+            slots.iter_mut().for_each(|s| *s = Some(too_many.clone()));
+            sent = 0;
+        }
         if sent == 0 {
             self.batch.deliver(seq, Ok(Reply::empty()));
         } else {

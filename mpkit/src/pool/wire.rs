@@ -12,9 +12,10 @@
 //! | worker → pool: chunk done | `1`, outcomes |
 //! | worker → pool: initializer failed | `2`, UTF-8 message |
 //!
-//! `items` and `outcomes` are records of `[tag u8][handles u8][len u32][len
-//! bytes]`, one per item of the chunk, in order; the message's descriptors
-//! are the records' handles, `handles` of them per record, in order. An
+//! `items` and `outcomes` are records of `[tag u8][len u32][len bytes]`,
+//! one per item of the chunk, in order. The records of one message are
+//! encoded under one `handle::collect` (and decoded under one
+//! `handle::provide`): handles index the message's descriptor list. An
 //! item's bytes are its postcard encoding. An outcome's tag is
 //! [`OUT_OK`] (bytes: the postcard result) or an error tag (bytes: the
 //! postcard `(type name, message)`).
@@ -46,7 +47,7 @@ pub(super) const REPLY_INIT_FAILED: u8 = 2;
 /// Bytes before a task's or initializer's payload.
 pub(super) const HEADER: usize = 17;
 /// Bytes before a record's bytes.
-const RECORD_HEADER: usize = 6;
+const RECORD_HEADER: usize = 5;
 
 pub(super) const OUT_OK: u8 = 0;
 const OUT_PANICKED: u8 = 1;
@@ -68,70 +69,50 @@ pub(super) fn header(kind: u8, runner: u64, function: u64) -> Vec<u8> {
     buf
 }
 
-/// Appends `value` as one record with tag `tag`, collecting its handles
-/// into `fds`. On failure the buffer and `fds` are left as they were.
+/// Appends `value` as one record with tag `tag`. Its handles go to the
+/// list of the surrounding `handle::collect`, which spans the whole
+/// message. On failure the buffer is left as it was (a handle the value
+/// already gave stays in the list unclaimed, and is closed by the reader).
 pub(super) fn push_record<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
-    fds: &mut Vec<OwnedFd>,
     tag: u8,
     value: &T,
-) -> Result<(), TaskError> {
+) -> Result<(), String> {
     let start = buf.len();
-    buf.extend_from_slice(&[tag, 0, 0, 0, 0, 0]);
-    let (encoded, mine) = handle::collect(|| Postcard::encode(value, buf));
-    let fail = |buf: &mut Vec<u8>, e: TaskError| {
-        buf.truncate(start);
-        Err(e)
-    };
-    if let Err(e) = encoded {
-        return fail(
-            buf,
-            TaskError::ArgsEncode {
-                type_name: std::any::type_name::<T>(),
-                message: e.to_string(),
-            },
-        );
+    buf.extend_from_slice(&[tag, 0, 0, 0, 0]);
+    let len = Postcard::encode(value, buf)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            u32::try_from(buf.len() - start - RECORD_HEADER)
+                .map_err(|_| "larger than 4 GiB".to_string())
+        });
+    match len {
+        Ok(len) => {
+            buf[start + 1..start + RECORD_HEADER].copy_from_slice(&len.to_le_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            buf.truncate(start);
+            Err(e)
+        }
     }
-    if fds.len() + mine.len() > sys::MAX_FDS_PER_MESSAGE {
-        return fail(buf, TaskError::TooManyHandles(fds.len() + mine.len()));
-    }
-    let Ok(len) = u32::try_from(buf.len() - start - RECORD_HEADER) else {
-        return fail(
-            buf,
-            TaskError::ArgsEncode {
-                type_name: std::any::type_name::<T>(),
-                message: "larger than 4 GiB".into(),
-            },
-        );
-    };
-    buf[start + 1] = mine.len() as u8;
-    buf[start + 2..start + RECORD_HEADER].copy_from_slice(&len.to_le_bytes());
-    fds.extend(mine);
-    Ok(())
 }
 
-/// One record read back: its tag, bytes and descriptors.
+/// One record read back: its tag and bytes.
 pub(super) struct Record<'a> {
     pub tag: u8,
     pub bytes: &'a [u8],
-    pub fds: Vec<OwnedFd>,
 }
 
-/// Reads records in order, handing each its share of the descriptors.
-/// Stops (`None`) at the end or at the first record that does not fit.
+/// Reads records in order. Stops (`None`) at the end or at the first
+/// record that does not fit in what is left.
 pub(super) struct Records<'a> {
     rest: &'a [u8],
-    fds: std::vec::IntoIter<OwnedFd>,
-    malformed: bool,
 }
 
 impl<'a> Records<'a> {
-    pub(super) fn new(bytes: &'a [u8], fds: Vec<OwnedFd>) -> Records<'a> {
-        Records {
-            rest: bytes,
-            fds: fds.into_iter(),
-            malformed: false,
-        }
+    pub(super) fn new(bytes: &'a [u8]) -> Records<'a> {
+        Records { rest: bytes }
     }
 }
 
@@ -139,40 +120,25 @@ impl<'a> Iterator for Records<'a> {
     type Item = Record<'a>;
 
     fn next(&mut self) -> Option<Record<'a>> {
-        if self.rest.is_empty() || self.malformed {
+        let (h, body) = self.rest.split_first_chunk::<RECORD_HEADER>()?;
+        let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
+        if body.len() < len {
+            self.rest = &[];
             return None;
         }
-        let parsed = self
-            .rest
-            .split_first_chunk::<RECORD_HEADER>()
-            .and_then(|(h, body)| {
-                let len = u32::from_le_bytes([h[2], h[3], h[4], h[5]]) as usize;
-                let nfds = h[1] as usize;
-                (body.len() >= len && self.fds.len() >= nfds).then_some((h[0], nfds, len, body))
-            });
-        let Some((tag, nfds, len, body)) = parsed else {
-            self.malformed = true;
-            return None;
-        };
         let (bytes, rest) = body.split_at(len);
         self.rest = rest;
-        Some(Record {
-            tag,
-            bytes,
-            fds: self.fds.by_ref().take(nfds).collect(),
-        })
+        Some(Record { tag: h[0], bytes })
     }
 }
 
-/// Decodes one outcome record as the task's result.
+/// Decodes one outcome record as the task's result (inside the
+/// `handle::provide` of the whole reply).
 pub(super) fn decode_outcome<R: DeserializeOwned>(record: Record<'_>) -> Result<R, TaskError> {
-    let type_name = std::any::type_name::<R>();
     if record.tag == OUT_OK {
-        return handle::provide(record.fds, || Postcard::decode::<R>(record.bytes)).map_err(|e| {
-            TaskError::ResultDecode {
-                type_name,
-                message: e.to_string(),
-            }
+        return Postcard::decode::<R>(record.bytes).map_err(|e| TaskError::ResultDecode {
+            type_name: std::any::type_name::<R>(),
+            message: e.to_string(),
         });
     }
     let Ok((type_name, message)) = Postcard::decode::<(String, String)>(record.bytes) else {
@@ -194,7 +160,19 @@ pub(super) fn malformed<R>() -> TaskError {
     }
 }
 
+/// An item's outcome in the worker, before it is encoded.
+enum Outcome<R> {
+    Returned(R),
+    Failed(u8, &'static str, String),
+}
+
 /// The worker side: runs every item of a chunk of `fn(A) -> R` tasks.
+///
+/// The chunk's arguments are decoded first, all under one
+/// `handle::provide` (the function never runs inside it), and the results
+/// are encoded last, all under one `handle::collect`: one descriptor list
+/// per message, not per item. Each item's decode, call, and encode-and-drop
+/// runs under its own `catch_unwind`, so one item's failure is its own.
 ///
 /// # Safety
 /// `function` must be the address of a `fn(A) -> R` in this executable
@@ -208,62 +186,86 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     // SAFETY: guaranteed by the caller; fn pointers and usize have the
     // same size.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let mut records = Records::new(items, fds);
-    let mut out_fds = Vec::new();
-    for record in records.by_ref() {
-        let decoded = catch_unwind(AssertUnwindSafe(|| {
-            handle::provide(record.fds, || Postcard::decode::<A>(record.bytes))
-        }));
-        let arg = match decoded {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => {
-                let why = (std::any::type_name::<A>(), e.to_string());
-                error_record(out, OUT_ARGS_DECODE, &why);
-                continue;
-            }
-            Err(payload) => {
-                error_record(out, OUT_PANICKED, &("", panic_message(payload)));
-                continue;
-            }
-        };
-        let result = match catch_unwind(AssertUnwindSafe(|| f(arg))) {
-            Ok(r) => r,
-            Err(payload) => {
-                error_record(out, OUT_PANICKED, &("", panic_message(payload)));
-                continue;
-            }
-        };
-        // Encoding and dropping the result run user code too; a panic in
-        // either takes back what was appended.
-        let start = out.len();
-        let encoded = catch_unwind(AssertUnwindSafe(|| {
-            let r = push_record(out, &mut out_fds, OUT_OK, &result);
-            drop(result);
-            r
-        }));
-        match encoded {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let message = match e {
-                    TaskError::ArgsEncode { message, .. } => message,
-                    other => other.to_string(),
-                };
-                let why = (std::any::type_name::<R>(), message);
-                error_record(out, OUT_RESULT_ENCODE, &why);
-            }
-            Err(payload) => {
-                out.truncate(start);
-                error_record(out, OUT_PANICKED, &("", panic_message(payload)));
+    let mut args: Vec<Result<A, Outcome<R>>> = Vec::new();
+    let _ = handle::provide(fds, || {
+        for record in Records::new(items) {
+            let decoded = catch_unwind(AssertUnwindSafe(|| Postcard::decode::<A>(record.bytes)));
+            args.push(match decoded {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(e)) => Err(Outcome::Failed(
+                    OUT_ARGS_DECODE,
+                    std::any::type_name::<A>(),
+                    e.to_string(),
+                )),
+                Err(payload) => Err(Outcome::Failed(OUT_PANICKED, "", panic_message(payload))),
+            });
+        }
+        Ok(())
+    });
+    let outcomes: Vec<Outcome<R>> = args
+        .into_iter()
+        .map(|arg| {
+            let arg = arg?;
+            catch_unwind(AssertUnwindSafe(|| f(arg)))
+                .map(Outcome::Returned)
+                .map_err(|payload| Outcome::Failed(OUT_PANICKED, "", panic_message(payload)))
+        })
+        .map(|r| r.unwrap_or_else(|failed| failed))
+        .collect();
+    let ((), mut out_fds) = handle::collect(|| {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Returned(result) => {
+                    // Encoding and dropping the result run user code; a
+                    // panic in either takes back what was appended.
+                    let start = out.len();
+                    let encoded = catch_unwind(AssertUnwindSafe(|| {
+                        let r = push_record(out, OUT_OK, &result);
+                        drop(result);
+                        r
+                    }));
+                    match encoded {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            error_record(out, OUT_RESULT_ENCODE, std::any::type_name::<R>(), e)
+                        }
+                        Err(payload) => {
+                            out.truncate(start);
+                            error_record(out, OUT_PANICKED, "", panic_message(payload));
+                        }
+                    }
+                }
+                Outcome::Failed(tag, type_name, message) => {
+                    error_record(out, tag, type_name, message)
+                }
             }
         }
+    });
+    if out_fds.len() > sys::MAX_FDS_PER_MESSAGE {
+        // Too many handles for one reply: every item of the chunk fails.
+        let why = format!(
+            "the chunk's results hold {} handles; at most {} fit in one reply (use a smaller chunk size)",
+            out_fds.len(),
+            sys::MAX_FDS_PER_MESSAGE
+        );
+        let done = Records::new(&out[1..]).count();
+        out.truncate(1);
+        for _ in 0..done {
+            error_record(
+                out,
+                OUT_RESULT_ENCODE,
+                std::any::type_name::<R>(),
+                why.clone(),
+            );
+        }
+        out_fds.clear();
     }
     out_fds
 }
 
 /// Appends an error outcome (which cannot fail to encode: two strings).
-fn error_record(out: &mut Vec<u8>, tag: u8, why: &(&str, String)) {
-    let mut none = Vec::new();
-    let _ = push_record(out, &mut none, tag, why);
+fn error_record(out: &mut Vec<u8>, tag: u8, type_name: &str, message: String) {
+    let _ = push_record(out, tag, &(type_name, message));
 }
 
 /// The worker side: runs the pool's initializer `fn(A)`.
