@@ -228,7 +228,8 @@ fn max_tasks_per_child_retires_workers() {
     let distinct: HashSet<i32> = pids.iter().copied().collect();
     assert!(distinct.len() >= 6, "{pids:?}");
     for p in &distinct {
-        assert_eq!(pids.iter().filter(|q| *q == p).count(), 2, "{pids:?}");
+        // Retired after two; a worker may also run fewer when the map ends.
+        assert!(pids.iter().filter(|q| *q == p).count() <= 2, "{pids:?}");
     }
 }
 

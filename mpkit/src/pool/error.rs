@@ -83,8 +83,10 @@ pub enum TaskError {
     /// library loaded at its own address), so a worker cannot find it.
     #[error("the function is not part of the executable, so a worker process cannot find it")]
     ForeignFunction,
-    /// The argument holds more handles than one message can carry (253).
-    #[error("the argument holds {0} handles; at most 253 can go to a worker")]
+    /// The arguments of the task's chunk hold more handles together than
+    /// one message can carry (253); every item of that chunk fails so. A
+    /// smaller chunk size helps.
+    #[error("the chunk's arguments hold {0} handles; at most 253 can go to a worker at once")]
     TooManyHandles(usize),
     /// The pool's initializer panicked in a worker, with this message. The
     /// pool starts no more workers: this task and every later one fail so.

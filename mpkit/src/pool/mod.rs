@@ -71,9 +71,12 @@
 //! - A worker stopped (`SIGSTOP`) while the pool sends it a chunk larger
 //!   than the socket buffer stalls the dispatcher until it is continued.
 //! - Handles in the items of one chunk together, and in the results of
-//!   one chunk together, are limited to 253 (one message's worth); items
-//!   past that fail with [`TaskError::TooManyHandles`] or
-//!   [`TaskError::ResultEncode`]: use a smaller chunk size.
+//!   one chunk together, are limited to 253 (one message's worth); past
+//!   that every item of the chunk fails ([`TaskError::TooManyHandles`],
+//!   [`TaskError::ResultEncode`]): use a smaller chunk size.
+//! - In a worker, a chunk's arguments are decoded, then its functions run,
+//!   then its results are encoded: a chunk holds all its arguments and
+//!   results in memory at once.
 //! - [`terminate`](Pool::terminate) (and drop) kill workers with SIGKILL:
 //!   a task in the middle of changing shared state leaves it as it was at
 //!   that moment (mpkit's locks recover from a dead holder).
