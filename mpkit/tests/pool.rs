@@ -465,3 +465,44 @@ fn chaos_random_kills_during_a_long_map() {
         "{added:?}"
     );
 }
+
+/// A value that refuses to be encoded when it is 13.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct Picky(u32);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 is unlucky"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+#[test]
+fn an_item_or_result_that_cannot_be_encoded_fails_alone() {
+    let _w = watchdog(30);
+    let pool = Pool::new(2).unwrap();
+    // An argument: caught here, before it goes anywhere.
+    let outcomes = pool.map_outcomes_chunked(|p: Picky| p.0, (10..16).map(Picky), 3);
+    for (x, o) in (10..16u32).zip(outcomes) {
+        match o {
+            Err(TaskError::ArgsEncode { message, .. }) if x == 13 => {
+                assert!(message.contains("unlucky"), "{message}")
+            }
+            Ok(v) if x != 13 && v == x => {}
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+    // A result: caught in the worker.
+    let outcomes = pool.map_outcomes_chunked(Picky, 10..16, 3);
+    for (x, o) in (10..16u32).zip(outcomes) {
+        match o {
+            Err(TaskError::ResultEncode { message, .. }) if x == 13 => {
+                assert!(message.contains("unlucky"), "{message}")
+            }
+            Ok(v) if x != 13 && v == Picky(x) => {}
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}

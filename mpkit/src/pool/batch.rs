@@ -14,7 +14,8 @@ use serde::de::DeserializeOwned;
 
 use super::TaskError;
 use super::dispatch::{Chunk, Shared};
-use super::wire::{self, MSG_TASK, OUT_OK, Records};
+use super::wire::{self, MSG_TASK, MSG_TASK_PACKED, OUT_OK, Records};
+use crate::codec::{Codec, Postcard};
 use crate::handle;
 use crate::process::child::{in_executable, offset_of};
 use crate::sys;
@@ -24,6 +25,8 @@ use crate::sys;
 pub(super) struct Reply {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
+    /// One postcard sequence of `WireOutcome`s (else records).
+    pub packed: bool,
 }
 
 /// A chunk's result: the reply, or why there is none.
@@ -138,6 +141,46 @@ impl Plan {
                     emit(Err(slot.unwrap_or_else(|| e.clone())));
                 }
             }
+            Ok(reply) if reply.packed => {
+                // Read as a stream, one outcome per item: no vector of
+                // outcomes in between.
+                let bad = |message: String| TaskError::ResultDecode {
+                    type_name: std::any::type_name::<R>(),
+                    message,
+                };
+                let mut slots = self.slots.into_iter();
+                let _ = handle::provide(reply.fds, || {
+                    let mut rest: &[u8] = &reply.bytes;
+                    // The sequence's length comes first (a varint, as a u64).
+                    let mut broken = match postcard::take_from_bytes::<u64>(rest) {
+                        Ok((_, after)) => {
+                            rest = after;
+                            None
+                        }
+                        Err(e) => Some(bad(e.to_string())),
+                    };
+                    for slot in slots.by_ref() {
+                        emit(match (slot, &broken) {
+                            (Some(e), _) => Err(e),
+                            (None, Some(e)) => Err(e.clone()),
+                            (None, None) => {
+                                match postcard::take_from_bytes::<wire::WireOutcome<R>>(rest) {
+                                    Ok((outcome, after)) => {
+                                        rest = after;
+                                        outcome.into_result()
+                                    }
+                                    Err(e) => {
+                                        let e = bad(e.to_string());
+                                        broken = Some(e.clone());
+                                        Err(e)
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    Ok(())
+                });
+            }
             Ok(reply) => {
                 // One provide for the whole reply: handles index its list.
                 let mut records = Records::new(&reply.bytes);
@@ -200,13 +243,33 @@ where
             self.batch.deliver(seq, Ok(Reply::empty()));
             return Plan { seq, slots };
         };
+        let items: Vec<A> = items.into_iter().collect();
+        let mut message = header.clone();
+        // The fast path: the whole chunk as one postcard sequence.
+        message[0] = MSG_TASK_PACKED;
+        let (packed, fds) = handle::collect(|| Postcard::encode(&items, &mut message));
+        if packed.is_ok() && fds.len() <= sys::MAX_FDS_PER_MESSAGE {
+            let slots: Vec<_> = items.iter().map(|_| None).collect();
+            drop(items);
+            self.shared.submit([Chunk {
+                message,
+                fds,
+                items: slots.len(),
+                batch: Arc::clone(&self.batch),
+                seq,
+                retries: self.shared.config.retries,
+            }]);
+            return Plan { seq, slots };
+        }
+        drop(fds);
+        // A failed encode may have emptied the buffer: start again.
         let mut message = header.clone();
         let mut sent = 0;
         // One collect for the whole chunk: handles index its list.
         let (mut slots, fds) = handle::collect(|| {
             items
-                .into_iter()
-                .map(|item| match wire::push_record(&mut message, 0, &item) {
+                .iter()
+                .map(|item| match wire::push_record(&mut message, 0, item) {
                     Ok(()) => {
                         sent += 1;
                         None
@@ -218,6 +281,7 @@ where
                 })
                 .collect::<Vec<_>>()
         });
+        drop(items);
         if fds.len() > sys::MAX_FDS_PER_MESSAGE {
             let too_many = TaskError::TooManyHandles(fds.len());
             slots.iter_mut().for_each(|s| *s = Some(too_many.clone()));
@@ -244,6 +308,7 @@ impl Reply {
         Reply {
             bytes: Vec::new(),
             fds: Vec::new(),
+            packed: false,
         }
     }
 }

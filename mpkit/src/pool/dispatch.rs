@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Reply};
-use super::wire::{self, REPLY_DONE, REPLY_INIT_FAILED};
+use super::wire::{self, REPLY_DONE, REPLY_DONE_PACKED, REPLY_INIT_FAILED};
 use super::{TaskError, WorkerExit};
 use crate::connection::{RawConnection, RecvError};
 use crate::process::{self, JoinError, Process, SpawnError};
@@ -373,12 +373,17 @@ impl Dispatcher {
     fn on_reply(&mut self, i: usize, mut msg: Vec<u8>, fds: Vec<OwnedFd>) {
         let w = &mut self.workers[i];
         match msg.first().copied() {
-            Some(REPLY_DONE) if w.held.as_ref().is_some_and(|h| !h.timed_out) => {
+            Some(kind @ (REPLY_DONE | REPLY_DONE_PACKED))
+                if w.held.as_ref().is_some_and(|h| !h.timed_out) =>
+            {
                 let held = w.held.take().expect("checked above");
                 msg.remove(0);
-                held.chunk
-                    .batch
-                    .deliver(held.chunk.seq, Ok(Reply { bytes: msg, fds }));
+                let reply = Reply {
+                    bytes: msg,
+                    fds,
+                    packed: kind == REPLY_DONE_PACKED,
+                };
+                held.chunk.batch.deliver(held.chunk.seq, Ok(reply));
                 w.chunks_done += 1;
                 let limit = self.shared.config.max_tasks_per_child;
                 if limit.is_some_and(|m| w.chunks_done >= m) {

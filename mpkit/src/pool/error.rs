@@ -19,7 +19,9 @@ use crate::SpawnError;
 #[non_exhaustive]
 pub enum TaskError {
     /// The function panicked (or the argument's `Deserialize`, or the
-    /// result's `Serialize` or `Drop`, in the worker), with this message.
+    /// result's `Serialize`, in the worker), with this message. A result's
+    /// destructor runs after the result was sent; a panic there is not
+    /// reported.
     /// The worker carries on with its next task.
     #[error("the task panicked: {message}")]
     Panicked {

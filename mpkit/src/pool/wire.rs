@@ -7,12 +7,16 @@
 //!
 //! | message | layout |
 //! |---|---|
-//! | pool → worker: task | `1`, runner offset `u64`, function offset `u64`, items |
+//! | pool → worker: task | `1`, runner offset `u64`, function offset `u64`, item records |
+//! | pool → worker: packed task | `3`, runner offset `u64`, function offset `u64`, postcard `Vec<A>` |
 //! | pool → worker: initializer | `2`, runner offset `u64`, function offset `u64`, postcard argument |
-//! | worker → pool: chunk done | `1`, outcomes |
+//! | worker → pool: chunk done | `1`, outcome records |
+//! | worker → pool: packed chunk done | `3`, postcard `Vec<WireOutcome<R>>` |
 //! | worker → pool: initializer failed | `2`, UTF-8 message |
 //!
-//! `items` and `outcomes` are records of `[tag u8][len u32][len bytes]`,
+//! A chunk goes packed (one postcard sequence, the fast path) when it
+//! encodes so and its handles fit; otherwise as records, so that one item
+//! that does not encode fails alone. Records are `[tag u8][len u32][len bytes]`,
 //! one per item of the chunk, in order. The records of one message are
 //! encoded under one `handle::collect` (and decoded under one
 //! `handle::provide`): handles index the message's descriptor list. An
@@ -29,8 +33,8 @@
 use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::TaskError;
 use crate::Connection;
@@ -40,8 +44,10 @@ use crate::process::child::{address_of, panic_message};
 use crate::sys;
 
 pub(super) const MSG_TASK: u8 = 1;
+pub(super) const MSG_TASK_PACKED: u8 = 3;
 pub(super) const MSG_INIT: u8 = 2;
 pub(super) const REPLY_DONE: u8 = 1;
+pub(super) const REPLY_DONE_PACKED: u8 = 3;
 pub(super) const REPLY_INIT_FAILED: u8 = 2;
 
 /// Bytes before a task's or initializer's payload.
@@ -54,9 +60,11 @@ const OUT_PANICKED: u8 = 1;
 const OUT_ARGS_DECODE: u8 = 2;
 const OUT_RESULT_ENCODE: u8 = 3;
 
-/// Runs every item of a chunk: `(function, items, their descriptors, the
-/// reply to append outcomes to)`; returns the outcomes' descriptors.
-pub(super) type TaskRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> Vec<OwnedFd>;
+/// Runs every item of a chunk: `(function, items, their descriptors,
+/// whether the items are packed, the reply to append to)`; returns the
+/// reply's descriptors.
+pub(super) type TaskRunner =
+    unsafe fn(usize, &[u8], Vec<OwnedFd>, bool, &mut Vec<u8>) -> Vec<OwnedFd>;
 /// Runs the initializer: `(function, argument, its descriptors)`.
 pub(super) type InitRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> Result<(), String>;
 
@@ -78,24 +86,15 @@ pub(super) fn push_record<T: Serialize + ?Sized>(
     tag: u8,
     value: &T,
 ) -> Result<(), String> {
-    let start = buf.len();
-    buf.extend_from_slice(&[tag, 0, 0, 0, 0]);
-    let len = Postcard::encode(value, buf)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            u32::try_from(buf.len() - start - RECORD_HEADER)
-                .map_err(|_| "larger than 4 GiB".to_string())
-        });
-    match len {
-        Ok(len) => {
-            buf[start + 1..start + RECORD_HEADER].copy_from_slice(&len.to_le_bytes());
-            Ok(())
-        }
-        Err(e) => {
-            buf.truncate(start);
-            Err(e)
-        }
-    }
+    // Encoded aside: a failed encode may leave its buffer emptied. This is
+    // the slow path (the packed one failed), so the extra copy is fine.
+    let mut bytes = Vec::new();
+    Postcard::encode(value, &mut bytes).map_err(|e| e.to_string())?;
+    let len = u32::try_from(bytes.len()).map_err(|_| "larger than 4 GiB".to_string())?;
+    buf.push(tag);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&bytes);
+    Ok(())
 }
 
 /// One record read back: its tag and bytes.
@@ -160,19 +159,47 @@ pub(super) fn malformed<R>() -> TaskError {
     }
 }
 
-/// An item's outcome in the worker, before it is encoded.
+/// An item's outcome in the worker. It serializes as [`WireOutcome`] (the
+/// same postcard bytes), the packed reply's element type.
+#[derive(Serialize)]
 enum Outcome<R> {
     Returned(R),
     Failed(u8, &'static str, String),
 }
 
+/// An item's outcome as the pool reads a packed reply.
+#[derive(Deserialize)]
+pub(super) enum WireOutcome<R> {
+    Returned(R),
+    Failed(u8, String, String),
+}
+
+impl<R> WireOutcome<R> {
+    pub(super) fn into_result(self) -> Result<R, TaskError> {
+        match self {
+            WireOutcome::Returned(r) => Ok(r),
+            WireOutcome::Failed(tag, type_name, message) => Err(match tag {
+                OUT_PANICKED => TaskError::Panicked { message },
+                OUT_ARGS_DECODE => TaskError::ArgsDecode { type_name, message },
+                OUT_RESULT_ENCODE => TaskError::ResultEncode { type_name, message },
+                _ => malformed::<R>(),
+            }),
+        }
+    }
+}
+
 /// The worker side: runs every item of a chunk of `fn(A) -> R` tasks.
+/// `packed`: the items are one postcard sequence (else records). Appends
+/// the reply (its kind byte first) to `out`.
 ///
 /// The chunk's arguments are decoded first, all under one
 /// `handle::provide` (the function never runs inside it), and the results
 /// are encoded last, all under one `handle::collect`: one descriptor list
-/// per message, not per item. Each item's decode, call, and encode-and-drop
-/// runs under its own `catch_unwind`, so one item's failure is its own.
+/// per message, not per item. Each call runs under its own
+/// `catch_unwind`. The results go back packed when they encode so, else
+/// as records (so one result that does not encode fails alone). A result
+/// is dropped after the reply is built; a panic in its destructor is not
+/// reported (the result was delivered).
 ///
 /// # Safety
 /// `function` must be the address of a `fn(A) -> R` in this executable
@@ -181,66 +208,36 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     function: usize,
     items: &[u8],
     fds: Vec<OwnedFd>,
+    packed: bool,
     out: &mut Vec<u8>,
 ) -> Vec<OwnedFd> {
     // SAFETY: guaranteed by the caller; fn pointers and usize have the
     // same size.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let mut args: Vec<Result<A, Outcome<R>>> = Vec::new();
-    let _ = handle::provide(fds, || {
-        for record in Records::new(items) {
-            let decoded = catch_unwind(AssertUnwindSafe(|| Postcard::decode::<A>(record.bytes)));
-            args.push(match decoded {
-                Ok(Ok(a)) => Ok(a),
-                Ok(Err(e)) => Err(Outcome::Failed(
-                    OUT_ARGS_DECODE,
-                    std::any::type_name::<A>(),
-                    e.to_string(),
-                )),
-                Err(payload) => Err(Outcome::Failed(OUT_PANICKED, "", panic_message(payload))),
-            });
-        }
-        Ok(())
-    });
+    let args = decode_args::<A, R>(items, fds, packed);
     let outcomes: Vec<Outcome<R>> = args
         .into_iter()
         .map(|arg| {
             let arg = arg?;
             catch_unwind(AssertUnwindSafe(|| f(arg)))
                 .map(Outcome::Returned)
-                .map_err(|payload| Outcome::Failed(OUT_PANICKED, "", panic_message(payload)))
+                .map_err(|payload| failed(OUT_PANICKED, "", panic_message(payload)))
         })
-        .map(|r| r.unwrap_or_else(|failed| failed))
+        .map(|r| r.unwrap_or_else(|failed| *failed))
         .collect();
-    let ((), mut out_fds) = handle::collect(|| {
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Returned(result) => {
-                    // Encoding and dropping the result run user code; a
-                    // panic in either takes back what was appended.
-                    let start = out.len();
-                    let encoded = catch_unwind(AssertUnwindSafe(|| {
-                        let r = push_record(out, OUT_OK, &result);
-                        drop(result);
-                        r
-                    }));
-                    match encoded {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            error_record(out, OUT_RESULT_ENCODE, std::any::type_name::<R>(), e)
-                        }
-                        Err(payload) => {
-                            out.truncate(start);
-                            error_record(out, OUT_PANICKED, "", panic_message(payload));
-                        }
-                    }
-                }
-                Outcome::Failed(tag, type_name, message) => {
-                    error_record(out, tag, type_name, message)
-                }
+    let start = out.len();
+    out.push(REPLY_DONE_PACKED);
+    let (encoded, mut out_fds) =
+        handle::collect(|| catch_unwind(AssertUnwindSafe(|| Postcard::encode(&outcomes, out))));
+    if !matches!(encoded, Ok(Ok(()))) {
+        out.truncate(start);
+        out.push(REPLY_DONE);
+        ((), out_fds) = handle::collect(|| {
+            for outcome in &outcomes {
+                push_outcome(out, outcome);
             }
-        }
-    });
+        });
+    }
     if out_fds.len() > sys::MAX_FDS_PER_MESSAGE {
         // Too many handles for one reply: every item of the chunk fails.
         let why = format!(
@@ -248,9 +245,9 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
             out_fds.len(),
             sys::MAX_FDS_PER_MESSAGE
         );
-        let done = Records::new(&out[1..]).count();
-        out.truncate(1);
-        for _ in 0..done {
+        out.truncate(start);
+        out.push(REPLY_DONE);
+        for _ in &outcomes {
             error_record(
                 out,
                 OUT_RESULT_ENCODE,
@@ -260,7 +257,81 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
         }
         out_fds.clear();
     }
+    for outcome in outcomes {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(outcome)));
+    }
     out_fds
+}
+
+fn failed<R>(tag: u8, type_name: &'static str, message: String) -> Box<Outcome<R>> {
+    Box::new(Outcome::Failed(tag, type_name, message))
+}
+
+/// Decodes a chunk's arguments, each to its value or its failure.
+fn decode_args<A: DeserializeOwned, R>(
+    items: &[u8],
+    fds: Vec<OwnedFd>,
+    packed: bool,
+) -> Vec<Result<A, Box<Outcome<R>>>> {
+    let type_name = std::any::type_name::<A>();
+    let mut args = Vec::new();
+    let _ = handle::provide(fds, || {
+        if packed {
+            match catch_unwind(AssertUnwindSafe(|| Postcard::decode::<Vec<A>>(items))) {
+                Ok(Ok(all)) => args.extend(all.into_iter().map(Ok)),
+                // The sequence cannot be split: every item fails alike.
+                Ok(Err(e)) => {
+                    let why = e.to_string();
+                    (0..packed_len(items)).for_each(|_| {
+                        args.push(Err(failed(OUT_ARGS_DECODE, type_name, why.clone())))
+                    });
+                }
+                Err(payload) => {
+                    let why = panic_message(payload);
+                    (0..packed_len(items))
+                        .for_each(|_| args.push(Err(failed(OUT_PANICKED, "", why.clone()))));
+                }
+            }
+            return Ok(());
+        }
+        for record in Records::new(items) {
+            let decoded = catch_unwind(AssertUnwindSafe(|| Postcard::decode::<A>(record.bytes)));
+            args.push(match decoded {
+                Ok(Ok(a)) => Ok(a),
+                Ok(Err(e)) => Err(failed(OUT_ARGS_DECODE, type_name, e.to_string())),
+                Err(payload) => Err(failed(OUT_PANICKED, "", panic_message(payload))),
+            });
+        }
+        Ok(())
+    });
+    args
+}
+
+/// The item count at the head of a packed sequence (bounded: it only
+/// sizes an error reply).
+fn packed_len(items: &[u8]) -> usize {
+    postcard::take_from_bytes::<u64>(items).map_or(0, |(n, _)| n.min(1 << 20) as usize)
+}
+
+/// Appends one outcome as a record; a result that does not encode (or
+/// panics encoding) becomes an error record.
+fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: &Outcome<R>) {
+    match outcome {
+        Outcome::Returned(result) => {
+            let start = out.len();
+            match catch_unwind(AssertUnwindSafe(|| push_record(out, OUT_OK, result))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error_record(out, OUT_RESULT_ENCODE, std::any::type_name::<R>(), e),
+                Err(payload) => {
+                    out.truncate(start);
+                    error_record(out, OUT_PANICKED, "", panic_message(payload));
+                }
+            }
+        }
+        Outcome::Failed(tag, type_name, message) => {
+            error_record(out, *tag, type_name, message.clone())
+        }
+    }
 }
 
 /// Appends an error outcome (which cannot fail to encode: two strings).
@@ -333,15 +404,14 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
     };
     let (runner, function) = (address_of(word(1)), address_of(word(9)));
     match head[0] {
-        MSG_TASK => {
-            out.push(REPLY_DONE);
+        kind @ (MSG_TASK | MSG_TASK_PACKED) => {
             // SAFETY: only the pool holds the other end of this socket (it
             // made the pair and passed this end at spawn), and it computed
             // the offsets from a `run_chunk::<A, R>` and a `fn(A) -> R`; the
             // bootstrap proved this is the pool's executable.
             let runner: TaskRunner = unsafe { std::mem::transmute::<usize, TaskRunner>(runner) };
             // SAFETY: as above.
-            Next::Reply(unsafe { runner(function, payload, fds, out) })
+            Next::Reply(unsafe { runner(function, payload, fds, kind == MSG_TASK_PACKED, out) })
         }
         MSG_INIT => {
             // SAFETY: as for a task, from a `run_init::<A>` and a `fn(A)`.
