@@ -37,21 +37,25 @@ pub(super) struct Batch {
     state: Mutex<BatchState>,
     arrived: Condvar,
     cancelled: AtomicBool,
+    /// Whether arrival order is kept (for [`take_any`](Self::take_any)); an
+    /// in-order reader never drains it, so it is kept only when asked.
+    unordered: bool,
 }
 
 #[derive(Default)]
 struct BatchState {
     done: HashMap<u64, ChunkResult>,
-    /// Numbers in order of arrival (for unordered consumers).
+    /// Numbers in order of arrival (only for unordered readers).
     order: VecDeque<u64>,
 }
 
 impl Batch {
-    pub(super) fn new() -> Arc<Batch> {
+    pub(super) fn new(unordered: bool) -> Arc<Batch> {
         Arc::new(Batch {
             state: Mutex::new(BatchState::default()),
             arrived: Condvar::new(),
             cancelled: AtomicBool::new(false),
+            unordered,
         })
     }
 
@@ -62,7 +66,9 @@ impl Batch {
     pub(super) fn deliver(&self, seq: u64, result: ChunkResult) {
         let mut st = self.lock();
         st.done.insert(seq, result);
-        st.order.push_back(seq);
+        if self.unordered {
+            st.order.push_back(seq);
+        }
         drop(st);
         self.arrived.notify_all();
     }
@@ -218,13 +224,15 @@ where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    pub(super) fn new(shared: Arc<Shared>, f: fn(A) -> R) -> Job<A, R> {
+    /// A job whose results are read in order, or (`unordered`) as they
+    /// arrive.
+    pub(super) fn new(shared: Arc<Shared>, f: fn(A) -> R, unordered: bool) -> Job<A, R> {
         let runner: wire::TaskRunner = wire::run_chunk::<A, R>;
         let header = (in_executable(f as usize) && in_executable(runner as usize))
             .then(|| wire::header(MSG_TASK, offset_of(runner as usize), offset_of(f as usize)));
         Job {
             shared,
-            batch: Batch::new(),
+            batch: Batch::new(unordered),
             header,
             next_seq: 0,
             _types: PhantomData,

@@ -342,7 +342,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let mut job = Job::new(Arc::clone(&self.shared), f);
+        let mut job = Job::new(Arc::clone(&self.shared), f, false);
         let plan = job.send([arg]);
         AsyncResult::new(job.batch, plan)
     }
@@ -475,7 +475,7 @@ impl Pool {
             0 => default_chunksize(len, self.processes()),
             n => n,
         };
-        let mut job = Job::new(Arc::clone(&self.shared), f);
+        let mut job = Job::new(Arc::clone(&self.shared), f, false);
         let mut plans = Vec::with_capacity(len.div_ceil(size));
         let mut items = items.into_iter();
         loop {
@@ -524,7 +524,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         Imap::new(
-            Job::new(Arc::clone(&self.shared), f),
+            Job::new(Arc::clone(&self.shared), f, false),
             items.into_iter(),
             chunksize,
             false,
@@ -566,7 +566,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         Imap::new(
-            Job::new(Arc::clone(&self.shared), f),
+            Job::new(Arc::clone(&self.shared), f, true),
             items.into_iter(),
             chunksize,
             true,
@@ -625,6 +625,15 @@ impl Drop for Pool {
 #[cfg(test)]
 mod tests {
     use super::default_chunksize;
+
+    #[test]
+    fn handles_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<super::Pool>();
+        send_sync::<super::AsyncResult<String>>();
+        fn send<T: Send>() {}
+        send::<super::Imap<std::ops::Range<u64>, u64>>();
+    }
 
     #[test]
     fn chunksize_is_pythons() {
