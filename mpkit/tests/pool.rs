@@ -323,6 +323,11 @@ fn close_join_and_terminate() {
     let _w = watchdog(30);
     let pool = Pool::new(2).unwrap();
     let quick = pool.apply_async(|x: u8| x + 1, 1);
+    let bad = pool.apply_async(|_: u8| -> u8 { panic!("bad") }, 0);
+    bad.wait();
+    assert_eq!(bad.successful(), Some(false));
+    quick.wait();
+    assert_eq!(quick.successful(), Some(true));
     pool.close();
     assert_eq!(pool.apply(|x: u8| x, 1), Err(TaskError::PoolClosed));
     pool.join();

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::TaskError;
 use super::dispatch::{Chunk, Shared};
-use super::wire::{self, MSG_TASK, MSG_TASK_PACKED, OUT_OK, Records};
+use super::wire::{self, MSG_TASK, MSG_TASK_PACKED, Records};
 use crate::codec::{Codec, Postcard};
 use crate::handle;
 use crate::process::child::{in_executable, offset_of};
@@ -383,7 +383,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
             st.done.contains_key(&self.plan.seq)
         })?;
         Some(match st.done.get(&self.plan.seq) {
-            Some(Ok(reply)) => reply.bytes.first() == Some(&OUT_OK),
+            Some(Ok(reply)) => wire::first_returned(&reply.bytes, reply.packed),
             _ => false,
         })
     }

@@ -151,6 +151,19 @@ pub(super) fn decode_outcome<R: DeserializeOwned>(record: Record<'_>) -> Result<
     })
 }
 
+/// Whether a reply's first outcome is a returned value (without decoding
+/// it): a record tagged [`OUT_OK`], or in a packed reply, after the
+/// sequence's length, variant 0 of [`WireOutcome`].
+pub(super) fn first_returned(reply: &[u8], packed: bool) -> bool {
+    if !packed {
+        return reply.first() == Some(&OUT_OK);
+    }
+    match postcard::take_from_bytes::<u64>(reply) {
+        Ok((n, rest)) => n > 0 && rest.first() == Some(&0),
+        Err(_) => false,
+    }
+}
+
 /// The error of an outcome that is missing or not a record.
 pub(super) fn malformed<R>() -> TaskError {
     TaskError::ResultDecode {
