@@ -511,3 +511,28 @@ fn an_item_or_result_that_cannot_be_encoded_fails_alone() {
         }
     }
 }
+
+#[test]
+fn imap_unordered_yields_what_finished_while_an_earlier_task_still_runs() {
+    let _w = watchdog(30);
+    let pool = Pool::new(2).unwrap();
+    // Item 0 waits for a message the test sends only after it has taken
+    // the other items' results: in order, this would never finish.
+    let (mut go, gate) = mpkit::pipe(true).unwrap();
+    let items = std::iter::once((0u32, Some(gate))).chain((1..5).map(|i| (i, None)));
+    let mut results = pool.imap_unordered(
+        |(i, gate): (u32, Option<Connection>)| {
+            if let Some(mut gate) = gate {
+                gate.recv::<()>().unwrap();
+            }
+            i
+        },
+        items,
+    );
+    let mut early: Vec<u32> = (0..4).map(|_| results.next().unwrap().unwrap()).collect();
+    early.sort();
+    assert_eq!(early, [1, 2, 3, 4]);
+    go.send(&()).unwrap();
+    assert_eq!(results.next().unwrap(), Ok(0));
+    assert!(results.next().is_none());
+}
