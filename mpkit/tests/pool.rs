@@ -536,3 +536,25 @@ fn imap_unordered_yields_what_finished_while_an_earlier_task_still_runs() {
     assert_eq!(results.next().unwrap(), Ok(0));
     assert!(results.next().is_none());
 }
+
+/// An initializer that never returns (until its connection closes).
+fn stuck(mut conn: Connection) {
+    let _ = conn.recv::<()>();
+}
+
+#[test]
+fn a_worker_stuck_in_its_initializer_never_blocks_the_pool() {
+    let _w = watchdog(30);
+    let (_keep, gate) = mpkit::pipe(true).unwrap();
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(stuck, gate)
+        .build()
+        .unwrap();
+    // More than a socket buffer holds: sent to a worker that is not
+    // reading, it would block the pool's thread, and with it terminate.
+    let big = pool.apply_async(|v: Vec<u8>| v.len(), vec![7u8; 8 << 20]);
+    let big = big.get_timeout(Duration::from_millis(50)).unwrap_err();
+    drop(pool);
+    assert_eq!(big.get(), Err(TaskError::PoolTerminated));
+}

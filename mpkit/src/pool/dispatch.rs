@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Reply};
-use super::wire::{self, REPLY_DONE, REPLY_DONE_PACKED, REPLY_INIT_FAILED};
+use super::wire::{self, REPLY_DONE, REPLY_DONE_PACKED, REPLY_INIT_FAILED, REPLY_READY};
 use super::{TaskError, WorkerExit};
 use crate::connection::{RawConnection, RecvError};
 use crate::process::{self, JoinError, Process, SpawnError};
@@ -139,6 +139,10 @@ struct Worker {
     conn: Option<RawConnection>,
     held: Option<Held>,
     chunks_done: u64,
+    /// Its initializer has returned (or there is none): only then does it
+    /// get a chunk. A worker is only ever sent a chunk while it waits in
+    /// `recv`, so a send cannot block on a worker busy in user code.
+    ready: bool,
 }
 
 struct Held {
@@ -207,6 +211,7 @@ impl Dispatcher {
             conn: Some(conn),
             held: None,
             chunks_done: 0,
+            ready: cfg.init.is_none(),
         });
         Ok(())
     }
@@ -244,7 +249,7 @@ impl Dispatcher {
                 st.queue.drain(..).for_each(|c| c.fail(e.clone()));
             }
             for (i, w) in self.workers.iter_mut().enumerate() {
-                if w.held.is_some() || w.conn.is_none() {
+                if w.held.is_some() || w.conn.is_none() || !w.ready {
                     continue;
                 }
                 let chunk = loop {
@@ -393,6 +398,7 @@ impl Dispatcher {
                     self.replace();
                 }
             }
+            Some(REPLY_READY) if msg.len() == 1 && !w.ready => w.ready = true,
             Some(REPLY_INIT_FAILED) => {
                 let message = String::from_utf8_lossy(&msg[1..]).into_owned();
                 let error = TaskError::InitializerFailed { message };

@@ -68,8 +68,10 @@
 //! caller's thread. ARCHITECTURE.md ("Pools") has the messages.
 //!
 //! # Limitations
-//! - A worker stopped (`SIGSTOP`) while the pool sends it a chunk larger
-//!   than the socket buffer stalls the dispatcher until it is continued.
+//! - A chunk goes only to a worker waiting for one (its initializer has
+//!   returned), so sending never waits on user code; but a worker stopped
+//!   (`SIGSTOP`) while the pool sends it a chunk larger than the socket
+//!   buffer stalls the dispatcher until it is continued.
 //! - Handles in the items of one chunk together, and in the results of
 //!   one chunk together, are limited to 253 (one message's worth); past
 //!   that every item of the chunk fails ([`TaskError::TooManyHandles`],

@@ -13,6 +13,7 @@
 //! | worker → pool: chunk done | `1`, outcome records |
 //! | worker → pool: packed chunk done | `3`, postcard `Vec<WireOutcome<R>>` |
 //! | worker → pool: initializer failed | `2`, UTF-8 message |
+//! | worker → pool: initializer done, ready for tasks | `4` |
 //!
 //! A chunk goes packed (one postcard sequence, the fast path) when it
 //! encodes so and its handles fit; otherwise as records, so that one item
@@ -49,6 +50,7 @@ pub(super) const MSG_INIT: u8 = 2;
 pub(super) const REPLY_DONE: u8 = 1;
 pub(super) const REPLY_DONE_PACKED: u8 = 3;
 pub(super) const REPLY_INIT_FAILED: u8 = 2;
+pub(super) const REPLY_READY: u8 = 4;
 
 /// Bytes before a task's or initializer's payload.
 pub(super) const HEADER: usize = 17;
@@ -375,7 +377,6 @@ pub(super) unsafe fn run_init<A: DeserializeOwned>(
 /// What the worker does after a message.
 enum Next {
     Reply(Vec<OwnedFd>),
-    Continue,
     ReplyAndExit,
     Exit,
 }
@@ -390,7 +391,6 @@ pub(super) fn worker_main(conn: Connection) {
         let next = conn.recv_with(None, |msg, fds| handle_message(msg, fds, &mut out));
         let sent = match next {
             Ok(Next::Reply(fds)) => conn.send_message(&out, &fds),
-            Ok(Next::Continue) => Ok(()),
             Ok(Next::ReplyAndExit) => {
                 let _ = conn.send_message(&out, &[]);
                 return;
@@ -431,7 +431,10 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
             let runner: InitRunner = unsafe { std::mem::transmute::<usize, InitRunner>(runner) };
             // SAFETY: as above.
             match unsafe { runner(function, payload, fds) } {
-                Ok(()) => Next::Continue,
+                Ok(()) => {
+                    out.push(REPLY_READY);
+                    Next::Reply(Vec::new())
+                }
                 Err(message) => {
                     out.push(REPLY_INIT_FAILED);
                     out.extend_from_slice(message.as_bytes());
