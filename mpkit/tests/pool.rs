@@ -558,3 +558,35 @@ fn a_worker_stuck_in_its_initializer_never_blocks_the_pool() {
     drop(pool);
     assert_eq!(big.get(), Err(TaskError::PoolTerminated));
 }
+
+#[test]
+fn terminate_ends_a_join_that_waits_on_a_stuck_worker() {
+    let _w = watchdog(30);
+    let (_keep, gate) = mpkit::pipe(true).unwrap();
+    let pool = std::sync::Arc::new(
+        Pool::builder()
+            .processes(1)
+            .initializer(stuck, gate)
+            .build()
+            .unwrap(),
+    );
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let joiner = {
+        let pool = std::sync::Arc::clone(&pool);
+        std::thread::spawn(move || {
+            // SAFETY: gettid(2) has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            pool.join()
+        })
+    };
+    // The join is waiting (for the dispatcher, which waits for the stuck
+    // worker): terminate from here must end both.
+    let tid = tid_rx.recv().unwrap();
+    assert!(common::wait_until_asleep_in_futex(
+        pid(),
+        tid,
+        Duration::from_secs(10)
+    ));
+    pool.terminate();
+    joiner.join().unwrap();
+}

@@ -468,12 +468,41 @@ impl Dispatcher {
     }
 
     /// Close finished: every worker gets end of file, exits and is reaped.
+    /// A worker still busy in user code (an initializer that does not
+    /// return) is waited for, unless the pool is terminated meanwhile.
     fn finish(mut self) {
         for w in &mut self.workers {
             w.conn = None;
         }
-        for w in self.workers.drain(..) {
-            let _ = w.process.join();
+        let readable = Ready {
+            readable: true,
+            writable: false,
+        };
+        while !self.workers.is_empty() {
+            let ready = {
+                let mut fds = vec![(self.wake_rx.as_fd(), readable)];
+                fds.extend(
+                    self.workers
+                        .iter()
+                        .map(|w| (w.process.sentinel(), readable)),
+                );
+                match sys::wait_fds(&fds, None) {
+                    Ok(ready) => ready,
+                    Err(_) => return self.terminate(),
+                }
+            };
+            if ready[0].readable {
+                let mut buf = [0u8; 64];
+                while matches!(sys::read(self.wake_rx.as_fd(), &mut buf), Ok(n) if n > 0) {}
+                if self.shared.lock().phase == Phase::Terminating {
+                    return self.terminate();
+                }
+            }
+            for i in (0..self.workers.len()).rev() {
+                if ready[i + 1].readable {
+                    let _ = self.workers.swap_remove(i).process.join();
+                }
+            }
         }
     }
 

@@ -606,12 +606,10 @@ impl Pool {
     /// ```
     pub fn join(&self) {
         self.shared.set_phase(Phase::Closed);
-        let thread = self
-            .dispatcher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(thread) = thread {
+        // The lock is held while waiting: a second caller (a `terminate`
+        // from another thread) returns only once the workers are reaped.
+        let mut dispatcher = self.dispatcher.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(thread) = dispatcher.take() {
             let _ = thread.join();
         }
     }
