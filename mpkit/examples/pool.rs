@@ -10,11 +10,13 @@
 //! ```
 //!
 //! ```text
-//! cargo run --example pool [FILE…]   # default: this crate's sources
+//! cargo run --example pool [FILE…]   # default: the pool module's own sources
 //! ```
 //!
-//! A file that cannot be read fails alone: `map_outcomes` gives each
-//! file's own result, where `map` would stop at the first error.
+//! `count` returns a `Result`, so a file that cannot be read is that
+//! file's error, not the map's: `map` fails only when a task itself fails
+//! (a panic, a killed worker); `map_outcomes` would give each item's
+//! `Result<_, TaskError>` instead.
 
 use std::path::PathBuf;
 

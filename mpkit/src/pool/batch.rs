@@ -253,6 +253,9 @@ where
         };
         let items: Vec<A> = items.into_iter().collect();
         let mut message = header.clone();
+        // Postcard rarely makes a value larger than it is in memory: one
+        // allocation instead of a series of doublings.
+        message.reserve(items.len().saturating_mul(std::mem::size_of::<A>().max(1)));
         // The fast path: the whole chunk as one postcard sequence.
         message[0] = MSG_TASK_PACKED;
         let (packed, fds) = handle::collect(|| Postcard::encode(&items, &mut message));

@@ -471,23 +471,48 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let items: Vec<A> = items.into_iter().collect();
-        let len = items.len();
+        let items = items.into_iter();
+        // The length sizes the chunks. An iterator that knows it exactly
+        // (a range, a vector) is not copied first; a wrong hint only makes
+        // the chunks another size.
+        match items.size_hint() {
+            (lo, Some(hi)) if lo == hi => self.queue_chunks(f, items, lo, chunksize),
+            _ => {
+                let items: Vec<A> = items.collect();
+                let len = items.len();
+                self.queue_chunks(f, items.into_iter(), len, chunksize)
+            }
+        }
+    }
+
+    fn queue_chunks<A, R>(
+        &self,
+        f: fn(A) -> R,
+        mut items: impl Iterator<Item = A>,
+        len: usize,
+        chunksize: usize,
+    ) -> (Job<A, R>, Vec<Plan>, usize)
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
         let size = match chunksize {
             0 => default_chunksize(len, self.processes()),
             n => n,
         };
         let mut job = Job::new(Arc::clone(&self.shared), f, false);
-        let mut plans = Vec::with_capacity(len.div_ceil(size));
-        let mut items = items.into_iter();
+        let mut plans = Vec::with_capacity(len.div_ceil(size).min(1 << 16));
+        // Counted, not trusted from the hint: it sizes the caller's vector.
+        let mut taken = 0;
         loop {
             let chunk: Vec<A> = items.by_ref().take(size).collect();
             if chunk.is_empty() {
                 break;
             }
+            taken += chunk.len();
             plans.push(job.send(chunk));
         }
-        (job, plans, len)
+        (job, plans, taken)
     }
 
     /// A lazy map, in order (Python's `imap`, one item per chunk): the

@@ -190,6 +190,7 @@ pub(super) enum WireOutcome<R> {
 }
 
 impl<R> WireOutcome<R> {
+    #[inline]
     pub(super) fn into_result(self) -> Result<R, TaskError> {
         match self {
             WireOutcome::Returned(r) => Ok(r),
