@@ -34,6 +34,20 @@
 //! - a task past [`Builder::task_timeout`] has its worker killed and
 //!   replaced, and fails with [`TaskError::TimedOut`].
 //!
+//! ```
+//! use mpkit::pool::{TaskError, WorkerExit};
+//!
+//! let pool = mpkit::Pool::new(2)?;
+//! let outcomes = pool.map_outcomes_chunked(
+//!     |x: i32| if x == 2 { std::process::exit(3) } else { x * 10 },
+//!     0..5,
+//!     1,
+//! );
+//! assert!(matches!(outcomes[2], Err(TaskError::WorkerDied { how: WorkerExit::Code(3), .. })));
+//! assert_eq!(outcomes[4], Ok(40)); // the map went on, on a replacement worker
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Python's own `Pool` waits for ever when a worker is killed (CPython
 //! gh-66587); this one cannot, because it always knows which worker holds
 //! which task (see "How it works").
@@ -76,6 +90,14 @@
 //!   one chunk together, are limited to 253 (one message's worth); past
 //!   that every item of the chunk fails ([`TaskError::TooManyHandles`],
 //!   [`TaskError::ResultEncode`]): use a smaller chunk size.
+//! - A chunk travels as one postcard sequence when it can. If such a
+//!   chunk's arguments do not decode in the worker, or its results do not
+//!   decode here (a `Serialize`/`Deserialize` pair that disagree), the
+//!   whole chunk fails with [`TaskError::ArgsDecode`] or
+//!   [`TaskError::ResultDecode`]; an item that does not *encode* fails
+//!   alone.
+//! - A result's destructor runs in the worker after the result was sent:
+//!   a panic there is not reported.
 //! - In a worker, a chunk's arguments are decoded, then its functions run,
 //!   then its results are encoded: a chunk holds all its arguments and
 //!   results in memory at once.
