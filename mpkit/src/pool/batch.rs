@@ -25,8 +25,9 @@ use crate::sys;
 pub(super) struct Reply {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
-    /// One postcard sequence of `WireOutcome`s (else records).
-    pub packed: bool,
+    /// The reply's kind: records, a sequence of `WireOutcome`s, or a
+    /// sequence of values (`wire::REPLY_DONE*`).
+    pub kind: u8,
 }
 
 /// A chunk's result: the reply, or why there is none.
@@ -147,7 +148,8 @@ impl Plan {
                     emit(Err(slot.unwrap_or_else(|| e.clone())));
                 }
             }
-            Ok(reply) if reply.packed => {
+            Ok(reply) if reply.kind != wire::REPLY_DONE => {
+                let values = reply.kind == wire::REPLY_DONE_VALUES;
                 // Read as a stream, one outcome per item: no vector of
                 // outcomes in between.
                 let bad = |message: String| TaskError::ResultDecode {
@@ -170,10 +172,16 @@ impl Plan {
                             (Some(e), _) => Err(e),
                             (None, Some(e)) => Err(e.clone()),
                             (None, None) => {
-                                match postcard::take_from_bytes::<wire::WireOutcome<R>>(rest) {
+                                let next = if values {
+                                    postcard::take_from_bytes::<R>(rest).map(|(r, a)| (Ok(r), a))
+                                } else {
+                                    postcard::take_from_bytes::<wire::WireOutcome<R>>(rest)
+                                        .map(|(o, a)| (o.into_result(), a))
+                                };
+                                match next {
                                     Ok((outcome, after)) => {
                                         rest = after;
-                                        outcome.into_result()
+                                        outcome
                                     }
                                     Err(e) => {
                                         let e = bad(e.to_string());
@@ -319,7 +327,7 @@ impl Reply {
         Reply {
             bytes: Vec::new(),
             fds: Vec::new(),
-            packed: false,
+            kind: wire::REPLY_DONE,
         }
     }
 }
@@ -386,7 +394,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
             st.done.contains_key(&self.plan.seq)
         })?;
         Some(match st.done.get(&self.plan.seq) {
-            Some(Ok(reply)) => wire::first_returned(&reply.bytes, reply.packed),
+            Some(Ok(reply)) => wire::first_returned(&reply.bytes, reply.kind),
             _ => false,
         })
     }

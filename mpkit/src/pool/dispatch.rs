@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Reply};
-use super::wire::{self, REPLY_DONE, REPLY_DONE_PACKED, REPLY_INIT_FAILED, REPLY_READY};
+use super::wire::{
+    self, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED, REPLY_READY,
+};
 use super::{TaskError, WorkerExit};
 use crate::connection::{RawConnection, RecvError};
 use crate::process::{self, JoinError, Process, SpawnError};
@@ -378,7 +380,7 @@ impl Dispatcher {
     fn on_reply(&mut self, i: usize, mut msg: Vec<u8>, fds: Vec<OwnedFd>) {
         let w = &mut self.workers[i];
         match msg.first().copied() {
-            Some(kind @ (REPLY_DONE | REPLY_DONE_PACKED))
+            Some(kind @ (REPLY_DONE | REPLY_DONE_PACKED | REPLY_DONE_VALUES))
                 if w.held.as_ref().is_some_and(|h| !h.timed_out) =>
             {
                 let held = w.held.take().expect("checked above");
@@ -386,7 +388,7 @@ impl Dispatcher {
                 let reply = Reply {
                     bytes: msg,
                     fds,
-                    packed: kind == REPLY_DONE_PACKED,
+                    kind,
                 };
                 held.chunk.batch.deliver(held.chunk.seq, Ok(reply));
                 w.chunks_done += 1;

@@ -12,6 +12,7 @@
 //! | pool → worker: initializer | `2`, runner offset `u64`, function offset `u64`, postcard argument |
 //! | worker → pool: chunk done | `1`, outcome records |
 //! | worker → pool: packed chunk done | `3`, postcard `Vec<WireOutcome<R>>` |
+//! | worker → pool: chunk done, every item returned | `5`, postcard `Vec<R>` |
 //! | worker → pool: initializer failed | `2`, UTF-8 message |
 //! | worker → pool: initializer done, ready for tasks | `4` |
 //!
@@ -49,6 +50,7 @@ pub(super) const MSG_TASK_PACKED: u8 = 3;
 pub(super) const MSG_INIT: u8 = 2;
 pub(super) const REPLY_DONE: u8 = 1;
 pub(super) const REPLY_DONE_PACKED: u8 = 3;
+pub(super) const REPLY_DONE_VALUES: u8 = 5;
 pub(super) const REPLY_INIT_FAILED: u8 = 2;
 pub(super) const REPLY_READY: u8 = 4;
 
@@ -154,15 +156,17 @@ pub(super) fn decode_outcome<R: DeserializeOwned>(record: Record<'_>) -> Result<
 }
 
 /// Whether a reply's first outcome is a returned value (without decoding
-/// it): a record tagged [`OUT_OK`], or in a packed reply, after the
-/// sequence's length, variant 0 of [`WireOutcome`].
-pub(super) fn first_returned(reply: &[u8], packed: bool) -> bool {
-    if !packed {
-        return reply.first() == Some(&OUT_OK);
-    }
-    match postcard::take_from_bytes::<u64>(reply) {
-        Ok((n, rest)) => n > 0 && rest.first() == Some(&0),
-        Err(_) => false,
+/// it): a record tagged [`OUT_OK`], in a packed reply variant 0 of
+/// [`WireOutcome`] after the sequence's length, or any value of a reply of
+/// values.
+pub(super) fn first_returned(reply: &[u8], kind: u8) -> bool {
+    match kind {
+        REPLY_DONE_VALUES => matches!(postcard::take_from_bytes::<u64>(reply), Ok((n, _)) if n > 0),
+        REPLY_DONE_PACKED => match postcard::take_from_bytes::<u64>(reply) {
+            Ok((n, rest)) => n > 0 && rest.first() == Some(&0),
+            Err(_) => false,
+        },
+        _ => reply.first() == Some(&OUT_OK),
     }
 }
 
@@ -242,9 +246,20 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
         .map(|r| r.unwrap_or_else(|failed| *failed))
         .collect();
     let start = out.len();
-    out.push(REPLY_DONE_PACKED);
-    let (encoded, mut out_fds) =
-        handle::collect(|| catch_unwind(AssertUnwindSafe(|| Postcard::encode(&outcomes, out))));
+    // Every item returned (the common case): the results alone, as one
+    // sequence; else one sequence of outcomes.
+    let all_returned = outcomes.iter().all(|o| matches!(o, Outcome::Returned(_)));
+    let (encoded, mut out_fds) = handle::collect(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            if all_returned {
+                out.push(REPLY_DONE_VALUES);
+                Postcard::encode(&Values(&outcomes), out)
+            } else {
+                out.push(REPLY_DONE_PACKED);
+                Postcard::encode(&outcomes, out)
+            }
+        }))
+    });
     if !matches!(encoded, Ok(Ok(()))) {
         out.truncate(start);
         out.push(REPLY_DONE);
@@ -277,6 +292,31 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
         let _ = catch_unwind(AssertUnwindSafe(move || drop(outcome)));
     }
     out_fds
+}
+
+/// The results of a chunk whose every item returned, serialized as the
+/// sequence of the values alone.
+struct Values<'a, R>(&'a [Outcome<R>]);
+
+impl<R: Serialize> Serialize for Values<'_, R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Mapped one to one, so the sequence's length is known up front
+        // (postcard needs it).
+        s.collect_seq(self.0.iter().map(ValueOf))
+    }
+}
+
+/// One outcome as its value; a failure is an encoding error (never seen:
+/// [`Values`] is used only when every item returned).
+struct ValueOf<'a, R>(&'a Outcome<R>);
+
+impl<R: Serialize> Serialize for ValueOf<'_, R> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Outcome::Returned(r) => r.serialize(s),
+            Outcome::Failed(..) => Err(serde::ser::Error::custom("an item did not return")),
+        }
+    }
 }
 
 fn failed<R>(tag: u8, type_name: &'static str, message: String) -> Box<Outcome<R>> {
@@ -444,5 +484,72 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
             }
         }
         _ => Next::Exit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn halve(x: u64) -> u64 {
+        assert!(x % 2 == 0, "odd {x}");
+        x / 2
+    }
+
+    /// Runs a packed chunk of `items` through the worker side, in this
+    /// process: the reply's kind and its body.
+    fn run(items: &[u64]) -> (u8, Vec<u8>) {
+        let mut message = Vec::new();
+        Postcard::encode(items, &mut message).unwrap();
+        let mut out = Vec::new();
+        let f: fn(u64) -> u64 = halve;
+        // SAFETY: `f` is a `fn(u64) -> u64`, as `run_chunk` is told.
+        let fds =
+            unsafe { run_chunk::<u64, u64>(f as usize, &message, Vec::new(), true, &mut out) };
+        assert!(fds.is_empty());
+        (out[0], out[1..].to_vec())
+    }
+
+    #[test]
+    fn a_chunk_whose_items_all_returned_comes_back_as_values() {
+        let (kind, body) = run(&[2, 4, 6]);
+        assert_eq!(kind, REPLY_DONE_VALUES);
+        assert_eq!(Postcard::decode::<Vec<u64>>(&body).unwrap(), [1, 2, 3]);
+        assert!(first_returned(&body, kind));
+    }
+
+    #[test]
+    fn a_chunk_with_a_failure_comes_back_as_outcomes() {
+        let (kind, body) = run(&[3, 4]);
+        assert_eq!(kind, REPLY_DONE_PACKED);
+        assert!(!first_returned(&body, kind));
+        let outcomes: Vec<Result<u64, TaskError>> =
+            Postcard::decode::<Vec<WireOutcome<u64>>>(&body)
+                .unwrap()
+                .into_iter()
+                .map(WireOutcome::into_result)
+                .collect();
+        assert_eq!(
+            outcomes,
+            [
+                Err(TaskError::Panicked {
+                    message: "odd 3".into()
+                }),
+                Ok(2)
+            ]
+        );
+    }
+
+    #[test]
+    fn records_stop_at_a_length_past_the_end() {
+        let mut buf = Vec::new();
+        push_record(&mut buf, OUT_OK, &7u8).unwrap();
+        buf.extend_from_slice(&[OUT_OK, 200, 0, 0, 0, 1]);
+        let records: Vec<_> = Records::new(&buf).collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            decode_outcome::<u8>(Records::new(&buf).next().unwrap()),
+            Ok(7)
+        );
     }
 }
