@@ -23,6 +23,8 @@ pub const QUEUE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_q
 pub const SYNC_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_sync_bench.py");
 /// The criterion net benchmark's script (`benches/net.rs`).
 pub const NET_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_net_bench.py");
+/// The criterion pool benchmark's script (`benches/pool.rs`).
+pub const POOL_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/python/mp_pool_bench.py");
 /// The Python side of `mpkit bench`'s Python rows (the source itself: the
 /// binary runs without the source tree).
 pub const CLI_SCRIPT: &str = include_str!("../python/bench_mp.py");

@@ -76,6 +76,7 @@ mod handle;
 pub mod msgq;
 pub mod net;
 pub mod os;
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shm;
@@ -84,4 +85,5 @@ pub mod sync;
 mod sys;
 
 pub use connection::{Connection, RecvError, SendError, pipe};
+pub use pool::Pool;
 pub use process::{JoinError, Process, SpawnError};

@@ -262,3 +262,38 @@ fn nowait_example_handles_full_and_empty() {
     ];
     assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
 }
+
+#[test]
+fn pool_example_counts_the_words_of_each_file() {
+    let _w = watchdog(30);
+    let dir = std::env::temp_dir().join(format!("mpkit-pool-example-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(dir.clone());
+    let a = dir.join("a.txt");
+    let b = dir.join("b.txt");
+    std::fs::write(&a, "one two three").unwrap();
+    std::fs::write(&b, "four\nfive").unwrap();
+    let missing = dir.join("missing.txt");
+    let out = run_example_with(
+        "pool",
+        &[
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            missing.to_str().unwrap(),
+        ],
+    );
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[0], format!("3 {}", a.display()), "{out}");
+    assert_eq!(lines[1], format!("2 {}", b.display()), "{out}");
+    assert!(
+        lines[2].starts_with("error") && lines[2].contains("missing.txt"),
+        "{out}"
+    );
+    assert_eq!(lines[3], "5 words in 3 files", "{out}");
+}

@@ -267,6 +267,12 @@ impl<C: Codec> Connection<C> {
         }
     }
 
+    /// The transport under this connection (the pool drives it directly,
+    /// with descriptors beside raw messages).
+    pub(crate) fn into_raw(self) -> RawConnection {
+        self.raw
+    }
+
     pub(crate) fn from_parts(
         fd: OwnedFd,
         socket: bool,

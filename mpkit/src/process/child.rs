@@ -100,12 +100,23 @@ pub(crate) fn check_value() -> u64 {
     (anchor_check as fn() -> u32 as usize).wrapping_sub(anchor as fn() -> u32 as usize) as u64
 }
 
+/// Whether the code at `addr` lies in the main executable, where a child
+/// (a fresh `exec` of it) finds it at the same offset from [`anchor`]; see
+/// [`SpawnError::ForeignFunction`](super::SpawnError::ForeignFunction).
+pub(crate) fn in_executable(addr: usize) -> bool {
+    match sys::main_executable_base() {
+        Some(main) => sys::object_base(addr).is_none_or(|base| base == main),
+        None => true,
+    }
+}
+
 /// The offset of `addr` from [`anchor`].
 pub(crate) fn offset_of(addr: usize) -> u64 {
     addr.wrapping_sub(anchor as fn() -> u32 as usize) as u64
 }
 
-fn address_of(offset: u64) -> usize {
+/// The address `offset` bytes from [`anchor`] (the inverse of [`offset_of`]).
+pub(crate) fn address_of(offset: u64) -> usize {
     (anchor as fn() -> u32 as usize).wrapping_add(offset as usize)
 }
 
@@ -202,7 +213,7 @@ fn guarded<T>(stage: PanicStage, step: impl FnOnce() -> T) -> Result<T, Report> 
 /// The message of a panic. The payload is forgotten, not dropped: its own
 /// destructor is user code that could panic again, outside any
 /// `catch_unwind`, and the process exits right after anyway.
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     let message = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

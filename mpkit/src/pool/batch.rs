@@ -1,0 +1,434 @@
+//! Where chunk results meet the caller: [`Batch`] (the dispatcher delivers
+//! into it), [`Job`] (encodes chunks of one call), and [`AsyncResult`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::TaskError;
+use super::dispatch::{Chunk, Shared};
+use super::wire::{self, MSG_TASK, MSG_TASK_PACKED, Records};
+use crate::codec::{Codec, Postcard};
+use crate::handle;
+use crate::process::child::{in_executable, offset_of};
+use crate::sys;
+
+/// A worker's reply to one chunk: its outcome records and their
+/// descriptors.
+pub(super) struct Reply {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<OwnedFd>,
+    /// The reply's kind: records, a sequence of `WireOutcome`s, or a
+    /// sequence of values (`wire::REPLY_DONE*`).
+    pub kind: u8,
+}
+
+/// A chunk's result: the reply, or why there is none.
+pub(super) type ChunkResult = Result<Reply, TaskError>;
+
+/// The results of one call's chunks, numbered from 0.
+pub(super) struct Batch {
+    state: Mutex<BatchState>,
+    arrived: Condvar,
+    cancelled: AtomicBool,
+    /// Whether arrival order is kept (for [`take_any`](Self::take_any)); an
+    /// in-order reader never drains it, so it is kept only when asked.
+    unordered: bool,
+}
+
+#[derive(Default)]
+struct BatchState {
+    done: HashMap<u64, ChunkResult>,
+    /// Numbers in order of arrival (only for unordered readers).
+    order: VecDeque<u64>,
+}
+
+impl Batch {
+    pub(super) fn new(unordered: bool) -> Arc<Batch> {
+        Arc::new(Batch {
+            state: Mutex::new(BatchState::default()),
+            arrived: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+            unordered,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn deliver(&self, seq: u64, result: ChunkResult) {
+        let mut st = self.lock();
+        st.done.insert(seq, result);
+        if self.unordered {
+            st.order.push_back(seq);
+        }
+        drop(st);
+        self.arrived.notify_all();
+    }
+
+    /// Nobody will read the remaining results: queued chunks are dropped
+    /// instead of run.
+    pub(super) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `ready` holds for the state, or `deadline` passes.
+    fn wait_for(
+        &self,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut(&BatchState) -> bool,
+    ) -> Option<MutexGuard<'_, BatchState>> {
+        let mut st = self.lock();
+        while !ready(&st) {
+            match deadline {
+                None => st = self.arrived.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    st = self
+                        .arrived
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        Some(st)
+    }
+
+    /// Whether chunk `seq`'s result is in, after waiting up to `deadline`.
+    fn wait_done(&self, seq: u64, deadline: Option<Instant>) -> bool {
+        self.wait_for(deadline, |st| st.done.contains_key(&seq))
+            .is_some()
+    }
+
+    /// Takes chunk `seq`'s result, waiting up to `deadline` for it.
+    pub(super) fn take(&self, seq: u64, deadline: Option<Instant>) -> Option<ChunkResult> {
+        self.wait_for(deadline, |st| st.done.contains_key(&seq))?
+            .done
+            .remove(&seq)
+    }
+
+    /// Takes the earliest-arrived result not yet taken.
+    pub(super) fn take_any(&self, deadline: Option<Instant>) -> Option<(u64, ChunkResult)> {
+        let mut st = self.wait_for(deadline, |st| !st.order.is_empty())?;
+        let seq = st.order.pop_front()?;
+        st.done.remove(&seq).map(|r| (seq, r))
+    }
+}
+
+/// Which items of a chunk went to the worker: `None` for each item sent
+/// (in order), or the error that kept it here.
+pub(super) struct Plan {
+    pub seq: u64,
+    pub slots: Vec<Option<TaskError>>,
+}
+
+impl Plan {
+    /// Turns the chunk's result into one outcome per item, in order.
+    pub(super) fn decode<R: DeserializeOwned>(
+        self,
+        result: ChunkResult,
+        mut emit: impl FnMut(Result<R, TaskError>),
+    ) {
+        match result {
+            Err(e) => {
+                for slot in self.slots {
+                    emit(Err(slot.unwrap_or_else(|| e.clone())));
+                }
+            }
+            Ok(reply) if reply.kind != wire::REPLY_DONE => {
+                let values = reply.kind == wire::REPLY_DONE_VALUES;
+                // Read as a stream, one outcome per item: no vector of
+                // outcomes in between.
+                let bad = |message: String| TaskError::ResultDecode {
+                    type_name: std::any::type_name::<R>(),
+                    message,
+                };
+                let mut slots = self.slots.into_iter();
+                let _ = handle::provide(reply.fds, || {
+                    let mut rest: &[u8] = &reply.bytes;
+                    // The sequence's length comes first (a varint, as a u64).
+                    let mut broken = match postcard::take_from_bytes::<u64>(rest) {
+                        Ok((_, after)) => {
+                            rest = after;
+                            None
+                        }
+                        Err(e) => Some(bad(e.to_string())),
+                    };
+                    for slot in slots.by_ref() {
+                        emit(match (slot, &broken) {
+                            (Some(e), _) => Err(e),
+                            (None, Some(e)) => Err(e.clone()),
+                            (None, None) => {
+                                let next = if values {
+                                    postcard::take_from_bytes::<R>(rest).map(|(r, a)| (Ok(r), a))
+                                } else {
+                                    postcard::take_from_bytes::<wire::WireOutcome<R>>(rest)
+                                        .map(|(o, a)| (o.into_result(), a))
+                                };
+                                match next {
+                                    Ok((outcome, after)) => {
+                                        rest = after;
+                                        outcome
+                                    }
+                                    Err(e) => {
+                                        let e = bad(e.to_string());
+                                        broken = Some(e.clone());
+                                        Err(e)
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    Ok(())
+                });
+            }
+            Ok(reply) => {
+                // One provide for the whole reply: handles index its list.
+                let mut records = Records::new(&reply.bytes);
+                let mut slots = self.slots.into_iter();
+                let _ = handle::provide(reply.fds, || {
+                    for slot in slots.by_ref() {
+                        emit(match slot {
+                            Some(e) => Err(e),
+                            None => match records.next() {
+                                Some(record) => wire::decode_outcome(record),
+                                None => Err(wire::malformed::<R>()),
+                            },
+                        });
+                    }
+                    Ok(())
+                });
+            }
+        }
+    }
+}
+
+/// One call's way of sending chunks of `fn(A) -> R` tasks.
+pub(super) struct Job<A, R> {
+    pub shared: Arc<Shared>,
+    pub batch: Arc<Batch>,
+    /// The task message header (kind and offsets); `None` when the
+    /// function is not in the executable.
+    header: Option<Vec<u8>>,
+    next_seq: u64,
+    _types: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Job<A, R>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    /// A job whose results are read in order, or (`unordered`) as they
+    /// arrive.
+    pub(super) fn new(shared: Arc<Shared>, f: fn(A) -> R, unordered: bool) -> Job<A, R> {
+        let runner: wire::TaskRunner = wire::run_chunk::<A, R>;
+        let header = (in_executable(f as usize) && in_executable(runner as usize))
+            .then(|| wire::header(MSG_TASK, offset_of(runner as usize), offset_of(f as usize)));
+        Job {
+            shared,
+            batch: Batch::new(unordered),
+            header,
+            next_seq: 0,
+            _types: PhantomData,
+        }
+    }
+
+    /// Encodes `items` as the next chunk and queues it.
+    pub(super) fn send(&mut self, items: impl IntoIterator<Item = A>) -> Plan {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let Some(header) = &self.header else {
+            let slots = items
+                .into_iter()
+                .map(|_| Some(TaskError::ForeignFunction))
+                .collect();
+            self.batch.deliver(seq, Ok(Reply::empty()));
+            return Plan { seq, slots };
+        };
+        let items: Vec<A> = items.into_iter().collect();
+        let mut message = header.clone();
+        // Postcard rarely makes a value larger than it is in memory: one
+        // allocation instead of a series of doublings.
+        message.reserve(items.len().saturating_mul(std::mem::size_of::<A>().max(1)));
+        // The fast path: the whole chunk as one postcard sequence.
+        message[0] = MSG_TASK_PACKED;
+        let (packed, fds) = handle::collect(|| Postcard::encode(&items, &mut message));
+        if packed.is_ok() && fds.len() <= sys::MAX_FDS_PER_MESSAGE {
+            let slots: Vec<_> = items.iter().map(|_| None).collect();
+            drop(items);
+            self.shared.submit([Chunk {
+                message,
+                fds,
+                items: slots.len(),
+                batch: Arc::clone(&self.batch),
+                seq,
+                retries: self.shared.config.retries,
+            }]);
+            return Plan { seq, slots };
+        }
+        drop(fds);
+        // A failed encode may have emptied the buffer: start again.
+        let mut message = header.clone();
+        let mut sent = 0;
+        // One collect for the whole chunk: handles index its list.
+        let (mut slots, fds) = handle::collect(|| {
+            items
+                .iter()
+                .map(|item| match wire::push_record(&mut message, 0, item) {
+                    Ok(()) => {
+                        sent += 1;
+                        None
+                    }
+                    Err(message) => Some(TaskError::ArgsEncode {
+                        type_name: std::any::type_name::<A>(),
+                        message,
+                    }),
+                })
+                .collect::<Vec<_>>()
+        });
+        drop(items);
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            let too_many = TaskError::TooManyHandles(fds.len());
+            slots.iter_mut().for_each(|s| *s = Some(too_many.clone()));
+            sent = 0;
+        }
+        if sent == 0 {
+            self.batch.deliver(seq, Ok(Reply::empty()));
+        } else {
+            self.shared.submit([Chunk {
+                message,
+                fds,
+                items: sent,
+                batch: Arc::clone(&self.batch),
+                seq,
+                retries: self.shared.config.retries,
+            }]);
+        }
+        Plan { seq, slots }
+    }
+}
+
+impl Reply {
+    fn empty() -> Reply {
+        Reply {
+            bytes: Vec::new(),
+            fds: Vec::new(),
+            kind: wire::REPLY_DONE,
+        }
+    }
+}
+
+/// The result of [`Pool::apply_async`](super::Pool::apply_async), to wait
+/// for and take (Python's `AsyncResult`).
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = mpkit::Pool::new(2)?;
+/// let r = pool.apply_async(|x: u64| x * 2, 21);
+/// r.wait();
+/// assert!(r.ready());
+/// assert_eq!(r.successful(), Some(true));
+/// assert_eq!(r.get()?, 42);
+///
+/// // Waiting with a timeout hands the result back while it is not ready.
+/// let slow = pool.apply_async(|ms: u64| std::thread::sleep(Duration::from_millis(ms)), 60_000);
+/// let slow = slow.get_timeout(Duration::from_millis(10)).unwrap_err();
+/// assert!(!slow.ready());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use = "the task runs anyway; the AsyncResult is how to see its result"]
+pub struct AsyncResult<R> {
+    batch: Arc<Batch>,
+    plan: Plan,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field(
+                "ready",
+                &self.batch.wait_done(self.plan.seq, Some(Instant::now())),
+            )
+            .finish()
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<R> {
+    pub(super) fn new(batch: Arc<Batch>, plan: Plan) -> AsyncResult<R> {
+        AsyncResult {
+            batch,
+            plan,
+            _result: PhantomData,
+        }
+    }
+
+    /// Whether the task has finished (however it ended).
+    pub fn ready(&self) -> bool {
+        self.batch.wait_done(self.plan.seq, Some(Instant::now()))
+    }
+
+    /// Whether the task returned a value: `None` while it is not
+    /// [`ready`](Self::ready) (Python raises there). A result that then
+    /// fails to decode as `R` counts as successful here and fails in
+    /// [`get`](Self::get).
+    pub fn successful(&self) -> Option<bool> {
+        if self.plan.slots.first().is_some_and(Option::is_some) {
+            return Some(false);
+        }
+        let st = self.batch.wait_for(Some(Instant::now()), |st| {
+            st.done.contains_key(&self.plan.seq)
+        })?;
+        Some(match st.done.get(&self.plan.seq) {
+            Some(Ok(reply)) => wire::first_returned(&reply.bytes, reply.kind),
+            _ => false,
+        })
+    }
+
+    /// Blocks until the task has finished.
+    pub fn wait(&self) {
+        self.batch.wait_done(self.plan.seq, None);
+    }
+
+    /// Blocks until the task has finished or `timeout` passed; returns
+    /// whether it finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.batch
+            .wait_done(self.plan.seq, Instant::now().checked_add(timeout))
+    }
+
+    /// Waits for the task and returns its result, or why it has none.
+    pub fn get(self) -> Result<R, TaskError> {
+        let result = self
+            .batch
+            .take(self.plan.seq, None)
+            .expect("waiting without a deadline returns the result");
+        let mut out = None;
+        self.plan.decode(result, |r| out = Some(r));
+        out.unwrap_or_else(|| Err(wire::malformed::<R>()))
+    }
+
+    /// Like [`get`](Self::get), but gives up after `timeout`, handing this
+    /// `AsyncResult` back (`Err`) so it can be waited on again.
+    pub fn get_timeout(self, timeout: Duration) -> Result<Result<R, TaskError>, AsyncResult<R>> {
+        if self.wait_timeout(timeout) {
+            Ok(self.get())
+        } else {
+            Err(self)
+        }
+    }
+}

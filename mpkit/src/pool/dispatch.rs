@@ -1,0 +1,545 @@
+//! The pool's dispatcher: one thread that owns the workers.
+//!
+//! It is the only code that talks to workers. It assigns each queued chunk
+//! to one idle worker, so at every moment it knows which chunk each worker
+//! holds, and it sleeps in one `poll` over everything that can happen:
+//!
+//! - the wake-up pipe (a chunk was queued, or the pool was closed or
+//!   terminated),
+//! - each worker's socket (a chunk is done; the initializer failed),
+//! - each worker's pidfd (the worker died: its chunk fails with how it
+//!   died, or is queued again while it has retries left, and a replacement
+//!   starts),
+//! - the earliest task deadline (that worker is killed; its chunk fails
+//!   with `TimedOut`).
+//!
+//! Results go to the [`Batch`] their chunk came from; the caller's thread
+//! decodes them.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::batch::{Batch, Reply};
+use super::wire::{
+    self, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED, REPLY_READY,
+};
+use super::{TaskError, WorkerExit};
+use crate::connection::{RawConnection, RecvError};
+use crate::process::{self, JoinError, Process, SpawnError};
+use crate::sys::{self, Ready};
+
+/// A chunk of tasks on its way to a worker.
+pub(super) struct Chunk {
+    /// The whole task message (see `wire`).
+    pub message: Vec<u8>,
+    /// The items' descriptors; kept until the chunk is done, for retries.
+    pub fds: Vec<OwnedFd>,
+    /// How many items the message holds.
+    pub items: usize,
+    /// Where the result goes, and under which number.
+    pub batch: Arc<Batch>,
+    pub seq: u64,
+    /// How many more times it may run after its worker dies.
+    pub retries: u32,
+}
+
+impl Chunk {
+    fn fail(self, error: TaskError) {
+        self.batch.deliver(self.seq, Err(error));
+    }
+}
+
+/// What every worker gets, fixed when the pool is built.
+pub(super) struct Config {
+    pub processes: usize,
+    pub max_tasks_per_child: Option<u64>,
+    pub task_timeout: Option<Duration>,
+    pub name: String,
+    pub retries: u32,
+    /// The initializer message and its descriptors.
+    pub init: Option<super::InitMessage>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Open,
+    Closed,
+    Terminating,
+}
+
+struct State {
+    queue: VecDeque<Chunk>,
+    phase: Phase,
+    /// Set when the pool can run nothing more (the initializer failed, no
+    /// worker can start): every queued and later chunk fails with it.
+    failure: Option<TaskError>,
+}
+
+/// What the pool's handles and the dispatcher share.
+pub(super) struct Shared {
+    state: Mutex<State>,
+    /// Write end of the wake-up pipe (non-blocking: a full pipe already
+    /// holds a wake-up).
+    wake: OwnedFd,
+    pub config: Config,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues chunks, or fails them at once when the pool takes no more.
+    pub(super) fn submit(&self, chunks: impl IntoIterator<Item = Chunk>) {
+        let refused = {
+            let mut st = self.lock();
+            let refusal = match (&st.failure, st.phase) {
+                (Some(e), _) => Some(e.clone()),
+                (None, Phase::Open) => None,
+                (None, Phase::Closed) => Some(TaskError::PoolClosed),
+                (None, Phase::Terminating) => Some(TaskError::PoolTerminated),
+            };
+            match refusal {
+                None => {
+                    st.queue.extend(chunks);
+                    None
+                }
+                Some(e) => Some((e, chunks.into_iter().collect::<Vec<_>>())),
+            }
+        };
+        match refused {
+            None => self.wake(),
+            Some((e, chunks)) => chunks.into_iter().for_each(|c| c.fail(e.clone())),
+        }
+    }
+
+    /// Moves the pool to `phase` (never back towards `Open`).
+    pub(super) fn set_phase(&self, phase: Phase) {
+        {
+            let mut st = self.lock();
+            if phase == Phase::Terminating || st.phase == Phase::Open {
+                st.phase = phase;
+            }
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // A full pipe (`WouldBlock`) already holds a wake-up.
+        let _ = sys::writev(self.wake.as_fd(), &[IoSlice::new(&[1])]);
+    }
+}
+
+/// One worker process as the dispatcher sees it.
+struct Worker {
+    process: Process<()>,
+    /// `None` once retired (the worker then exits at end of file) or once
+    /// the socket reached end of file.
+    conn: Option<RawConnection>,
+    held: Option<Held>,
+    chunks_done: u64,
+    /// Its initializer has returned (or there is none): only then does it
+    /// get a chunk. A worker is only ever sent a chunk while it waits in
+    /// `recv`, so a send cannot block on a worker busy in user code.
+    ready: bool,
+}
+
+struct Held {
+    chunk: Chunk,
+    deadline: Option<Instant>,
+    allowed: Duration,
+    timed_out: bool,
+}
+
+/// Starts the workers and the dispatcher thread.
+pub(super) fn start(
+    config: Config,
+) -> Result<(Arc<Shared>, std::thread::JoinHandle<()>), super::BuildError> {
+    let (wake_rx, wake_tx) = sys::pipe()?;
+    sys::set_nonblocking(wake_rx.as_fd(), true)?;
+    sys::set_nonblocking(wake_tx.as_fd(), true)?;
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            phase: Phase::Open,
+            failure: None,
+        }),
+        wake: wake_tx,
+        config,
+    });
+    let mut d = Dispatcher {
+        shared: Arc::clone(&shared),
+        wake_rx,
+        workers: Vec::new(),
+        started: 0,
+    };
+    for _ in 0..shared.config.processes {
+        // Workers started so far are killed and reaped when `d` drops.
+        d.start_worker()?;
+    }
+    let thread = std::thread::Builder::new()
+        .name("mpkit-pool".into())
+        .spawn(move || d.run())?;
+    Ok((shared, thread))
+}
+
+struct Dispatcher {
+    shared: Arc<Shared>,
+    wake_rx: OwnedFd,
+    workers: Vec<Worker>,
+    /// Workers started so far (names are numbered from 1).
+    started: u64,
+}
+
+impl Dispatcher {
+    fn start_worker(&mut self) -> Result<(), SpawnError> {
+        let cfg = &self.shared.config;
+        self.started += 1;
+        let (mine, theirs) = crate::Connection::<crate::codec::Postcard>::pair(true)?;
+        let process = process::Builder::new()
+            .name(format!("{}-{}", cfg.name, self.started))
+            .daemon(true)
+            .spawn(wire::worker_main, theirs)?;
+        let mut conn = mine.into_raw();
+        if let Some((message, fds)) = &cfg.init {
+            // A worker that died at once shows up through its pidfd.
+            let _ = conn.send_message(message, fds);
+        }
+        self.workers.push(Worker {
+            process,
+            conn: Some(conn),
+            held: None,
+            chunks_done: 0,
+            ready: cfg.init.is_none(),
+        });
+        Ok(())
+    }
+
+    fn run(mut self) {
+        loop {
+            let (phase, closed_and_empty, fresh) = self.assign();
+            if phase == Phase::Terminating {
+                return self.terminate();
+            }
+            for i in fresh {
+                self.send(i);
+            }
+            if closed_and_empty && self.workers.iter().all(|w| w.held.is_none()) {
+                return self.finish();
+            }
+            if let Err(e) = self.wait_and_handle() {
+                // poll itself failing leaves nothing to wait with: fail
+                // everything rather than spin or hang.
+                self.shared.lock().failure = Some(TaskError::WorkerStart {
+                    message: format!("the pool's dispatcher failed: {e}"),
+                });
+                return self.terminate();
+            }
+        }
+    }
+
+    /// Hands queued chunks to idle workers. Returns the phase, whether the
+    /// pool is closed with nothing queued, and the workers given a chunk.
+    fn assign(&mut self) -> (Phase, bool, Vec<usize>) {
+        let mut st = self.shared.lock();
+        let mut fresh = Vec::new();
+        if st.phase != Phase::Terminating {
+            if let Some(e) = st.failure.clone() {
+                st.queue.drain(..).for_each(|c| c.fail(e.clone()));
+            }
+            for (i, w) in self.workers.iter_mut().enumerate() {
+                if w.held.is_some() || w.conn.is_none() || !w.ready {
+                    continue;
+                }
+                let chunk = loop {
+                    match st.queue.pop_front() {
+                        Some(c) if c.batch.cancelled() => continue,
+                        other => break other,
+                    }
+                };
+                let Some(chunk) = chunk else { break };
+                let allowed = self
+                    .shared
+                    .config
+                    .task_timeout
+                    .map(|t| t.saturating_mul(chunk.items.max(1) as u32));
+                w.held = Some(Held {
+                    deadline: allowed.and_then(|a| Instant::now().checked_add(a)),
+                    allowed: allowed.unwrap_or_default(),
+                    chunk,
+                    timed_out: false,
+                });
+                fresh.push(i);
+            }
+        }
+        (
+            st.phase,
+            st.phase == Phase::Closed && st.queue.is_empty(),
+            fresh,
+        )
+    }
+
+    fn send(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        let (Some(conn), Some(held)) = (w.conn.as_mut(), w.held.as_ref()) else {
+            return;
+        };
+        if let Err(e) = conn.send_message(&held.chunk.message, &held.chunk.fds) {
+            if !matches!(e, crate::SendError::Disconnected) {
+                // The socket is unusable: end the worker, which fails or
+                // retries its chunk as a death would.
+                let _ = w.process.kill();
+            }
+        }
+    }
+
+    fn wait_and_handle(&mut self) -> io::Result<()> {
+        let readable = Ready {
+            readable: true,
+            writable: false,
+        };
+        let deadline = self
+            .workers
+            .iter()
+            .filter_map(|w| w.held.as_ref().filter(|h| !h.timed_out)?.deadline)
+            .min();
+        let ready = {
+            let mut fds = vec![(self.wake_rx.as_fd(), readable)];
+            for w in &self.workers {
+                fds.push((w.process.sentinel(), readable));
+                if let Some(conn) = &w.conn {
+                    fds.push((conn.as_fd(), readable));
+                }
+            }
+            sys::wait_fds(&fds, deadline)?
+        };
+        if ready[0].readable {
+            let mut buf = [0u8; 64];
+            while matches!(sys::read(self.wake_rx.as_fd(), &mut buf), Ok(n) if n > 0) {}
+        }
+        // Which workers had what ready, by position in `ready`.
+        let mut events = Vec::new();
+        let mut at = 1;
+        for (i, w) in self.workers.iter().enumerate() {
+            let exited = ready[at].readable;
+            at += 1;
+            let mut conn_ready = false;
+            if w.conn.is_some() {
+                conn_ready = ready[at].readable;
+                at += 1;
+            }
+            events.push((i, exited, conn_ready));
+        }
+        let mut dead = Vec::new();
+        for (i, exited, conn_ready) in events {
+            if conn_ready || exited {
+                self.read_replies(i);
+            }
+            if exited {
+                dead.push(i);
+            }
+        }
+        // Highest index first, so earlier indices stay valid.
+        for i in dead.into_iter().rev() {
+            self.bury(i);
+        }
+        let now = Instant::now();
+        for w in &mut self.workers {
+            if let Some(h) = w.held.as_mut() {
+                if !h.timed_out && h.deadline.is_some_and(|d| d <= now) {
+                    h.timed_out = true;
+                    let _ = w.process.kill();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes every whole reply worker `i` has sent so far.
+    fn read_replies(&mut self, i: usize) {
+        loop {
+            let Some(conn) = self.workers[i].conn.as_mut() else {
+                return;
+            };
+            match conn.recv_with_fds(Some(Instant::now())) {
+                Ok((msg, fds)) => self.on_reply(i, msg, fds),
+                Err(RecvError::Timeout) => return,
+                // End of file, or a reply cut short by the worker's death:
+                // its pidfd tells the rest.
+                Err(_) => {
+                    self.workers[i].conn = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_reply(&mut self, i: usize, mut msg: Vec<u8>, fds: Vec<OwnedFd>) {
+        let w = &mut self.workers[i];
+        match msg.first().copied() {
+            Some(kind @ (REPLY_DONE | REPLY_DONE_PACKED | REPLY_DONE_VALUES))
+                if w.held.as_ref().is_some_and(|h| !h.timed_out) =>
+            {
+                let held = w.held.take().expect("checked above");
+                msg.remove(0);
+                let reply = Reply {
+                    bytes: msg,
+                    fds,
+                    kind,
+                };
+                held.chunk.batch.deliver(held.chunk.seq, Ok(reply));
+                w.chunks_done += 1;
+                let limit = self.shared.config.max_tasks_per_child;
+                if limit.is_some_and(|m| w.chunks_done >= m) {
+                    // Retire it: at end of file it exits; its pidfd then
+                    // says so and it is reaped. The replacement starts now.
+                    w.conn = None;
+                    self.replace();
+                }
+            }
+            Some(REPLY_READY) if msg.len() == 1 && !w.ready => w.ready = true,
+            Some(REPLY_INIT_FAILED) => {
+                let message = String::from_utf8_lossy(&msg[1..]).into_owned();
+                let error = TaskError::InitializerFailed { message };
+                if let Some(held) = w.held.take() {
+                    held.chunk.fail(error.clone());
+                }
+                w.conn = None;
+                let mut st = self.shared.lock();
+                st.failure.get_or_insert(error);
+            }
+            // A reply nobody asked for (after a timeout), or bytes that are
+            // no reply: this worker cannot be trusted with more work.
+            _ => {
+                let _ = w.process.kill();
+            }
+        }
+    }
+
+    /// Worker `i` has exited: reaps it, settles its chunk, replaces it.
+    fn bury(&mut self, i: usize) {
+        let w = self.workers.swap_remove(i);
+        let pid = w.process.pid();
+        let how = match w.process.join() {
+            Ok(()) => WorkerExit::Code(0),
+            Err(JoinError::Signaled { signal }) => WorkerExit::Signal(signal),
+            Err(JoinError::Exited { code }) => WorkerExit::Code(code),
+            Err(JoinError::Panicked { .. }) => WorkerExit::Code(process::child::EXIT_PANIC),
+            Err(_) => WorkerExit::Unknown,
+        };
+        if let Some(held) = w.held {
+            let mut chunk = held.chunk;
+            if held.timed_out {
+                chunk.fail(TaskError::TimedOut {
+                    timeout: held.allowed,
+                });
+            } else if chunk.retries > 0 {
+                chunk.retries -= 1;
+                self.shared.lock().queue.push_front(chunk);
+            } else {
+                chunk.fail(TaskError::WorkerDied { pid, how });
+            }
+        }
+        self.replace();
+    }
+
+    /// Starts workers until there are as many as configured (counting
+    /// retiring ones, which take no work, as gone). When none can start and
+    /// none is left, the pool fails its queued work instead of hanging.
+    fn replace(&mut self) {
+        let st = self.shared.lock();
+        if st.failure.is_some() || st.phase == Phase::Terminating {
+            return;
+        }
+        drop(st);
+        while self.workers.iter().filter(|w| w.conn.is_some()).count()
+            < self.shared.config.processes
+        {
+            if let Err(e) = self.start_worker() {
+                if self.workers.iter().all(|w| w.conn.is_none()) {
+                    self.shared.lock().failure = Some(TaskError::WorkerStart {
+                        message: e.to_string(),
+                    });
+                }
+                return;
+            }
+        }
+    }
+
+    /// Close finished: every worker gets end of file, exits and is reaped.
+    /// A worker still busy in user code (an initializer that does not
+    /// return) is waited for, unless the pool is terminated meanwhile.
+    fn finish(mut self) {
+        for w in &mut self.workers {
+            w.conn = None;
+        }
+        let readable = Ready {
+            readable: true,
+            writable: false,
+        };
+        while !self.workers.is_empty() {
+            let ready = {
+                let mut fds = vec![(self.wake_rx.as_fd(), readable)];
+                fds.extend(
+                    self.workers
+                        .iter()
+                        .map(|w| (w.process.sentinel(), readable)),
+                );
+                match sys::wait_fds(&fds, None) {
+                    Ok(ready) => ready,
+                    Err(_) => return self.terminate(),
+                }
+            };
+            if ready[0].readable {
+                let mut buf = [0u8; 64];
+                while matches!(sys::read(self.wake_rx.as_fd(), &mut buf), Ok(n) if n > 0) {}
+                if self.shared.lock().phase == Phase::Terminating {
+                    return self.terminate();
+                }
+            }
+            for i in (0..self.workers.len()).rev() {
+                if ready[i + 1].readable {
+                    let _ = self.workers.swap_remove(i).process.join();
+                }
+            }
+        }
+    }
+
+    /// Terminate: kills every worker, reaps it, and fails all unfinished
+    /// work with `PoolTerminated`.
+    fn terminate(mut self) {
+        for w in &self.workers {
+            let _ = w.process.kill();
+        }
+        let queued: Vec<Chunk> = self.shared.lock().queue.drain(..).collect();
+        let error = self
+            .shared
+            .lock()
+            .failure
+            .clone()
+            .unwrap_or(TaskError::PoolTerminated);
+        for w in self.workers.drain(..) {
+            let _ = w.process.join();
+            if let Some(held) = w.held {
+                held.chunk.fail(error.clone());
+            }
+        }
+        queued.into_iter().for_each(|c| c.fail(error.clone()));
+    }
+}
+
+impl Drop for Dispatcher {
+    /// Only reached with workers left when start-up failed half-way: they
+    /// are killed and reaped.
+    fn drop(&mut self) {
+        for w in &self.workers {
+            let _ = w.process.kill();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.process.join();
+        }
+    }
+}

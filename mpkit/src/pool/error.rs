@@ -1,0 +1,162 @@
+//! How a pool task, and making a pool, can fail.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+#[cfg(doc)]
+use super::{Builder, Pool};
+use crate::SpawnError;
+
+/// Why one task (one item of a map, or one `apply`) has no result.
+///
+/// Every variant is about that task alone: the pool goes on with the
+/// others, except after [`PoolTerminated`](TaskError::PoolTerminated),
+/// [`PoolClosed`](TaskError::PoolClosed) and
+/// [`InitializerFailed`](TaskError::InitializerFailed), which every later
+/// task gets too.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The function panicked (or the argument's `Deserialize`, or the
+    /// result's `Serialize`, in the worker), with this message. A result's
+    /// destructor runs after the result was sent; a panic there is not
+    /// reported.
+    /// The worker carries on with its next task.
+    #[error("the task panicked: {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The worker running the task died before it returned (killed by a
+    /// signal, the OOM killer, an `exit` inside the task). A replacement
+    /// worker was started. With [`Builder::retries`] this is reported only
+    /// once the retries are used up.
+    #[error("the worker process {pid} running the task died ({how})")]
+    WorkerDied {
+        /// The worker's process id.
+        pid: i32,
+        /// How it ended.
+        how: WorkerExit,
+    },
+    /// The task ran longer than [`Builder::task_timeout`] allowed (for a
+    /// chunk of `n` items, `n` times it): its worker was killed and
+    /// replaced. Timeouts are not retried.
+    #[error("the task ran longer than its timeout of {timeout:?}; its worker was killed")]
+    TimedOut {
+        /// The time the task (its whole chunk) was allowed.
+        timeout: Duration,
+    },
+    /// The argument could not be encoded, in this process; the task never
+    /// ran.
+    #[error("could not encode the argument of type `{type_name}`: {message}")]
+    ArgsEncode {
+        /// The argument type.
+        type_name: &'static str,
+        /// What the codec said.
+        message: String,
+    },
+    /// The argument reached the worker but did not decode as the function's
+    /// argument type (a `Serialize`/`Deserialize` pair that disagree).
+    #[error("the worker could not decode the argument as `{type_name}`: {message}")]
+    ArgsDecode {
+        /// The argument type.
+        type_name: String,
+        /// What the codec said.
+        message: String,
+    },
+    /// The function returned, but the worker could not encode its result.
+    #[error("the worker could not encode the result of type `{type_name}`: {message}")]
+    ResultEncode {
+        /// The result type.
+        type_name: String,
+        /// What the codec said.
+        message: String,
+    },
+    /// The result arrived but did not decode as the result type.
+    #[error("could not decode the result as `{type_name}`: {message}")]
+    ResultDecode {
+        /// The result type.
+        type_name: &'static str,
+        /// What the codec said.
+        message: String,
+    },
+    /// The function is not part of the executable (it lives in a shared
+    /// library loaded at its own address), so a worker cannot find it.
+    #[error("the function is not part of the executable, so a worker process cannot find it")]
+    ForeignFunction,
+    /// The arguments of the task's chunk hold more handles together than
+    /// one message can carry (253); every item of that chunk fails so. A
+    /// smaller chunk size helps.
+    #[error("the chunk's arguments hold {0} handles; at most 253 can go to a worker at once")]
+    TooManyHandles(usize),
+    /// The pool's initializer panicked in a worker, with this message. The
+    /// pool starts no more workers: this task and every later one fail so.
+    #[error("the pool's initializer failed in a worker: {message}")]
+    InitializerFailed {
+        /// The panic message, or what the codec said about the
+        /// initializer's arguments.
+        message: String,
+    },
+    /// No worker could be started to run the task (and none is left).
+    #[error("no worker process could be started: {message}")]
+    WorkerStart {
+        /// What the operating system said.
+        message: String,
+    },
+    /// The task was submitted after [`Pool::close`].
+    #[error("the pool is closed to new tasks")]
+    PoolClosed,
+    /// The pool was terminated (or dropped) before the task finished.
+    #[error("the pool was terminated before the task finished")]
+    PoolTerminated,
+}
+
+/// How a worker process ended ([`TaskError::WorkerDied`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// A signal ended it (9 for `SIGKILL`).
+    Signal(i32),
+    /// It called `exit` with this code.
+    Code(i32),
+    /// It exited, but its status was collected elsewhere (`SIGCHLD`
+    /// ignored, or a `waitpid(-1)` elsewhere in the program).
+    Unknown,
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerExit::Signal(s) => write!(f, "killed by signal {s}"),
+            WorkerExit::Code(c) => write!(f, "exited with code {c}"),
+            WorkerExit::Unknown => f.write_str("exited; status collected elsewhere"),
+        }
+    }
+}
+
+/// Why a pool could not be made ([`Pool::new`], [`Builder::build`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A pool needs at least one worker.
+    #[error("a pool needs at least one process")]
+    NoProcesses,
+    /// The initializer's arguments could not be encoded.
+    #[error("could not encode the initializer's arguments of type `{type_name}`: {message}")]
+    InitializerEncode {
+        /// The argument type.
+        type_name: &'static str,
+        /// What the codec said.
+        message: String,
+    },
+    /// The initializer is not part of the executable.
+    #[error("the initializer is not part of the executable, so a worker cannot find it")]
+    ForeignFunction,
+    /// A worker process could not be started.
+    #[error("could not start a worker process: {0}")]
+    Spawn(#[from] SpawnError),
+    /// The operating system refused (a pipe, a thread).
+    #[error("could not set up the pool: {0}")]
+    Io(#[from] io::Error),
+}
