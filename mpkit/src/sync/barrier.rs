@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::{LockError, LockGuard, guard, spin_while};
+use super::{LockError, LockGuard, LockTimeoutError, guard, spin_while};
 use crate::base::cell::{CELL_SIZE, MutexCell, MutexType};
 use crate::base::segment::{
     Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
@@ -237,18 +237,39 @@ impl Barrier {
         self.state().broken.load(Ordering::SeqCst) != 0
     }
 
-    /// Takes the internal lock; a process that died inside it breaks the
-    /// barrier (its state may be half-updated).
-    fn locked(&self) -> Result<LockGuard<'_>, BarrierError> {
-        let g = guard(self.cell(), MutexType::ErrorCheck).map_err(|e| match e {
-            LockError::Deadlock => BarrierError::Deadlock,
-            LockError::Corrupt => BarrierError::Corrupt,
-            LockError::Io(e) => BarrierError::Io(e),
-        })?;
-        if g.owner_died() {
+    /// Takes the internal lock, waiting until `deadline`; `Ok(None)` when
+    /// it passed first. A process that died inside it breaks the barrier
+    /// (its state may be half-updated).
+    fn locked(&self, deadline: Deadline) -> Result<Option<LockGuard<'_>>, BarrierError> {
+        let owner_died = match self.cell().lock_until(MutexType::ErrorCheck, deadline) {
+            Ok(died) => died,
+            Err(LockTimeoutError::Timeout) => return Ok(None),
+            Err(LockTimeoutError::Deadlock) => return Err(BarrierError::Deadlock),
+            Err(LockTimeoutError::Corrupt) => return Err(BarrierError::Corrupt),
+            Err(LockTimeoutError::Io(e)) => return Err(BarrierError::Io(e)),
+        };
+        if owner_died {
             self.break_locked();
         }
-        Ok(g)
+        Ok(Some(LockGuard::new(
+            self.cell(),
+            MutexType::ErrorCheck,
+            owner_died,
+        )))
+    }
+
+    /// Breaks the barrier without its lock, for a timed wait whose deadline
+    /// passed while another process held the lock (stopped inside it, or
+    /// slow): that party may never let go, and the others must learn that
+    /// this one left. `broken` is stored before `generation` moves, so a
+    /// party that read the new generation under the lock also sees
+    /// `broken` before it sleeps (see `wait_until`). `count` is left as it
+    /// is: [`reset`](Self::reset) clears it.
+    fn break_unlocked(&self) {
+        let s = self.state();
+        s.broken.store(1, Ordering::SeqCst);
+        s.generation.fetch_add(1, Ordering::SeqCst);
+        sys::futex_wake(&s.generation, u32::MAX);
     }
 
     /// Breaks the barrier and releases every waiter. Lock held.
@@ -267,14 +288,20 @@ impl Barrier {
     }
 
     /// Like [`wait`](Self::wait), giving up after `timeout` — which breaks
-    /// the barrier, as in Python.
+    /// the barrier, as in Python. The timeout bounds taking the barrier's
+    /// internal lock too: a party stopped while holding it (SIGSTOP, a
+    /// debugger) or running a slow action cannot stretch it.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierTimeoutError> {
         self.wait_until(sys::deadline_after(Some(timeout)))
     }
 
     fn wait_until<E: WaitFailure>(&self, deadline: Deadline) -> Result<u32, E> {
         let s = self.state();
-        let held = self.locked()?;
+        let Some(held) = self.locked(deadline)? else {
+            // Only a wait with a deadline gets here: `None` waits forever.
+            self.break_unlocked();
+            return Err(E::timed_out().unwrap_or_else(|| BarrierError::Broken.into()));
+        };
         if s.broken.load(Ordering::SeqCst) != 0 {
             return Err(BarrierError::Broken.into());
         }
@@ -298,6 +325,12 @@ impl Barrier {
         }
         drop(held);
         while s.generation.load(Ordering::SeqCst) == round {
+            // Broken without the lock by a party whose deadline passed
+            // while another held it (`break_unlocked`), after this party
+            // read the generation.
+            if s.broken.load(Ordering::SeqCst) != 0 {
+                return Err(BarrierError::Broken.into());
+            }
             spin_while(&s.generation, round, deadline);
             // A party that stops waiting (its timeout, or a sleep the OS
             // refused) breaks the barrier for the others, as in Python;
@@ -310,7 +343,15 @@ impl Barrier {
                 },
                 Err(e) => BarrierError::Io(e).into(),
             };
-            let _held = self.locked()?;
+            // Bounded by the same deadline: a party stopped inside the
+            // lock must not stretch this one's timeout.
+            let Some(_held) = self.locked(deadline)? else {
+                if s.generation.load(Ordering::SeqCst) == round {
+                    self.break_unlocked();
+                    return Err(failure);
+                }
+                break;
+            };
             if s.generation.load(Ordering::SeqCst) == round {
                 self.break_locked();
                 return Err(failure);
