@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{eventually, watchdog};
 use mpkit::Process;
 use mpkit::process::ProcessState;
-use mpkit::sync::{Barrier, BarrierTimeoutError};
+use mpkit::sync::{Barrier, BarrierTimeoutError, Condition, ConditionTimeoutError};
 
 /// What a call may take past its timeout on a loaded CI machine.
 const SLACK: Duration = Duration::from_millis(1000);
@@ -116,4 +116,44 @@ fn a_party_stopped_inside_the_barrier_lock_never_stretches_a_timed_sleeper() {
     assert!(stopped, "the member did not stop inside the barrier's lock");
     assert!(matches!(r, Err(BarrierTimeoutError::Timeout)), "{r:?}");
     assert!(barrier.broken());
+}
+
+/// Takes the condition's lock (once the parent waits, which releases it),
+/// notifies, and stops holding it.
+fn notify_and_stop(cond: Condition) {
+    let mut g = cond.lock().unwrap();
+    g.notify_all();
+    stop_self();
+    drop(g);
+}
+
+/// A member stopped holding a condition's lock does not stretch
+/// `wait_timeout`: woken by that member's notify, the waiter cannot take
+/// the lock again, and returns `Timeout` in time without it.
+#[test]
+fn a_member_stopped_holding_a_condition_lock_never_stretches_wait_timeout() {
+    let _w = watchdog(60);
+    let cond = Condition::new().unwrap();
+    let g = cond.lock().unwrap();
+    let member = Process::spawn(notify_and_stop, cond.try_clone().unwrap()).unwrap();
+    let timeout = Duration::from_secs(2);
+    let (r, took) = timed(member.pid(), Duration::from_secs(6), || {
+        g.wait_timeout(timeout).map(|(_g, notified)| notified)
+    });
+    let stop = mpkit::signal::Signal::STOP;
+    let stopped = eventually(Duration::from_secs(20), || {
+        member.state() == ProcessState::Stopped(stop)
+    });
+    member.resume().unwrap();
+    let mut member = member;
+    member.join_timeout(Duration::from_secs(20)).unwrap();
+    assert!(
+        took < timeout + SLACK,
+        "wait_timeout(2 s) took {took:?} with the lock's holder stopped"
+    );
+    assert!(stopped, "the member did not stop holding the lock");
+    assert!(matches!(r, Err(ConditionTimeoutError::Timeout)), "{r:?}");
+    // The lock was not left held by this thread: it can be taken again
+    // now that the member is gone.
+    drop(cond.lock_timeout(Duration::from_secs(5)).unwrap());
 }

@@ -605,12 +605,79 @@ impl ConditionGuard<'_> {
     /// variable it may wake spuriously: wait in a loop, or use
     /// [`wait_for`](Self::wait_for). The timeout bounds the sleep, not
     /// taking the lock again, which waits as long as it takes (as in
-    /// Python): what can fail is that, a [`LockError`].
+    /// Python; a guard is returned only holding the lock): what can fail is
+    /// that, a [`LockError`]. When a holder that may stop (SIGSTOP, a
+    /// debugger) must not stretch the timeout, use
+    /// [`wait_timeout`](Self::wait_timeout).
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, LockError> {
         self.wait_until(sys::deadline_after(timeout))
     }
 
     fn wait_until(&mut self, deadline: Deadline) -> Result<bool, LockError> {
+        match self.sleep_relock(deadline, deadline) {
+            Ok(slept) => Ok(slept?),
+            Err(LockTimeoutError::Deadlock) => Err(LockError::Deadlock),
+            Err(LockTimeoutError::Corrupt) => Err(LockError::Corrupt),
+            Err(LockTimeoutError::Io(e)) => Err(LockError::Io(e)),
+            // Taking the lock again had no deadline.
+            Err(LockTimeoutError::Timeout) => Err(LockError::Io(io::Error::other(
+                "pthread_mutex_lock returned busy",
+            ))),
+        }
+    }
+
+    /// Like [`wait`](Self::wait), but `timeout` bounds taking the lock
+    /// again too: the call returns within it whatever another process
+    /// holding the lock does (stopped by SIGSTOP or a debugger, say).
+    /// Consumes the guard and gives it back, with whether it was notified,
+    /// only holding the lock again; [`ConditionTimeoutError::Timeout`] when
+    /// the lock was not free again by the deadline, and then this thread
+    /// does not hold it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mpkit::sync::Condition;
+    /// let cond = Condition::new()?;
+    /// let g = cond.lock()?;
+    /// let (g, notified) = g.wait_timeout(Duration::from_millis(1))?;
+    /// assert!(!notified);
+    /// drop(g);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_timeout(
+        mut self,
+        timeout: Duration,
+    ) -> Result<(Self, bool), ConditionTimeoutError> {
+        let deadline = sys::deadline_after(Some(timeout));
+        match self.sleep_relock(deadline, deadline) {
+            Ok(Ok(notified)) => Ok((self, notified)),
+            // Held again: dropping the guard releases it.
+            Ok(Err(e)) => Err(ConditionTimeoutError::Io(e)),
+            Err(e) => {
+                // Not held: the guard must not release it when dropped.
+                std::mem::forget(self);
+                Err(match e {
+                    LockTimeoutError::Corrupt => ConditionTimeoutError::Corrupt,
+                    LockTimeoutError::Io(e) => ConditionTimeoutError::Io(e),
+                    // This thread released the lock just before, so it
+                    // cannot already hold it: what is left is a timeout.
+                    LockTimeoutError::Timeout | LockTimeoutError::Deadlock => {
+                        ConditionTimeoutError::Timeout
+                    }
+                })
+            }
+        }
+    }
+
+    /// Releases the lock, sleeps until notified or `deadline`, then takes
+    /// the lock again, waiting until `relock`. The outer error: the lock
+    /// was not taken again (this thread does not hold it); the inner
+    /// result, with it held: whether notified, or why the sleep failed.
+    fn sleep_relock(
+        &mut self,
+        deadline: Deadline,
+        relock: Deadline,
+    ) -> Result<io::Result<bool>, LockTimeoutError> {
         let st = self.cond.state();
         let cell = self.cond.cell();
         let seq = st.seq.load(Ordering::SeqCst);
@@ -618,10 +685,10 @@ impl ConditionGuard<'_> {
         let _ = cell.release(COND_TYPE);
         let r = sys::futex_wait(&st.seq, seq, deadline);
         st.waiters.fetch_sub(1, Ordering::SeqCst);
-        if cell.lock(COND_TYPE)? {
+        if cell.lock_until(COND_TYPE, relock)? {
             self.owner_died = true;
         }
-        Ok(r? == FutexWait::Woken || st.seq.load(Ordering::SeqCst) != seq)
+        Ok(r.map(|r| r == FutexWait::Woken || st.seq.load(Ordering::SeqCst) != seq))
     }
 
     /// Waits until `predicate()` is true (checked under the lock), or
@@ -662,4 +729,35 @@ impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
         let _ = self.cond.cell().release(COND_TYPE);
     }
+}
+
+/// Why [`ConditionGuard::wait_timeout`] gave no guard back.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpkit::sync::{Condition, ConditionTimeoutError};
+/// let cond = Condition::new()?;
+/// let g = cond.lock()?;
+/// match g.wait_timeout(Duration::from_millis(1)) {
+///     Ok((_g, notified)) => assert!(!notified),
+///     Err(ConditionTimeoutError::Timeout) => unreachable!("nobody else holds it"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConditionTimeoutError {
+    /// The timeout passed before the lock was free again (another process
+    /// holds it: busy, or stopped). This thread does not hold the lock.
+    #[error("timed out taking the condition's lock again")]
+    Timeout,
+    /// The lock's memory was overwritten; see [`LockError::Corrupt`]. This
+    /// thread does not hold the lock.
+    #[error("{}", LockError::Corrupt)]
+    Corrupt,
+    /// The operating system refused the sleep or the lock. This thread
+    /// does not hold the lock.
+    #[error("condition: {0}")]
+    Io(#[from] io::Error),
 }
