@@ -130,11 +130,20 @@ impl MutexCell {
             MutexLock::Deadlock => return Err(LockError::Deadlock),
         };
         // Only the holder writes the bookkeeping: plain stores, no atomic
-        // read-modify-write on the fast path. Wrapping: another process may
-        // have written any depth.
-        let depth = self.depth.load(Ordering::Relaxed);
-        self.depth.store(depth.wrapping_add(1), Ordering::Relaxed);
-        self.owner.store(sys::gettid(), Ordering::Relaxed);
+        // read-modify-write on the fast path. Only a recursive mutex this
+        // thread already holds counts on (saturating); any other
+        // acquisition starts at depth 1, whatever another process wrote
+        // while the lock was free: counting on from a written depth could
+        // wrap to 0, and the release would then refuse, leaving the lock
+        // held for good.
+        let me = sys::gettid();
+        let depth = if ty == MutexType::Recursive && self.owner.load(Ordering::Relaxed) == me {
+            self.depth.load(Ordering::Relaxed).saturating_add(1)
+        } else {
+            1
+        };
+        self.depth.store(depth, Ordering::Relaxed);
+        self.owner.store(me, Ordering::Relaxed);
         Ok(Some(died))
     }
 

@@ -194,3 +194,48 @@ fn a_queue_header_on_a_short_file_is_listed_and_removable() {
     mpkit::admin::remove(&name).unwrap();
     assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
 }
+
+/// A lock cell whose `depth` word another process set to `u32::MAX` (while
+/// the lock was free): taking and dropping the lock frees it for the
+/// others. (Counting on from the written depth wrapped it to 0, so the
+/// guard's release said `NotLocked` and left the lock held for good.)
+#[test]
+fn a_rewritten_lock_depth_does_not_leave_the_lock_held() {
+    let _w = common::watchdog(30);
+    for recursive in [false, true] {
+        let name = case_name("depth");
+        let _unlink = Unlink(name.clone());
+        let (lock, rlock) = if recursive {
+            (None, Some(mpkit::sync::RLock::create(&name).unwrap()))
+        } else {
+            (Some(Lock::create(&name).unwrap()), None)
+        };
+        // The cell's `depth` word: cell at 64, mutex (40 bytes), owner, depth.
+        scribble_from_another_process(&name, vec![(108, u32::MAX.to_le_bytes().to_vec())]);
+        if let Some(l) = &lock {
+            drop(l.lock().unwrap());
+            assert!(!l.is_held_by_me());
+        }
+        if let Some(r) = &rlock {
+            let outer = r.lock().unwrap();
+            drop(r.lock().unwrap());
+            assert!(r.is_held_by_me());
+            drop(outer);
+            assert!(!r.is_held_by_me());
+        }
+        let other = Process::spawn(
+            |(name, recursive): (String, bool)| {
+                if recursive {
+                    let r = mpkit::sync::RLock::open(&name).unwrap();
+                    r.try_lock().map(drop).map_err(|e| e.to_string())
+                } else {
+                    let l = Lock::open(&name).unwrap();
+                    l.try_lock().map(drop).map_err(|e| e.to_string())
+                }
+            },
+            (name.clone(), recursive),
+        )
+        .unwrap();
+        assert_eq!(other.join().unwrap(), Ok(()), "recursive: {recursive}");
+    }
+}

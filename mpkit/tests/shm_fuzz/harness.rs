@@ -154,6 +154,16 @@ pub(crate) fn write_in(regions: Vec<Region>) -> impl Strategy<Value = Write> {
         })
 }
 
+/// Whether `writes` touch the lock word of the mutex of the lock cell at
+/// `cell` (its first 4 bytes: 0 when free, else the holder's thread id and
+/// flags). Rewritten, it may say another process holds the lock: calls
+/// that wait as long as it takes then wait, as they should.
+pub(crate) fn hits_lock_word(writes: &[Write], cell: u64) -> bool {
+    writes
+        .iter()
+        .any(|w| w.at < cell + 4 && w.at + w.bytes.len() as u64 > cell)
+}
+
 /// The header fields (all but the magic, which only ever makes `open`
 /// refuse at once).
 pub(crate) const HEADER_FIELDS: Region = (8, 64);
