@@ -77,7 +77,8 @@ macro_rules! put_error {
                 /// What the codec said.
                 source: CodecError,
             },
-            /// The queue's memory is not a valid ring (another process wrote
+            /// The queue's memory is not a valid ring, or a side's lock is
+            /// no longer the mutex it was created as (another process wrote
             /// it); nothing was put.
             #[error("the queue is corrupt: {why}")]
             Corrupt {
@@ -272,7 +273,8 @@ macro_rules! get_error {
                 /// What the codec said.
                 source: CodecError,
             },
-            /// The queue's memory is not a valid ring (another program wrote
+            /// The queue's memory is not a valid ring, or a side's lock is
+            /// no longer the mutex it was created as (another program wrote
             /// it).
             #[error("the queue is corrupt: {0}")]
             Corrupt(String),

@@ -110,9 +110,12 @@ impl Ring {
                 // The side's mutex is error-checking: this thread holds it
                 // already, inside one of the queue's own operations.
                 LockTimeoutError::Deadlock => EnterFail::Reentered,
-                corrupt @ LockTimeoutError::Corrupt => EnterFail::Io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    corrupt,
+                corrupt @ LockTimeoutError::Corrupt => EnterFail::Corrupt(format!(
+                    "the {} side's lock: {corrupt}",
+                    match side {
+                        SideId::Producers => "producers'",
+                        SideId::Consumers => "consumers'",
+                    }
                 )),
             })?;
         // From here on, dropping the section releases the mutex.

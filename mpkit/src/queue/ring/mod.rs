@@ -180,6 +180,9 @@ pub(crate) enum EnterFail {
     /// This thread is inside the same side already (a decoder that uses
     /// its own queue).
     Reentered,
+    /// The side's lock cell was rewritten by another process (see
+    /// `LockError::Corrupt`): its mutex was not handed to glibc.
+    Corrupt(String),
     Io(io::Error),
 }
 
@@ -431,6 +434,7 @@ impl<G> From<EnterFail> for PutFail<G> {
     fn from(e: EnterFail) -> PutFail<G> {
         match e {
             EnterFail::Io(e) => PutFail::Io(e),
+            EnterFail::Corrupt(why) => PutFail::Corrupt(why),
             // Callers handle a busy side themselves (it means giving up).
             EnterFail::Busy => PutFail::Io(io::Error::from(io::ErrorKind::TimedOut)),
             // No caller code runs inside a producers' section (messages are
@@ -455,6 +459,7 @@ impl<G> From<EnterFail> for GetFail<G> {
     fn from(e: EnterFail) -> GetFail<G> {
         match e {
             EnterFail::Io(e) => GetFail::Io(e),
+            EnterFail::Corrupt(why) => GetFail::Corrupt(why),
             // Callers handle a busy side themselves (it means giving up).
             EnterFail::Busy => GetFail::Io(io::Error::from(io::ErrorKind::TimedOut)),
             EnterFail::Reentered => GetFail::Reentered,

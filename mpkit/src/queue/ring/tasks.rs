@@ -332,6 +332,9 @@ impl Ring {
             Ok(section) => section,
             Err(EnterFail::Busy | EnterFail::Reentered) => return Ok(Vec::new()),
             Err(EnterFail::Io(e)) => return Err(e),
+            Err(EnterFail::Corrupt(why)) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+            }
         };
         let mut lost = Vec::new();
         for m in self.members() {
