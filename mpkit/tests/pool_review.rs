@@ -529,3 +529,36 @@ fn descriptor_exhaustion_when_replacing_workers() {
     // Once descriptors are back, the pool works again.
     assert_eq!(lines[3], "c=Ok([0, 1, 2, 3])", "the pool never recovered");
 }
+
+/// An initializer that announces its worker, then ends it without a panic.
+fn init_then_exit(mut conn: mpkit::Connection) {
+    conn.send(&(std::process::id() as i32)).unwrap();
+    std::process::exit(3);
+}
+
+/// An initializer that kills its worker (exit, abort, a segfault, the OOM
+/// killer) must fail the tasks as a panicking one does, not respawn
+/// workers for ever while `map` waits.
+#[test]
+fn an_initializer_that_exits_fails_the_tasks_instead_of_hanging() {
+    let _w = watchdog(60);
+    let (mut rx, tx) = mpkit::pipe(true).unwrap();
+    let pool = Arc::new(
+        Pool::builder()
+            .processes(1)
+            .initializer(init_then_exit, tx)
+            .build()
+            .unwrap(),
+    );
+    let p = Arc::clone(&pool);
+    let got = within(10, move || p.map(|x: u8| x, [1, 2, 3]));
+    let mut starts = 0;
+    while rx.recv_timeout::<i32>(Duration::from_millis(1)).is_ok() {
+        starts += 1;
+    }
+    if got.is_none() {
+        pool.terminate();
+        panic!("map still waiting after 10 s; {starts} workers were started and died in their initializer");
+    }
+    assert!(got.unwrap().is_err());
+}
