@@ -562,3 +562,37 @@ fn an_initializer_that_exits_fails_the_tasks_instead_of_hanging() {
     }
     assert!(got.unwrap().is_err());
 }
+
+/// In a child process: a pool whose one worker reports its pid, then stops
+/// itself (SIGSTOP) inside a task; the child then waits to be killed.
+fn pool_with_a_stopped_worker(mut conn: mpkit::Connection) {
+    let pool = Pool::new(1).unwrap();
+    let _r = pool.apply_async(
+        |mut c: mpkit::Connection| {
+            c.send(&(std::process::id() as i32)).unwrap();
+            signal(std::process::id() as i32, libc::SIGSTOP);
+        },
+        conn.try_clone().unwrap(),
+    );
+    let _ = conn.recv_timeout::<u8>(Duration::from_secs(600));
+}
+
+/// "Workers die with the pool's process, however it ends": also a worker
+/// that is stopped at that moment.
+#[test]
+fn the_parents_death_kills_a_stopped_worker() {
+    let _w = watchdog(60);
+    let (mut rx, tx) = mpkit::pipe(true).unwrap();
+    let parent = mpkit::Process::spawn(pool_with_a_stopped_worker, tx).unwrap();
+    let wpid: i32 = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let _k = KillOnDrop(wpid);
+    wait_state(wpid, 'T');
+    let wfd = common::pidfd(wpid);
+    parent.kill().unwrap();
+    let _ = parent.join();
+    assert!(
+        common::wait_exit(&wfd, Duration::from_secs(5)),
+        "a stopped worker outlived its pool's process (state {:?})",
+        state(wpid)
+    );
+}
