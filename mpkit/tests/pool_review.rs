@@ -558,7 +558,9 @@ fn an_initializer_that_exits_fails_the_tasks_instead_of_hanging() {
     }
     if got.is_none() {
         pool.terminate();
-        panic!("map still waiting after 10 s; {starts} workers were started and died in their initializer");
+        panic!(
+            "map still waiting after 10 s; {starts} workers were started and died in their initializer"
+        );
     }
     assert!(got.unwrap().is_err());
 }
@@ -595,4 +597,32 @@ fn the_parents_death_kills_a_stopped_worker() {
         "a stopped worker outlived its pool's process (state {:?})",
         state(wpid)
     );
+}
+
+/// A result whose destructor ends the process, only in a pool worker.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ExitOnDrop(u8);
+impl Drop for ExitOnDrop {
+    fn drop(&mut self) {
+        if mpkit::process::current_process()
+            .name()
+            .starts_with("PoolWorker")
+        {
+            std::process::exit(7);
+        }
+    }
+}
+
+/// The module docs: "A result's destructor runs in the worker after the
+/// result was sent". Then the caller gets the result.
+#[test]
+fn a_result_destructor_runs_after_the_result_was_sent() {
+    let _w = watchdog(60);
+    let pool = Pool::new(1).unwrap();
+    let r = pool.apply(|x: u8| ExitOnDrop(x), 5).map(|v| {
+        let n = v.0;
+        std::mem::forget(v);
+        n
+    });
+    assert_eq!(r, Ok(5));
 }
