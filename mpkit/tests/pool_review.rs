@@ -1,5 +1,7 @@
 //! Adversarial review tests for `mpkit::pool`: each test states the
-//! behaviour the pool's docs promise; a failing test is a confirmed defect.
+//! behaviour the pool's docs promise. The `#[ignore]`d ones fail today:
+//! each is a reproducer for a defect (`cargo test -p mpkit --test
+//! pool_review -- --ignored`); the rest pass.
 
 mod common;
 
@@ -57,6 +59,7 @@ const BIG: usize = 16 << 20;
 /// socket buffer: dropping the pool must still return (Drop "terminates
 /// and reaps"; "never a hang").
 #[test]
+#[ignore = "defect: the dispatcher blocks in send to a stopped worker; drop hangs"]
 fn drop_returns_while_a_stopped_worker_is_sent_a_big_chunk() {
     let _w = watchdog(60);
     let pool = Pool::new(1).unwrap();
@@ -75,6 +78,7 @@ fn drop_returns_while_a_stopped_worker_is_sent_a_big_chunk() {
 
 /// Same, with a task timeout: the timeout must still fire.
 #[test]
+#[ignore = "defect: the dispatcher blocks in send to a stopped worker; no timeout fires"]
 fn task_timeout_fires_while_a_stopped_worker_is_sent_a_big_chunk() {
     let _w = watchdog(60);
     let pool = Pool::builder()
@@ -201,6 +205,7 @@ fn a_task_that_forks_a_short_child_is_fine() {
             // SAFETY: the child only calls _exit.
             let child = unsafe { libc::fork() };
             if child == 0 {
+                // SAFETY: _exit is async-signal-safe, fine after fork.
                 unsafe { libc::_exit(0) };
             }
             // SAFETY: reaping our own child.
@@ -219,6 +224,7 @@ fn a_task_that_forks_a_short_child_is_fine() {
 /// whatever chunk the worker holds then: another item silently gets item
 /// 1's value (racy: fails about half the runs).
 #[test]
+#[ignore = "defect (racy): replies carry no chunk number"]
 fn a_task_whose_fork_returns_twice_fails_alone() {
     let _w = watchdog(60);
     let pool = Pool::builder().processes(1).build().unwrap();
@@ -462,6 +468,7 @@ fn sigchld_case(how: u8) {
 }
 
 #[test]
+#[ignore = "limitation: SIGCHLD ignored loses the exit status (WorkerExit::Unknown)"]
 fn sigchld_ignored_still_says_how_a_worker_died() {
     sigchld_case(0);
 }
@@ -485,16 +492,17 @@ fn pool_under_fd_limit(_: ()) -> String {
         rlim_cur: open_fds() + 16,
         rlim_max: libc::RLIM_INFINITY,
     };
-    // SAFETY: lowering this (child) process's soft limit.
     let mut old = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    // SAFETY: getrlimit writes into a local rlimit.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) };
     let lim = libc::rlimit {
         rlim_max: old.rlim_max,
         ..lim
     };
+    // SAFETY: lowering this (child) process's soft limit.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     let mut hold = Vec::new();
     while let Ok(f) = std::fs::File::open("/dev/null") {
@@ -514,6 +522,7 @@ fn pool_under_fd_limit(_: ()) -> String {
 /// Descriptor exhaustion in the pool's process: no hang, and each outcome
 /// says what happened. Prints what it saw; asserts the documented promises.
 #[test]
+#[ignore = "defect: lost handles read as a death; a transient EMFILE fails the pool for good"]
 fn descriptor_exhaustion_when_replacing_workers() {
     let _w = watchdog(60);
     let child = mpkit::Process::spawn(pool_under_fd_limit, ()).unwrap();
@@ -543,6 +552,7 @@ fn init_then_exit(mut conn: mpkit::Connection) {
 /// killer) must fail the tasks as a panicking one does, not respawn
 /// workers for ever while `map` waits.
 #[test]
+#[ignore = "defect: respawns workers for ever; map hangs"]
 fn an_initializer_that_exits_fails_the_tasks_instead_of_hanging() {
     let _w = watchdog(60);
     let (mut rx, tx) = mpkit::pipe(true).unwrap();
@@ -585,6 +595,7 @@ fn pool_with_a_stopped_worker(mut conn: mpkit::Connection) {
 /// "Workers die with the pool's process, however it ends": also a worker
 /// that is stopped at that moment.
 #[test]
+#[ignore = "defect: a stopped worker outlives the pool process"]
 fn the_parents_death_kills_a_stopped_worker() {
     let _w = watchdog(60);
     let (mut rx, tx) = mpkit::pipe(true).unwrap();
@@ -619,6 +630,7 @@ impl Drop for ExitOnDrop {
 /// The module docs: "A result's destructor runs in the worker after the
 /// result was sent". Then the caller gets the result.
 #[test]
+#[ignore = "doc defect: destructors run before the reply is sent"]
 fn a_result_destructor_runs_after_the_result_was_sent() {
     let _w = watchdog(60);
     let pool = Pool::new(1).unwrap();
