@@ -13,21 +13,36 @@
 //! - the earliest task deadline (that worker is killed; its chunk fails
 //!   with `TimedOut`).
 //!
+//! Each chunk handed out gets the next task number, which the worker's
+//! reply echoes: a reply is taken only as the result of the chunk its
+//! worker holds under that number. Any other reply kills the worker (its
+//! chunk fails with `BadReply`, or is queued again while it has retries
+//! left). Workers that die before their initializer returned, `INIT_DEATHS`
+//! in a row with none getting ready in between, fail the pool as an
+//! initializer that panicked does (one such death alone may be a stray
+//! kill, and is replaced).
+//!
+//! Should the dispatcher itself panic, its workers are killed and every
+//! held, queued and later chunk fails with `PoolBroken`: no caller waits
+//! for ever.
 //! Results go to the [`Batch`] their chunk came from; the caller's thread
 //! decodes them.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Reply};
 use super::wire::{
-    self, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED, REPLY_READY,
+    self, NUMBER_AT, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED,
+    REPLY_NUMBER, REPLY_READY,
 };
 use super::{TaskError, WorkerExit};
 use crate::connection::{RawConnection, RecvError};
+use crate::process::child::panic_message;
 use crate::process::{self, JoinError, Process, SpawnError};
 use crate::sys::{self, Ready};
 
@@ -51,6 +66,10 @@ impl Chunk {
         self.batch.deliver(self.seq, Err(error));
     }
 }
+
+/// How many workers in a row may die in their initializer (none getting
+/// ready in between) before the pool gives up on it.
+const INIT_DEATHS: u32 = 3;
 
 /// What every worker gets, fixed when the pool is built.
 pub(super) struct Config {
@@ -149,9 +168,14 @@ struct Worker {
 
 struct Held {
     chunk: Chunk,
+    /// The task number its message went out with.
+    number: u64,
     deadline: Option<Instant>,
     allowed: Duration,
     timed_out: bool,
+    /// Set when the worker sent a reply that was not for this chunk (the
+    /// worker was killed): what was wrong.
+    bad_reply: Option<String>,
 }
 
 /// Starts the workers and the dispatcher thread.
@@ -175,15 +199,39 @@ pub(super) fn start(
         wake_rx,
         workers: Vec::new(),
         started: 0,
+        next_number: 1,
+        init_deaths: 0,
     };
     for _ in 0..shared.config.processes {
         // Workers started so far are killed and reaped when `d` drops.
         d.start_worker()?;
     }
+    let guarded = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
         .name("mpkit-pool".into())
-        .spawn(move || d.run())?;
+        .spawn(move || {
+            // A panic drops `d`, which kills its workers and fails their
+            // chunks; what is queued, and everything later, fails here.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || d.run())) {
+                broken(&guarded, &panic_message(payload));
+            }
+        })?;
     Ok((shared, thread))
+}
+
+/// The dispatcher panicked: every queued and later chunk fails.
+fn broken(shared: &Shared, why: &str) {
+    let queued: Vec<Chunk> = {
+        let mut st = shared.lock();
+        st.failure.get_or_insert(TaskError::PoolBroken {
+            message: format!("the pool's dispatcher thread panicked: {why}"),
+        });
+        st.queue.drain(..).collect()
+    };
+    let error = shared.lock().failure.clone();
+    if let Some(error) = error {
+        queued.into_iter().for_each(|c| c.fail(error.clone()));
+    }
 }
 
 struct Dispatcher {
@@ -192,6 +240,11 @@ struct Dispatcher {
     workers: Vec<Worker>,
     /// Workers started so far (names are numbered from 1).
     started: u64,
+    /// The task number the next chunk handed out gets (0 is the
+    /// initializer's).
+    next_number: u64,
+    /// Workers that died in their initializer since one last got ready.
+    init_deaths: u32,
 }
 
 impl Dispatcher {
@@ -260,17 +313,23 @@ impl Dispatcher {
                         other => break other,
                     }
                 };
-                let Some(chunk) = chunk else { break };
+                let Some(mut chunk) = chunk else { break };
+                let items = u32::try_from(chunk.items.max(1)).unwrap_or(u32::MAX);
                 let allowed = self
                     .shared
                     .config
                     .task_timeout
-                    .map(|t| t.saturating_mul(chunk.items.max(1) as u32));
+                    .map(|t| t.saturating_mul(items));
+                let number = self.next_number;
+                self.next_number += 1;
+                chunk.message[NUMBER_AT].copy_from_slice(&number.to_le_bytes());
                 w.held = Some(Held {
                     deadline: allowed.and_then(|a| Instant::now().checked_add(a)),
                     allowed: allowed.unwrap_or_default(),
                     chunk,
+                    number,
                     timed_out: false,
+                    bad_reply: None,
                 });
                 fresh.push(i);
             }
@@ -378,13 +437,26 @@ impl Dispatcher {
     }
 
     fn on_reply(&mut self, i: usize, mut msg: Vec<u8>, fds: Vec<OwnedFd>) {
+        #[cfg(test)]
+        if tests::PANIC_ON_REPLY.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected dispatcher panic");
+        }
         let w = &mut self.workers[i];
-        match msg.first().copied() {
+        let number = msg
+            .first_chunk::<REPLY_NUMBER>()
+            .map(|n| u64::from_le_bytes(*n));
+        // The number of the chunk a result is expected for, if any.
+        let expected = w
+            .held
+            .as_ref()
+            .filter(|h| !h.timed_out && h.bad_reply.is_none())
+            .map(|h| h.number);
+        match msg.get(REPLY_NUMBER).copied() {
             Some(kind @ (REPLY_DONE | REPLY_DONE_PACKED | REPLY_DONE_VALUES))
-                if w.held.as_ref().is_some_and(|h| !h.timed_out) =>
+                if expected.is_some() && number == expected =>
             {
                 let held = w.held.take().expect("checked above");
-                msg.remove(0);
+                msg.drain(..=REPLY_NUMBER);
                 let reply = Reply {
                     bytes: msg,
                     fds,
@@ -400,9 +472,12 @@ impl Dispatcher {
                     self.replace();
                 }
             }
-            Some(REPLY_READY) if msg.len() == 1 && !w.ready => w.ready = true,
-            Some(REPLY_INIT_FAILED) => {
-                let message = String::from_utf8_lossy(&msg[1..]).into_owned();
+            Some(REPLY_READY) if msg.len() == REPLY_NUMBER + 1 && number == Some(0) && !w.ready => {
+                w.ready = true;
+                self.init_deaths = 0;
+            }
+            Some(REPLY_INIT_FAILED) if number == Some(0) && !w.ready => {
+                let message = String::from_utf8_lossy(&msg[REPLY_NUMBER + 1..]).into_owned();
                 let error = TaskError::InitializerFailed { message };
                 if let Some(held) = w.held.take() {
                     held.chunk.fail(error.clone());
@@ -411,10 +486,20 @@ impl Dispatcher {
                 let mut st = self.shared.lock();
                 st.failure.get_or_insert(error);
             }
-            // A reply nobody asked for (after a timeout), or bytes that are
-            // no reply: this worker cannot be trusted with more work.
+            // A reply nobody asked for (after a timeout, a second one from
+            // a task that forked), or bytes that are no reply: this worker
+            // cannot be trusted with more work, nor its chunk's result.
             _ => {
                 let _ = w.process.kill();
+                if let Some(h) = w.held.as_mut().filter(|h| !h.timed_out) {
+                    h.bad_reply.get_or_insert_with(|| match number {
+                        Some(n) if msg.len() > REPLY_NUMBER && n < h.number => format!(
+                            "a reply to its earlier task {n} came while it ran task {}",
+                            h.number
+                        ),
+                        _ => format!("{} bytes that are no reply to task {}", msg.len(), h.number),
+                    });
+                }
             }
         }
     }
@@ -439,8 +524,24 @@ impl Dispatcher {
             } else if chunk.retries > 0 {
                 chunk.retries -= 1;
                 self.shared.lock().queue.push_front(chunk);
+            } else if let Some(message) = held.bad_reply {
+                chunk.fail(TaskError::BadReply { pid, message });
             } else {
                 chunk.fail(TaskError::WorkerDied { pid, how });
+            }
+        } else if !w.ready {
+            // Dead before its initializer returned (it exited, aborted, was
+            // killed). Again and again: as for an initializer that panicked,
+            // the pool starts no more workers, rather than start them for
+            // ever.
+            self.init_deaths += 1;
+            if self.init_deaths >= INIT_DEATHS {
+                let error = TaskError::InitializerFailed {
+                    message: format!(
+                        "{INIT_DEATHS} workers in a row died before the initializer returned; the last, process {pid}, {how}"
+                    ),
+                };
+                self.shared.lock().failure.get_or_insert(error);
             }
         }
         self.replace();
@@ -532,14 +633,57 @@ impl Dispatcher {
 }
 
 impl Drop for Dispatcher {
-    /// Only reached with workers left when start-up failed half-way: they
-    /// are killed and reaped.
+    /// Only reached with workers left when start-up failed half-way, or
+    /// when the dispatcher panicked: they are killed and reaped, and the
+    /// chunks they held fail.
     fn drop(&mut self) {
         for w in &self.workers {
             let _ = w.process.kill();
         }
+        let error = TaskError::PoolBroken {
+            message: "the pool's dispatcher thread panicked".into(),
+        };
         for w in self.workers.drain(..) {
             let _ = w.process.join();
+            if let Some(held) = w.held {
+                held.chunk.fail(error.clone());
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::super::{Pool, TaskError};
+
+    /// Makes the dispatcher panic at the next reply it reads.
+    pub(super) static PANIC_ON_REPLY: AtomicBool = AtomicBool::new(false);
+
+    fn broken(r: &Result<impl std::fmt::Debug, TaskError>) -> bool {
+        matches!(r, Err(TaskError::PoolBroken { .. }))
+    }
+
+    #[test]
+    fn a_dispatcher_panic_fails_held_queued_and_later_tasks() {
+        let pool = Pool::new(1).unwrap();
+        assert_eq!(pool.apply(|x: u8| x + 1, 1), Ok(2));
+        PANIC_ON_REPLY.store(true, Ordering::SeqCst);
+        // The first reply panics the dispatcher while the others are held
+        // or queued: none of them may wait for ever.
+        // On a thread, so that a hang fails the test in seconds.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let out = pool.map_outcomes_chunked(|x: u8| x, 0..4, 1);
+            let later = pool.apply(|x: u8| x, 1);
+            drop(pool);
+            let _ = tx.send((out, later));
+        });
+        let (out, later) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("callers still waiting 20 s after the dispatcher panicked");
+        assert!(out.iter().all(broken), "{out:?}");
+        assert!(broken(&later), "{later:?}");
     }
 }

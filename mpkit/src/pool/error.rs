@@ -12,9 +12,9 @@ use crate::SpawnError;
 ///
 /// Every variant is about that task alone: the pool goes on with the
 /// others, except after [`PoolTerminated`](TaskError::PoolTerminated),
-/// [`PoolClosed`](TaskError::PoolClosed) and
-/// [`InitializerFailed`](TaskError::InitializerFailed), which every later
-/// task gets too.
+/// [`PoolClosed`](TaskError::PoolClosed),
+/// [`InitializerFailed`](TaskError::InitializerFailed) and
+/// [`PoolBroken`](TaskError::PoolBroken), which every later task gets too.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskError {
@@ -38,6 +38,21 @@ pub enum TaskError {
         pid: i32,
         /// How it ended.
         how: WorkerExit,
+    },
+    /// The worker holding the task sent a reply that was not for it: a
+    /// second reply to an earlier task (a task forked a process that went
+    /// on as the worker), or bytes written to the worker's socket by a
+    /// task. The worker was killed and replaced; the task's result is
+    /// unknown. With [`Builder::retries`] this is reported only once the
+    /// retries are used up.
+    #[error(
+        "the worker process {pid} running the task sent a reply that was not for it ({message}); it was killed"
+    )]
+    BadReply {
+        /// The worker's process id.
+        pid: i32,
+        /// What was wrong with the reply.
+        message: String,
     },
     /// The task ran longer than [`Builder::task_timeout`] allowed (for a
     /// chunk of `n` items, `n` times it): its worker was killed and
@@ -90,18 +105,28 @@ pub enum TaskError {
     /// smaller chunk size helps.
     #[error("the chunk's arguments hold {0} handles; at most 253 can go to a worker at once")]
     TooManyHandles(usize),
-    /// The pool's initializer panicked in a worker, with this message. The
-    /// pool starts no more workers: this task and every later one fail so.
+    /// The pool's initializer failed in a worker: it panicked, or workers
+    /// died before it returned (an `exit`, an abort, a signal) three times
+    /// in a row with none getting ready in between. The pool starts no
+    /// more workers: this task and every later one fail so.
     #[error("the pool's initializer failed in a worker: {message}")]
     InitializerFailed {
-        /// The panic message, or what the codec said about the
-        /// initializer's arguments.
+        /// The panic message, what the codec said about the initializer's
+        /// arguments, or how the worker died.
         message: String,
     },
     /// No worker could be started to run the task (and none is left).
     #[error("no worker process could be started: {message}")]
     WorkerStart {
         /// What the operating system said.
+        message: String,
+    },
+    /// The pool's own thread, which hands tasks to the workers, panicked
+    /// (a bug in mpkit): its workers were killed, and this task and every
+    /// later one fail so.
+    #[error("the pool is broken: {message}")]
+    PoolBroken {
+        /// What happened.
         message: String,
     },
     /// The task was submitted after [`Pool::close`].

@@ -98,6 +98,15 @@
 //!   alone.
 //! - A result's destructor runs in the worker after the result was sent:
 //!   a panic there is not reported.
+//! - How a worker died comes from waiting for it. If the program ignores
+//!   `SIGCHLD` (`SIG_IGN`), or has a handler that reaps every child
+//!   (`waitpid(-1, ..)`), the status is gone first: the chunk then fails
+//!   with [`WorkerDied`](TaskError::WorkerDied) saying
+//!   [`WorkerExit::Unknown`].
+//! - A task that forks a process which goes on as the worker (returns from
+//!   the task too) sends a second reply; the pool takes no reply for the
+//!   wrong chunk, but kills that worker, and the chunk it then holds fails
+//!   with [`TaskError::BadReply`].
 //! - In a worker, a chunk's arguments are decoded, then its functions run,
 //!   then its results are encoded: a chunk holds all its arguments and
 //!   results in memory at once.
@@ -236,7 +245,10 @@ impl Builder {
     /// Runs `f(args)` in each worker when it starts, before its first task
     /// (Python's `initializer` and `initargs`). `args` is encoded now; each
     /// worker, replacements included, gets its own copy, with its own
-    /// duplicates of any handles in it. If `f` panics in a worker, the pool
+    /// duplicates of any handles in it. If `f` panics in a worker, or
+    /// workers die before it returns (an `exit`, an abort, a signal) three
+    /// times in a row with none getting ready in between (one such death
+    /// alone may be a stray kill: that worker is replaced), the pool
     /// starts no more workers and every task not yet done fails with
     /// [`TaskError::InitializerFailed`] (Python would start new workers
     /// for ever).

@@ -7,14 +7,21 @@
 //!
 //! | message | layout |
 //! |---|---|
-//! | pool → worker: task | `1`, runner offset `u64`, function offset `u64`, item records |
-//! | pool → worker: packed task | `3`, runner offset `u64`, function offset `u64`, postcard `Vec<A>` |
-//! | pool → worker: initializer | `2`, runner offset `u64`, function offset `u64`, postcard argument |
-//! | worker → pool: chunk done | `1`, outcome records |
-//! | worker → pool: packed chunk done | `3`, postcard `Vec<WireOutcome<R>>` |
-//! | worker → pool: chunk done, every item returned | `5`, postcard `Vec<R>` |
-//! | worker → pool: initializer failed | `2`, UTF-8 message |
-//! | worker → pool: initializer done, ready for tasks | `4` |
+//! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item records |
+//! | pool → worker: packed task | `3`, number `u64`, runner offset `u64`, function offset `u64`, postcard `Vec<A>` |
+//! | pool → worker: initializer | `2`, number `u64` (0), runner offset `u64`, function offset `u64`, postcard argument |
+//! | worker → pool: chunk done | number `u64`, `1`, outcome records |
+//! | worker → pool: packed chunk done | number `u64`, `3`, postcard `Vec<WireOutcome<R>>` |
+//! | worker → pool: chunk done, every item returned | number `u64`, `5`, postcard `Vec<R>` |
+//! | worker → pool: initializer failed | number `u64`, `2`, UTF-8 message |
+//! | worker → pool: initializer done, ready for tasks | number `u64`, `4` |
+//!
+//! The number is the dispatcher's: each task it hands out gets the next
+//! one (from 1; the initializer's is 0), and every reply echoes the number
+//! of the message it answers. A reply whose number is not that of the task
+//! the worker holds (a task forked and both processes went on as the
+//! worker, or a task wrote to the worker's socket) is never taken as a
+//! result: the dispatcher kills that worker.
 //!
 //! A chunk goes packed (one postcard sequence, the fast path) when it
 //! encodes so and its handles fit; otherwise as records, so that one item
@@ -55,7 +62,11 @@ pub(super) const REPLY_INIT_FAILED: u8 = 2;
 pub(super) const REPLY_READY: u8 = 4;
 
 /// Bytes before a task's or initializer's payload.
-pub(super) const HEADER: usize = 17;
+pub(super) const HEADER: usize = 25;
+/// Where a task's number lies in its message.
+pub(super) const NUMBER_AT: std::ops::Range<usize> = 1..9;
+/// Bytes before a reply's kind: its number.
+pub(super) const REPLY_NUMBER: usize = 8;
 /// Bytes before a record's bytes.
 const RECORD_HEADER: usize = 5;
 
@@ -66,16 +77,18 @@ const OUT_RESULT_ENCODE: u8 = 3;
 
 /// Runs every item of a chunk: `(function, items, their descriptors,
 /// whether the items are packed, the reply to append to)`; returns the
-/// reply's descriptors.
+/// reply's descriptors and the results, to drop once the reply is sent.
 pub(super) type TaskRunner =
-    unsafe fn(usize, &[u8], Vec<OwnedFd>, bool, &mut Vec<u8>) -> Vec<OwnedFd>;
+    unsafe fn(usize, &[u8], Vec<OwnedFd>, bool, &mut Vec<u8>) -> (Vec<OwnedFd>, Results);
 /// Runs the initializer: `(function, argument, its descriptors)`.
 pub(super) type InitRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> Result<(), String>;
 
-/// The start of a message: kind and the two offsets.
+/// The start of a message: kind, number 0 (the dispatcher sets a task's
+/// when it hands the task out) and the two offsets.
 pub(super) fn header(kind: u8, runner: u64, function: u64) -> Vec<u8> {
     let mut buf = Vec::with_capacity(64);
     buf.push(kind);
+    buf.extend_from_slice(&0u64.to_le_bytes());
     buf.extend_from_slice(&runner.to_le_bytes());
     buf.extend_from_slice(&function.to_le_bytes());
     buf
@@ -217,9 +230,9 @@ impl<R> WireOutcome<R> {
 /// are encoded last, all under one `handle::collect`: one descriptor list
 /// per message, not per item. Each call runs under its own
 /// `catch_unwind`. The results go back packed when they encode so, else
-/// as records (so one result that does not encode fails alone). A result
-/// is dropped after the reply is built; a panic in its destructor is not
-/// reported (the result was delivered).
+/// as records (so one result that does not encode fails alone). The
+/// results are returned, to be dropped after the reply is sent; a panic in
+/// a result's destructor is not reported (the result was delivered).
 ///
 /// # Safety
 /// `function` must be the address of a `fn(A) -> R` in this executable
@@ -230,7 +243,7 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     fds: Vec<OwnedFd>,
     packed: bool,
     out: &mut Vec<u8>,
-) -> Vec<OwnedFd> {
+) -> (Vec<OwnedFd>, Results) {
     // SAFETY: guaranteed by the caller; fn pointers and usize have the
     // same size.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
@@ -246,6 +259,9 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
         .map(|r| r.unwrap_or_else(|failed| *failed))
         .collect();
     let start = out.len();
+    // What `out` held before (the reply's number): a failed encode may
+    // leave its buffer emptied.
+    let head = out.clone();
     // Every item returned (the common case): the results alone, as one
     // sequence; else one sequence of outcomes.
     let all_returned = outcomes.iter().all(|o| matches!(o, Outcome::Returned(_)));
@@ -261,7 +277,8 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
         }))
     });
     if !matches!(encoded, Ok(Ok(()))) {
-        out.truncate(start);
+        out.clear();
+        out.extend_from_slice(&head);
         out.push(REPLY_DONE);
         ((), out_fds) = handle::collect(|| {
             for outcome in &outcomes {
@@ -288,10 +305,46 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
         }
         out_fds.clear();
     }
-    for outcome in outcomes {
+    (out_fds, Results::new(outcomes))
+}
+
+/// A chunk's results, kept until its reply is sent, then dropped, each
+/// under its own `catch_unwind` (a panic in a destructor is not reported).
+/// The worker's loop does not know the result type, so the type is erased:
+/// a boxed `Vec<Outcome<R>>` and the function that drops it.
+pub(super) struct Results {
+    outcomes: *mut (),
+    drop_them: unsafe fn(*mut ()),
+}
+
+impl Results {
+    fn new<R>(outcomes: Vec<Outcome<R>>) -> Results {
+        Results {
+            outcomes: Box::into_raw(Box::new(outcomes)).cast(),
+            drop_them: drop_outcomes::<R>,
+        }
+    }
+}
+
+/// # Safety
+/// `outcomes` must come from `Box::<Vec<Outcome<R>>>::into_raw`, and not
+/// be used again.
+unsafe fn drop_outcomes<R>(outcomes: *mut ()) {
+    // SAFETY: guaranteed by the caller.
+    let outcomes = unsafe { Box::from_raw(outcomes.cast::<Vec<Outcome<R>>>()) };
+    for outcome in *outcomes {
         let _ = catch_unwind(AssertUnwindSafe(move || drop(outcome)));
     }
-    out_fds
+}
+
+impl Drop for Results {
+    fn drop(&mut self) {
+        // SAFETY: `Results::new` made the pair from a boxed
+        // `Vec<Outcome<R>>` and this `drop_outcomes::<R>`; it is dropped
+        // once. The results borrow nothing (`R: DeserializeOwned`, made in
+        // this process from owned arguments).
+        unsafe { (self.drop_them)(self.outcomes) }
+    }
 }
 
 /// The results of a chunk whose every item returned, serialized as the
@@ -417,7 +470,8 @@ pub(super) unsafe fn run_init<A: DeserializeOwned>(
 
 /// What the worker does after a message.
 enum Next {
-    Reply(Vec<OwnedFd>),
+    /// Send the reply, then drop the results (if any).
+    Reply(Vec<OwnedFd>, Option<Results>),
     ReplyAndExit,
     Exit,
 }
@@ -431,7 +485,12 @@ pub(super) fn worker_main(conn: Connection) {
         out.clear();
         let next = conn.recv_with(None, |msg, fds| handle_message(msg, fds, &mut out));
         let sent = match next {
-            Ok(Next::Reply(fds)) => conn.send_message(&out, &fds),
+            Ok(Next::Reply(fds, results)) => {
+                let sent = conn.send_message(&out, &fds);
+                // The results' destructors run once the results went out.
+                drop(results);
+                sent
+            }
             Ok(Next::ReplyAndExit) => {
                 let _ = conn.send_message(&out, &[]);
                 return;
@@ -456,7 +515,9 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
         w.copy_from_slice(&head[i..i + 8]);
         u64::from_le_bytes(w)
     };
-    let (runner, function) = (address_of(word(1)), address_of(word(9)));
+    let (runner, function) = (address_of(word(9)), address_of(word(17)));
+    // Every reply starts with the number of the message it answers.
+    out.extend_from_slice(&head[NUMBER_AT]);
     match head[0] {
         kind @ (MSG_TASK | MSG_TASK_PACKED) => {
             // SAFETY: only the pool holds the other end of this socket (it
@@ -465,7 +526,9 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
             // bootstrap proved this is the pool's executable.
             let runner: TaskRunner = unsafe { std::mem::transmute::<usize, TaskRunner>(runner) };
             // SAFETY: as above.
-            Next::Reply(unsafe { runner(function, payload, fds, kind == MSG_TASK_PACKED, out) })
+            let (fds, results) =
+                unsafe { runner(function, payload, fds, kind == MSG_TASK_PACKED, out) };
+            Next::Reply(fds, Some(results))
         }
         MSG_INIT => {
             // SAFETY: as for a task, from a `run_init::<A>` and a `fn(A)`.
@@ -474,7 +537,7 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
             match unsafe { runner(function, payload, fds) } {
                 Ok(()) => {
                     out.push(REPLY_READY);
-                    Next::Reply(Vec::new())
+                    Next::Reply(Vec::new(), None)
                 }
                 Err(message) => {
                     out.push(REPLY_INIT_FAILED);
@@ -504,7 +567,7 @@ mod tests {
         let mut out = Vec::new();
         let f: fn(u64) -> u64 = halve;
         // SAFETY: `f` is a `fn(u64) -> u64`, as `run_chunk` is told.
-        let fds =
+        let (fds, _results) =
             unsafe { run_chunk::<u64, u64>(f as usize, &message, Vec::new(), true, &mut out) };
         assert!(fds.is_empty());
         (out[0], out[1..].to_vec())
