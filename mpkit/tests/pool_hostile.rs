@@ -1,7 +1,8 @@
-//! Adversarial review tests for `mpkit::pool`: each test states the
-//! behaviour the pool's docs promise. The `#[ignore]`d ones fail today:
-//! each is a reproducer for a defect (`cargo test -p mpkit --test
-//! pool_review -- --ignored`); the rest pass.
+//! Hostile tasks, stopped and killed workers, and other attempts to break
+//! `mpkit::pool`: each test states the behaviour the pool's docs promise.
+//! The `#[ignore]`d ones fail today: each is the reproducer of a known
+//! defect or limitation, named in its `ignore` reason (`cargo test -p mpkit
+//! --test pool_hostile -- --ignored`).
 
 mod common;
 
