@@ -615,6 +615,13 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
 
 /// The minimal unbounded queue (Python's `SimpleQueue`): `put`, `get`,
 /// `is_empty`, `close`, bounded only by its byte capacity.
+///
+/// Its calls have no timeout: besides waiting while the ring is full
+/// (`put`) or empty (`get`), they wait for a member that is inside its
+/// side's critical section for as long as it stays there: a member stopped
+/// by a signal or a debugger, or one that a lease word rewritten by another
+/// process names as inside. Use a [`Queue`] and its `_timeout` calls where
+/// that wait must be bounded.
 pub struct SimpleQueue<T, C = Postcard> {
     inner: Typed<T, C>,
 }

@@ -239,3 +239,44 @@ fn a_rewritten_lock_depth_does_not_leave_the_lock_held() {
         assert_eq!(other.join().unwrap(), Ok(()), "recursive: {recursive}");
     }
 }
+
+/// A `SimpleQueue` whose both sides are leased to this thread, then another
+/// process rewrites the producers' lease word so that it names another
+/// thread id (its byte 1) and sets the `busy` flag of this thread's own
+/// lease slot: a put and a get go through, and so does a put from another
+/// process. (The put revoked the lease and waited for that slot's section
+/// to end: a slot of this very thread, which was not inside any section and
+/// so would never clear the flag; the untimed call hung for good.)
+#[test]
+fn a_busy_flag_on_this_threads_own_slot_does_not_hang_it() {
+    use std::os::unix::fs::FileExt;
+
+    use mpkit::queue::SimpleQueue;
+
+    let _w = common::watchdog(30);
+    let name = case_name("own-slot");
+    let _unlink = Unlink(name.clone());
+    let q = SimpleQueue::<u32>::create(&name, CAPACITY).unwrap();
+    // Enough rounds in a row on one thread to be granted both leases.
+    for i in 0..200 {
+        q.put(i).unwrap();
+        assert_eq!(q.get().unwrap(), i);
+    }
+    let file = std::fs::File::open(format!("/dev/shm/{name}")).unwrap();
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, 512).unwrap();
+    // The producers' lease names this thread and its slot 1 (plus one).
+    assert_eq!(word[3], 1, "no producers' lease: {word:?}");
+    scribble_from_another_process(&name, vec![(513, vec![!word[1]]), (2048 + 8, vec![1])]);
+    let start = Instant::now();
+    q.put(7).unwrap();
+    assert_eq!(q.get().unwrap(), 7);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let other = Process::spawn(
+        |name: String| SimpleQueue::<u32>::open(&name).unwrap().put(8).is_ok(),
+        name.clone(),
+    )
+    .unwrap();
+    assert!(other.join().unwrap());
+    assert_eq!(q.get().unwrap(), 8);
+}

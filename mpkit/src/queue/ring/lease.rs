@@ -174,6 +174,14 @@ impl Ring {
         // A word without a valid slot was never written by a grant: there
         // is no section to wait for.
         if let Some(slot) = slot_of(holder).map(|i| self.slot(side, i)) {
+            // A slot of this very thread is inside no section: the thread
+            // is here, revoking (a re-entry was reported before), so its
+            // `busy` was written by another process and only this thread
+            // would ever clear it. Clearing it also lets a later grant of
+            // the same slot enter.
+            if slot.owner.load(Ordering::Relaxed) == sys::thread_token() {
+                slot.busy.store(0, Ordering::Relaxed);
+            }
             // The holder is inside a section: usually for nanoseconds.
             let mut spin = Spin::new(Poll::Load, deadline);
             let mut nap = Duration::from_micros(20);
