@@ -1,7 +1,8 @@
 //! `mpkit tour`: each mechanism in a few narrated lines, between real
 //! processes, in the order a Python `multiprocessing` tutorial teaches them:
 //! processes, pipes, queues, shared memory, signals, locks, then the OS
-//! mechanisms (named pipes, message queues, sockets).
+//! mechanisms (named pipes, message queues, sockets), and last a pool that
+//! survives a killed worker.
 
 use std::error::Error;
 use std::time::Duration;
@@ -11,13 +12,14 @@ use mpkit::codec::Pickle;
 use mpkit::msgq::{Selector, SysvQueue};
 use mpkit::net::{Client, Listener, NetError};
 use mpkit::os::{Fifo, Open};
+use mpkit::pool::TaskError;
 use mpkit::process::ProcessState;
 use mpkit::process::{Builder, JoinError, current_process, parent_process};
 use mpkit::queue::{GetTimeoutError, JoinableQueue, Queue, TryPutError};
 use mpkit::shm::{Array, RawValue, SharedMemory, Value};
 use mpkit::signal::{self, Signal};
 use mpkit::sync::{Barrier, Event, Lock, Semaphore};
-use mpkit::{Connection, Process, RecvError};
+use mpkit::{Connection, Pool, Process, RecvError};
 use serde::{Deserialize, Serialize};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
@@ -35,6 +37,7 @@ pub fn run() -> Result {
     named_pipes()?;
     message_queues()?;
     sockets()?;
+    pool()?;
     println!("\ntour finished: every child was joined, nothing was left behind");
     Ok(())
 }
@@ -667,6 +670,55 @@ fn message_queues() -> Result {
         Ok(()) => return Err("an oversized message was accepted".into()),
     }
     q.remove()?;
+    println!();
+    Ok(())
+}
+
+/// A pool task that SIGKILLs its own worker on item 3, the first time it
+/// runs (the `Event`, shared by every item, remembers that it did); it
+/// returns the square and the pid of the worker that ran it.
+fn square_or_die((x, killed): (u64, Event)) -> (u64, i32) {
+    let me = current_process().pid();
+    if x == 3 && !killed.is_set() {
+        killed.set();
+        signal::send(me, Signal::KILL).expect("SIGKILL to itself");
+    }
+    (x * x, me)
+}
+
+fn pool() -> Result {
+    section("12. Pool (multiprocessing.Pool: a worker killed in the middle of a map)");
+    let items = |killed: &Event| -> Result<Vec<(u64, Event)>> {
+        Ok((0..6)
+            .map(|x| killed.try_clone().map(|k| (x, k)))
+            .collect::<std::result::Result<_, _>>()?)
+    };
+    let pool = Pool::new(2)?;
+    let outcomes = pool.map_outcomes_chunked(square_or_die, items(&Event::new()?)?, 1);
+    println!("  Pool(2).map over 0..6, one item per chunk; the task for 3 SIGKILLs its own worker");
+    let shown: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            Ok((sq, _)) => sq.to_string(),
+            Err(_) => "(died)".to_string(),
+        })
+        .collect();
+    println!("  results: [{}]", shown.join(", "));
+    match &outcomes[3] {
+        Err(e @ TaskError::WorkerDied { .. }) => println!("  item 3: {e}"),
+        other => return Err(format!("expected WorkerDied for item 3, got {other:?}").into()),
+    }
+    println!(
+        "  Python's own Pool waits for ever here (CPython gh-66587); this one knows which\n  \
+         worker held which task, fails just that one, and starts a replacement"
+    );
+    let pool = Pool::builder().processes(2).retries(1).build()?;
+    let results = pool.map_chunked(square_or_die, items(&Event::new()?)?, 1)?;
+    let squares: Vec<u64> = results.iter().map(|r| r.0).collect();
+    println!(
+        "  with retries(1): {squares:?}; item 3 ran again on worker pid {}",
+        results[3].1
+    );
     println!();
     Ok(())
 }

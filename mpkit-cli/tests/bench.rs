@@ -228,6 +228,22 @@ fn json_has_every_mechanism_with_positive_figures() {
             }
         }
     }
+    // The pools: every figure positive; Python's where Python runs.
+    let pools = &report["pools"];
+    for key in [
+        "map_ms",
+        "task_us",
+        "cpu_task_ms",
+        "cpu_1_worker_ms",
+        "cpu_2_workers_ms",
+        "rayon_2_threads_ms",
+    ] {
+        positive(pools, key);
+    }
+    if python_runs() {
+        positive(pools, "py_map_ms");
+        positive(pools, "py_task_us");
+    }
     // The measured ranking: the three mechanisms, fastest first.
     let grades = report["rating"]["mpkit"].as_array().expect("three grades");
     let mut names: Vec<&str> = grades
@@ -256,8 +272,19 @@ fn markdown_table_and_svg_chart() {
         &scratch,
     );
     run.assert_ok();
-    let table: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with('|')).collect();
+    // The mechanisms' table is the first one; the pools' table follows.
+    let table: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
     assert!(table.len() >= 2 + RUST_ROWS.len(), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("\n| pool work | time | ratio |\n"),
+        "{}",
+        run.stdout
+    );
     assert!(table[0].contains("| mechanism |"), "{}", table[0]);
     assert!(table[1].starts_with("|---|"), "{}", table[1]);
     let columns = table[0].matches('|').count();
@@ -287,6 +314,12 @@ fn human_table_without_python_and_bad_plot_name() {
     assert!(run.stdout.contains("mechanism"), "{}", run.stdout);
     assert!(run.stdout.contains("Python rows skipped"), "{}", run.stdout);
     assert!(!run.stdout.contains("Python Pipe"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("the same, rayon with 2 threads")
+            && !run.stdout.contains("vs Python Pool"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains("measured ranking, fastest first, mpkit:"),

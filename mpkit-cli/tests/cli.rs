@@ -122,6 +122,12 @@ fn tour_runs_every_mechanism_and_exits_0() {
         "11. Sockets",
         "a child with the right key: server heard \"hello with the right key\"",
         "a child with a wrong key: the server says",
+        "12. Pool",
+        "results: [0, 1, 4, (died), 16, 25]",
+        "item 3: the worker process",
+        "died (killed by signal 9)",
+        "gh-66587",
+        "with retries(1): [0, 1, 4, 9, 16, 25]",
         "tour finished",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");

@@ -297,3 +297,32 @@ fn pool_example_counts_the_words_of_each_file() {
     );
     assert_eq!(lines[3], "5 words in 3 files", "{out}");
 }
+
+#[test]
+fn pool_progress_example_counts_every_item_once_and_finishes_the_bar() {
+    let _w = watchdog(30);
+    let out = run_example_with("pool_progress", &["12"]);
+    let frames: Vec<&str> = out.split(['\r', '\n']).filter(|l| !l.is_empty()).collect();
+    let counts: Vec<String> = frames
+        .iter()
+        .filter_map(|f| f.split("] ").nth(1))
+        .map(str::to_string)
+        .collect();
+    let expected: Vec<String> = (0..=12).map(|i| format!("{i}/12")).collect();
+    assert_eq!(counts, expected, "{out:?}");
+    assert!(
+        frames.contains(&"[########################] 12/12"),
+        "{out:?}"
+    );
+    // Σ π(1000·n) for n = 1..=12, each item's result kept once.
+    let total: usize = [
+        168, 303, 430, 550, 669, 783, 900, 1007, 1117, 1229, 1335, 1438,
+    ]
+    .iter()
+    .sum();
+    assert_eq!(
+        frames.last().copied(),
+        Some(format!("primes below 1000, 2000, …, 12000: {total} in all").as_str()),
+        "{out:?}"
+    );
+}

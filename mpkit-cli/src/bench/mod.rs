@@ -38,6 +38,7 @@
 //! - [`worker`]: the children and this process's side of a mechanism;
 //! - [`mechanisms`]: starting each mechanism;
 //! - [`python`]: the Python rows;
+//! - [`pools`]: the pool figures (against Python's Pool and rayon);
 //! - [`measure`]: how each figure is measured;
 //! - [`report`], [`text`], [`chart`]: the results as JSON, text and SVG;
 //! - [`cpus`]: where the processes run; [`cleanup`]: what a signal removes.
@@ -51,6 +52,7 @@ mod cleanup;
 mod cpus;
 mod measure;
 mod mechanisms;
+mod pools;
 mod python;
 mod report;
 mod rows;
@@ -101,6 +103,10 @@ Each row: messages per second one way at 64 B and 4 KiB (one producer \
 process, one consumer process), and the median round trip of a 64 B \
 message. Ratios are speed-ups (higher is faster): the share of the ring's \
 throughput, and the speed against the row's Python counterpart.
+
+Then the pools (left out under --only): Pool::map of x + 1 over 100 000 \
+ints and the cost per task at chunksize 1, against Python's Pool.map; \
+CPU-bound tasks of about 1 ms on 1 and 2 workers, and on rayon.
 
 The figures depend on the machine and on what else runs on it; a full run \
 takes about a minute, --quick under 20 seconds. The progress bar goes to \
@@ -242,11 +248,21 @@ fn bench(args: BenchArgs) -> Result {
         // `dir` is removed here, before anything is printed (a closed
         // standard output ends the process).
     };
+    // The pools are measured on their own, with no placement: each has
+    // two workers of its own.
+    let pools = if args.only.is_empty() {
+        Some(pools::measure(
+            mode,
+            python.as_ref().ok().map(|p| p.path.as_str()),
+        )?)
+    } else {
+        None
+    };
     let mut notes = Vec::new();
     if let Err(why) = &python {
         notes.push(format!("Python rows skipped: {why}"));
     }
-    let report = Report::new(
+    let mut report = Report::new(
         mode,
         started.elapsed(),
         python.ok().map(|p| p.version),
@@ -254,12 +270,17 @@ fn bench(args: BenchArgs) -> Result {
         rows,
         notes,
     );
+    report.pools = pools;
     let text = if args.json {
         serde_json::to_string_pretty(&report).ctx("JSON")? + "\n"
     } else if args.markdown {
         report.markdown()
+            + &report
+                .pools
+                .as_ref()
+                .map_or(String::new(), |p| p.markdown())
     } else {
-        report.human()
+        report.human() + &report.pools.as_ref().map_or(String::new(), |p| p.human())
     };
     // The chart first: a closed standard output ends the process.
     if let Some(plot) = &mut plot {

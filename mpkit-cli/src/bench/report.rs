@@ -22,6 +22,9 @@ pub(super) struct Report {
     pub(super) rows: Vec<Row>,
     pub(super) rating: Ratings,
     pub(super) notes: Vec<String>,
+    /// The pool figures (absent under `--only`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) pools: Option<super::pools::Pools>,
 }
 
 #[derive(Serialize)]
@@ -186,6 +189,7 @@ impl Report {
             rows,
             rating,
             notes,
+            pools: None,
         }
     }
 }

@@ -1,0 +1,256 @@
+//! The pool figures: `mpkit::Pool` against Python's `multiprocessing.Pool`
+//! (trivial tasks, default chunking and chunksize 1) and against rayon
+//! (CPU-bound tasks, the named peer for pools), with 1 against 2 workers.
+//!
+//! Each figure repeats its whole map until the mode's budget is spent (at
+//! least three times) and keeps the median. Python runs
+//! `mpkit-bench/python/mp_pool_bench.py` (the criterion bench's script) by
+//! path, so its figures are there only where the source tree is.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mpkit::Pool;
+use mpkit_bench::python::{POOL_SCRIPT, PyBench};
+use serde::Serialize;
+
+use super::{Context, Mode, Result};
+
+/// Everything measured, as `--json` prints it (`pools`).
+#[derive(Serialize)]
+pub(super) struct Pools {
+    /// Trivial tasks (`x + 1`) mapped with the default chunking.
+    pub(super) map_items: u64,
+    /// Milliseconds per whole map, mpkit and Python.
+    pub(super) map_ms: f64,
+    pub(super) py_map_ms: Option<f64>,
+    /// Microseconds per task at chunksize 1.
+    pub(super) task_us: f64,
+    pub(super) py_task_us: Option<f64>,
+    /// CPU-bound tasks of about `cpu_task_ms` each.
+    pub(super) cpu_tasks: u64,
+    pub(super) cpu_task_ms: f64,
+    /// Milliseconds for all of them: mpkit with 1 and 2 workers, rayon
+    /// with 2 threads.
+    pub(super) cpu_1_worker_ms: f64,
+    pub(super) cpu_2_workers_ms: f64,
+    pub(super) rayon_2_threads_ms: f64,
+    pub(super) notes: Vec<String>,
+}
+
+/// Workers of the compared pools (as in `benches/pool.rs`).
+const WORKERS: usize = 2;
+/// Items mapped at chunksize 1.
+const SMALL: u64 = 1_000;
+
+fn inc(x: u64) -> u64 {
+    x + 1
+}
+
+/// About `rounds` steps of a xorshift: CPU work that cannot be folded away.
+fn spin(rounds: u64) -> u64 {
+    let mut x = rounds | 1;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = std::hint::black_box(x);
+    }
+    x
+}
+
+/// The median time of `run`, repeated until `budget` is spent (three times
+/// at least).
+fn median(budget: Duration, mut run: impl FnMut() -> Result<Duration>) -> Result<Duration> {
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while times.len() < 3 || start.elapsed() < budget {
+        times.push(run()?);
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let start = Instant::now();
+    let out = f();
+    (start.elapsed(), out)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn warm(processes: usize) -> Result<Pool> {
+    let pool = Pool::new(processes).ctx("Pool::new")?;
+    pool.map_chunked(inc, 0..(processes as u64 * 4), 1)
+        .ctx("warming the pool")?;
+    Ok(pool)
+}
+
+/// Maps `inc` over `items` with `chunksize` (0: default), checked.
+fn map_once(pool: &Pool, items: u64, chunksize: usize) -> Result<Duration> {
+    let (t, out) = timed(|| pool.map_chunked(inc, 0..items, chunksize));
+    let out = out.ctx("Pool::map")?;
+    if out.len() as u64 != items || out.last() != Some(&items) {
+        return Err("Pool::map returned the wrong results".into());
+    }
+    Ok(t)
+}
+
+/// Python's time per map of `items` (`map` or `map1` mode), or why none.
+fn python_map(python: &str, mode: &str, items: u64, budget: Duration) -> Result<Duration> {
+    if !Path::new(POOL_SCRIPT).exists() {
+        return Err(format!("{POOL_SCRIPT} is not here (the source tree)"));
+    }
+    let mut py = PyBench::start(python, POOL_SCRIPT, &[mode, &items.to_string(), "2"]);
+    median(budget, || Ok(py.run(1)))
+}
+
+/// Rounds of [`spin`] that take about `target` here.
+fn calibrate(target: Duration) -> u64 {
+    let mut rounds = 1_000;
+    loop {
+        let (t, _) = timed(|| spin(rounds));
+        if t >= target / 4 {
+            return (rounds as f64 * target.as_secs_f64() / t.as_secs_f64()) as u64;
+        }
+        rounds *= 2;
+    }
+}
+
+pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
+    let budget = mode.budget();
+    let (map_items, cpu_tasks) = match mode {
+        Mode::Tiny => (10_000, 8),
+        _ => (100_000, 32),
+    };
+    let mut notes = Vec::new();
+    let pool = warm(WORKERS)?;
+    let map = median(budget, || map_once(&pool, map_items, 0))?;
+    let task = median(budget, || map_once(&pool, SMALL, 1))? / SMALL as u32;
+    let (mut py_map, mut py_task) = (None, None);
+    if let Some(py) = python {
+        match python_map(py, "map", map_items, budget) {
+            Ok(t) => py_map = Some(ms(t)),
+            Err(e) => notes.push(format!("Python pool figures skipped: {e}")),
+        }
+        if py_map.is_some() {
+            py_task =
+                Some(python_map(py, "map1", SMALL, budget)?.as_secs_f64() * 1e6 / SMALL as f64);
+        }
+    }
+
+    let rounds = calibrate(Duration::from_millis(1));
+    let task_ms = ms(timed(|| spin(rounds)).0);
+    let work = vec![rounds; cpu_tasks as usize];
+    let cpu = |pool: &Pool| {
+        median(budget, || {
+            let (t, out) = timed(|| pool.map_chunked(spin, work.clone(), 1));
+            out.ctx("Pool::map")?;
+            Ok(t)
+        })
+    };
+    let one = cpu(&warm(1)?)?;
+    let two = cpu(&pool)?;
+    let rayon = rayon::ThreadPoolBuilder::new()
+        .num_threads(WORKERS)
+        .build()
+        .ctx("rayon pool")?;
+    let par = median(budget, || {
+        use rayon::prelude::*;
+        Ok(timed(|| rayon.install(|| work.par_iter().map(|&r| spin(r)).sum::<u64>())).0)
+    })?;
+    Ok(Pools {
+        map_items,
+        map_ms: ms(map),
+        py_map_ms: py_map,
+        task_us: task.as_secs_f64() * 1e6,
+        py_task_us: py_task,
+        cpu_tasks,
+        cpu_task_ms: task_ms,
+        cpu_1_worker_ms: ms(one),
+        cpu_2_workers_ms: ms(two),
+        rayon_2_threads_ms: ms(par),
+        notes,
+    })
+}
+
+impl Pools {
+    /// `(what, figure, ratio)` lines; ratios are speed-ups (higher is
+    /// faster for mpkit).
+    fn lines(&self) -> Vec<[String; 3]> {
+        // No ratio (no Python) says nothing.
+        let x = |r: Option<f64>, vs: &str| r.map_or(String::new(), |r| format!("x{r:.2} {vs}"));
+        vec![
+            [
+                format!(
+                    "Pool::map(x + 1) over {} ints, 2 workers, default chunking",
+                    self.map_items
+                ),
+                format!("{:.1} ms", self.map_ms),
+                x(
+                    self.py_map_ms.map(|p| p / self.map_ms),
+                    "vs Python Pool.map",
+                ),
+            ],
+            [
+                "per task at chunksize 1 (1 000 tasks)".to_string(),
+                format!("{:.1} µs", self.task_us),
+                x(
+                    self.py_task_us.map(|p| p / self.task_us),
+                    "vs Python Pool.map(chunksize=1)",
+                ),
+            ],
+            [
+                format!(
+                    "{} CPU-bound tasks of {:.1} ms, 1 worker",
+                    self.cpu_tasks, self.cpu_task_ms
+                ),
+                format!("{:.1} ms", self.cpu_1_worker_ms),
+                String::new(),
+            ],
+            [
+                "the same, 2 workers".to_string(),
+                format!("{:.1} ms", self.cpu_2_workers_ms),
+                x(
+                    Some(self.cpu_1_worker_ms / self.cpu_2_workers_ms),
+                    "vs 1 worker",
+                ),
+            ],
+            [
+                "the same, rayon with 2 threads".to_string(),
+                format!("{:.1} ms", self.rayon_2_threads_ms),
+                x(
+                    Some(self.rayon_2_threads_ms / self.cpu_2_workers_ms),
+                    "for mpkit vs rayon",
+                ),
+            ],
+        ]
+    }
+
+    pub(super) fn human(&self) -> String {
+        let mut out =
+            String::from("\nPools (time per whole map; ratios: higher is faster for mpkit)\n");
+        for [what, figure, ratio] in self.lines() {
+            let line = format!("  {what:62}  {figure:>10}  {ratio}");
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        for note in &self.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+        out
+    }
+
+    pub(super) fn markdown(&self) -> String {
+        let mut out = String::from("\n| pool work | time | ratio |\n|---|---:|---|\n");
+        for [what, figure, ratio] in self.lines() {
+            out.push_str(&format!("| {what} | {figure} | {ratio} |\n"));
+        }
+        for note in &self.notes {
+            out.push_str(&format!("\n{note}\n"));
+        }
+        out
+    }
+}
