@@ -672,3 +672,27 @@ fn a_result_destructor_runs_after_the_result_was_sent() {
     });
     assert_eq!(r, Ok(5));
 }
+
+/// In a program that has not ignored `SIGPIPE` (C hosts, the `mpkit`
+/// command), ending a pool must not write to a pipe nobody reads: a
+/// `join` after `terminate` wakes a dispatcher that has already exited.
+#[test]
+fn ending_a_pool_never_raises_sigpipe() {
+    let _w = watchdog(30);
+    let child = mpkit::Process::spawn(
+        |rounds: u32| {
+            // SAFETY: signal(2) with SIG_DFL installs no handler code.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            for _ in 0..rounds {
+                let pool = Pool::new(2).unwrap();
+                assert_eq!(pool.map(|x: u32| x + 1, 0..4u32).unwrap(), [1, 2, 3, 4]);
+                pool.terminate();
+                pool.join();
+            }
+            true
+        },
+        20u32,
+    )
+    .unwrap();
+    assert!(child.join().unwrap());
+}

@@ -103,6 +103,12 @@ pub(super) struct Shared {
     /// Write end of the wake-up pipe (non-blocking: a full pipe already
     /// holds a wake-up).
     wake: OwnedFd,
+    /// A second read end of that pipe, kept as long as anyone can wake: a
+    /// wake-up after the dispatcher exited (every `join` after a
+    /// `terminate`) then finds a full or open pipe, never one without
+    /// readers, which would raise `SIGPIPE` in a program that has not
+    /// ignored it.
+    _wake_reader: OwnedFd,
     pub config: Config,
 }
 
@@ -192,6 +198,7 @@ pub(super) fn start(
             failure: None,
         }),
         wake: wake_tx,
+        _wake_reader: wake_rx.try_clone()?,
         config,
     });
     let mut d = Dispatcher {
