@@ -159,7 +159,14 @@ pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
         .ctx("rayon pool")?;
     let par = median(budget, || {
         use rayon::prelude::*;
-        Ok(timed(|| rayon.install(|| work.par_iter().map(|&r| spin(r)).sum::<u64>())).0)
+        Ok(timed(|| {
+            rayon.install(|| {
+                work.par_iter()
+                    .map(|&r| spin(r))
+                    .reduce(|| 0, u64::wrapping_add)
+            })
+        })
+        .0)
     })?;
     Ok(Pools {
         map_items,

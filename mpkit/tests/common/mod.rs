@@ -33,10 +33,29 @@ pub fn watchdog(secs: u64) -> Watchdog {
                 // SAFETY: kill(2) with a pid we spawned and a valid signal.
                 unsafe { libc::kill(child.pid(), libc::SIGKILL) };
             }
+            remove_test_objects();
             std::process::abort();
         }
     });
     Watchdog { done }
+}
+
+/// Removes the named objects this test process made, by the naming
+/// conventions of the tests (`mpkit_test_PID_…`, `mpkit-fuzz-KIND-PID-…`):
+/// an abort runs no destructor, and a failing test must not leave them in
+/// `/dev/shm`.
+pub fn remove_test_objects() {
+    let pid = std::process::id();
+    let (test, fuzz) = (format!("mpkit_test_{pid}_"), format!("-{pid}-"));
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&test) || (name.starts_with("mpkit-fuzz-") && name.contains(&fuzz)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl Drop for Watchdog {

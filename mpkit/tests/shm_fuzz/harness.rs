@@ -44,6 +44,8 @@ pub(crate) fn watch(name: &str, what: String) -> Watched {
                         "watchdog: a case hung for {CASE_LIMIT:?}, aborting: {what}"
                     );
                     let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+                    // The other properties' cases die with this abort too.
+                    crate::common::remove_test_objects();
                     std::process::abort();
                 }
             }
