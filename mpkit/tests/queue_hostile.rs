@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, watchdog};
+use common::{eventually, scribble_from_another_process as scribble, u64s, watchdog};
 use mpkit::Process;
 use mpkit::process::ProcessState;
 use mpkit::queue::{ByteQueue, PutTimeoutError};
@@ -231,31 +231,6 @@ const RING: u64 = 4096;
 fn named_queue(tag: &str) -> (ByteQueue, String) {
     let name = format!("mpkit-hostile-{tag}-{}", std::process::id());
     (ByteQueue::create(&name, 0, 4096).unwrap(), name)
-}
-
-/// Another process writes `bytes` at `offset` of the object's file, as any
-/// process of the same user may.
-fn scribble(name: &str, writes: Vec<(u64, Vec<u8>)>) {
-    Process::spawn(
-        |(name, writes): (String, Vec<(u64, Vec<u8>)>)| {
-            use std::os::unix::fs::FileExt;
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/dev/shm/{name}"))
-                .unwrap();
-            for (offset, bytes) in writes {
-                f.write_all_at(&bytes, offset).unwrap();
-            }
-        },
-        (name.to_string(), writes),
-    )
-    .unwrap()
-    .join()
-    .unwrap();
-}
-
-fn u64s(values: &[u64]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Ring positions off a record boundary, or past the ring: a put is an

@@ -517,20 +517,8 @@ fn a_length_rewritten_after_attach_is_not_believed() {
 
 /// A child process overwrites the whole pthread mutex at the start of a
 /// named object's lock cell (offset 64) with `0xff` bytes, through the file.
-fn scribble_mutex(name: String) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/dev/shm/{name}"))
-        .expect("open the object's file");
-    f.write_all_at(&[0xff; 40], 64).expect("scribble");
-}
-
 fn scribble_in_child(name: &str) {
-    Process::spawn(scribble_mutex, name.to_string())
-        .expect("spawn the scribbler")
-        .join()
-        .expect("the scribbler ran");
+    common::scribble_from_another_process(name, vec![(64, vec![0xff; 40])]);
 }
 
 /// Another process fills a value's mutex with garbage: attaching is

@@ -241,6 +241,18 @@ impl<T: Pod> Value<T> {
         self.seg.at::<T>(data_offset::<T>(true))
     }
 
+    /// The guard of a lock this thread just took.
+    #[inline]
+    fn guard(&self, owner_died: bool) -> ValueGuard<'_, T> {
+        Guard::new(
+            self.cell(),
+            &self.lent,
+            self.data(),
+            owner_died,
+            "Value::lock",
+        )
+    }
+
     /// Locks the value and gives access to it through the guard.
     ///
     /// # Panics
@@ -248,13 +260,7 @@ impl<T: Pod> Value<T> {
     /// be two `&mut` to the same data).
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError> {
         let owner_died = self.cell().lock(LOCK_TYPE)?;
-        Ok(Guard::new(
-            self.cell(),
-            &self.lent,
-            self.data(),
-            owner_died,
-            "Value::lock",
-        ))
+        Ok(self.guard(owner_died))
     }
 
     /// Locks the value if no one else holds it.
@@ -263,13 +269,7 @@ impl<T: Pod> Value<T> {
     /// As [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, TryLockError> {
         let owner_died = self.cell().try_lock(LOCK_TYPE)?;
-        Ok(Guard::new(
-            self.cell(),
-            &self.lent,
-            self.data(),
-            owner_died,
-            "Value::lock",
-        ))
+        Ok(self.guard(owner_died))
     }
 
     /// Locks the value, waiting at most `timeout`.
@@ -279,13 +279,7 @@ impl<T: Pod> Value<T> {
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ValueGuard<'_, T>, LockTimeoutError> {
         let deadline = sys::deadline_after(Some(timeout));
         let owner_died = self.cell().lock_until(LOCK_TYPE, deadline)?;
-        Ok(Guard::new(
-            self.cell(),
-            &self.lent,
-            self.data(),
-            owner_died,
-            "Value::lock",
-        ))
+        Ok(self.guard(owner_died))
     }
 
     /// Reads the value (under the lock). An error when the lock cannot be
@@ -561,19 +555,25 @@ impl<T: Pod> Array<T> {
         NonNull::slice_from_raw_parts(self.data(), self.len())
     }
 
+    /// The guard of a lock this thread just took.
+    #[inline]
+    fn guard(&self, owner_died: bool) -> ArrayGuard<'_, T> {
+        Guard::new(
+            self.cell(),
+            &self.lent,
+            self.slice(),
+            owner_died,
+            "Array::lock",
+        )
+    }
+
     /// Locks the array and gives access to its elements as a slice.
     ///
     /// # Panics
     /// If this thread already holds a guard of this array.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, LockError> {
         let owner_died = self.cell().lock(LOCK_TYPE)?;
-        Ok(Guard::new(
-            self.cell(),
-            &self.lent,
-            self.slice(),
-            owner_died,
-            "Array::lock",
-        ))
+        Ok(self.guard(owner_died))
     }
 
     /// Locks the array if no one else holds it.
@@ -582,13 +582,7 @@ impl<T: Pod> Array<T> {
     /// As [`lock`](Self::lock).
     pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, TryLockError> {
         let owner_died = self.cell().try_lock(LOCK_TYPE)?;
-        Ok(Guard::new(
-            self.cell(),
-            &self.lent,
-            self.slice(),
-            owner_died,
-            "Array::lock",
-        ))
+        Ok(self.guard(owner_died))
     }
 
     /// Locks the array, waiting at most `timeout`.
@@ -598,13 +592,7 @@ impl<T: Pod> Array<T> {
     pub fn lock_timeout(&self, timeout: Duration) -> Result<ArrayGuard<'_, T>, LockTimeoutError> {
         let deadline = sys::deadline_after(Some(timeout));
         let owner_died = self.cell().lock_until(LOCK_TYPE, deadline)?;
-        Ok(Guard::new(
-            self.cell(),
-            &self.lent,
-            self.slice(),
-            owner_died,
-            "Array::lock",
-        ))
+        Ok(self.guard(owner_died))
     }
 
     /// Element `i` (under the lock), or `Ok(None)` past the end (then the

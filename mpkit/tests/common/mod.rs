@@ -40,6 +40,32 @@ pub fn watchdog(secs: u64) -> Watchdog {
     Watchdog { done }
 }
 
+/// Another process writes each `(offset, bytes)` into the named object's
+/// file in `/dev/shm`, as any process of the same user may.
+pub fn scribble_from_another_process(name: &str, writes: Vec<(u64, Vec<u8>)>) {
+    mpkit::Process::spawn(
+        |(name, writes): (String, Vec<(u64, Vec<u8>)>)| {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/dev/shm/{name}"))
+                .unwrap();
+            for (offset, bytes) in writes {
+                f.write_all_at(&bytes, offset).unwrap();
+            }
+        },
+        (name.to_string(), writes),
+    )
+    .unwrap()
+    .join()
+    .unwrap();
+}
+
+/// Little-endian bytes of `values`.
+pub fn u64s(values: &[u64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 /// Removes the named objects this test process made, by the naming
 /// conventions of the tests (`mpkit_test_PID_…`, `mpkit-fuzz-KIND-PID-…`):
 /// an abort runs no destructor, and a failing test must not leave them in

@@ -42,10 +42,7 @@ mod harness;
 mod objects;
 mod queues;
 
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use mpkit::Process;
 
 /// The ring's capacity in the queue cases: small, so positions wrap often.
 const CAPACITY: usize = 4096;
@@ -71,26 +68,4 @@ impl Drop for Unlink {
     }
 }
 
-/// Another process writes `writes` into the object's file.
-fn scribble_from_another_process(name: &str, writes: Vec<(u64, Vec<u8>)>) {
-    Process::spawn(
-        |(name, writes): (String, Vec<(u64, Vec<u8>)>)| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/dev/shm/{name}"))
-                .unwrap();
-            for (at, bytes) in writes {
-                f.write_all_at(&bytes, at).unwrap();
-            }
-        },
-        (name.to_string(), writes),
-    )
-    .unwrap()
-    .join()
-    .unwrap();
-}
-
-/// Little-endian bytes of `values`.
-fn u64s(values: &[u64]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
+use common::{scribble_from_another_process, u64s};
