@@ -85,5 +85,5 @@ pub mod sync;
 mod sys;
 
 pub use connection::{Connection, RecvError, SendError, pipe};
-pub use pool::Pool;
+pub use pool::{Executor, Pool};
 pub use process::{JoinError, Process, SpawnError};
