@@ -173,7 +173,8 @@ impl Executor {
 
     /// Submits `f(item)` for every item now, and returns an iterator over
     /// their outcomes in order (Python's `Executor.map`). With a
-    /// `timeout`, an outcome not ready that long after this call is
+    /// `timeout`, an outcome not ready that long after the items were
+    /// submitted is
     /// [`MapError::Timeout`], after which the iterator ends. Tasks not
     /// started when the iterator ends (a timeout) or is dropped are
     /// cancelled, as in Python. Each item is its own task: for many cheap
@@ -206,11 +207,10 @@ impl Executor {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
+        let tasks = items.into_iter().map(|a| self.submit(f, a)).collect();
+        // Counted from when every item is submitted, as Python does.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        MapResults {
-            tasks: items.into_iter().map(|a| self.submit(f, a)).collect(),
-            deadline,
-        }
+        MapResults { tasks, deadline }
     }
 
     /// Takes no more tasks (later ones fail with
