@@ -452,6 +452,17 @@ impl<R> Waitable for Task<R> {
 }
 
 /// Why an outcome of [`Executor::map`] is missing.
+///
+/// ```
+/// use mpkit::pool::{Executor, MapError, TaskError};
+///
+/// let ex = Executor::new(1)?;
+/// match ex.map(|x: u8| 10 / x, [0], None).next() {
+///     Some(Err(MapError::Task(TaskError::Panicked { message }))) => assert!(message.contains("divide")),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MapError {
