@@ -82,6 +82,7 @@
 
 mod builder;
 mod error;
+pub mod generic;
 mod ring;
 
 use std::fmt;
@@ -99,6 +100,7 @@ pub use error::{
     PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
 use error::{GetFamily, PutFamily};
+pub use generic::{JoinableOps, QueueOps};
 use ring::{Forever, NoWait, Ring, Until, Waiting};
 
 /// What [`admin`](crate::admin) reports of a queue found in `file`: the
