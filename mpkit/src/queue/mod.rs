@@ -19,6 +19,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Code generic over where its queue lives uses the traits [`QueueOps`] and
+//! [`JoinableOps`] ([`generic`]), which these queues and the Redis-stream
+//! queue (`redis_queue::RedisQueue`, feature `redis`) implement.
+//!
 //! # Anatomy
 //! A queue is one segment holding a byte ring (see `queue/ring.rs` and
 //! ARCHITECTURE.md for the layout). Producers are one critical section,
