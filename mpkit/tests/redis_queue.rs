@@ -331,3 +331,24 @@ fn generic_code_runs_on_both_queues() {
     let clone = q.try_clone().unwrap();
     assert_eq!(produce_and_join(q, clone), 6050);
 }
+
+#[test]
+fn a_batch_is_acknowledged_in_one_call() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = queue(&s, "batch");
+    q.put_many((0..50).collect()).unwrap();
+    let first = q.get_delivery_timeout(LONG).unwrap();
+    assert_eq!(q.get_many(100).unwrap(), (1..50).collect::<Vec<_>>());
+    assert!(matches!(
+        q.task_done_many(51),
+        Err(mpkit::redis_queue::RedisAckError::NothingTaken)
+    ));
+    assert_eq!(q.pending().unwrap(), 50);
+    q.task_done_many(50).unwrap();
+    q.join_timeout(LONG).unwrap();
+    match q.ack(&first.id) {
+        Err(mpkit::redis_queue::RedisAckError::NotPending(ids)) => assert_eq!(ids, first.id),
+        other => panic!("expected NotPending, got {other:?}"),
+    }
+}

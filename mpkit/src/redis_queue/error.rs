@@ -175,7 +175,8 @@ pub enum RedisAckError {
     /// The entry was no longer pending: another consumer got it again
     /// after the visibility timeout and acknowledged it first, or it went
     /// to the dead-letter stream. The work was done more than once.
-    #[error("entry {0} was no longer pending (acknowledged elsewhere, or dead-lettered)")]
+    /// Holds the ids, comma-separated.
+    #[error("entries {0} were no longer pending (acknowledged elsewhere, or dead-lettered)")]
     NotPending(String),
     /// As [`RedisGetError::Unavailable`]; the entry may or may not be
     /// acknowledged (acknowledging it again is harmless).

@@ -699,13 +699,24 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
     /// acknowledged (Python's `task_done`): `XACK`, then `XDEL`, so the
     /// item is gone and never delivered again.
     pub fn task_done(&self) -> Result<(), RedisAckError> {
-        let id = self
-            .taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front()
-            .ok_or(RedisAckError::NothingTaken)?;
-        self.ack_id(&id)
+        self.task_done_many(1)
+    }
+
+    /// [`task_done`](Self::task_done) for the `n` oldest items this handle
+    /// took, in one call to the server (what a consumer of
+    /// [`get_many`](Self::get_many) batches wants). Fewer taken than `n`
+    /// is [`RedisAckError::NothingTaken`], and nothing is acknowledged;
+    /// entries no longer pending are named in
+    /// [`RedisAckError::NotPending`] (the others are acknowledged).
+    pub fn task_done_many(&self, n: usize) -> Result<(), RedisAckError> {
+        let ids: Vec<String> = {
+            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+            if taken.len() < n {
+                return Err(RedisAckError::NothingTaken);
+            }
+            taken.drain(..n).collect()
+        };
+        self.ack_ids(&ids)
     }
 
     /// Acknowledges the entry `id` (a [`Delivery::id`], or the id in a
@@ -716,21 +727,25 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|t| t != id);
-        self.ack_id(id)
+        self.ack_ids(&[id.to_string()])
     }
 
-    fn ack_id(&self, id: &str) -> Result<(), RedisAckError> {
-        let n: i64 = self.conn.call(None, Duration::ZERO, |con| {
-            scripts::ACK
-                .key(&self.keys.stream)
-                .arg(GROUP)
-                .arg(id)
-                .invoke(con)
+    fn ack_ids(&self, ids: &[String]) -> Result<(), RedisAckError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let missed: Vec<String> = self.conn.call(None, Duration::ZERO, |con| {
+            let mut call = scripts::ACK.key(&self.keys.stream);
+            call.arg(GROUP);
+            for id in ids {
+                call.arg(id);
+            }
+            call.invoke(con)
         })?;
-        if n == 1 {
+        if missed.is_empty() {
             Ok(())
         } else {
-            Err(RedisAckError::NotPending(id.to_string()))
+            Err(RedisAckError::NotPending(missed.join(", ")))
         }
     }
 

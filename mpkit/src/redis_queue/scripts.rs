@@ -92,14 +92,20 @@ return {closed and 1 or 0, out}
     )
 });
 
-/// Acknowledges entry `ARGV[2]` and deletes it from the stream; returns 1,
-/// or 0 when it was not pending.
+/// Acknowledges the entries `ARGV[2..]` and deletes them from the stream;
+/// returns the ids of those that were not pending.
 pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local n = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-if n == 1 then redis.call('XDEL', KEYS[1], ARGV[2]) end
-return n
+local missed = {}
+for i = 2, #ARGV do
+    if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+        redis.call('XDEL', KEYS[1], ARGV[i])
+    else
+        table.insert(missed, ARGV[i])
+    end
+end
+return missed
 "#,
     )
 });
