@@ -352,3 +352,26 @@ fn a_batch_is_acknowledged_in_one_call() {
         other => panic!("expected NotPending, got {other:?}"),
     }
 }
+
+#[test]
+fn a_server_that_lost_its_data_is_an_error_not_an_empty_queue() {
+    let _w = watchdog(60);
+    let Some(mut s) = server() else { return };
+    let q: RedisQueue<u32> = queue(&s, "lost");
+    q.put(1).unwrap();
+    s.restart(); // no persistence: the queue is gone
+    match q.put(2) {
+        Err(RedisPutError::Redis { value: 2, source }) => {
+            assert_eq!(source.code(), Some("NOQUEUE"), "{source}")
+        }
+        other => panic!("expected NOQUEUE, got {other:?}"),
+    }
+    match q.get_timeout(LONG) {
+        Err(RedisGetError::Redis(e)) => assert_eq!(e.code(), Some("NOQUEUE"), "{e}"),
+        other => panic!("expected NOQUEUE, got {other:?}"),
+    }
+    // Opening it again makes it anew.
+    let again: RedisQueue<u32> = queue(&s, "lost");
+    again.put(3).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 3);
+}

@@ -39,10 +39,11 @@
 //! - **Never lost once `put` returned `Ok`**, as long as the server keeps
 //!   its data: the entry was added by the server before the reply. A
 //!   restart loses what its persistence had not written (run Redis with
-//!   `appendonly yes`, `appendfsync always` for nothing to be lost); a
-//!   server restarted without its data makes every call fail with
-//!   [`RedisGetError::Redis`] (`NOGROUP`) rather than pretend the queue is
-//!   empty.
+//!   `appendonly yes`, `appendfsync always` for nothing to be lost); on a
+//!   server restarted without its data, puts and gets fail with
+//!   [`RedisPutError::Redis`] and [`RedisGetError::Redis`] (`NOQUEUE`)
+//!   rather than pretend the queue is empty; opening the queue again
+//!   makes it anew.
 //! - **Delivered at least once, at most `max_deliveries` times**: an item
 //!   stays in the stream, pending under the consumer that took it, until
 //!   [`task_done`](RedisQueue::task_done) or [`ack`](RedisQueue::ack).

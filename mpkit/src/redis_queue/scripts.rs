@@ -2,6 +2,10 @@
 //! command runs between its calls), which is what makes `maxsize` exact
 //! and a reclaim that dead-letters an entry all-or-nothing.
 //!
+//! Put and take fail with `NOQUEUE` when the settings hash is missing:
+//! the server lost the queue, and adding to a stream without its group, or
+//! reading nothing from it, would hide that.
+//!
 //! Keys: `KEYS[1]` the stream, `KEYS[2]` the settings hash, `KEYS[3]` the
 //! dead-letter stream. The consumer group is `ARGV[1]`.
 
@@ -34,6 +38,9 @@ return redis.call('HMGET', KEYS[2], 'maxsize', 'visibility_ms', 'max_deliveries'
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    return redis.error_reply('NOQUEUE the queue is gone from the server (restarted without its data, or its keys were deleted)')
+end
 local meta = redis.call('HMGET', KEYS[2], 'closed', 'maxsize')
 if meta[1] == '1' then return -1 end
 local n = #ARGV - 1
@@ -60,6 +67,9 @@ return n
 pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    return redis.error_reply('NOQUEUE the queue is gone from the server (restarted without its data, or its keys were deleted)')
+end
 local closed = redis.call('HGET', KEYS[2], 'closed') == '1'
 local count = tonumber(ARGV[5])
 local max = tonumber(ARGV[4])
