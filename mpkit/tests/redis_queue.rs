@@ -375,3 +375,45 @@ fn a_server_that_lost_its_data_is_an_error_not_an_empty_queue() {
     again.put(3).unwrap();
     assert_eq!(q.get_timeout(LONG).unwrap(), 3);
 }
+
+/// Takes one item and holds it until `release` is set, then acknowledges
+/// it; returns its delivery count and whether the ack found it pending.
+fn take_slowly((q, took, release): (RedisQueue<String>, Event, Event)) -> (u64, bool) {
+    let d = q.get_delivery_timeout(LONG).unwrap();
+    took.set();
+    assert!(release.wait(Some(LONG)).unwrap());
+    match q.ack(&d.id) {
+        Ok(()) => (d.deliveries, true),
+        Err(mpkit::redis_queue::RedisAckError::NotPending(_)) => (d.deliveries, false),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn an_item_held_past_the_visibility_timeout_goes_to_another_consumer() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<String> = RedisQueue::builder(&s.url(), "slow")
+        .visibility_timeout(Duration::from_millis(300))
+        .open()
+        .unwrap();
+    q.put("job".to_string()).unwrap();
+    let (took, release) = (Event::new().unwrap(), Event::new().unwrap());
+    let slow = Process::spawn(
+        take_slowly,
+        (
+            q.try_clone().unwrap(),
+            took.try_clone().unwrap(),
+            release.try_clone().unwrap(),
+        ),
+    )
+    .unwrap();
+    assert!(took.wait(Some(LONG)).unwrap());
+    // The slow consumer is alive and still holds it: delivered again, and
+    // the first acknowledgement wins; the late one is told.
+    let fast = Process::spawn(take_one, (q.try_clone().unwrap(), true)).unwrap();
+    assert_eq!(fast.join().unwrap(), Some(("job".to_string(), 2)));
+    release.set();
+    assert_eq!(slow.join().unwrap(), (1, false));
+    q.join_timeout(LONG).unwrap();
+}

@@ -289,6 +289,46 @@ struct Raw {
 
 /// A queue of `T` on a Redis stream, encoded with codec `C`; see the
 /// [module docs](self) for its guarantees.
+///
+/// A handle passes to a [`Process`](crate::Process) like the shared-memory
+/// queues (as its URL and name: the child connects as a consumer of its
+/// own), or is opened by name on another host.
+///
+/// ```no_run
+/// // Needs a Redis server at the URL. Two worker processes take jobs,
+/// // acknowledge each, and stop when the queue is closed; an item that a
+/// // worker took and never acknowledged (it crashed) would be delivered
+/// // again after the visibility timeout, with `deliveries` 2.
+/// use std::time::Duration;
+/// use mpkit::Process;
+/// use mpkit::redis_queue::{RedisGetError, RedisQueue};
+///
+/// fn worker(q: RedisQueue<u64>) -> u64 {
+///     let mut sum = 0;
+///     loop {
+///         match q.get_delivery(None) {
+///             Ok(job) => {
+///                 sum += job.value;
+///                 q.ack(&job.id).unwrap();
+///             }
+///             Err(RedisGetError::Closed) => return sum,
+///             Err(e) => panic!("{e}"),
+///         }
+///     }
+/// }
+///
+/// let q: RedisQueue<u64> = RedisQueue::open("redis://127.0.0.1:6379", "sums")?;
+/// let workers = [
+///     Process::spawn(worker, q.try_clone()?)?,
+///     Process::spawn(worker, q.try_clone()?)?,
+/// ];
+/// q.put_many((1..=100).collect())?;
+/// q.join_timeout(Duration::from_secs(10))?; // all acknowledged
+/// q.close()?;
+/// let total: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+/// assert_eq!(total, 5050);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct RedisQueue<T, C = Postcard> {
     conn: Conn,
     url: String,
