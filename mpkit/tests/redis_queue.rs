@@ -417,3 +417,20 @@ fn an_item_held_past_the_visibility_timeout_goes_to_another_consumer() {
     assert_eq!(slow.join().unwrap(), (1, false));
     q.join_timeout(LONG).unwrap();
 }
+
+#[test]
+fn the_json_codec_writes_json_entries() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<(u32, String), mpkit::codec::Json> =
+        RedisQueue::open(&s.url(), "json").unwrap();
+    q.put((7, "seven".to_string())).unwrap();
+    let key = q.stream_key().as_bytes().to_vec();
+    // Another language reads the entry as JSON text.
+    let raw = s.cmd(&[b"XRANGE", &key, b"-", b"+"]);
+    assert!(raw.contains(r#"[7,"seven"]"#), "{raw}");
+    // And writes one the queue reads.
+    s.cmd(&[b"XADD", &key, b"*", b"v", br#"[8,"eight"]"#]);
+    assert_eq!(q.get_timeout(LONG).unwrap(), (7, "seven".to_string()));
+    assert_eq!(q.get_timeout(LONG).unwrap(), (8, "eight".to_string()));
+}

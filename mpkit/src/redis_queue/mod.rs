@@ -849,7 +849,11 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
 
     /// Closes the queue for everyone: puts fail with `Closed`, gets deliver
     /// what is queued and then fail with `Closed` (within half a second,
-    /// for a get blocked in the server).
+    /// for a get blocked in the server). Items other consumers hold are
+    /// not waited for: one of them that times out later is still delivered
+    /// to a consumer that asks, but a get that found nothing to take has
+    /// already returned `Closed`. [`join`](Self::join) first to have every
+    /// item done.
     pub fn close(&self) -> Result<(), RedisJoinError> {
         self.conn.call(None, Duration::ZERO, |con| {
             redis::cmd("HSET")
@@ -973,7 +977,9 @@ impl<T, C> fmt::Debug for RedisQueue<T, C> {
 }
 
 /// A handle passes (to a [`Process`](crate::Process), for one) as its URL,
-/// name and timeouts; the receiver connects anew, as its own consumer.
+/// name and timeouts; the receiver connects anew, as its own consumer. The
+/// URL travels whole, with any password in it: pass handles only to
+/// processes that may have it.
 impl<T, C> Serialize for RedisQueue<T, C> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         (

@@ -190,8 +190,7 @@ impl RedisServer {
             req.extend_from_slice(b"\r\n");
         }
         s.write_all(&req)?;
-        // One reply: read until the peer has sent a complete first line
-        // and, for a bulk string, its body (enough for these tests).
+        // Read until one whole reply is in.
         let mut buf = Vec::new();
         let mut chunk = [0u8; 65536];
         loop {
@@ -208,21 +207,34 @@ impl RedisServer {
     }
 }
 
-/// Whether `buf` holds one whole RESP reply (simple, error, integer, or
-/// bulk string: the replies these tests read).
+/// Whether `buf` holds one whole RESP2 reply.
 fn complete(buf: &[u8]) -> bool {
-    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return false;
-    };
-    match buf.first() {
-        Some(b'$') => {
-            let len: i64 = std::str::from_utf8(&buf[1..eol])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(-1);
-            len < 0 || buf.len() >= eol + 2 + len as usize + 2
+    value_end(buf, 0).is_some()
+}
+
+/// Where the RESP2 value starting at `at` ends, if all of it is in `buf`.
+fn value_end(buf: &[u8], at: usize) -> Option<usize> {
+    let eol = at + buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&buf[at + 1..eol]).ok()?;
+    let next = eol + 2;
+    match buf[at] {
+        b'$' => {
+            let len: i64 = line.parse().ok()?;
+            if len < 0 {
+                return Some(next);
+            }
+            let end = next + len as usize + 2;
+            (buf.len() >= end).then_some(end)
         }
-        _ => true,
+        b'*' => {
+            let n: i64 = line.parse().ok()?;
+            let mut pos = next;
+            for _ in 0..n.max(0) {
+                pos = value_end(buf, pos)?;
+            }
+            Some(pos)
+        }
+        _ => Some(next),
     }
 }
 
