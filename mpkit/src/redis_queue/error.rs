@@ -187,14 +187,14 @@ pub enum RedisAckError {
     Redis(redis::RedisError),
 }
 
-/// Why [`join_timeout`](super::RedisQueue::join_timeout) (or `join`, or
-/// [`len`](super::RedisQueue::len) and the other queries) returned early.
+/// Why [`join_timeout`](super::RedisQueue::join_timeout) or
+/// [`join`](super::RedisQueue::join) returned early.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisJoinError {
     /// The timeout passed with `unfinished` items still in the stream
-    /// (queued, or delivered and not acknowledged). `len` and the other
-    /// queries never report it.
+    /// (queued, or delivered and not acknowledged). `join` never reports
+    /// it.
     #[error("timed out with {unfinished} unfinished items")]
     Timeout {
         /// Items put and not yet acknowledged, at the deadline.
@@ -206,6 +206,31 @@ pub enum RedisJoinError {
     /// As [`RedisGetError::Redis`].
     #[error("the Redis server refused: {0}")]
     Redis(redis::RedisError),
+}
+
+/// Why a query ([`len`](super::RedisQueue::len),
+/// [`pending`](super::RedisQueue::pending),
+/// [`unfinished_tasks`](super::RedisQueue::unfinished_tasks),
+/// [`is_closed`](super::RedisQueue::is_closed)) or
+/// [`close`](super::RedisQueue::close) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisQueryError {
+    /// As [`RedisGetError::Unavailable`].
+    #[error("the Redis server stayed unreachable: {0}")]
+    Unavailable(redis::RedisError),
+    /// As [`RedisGetError::Redis`].
+    #[error("the Redis server refused: {0}")]
+    Redis(redis::RedisError),
+}
+
+impl From<Fail> for RedisQueryError {
+    fn from(f: Fail) -> RedisQueryError {
+        match f {
+            Fail::Unavailable(e) => RedisQueryError::Unavailable(e),
+            Fail::Redis(e) => RedisQueryError::Redis(e),
+        }
+    }
 }
 
 /// Why a [`RedisQueue`](super::RedisQueue) could not be opened.

@@ -99,7 +99,9 @@ use serde::de::DeserializeOwned;
 use crate::codec::{Codec, Postcard};
 use conn::Conn;
 use error::Fail;
-pub use error::{RedisAckError, RedisGetError, RedisJoinError, RedisOpenError, RedisPutError};
+pub use error::{
+    RedisAckError, RedisGetError, RedisJoinError, RedisOpenError, RedisPutError, RedisQueryError,
+};
 
 /// Ties a handle to its item type and codec without owning either (and
 /// without making the handle `!Send`).
@@ -799,24 +801,24 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
     }
 
     /// Items queued and not yet delivered (Python's `qsize`).
-    pub fn len(&self) -> Result<usize, RedisJoinError> {
+    pub fn len(&self) -> Result<usize, RedisQueryError> {
         let (len, pending) = self.stats(None)?;
         Ok(len.saturating_sub(pending) as usize)
     }
 
     /// True when no item waits to be delivered.
-    pub fn is_empty(&self) -> Result<bool, RedisJoinError> {
+    pub fn is_empty(&self) -> Result<bool, RedisQueryError> {
         Ok(self.len()? == 0)
     }
 
     /// Items put and not yet acknowledged (queued, or delivered and
     /// pending).
-    pub fn unfinished_tasks(&self) -> Result<u64, RedisJoinError> {
+    pub fn unfinished_tasks(&self) -> Result<u64, RedisQueryError> {
         Ok(self.stats(None)?.0)
     }
 
     /// Items delivered and not yet acknowledged, by any consumer.
-    pub fn pending(&self) -> Result<u64, RedisJoinError> {
+    pub fn pending(&self) -> Result<u64, RedisQueryError> {
         Ok(self.stats(None)?.1)
     }
 
@@ -854,7 +856,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
     /// to a consumer that asks, but a get that found nothing to take has
     /// already returned `Closed`. [`join`](Self::join) first to have every
     /// item done.
-    pub fn close(&self) -> Result<(), RedisJoinError> {
+    pub fn close(&self) -> Result<(), RedisQueryError> {
         self.conn.call(None, Duration::ZERO, |con| {
             redis::cmd("HSET")
                 .arg(&self.keys.meta)
@@ -866,7 +868,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
     }
 
     /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> Result<bool, RedisJoinError> {
+    pub fn is_closed(&self) -> Result<bool, RedisQueryError> {
         let v: Option<String> = self.conn.call(None, Duration::ZERO, |con| {
             redis::cmd("HGET")
                 .arg(&self.keys.meta)
