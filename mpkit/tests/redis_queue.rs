@@ -434,3 +434,13 @@ fn the_json_codec_writes_json_entries() {
     assert_eq!(q.get_timeout(LONG).unwrap(), (7, "seven".to_string()));
     assert_eq!(q.get_timeout(LONG).unwrap(), (8, "eight".to_string()));
 }
+
+#[test]
+fn get_many_of_any_size_is_served() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = queue(&s, "huge");
+    q.put_many((0..3).collect()).unwrap();
+    assert_eq!(q.get_many(usize::MAX).unwrap(), vec![0, 1, 2]);
+    assert!(q.get_many(0).unwrap().is_empty());
+}

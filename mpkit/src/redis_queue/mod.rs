@@ -111,6 +111,9 @@ type Marker<T, C> = PhantomData<fn(T, C) -> (T, C)>;
 const GROUP: &str = "mpkit";
 /// The most payloads one put script carries.
 const PUT_CHUNK: usize = 1000;
+/// The most entries one get asks the server for (a larger `get_many`
+/// returns at most this many).
+const TAKE_MAX: usize = 10_000;
 /// The longest pause of a put waiting for room, or of `join`.
 const POLL_MAX: Duration = Duration::from_millis(50);
 /// The longest a get blocks in the server before it looks for timed-out
@@ -556,7 +559,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         self.get_delivery(Some(timeout))
     }
 
-    /// Takes up to `max` items at once (waiting for the first). Nothing is
+    /// Takes up to `max` items at once (waiting for the first; at most
+    /// 10 000 a call). Nothing is
     /// dropped: the batch ends before an entry that does not decode, and
     /// the next get reports that one ([`RedisGetError::Decode`]), as the
     /// shared-memory queue does.
@@ -583,6 +587,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         if max == 0 {
             return Ok(Vec::new());
         }
+        let max = max.min(TAKE_MAX);
         let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if !buffer.is_empty() {
