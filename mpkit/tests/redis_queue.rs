@@ -444,3 +444,81 @@ fn get_many_of_any_size_is_served() {
     assert_eq!(q.get_many(usize::MAX).unwrap(), vec![0, 1, 2]);
     assert!(q.get_many(0).unwrap().is_empty());
 }
+
+/// Works until the queue closes: counts each item in `done` (shared
+/// memory, so that the count survives this process being killed), then
+/// acknowledges it. `took` is set after the first item is counted.
+fn count_items((q, done, took): (RedisQueue<u32>, mpkit::shm::RawArray<u32>, Event)) {
+    use std::sync::atomic::Ordering;
+    loop {
+        match q.get_many(5) {
+            Ok(items) => {
+                for &v in &items {
+                    done.atomics()[v as usize].fetch_add(1, Ordering::SeqCst);
+                }
+                took.set();
+                q.task_done_many(items.len()).unwrap();
+            }
+            Err(RedisGetError::Closed) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Takes a batch, counts it in `done`, says so, and hangs before its
+/// acknowledgement (killed first): its items were worked on, never acked.
+fn count_and_hang((q, done, took): (RedisQueue<u32>, mpkit::shm::RawArray<u32>, Event)) {
+    use std::sync::atomic::Ordering;
+    for v in q.get_many(5).unwrap() {
+        done.atomics()[v as usize].fetch_add(1, Ordering::SeqCst);
+    }
+    took.set();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn every_item_is_done_though_a_consumer_is_killed_mid_stream() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    const N: usize = 500;
+    // Long enough that a live worker, even descheduled on a loaded
+    // machine, acknowledges its batch in time.
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "chaos")
+        .visibility_timeout(Duration::from_secs(1))
+        .open()
+        .unwrap();
+    let done = mpkit::shm::RawArray::<u32>::zeroed(N).unwrap();
+    let start = |f: fn((RedisQueue<u32>, mpkit::shm::RawArray<u32>, Event)), took: &Event| {
+        Process::spawn(
+            f,
+            (
+                q.try_clone().unwrap(),
+                done.try_clone().unwrap(),
+                took.try_clone().unwrap(),
+            ),
+        )
+        .unwrap()
+    };
+    let (doomed_took, took) = (Event::new().unwrap(), Event::new().unwrap());
+    q.put_many((0..N as u32).collect()).unwrap();
+    let doomed = start(count_and_hang, &doomed_took);
+    // Killed between working on its batch and acknowledging it.
+    assert!(doomed_took.wait(Some(LONG)).unwrap());
+    let workers = [start(count_items, &took), start(count_items, &took)];
+    doomed.kill().unwrap();
+    q.join_timeout(LONG).unwrap();
+    q.close().unwrap();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let counts = done.to_vec();
+    let missing: Vec<usize> = (0..N).filter(|&i| counts[i] == 0).collect();
+    assert!(missing.is_empty(), "items never done: {missing:?}");
+    // What the killed consumer held was done again, and nothing else.
+    let twice = counts.iter().filter(|&&c| c > 1).count();
+    assert!(
+        (1..=5).contains(&twice),
+        "{twice} items done more than once"
+    );
+    assert!(q.dead_letters(10).unwrap().is_empty());
+}
