@@ -80,16 +80,17 @@
 //! acknowledged; use [`ack`](RedisQueue::ack) with a [`Delivery`]'s id to
 //! acknowledge out of order. Redis Cluster is not supported.
 
+mod builder;
 mod conn;
 mod error;
 mod ops;
+mod reply;
 mod scripts;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -97,11 +98,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, Postcard};
+use builder::Keys;
+pub use builder::RedisBuilder;
 use conn::Conn;
 use error::Fail;
 pub use error::{
     RedisAckError, RedisGetError, RedisJoinError, RedisOpenError, RedisPutError, RedisQueryError,
 };
+use reply::{bad_reply, raw};
 
 /// Ties a handle to its item type and codec without owning either (and
 /// without making the handle `!Send`).
@@ -119,146 +123,6 @@ const POLL_MAX: Duration = Duration::from_millis(50);
 /// The longest a get blocks in the server before it looks for timed-out
 /// items and `close` again.
 const BLOCK_MAX: Duration = Duration::from_millis(500);
-
-/// Settings for opening a [`RedisQueue`]: `RedisQueue::builder(url, name)`.
-///
-/// `maxsize`, `visibility_timeout` and `max_deliveries` belong to the
-/// queue: the first handle to open a name records them in Redis, and every
-/// later handle uses those (its own are ignored). `io_timeout` and
-/// `retry_for` belong to the handle.
-#[derive(Clone, Debug)]
-pub struct RedisBuilder<T, C = Postcard> {
-    url: String,
-    name: String,
-    maxsize: usize,
-    visibility: Duration,
-    max_deliveries: u64,
-    io_timeout: Duration,
-    retry_for: Duration,
-    _t: Marker<T, C>,
-}
-
-impl<T: Serialize + DeserializeOwned, C: Codec> RedisBuilder<T, C> {
-    /// The most items queued (not yet delivered) at once; 0, the default:
-    /// no limit.
-    pub fn maxsize(mut self, maxsize: usize) -> Self {
-        self.maxsize = maxsize;
-        self
-    }
-
-    /// How long an item may stay delivered and unacknowledged before it is
-    /// delivered to another consumer (default 30 s, at least 1 ms).
-    pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
-        self.visibility = timeout.max(Duration::from_millis(1));
-        self
-    }
-
-    /// How many times an item is delivered at most before it goes to the
-    /// dead-letter stream (default 5, at least 1).
-    pub fn max_deliveries(mut self, n: u64) -> Self {
-        self.max_deliveries = n.max(1);
-        self
-    }
-
-    /// How long one reply may take, beyond any time the server was asked to
-    /// block, and how long connecting may take (default 5 s).
-    pub fn io_timeout(mut self, timeout: Duration) -> Self {
-        self.io_timeout = timeout.max(Duration::from_millis(1));
-        self
-    }
-
-    /// How long a call keeps retrying a server it cannot reach before it
-    /// reports `Unavailable` (default 10 s; a call with its own timeout
-    /// stops at that timeout if it comes first).
-    pub fn retry_for(mut self, period: Duration) -> Self {
-        self.retry_for = period;
-        self
-    }
-
-    /// Connects, creating the stream and its group if they are missing.
-    pub fn open(self) -> Result<RedisQueue<T, C>, RedisOpenError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(RedisOpenError::Url)?;
-        let conn = Conn::new(client, self.io_timeout, self.retry_for);
-        let keys = Keys::new(&self.name);
-        let reply: Vec<Option<String>> = conn.call(None, Duration::ZERO, |con| {
-            scripts::OPEN
-                .key(&keys.stream)
-                .key(&keys.meta)
-                .arg(GROUP)
-                .arg(self.maxsize)
-                .arg(self.visibility.as_millis() as u64)
-                .arg(self.max_deliveries)
-                .invoke(con)
-        })?;
-        let setting = |i: usize, what: &'static str| -> Result<u64, RedisOpenError> {
-            reply
-                .get(i)
-                .and_then(|v| v.as_deref())
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    RedisOpenError::Redis(bad_reply(what, format!("{:?}", reply.get(i))))
-                })
-        };
-        let maxsize = setting(0, "maxsize in the queue's settings hash")?;
-        let visibility = Duration::from_millis(setting(1, "visibility_ms in the settings hash")?);
-        let max_deliveries = setting(2, "max_deliveries in the settings hash")?;
-        Ok(RedisQueue {
-            conn,
-            url: self.url,
-            name: self.name,
-            keys,
-            consumer: consumer_name(),
-            maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
-            visibility: visibility.max(Duration::from_millis(1)),
-            max_deliveries,
-            buffer: Mutex::new(VecDeque::new()),
-            taken: Mutex::new(VecDeque::new()),
-            _t: PhantomData,
-        })
-    }
-}
-
-/// The key names of queue `name`.
-#[derive(Clone, Debug)]
-struct Keys {
-    stream: String,
-    meta: String,
-    dead: String,
-}
-
-impl Keys {
-    fn new(name: &str) -> Keys {
-        Keys {
-            stream: format!("mpkit:{{{name}}}:stream"),
-            meta: format!("mpkit:{{{name}}}:meta"),
-            dead: format!("mpkit:{{{name}}}:dead"),
-        }
-    }
-}
-
-/// A consumer name no other handle has: host, process, a counter, and the
-/// clock (a later process with the same pid gets another name).
-fn consumer_name() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{}-{}-{}-{nanos:08x}",
-        host.trim(),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn bad_reply(what: &'static str, got: String) -> redis::RedisError {
-    redis::RedisError::from((
-        redis::ErrorKind::UnexpectedReturnType,
-        what,
-        format!("unexpected reply {got}"),
-    ))
-}
 
 /// An item with what the queue knows of its delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -931,43 +795,6 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         }
         Ok(out)
     }
-}
-
-/// An entry from its id and field list; `None` when the reply is not
-/// shaped as an entry at all.
-fn raw(id: &Value, fields: &Value, deliveries: u64) -> Option<Raw> {
-    let Value::BulkString(id) = id else {
-        return None;
-    };
-    let id = String::from_utf8_lossy(id).into_owned();
-    let payload = match fields {
-        Value::Array(f) => match f.as_slice() {
-            [Value::BulkString(k), Value::BulkString(v)] if k == b"v" => Ok(v.clone()),
-            other => Err(format!(
-                "its fields are {} instead of the one field `v`",
-                describe_fields(other)
-            )),
-        },
-        Value::Nil => Err("it has no fields".to_string()),
-        _ => return None,
-    };
-    Some(Raw {
-        id,
-        payload,
-        deliveries,
-    })
-}
-
-fn describe_fields(f: &[Value]) -> String {
-    let names: Vec<String> = f
-        .iter()
-        .step_by(2)
-        .map(|k| match k {
-            Value::BulkString(b) => format!("`{}`", String::from_utf8_lossy(b)),
-            other => format!("{other:?}"),
-        })
-        .collect();
-    format!("[{}]", names.join(", "))
 }
 
 impl<T, C> fmt::Debug for RedisQueue<T, C> {
