@@ -264,6 +264,56 @@ impl ByteQueue {
         self.get_many_wait(max, NoWait)
     }
 
+    fn get_with_wait<W: Waiting, E: GetFamily<GaveUp = W::GaveUp>>(
+        &self,
+        max: usize,
+        wait: W,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<usize, E> {
+        self.ring.get(max, wait, sink).map_err(E::refused)
+    }
+
+    /// Takes up to `max` messages if there are any, handing each to
+    /// `sink` (straight from the shared ring where it is contiguous) while
+    /// the consumers' side is held: the sink must copy or look, and never
+    /// block. Returning `false` ends the batch before that message, which
+    /// stays first in the queue; the first message is taken whatever the
+    /// sink returns. Returns how many were taken; [`TryGetError::Empty`]
+    /// when there was none.
+    ///
+    /// ```
+    /// use mpkit::queue::ByteQueue;
+    /// let q = ByteQueue::new(0)?;
+    /// q.put_many(&[b"ab", b"cd", b"ef"])?;
+    /// let mut got = Vec::new();
+    /// // At most 3 bytes a batch: the third message stays queued.
+    /// q.try_get_with(10, &mut |m| {
+    ///     if got.len() + m.len() > 4 { return false; }
+    ///     got.extend_from_slice(m);
+    ///     true
+    /// })?;
+    /// assert_eq!((got.as_slice(), q.len()), (&b"abcd"[..], 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_get_with(
+        &self,
+        max: usize,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<usize, TryGetError> {
+        self.get_with_wait(max, NoWait, sink)
+    }
+
+    /// [`try_get_with`](Self::try_get_with), waiting at most `timeout` for
+    /// the first message.
+    pub fn get_with_timeout(
+        &self,
+        max: usize,
+        timeout: Duration,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<usize, GetTimeoutError> {
+        self.get_with_wait(max, Until::after(timeout), sink)
+    }
+
     /// Messages in the queue now.
     pub fn len(&self) -> usize {
         self.ring.len()

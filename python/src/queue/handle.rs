@@ -37,6 +37,10 @@ const RAW: u8 = 0;
 /// First byte of a message whose `dumps` output follows.
 const ESCAPED: u8 = 1;
 
+/// A batch (`get_many`) ends after about this many bytes of messages: it
+/// copies them out of the ring, and larger batches only cost fresh memory.
+const BATCH_BYTES: usize = 1 << 20;
+
 /// The byte capacity of a queue made without one: mpkit's default.
 pub(crate) const DEFAULT_CAPACITY: usize = mpkit::queue::DEFAULT_CAPACITY;
 
@@ -344,6 +348,15 @@ impl Core {
         let msg = self.encode(py, obj)?;
         let bytes = msg.as_slice();
         let q = &self.q;
+        // First with the GIL held: a put that finds room then costs no
+        // hand-over of the GIL (a try waits at most 1 ms for a member
+        // inside the producers' side).
+        match q.try_put(bytes) {
+            Ok(()) => return Ok(Some(())),
+            Err(TryPutError::Full(_)) if wait == Some(Duration::ZERO) => return Ok(None),
+            Err(TryPutError::Full(_)) => {}
+            Err(e) => return Err(try_put_failure(e)),
+        }
         wait_sliced(py, wait, |slice| {
             let put = if slice.is_zero() {
                 q.try_put(bytes).map_err(|e| match e {
@@ -404,8 +417,8 @@ impl Core {
         Ok(finished.ok_or(done))
     }
 
-    /// Takes up to `max` raw messages (at least one); `None` when it stayed
-    /// empty for `wait`.
+    /// Takes up to `max` raw messages (at least one, at most about
+    /// [`BATCH_BYTES`]); `None` when it stayed empty for `wait`.
     fn take(
         &self,
         py: Python<'_>,
@@ -420,24 +433,43 @@ impl Core {
             }
         }
         let q = &self.q;
-        wait_sliced(py, wait, |slice| {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        let mut sink = |m: &[u8]| {
+            if bytes + m.len() > BATCH_BYTES && !out.is_empty() {
+                return false;
+            }
+            bytes += m.len();
+            out.push(m.to_vec());
+            true
+        };
+        // First with the GIL held, as `put` does.
+        match q.try_get_with(max, &mut sink) {
+            Ok(_) => return Ok(Some(out)),
+            Err(TryGetError::Empty) if wait == Some(Duration::ZERO) => return Ok(None),
+            Err(TryGetError::Empty) => {}
+            Err(e) => return Err(try_get_failure(e)),
+        }
+        let got = wait_sliced(py, wait, |slice| {
             let got = if slice.is_zero() {
-                q.try_get_many(max).map_err(|e| match e {
+                q.try_get_with(max, &mut sink).map_err(|e| match e {
                     TryGetError::Empty => None,
                     e => Some(try_get_failure(e)),
                 })
             } else {
-                q.get_many_timeout(max, slice).map_err(|e| match e {
-                    GetTimeoutError::Timeout => None,
-                    e => Some(get_failure(e)),
-                })
+                q.get_with_timeout(max, slice, &mut sink)
+                    .map_err(|e| match e {
+                        GetTimeoutError::Timeout => None,
+                        e => Some(get_failure(e)),
+                    })
             };
             match got {
-                Ok(v) => Ok(Some(v)),
+                Ok(_) => Ok(Some(())),
                 Err(None) => Ok(None),
                 Err(Some(e)) => Err(e),
             }
-        })
+        })?;
+        Ok(got.map(|()| out))
     }
 
     /// Takes one object; `None` when it stayed empty for `wait`.
