@@ -101,13 +101,18 @@ def consumer(mech, q, kind, many, ready, go, counts):
             get_many = lambda: q.get_many(timeout=1e9)  # noqa: E731
         else:
             get_many = q.get_many
-        done = False
-        while not done:
-            for m in get_many():
-                if is_stop(m):
-                    done = True
-                    break
-                got += 1
+        stops = 0
+        while not stops:
+            batch = get_many()
+            # The stops come last, one per consumer: a batch may hold more
+            # than one, and those are handed back for the others.
+            stops = sum(1 for m in batch if is_stop(m))
+            got += len(batch) - stops
+        for _ in range(stops - 1):
+            if mech == "faster-fifo":
+                q.put(batch[-1], timeout=1e9)
+            else:
+                q.put(batch[-1])
     else:
         get = (lambda: q.get(timeout=1e9)) if mech == "faster-fifo" else q.get
         while not is_stop(get()):
