@@ -450,3 +450,20 @@ def test_a_timeout_is_honoured():
         q.get(timeout=0.2)
     took = time.monotonic() - start
     assert 0.2 <= took < 0.5
+
+
+def test_shared_memory_another_process_scribbled_is_corrupt_error():
+    import struct
+
+    q = mpkit.Queue()
+    q.put("a")
+    # The producers' message count (offset 384, ARCHITECTURE.md's queue
+    # layout), as a stray writer could leave it.
+    fd = os.open("/dev/shm/" + q.name, os.O_RDWR)
+    try:
+        os.pwrite(fd, struct.pack("<Q", 10**6), 384)
+    finally:
+        os.close(fd)
+    with pytest.raises(mpkit.CorruptError, match="corrupt"):
+        q.put("b")
+    assert issubclass(mpkit.CorruptError, OSError)
