@@ -65,3 +65,45 @@ def test_a_killed_producer_loses_no_message_whose_put_returned(use_many):
     # The queue still works after all that.
     q.put("after")
     assert q.get(timeout=PATIENCE) == "after"
+
+
+def _consume(q, seen):
+    """Takes from `q` for ever, reporting each message on `seen`."""
+    while True:
+        seen.put(q.get())
+
+
+@pytest.mark.watchdog(120)
+def test_a_killed_consumer_leaves_the_queue_working_and_takes_each_message_once():
+    q = mpkit.Queue(64, capacity=4096)
+    seen = mpkit.Queue()
+    ctx = mp.get_context("fork")
+    next_item = 0
+    for _ in range(ROUNDS):
+        p = ctx.Process(target=_consume, args=(q, seen))
+        p.start()
+        items = list(range(next_item, next_item + 50))
+        next_item += 50
+        q.put_many(items)
+        reported = [seen.get(timeout=PATIENCE)]  # it is taking: kill it mid-stream
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(PATIENCE)
+        while True:
+            try:
+                reported.extend(seen.get_many_nowait())
+            except queue.Empty:
+                break
+        rest = []
+        while True:
+            try:
+                rest.extend(q.get_many_nowait())
+            except queue.Empty:
+                break
+        got = reported + rest
+        # Once each, in order; at most the message the killed consumer had
+        # taken and not yet reported is missing.
+        assert got == sorted(set(got))
+        assert set(got) <= set(items)
+        assert len(items) - len(got) <= 1
+    q.put("after")
+    assert q.get(timeout=PATIENCE) == "after"
