@@ -467,3 +467,20 @@ def test_shared_memory_another_process_scribbled_is_corrupt_error():
     with pytest.raises(mpkit.CorruptError, match="corrupt"):
         q.put("b")
     assert issubclass(mpkit.CorruptError, OSError)
+
+
+def test_names_still_referenced_at_exit_are_removed():
+    import subprocess
+    import sys
+
+    code = (
+        "import mpkit, sys\n"
+        "KEEP = [mpkit.Queue(), mpkit.JoinableQueue(), mpkit.SimpleQueue()]\n"
+        "KEEP.append(KEEP)  # a cycle: nothing frees these before exit\n"
+        "print(' '.join(q.name for q in KEEP[:3]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE, check=True
+    ).stdout.split()
+    assert len(out) == 3
+    assert not [n for n in out if os.path.exists("/dev/shm/" + n)]
