@@ -1,4 +1,5 @@
-"""Fixtures every test gets: a watchdog that fails a hung test in seconds,
+"""Fixtures every test gets: a watchdog that ends a hung run in seconds (every
+thread's stack printed, this process's shared-memory names removed),
 and a check that the test left no shared-memory name of its own behind.
 
 Named objects the tests create themselves go by ``shm_name`` (a name with
@@ -11,8 +12,11 @@ import faulthandler
 import itertools
 import os
 import sys
+import threading
 
 import pytest
+
+import mpkit
 
 #: Seconds a test may run before the watchdog dumps every thread's stack
 #: and ends the run (a hang must fail, not eat CI's time).
@@ -36,14 +40,32 @@ def _ours():
         return set()
 
 
+def _expire(seconds):
+    """The watchdog's bite: every thread's stack, this process's names
+    removed (the exit skips every finaliser), then exit."""
+    sys.__stderr__.write(f"\nwatchdog: the test ran past {seconds} s\n")
+    faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+    for name in _ours() | set(mpkit._created_names()):
+        try:
+            os.unlink("/dev/shm/" + name)
+        except OSError:
+            pass
+    os._exit(70)
+
+
 @pytest.fixture(autouse=True)
 def watchdog(request):
     marker = request.node.get_closest_marker("watchdog")
     seconds = marker.args[0] if marker else DEFAULT_WATCHDOG
-    faulthandler.dump_traceback_later(seconds, exit=True, file=sys.__stderr__)
+    timer = threading.Timer(seconds, _expire, args=(seconds,))
+    timer.daemon = True
+    timer.start()
+    # The backstop, for a hang that holds the GIL: C-level, no clean-up.
+    faulthandler.dump_traceback_later(seconds + 10, exit=True, file=sys.__stderr__)
     try:
         yield
     finally:
+        timer.cancel()
         faulthandler.cancel_dump_traceback_later()
 
 
