@@ -18,10 +18,12 @@ def Value(typecode_or_type, *args, lock=True, name=None):
     """
     if lock is False:
         return RawValue(typecode_or_type, *args, name=name)
-    if lock is not True and not hasattr(lock, 'acquire'):
+    if lock is True or lock is None:
+        lock = None
+    elif not hasattr(lock, 'acquire'):
         raise AttributeError("%r has no method 'acquire'" % lock)
     return Synchronized(typecode_or_type, *args,
-                        lock=None if lock is True else lock, name=name)
+                        lock=lock, name=name)
 
 
 def Array(typecode_or_type, size_or_initializer, *, lock=True, name=None):
@@ -36,10 +38,12 @@ def Array(typecode_or_type, size_or_initializer, *, lock=True, name=None):
     """
     if lock is False:
         return RawArray(typecode_or_type, size_or_initializer, name=name)
-    if lock is not True and not hasattr(lock, 'acquire'):
+    if lock is True or lock is None:
+        lock = None
+    elif not hasattr(lock, 'acquire'):
         raise AttributeError("%r has no method 'acquire'" % lock)
     return SynchronizedArray(typecode_or_type, size_or_initializer,
-                             lock=None if lock is True else lock, name=name)
+                             lock=lock, name=name)
 
 
 Value.open = Synchronized.open

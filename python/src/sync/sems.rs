@@ -217,8 +217,13 @@ impl Event {
         Ok((slf.get_type().getattr("open")?, (slf.get().name.clone(),)))
     }
 
-    fn __repr__(&self) -> String {
-        format!("<Event(set={}, name={:?})>", self.ev.is_set(), self.name)
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let state = if slf.get().ev.is_set() {
+            "set"
+        } else {
+            "unset"
+        };
+        format!("<Event at {:#x} {state}>", slf.as_ptr() as usize)
     }
 }
 
