@@ -9,15 +9,15 @@ use pyo3::types::PyType;
 use super::{Owned, name_or_fresh, shm_err, truthy};
 use crate::blocking::{wait_for, wait_sliced};
 
-/// The initial value as mpkit takes it, refused as multiprocessing does.
+/// The initial value as mpkit takes it; a negative or too large one is
+/// refused with the `OSError(EINVAL)` multiprocessing's `sem_open` gives.
 fn initial(value: i64) -> PyResult<u32> {
-    if value < 0 {
-        return Err(PyValueError::new_err(
-            "semaphore initial value must be >= 0",
-        ));
-    }
-    u32::try_from(value)
-        .map_err(|_| PyValueError::new_err("semaphore initial value is above 4294967295"))
+    u32::try_from(value).map_err(|_| {
+        PyOSError::new_err((
+            22,
+            format!("Invalid argument: semaphore initial value {value} is outside 0..=4294967295"),
+        ))
+    })
 }
 
 macro_rules! semaphore_class {
