@@ -3,6 +3,7 @@
 //! chosen at run time from the ctypes typecode.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use bytemuck::Pod;
 use mpkit::shm::{Array, ArrayError, Bool, RawArray, RawValue, Value};
@@ -147,6 +148,9 @@ impl<T: Elt> Shared for LV<T> {
     fn lock_ref(&self) -> RLockRef<'_> {
         self.0.get_lock()
     }
+    fn held(&self) -> &AtomicU64 {
+        self.0.held()
+    }
 }
 
 impl<T: Elt> Store for LA<T> {
@@ -172,12 +176,16 @@ impl<T: Elt> Shared for LA<T> {
     fn lock_ref(&self) -> RLockRef<'_> {
         self.0.get_lock()
     }
+    fn held(&self) -> &AtomicU64 {
+        self.0.held()
+    }
 }
 
 /// A store, and its lock when it has one inside.
 pub(crate) type Made = (Arc<dyn Store>, Option<Arc<dyn Shared>>);
 
 fn make<T: Elt>(c: Container, name: &str, init: Option<&[Scalar]>) -> PyResult<Made> {
+    let created = init.is_some();
     let vals: Option<Vec<T>> = init.map(|v| v.iter().map(|s| T::from_s(*s)).collect());
     let first = || {
         vals.as_ref()
@@ -190,21 +198,21 @@ fn make<T: Elt>(c: Container, name: &str, init: Option<&[Scalar]>) -> PyResult<M
                 Some(_) => RawValue::create(name, first()),
                 None => RawValue::open(name),
             };
-            (Arc::new(RV(Owned::new(o.map_err(shm_err)?))), None)
+            (Arc::new(RV(Owned::new(o.map_err(shm_err)?, created))), None)
         }
         Container::RawArray => {
             let o = match &vals {
                 Some(v) => RawArray::create(name, v),
                 None => RawArray::open(name),
             };
-            (Arc::new(RA(Owned::new(o.map_err(shm_err)?))), None)
+            (Arc::new(RA(Owned::new(o.map_err(shm_err)?, created))), None)
         }
         Container::Value => {
             let o = match vals {
                 Some(_) => Value::create(name, first()),
                 None => Value::open(name),
             };
-            let a = Arc::new(LV(Owned::new(o.map_err(shm_err)?)));
+            let a = Arc::new(LV(Owned::new(o.map_err(shm_err)?, created)));
             (a.clone(), Some(a))
         }
         Container::Array => {
@@ -212,7 +220,7 @@ fn make<T: Elt>(c: Container, name: &str, init: Option<&[Scalar]>) -> PyResult<M
                 Some(v) => Array::create(name, v),
                 None => Array::open(name),
             };
-            let a = Arc::new(LA(Owned::new(o.map_err(shm_err)?)));
+            let a = Arc::new(LA(Owned::new(o.map_err(shm_err)?, created)));
             (a.clone(), Some(a))
         }
     })

@@ -18,6 +18,9 @@ use crate::blocking::{wait_for, wait_sliced};
 /// `Array`), whose lock `get_lock()` hands out as an [`RLock`].
 pub(crate) trait Shared: Send + Sync {
     fn lock_ref(&self) -> ms::RLockRef<'_>;
+    /// The holder's count of acquisitions through this mapping (see
+    /// `Owned::held`).
+    fn held(&self) -> &AtomicU64;
 }
 
 /// What `Lock` and `RLock` need of a robust mutex.
@@ -80,6 +83,15 @@ fn acquire(
     timeout: Option<f64>,
 ) -> PyResult<Option<bool>> {
     let wait = wait_for(truthy(block)?, timeout)?;
+    // A free lock is taken without releasing the GIL (as multiprocessing's
+    // SemLock tries first): releasing and retaking it costs more than the
+    // lock itself.
+    if let Ok(Some(died)) = lock.take(Duration::ZERO) {
+        return Ok(Some(died));
+    }
+    if wait == Some(Duration::ZERO) {
+        return Ok(None);
+    }
     wait_sliced(py, wait, |slice| match lock.take(slice) {
         Ok(got) => Ok(got),
         Err(LockTimeoutError::Deadlock) => {
@@ -134,14 +146,14 @@ impl Lock {
     fn new(name: Option<String>) -> PyResult<Lock> {
         let name = name_or_fresh(name);
         let lock = ms::Lock::create(&name).map_err(shm_err)?;
-        Ok(Lock::from(lock, name))
+        Ok(Lock::from(Owned::new(lock, true), name))
     }
 
     /// Attaches to the lock named ``name``.
     #[classmethod]
     fn open(_cls: &Bound<'_, PyType>, name: String) -> PyResult<Lock> {
         let lock = ms::Lock::open(&name).map_err(shm_err)?;
-        Ok(Lock::from(lock, name))
+        Ok(Lock::from(Owned::new(lock, false), name))
     }
 
     /// Takes the lock, waiting at most ``timeout`` seconds (``None``: for
@@ -159,6 +171,7 @@ impl Lock {
                     let _ = self.lock.give();
                     return Err(e);
                 }
+                self.lock.held().fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
             None => Ok(false),
@@ -176,7 +189,9 @@ impl Lock {
                  (mpkit's locks are owned, so that a dead holder's lock can be handed on)",
             ),
             e => PyRuntimeError::new_err(e.to_string()),
-        })
+        })?;
+        self.lock.held().fetch_sub(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
@@ -230,9 +245,9 @@ impl Lock {
 }
 
 impl Lock {
-    fn from(lock: ms::Lock, name: String) -> Lock {
+    fn from(lock: Owned<ms::Lock>, name: String) -> Lock {
         Lock {
-            lock: Owned::new(lock),
+            lock,
             name,
             owner_died: AtomicBool::new(false),
         }
@@ -265,6 +280,13 @@ pub(crate) struct RLock {
 }
 
 impl RLock {
+    fn held(&self) -> &AtomicU64 {
+        match &self.src {
+            Src::Own(l) => l.held(),
+            Src::Of(s) => s.held(),
+        }
+    }
+
     fn with<R>(&self, f: impl FnOnce(&(dyn RawLock + Sync)) -> R) -> R {
         match &self.src {
             Src::Own(l) => f(&**l),
@@ -300,14 +322,14 @@ impl RLock {
     fn new(name: Option<String>) -> PyResult<RLock> {
         let name = name_or_fresh(name);
         let lock = ms::RLock::create(&name).map_err(shm_err)?;
-        Ok(RLock::from(Src::Own(Owned::new(lock)), name, None))
+        Ok(RLock::from(Src::Own(Owned::new(lock, true)), name, None))
     }
 
     /// Attaches to the re-entrant lock named ``name``.
     #[classmethod]
     fn open(_cls: &Bound<'_, PyType>, name: String) -> PyResult<RLock> {
         let lock = ms::RLock::open(&name).map_err(shm_err)?;
-        Ok(RLock::from(Src::Own(Owned::new(lock)), name, None))
+        Ok(RLock::from(Src::Own(Owned::new(lock, false)), name, None))
     }
 
     /// Takes the lock (again, if this thread holds it), waiting at most
@@ -329,6 +351,7 @@ impl RLock {
                     1
                 };
                 self.depth.store(depth, Ordering::Relaxed);
+                self.held().fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = note_owner(py, &self.owner_died, died, "RLock") {
                     let _ = self.release();
                     return Err(e);
@@ -350,7 +373,9 @@ impl RLock {
         self.depth.store(depth.saturating_sub(1), Ordering::Relaxed);
         self.with(|l| l.give()).map_err(|_| {
             PyAssertionError::new_err("attempt to release recursive lock not owned by thread")
-        })
+        })?;
+        self.held().fetch_sub(1, Ordering::Relaxed);
+        Ok(())
     }
 
     fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {

@@ -36,40 +36,107 @@ pyo3::create_exception!(
      the same."
 );
 
-/// An mpkit object made or opened by this process. Dropping it in the
-/// process that made it drops the object (a creating handle removes its
-/// name); in a process forked from that one (a bare `os.fork()`, or a
-/// forked child collecting what it inherited) it is left alone, so that a
-/// child never removes its parent's name.
-pub(crate) struct Owned<T> {
+/// An mpkit object made or opened by this process. Dropping it drops the
+/// object (a creating handle removes its name), except:
+/// - in a process forked from the one that made it (a bare `os.fork()`, or
+///   a forked child collecting what it inherited), where it is left alone
+///   so that a child never removes its parent's name;
+/// - while a lock inside it is held through this handle ([`held`]): glibc
+///   links every robust mutex a thread holds into that thread's robust
+///   list *through the mutex's own memory*, so unmapping it would leave
+///   the list pointing at nothing and the next lock operation (or the
+///   thread's exit) would crash. Then the name is removed (if this handle
+///   made it) and the mapping stays until the process exits.
+///
+/// [`held`]: Owned::held
+pub(crate) struct Owned<T: Unlink> {
     inner: ManuallyDrop<T>,
     pid: u32,
+    creator: bool,
+    held: AtomicU64,
 }
 
-impl<T> Owned<T> {
-    pub(crate) fn new(inner: T) -> Owned<T> {
-        Owned {
-            inner: ManuallyDrop::new(inner),
-            pid: std::process::id(),
+/// The objects [`Owned`] holds: each can remove its name.
+pub(crate) trait Unlink {
+    fn unlink_name(&mut self);
+}
+
+macro_rules! unlink {
+    ($($t:ty),*) => {$(
+        impl Unlink for $t {
+            fn unlink_name(&mut self) {
+                let _ = self.unlink();
+            }
         }
+    )*};
+}
+unlink!(
+    mpkit::sync::Lock,
+    mpkit::sync::RLock,
+    mpkit::sync::Semaphore,
+    mpkit::sync::BoundedSemaphore,
+    mpkit::sync::Event
+);
+
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawValue<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
+    }
+}
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawArray<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
+    }
+}
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::Value<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
+    }
+}
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::Array<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
     }
 }
 
-impl<T> Deref for Owned<T> {
+impl<T: Unlink> Owned<T> {
+    /// `inner`, made (`creator`) or opened by this process.
+    pub(crate) fn new(inner: T, creator: bool) -> Owned<T> {
+        Owned {
+            inner: ManuallyDrop::new(inner),
+            pid: std::process::id(),
+            creator,
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// Acquisitions of the lock inside, through this handle, not yet
+    /// released (the lock's `acquire` adds, `release` subtracts).
+    pub(crate) fn held(&self) -> &AtomicU64 {
+        &self.held
+    }
+}
+
+impl<T: Unlink> Deref for Owned<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.inner
     }
 }
 
-impl<T> Drop for Owned<T> {
+impl<T: Unlink> Drop for Owned<T> {
     fn drop(&mut self) {
-        if self.pid == std::process::id() {
-            // SAFETY: dropped once, here, and never used again.
-            unsafe { ManuallyDrop::drop(&mut self.inner) }
+        if self.pid != std::process::id() {
+            return;
         }
-        // Otherwise the descriptor and mapping stay until this process
-        // exits: dropping a creating handle would remove the parent's name.
+        if self.held.load(Ordering::Relaxed) > 0 {
+            if self.creator {
+                self.inner.unlink_name();
+            }
+            return;
+        }
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.inner) }
     }
 }
 

@@ -1,6 +1,8 @@
 //! `Semaphore`, `BoundedSemaphore` and `Event` on mpkit's futex-based
 //! process-shared objects of the same names.
 
+use std::time::Duration;
+
 use mpkit::sync as ms;
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -38,7 +40,7 @@ macro_rules! semaphore_class {
                 let name = name_or_fresh(name);
                 let sem = ms::$ty::create(&name, value).map_err(shm_err)?;
                 Ok($ty {
-                    sem: Owned::new(sem),
+                    sem: Owned::new(sem, true),
                     name,
                 })
             }
@@ -48,7 +50,7 @@ macro_rules! semaphore_class {
             fn open(_cls: &Bound<'_, PyType>, name: String) -> PyResult<$ty> {
                 let sem = ms::$ty::open(&name).map_err(shm_err)?;
                 Ok($ty {
-                    sem: Owned::new(sem),
+                    sem: Owned::new(sem, false),
                     name,
                 })
             }
@@ -64,6 +66,13 @@ macro_rules! semaphore_class {
             ) -> PyResult<bool> {
                 let wait = wait_for(truthy(block)?, timeout)?;
                 let sem = &*self.sem;
+                // A free unit is taken without releasing the GIL.
+                if sem.try_acquire() {
+                    return Ok(true);
+                }
+                if wait == Some(Duration::ZERO) {
+                    return Ok(false);
+                }
                 let got = wait_sliced(py, wait, |slice| {
                     let got = if slice.is_zero() {
                         sem.try_acquire()
@@ -161,7 +170,7 @@ impl Event {
         let name = name_or_fresh(name);
         let ev = ms::Event::create(&name).map_err(shm_err)?;
         Ok(Event {
-            ev: Owned::new(ev),
+            ev: Owned::new(ev, true),
             name,
         })
     }
@@ -171,7 +180,7 @@ impl Event {
     fn open(_cls: &Bound<'_, PyType>, name: String) -> PyResult<Event> {
         let ev = ms::Event::open(&name).map_err(shm_err)?;
         Ok(Event {
-            ev: Owned::new(ev),
+            ev: Owned::new(ev, false),
             name,
         })
     }
@@ -196,6 +205,9 @@ impl Event {
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         // A negative timeout returns at once, as multiprocessing's does.
+        if self.ev.is_set() {
+            return Ok(true);
+        }
         let wait = wait_for(true, timeout.map(|t| t.max(0.0)))?;
         let ev = &*self.ev;
         let set = wait_sliced(py, wait, |slice| {
