@@ -168,6 +168,8 @@ def test_lock_release_errors_match_multiprocessing(lib):
         rlock.release()
     with lock:
         assert lock.acquire(timeout=0.01) is False
+        assert lock.acquire(timeout=-1) is False  # negative: no wait
+    assert lib.Semaphore(0).acquire(timeout=-1) is False
     with rlock, rlock:
         assert rlock.acquire(False) is True
         rlock.release()

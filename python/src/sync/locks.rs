@@ -11,8 +11,8 @@ use pyo3::exceptions::{PyAssertionError, PyOSError, PyRuntimeError, PyValueError
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use super::{Owned, OwnerDiedWarning, name_or_fresh, shm_err, truthy};
-use crate::blocking::{wait_for, wait_sliced};
+use super::{Owned, OwnerDiedWarning, acquire_wait, name_or_fresh, shm_err};
+use crate::blocking::wait_sliced;
 
 /// An mpkit object with a re-entrant lock inside (a locked `Value` or
 /// `Array`), whose lock `get_lock()` hands out as an [`RLock`].
@@ -82,7 +82,7 @@ fn acquire(
     block: Option<&Bound<'_, PyAny>>,
     timeout: Option<f64>,
 ) -> PyResult<Option<bool>> {
-    let wait = wait_for(truthy(block)?, timeout)?;
+    let wait = acquire_wait(block, timeout)?;
     // A free lock is taken without releasing the GIL (as multiprocessing's
     // SemLock tries first): releasing and retaking it costs more than the
     // lock itself.

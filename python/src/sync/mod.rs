@@ -188,6 +188,16 @@ pub(crate) fn truthy(block: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
     }
 }
 
+/// How long an `acquire(block, timeout)` of a lock or semaphore waits: a
+/// negative timeout is 0, as in multiprocessing's `SemLock` (unlike
+/// `queue.Queue`, which refuses it).
+pub(crate) fn acquire_wait(
+    block: Option<&Bound<'_, PyAny>>,
+    timeout: Option<f64>,
+) -> PyResult<Option<std::time::Duration>> {
+    crate::blocking::wait_for(truthy(block)?, timeout.map(|t| t.max(0.0)))
+}
+
 const CLASSES: &CStr = {
     match CStr::from_bytes_with_nul(concat!(include_str!("classes.py"), "\0").as_bytes()) {
         Ok(c) => c,

@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use super::{Owned, name_or_fresh, shm_err, truthy};
+use super::{Owned, acquire_wait, name_or_fresh, shm_err};
 use crate::blocking::{wait_for, wait_sliced};
 
 /// The initial value as mpkit takes it; a negative or too large one is
@@ -64,7 +64,7 @@ macro_rules! semaphore_class {
                 block: Option<&Bound<'_, PyAny>>,
                 timeout: Option<f64>,
             ) -> PyResult<bool> {
-                let wait = wait_for(truthy(block)?, timeout)?;
+                let wait = acquire_wait(block, timeout)?;
                 let sem = &*self.sem;
                 // A free unit is taken without releasing the GIL.
                 if sem.try_acquire() {
