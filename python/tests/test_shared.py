@@ -172,7 +172,8 @@ def test_increments_under_the_lock_are_never_lost(method):
     assert given.value == 600.0
 
 
-def fill(raw_value, raw_array, chars):
+def fill(raw_value, raw_array, chars, view):
+    view[1] = 7
     raw_value.value = 42
     raw_array[:] = range(len(raw_array))
     chars.value = b"from child"
@@ -182,11 +183,13 @@ def fill(raw_value, raw_array, chars):
 def test_raw_objects_cross_every_start_method(method):
     c = multiprocessing.get_context(method)
     rv, ra, chars = mpkit.RawValue("h", 0), mpkit.RawArray("f", 5), mpkit.Array("c", 16)
-    p = c.Process(target=fill, args=(rv, ra, chars))
+    locked = mpkit.Array("i", 3)
+    p = c.Process(target=fill, args=(rv, ra, chars, locked.get_obj()))
     p.start()
     p.join(WAIT)
     assert p.exitcode == 0
     assert (rv.value, ra[:], chars.value) == (42, [0.0, 1.0, 2.0, 3.0, 4.0], b"from child")
+    assert locked[:] == [0, 7, 0]
 
 
 def test_opening_with_another_typecode_is_refused_as_rust_refuses_it():

@@ -54,3 +54,9 @@ def _shared_lock(name, typecode, array):
     # Rebuilds a Value's or Array's get_lock() in another process.
     cls = SynchronizedArray if array else Synchronized
     return cls.open(name, typecode).get_lock()
+
+
+def _raw_view(name, typecode, array):
+    # Rebuilds a Value's or Array's get_obj() in another process.
+    cls = SynchronizedArray if array else Synchronized
+    return cls.open(name, typecode).get_obj()

@@ -419,6 +419,22 @@ impl Core {
         }
     }
 
+    /// `__reduce__` of a raw object: reopened by name, or for the
+    /// `get_obj()` view of a locked object, that object's view.
+    fn raw_reduce<'py>(&self, slf: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let code = self.kind.code.to_string();
+        match self.container {
+            Container::Value | Container::Array => {
+                let view = py.import("mpkit._mpkit")?.getattr("_raw_view")?;
+                let array = self.container == Container::Array;
+                (view, (self.name.clone(), code, array)).into_pyobject(py)
+            }
+            _ => (slf.get_type().getattr("open")?, (self.name.clone(), code)).into_pyobject(py),
+        }
+        .map(|t| t.into_any())
+    }
+
     fn repr(&self, py: Python<'_>) -> PyResult<String> {
         let inner = if self.is_array() {
             format!("{}_Array_{}", self.kind.ctype(), self.store.len())
@@ -587,14 +603,7 @@ shared_class!(
         }
 
         fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-            let py = slf.py();
-            let core = &slf.get().core;
-            (
-                slf.get_type().getattr("open")?,
-                (core.name.clone(), core.kind.code.to_string()),
-            )
-                .into_pyobject(py)
-                .map(|t| t.into_any())
+            slf.get().core.raw_reduce(slf)
         }
     }
 );
@@ -641,14 +650,7 @@ shared_class!(
         }
 
         fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-            let py = slf.py();
-            let core = &slf.get().core;
-            (
-                slf.get_type().getattr("open")?,
-                (core.name.clone(), core.kind.code.to_string()),
-            )
-                .into_pyobject(py)
-                .map(|t| t.into_any())
+            slf.get().core.raw_reduce(slf)
         }
     }
 );
@@ -920,7 +922,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>, names: &mut Vec<&'static str>) -
         globals.set_item(n, m.getattr(n)?)?;
     }
     py.run(CLASSES, Some(&globals), None)?;
-    for n in ["Value", "Array", "_shared_lock"] {
+    for n in ["Value", "Array", "_shared_lock", "_raw_view"] {
         m.add(n, globals.get_item(n)?)?;
     }
     names.extend(["Value", "Array", "RawValue", "RawArray"]);
