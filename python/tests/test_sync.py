@@ -119,6 +119,22 @@ def pool_work(n):
     return n
 
 
+_pool_objs = None
+
+
+def pool_init_all(*objs):
+    global _pool_objs
+    _pool_objs = objs
+
+
+def pool_use_all(_):
+    lock, rlock, sem, bsem, ev, cond, barrier, value, array, raw, rarr = _pool_objs
+    with lock, rlock, rlock, sem, bsem, cond:
+        pass
+    return (ev.is_set(), sem.get_value(), barrier.parties, value.value, array[:],
+            raw.value, rarr[1], lock.name)
+
+
 # -- every class crosses every start method ----------------------------------
 
 @pytest.mark.parametrize("method", METHODS)
@@ -266,6 +282,17 @@ def test_pool_initargs_carry_a_lock_and_a_value(method):
     with ctx(method).Pool(2, initializer=pool_init, initargs=(lock, counter)) as pool:
         assert sum(pool.map(pool_work, [200] * 4)) == 800
     assert counter.value == 800
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_class_travels_in_pool_initargs(method):
+    objs = (mpkit.Lock(), mpkit.RLock(), mpkit.Semaphore(2), mpkit.BoundedSemaphore(),
+            mpkit.Event(), mpkit.Condition(), mpkit.Barrier(3), mpkit.Value("i", 5),
+            mpkit.Array("d", [1.5, 2.5]), mpkit.RawValue("h", -3), mpkit.RawArray("B", b"ab"))
+    objs[4].set()
+    with ctx(method).Pool(2, initializer=pool_init_all, initargs=objs) as pool:
+        got = pool.map(pool_use_all, range(4))
+    assert got == [(True, 2, 3, 5, [1.5, 2.5], -3, 98, objs[0].name)] * 4
 
 
 def test_objects_work_after_a_bare_fork():
