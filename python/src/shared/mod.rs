@@ -151,6 +151,15 @@ impl Kind {
     }
 }
 
+/// A 'c' element as its byte.
+fn byte(s: Scalar) -> u8 {
+    match s {
+        Scalar::U(v) => v as u8,
+        Scalar::I(v) => v as u8,
+        Scalar::F(v) => v as u8,
+    }
+}
+
 fn type_name(ob: &Bound<'_, PyAny>) -> String {
     ob.get_type()
         .name()
@@ -279,15 +288,7 @@ impl Core {
     }
 
     fn bytes(&self) -> PyResult<Vec<u8>> {
-        (0..self.store.len())
-            .map(|i| {
-                self.store.get(i).map(|s| match s {
-                    Scalar::U(v) => v as u8,
-                    Scalar::I(v) => v as u8,
-                    Scalar::F(v) => v as u8,
-                })
-            })
-            .collect()
+        Ok(self.store.all()?.into_iter().map(byte).collect())
     }
 
     fn raw(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -352,19 +353,18 @@ impl Core {
         if let Ok(s) = key.cast::<PySlice>() {
             let pos = self.positions(s)?;
             let vals = self.locked(py, || {
-                pos.iter()
-                    .map(|&i| self.store.get(i))
-                    .collect::<PyResult<Vec<_>>>()
+                // Most slices cover much of the array: copy it in one pass.
+                if pos.len() * 4 >= self.store.len() {
+                    let all = self.store.all()?;
+                    Ok(pos.iter().map(|&i| all[i]).collect())
+                } else {
+                    pos.iter()
+                        .map(|&i| self.store.get(i))
+                        .collect::<PyResult<Vec<_>>>()
+                }
             })?;
             if self.kind.is_char() {
-                let b: Vec<u8> = vals
-                    .iter()
-                    .map(|s| match s {
-                        Scalar::U(v) => *v as u8,
-                        Scalar::I(v) => *v as u8,
-                        Scalar::F(v) => *v as u8,
-                    })
-                    .collect();
+                let b: Vec<u8> = vals.into_iter().map(byte).collect();
                 return Ok(PyBytes::new(py, &b).into_any().unbind());
             }
             let items = vals

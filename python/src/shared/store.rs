@@ -92,6 +92,10 @@ pub(crate) trait Store: Send + Sync {
     fn len(&self) -> usize;
     fn get(&self, i: usize) -> PyResult<Scalar>;
     fn set(&self, i: usize, v: Scalar) -> PyResult<()>;
+    /// Every element, in one pass (one lock for a locked array).
+    fn all(&self) -> PyResult<Vec<Scalar>> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
 }
 
 fn lock_err(e: impl std::fmt::Display) -> PyErr {
@@ -129,6 +133,9 @@ impl<T: Elt> Store for RA<T> {
     }
     fn set(&self, i: usize, v: Scalar) -> PyResult<()> {
         self.0.set(i, T::from_s(v)).map_err(|_| index_err())
+    }
+    fn all(&self) -> PyResult<Vec<Scalar>> {
+        Ok(self.0.to_vec().into_iter().map(Elt::to_s).collect())
     }
 }
 
@@ -169,6 +176,10 @@ impl<T: Elt> Store for LA<T> {
             ArrayError::OutOfBounds { .. } => index_err(),
             e => lock_err(e),
         })
+    }
+    fn all(&self) -> PyResult<Vec<Scalar>> {
+        let all = self.0.to_vec().map_err(lock_err)?;
+        Ok(all.into_iter().map(Elt::to_s).collect())
     }
 }
 
