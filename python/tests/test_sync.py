@@ -489,3 +489,53 @@ def test_dropping_a_held_lock_is_safe():
     import sys
     r = subprocess.run([sys.executable, "-c", DROP_HELD], capture_output=True, text=True, timeout=WAIT)
     assert (r.returncode, r.stdout.strip()) == (0, "ok"), r.stderr[-2000:]
+
+
+def chaos_worker(value, counts, i, stop):
+    lock = value.get_lock()
+    warnings.simplefilter("ignore", mpkit.OwnerDiedWarning)
+    while not stop.is_set():
+        with lock:
+            if lock.owner_died:
+                # The dead holder may have bumped the total but not its own
+                # count: what the lock protects is repaired from the counts.
+                value.value = sum(counts[:])
+            value.value += 1
+            counts[i] += 1
+
+
+def wait_for_progress(value, procs, by):
+    target = value.value + by
+    deadline = time.monotonic() + WAIT
+    while value.value < target:
+        assert time.monotonic() < deadline, "no progress"
+        assert any(p.is_alive() for p in procs)
+        os.sched_yield()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_sigkilling_workers_mid_critical_section_leaves_the_others_running(method):
+    """Six processes increment a shared total and their own count under the
+    total's lock; three are SIGKILLed one after another at whatever point
+    they have reached (often inside the lock). The others carry on every
+    time (with multiprocessing a victim killed inside the lock stops them
+    all), and whoever takes a dead holder's lock repairs the total from
+    the counts, so at the end the total is exactly the sum of the counts."""
+    c = ctx(method)
+    value, counts, stop = mpkit.Value("q", 0), mpkit.RawArray("q", 6), mpkit.Event()
+    procs = [run(c, chaos_worker, value, counts, i, stop) for i in range(6)]
+    try:
+        for victim in procs[:3]:
+            wait_for_progress(value, procs, 2000)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.join(WAIT)
+            assert victim.exitcode == -signal.SIGKILL
+        wait_for_progress(value, procs[3:], 2000)
+    finally:
+        stop.set()
+        for p in procs[3:]:
+            join_ok(p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mpkit.OwnerDiedWarning)
+        with value.get_lock():
+            assert value.value == sum(counts[:])
