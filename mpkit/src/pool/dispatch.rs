@@ -32,9 +32,9 @@
 //! kills a worker the pool still owns.
 //!
 //! A worker that cannot be started (out of descriptors or processes) is
-//! retried later, with a backoff from `START_RETRY_FIRST` doubling to
-//! `START_RETRY_MAX`. Meanwhile queued chunks run on the workers there
-//! are; while there is none, they wait up to the pool's
+//! retried later (`workers.rs`), with a backoff from `START_RETRY_FIRST`
+//! doubling to `START_RETRY_MAX`. Meanwhile queued chunks run on the
+//! workers there are; while there is none, they wait up to the pool's
 //! `worker_start_timeout` (no wait when the error cannot pass by itself)
 //! and then fail with `WorkerStart`, as do chunks queued while that lasts
 //! after one more try to start a worker. A result whose handles were lost
@@ -65,14 +65,18 @@ use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Reply};
 use super::wire::{
-    self, NUMBER_AT, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED,
-    REPLY_NUMBER, REPLY_READY,
+    NUMBER_AT, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED, REPLY_NUMBER,
+    REPLY_READY,
 };
 use super::{TaskError, WorkerExit};
 use crate::connection::{Outgoing, RawConnection, RecvError};
 use crate::process::child::panic_message;
-use crate::process::{self, JoinError, Process, SpawnError};
+use crate::process::{self, JoinError, Process};
 use crate::sys::{self, Ready};
+
+mod workers;
+
+use workers::{Sending, Starving};
 
 /// A chunk of tasks on its way to a worker.
 pub(super) struct Chunk {
@@ -98,12 +102,6 @@ impl Chunk {
 /// How many workers in a row may die in their initializer (none getting
 /// ready in between) before the pool gives up on it.
 const INIT_DEATHS: u32 = 3;
-
-/// The wait before retrying a worker start that failed, doubled after each
-/// further failure up to `START_RETRY_MAX`: quick when descriptors come
-/// back at once, about one attempt a second while they do not.
-const START_RETRY_FIRST: Duration = Duration::from_millis(10);
-const START_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// What every worker gets, fixed when the pool is built.
 pub(super) struct Config {
@@ -210,23 +208,6 @@ struct Worker {
     /// get a chunk, so the initializer message and a chunk are never on
     /// their way at once.
     ready: bool,
-}
-
-/// Which message a worker's [`Outgoing`] carries.
-#[derive(Clone, Copy)]
-enum Sending {
-    /// The pool's initializer message (`Config::init`).
-    Init,
-    /// The chunk the worker holds.
-    Chunk,
-}
-
-/// No worker runs and starting one failed: since when, and why.
-struct Starving {
-    since: Instant,
-    error: String,
-    /// The error may pass by itself (out of descriptors, of processes).
-    transient: bool,
 }
 
 struct Held {
@@ -342,65 +323,6 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn start_worker(&mut self) -> Result<(), SpawnError> {
-        let cfg = &self.shared.config;
-        self.started += 1;
-        let (mine, theirs) = crate::Connection::<crate::codec::Postcard>::pair(true)?;
-        let process = process::Builder::new()
-            .name(format!("{}-{}", cfg.name, self.started))
-            .daemon(true)
-            .die_with_thread(true)
-            .spawn(wire::worker_main, theirs)?;
-        let out = cfg
-            .init
-            .as_ref()
-            .map(|(message, fds)| (Outgoing::new(message.len(), fds.len()), Sending::Init));
-        self.workers.push(Worker {
-            process,
-            conn: Some(mine.into_raw()),
-            held: None,
-            out,
-            chunks_done: 0,
-            ready: cfg.init.is_none(),
-        });
-        self.flush(self.workers.len() - 1);
-        Ok(())
-    }
-
-    /// Sends what the socket of worker `i` takes now of its pending message.
-    fn flush(&mut self, i: usize) {
-        let Worker {
-            process,
-            conn,
-            held,
-            out,
-            ..
-        } = &mut self.workers[i];
-        let Some((progress, what)) = out.as_mut() else {
-            return;
-        };
-        let message = match what {
-            Sending::Init => self.shared.config.init.as_ref().map(|(m, f)| (m, f)),
-            Sending::Chunk => held.as_ref().map(|h| (&h.chunk.message, &h.chunk.fds)),
-        };
-        let (Some(conn), Some((bytes, fds))) = (conn.as_mut(), message) else {
-            *out = None;
-            return;
-        };
-        match conn.send_nowait(progress, bytes, fds) {
-            Ok(false) => {}
-            Ok(true) => *out = None,
-            // The worker is gone: its pidfd tells the rest.
-            Err(crate::SendError::Disconnected) => *out = None,
-            Err(_) => {
-                // The socket is unusable: end the worker, which fails or
-                // retries its chunk as a death would.
-                let _ = process.kill();
-                *out = None;
-            }
-        }
-    }
-
     fn run(mut self) {
         loop {
             self.maintain();
@@ -470,66 +392,6 @@ impl Dispatcher {
             st.phase == Phase::Closed && st.queue.is_empty(),
             fresh,
         )
-    }
-
-    /// Starts sending worker `i` the chunk it was just given.
-    fn send(&mut self, i: usize) {
-        let w = &mut self.workers[i];
-        if let Some(held) = &w.held {
-            let chunk = &held.chunk;
-            w.out = Some((
-                Outgoing::new(chunk.message.len(), chunk.fds.len()),
-                Sending::Chunk,
-            ));
-            self.flush(i);
-        }
-    }
-
-    /// Workers that take work (retiring ones, and those whose socket
-    /// closed, do not).
-    fn running(&self) -> usize {
-        self.workers.iter().filter(|w| w.conn.is_some()).count()
-    }
-
-    /// Starts missing workers when a retry is due; while no worker runs
-    /// and none could start, fails the queued chunks once they have waited
-    /// long enough (see the module docs).
-    fn maintain(&mut self) {
-        self.replace();
-        let Some(starving) = &self.starving else {
-            return;
-        };
-        let patience = match starving.transient {
-            true => self.shared.config.worker_start_timeout,
-            false => Duration::ZERO,
-        };
-        match starving.since.checked_add(patience) {
-            // Never, for a timeout past the end of time.
-            None => return,
-            Some(t) if Instant::now() < t => return,
-            Some(_) => {}
-        }
-        {
-            let st = self.shared.lock();
-            if st.queue.is_empty() || st.phase == Phase::Terminating {
-                return;
-            }
-        }
-        // One more try first: what was short may be back.
-        self.retry_at = None;
-        self.replace();
-        let Some(starving) = &self.starving else {
-            return;
-        };
-        let error = TaskError::WorkerStart {
-            message: format!(
-                "{}; no worker has run for {:.1?}, and the pool goes on trying",
-                starving.error,
-                starving.since.elapsed()
-            ),
-        };
-        let queued: Vec<Chunk> = self.shared.lock().queue.drain(..).collect();
-        queued.into_iter().for_each(|c| c.fail(error.clone()));
     }
 
     /// When `poll` must return even if nothing happens: the earliest task
@@ -781,53 +643,6 @@ impl Dispatcher {
             }
         }
         self.replace();
-    }
-
-    /// Starts workers until there are as many as configured (counting
-    /// retiring ones, which take no work, as gone), unless a failed start
-    /// is still backing off. A start that fails is retried later; while
-    /// no worker runs, the pool is starving (see `maintain`).
-    fn replace(&mut self) {
-        let st = self.shared.lock();
-        if st.failure.is_some() || st.phase == Phase::Terminating {
-            return;
-        }
-        drop(st);
-        if self.retry_at.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        while self.running() < self.shared.config.processes {
-            match self.start_worker() {
-                Ok(()) => {
-                    self.start_failures = 0;
-                    self.retry_at = None;
-                    self.starving = None;
-                }
-                Err(e) => {
-                    self.start_failures = self.start_failures.saturating_add(1);
-                    let backoff = START_RETRY_FIRST
-                        .saturating_mul(1 << (self.start_failures - 1).min(16))
-                        .min(START_RETRY_MAX);
-                    self.retry_at = Some(Instant::now() + backoff);
-                    if self.running() == 0 {
-                        let transient = match &e {
-                            SpawnError::Io(e) => sys::is_resource_shortage(e),
-                            _ => false,
-                        };
-                        let since = self
-                            .starving
-                            .as_ref()
-                            .map_or_else(Instant::now, |s| s.since);
-                        self.starving = Some(Starving {
-                            since,
-                            error: e.to_string(),
-                            transient,
-                        });
-                    }
-                    return;
-                }
-            }
-        }
     }
 
     /// Close finished: every worker gets end of file, exits and is reaped.
