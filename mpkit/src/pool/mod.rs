@@ -200,6 +200,7 @@ type InitMessage = (Vec<u8>, Vec<OwnedFd>);
 ///     .task_timeout(Duration::from_secs(60))
 ///     .max_tasks_per_child(100)
 ///     .retries(1)
+///     .worker_start_timeout(Duration::from_secs(5))
 ///     .build()?;
 /// let words = pool.map(|w: String| format!("{} {w}", GREETING.get().unwrap()), ["a".to_string()])?;
 /// assert_eq!(words, ["hello a"]);
