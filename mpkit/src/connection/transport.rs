@@ -679,6 +679,36 @@ mod tests {
     use super::*;
     use crate::connection::pipe;
 
+    /// A message larger than the socket buffer goes out in pieces, resumed
+    /// where the full socket stopped, with its descriptor and framing whole
+    /// for a reader that uses the ordinary receive, and a message after it.
+    #[test]
+    fn send_nowait_resumes_where_the_full_socket_stopped() {
+        let (a, b) = sys::socketpair().unwrap();
+        let mut tx = RawConnection::new(a, true, true, true);
+        let mut rx = RawConnection::new(b, true, true, true);
+        let big: Vec<u8> = (0..4u32 << 20).map(|i| i as u8).collect();
+        let fds = vec![sys::pipe().unwrap().0];
+        let mut out = Outgoing::new(big.len(), fds.len());
+        assert!(
+            !tx.send_nowait(&mut out, &big, &fds).unwrap(),
+            "4 MiB fit at once"
+        );
+        let reader = std::thread::spawn(move || {
+            let first = rx.recv_with_fds(None).unwrap();
+            (first, rx.recv_with_fds(None).unwrap())
+        });
+        while !tx.send_nowait(&mut out, &big, &fds).unwrap() {
+            sys::wait_writable(tx.as_fd(), None).unwrap();
+        }
+        let mut small = Outgoing::new(3, 0);
+        assert!(tx.send_nowait(&mut small, b"end", &[]).unwrap());
+        let ((msg, got), (end, none)) = reader.join().unwrap();
+        assert!(msg == big, "the message came back changed");
+        assert_eq!(got.len(), 1);
+        assert_eq!((end.as_slice(), none.len()), (&b"end"[..], 0));
+    }
+
     #[test]
     fn frames_are_cpython_compatible() {
         let (mut a, b) = pipe(true).unwrap();
