@@ -41,14 +41,15 @@
 //! - a worker that cannot be started (the process is out of descriptors,
 //!   or the system of processes or memory) is not a failure of the pool:
 //!   it is tried again, after 10 ms, then twice as long each time up to
-//!   once a second. Meanwhile tasks run on the workers there are; while
+//!   once a second. Meanwhile tasks run on the workers there are. While
 //!   there is none, they wait for one, up to
-//!   [`Builder::worker_start_timeout`] (10 s by default), and then fail
-//!   with [`TaskError::WorkerStart`], as do tasks submitted while that
-//!   lasts (after one more try to start a worker). Any other reason a
-//!   worker cannot start cannot pass by itself: with no worker running,
-//!   tasks fail so at once. The pool takes work again as soon as a worker
-//!   starts.
+//!   [`Builder::worker_start_timeout`] (10 s by default) from the first
+//!   start that failed with no worker running, then fail with
+//!   [`TaskError::WorkerStart`], as do tasks submitted while that lasts
+//!   (after one more try to start a worker). Other start errors cannot
+//!   pass by themselves: with no worker running, tasks fail so at once.
+//!   Either way the pool keeps trying, and takes work again as soon as a
+//!   worker starts.
 //!
 //! ```
 //! use mpkit::pool::{TaskError, WorkerExit};
@@ -70,10 +71,10 @@
 //!
 //! Workers are daemon children: they die with the pool's process, however
 //! it ends (even SIGKILL, even a worker stopped at that moment: the kernel
-//! kills it, through `PR_SET_PDEATHSIG`). Dropping a `Pool` terminates it: workers are
-//! killed and reaped, as Python's `with Pool() as p:` does on exit. To let
-//! queued work finish first, [`close`](Pool::close) and
-//! [`join`](Pool::join).
+//! kills it, through `PR_SET_PDEATHSIG`). Dropping a `Pool` terminates
+//! it: workers are killed and reaped, as Python's `with Pool() as p:`
+//! does on exit. To let queued work finish first, [`close`](Pool::close)
+//! and [`join`](Pool::join).
 //!
 //! # Chunks
 //!
