@@ -339,8 +339,8 @@ impl Dispatcher {
             if let Err(e) = self.wait_and_handle() {
                 // poll itself failing leaves nothing to wait with: fail
                 // everything rather than spin or hang.
-                self.shared.lock().failure = Some(TaskError::WorkerStart {
-                    message: format!("the pool's dispatcher failed: {e}"),
+                self.shared.lock().failure = Some(TaskError::PoolBroken {
+                    message: format!("the pool's dispatcher could not wait (poll): {e}"),
                 });
                 return self.terminate();
             }

@@ -133,8 +133,8 @@ pub enum TaskError {
         message: String,
     },
     /// The pool's own thread, which hands tasks to the workers, panicked
-    /// (a bug in mpkit): its workers were killed, and this task and every
-    /// later one fail so.
+    /// (a bug in mpkit), or the system refused it the `poll` it waits in:
+    /// its workers were killed, and this task and every later one fail so.
     #[error("the pool is broken: {message}")]
     PoolBroken {
         /// What happened.
