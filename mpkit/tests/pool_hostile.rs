@@ -747,3 +747,23 @@ fn ending_a_pool_never_raises_sigpipe() {
     .unwrap();
     assert!(child.join().unwrap());
 }
+
+/// The kernel kills workers when the *thread* that spawned them ends
+/// (`PR_SET_PDEATHSIG`): that must be the pool's own thread, never the
+/// caller's. A pool built on a thread that has ended keeps its workers.
+#[test]
+fn a_pool_built_on_a_thread_that_ended_keeps_its_workers() {
+    let _w = watchdog(60);
+    let pool = std::thread::spawn(|| Pool::new(2).unwrap()).join().unwrap();
+    let before: Vec<i32> = pool
+        .map_chunked(|_: u8| std::process::id() as i32, 0..2, 1)
+        .unwrap();
+    let out = pool.map_outcomes_chunked(|x: u32| x, 0..8, 1);
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    for pid in before {
+        assert!(
+            !matches!(state(pid), None | Some('Z' | 'X')),
+            "worker {pid} died with the thread that built the pool"
+        );
+    }
+}
