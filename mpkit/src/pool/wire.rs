@@ -7,8 +7,7 @@
 //!
 //! | message | layout |
 //! |---|---|
-//! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item records |
-//! | pool → worker: packed task | `3`, number `u64`, runner offset `u64`, function offset `u64`, postcard `Vec<A>` |
+//! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item count `u64`, the items' postcard encodings back to back |
 //! | pool → worker: initializer | `2`, number `u64` (0), runner offset `u64`, function offset `u64`, postcard argument |
 //! | worker → pool: chunk done | number `u64`, `1`, outcome records |
 //! | worker → pool: packed chunk done | number `u64`, `3`, postcard `Vec<WireOutcome<R>>` |
@@ -23,15 +22,18 @@
 //! worker, or a task wrote to the worker's socket) is never taken as a
 //! result: the dispatcher kills that worker.
 //!
-//! A chunk goes packed (one postcard sequence, the fast path) when it
-//! encodes so and its handles fit; otherwise as records, so that one item
-//! that does not encode fails alone. Records are `[tag u8][len u32][len bytes]`,
-//! one per item of the chunk, in order. The records of one message are
-//! encoded under one `handle::collect` (and decoded under one
-//! `handle::provide`): handles index the message's descriptor list. An
-//! item's bytes are its postcard encoding. An outcome's tag is
-//! [`OUT_OK`] (bytes: the postcard result) or an error tag (bytes: the
-//! postcard `(type name, message)`).
+//! A task's items are encoded one after the other straight into the
+//! message (an item that does not encode is left out, and fails alone in
+//! the pool), all under one `handle::collect`, and decoded in order under
+//! one `handle::provide`: handles index the message's descriptor list.
+//! The count comes first, as a fixed-width word, because it is known only
+//! once every item was tried.
+//!
+//! A reply is packed (one postcard sequence) when it encodes so; otherwise
+//! it is records, so that one result that does not encode fails alone.
+//! Records are `[tag u8][len u32][len bytes]`, one per item of the chunk,
+//! in order. An outcome's tag is [`OUT_OK`] (bytes: the postcard result)
+//! or an error tag (bytes: the postcard `(type name, message)`).
 //!
 //! The offsets are distances from `process::child::anchor`, as for
 //! [`Process`](crate::Process): the worker runs the pool's own executable
@@ -47,13 +49,12 @@ use serde::{Deserialize, Serialize};
 
 use super::TaskError;
 use crate::Connection;
-use crate::codec::{Codec, Postcard};
+use crate::codec::{Codec, CodecError, Postcard};
 use crate::handle;
 use crate::process::child::{address_of, panic_message};
 use crate::sys;
 
 pub(super) const MSG_TASK: u8 = 1;
-pub(super) const MSG_TASK_PACKED: u8 = 3;
 pub(super) const MSG_INIT: u8 = 2;
 pub(super) const REPLY_DONE: u8 = 1;
 pub(super) const REPLY_DONE_PACKED: u8 = 3;
@@ -63,6 +64,8 @@ pub(super) const REPLY_READY: u8 = 4;
 
 /// Bytes before a task's or initializer's payload.
 pub(super) const HEADER: usize = 25;
+/// Where a task's item count lies in its message.
+pub(super) const COUNT_AT: std::ops::Range<usize> = HEADER..HEADER + 8;
 /// Where a task's number lies in its message.
 pub(super) const NUMBER_AT: std::ops::Range<usize> = 1..9;
 /// Bytes before a reply's kind: its number.
@@ -75,11 +78,11 @@ const OUT_PANICKED: u8 = 1;
 const OUT_ARGS_DECODE: u8 = 2;
 const OUT_RESULT_ENCODE: u8 = 3;
 
-/// Runs every item of a chunk: `(function, items, their descriptors,
-/// whether the items are packed, the reply to append to)`; returns the
-/// reply's descriptors and the results, to drop once the reply is sent.
+/// Runs every item of a chunk: `(function, count and items, their
+/// descriptors, the reply to append to)`; returns the reply's descriptors
+/// and the results, to drop once the reply is sent.
 pub(super) type TaskRunner =
-    unsafe fn(usize, &[u8], Vec<OwnedFd>, bool, &mut Vec<u8>) -> (Vec<OwnedFd>, Results);
+    unsafe fn(usize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> (Vec<OwnedFd>, Results);
 /// Runs the initializer: `(function, argument, its descriptors)`.
 pub(super) type InitRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> Result<(), String>;
 
@@ -92,6 +95,56 @@ pub(super) fn header(kind: u8, runner: u64, function: u64) -> Vec<u8> {
     buf.extend_from_slice(&runner.to_le_bytes());
     buf.extend_from_slice(&function.to_le_bytes());
     buf
+}
+
+/// postcard's output appended to a borrowed vector (its own `to_extend`
+/// takes the vector by value, and loses it when the value fails).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        // Most pieces are a varint of a few bytes: pushed one by one they
+        // cost less than a call to `memcpy` each.
+        if bytes.len() <= 16 {
+            self.0.reserve(bytes.len());
+            bytes.iter().for_each(|&b| self.0.push(b));
+        } else {
+            self.0.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends `value`'s postcard encoding to `buf`; on failure `buf` is left
+/// as it was and the error says why (as [`Postcard`] words it). Handles go
+/// to the list of the surrounding `handle::collect`, as for
+/// [`push_record`].
+#[inline]
+pub(super) fn append<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), String> {
+    let start = buf.len();
+    if postcard::serialize_with_flavor(value, Append(buf)).is_ok() {
+        return Ok(());
+    }
+    buf.truncate(start);
+    // Encoded again for the words: the codec recovers what a custom
+    // error said, which postcard's own error drops.
+    Err(match Postcard::encode(value, &mut Vec::new()) {
+        Err(e) => e.to_string(),
+        Ok(()) => "postcard: the value failed to encode once".to_string(),
+    })
 }
 
 /// Appends `value` as one record with tag `tag`. Its handles go to the
@@ -192,12 +245,18 @@ pub(super) fn malformed<R>() -> TaskError {
 }
 
 /// An item's outcome in the worker. It serializes as [`WireOutcome`] (the
-/// same postcard bytes), the packed reply's element type.
+/// same postcard bytes: a boxed tuple struct is its fields in order, as a
+/// tuple variant's are), the packed reply's element type. The failure is
+/// boxed so that an outcome takes little more room than its result.
 #[derive(Serialize)]
 enum Outcome<R> {
     Returned(R),
-    Failed(u8, &'static str, String),
+    Failed(Box<Failure>),
 }
+
+/// Why an item has no result: its tag, a type name and a message.
+#[derive(Serialize)]
+struct Failure(u8, &'static str, String);
 
 /// An item's outcome as the pool reads a packed reply.
 #[derive(Deserialize)]
@@ -222,8 +281,8 @@ impl<R> WireOutcome<R> {
 }
 
 /// The worker side: runs every item of a chunk of `fn(A) -> R` tasks.
-/// `packed`: the items are one postcard sequence (else records). Appends
-/// the reply (its kind byte first) to `out`.
+/// `items`: the count, then the items (see the layouts). Appends the reply
+/// (its kind byte first) to `out`.
 ///
 /// The chunk's arguments are decoded first, all under one
 /// `handle::provide` (the function never runs inside it), and the results
@@ -241,23 +300,25 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     function: usize,
     items: &[u8],
     fds: Vec<OwnedFd>,
-    packed: bool,
     out: &mut Vec<u8>,
 ) -> (Vec<OwnedFd>, Results) {
     // SAFETY: guaranteed by the caller; fn pointers and usize have the
     // same size.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let args = decode_args::<A, R>(items, fds, packed);
-    let outcomes: Vec<Outcome<R>> = args
-        .into_iter()
-        .map(|arg| {
-            let arg = arg?;
-            catch_unwind(AssertUnwindSafe(|| f(arg)))
-                .map(Outcome::Returned)
-                .map_err(|payload| failed(OUT_PANICKED, "", panic_message(payload)))
-        })
-        .map(|r| r.unwrap_or_else(|failed| *failed))
-        .collect();
+    let outcomes: Vec<Outcome<R>> = match decode_args::<A>(items, fds) {
+        Ok(args) => args
+            .into_iter()
+            .map(|arg| match catch_unwind(AssertUnwindSafe(|| f(arg))) {
+                Ok(r) => Outcome::Returned(r),
+                Err(payload) => failed(OUT_PANICKED, "", panic_message(payload)),
+            })
+            .collect(),
+        // The items cannot be told apart past the one that failed: every
+        // item of the chunk fails alike.
+        Err((count, tag, type_name, why)) => (0..count)
+            .map(|_| failed(tag, type_name, why.clone()))
+            .collect(),
+    };
     let start = out.len();
     // What `out` held before (the reply's number): a failed encode may
     // leave its buffer emptied.
@@ -332,6 +393,11 @@ impl Results {
 unsafe fn drop_outcomes<R>(outcomes: *mut ()) {
     // SAFETY: guaranteed by the caller.
     let outcomes = unsafe { Box::from_raw(outcomes.cast::<Vec<Outcome<R>>>()) };
+    if !std::mem::needs_drop::<R>() {
+        // No destructor of the user's to run: the failures' strings
+        // cannot panic.
+        return;
+    }
     for outcome in *outcomes {
         let _ = catch_unwind(AssertUnwindSafe(move || drop(outcome)));
     }
@@ -367,59 +433,62 @@ impl<R: Serialize> Serialize for ValueOf<'_, R> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
             Outcome::Returned(r) => r.serialize(s),
-            Outcome::Failed(..) => Err(serde::ser::Error::custom("an item did not return")),
+            Outcome::Failed(_) => Err(serde::ser::Error::custom("an item did not return")),
         }
     }
 }
 
-fn failed<R>(tag: u8, type_name: &'static str, message: String) -> Box<Outcome<R>> {
-    Box::new(Outcome::Failed(tag, type_name, message))
+fn failed<R>(tag: u8, type_name: &'static str, message: String) -> Outcome<R> {
+    Outcome::Failed(Box::new(Failure(tag, type_name, message)))
 }
 
-/// Decodes a chunk's arguments, each to its value or its failure.
-fn decode_args<A: DeserializeOwned, R>(
+/// Why a chunk's arguments did not decode: how many items it has (at most
+/// [`MAX_FAILED_ITEMS`] are reported), and the outcome each of them gets.
+type ArgsFailure = (usize, u8, &'static str, String);
+
+/// Bounds the item count of a task that did not decode: it only sizes an
+/// error reply.
+const MAX_FAILED_ITEMS: u64 = 1 << 20;
+
+/// Decodes a chunk's count and arguments, in order, all or none.
+fn decode_args<A: DeserializeOwned>(
     items: &[u8],
     fds: Vec<OwnedFd>,
-    packed: bool,
-) -> Vec<Result<A, Box<Outcome<R>>>> {
+) -> Result<Vec<A>, ArgsFailure> {
     let type_name = std::any::type_name::<A>();
-    let mut args = Vec::new();
-    let _ = handle::provide(fds, || {
-        if packed {
-            match catch_unwind(AssertUnwindSafe(|| Postcard::decode::<Vec<A>>(items))) {
-                Ok(Ok(all)) => args.extend(all.into_iter().map(Ok)),
-                // The sequence cannot be split: every item fails alike.
-                Ok(Err(e)) => {
-                    let why = e.to_string();
-                    (0..packed_len(items)).for_each(|_| {
-                        args.push(Err(failed(OUT_ARGS_DECODE, type_name, why.clone())))
-                    });
-                }
-                Err(payload) => {
-                    let why = panic_message(payload);
-                    (0..packed_len(items))
-                        .for_each(|_| args.push(Err(failed(OUT_PANICKED, "", why.clone()))));
-                }
+    let Some((count, body)) = items.split_first_chunk::<8>() else {
+        return Err((0, OUT_ARGS_DECODE, type_name, "no item count".into()));
+    };
+    let count = u64::from_le_bytes(*count);
+    let reported = count.min(MAX_FAILED_ITEMS) as usize;
+    let decoded = handle::provide(fds, || {
+        match catch_unwind(AssertUnwindSafe(|| {
+            // Each item takes a byte at least, but for zero-sized ones:
+            // the count only hints the room.
+            let mut args = Vec::with_capacity(reported.min(body.len()));
+            let mut de = postcard::Deserializer::from_bytes(body);
+            for _ in 0..count {
+                args.push(A::deserialize(&mut de).map_err(|e| CodecError::new(Postcard::NAME, e))?);
             }
-            return Ok(());
+            match de.finalize() {
+                Ok([]) => Ok(args),
+                Ok(rest) => Err(CodecError::new(
+                    Postcard::NAME,
+                    format_args!("{} trailing bytes after the items", rest.len()),
+                )),
+                Err(e) => Err(CodecError::new(Postcard::NAME, e)),
+            }
+        })) {
+            Ok(Ok(args)) => Ok(Ok(args)),
+            Ok(Err(e)) => Err(e),
+            Err(payload) => Ok(Err(panic_message(payload))),
         }
-        for record in Records::new(items) {
-            let decoded = catch_unwind(AssertUnwindSafe(|| Postcard::decode::<A>(record.bytes)));
-            args.push(match decoded {
-                Ok(Ok(a)) => Ok(a),
-                Ok(Err(e)) => Err(failed(OUT_ARGS_DECODE, type_name, e.to_string())),
-                Err(payload) => Err(failed(OUT_PANICKED, "", panic_message(payload))),
-            });
-        }
-        Ok(())
     });
-    args
-}
-
-/// The item count at the head of a packed sequence (bounded: it only
-/// sizes an error reply).
-fn packed_len(items: &[u8]) -> usize {
-    postcard::take_from_bytes::<u64>(items).map_or(0, |(n, _)| n.min(1 << 20) as usize)
+    match decoded {
+        Ok(Ok(args)) => Ok(args),
+        Ok(Err(why)) => Err((reported, OUT_PANICKED, "", why)),
+        Err(e) => Err((reported, OUT_ARGS_DECODE, type_name, e.to_string())),
+    }
 }
 
 /// Appends one outcome as a record; a result that does not encode (or
@@ -437,7 +506,8 @@ fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: &Outcome<R>) {
                 }
             }
         }
-        Outcome::Failed(tag, type_name, message) => {
+        Outcome::Failed(failure) => {
+            let Failure(tag, type_name, message) = &**failure;
             error_record(out, *tag, type_name, message.clone())
         }
     }
@@ -519,15 +589,14 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
     // Every reply starts with the number of the message it answers.
     out.extend_from_slice(&head[NUMBER_AT]);
     match head[0] {
-        kind @ (MSG_TASK | MSG_TASK_PACKED) => {
+        MSG_TASK => {
             // SAFETY: only the pool holds the other end of this socket (it
             // made the pair and passed this end at spawn), and it computed
             // the offsets from a `run_chunk::<A, R>` and a `fn(A) -> R`; the
             // bootstrap proved this is the pool's executable.
             let runner: TaskRunner = unsafe { std::mem::transmute::<usize, TaskRunner>(runner) };
             // SAFETY: as above.
-            let (fds, results) =
-                unsafe { runner(function, payload, fds, kind == MSG_TASK_PACKED, out) };
+            let (fds, results) = unsafe { runner(function, payload, fds, out) };
             Next::Reply(fds, Some(results))
         }
         MSG_INIT => {
@@ -559,23 +628,38 @@ mod tests {
         x / 2
     }
 
-    /// Runs a packed chunk of `items` through the worker side, in this
-    /// process: the reply's kind and its body.
-    fn run(items: &[u64]) -> (u8, Vec<u8>) {
-        let mut message = Vec::new();
-        Postcard::encode(items, &mut message).unwrap();
+    /// A task's payload: the count, then the items.
+    fn payload(items: &[u64]) -> Vec<u8> {
+        let mut message = (items.len() as u64).to_le_bytes().to_vec();
+        for item in items {
+            append(&mut message, item).unwrap();
+        }
+        message
+    }
+
+    /// Runs a chunk of `items` through the worker side, in this process:
+    /// the reply's kind and its body.
+    fn run(message: &[u8]) -> (u8, Vec<u8>) {
         let mut out = Vec::new();
         let f: fn(u64) -> u64 = halve;
         // SAFETY: `f` is a `fn(u64) -> u64`, as `run_chunk` is told.
         let (fds, _results) =
-            unsafe { run_chunk::<u64, u64>(f as usize, &message, Vec::new(), true, &mut out) };
+            unsafe { run_chunk::<u64, u64>(f as usize, message, Vec::new(), &mut out) };
         assert!(fds.is_empty());
         (out[0], out[1..].to_vec())
     }
 
+    fn outcomes(body: &[u8]) -> Vec<Result<u64, TaskError>> {
+        Postcard::decode::<Vec<WireOutcome<u64>>>(body)
+            .unwrap()
+            .into_iter()
+            .map(WireOutcome::into_result)
+            .collect()
+    }
+
     #[test]
     fn a_chunk_whose_items_all_returned_comes_back_as_values() {
-        let (kind, body) = run(&[2, 4, 6]);
+        let (kind, body) = run(&payload(&[2, 4, 6]));
         assert_eq!(kind, REPLY_DONE_VALUES);
         assert_eq!(Postcard::decode::<Vec<u64>>(&body).unwrap(), [1, 2, 3]);
         assert!(first_returned(&body, kind));
@@ -583,17 +667,11 @@ mod tests {
 
     #[test]
     fn a_chunk_with_a_failure_comes_back_as_outcomes() {
-        let (kind, body) = run(&[3, 4]);
+        let (kind, body) = run(&payload(&[3, 4]));
         assert_eq!(kind, REPLY_DONE_PACKED);
         assert!(!first_returned(&body, kind));
-        let outcomes: Vec<Result<u64, TaskError>> =
-            Postcard::decode::<Vec<WireOutcome<u64>>>(&body)
-                .unwrap()
-                .into_iter()
-                .map(WireOutcome::into_result)
-                .collect();
         assert_eq!(
-            outcomes,
+            outcomes(&body),
             [
                 Err(TaskError::Panicked {
                     message: "odd 3".into()
@@ -601,6 +679,48 @@ mod tests {
                 Ok(2)
             ]
         );
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_decode_fails_every_item_alike() {
+        // One byte short, a count past the items, trailing bytes.
+        let mut short = payload(&[2, 400]);
+        short.pop();
+        let mut long_count = payload(&[2, 4]);
+        long_count[..8].copy_from_slice(&3u64.to_le_bytes());
+        let mut trailing = payload(&[2, 4]);
+        trailing.push(0);
+        for (message, items) in [(short, 2), (long_count, 3), (trailing, 2)] {
+            let (kind, body) = run(&message);
+            assert_eq!(kind, REPLY_DONE_PACKED);
+            let all = outcomes(&body);
+            assert_eq!(all.len(), items);
+            assert!(
+                all.iter()
+                    .all(|o| matches!(o, Err(TaskError::ArgsDecode { .. }))),
+                "{all:?}"
+            );
+        }
+        // No count at all: nothing to run, an empty reply.
+        let (_, body) = run(&[1, 2]);
+        assert!(outcomes(&body).is_empty());
+    }
+
+    #[test]
+    fn append_leaves_the_buffer_as_it_was_when_a_value_fails() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut t = s.serialize_tuple(2)?;
+                t.serialize_element(&7u8)?;
+                Err(serde::ser::Error::custom("no, after one byte"))
+            }
+        }
+        let mut buf = vec![1, 2];
+        let why = append(&mut buf, &Refuses).unwrap_err();
+        assert_eq!(buf, [1, 2]);
+        assert!(why.contains("after one byte"), "{why}");
     }
 
     #[test]
