@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TaskError;
 use super::dispatch::{Chunk, Shared};
-use super::wire::{self, MSG_TASK, Records};
+use super::wire::{self, MSG_TASK};
 use crate::handle;
 use crate::process::child::{in_executable, offset_of};
 use crate::sys;
@@ -24,9 +24,6 @@ use crate::sys;
 pub(super) struct Reply {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
-    /// The reply's kind: records, a sequence of `WireOutcome`s, or a
-    /// sequence of values (`wire::REPLY_DONE*`).
-    pub kind: u8,
 }
 
 /// A chunk's result: the reply, or why there is none.
@@ -196,66 +193,72 @@ impl Plan {
         result: ChunkResult,
         mut emit: impl FnMut(Result<R, TaskError>),
     ) {
-        match result {
+        let reply = match result {
+            Ok(reply) => reply,
             Err(e) => {
                 for slot in self.into_slots() {
                     emit(Err(slot.unwrap_or_else(|| e.clone())));
                 }
+                return;
             }
-            Ok(reply) if reply.kind != wire::REPLY_DONE => {
-                let values = reply.kind == wire::REPLY_DONE_VALUES;
-                let sent = self.sent();
-                // Read as a stream, one outcome per item: no vector of
-                // outcomes in between.
-                let _ = handle::provide(reply.fds, || {
-                    let mut de = postcard::Deserializer::from_bytes(&reply.bytes);
-                    // The sequence's length comes first; a reply with
-                    // another count than the items sent is not theirs.
-                    let mut broken = match u64::deserialize(&mut de) {
-                        Ok(n) if n == sent as u64 => None,
-                        Ok(_) => Some(wire::malformed::<R>()),
-                        Err(e) => Some(result_decode::<R>(e)),
-                    };
-                    for slot in self.into_slots() {
-                        emit(match (slot, &broken) {
-                            (Some(e), _) => Err(e),
-                            (None, Some(e)) => Err(e.clone()),
-                            (None, None) => {
-                                let next = if values {
-                                    R::deserialize(&mut de).map(Ok)
-                                } else {
-                                    wire::WireOutcome::<R>::deserialize(&mut de)
-                                        .map(wire::WireOutcome::into_result)
-                                };
-                                next.unwrap_or_else(|e| {
-                                    let e = result_decode::<R>(e);
-                                    broken = Some(e.clone());
-                                    Err(e)
-                                })
-                            }
-                        });
+        };
+        let sent = self.sent() as u64;
+        // Read as a stream, one outcome per item, straight to `emit`.
+        let _ = handle::provide(reply.fds, || {
+            let mut de = postcard::Deserializer::from_bytes(&reply.bytes);
+            // The failures, then the count of results: together, the
+            // items sent; positions in order and among them.
+            let head = Vec::<wire::WireFailure>::deserialize(&mut de)
+                .and_then(|failures| Ok((failures, u64::deserialize(&mut de)?)));
+            let (failures, mut broken) = match head {
+                Ok((failures, returned))
+                    if failures.len() as u64 + returned == sent
+                        && failures.windows(2).all(|w| w[0].0 < w[1].0)
+                        && failures.last().is_none_or(|f| f.0 < sent) =>
+                {
+                    (failures, None)
+                }
+                Ok(_) => (Vec::new(), Some(wire::malformed::<R>())),
+                Err(e) => (Vec::new(), Some(result_decode::<R>(e))),
+            };
+            if let (Slots::Sent(n), true, None) = (&self.slots, failures.is_empty(), &broken) {
+                // The usual chunk, every item sent and returned: a tight
+                // loop.
+                let n = *n;
+                for i in 0..n {
+                    match R::deserialize(&mut de) {
+                        Ok(v) => emit(Ok(v)),
+                        Err(e) => {
+                            // The rest cannot be found past the bad one.
+                            let e = result_decode::<R>(e);
+                            (i..n).for_each(|_| emit(Err(e.clone())));
+                            break;
+                        }
                     }
-                    Ok(())
+                }
+                return Ok(());
+            }
+            let mut failures = failures.into_iter().peekable();
+            let mut at = 0u64;
+            for slot in self.into_slots() {
+                emit(match (slot, &broken) {
+                    (Some(e), _) => Err(e),
+                    (None, Some(e)) => Err(e.clone()),
+                    (None, None) => {
+                        at += 1;
+                        match failures.next_if(|f| f.0 == at - 1) {
+                            Some(failure) => Err(wire::failure_error::<R>(failure)),
+                            None => R::deserialize(&mut de).map(Ok).unwrap_or_else(|e| {
+                                let e = result_decode::<R>(e);
+                                broken = Some(e.clone());
+                                Err(e)
+                            }),
+                        }
+                    }
                 });
             }
-            Ok(reply) => {
-                // One provide for the whole reply: handles index its list.
-                let mut records = Records::new(&reply.bytes);
-                let slots = self.into_slots();
-                let _ = handle::provide(reply.fds, || {
-                    for slot in slots {
-                        emit(match slot {
-                            Some(e) => Err(e),
-                            None => match records.next() {
-                                Some(record) => wire::decode_outcome(record),
-                                None => Err(wire::malformed::<R>()),
-                            },
-                        });
-                    }
-                    Ok(())
-                });
-            }
-        }
+            Ok(())
+        });
     }
 }
 
@@ -331,8 +334,9 @@ where
         let mut failed: Option<Vec<Option<TaskError>>> = None;
         // One collect for the whole chunk: handles index its list.
         let ((), fds) = handle::collect(|| {
+            let mut encoder = wire::Appender::new(&mut message);
             for item in items {
-                let slot = match wire::append(&mut message, &item) {
+                let slot = match encoder.push(&item) {
                     Ok(()) => {
                         sent += 1;
                         None
@@ -376,7 +380,6 @@ impl Reply {
         Reply {
             bytes: Vec::new(),
             fds: Vec::new(),
-            kind: wire::REPLY_DONE,
         }
     }
 }
@@ -443,7 +446,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
             st.done.contains_key(&self.plan.seq)
         })?;
         Some(match st.done.get(&self.plan.seq) {
-            Some(Ok(reply)) => wire::first_returned(&reply.bytes, reply.kind),
+            Some(Ok(reply)) => wire::first_returned(&reply.bytes),
             _ => false,
         })
     }

@@ -107,9 +107,11 @@
 //!   the task too) sends a second reply; the pool takes no reply for the
 //!   wrong chunk, but kills that worker, and the chunk it then holds fails
 //!   with [`TaskError::BadReply`].
-//! - In a worker, a chunk's arguments are decoded, then its functions run,
-//!   then its results are encoded: a chunk holds all its arguments and
-//!   results in memory at once.
+//! - In a worker, a chunk's arguments are all decoded before its first
+//!   function runs, and its results are all encoded before the reply
+//!   goes: a chunk holds all its arguments, and the encodings of all its
+//!   results (with the results themselves, when their type has a
+//!   destructor), in memory at once.
 //! - [`terminate`](Pool::terminate) (and drop) kill workers with SIGKILL:
 //!   a task in the middle of changing shared state leaves it as it was at
 //!   that moment (mpkit's locks recover from a dead holder).
