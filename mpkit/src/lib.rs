@@ -40,6 +40,7 @@
 //! | [`queue`] | `Queue`, `JoinableQueue`, `SimpleQueue` | crash-safe shared-memory message queues, typed or bytes |
 //! | [`shm`] | `shared_memory`, `Value`, `Array`, `RawValue`, `RawArray` | shared memory blocks and typed shared values |
 //! | [`sync`] | `Lock`, `RLock`, `Semaphore`, `Condition`, `Event`, `Barrier` | process-shared synchronisation on robust mutexes and futexes |
+//! | [`pool`] | `Pool`, `concurrent.futures.ProcessPoolExecutor` | process pools where a worker that dies fails its task instead of hanging the pool |
 //! | [`net`] | `multiprocessing.connection.Listener`, `Client`, `wait` | sockets speaking Python's connection protocol and handshakes |
 //! | [`signal`] | `signal`, `os.kill` | signal names and numbers, sending, and safe handling |
 //! | [`os`] | `os.pipe`, `os.mkfifo` | anonymous pipes and FIFOs |
@@ -85,5 +86,5 @@ pub mod sync;
 mod sys;
 
 pub use connection::{Connection, RecvError, SendError, pipe};
-pub use pool::Pool;
+pub use pool::{Executor, Pool};
 pub use process::{JoinError, Process, SpawnError};

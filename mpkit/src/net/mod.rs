@@ -509,11 +509,25 @@ impl Client {
 }
 
 /// Something [`wait`] can wait on: a [`Connection`] (ready to receive, or at
-/// end of file), a [`Listener`] (a peer is connecting), or a
-/// [`Process`](crate::Process) (it exited; Python's `sentinel`).
+/// end of file), a [`Listener`] (a peer is connecting), a
+/// [`Process`](crate::Process) (it exited; Python's `sentinel`), or a pool
+/// result ([`AsyncResult`](crate::pool::AsyncResult),
+/// [`Task`](crate::pool::Task): it finished).
+///
+/// ```
+/// use std::os::fd::AsRawFd;
+/// use mpkit::net::Waitable;
+///
+/// // The descriptor can go into any poll loop (mio, tokio's AsyncFd, ...).
+/// let (a, _b) = mpkit::pipe(true)?;
+/// assert!(a.ready_fd()?.as_raw_fd() >= 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Waitable {
-    /// The descriptor that becomes readable when the object is ready.
-    fn ready_fd(&self) -> BorrowedFd<'_>;
+    /// The descriptor that becomes readable when the object is ready. An
+    /// object that makes its descriptor on first use (a pool result) fails
+    /// here if the system cannot make one (out of descriptors).
+    fn ready_fd(&self) -> io::Result<BorrowedFd<'_>>;
     /// Ready without waiting (data already buffered).
     fn ready_now(&self) -> bool {
         false
@@ -521,8 +535,8 @@ pub trait Waitable {
 }
 
 impl<C> Waitable for Connection<C> {
-    fn ready_fd(&self) -> BorrowedFd<'_> {
-        self.as_fd()
+    fn ready_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        Ok(self.as_fd())
     }
     fn ready_now(&self) -> bool {
         self.has_buffered()
@@ -532,20 +546,21 @@ impl<C> Waitable for Connection<C> {
 impl Waitable for Listener {
     /// Readable while a peer is waiting to be accepted or a pending
     /// handshake has something to read.
-    fn ready_fd(&self) -> BorrowedFd<'_> {
-        self.acceptor.ready_fd()
+    fn ready_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        Ok(self.acceptor.ready_fd())
     }
 }
 
 impl<R> Waitable for crate::Process<R> {
-    fn ready_fd(&self) -> BorrowedFd<'_> {
-        self.sentinel()
+    fn ready_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        Ok(self.sentinel())
     }
 }
 
 /// Waits until at least one of `objects` is ready, or `timeout` passes
 /// (`None`: forever), and returns the indexes of those ready (Python's
-/// `multiprocessing.connection.wait`). Empty on timeout.
+/// `multiprocessing.connection.wait`). Empty on timeout. Fails only if
+/// an object cannot make its descriptor, or `poll` itself fails.
 ///
 /// ```
 /// use std::time::Duration;
@@ -567,7 +582,10 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> io::Result<
         readable: true,
         writable: false,
     };
-    let fds: Vec<_> = objects.iter().map(|o| (o.ready_fd(), want)).collect();
+    let fds = objects
+        .iter()
+        .map(|o| Ok((o.ready_fd()?, want)))
+        .collect::<io::Result<Vec<_>>>()?;
     let ready = sys::wait_fds(&fds, sys::deadline_after(timeout))?;
     Ok(ready
         .iter()

@@ -3,10 +3,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -16,6 +17,7 @@ use super::TaskError;
 use super::dispatch::{Chunk, Shared};
 use super::wire::{self, MSG_TASK};
 use crate::handle;
+use crate::net::Waitable;
 use crate::process::child::{in_executable, offset_of};
 use crate::sys;
 
@@ -29,11 +31,35 @@ pub(super) struct Reply {
 /// A chunk's result: the reply, or why there is none.
 pub(super) type ChunkResult = Result<Reply, TaskError>;
 
+/// Told when a chunk's result arrives: an executor's `wait`, a result's
+/// readiness flag.
+pub(super) trait Watch: Send + Sync {
+    /// Chunk results arrived for the watch registered with `key`.
+    fn arrived(&self, key: usize);
+}
+
+/// A watch on one chunk, held weakly: a watch whose owner is gone (a
+/// `wait` that timed out) is never told, and is pruned.
+struct Watcher {
+    seq: u64,
+    watch: Weak<dyn Watch>,
+    key: usize,
+}
+
+/// `Batch::progress` bits: a chunk of the batch was handed to a worker.
+const STARTED: u8 = 1;
+/// `Batch::progress` bits: the batch was cancelled; chunks not handed out
+/// yet never will be.
+const CANCELLED: u8 = 2;
+
 /// The results of one call's chunks, numbered from 0.
 pub(super) struct Batch {
     state: Mutex<BatchState>,
     arrived: Condvar,
-    cancelled: AtomicBool,
+    /// [`STARTED`] and [`CANCELLED`]: set by the dispatcher and the
+    /// caller, each with one atomic step, so that exactly one of "handed
+    /// to a worker" and "cancelled before it started" happens.
+    progress: AtomicU8,
     /// Whether arrival order is kept (for [`take_any`](Self::take_any)); an
     /// in-order reader never drains it, so it is kept only when asked.
     unordered: bool,
@@ -44,6 +70,7 @@ struct BatchState {
     done: HashMap<u64, ChunkResult>,
     /// Numbers in order of arrival (only for unordered readers).
     order: VecDeque<u64>,
+    watchers: Vec<Watcher>,
 }
 
 impl Batch {
@@ -51,7 +78,7 @@ impl Batch {
         Arc::new(Batch {
             state: Mutex::new(BatchState::default()),
             arrived: Condvar::new(),
-            cancelled: AtomicBool::new(false),
+            progress: AtomicU8::new(0),
             unordered,
         })
     }
@@ -60,24 +87,100 @@ impl Batch {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Chunk `seq`'s result. The first one stands: a chunk cancelled
+    /// before it started already holds `Cancelled` when a terminating pool
+    /// fails its queue.
     pub(super) fn deliver(&self, seq: u64, result: ChunkResult) {
-        let mut st = self.lock();
+        let st = self.lock();
+        self.deliver_locked(st, seq, result);
+    }
+
+    fn deliver_locked(&self, mut st: MutexGuard<'_, BatchState>, seq: u64, result: ChunkResult) {
+        if st.done.contains_key(&seq) {
+            return;
+        }
         st.done.insert(seq, result);
         if self.unordered {
             st.order.push_back(seq);
         }
+        let mut told = Vec::new();
+        st.watchers.retain(|w| {
+            let mine = w.seq == seq;
+            if mine {
+                told.push((w.watch.clone(), w.key));
+            }
+            !mine
+        });
         drop(st);
         self.arrived.notify_all();
+        for (watch, key) in told {
+            if let Some(watch) = watch.upgrade() {
+                watch.arrived(key);
+            }
+        }
+    }
+
+    /// Tells `watch` (with `key`) when chunk `seq`'s result arrives, or at
+    /// once if it has.
+    pub(super) fn watch(&self, seq: u64, watch: Weak<dyn Watch>, key: usize) {
+        let mut st = self.lock();
+        if st.done.contains_key(&seq) {
+            drop(st);
+            if let Some(watch) = watch.upgrade() {
+                watch.arrived(key);
+            }
+            return;
+        }
+        st.watchers.retain(|w| w.watch.strong_count() > 0);
+        st.watchers.push(Watcher { seq, watch, key });
     }
 
     /// Nobody will read the remaining results: queued chunks are dropped
     /// instead of run.
     pub(super) fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+        self.progress.fetch_or(CANCELLED, Ordering::AcqRel);
     }
 
+    /// Called by the dispatcher as it hands one of the batch's chunks to a
+    /// worker: false if the batch is cancelled, and the chunk is then
+    /// dropped instead.
+    pub(super) fn start(&self) -> bool {
+        self.progress
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                (p & CANCELLED == 0).then_some(p | STARTED)
+            })
+            .is_ok()
+    }
+
+    /// Cancels a batch none of whose chunks was handed to a worker, giving
+    /// chunk `seq` the result `Cancelled` (Python's `Future.cancel`):
+    /// whether the batch is cancelled now (or was already). False once a
+    /// chunk started, or once chunk `seq` has a result.
+    pub(super) fn cancel_unstarted(&self, seq: u64) -> bool {
+        let st = self.lock();
+        if st.done.contains_key(&seq) {
+            return self.cancelled();
+        }
+        match self
+            .progress
+            .compare_exchange(0, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                self.deliver_locked(st, seq, Err(TaskError::Cancelled));
+                true
+            }
+            Err(p) => p == CANCELLED,
+        }
+    }
+
+    /// Whether the batch was cancelled.
     pub(super) fn cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.progress.load(Ordering::Acquire) & CANCELLED != 0
+    }
+
+    /// Whether a chunk of the batch was handed to a worker.
+    pub(super) fn started(&self) -> bool {
+        self.progress.load(Ordering::Acquire) & STARTED != 0
     }
 
     /// Waits until `ready` holds for the state, or `deadline` passes.
@@ -406,7 +509,53 @@ impl Reply {
 pub struct AsyncResult<R> {
     batch: Arc<Batch>,
     plan: Plan,
+    /// Made on the first [`Waitable::ready_fd`].
+    flag: OnceLock<Arc<ReadyFlag>>,
     _result: PhantomData<fn() -> R>,
+}
+
+/// A readiness flag (an eventfd) raised when a result arrives.
+struct ReadyFlag(OwnedFd);
+
+impl Watch for ReadyFlag {
+    fn arrived(&self, _key: usize) {
+        // Only fails on a descriptor that is not an eventfd: never here.
+        let _ = sys::raise_ready_flag(self.0.as_fd());
+    }
+}
+
+/// Readable once the task has finished, so that one
+/// [`net::wait`](crate::net::wait) can wait for results, processes and
+/// connections together. The descriptor (an eventfd) is made on the first
+/// call and lives as long as the `AsyncResult`.
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = mpkit::Pool::new(1)?;
+/// let (_tx, rx) = mpkit::pipe(true)?;
+/// let r = pool.apply_async(|x: u32| x + 1, 1);
+/// // Index 1 (the result) is ready; the connection has nothing to read.
+/// assert_eq!(mpkit::net::wait(&[&rx, &r], Some(Duration::from_secs(30)))?, [1]);
+/// assert_eq!(r.get()?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<R> Waitable for AsyncResult<R> {
+    fn ready_fd(&self) -> io::Result<BorrowedFd<'_>> {
+        if self.flag.get().is_none() {
+            let made = Arc::new(ReadyFlag(sys::ready_flag()?));
+            // Of two threads making one at once, one flag is kept.
+            if self.flag.set(Arc::clone(&made)).is_ok() {
+                let watch: Weak<dyn Watch> = Arc::downgrade(&made) as Weak<dyn Watch>;
+                self.batch.watch(self.plan.seq, watch, 0);
+            }
+        }
+        let flag = self.flag.get().expect("set above");
+        Ok(flag.0.as_fd())
+    }
+
+    fn ready_now(&self) -> bool {
+        self.batch.wait_done(self.plan.seq, Some(Instant::now()))
+    }
 }
 
 impl<R> fmt::Debug for AsyncResult<R> {
@@ -420,11 +569,19 @@ impl<R> fmt::Debug for AsyncResult<R> {
     }
 }
 
+impl<R> AsyncResult<R> {
+    /// The batch holding the result, and the result's number in it.
+    pub(super) fn slot(&self) -> (&Arc<Batch>, u64) {
+        (&self.batch, self.plan.seq)
+    }
+}
+
 impl<R: DeserializeOwned> AsyncResult<R> {
     pub(super) fn new(batch: Arc<Batch>, plan: Plan) -> AsyncResult<R> {
         AsyncResult {
             batch,
             plan,
+            flag: OnceLock::new(),
             _result: PhantomData,
         }
     }

@@ -319,7 +319,7 @@ impl Dispatcher {
                 }
                 let chunk = loop {
                     match st.queue.pop_front() {
-                        Some(c) if c.batch.cancelled() => continue,
+                        Some(c) if !c.batch.start() => continue,
                         other => break other,
                     }
                 };

@@ -135,6 +135,12 @@ pub enum TaskError {
     /// The pool was terminated (or dropped) before the task finished.
     #[error("the pool was terminated before the task finished")]
     PoolTerminated,
+    /// The task was cancelled before a worker took it
+    /// ([`Task::cancel`](super::Task::cancel), or
+    /// [`Executor::shutdown`](super::Executor::shutdown) cancelling pending
+    /// work); it never ran (Python's `CancelledError`).
+    #[error("the task was cancelled before it started")]
+    Cancelled,
 }
 
 /// How a worker process ended ([`TaskError::WorkerDied`]).

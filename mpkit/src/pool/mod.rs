@@ -1,5 +1,6 @@
-//! Process pools: [`Pool`] (Python's `multiprocessing.Pool`), where a
-//! worker that dies never hangs the pool.
+//! Process pools: [`Pool`] (Python's `multiprocessing.Pool`) and
+//! [`Executor`] (Python's `concurrent.futures.ProcessPoolExecutor`), where
+//! a worker that dies never hangs the pool.
 //!
 //! ```
 //! use mpkit::Pool;
@@ -15,6 +16,35 @@
 //! assert_eq!(pool.map(|(a, b): (u32, u32)| a * b, [(2, 3), (4, 5)])?, [6, 20]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Executor
+//!
+//! [`Executor`] is the same pool behind Python's `concurrent.futures`
+//! contract: [`submit`](Executor::submit) returns a [`Task`] (a future)
+//! that can be waited on with a timeout, or [cancelled](Task::cancel)
+//! while no worker has taken it; [`as_completed`] yields tasks as they
+//! finish and [`wait`] returns when the first, the first failed, or all
+//! have; [`shutdown`](Executor::shutdown) can cancel what is pending, and
+//! dropping the executor waits for what was submitted (Python's `with`).
+//! Built from the same [`Builder`] ([`Builder::build_executor`]).
+//!
+//! ```
+//! use mpkit::pool::{as_completed, Executor};
+//!
+//! let ex = Executor::new(2)?;
+//! let tasks: Vec<_> = ["a", "bb", "ccc"].map(|w| ex.submit(|w: String| w.len(), w.into())).into();
+//! let mut lens: Vec<usize> = Vec::new();
+//! for task in as_completed(tasks, None) {
+//!     lens.push(task?.result()?);
+//! }
+//! lens.sort();
+//! assert_eq!(lens, [1, 2, 3]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! An [`AsyncResult`] and a [`Task`] are [`Waitable`](crate::net::Waitable):
+//! one [`net::wait`](crate::net::wait) sleeps until a result is ready, a
+//! process exits or a connection has a message, with no polling.
 //!
 //! Functions are as for [`Process`](crate::Process): plain `fn` items or
 //! non-capturing closures in the executable; arguments and results are
@@ -119,11 +149,16 @@
 mod batch;
 mod dispatch;
 mod error;
+mod executor;
 mod imap;
 mod wire;
 
 pub use batch::AsyncResult;
 pub use error::{BuildError, TaskError, WorkerExit};
+pub use executor::{
+    AsCompleted, AsCompletedTimeout, Executor, MapError, MapResults, ReturnWhen, Task,
+    as_completed, wait,
+};
 pub use imap::Imap;
 
 use std::fmt;
@@ -692,6 +727,8 @@ mod tests {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<super::Pool>();
         send_sync::<super::AsyncResult<String>>();
+        send_sync::<super::Executor>();
+        send_sync::<super::Task<String>>();
         fn send<T: Send>() {}
         send::<super::Imap<std::ops::Range<u64>, u64>>();
     }

@@ -14,6 +14,7 @@
 //! | `time.rs` | [`Deadline`]s on the monotonic clock, kernel time values |
 //! | `fd.rs` | descriptors: waiting ([`wait_fds`]), flags, reads and writes, close-on-exec |
 //! | `pipe.rs` | anonymous pipes and FIFOs |
+//! | `eventfd.rs` | readiness flags (`eventfd`) for waiting on in-process events with `poll` |
 //! | `socket.rs` | Unix socket pairs and listeners, `SCM_RIGHTS`, peer credentials |
 //! | `signal.rs` | `SIGPIPE` handling, real-time signal numbers |
 //! | `process.rs` | pids, pidfds, reaping, signalling, `/proc` liveness |
@@ -29,6 +30,7 @@
 //! whatever file it lives in.
 
 mod errno;
+mod eventfd;
 mod fd;
 mod futex;
 mod loader;
@@ -44,6 +46,7 @@ mod thread;
 mod time;
 
 pub(crate) use errno::*;
+pub(crate) use eventfd::*;
 pub(crate) use fd::*;
 pub(crate) use futex::*;
 pub(crate) use loader::*;
