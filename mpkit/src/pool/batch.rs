@@ -21,7 +21,7 @@ use crate::net::Waitable;
 use crate::process::child::{in_executable, offset_of};
 use crate::sys;
 
-/// A worker's reply to one chunk: its outcome records and their
+/// A worker's reply to one chunk: its failures and results, and their
 /// descriptors.
 pub(super) struct Reply {
     pub bytes: Vec<u8>,
