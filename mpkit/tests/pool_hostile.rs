@@ -60,7 +60,6 @@ const BIG: usize = 16 << 20;
 /// socket buffer: dropping the pool must still return (Drop "terminates
 /// and reaps"; "never a hang").
 #[test]
-#[ignore = "known defect: the dispatcher blocks in send to a stopped worker; drop hangs"]
 fn drop_returns_while_a_stopped_worker_is_sent_a_big_chunk() {
     let _w = watchdog(60);
     let pool = Pool::new(1).unwrap();
@@ -79,7 +78,6 @@ fn drop_returns_while_a_stopped_worker_is_sent_a_big_chunk() {
 
 /// Same, with a task timeout: the timeout must still fire.
 #[test]
-#[ignore = "known defect: the dispatcher blocks in send to a stopped worker; no timeout fires"]
 fn task_timeout_fires_while_a_stopped_worker_is_sent_a_big_chunk() {
     let _w = watchdog(60);
     let pool = Pool::builder()
@@ -511,16 +509,8 @@ fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
 }
 
-/// In a child process: a pool, then this process's descriptors used up
-/// (RLIMIT_NOFILE lowered and filled): (d) a result carrying a handle,
-/// (a) one worker dies, (b) the other dies, (c) descriptors freed again.
-fn pool_under_fd_limit(_: ()) -> String {
-    let pool = Pool::new(2).unwrap();
-    assert_eq!(pool.map(|x: i32| x, 0..4).unwrap(), [0, 1, 2, 3]);
-    let lim = libc::rlimit {
-        rlim_cur: open_fds() + 16,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+/// Lowers this process's soft descriptor limit to what is open plus 16.
+fn lower_fd_limit() {
     let mut old = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -528,47 +518,109 @@ fn pool_under_fd_limit(_: ()) -> String {
     // SAFETY: getrlimit writes into a local rlimit.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) };
     let lim = libc::rlimit {
+        rlim_cur: open_fds() + 16,
         rlim_max: old.rlim_max,
-        ..lim
     };
     // SAFETY: lowering this (child) process's soft limit.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    let mut hold = Vec::new();
+}
+
+/// Opens /dev/null until this process has no descriptor left.
+fn use_up_fds(hold: &mut Vec<std::fs::File>) {
     while let Ok(f) = std::fs::File::open("/dev/null") {
         hold.push(f);
     }
-    let d = pool
-        .apply(|(): ()| mpkit::pipe(true).unwrap().0, ())
-        .map(|_| ());
-    let die = |x: i32| if x == 0 { std::process::exit(3) } else { x };
-    let a = pool.map_outcomes_chunked(die, 0..4, 1);
-    let b = pool.map_outcomes_chunked(die, 0..4, 1);
-    drop(hold);
-    let c = pool.map(|x: i32| x, 0..4);
-    format!("d={d:?}\na={a:?}\nb={b:?}\nc={c:?}")
 }
 
-/// Descriptor exhaustion in the pool's process: no hang, and each outcome
-/// says what happened. Prints what it saw; asserts the documented promises.
+/// In a child process: a pool of 2, then this process's descriptors used
+/// up. Each death of a worker frees its 3 descriptors, too few to start
+/// another; descriptors are used up again after each. Returns one line per
+/// step (`name=outcome`).
+fn pool_under_fd_limit(_: ()) -> String {
+    let pool = Pool::builder()
+        .processes(2)
+        .worker_start_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert_eq!(pool.map(|x: i32| x, 0..4).unwrap(), [0, 1, 2, 3]);
+    lower_fd_limit();
+    let mut hold = Vec::new();
+    use_up_fds(&mut hold);
+    fn exit3(_: i32) -> i32 {
+        std::process::exit(3)
+    }
+    let mut lines = Vec::new();
+    // A result carrying a handle that cannot be received.
+    let d = pool.apply(|(): ()| mpkit::pipe(true).unwrap().0, ());
+    lines.push(format!("d={:?}", d.map(|_| ())));
+    // One worker dies and cannot be replaced: the other does the rest.
+    let a = pool.map_outcomes_chunked(|x: i32| if x == 0 { exit3(x) } else { x }, 0..4, 1);
+    lines.push(format!("a={a:?}"));
+    use_up_fds(&mut hold);
+    // The other dies too: a task waits for a worker, and runs once
+    // descriptors are back.
+    let _ = pool.apply(exit3, 0);
+    use_up_fds(&mut hold);
+    let waiting = pool.apply_async(|x: i32| x + 1, 1);
+    lines.push(format!(
+        "still waiting after 300 ms={}",
+        !waiting.wait_timeout(Duration::from_millis(300))
+    ));
+    hold.clear();
+    lines.push(format!("b={:?}", waiting.get()));
+    // Out of descriptors again, both workers killed: tasks wait for the
+    // worker start timeout, then fail.
+    use_up_fds(&mut hold);
+    let _ = pool.apply(exit3, 0);
+    use_up_fds(&mut hold);
+    let _ = pool.apply(exit3, 0);
+    use_up_fds(&mut hold);
+    let e = pool.map_outcomes_chunked(|x: i32| x, 0..3, 1);
+    lines.push(format!("e={e:?}"));
+    hold.clear();
+    // And the pool works again.
+    lines.push(format!("c={:?}", pool.map(|x: i32| x, 0..4)));
+    lines.join("\n")
+}
+
+/// Descriptor exhaustion in the pool's process: no hang, a handle lost is
+/// not a worker death, a worker that cannot start is retried, tasks wait
+/// for one (up to the worker start timeout), and the pool recovers.
 #[test]
-#[ignore = "known defect: lost handles read as a death; a transient EMFILE fails the pool for good"]
 fn descriptor_exhaustion_when_replacing_workers() {
     let _w = watchdog(60);
     let child = mpkit::Process::spawn(pool_under_fd_limit, ()).unwrap();
     let _k = KillOnDrop(child.pid());
-    let got = within(30, move || child.join())
+    let got = within(40, move || child.join())
         .expect("the pool hung when out of descriptors")
         .unwrap();
     eprintln!("{got}");
     let lines: Vec<&str> = got.lines().collect();
-    // A handle lost for want of descriptors is not a worker death.
-    assert!(
-        !lines[0].contains("WorkerDied"),
-        "a healthy worker was reported dead: {}",
-        lines[0]
+    assert_eq!(
+        lines[0], "d=Err(ResultHandlesLost)",
+        "a lost handle read as what?"
     );
-    // Once descriptors are back, the pool works again.
-    assert_eq!(lines[3], "c=Ok([0, 1, 2, 3])", "the pool never recovered");
+    assert!(
+        lines[1].starts_with("a=[Err(WorkerDied {") && lines[1].ends_with("Ok(1), Ok(2), Ok(3)]"),
+        "the surviving worker did not carry on: {}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2], "still waiting after 300 ms=true",
+        "a task did not wait for a worker"
+    );
+    assert_eq!(
+        lines[3], "b=Ok(2)",
+        "the waiting task did not run once a worker could start"
+    );
+    assert!(
+        lines[4].starts_with("e=[Err(WorkerStart {")
+            && lines[4].matches("Err(WorkerStart {").count() == 3
+            && lines[4].contains("Too many open files"),
+        "tasks with no worker to run them: {}",
+        lines[4]
+    );
+    assert_eq!(lines[5], "c=Ok([0, 1, 2, 3])", "the pool never recovered");
 }
 
 /// An initializer that announces its worker, then ends it without a panic.
@@ -627,7 +679,6 @@ fn pool_with_a_stopped_worker(mut conn: mpkit::Connection) {
 /// "Workers die with the pool's process, however it ends": also a worker
 /// that is stopped at that moment.
 #[test]
-#[ignore = "known defect: a stopped worker outlives the pool process (its daemon watcher thread cannot run while it is stopped)"]
 fn the_parents_death_kills_a_stopped_worker() {
     let _w = watchdog(60);
     let (mut rx, tx) = mpkit::pipe(true).unwrap();
@@ -695,4 +746,24 @@ fn ending_a_pool_never_raises_sigpipe() {
     )
     .unwrap();
     assert!(child.join().unwrap());
+}
+
+/// The kernel kills workers when the *thread* that spawned them ends
+/// (`PR_SET_PDEATHSIG`): that must be the pool's own thread, never the
+/// caller's. A pool built on a thread that has ended keeps its workers.
+#[test]
+fn a_pool_built_on_a_thread_that_ended_keeps_its_workers() {
+    let _w = watchdog(60);
+    let pool = std::thread::spawn(|| Pool::new(2).unwrap()).join().unwrap();
+    let before: Vec<i32> = pool
+        .map_chunked(|_: u8| std::process::id() as i32, 0..2, 1)
+        .unwrap();
+    let out = pool.map_outcomes_chunked(|x: u32| x, 0..8, 1);
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    for pid in before {
+        assert!(
+            !matches!(state(pid), None | Some('Z' | 'X')),
+            "worker {pid} died with the thread that built the pool"
+        );
+    }
 }

@@ -8,6 +8,7 @@
 use pyo3::prelude::*;
 
 mod blocking;
+mod errors;
 mod queue;
 mod shared;
 mod sync;
@@ -15,6 +16,7 @@ mod sync;
 #[pymodule]
 fn _mpkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let mut names: Vec<&'static str> = Vec::new();
+    errors::register(m, &mut names)?;
     queue::register(m, &mut names)?;
     sync::register(m, &mut names)?;
     shared::register(m, &mut names)?;

@@ -66,7 +66,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::{Codec, CodecError, Postcard};
 use crate::handle;
 use crate::sys::{self, Deadline};
-pub(crate) use transport::RawConnection;
+pub(crate) use transport::{Outgoing, RawConnection};
 
 /// Why a receive failed.
 #[derive(Debug, thiserror::Error)]

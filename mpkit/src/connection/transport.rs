@@ -177,6 +177,57 @@ impl RawConnection {
         }
     }
 
+    /// Sends as much of one message (`bytes`, with `fds` on its first
+    /// byte) as the socket takes now, never waiting: `Ok(true)` once all of
+    /// it went, `Ok(false)` when the socket is full (wait until it is
+    /// writable and call again, with the same `out`, `bytes` and `fds`).
+    /// The message is framed as [`send_message`](Self::send_message) frames
+    /// it. Sockets only. A failure after part of the message went leaves
+    /// the connection broken, as a blocking send does.
+    pub(crate) fn send_nowait(
+        &mut self,
+        out: &mut Outgoing,
+        bytes: &[u8],
+        fds: &[OwnedFd],
+    ) -> Result<bool, SendError> {
+        if !self.writable {
+            return Err(SendError::NotWritable);
+        }
+        if !self.socket {
+            return Err(SendError::Io(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a send that never waits needs a socket",
+            )));
+        }
+        if self.broken {
+            return Err(SendError::Broken);
+        }
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            return Err(SendError::TooManyHandles(fds.len()));
+        }
+        let head = &out.head[..out.head_len];
+        let total = head.len() + bytes.len();
+        let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+        while out.sent < total {
+            let iov = io_slices_from(&[head, bytes], out.sent);
+            let attach: &[BorrowedFd<'_>] = if out.sent == 0 { &borrowed } else { &[] };
+            let failure = match sys::try_send_with_fds(self.fd.as_fd(), &iov, attach) {
+                Ok(n) => {
+                    out.sent += n;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if is_disconnect(&e) => SendError::Disconnected,
+                Err(e) => SendError::Io(e),
+            };
+            if out.sent > 0 {
+                self.broken = true;
+            }
+            return Err(failure);
+        }
+        Ok(true)
+    }
+
     /// Writes `parts` (an already framed message) completely; `fds` go with
     /// the first byte, announced by a `-2` header.
     fn send_framed(&mut self, parts: &[&[u8]], fds: &[OwnedFd]) -> Result<(), SendError> {
@@ -562,6 +613,41 @@ impl RawConnection {
 }
 
 /// The 12-byte header CPython uses for messages over 2 GiB.
+/// A message on its way out through [`RawConnection::send_nowait`]: its
+/// frame header (the descriptor announcement, if any, then the length) and
+/// how many bytes of header and message have gone.
+pub(crate) struct Outgoing {
+    head: [u8; 20],
+    head_len: usize,
+    sent: usize,
+}
+
+impl Outgoing {
+    /// Nothing sent yet of a message of `len` bytes carrying `fds`
+    /// descriptors.
+    pub(crate) fn new(len: usize, fds: usize) -> Outgoing {
+        let mut head = [0u8; 20];
+        let mut at = 0;
+        if fds > 0 {
+            head[..4].copy_from_slice(&FD_MARK.to_be_bytes());
+            head[4..8].copy_from_slice(&(fds as u32).to_be_bytes());
+            at = 8;
+        }
+        if let Ok(n) = i32::try_from(len) {
+            head[at..at + 4].copy_from_slice(&n.to_be_bytes());
+            at += 4;
+        } else {
+            head[at..at + 12].copy_from_slice(&long_header(len as u64));
+            at += 12;
+        }
+        Outgoing {
+            head,
+            head_len: at,
+            sent: 0,
+        }
+    }
+}
+
 fn long_header(len: u64) -> [u8; 12] {
     let mut h = [0u8; 12];
     h[..4].copy_from_slice(&LONG_MARK.to_be_bytes());
@@ -592,6 +678,36 @@ fn is_disconnect(e: &io::Error) -> bool {
 mod tests {
     use super::*;
     use crate::connection::pipe;
+
+    /// A message larger than the socket buffer goes out in pieces, resumed
+    /// where the full socket stopped, with its descriptor and framing whole
+    /// for a reader that uses the ordinary receive, and a message after it.
+    #[test]
+    fn send_nowait_resumes_where_the_full_socket_stopped() {
+        let (a, b) = sys::socketpair().unwrap();
+        let mut tx = RawConnection::new(a, true, true, true);
+        let mut rx = RawConnection::new(b, true, true, true);
+        let big: Vec<u8> = (0..4u32 << 20).map(|i| i as u8).collect();
+        let fds = vec![sys::pipe().unwrap().0];
+        let mut out = Outgoing::new(big.len(), fds.len());
+        assert!(
+            !tx.send_nowait(&mut out, &big, &fds).unwrap(),
+            "4 MiB fit at once"
+        );
+        let reader = std::thread::spawn(move || {
+            let first = rx.recv_with_fds(None).unwrap();
+            (first, rx.recv_with_fds(None).unwrap())
+        });
+        while !tx.send_nowait(&mut out, &big, &fds).unwrap() {
+            sys::wait_writable(tx.as_fd(), None).unwrap();
+        }
+        let mut small = Outgoing::new(3, 0);
+        assert!(tx.send_nowait(&mut small, b"end", &[]).unwrap());
+        let ((msg, got), (end, none)) = reader.join().unwrap();
+        assert!(msg == big, "the message came back changed");
+        assert_eq!(got.len(), 1);
+        assert_eq!((end.as_slice(), none.len()), (&b"end"[..], 0));
+    }
 
     #[test]
     fn frames_are_cpython_compatible() {

@@ -4,14 +4,42 @@
 //! to one idle worker, so at every moment it knows which chunk each worker
 //! holds, and it sleeps in one `poll` over everything that can happen:
 //!
-//! - the wake-up pipe (a chunk was queued, or the pool was closed or
-//!   terminated),
-//! - each worker's socket (a chunk is done; the initializer failed),
+//! - the wake-up pipe (a chunk was queued where none was, or the pool was
+//!   closed or terminated),
+//! - each worker's socket: readable (a chunk is done; the initializer
+//!   failed) and, while a message to it is part-sent, writable,
 //! - each worker's pidfd (the worker died: its chunk fails with how it
 //!   died, or is queued again while it has retries left, and a replacement
 //!   starts),
 //! - the earliest task deadline (that worker is killed; its chunk fails
-//!   with `TimedOut`).
+//!   with `TimedOut`), the next retry to start a missing worker, and the
+//!   moment tasks stop waiting for one.
+//!
+//! Nothing it does waits on a worker. Messages go out with sends that
+//! never block: what a worker's socket does not take now (a worker stopped
+//! with `SIGSTOP` reads nothing) stays in that worker's [`Outgoing`] until
+//! `poll` says the socket is writable, so a deadline still fires, and
+//! terminate still kills (SIGKILL ends a stopped process too) and reaps,
+//! whatever a worker does.
+//!
+//! Workers are spawned from this thread, and only from it, with
+//! `PR_SET_PDEATHSIG` = SIGKILL: the kernel kills them when this thread
+//! ends, so when the pool's process dies, even of SIGKILL, even a worker
+//! that is stopped dies with it (the daemon watcher thread of a stopped
+//! worker cannot run). The signal fires when the *thread* ends, and this
+//! thread ends only after it has reaped every worker (`finish`,
+//! `terminate`, or the `Dispatcher`'s drop after a panic), so it never
+//! kills a worker the pool still owns.
+//!
+//! A worker that cannot be started (out of descriptors or processes) is
+//! retried later (`workers.rs`), with a backoff from `START_RETRY_FIRST`
+//! doubling to `START_RETRY_MAX`. Meanwhile queued chunks run on the
+//! workers there are; while there is none, they wait up to the pool's
+//! `worker_start_timeout` (no wait when the error cannot pass by itself)
+//! and then fail with `WorkerStart`, as do chunks queued while that lasts
+//! after one more try to start a worker. A result whose handles were lost
+//! for want of descriptors fails its chunk alone (`ResultHandlesLost`):
+//! the worker is fine.
 //!
 //! Each chunk handed out gets the next task number, which the worker's
 //! reply echoes: a reply is taken only as the result of the chunk its
@@ -36,15 +64,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Reply};
-use super::wire::{
-    self, NUMBER_AT, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED,
-    REPLY_NUMBER, REPLY_READY,
-};
+use super::wire::{NUMBER_AT, REPLY_DONE, REPLY_INIT_FAILED, REPLY_NUMBER, REPLY_READY};
 use super::{TaskError, WorkerExit};
-use crate::connection::{RawConnection, RecvError};
+use crate::connection::{Outgoing, RawConnection, RecvError};
 use crate::process::child::panic_message;
-use crate::process::{self, JoinError, Process, SpawnError};
+use crate::process::{self, JoinError, Process};
 use crate::sys::{self, Ready};
+
+mod workers;
+
+use workers::{Sending, Starving};
 
 /// A chunk of tasks on its way to a worker.
 pub(super) struct Chunk {
@@ -78,6 +107,9 @@ pub(super) struct Config {
     pub task_timeout: Option<Duration>,
     pub name: String,
     pub retries: u32,
+    /// How long queued chunks wait for a worker while none runs and none
+    /// can start.
+    pub worker_start_timeout: Duration,
     /// The initializer message and its descriptors.
     pub init: Option<super::InitMessage>,
 }
@@ -92,8 +124,8 @@ pub(super) enum Phase {
 struct State {
     queue: VecDeque<Chunk>,
     phase: Phase,
-    /// Set when the pool can run nothing more (the initializer failed, no
-    /// worker can start): every queued and later chunk fails with it.
+    /// Set when the pool can run nothing more (the initializer failed, the
+    /// dispatcher failed): every queued and later chunk fails with it.
     failure: Option<TaskError>,
 }
 
@@ -119,7 +151,7 @@ impl Shared {
 
     /// Queues chunks, or fails them at once when the pool takes no more.
     pub(super) fn submit(&self, chunks: impl IntoIterator<Item = Chunk>) {
-        let refused = {
+        let (wake, refused) = {
             let mut st = self.lock();
             let refusal = match (&st.failure, st.phase) {
                 (Some(e), _) => Some(e.clone()),
@@ -129,15 +161,21 @@ impl Shared {
             };
             match refusal {
                 None => {
+                    // Only a queue that was empty needs a wake-up: chunks
+                    // left queued mean every worker is busy, and the
+                    // dispatcher looks at the queue again as each replies.
+                    let was_empty = st.queue.is_empty();
                     st.queue.extend(chunks);
-                    None
+                    (was_empty, None)
                 }
-                Some(e) => Some((e, chunks.into_iter().collect::<Vec<_>>())),
+                Some(e) => (false, Some((e, chunks.into_iter().collect::<Vec<_>>()))),
             }
         };
-        match refused {
-            None => self.wake(),
-            Some((e, chunks)) => chunks.into_iter().for_each(|c| c.fail(e.clone())),
+        if wake {
+            self.wake();
+        }
+        if let Some((e, chunks)) = refused {
+            chunks.into_iter().for_each(|c| c.fail(e.clone()));
         }
     }
 
@@ -165,10 +203,13 @@ struct Worker {
     /// the socket reached end of file.
     conn: Option<RawConnection>,
     held: Option<Held>,
+    /// A message part-sent (the socket was full): the rest goes when the
+    /// socket is writable.
+    out: Option<(Outgoing, Sending)>,
     chunks_done: u64,
     /// Its initializer has returned (or there is none): only then does it
-    /// get a chunk. A worker is only ever sent a chunk while it waits in
-    /// `recv`, so a send cannot block on a worker busy in user code.
+    /// get a chunk, so the initializer message and a chunk are never on
+    /// their way at once.
     ready: bool,
 }
 
@@ -208,22 +249,46 @@ pub(super) fn start(
         started: 0,
         next_number: 1,
         init_deaths: 0,
+        start_failures: 0,
+        retry_at: None,
+        starving: None,
     };
-    for _ in 0..shared.config.processes {
-        // Workers started so far are killed and reaped when `d` drops.
-        d.start_worker()?;
-    }
     let guarded = Arc::clone(&shared);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("mpkit-pool".into())
         .spawn(move || {
             // A panic drops `d`, which kills its workers and fails their
             // chunks; what is queued, and everything later, fails here.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(move || d.run())) {
+            let run = move || {
+                // The first workers start here too: every worker's parent
+                // thread is this one (see the module docs).
+                let started = (0..d.shared.config.processes).try_for_each(|_| d.start_worker());
+                let ok = started.is_ok();
+                let _ = started_tx.send(started);
+                if ok {
+                    d.run();
+                }
+                // Otherwise dropping `d` kills and reaps those started.
+            };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(run)) {
                 broken(&guarded, &panic_message(payload));
             }
         })?;
-    Ok((shared, thread))
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok((shared, thread)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e.into())
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(
+                io::Error::other("the pool's dispatcher thread panicked while starting workers")
+                    .into(),
+            )
+        }
+    }
 }
 
 /// The dispatcher panicked: every queued and later chunk fails.
@@ -252,34 +317,18 @@ struct Dispatcher {
     next_number: u64,
     /// Workers that died in their initializer since one last got ready.
     init_deaths: u32,
+    /// Worker starts that failed since one last succeeded.
+    start_failures: u32,
+    /// When a missing worker may be started again after a failure.
+    retry_at: Option<Instant>,
+    /// Set while no worker runs and starting one failed.
+    starving: Option<Starving>,
 }
 
 impl Dispatcher {
-    fn start_worker(&mut self) -> Result<(), SpawnError> {
-        let cfg = &self.shared.config;
-        self.started += 1;
-        let (mine, theirs) = crate::Connection::<crate::codec::Postcard>::pair(true)?;
-        let process = process::Builder::new()
-            .name(format!("{}-{}", cfg.name, self.started))
-            .daemon(true)
-            .spawn(wire::worker_main, theirs)?;
-        let mut conn = mine.into_raw();
-        if let Some((message, fds)) = &cfg.init {
-            // A worker that died at once shows up through its pidfd.
-            let _ = conn.send_message(message, fds);
-        }
-        self.workers.push(Worker {
-            process,
-            conn: Some(conn),
-            held: None,
-            chunks_done: 0,
-            ready: cfg.init.is_none(),
-        });
-        Ok(())
-    }
-
     fn run(mut self) {
         loop {
+            self.maintain();
             let (phase, closed_and_empty, fresh) = self.assign();
             if phase == Phase::Terminating {
                 return self.terminate();
@@ -293,8 +342,8 @@ impl Dispatcher {
             if let Err(e) = self.wait_and_handle() {
                 // poll itself failing leaves nothing to wait with: fail
                 // everything rather than spin or hang.
-                self.shared.lock().failure = Some(TaskError::WorkerStart {
-                    message: format!("the pool's dispatcher failed: {e}"),
+                self.shared.lock().failure = Some(TaskError::PoolBroken {
+                    message: format!("the pool's dispatcher could not wait (poll): {e}"),
                 });
                 return self.terminate();
             }
@@ -348,18 +397,22 @@ impl Dispatcher {
         )
     }
 
-    fn send(&mut self, i: usize) {
-        let w = &mut self.workers[i];
-        let (Some(conn), Some(held)) = (w.conn.as_mut(), w.held.as_ref()) else {
-            return;
-        };
-        if let Err(e) = conn.send_message(&held.chunk.message, &held.chunk.fds) {
-            if !matches!(e, crate::SendError::Disconnected) {
-                // The socket is unusable: end the worker, which fails or
-                // retries its chunk as a death would.
-                let _ = w.process.kill();
-            }
-        }
+    /// When `poll` must return even if nothing happens: the earliest task
+    /// deadline, start retry, or end of the wait for a worker.
+    fn next_deadline(&self) -> Option<Instant> {
+        let tasks = self
+            .workers
+            .iter()
+            .filter_map(|w| w.held.as_ref().filter(|h| !h.timed_out)?.deadline);
+        let retry = self
+            .retry_at
+            .filter(|_| self.running() < self.shared.config.processes);
+        let starving = self.starving.as_ref().and_then(|s| {
+            s.since
+                .checked_add(self.shared.config.worker_start_timeout)
+                .filter(|_| s.transient)
+        });
+        tasks.chain(retry).chain(starving).min()
     }
 
     fn wait_and_handle(&mut self) -> io::Result<()> {
@@ -367,17 +420,17 @@ impl Dispatcher {
             readable: true,
             writable: false,
         };
-        let deadline = self
-            .workers
-            .iter()
-            .filter_map(|w| w.held.as_ref().filter(|h| !h.timed_out)?.deadline)
-            .min();
+        let deadline = self.next_deadline();
         let ready = {
             let mut fds = vec![(self.wake_rx.as_fd(), readable)];
             for w in &self.workers {
                 fds.push((w.process.sentinel(), readable));
                 if let Some(conn) = &w.conn {
-                    fds.push((conn.as_fd(), readable));
+                    let want = Ready {
+                        readable: true,
+                        writable: w.out.is_some(),
+                    };
+                    fds.push((conn.as_fd(), want));
                 }
             }
             sys::wait_fds(&fds, deadline)?
@@ -392,17 +445,20 @@ impl Dispatcher {
         for (i, w) in self.workers.iter().enumerate() {
             let exited = ready[at].readable;
             at += 1;
-            let mut conn_ready = false;
+            let mut conn_ready = Ready::default();
             if w.conn.is_some() {
-                conn_ready = ready[at].readable;
+                conn_ready = ready[at];
                 at += 1;
             }
             events.push((i, exited, conn_ready));
         }
         let mut dead = Vec::new();
         for (i, exited, conn_ready) in events {
-            if conn_ready || exited {
+            if conn_ready.readable || exited {
                 self.read_replies(i);
+            }
+            if conn_ready.writable && !exited {
+                self.flush(i);
             }
             if exited {
                 dead.push(i);
@@ -433,6 +489,9 @@ impl Dispatcher {
             match conn.recv_with_fds(Some(Instant::now())) {
                 Ok((msg, fds)) => self.on_reply(i, msg, fds),
                 Err(RecvError::Timeout) => return,
+                // Descriptors ran out here: the message was taken whole
+                // (the stream is in step) but its handles are gone.
+                Err(RecvError::HandlesLost) => self.on_handles_lost(i),
                 // End of file, or a reply cut short by the worker's death:
                 // its pidfd tells the rest.
                 Err(_) => {
@@ -459,25 +518,12 @@ impl Dispatcher {
             .filter(|h| !h.timed_out && h.bad_reply.is_none())
             .map(|h| h.number);
         match msg.get(REPLY_NUMBER).copied() {
-            Some(kind @ (REPLY_DONE | REPLY_DONE_PACKED | REPLY_DONE_VALUES))
-                if expected.is_some() && number == expected =>
-            {
+            Some(REPLY_DONE) if expected.is_some() && number == expected => {
                 let held = w.held.take().expect("checked above");
                 msg.drain(..=REPLY_NUMBER);
-                let reply = Reply {
-                    bytes: msg,
-                    fds,
-                    kind,
-                };
+                let reply = Reply { bytes: msg, fds };
                 held.chunk.batch.deliver(held.chunk.seq, Ok(reply));
-                w.chunks_done += 1;
-                let limit = self.shared.config.max_tasks_per_child;
-                if limit.is_some_and(|m| w.chunks_done >= m) {
-                    // Retire it: at end of file it exits; its pidfd then
-                    // says so and it is reaped. The replacement starts now.
-                    w.conn = None;
-                    self.replace();
-                }
+                self.chunk_done(i);
             }
             Some(REPLY_READY) if msg.len() == REPLY_NUMBER + 1 && number == Some(0) && !w.ready => {
                 w.ready = true;
@@ -507,6 +553,48 @@ impl Dispatcher {
                         _ => format!("{} bytes that are no reply to task {}", msg.len(), h.number),
                     });
                 }
+            }
+        }
+    }
+
+    /// Worker `i` finished the chunk it held.
+    fn chunk_done(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        w.chunks_done += 1;
+        let limit = self.shared.config.max_tasks_per_child;
+        if limit.is_some_and(|m| w.chunks_done >= m) {
+            // Retire it: at end of file it exits; its pidfd then says so
+            // and it is reaped. The replacement starts now.
+            w.conn = None;
+            w.out = None;
+            self.replace();
+        }
+    }
+
+    /// Worker `i` sent a message whose descriptors could not be received
+    /// (this process is out of them). A chunk's result is the only message
+    /// that carries any: the chunk it holds fails alone, and the worker,
+    /// which did nothing wrong, carries on. With no result expected, it is
+    /// a reply nobody asked for.
+    fn on_handles_lost(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        let expected = w
+            .held
+            .as_ref()
+            .is_some_and(|h| !h.timed_out && h.bad_reply.is_none() && w.out.is_none());
+        if expected {
+            let held = w.held.take().expect("checked above");
+            held.chunk.fail(TaskError::ResultHandlesLost);
+            self.chunk_done(i);
+        } else if !w.held.as_ref().is_some_and(|h| h.timed_out) {
+            let _ = w.process.kill();
+            if let Some(h) = w.held.as_mut() {
+                h.bad_reply.get_or_insert_with(|| {
+                    format!(
+                        "a message with handles that came while it ran task {}",
+                        h.number
+                    )
+                });
             }
         }
     }
@@ -554,35 +642,13 @@ impl Dispatcher {
         self.replace();
     }
 
-    /// Starts workers until there are as many as configured (counting
-    /// retiring ones, which take no work, as gone). When none can start and
-    /// none is left, the pool fails its queued work instead of hanging.
-    fn replace(&mut self) {
-        let st = self.shared.lock();
-        if st.failure.is_some() || st.phase == Phase::Terminating {
-            return;
-        }
-        drop(st);
-        while self.workers.iter().filter(|w| w.conn.is_some()).count()
-            < self.shared.config.processes
-        {
-            if let Err(e) = self.start_worker() {
-                if self.workers.iter().all(|w| w.conn.is_none()) {
-                    self.shared.lock().failure = Some(TaskError::WorkerStart {
-                        message: e.to_string(),
-                    });
-                }
-                return;
-            }
-        }
-    }
-
     /// Close finished: every worker gets end of file, exits and is reaped.
     /// A worker still busy in user code (an initializer that does not
     /// return) is waited for, unless the pool is terminated meanwhile.
     fn finish(mut self) {
         for w in &mut self.workers {
             w.conn = None;
+            w.out = None;
         }
         let readable = Ready {
             readable: true,

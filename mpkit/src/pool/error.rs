@@ -115,15 +115,26 @@ pub enum TaskError {
         /// arguments, or how the worker died.
         message: String,
     },
-    /// No worker could be started to run the task (and none is left).
+    /// The task's result arrived, but the handles in it could not be
+    /// received: this process was out of descriptors (`EMFILE`,
+    /// `ENFILE`). The result is lost (the task ran: it is not retried);
+    /// the worker carries on with the next task.
+    #[error(
+        "the task's result held handles this process could not receive (out of descriptors?); the result is lost"
+    )]
+    ResultHandlesLost,
+    /// No worker was running and none could be started while the task
+    /// waited (for [`Builder::worker_start_timeout`], at once when the
+    /// cause cannot pass by itself). The pool keeps trying to start
+    /// workers and runs later tasks once one starts.
     #[error("no worker process could be started: {message}")]
     WorkerStart {
         /// What the operating system said.
         message: String,
     },
     /// The pool's own thread, which hands tasks to the workers, panicked
-    /// (a bug in mpkit): its workers were killed, and this task and every
-    /// later one fail so.
+    /// (a bug in mpkit), or the system refused it the `poll` it waits in:
+    /// its workers were killed, and this task and every later one fail so.
     #[error("the pool is broken: {message}")]
     PoolBroken {
         /// What happened.

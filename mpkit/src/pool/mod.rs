@@ -62,7 +62,24 @@
 //!   died) and a replacement starts; with [`Builder::retries`] they run
 //!   again on another worker first;
 //! - a task past [`Builder::task_timeout`] has its worker killed and
-//!   replaced, and fails with [`TaskError::TimedOut`].
+//!   replaced, and fails with [`TaskError::TimedOut`], whatever that
+//!   worker does (even stopped with `SIGSTOP` while its task was being
+//!   sent to it);
+//! - a result carrying handles that this process has no descriptors left
+//!   to receive fails alone ([`TaskError::ResultHandlesLost`]); its worker
+//!   carries on;
+//! - a worker that cannot be started (the process is out of descriptors,
+//!   or the system of processes or memory) is not a failure of the pool:
+//!   it is tried again, after 10 ms, then twice as long each time up to
+//!   once a second. Meanwhile tasks run on the workers there are. While
+//!   there is none, they wait for one, up to
+//!   [`Builder::worker_start_timeout`] (10 s by default) from the first
+//!   start that failed with no worker running, then fail with
+//!   [`TaskError::WorkerStart`], as do tasks submitted while that lasts
+//!   (after one more try to start a worker). Other start errors cannot
+//!   pass by themselves: with no worker running, tasks fail so at once.
+//!   Either way the pool keeps trying, and takes work again as soon as a
+//!   worker starts.
 //!
 //! ```
 //! use mpkit::pool::{TaskError, WorkerExit};
@@ -83,10 +100,11 @@
 //! which task (see "How it works").
 //!
 //! Workers are daemon children: they die with the pool's process, however
-//! it ends (even SIGKILL). Dropping a `Pool` terminates it: workers are
-//! killed and reaped, as Python's `with Pool() as p:` does on exit. To let
-//! queued work finish first, [`close`](Pool::close) and
-//! [`join`](Pool::join).
+//! it ends (even SIGKILL, even a worker stopped at that moment: the kernel
+//! kills it, through `PR_SET_PDEATHSIG`). Dropping a `Pool` terminates
+//! it: workers are killed and reaped, as Python's `with Pool() as p:`
+//! does on exit. To let queued work finish first, [`close`](Pool::close)
+//! and [`join`](Pool::join).
 //!
 //! # Chunks
 //!
@@ -108,24 +126,28 @@
 //! knows what each one holds) and sleeps in one `poll` over the workers'
 //! sockets, their pidfds, a wake-up pipe and the earliest task deadline.
 //! A pidfd becoming readable means that worker died: its chunk fails (or
-//! is queued again) and a replacement starts. Results are decoded in the
-//! caller's thread. ARCHITECTURE.md ("Pools") has the messages.
+//! is queued again) and a replacement starts. Sends to workers never
+//! block: what a socket does not take at once waits in the dispatcher
+//! until `poll` says that socket is writable, so no worker, stopped or
+//! slow, can hold up the others, a timeout, or `terminate`. Results are
+//! decoded in the caller's thread. ARCHITECTURE.md ("Pools") has the
+//! messages.
 //!
 //! # Limitations
-//! - A chunk goes only to a worker waiting for one (its initializer has
-//!   returned), so sending never waits on user code; but a worker stopped
-//!   (`SIGSTOP`) while the pool sends it a chunk larger than the socket
-//!   buffer stalls the dispatcher until it is continued.
+//! - A worker stopped (`SIGSTOP`) keeps the chunk it holds, or is being
+//!   sent, until it is continued, or until [`Builder::task_timeout`]
+//!   kills it: without a timeout, a map whose workers are all stopped
+//!   waits for them, as it would for slow tasks.
 //! - Handles in the items of one chunk together, and in the results of
 //!   one chunk together, are limited to 253 (one message's worth); past
 //!   that every item of the chunk fails ([`TaskError::TooManyHandles`],
 //!   [`TaskError::ResultEncode`]): use a smaller chunk size.
-//! - A chunk travels as one postcard sequence when it can. If such a
-//!   chunk's arguments do not decode in the worker, or its results do not
-//!   decode here (a `Serialize`/`Deserialize` pair that disagree), the
-//!   whole chunk fails with [`TaskError::ArgsDecode`] or
-//!   [`TaskError::ResultDecode`]; an item that does not *encode* fails
-//!   alone.
+//! - A chunk's items travel back to back, as do its results. If an
+//!   argument does not decode in the worker (a `Serialize`/`Deserialize`
+//!   pair that disagree), the whole chunk fails with
+//!   [`TaskError::ArgsDecode`]; if a result does not decode here, it and
+//!   the rest of its chunk fail with [`TaskError::ResultDecode`]. An item
+//!   or a result that does not *encode* fails alone.
 //! - A result's destructor runs in the worker after the result was sent:
 //!   a panic there is not reported.
 //! - How a worker died comes from waiting for it. If the program ignores
@@ -137,9 +159,11 @@
 //!   the task too) sends a second reply; the pool takes no reply for the
 //!   wrong chunk, but kills that worker, and the chunk it then holds fails
 //!   with [`TaskError::BadReply`].
-//! - In a worker, a chunk's arguments are decoded, then its functions run,
-//!   then its results are encoded: a chunk holds all its arguments and
-//!   results in memory at once.
+//! - In a worker, a chunk's arguments are all decoded before its first
+//!   function runs, and its results are all encoded before the reply
+//!   goes: a chunk holds all its arguments, and the encodings of all its
+//!   results (with the results themselves, when their type has a
+//!   destructor), in memory at once.
 //! - [`terminate`](Pool::terminate) (and drop) kill workers with SIGKILL:
 //!   a task in the middle of changing shared state leaves it as it was at
 //!   that moment (mpkit's locks recover from a dead holder).
@@ -214,6 +238,7 @@ type InitMessage = (Vec<u8>, Vec<OwnedFd>);
 ///     .task_timeout(Duration::from_secs(60))
 ///     .max_tasks_per_child(100)
 ///     .retries(1)
+///     .worker_start_timeout(Duration::from_secs(5))
 ///     .build()?;
 /// let words = pool.map(|w: String| format!("{} {w}", GREETING.get().unwrap()), ["a".to_string()])?;
 /// assert_eq!(words, ["hello a"]);
@@ -226,6 +251,7 @@ pub struct Builder {
     task_timeout: Option<Duration>,
     name: String,
     retries: u32,
+    worker_start_timeout: Duration,
 }
 
 impl fmt::Debug for Builder {
@@ -237,6 +263,7 @@ impl fmt::Debug for Builder {
             .field("task_timeout", &self.task_timeout)
             .field("name", &self.name)
             .field("retries", &self.retries)
+            .field("worker_start_timeout", &self.worker_start_timeout)
             .finish()
     }
 }
@@ -259,7 +286,8 @@ pub fn cpu_count() -> usize {
 
 impl Builder {
     /// Default options: [`cpu_count`] workers named `PoolWorker-N`, no
-    /// initializer, no task limit per worker, no timeout, no retries.
+    /// initializer, no task limit per worker, no timeout, no retries, a
+    /// worker start timeout of 10 s.
     pub fn new() -> Builder {
         Builder {
             processes: None,
@@ -268,6 +296,7 @@ impl Builder {
             task_timeout: None,
             name: "PoolWorker".to_string(),
             retries: 0,
+            worker_start_timeout: Duration::from_secs(10),
         }
     }
 
@@ -343,7 +372,19 @@ impl Builder {
         self
     }
 
-    /// Starts the workers.
+    /// How long tasks wait for a worker while none is running and none
+    /// can be started (default 10 s): see "Failures" in the
+    /// [module docs](self). Past it, the waiting tasks fail with
+    /// [`TaskError::WorkerStart`]; so do tasks submitted while that lasts,
+    /// after one more try to start a worker.
+    pub fn worker_start_timeout(mut self, timeout: Duration) -> Builder {
+        self.worker_start_timeout = timeout;
+        self
+    }
+
+    /// Starts the workers. A worker that cannot be started now (out of
+    /// descriptors, of processes) is an error here; later, the pool
+    /// retries instead.
     pub fn build(self) -> Result<Pool, BuildError> {
         let processes = self.processes.unwrap_or_else(cpu_count);
         if processes == 0 {
@@ -356,6 +397,7 @@ impl Builder {
             task_timeout: self.task_timeout,
             name: self.name,
             retries: self.retries,
+            worker_start_timeout: self.worker_start_timeout,
             init,
         })?;
         Ok(Pool {
@@ -557,7 +599,7 @@ impl Pool {
     fn queue_chunks<A, R>(
         &self,
         f: fn(A) -> R,
-        mut items: impl Iterator<Item = A>,
+        items: impl Iterator<Item = A>,
         len: usize,
         chunksize: usize,
     ) -> (Job<A, R>, Vec<Plan>, usize)
@@ -573,13 +615,13 @@ impl Pool {
         let mut plans = Vec::with_capacity(len.div_ceil(size).min(1 << 16));
         // Counted, not trusted from the hint: it sizes the caller's vector.
         let mut taken = 0;
-        loop {
-            let chunk: Vec<A> = items.by_ref().take(size).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            taken += chunk.len();
-            plans.push(job.send(chunk));
+        // Each item goes from the iterator straight into its chunk's
+        // message.
+        let mut items = items.peekable();
+        while items.peek().is_some() {
+            let plan = job.send(items.by_ref().take(size));
+            taken += plan.len();
+            plans.push(plan);
         }
         (job, plans, taken)
     }

@@ -48,7 +48,9 @@
 //!   (a logger, a global) must be set up by the function itself.
 //! - A non-daemon child outlives its parent if the parent exits first, as
 //!   with Python; a daemon child is killed when its parent process ends,
-//!   however it ends (it watches the parent through a pidfd).
+//!   however it ends (a thread of its own watches the parent through a
+//!   pidfd, so a daemon stopped with `SIGSTOP` at that moment dies only
+//!   once it is continued; pool workers are killed by the kernel instead).
 //! - The child runs from mpkit's `.init_array` entry: constructors of
 //!   other crates (`ctor`, `inventory`) that come later in link order have
 //!   not run yet, and the Rust runtime's `main` set-up (stack-overflow
@@ -112,6 +114,7 @@ use child::{Bootstrap, Report};
 pub struct Builder {
     name: Option<String>,
     daemon: bool,
+    die_with_thread: bool,
 }
 
 impl Builder {
@@ -132,6 +135,18 @@ impl Builder {
     /// when this process is killed with SIGKILL.
     pub fn daemon(mut self, daemon: bool) -> Builder {
         self.daemon = daemon;
+        self
+    }
+
+    /// Has the kernel SIGKILL the child when the thread calling
+    /// [`spawn`](Self::spawn) exits (`PR_SET_PDEATHSIG`, set before the
+    /// child's `exec`), or its whole process does, however it ends: unlike
+    /// the daemon watcher thread, this reaches a child that is stopped
+    /// (`SIGSTOP`) at that moment. Only for a caller whose spawning thread
+    /// outlives the child (the pool's dispatcher): a child spawned from a
+    /// short-lived thread would die with it.
+    pub(crate) fn die_with_thread(mut self, yes: bool) -> Builder {
+        self.die_with_thread = yes;
         self
     }
 
@@ -206,6 +221,8 @@ impl Builder {
             child_end = sys::dup(child_end.as_fd())?;
         }
         let child_raw = child_end.as_raw_fd();
+        let die_with_thread = self.die_with_thread;
+        let parent_pid = sys::getpid();
         let mut cmd = Command::new("/proc/self/exe");
         let mut argv = std::env::args_os();
         if let Some(arg0) = argv.next() {
@@ -215,10 +232,13 @@ impl Builder {
             .env(child::ENV_VAR, child_raw.to_string())
             .stdin(Stdio::null());
         // SAFETY: the closure runs between fork and exec and only makes
-        // async-signal-safe fcntl/close_range calls on descriptor numbers.
+        // async-signal-safe fcntl/close_range/prctl/getppid calls.
         unsafe {
             cmd.pre_exec(move || {
                 sys::cloexec_all_from_3();
+                if die_with_thread {
+                    sys::kill_me_when_parent_thread_exits(parent_pid)?;
+                }
                 sys::clear_cloexec_raw(child_raw)
             });
         }

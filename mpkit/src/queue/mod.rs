@@ -85,6 +85,7 @@
 //! `Reentered` variants.
 
 mod builder;
+mod bytes;
 mod error;
 pub mod generic;
 mod ring;
@@ -99,6 +100,9 @@ use serde::de::DeserializeOwned;
 use crate::base::segment::{Elem, ObjectKind, Segment, ShmError};
 use crate::codec::{Codec, Postcard};
 pub use builder::Builder;
+#[cfg(test)]
+pub(crate) use bytes::bytes_elem;
+pub use bytes::{ByteQueue, ByteQueueKind};
 pub use error::{
     GetError, GetTimeoutError, JoinError, JoinPending, JoinTimeoutError, MemberTasks, PutError,
     PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
@@ -594,14 +598,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     /// holding unfinished tasks (those are then cleared; call again to
     /// wait for the rest). See [When a consumer dies](Self#when-a-consumer-dies).
     pub fn join(&self) -> Result<(), JoinError> {
-        self.inner.ring.join(None).map_err(|e| match e {
-            ring::JoinFail::Lost(lost) => {
-                JoinError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
-            }
-            ring::JoinFail::Io(e) => JoinError::Io(e),
-            // No deadline: never.
-            ring::JoinFail::TimedOut(_) => JoinError::Io(std::io::ErrorKind::TimedOut.into()),
-        })
+        self.inner.ring.join(None).map_err(join_error)
     }
 
     /// [`join`](Self::join), waiting at most `timeout`:
@@ -609,13 +606,30 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     /// and who holds it.
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
         let deadline = crate::sys::deadline_after(Some(timeout));
-        self.inner.ring.join(deadline).map_err(|e| match e {
-            ring::JoinFail::Lost(lost) => {
-                JoinTimeoutError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
-            }
-            ring::JoinFail::Io(e) => JoinTimeoutError::Io(e),
-            ring::JoinFail::TimedOut(p) => JoinTimeoutError::Timeout(p.into()),
-        })
+        self.inner.ring.join(deadline).map_err(join_timeout_error)
+    }
+}
+
+/// What a `join` without a deadline reports.
+fn join_error(e: ring::JoinFail) -> JoinError {
+    match e {
+        ring::JoinFail::Lost(lost) => {
+            JoinError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
+        }
+        ring::JoinFail::Io(e) => JoinError::Io(e),
+        // No deadline: never.
+        ring::JoinFail::TimedOut(_) => JoinError::Io(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// What a `join` with a deadline reports.
+fn join_timeout_error(e: ring::JoinFail) -> JoinTimeoutError {
+    match e {
+        ring::JoinFail::Lost(lost) => {
+            JoinTimeoutError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
+        }
+        ring::JoinFail::Io(e) => JoinTimeoutError::Io(e),
+        ring::JoinFail::TimedOut(p) => JoinTimeoutError::Timeout(p.into()),
     }
 }
 
@@ -685,212 +699,6 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     pub fn try_clone(&self) -> Result<Self, ShmError> {
         Ok(SimpleQueue {
             inner: self.inner.try_clone()?,
-        })
-    }
-}
-
-/// A queue of raw byte messages, for other languages and shell tools:
-/// no codec, the bytes put are the bytes got.
-///
-/// ```
-/// use mpkit::queue::ByteQueue;
-/// let q = ByteQueue::new(0)?;
-/// q.put(b"hello")?;
-/// assert_eq!(q.get()?, b"hello");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct ByteQueue {
-    ring: Ring,
-}
-
-fn bytes_elem() -> Elem {
-    Elem::message::<[u8]>("bytes")
-}
-
-impl ByteQueue {
-    /// A new anonymous byte queue; see [`Queue::new`].
-    pub fn new(maxsize: usize) -> Result<ByteQueue, ShmError> {
-        ByteQueue::with_capacity(maxsize, DEFAULT_CAPACITY)
-    }
-
-    /// A new anonymous byte queue with a byte capacity.
-    pub fn with_capacity(maxsize: usize, capacity: usize) -> Result<ByteQueue, ShmError> {
-        Ok(ByteQueue {
-            ring: Ring::create(ObjectKind::Queue, bytes_elem(), None, maxsize, capacity)?,
-        })
-    }
-
-    /// A new named byte queue.
-    pub fn create(name: &str, maxsize: usize, capacity: usize) -> Result<ByteQueue, ShmError> {
-        Ok(ByteQueue {
-            ring: Ring::create(
-                ObjectKind::Queue,
-                bytes_elem(),
-                Some(name),
-                maxsize,
-                capacity,
-            )?,
-        })
-    }
-
-    /// Attaches to a named byte queue.
-    pub fn open(name: &str) -> Result<ByteQueue, ShmError> {
-        let seg = Segment::open(name, |h| ring::spec(ObjectKind::Queue, bytes_elem(), h.len))?;
-        Ok(ByteQueue {
-            ring: Ring::from_segment(seg)?,
-        })
-    }
-
-    fn put_wait<W: Waiting, E: PutFamily<(), GaveUp = W::GaveUp>>(
-        &self,
-        msg: &[u8],
-        wait: W,
-    ) -> Result<(), E> {
-        self.ring.put_one(msg, wait).map_err(|f| E::refused(f, ()))
-    }
-
-    /// Puts one message, waiting while full.
-    pub fn put(&self, msg: &[u8]) -> Result<(), PutError<()>> {
-        self.put_wait(msg, Forever)
-    }
-
-    /// Puts one message, waiting at most `timeout`.
-    pub fn put_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), PutTimeoutError<()>> {
-        self.put_wait(msg, Until::after(timeout))
-    }
-
-    /// Puts one message if there is room now.
-    pub fn try_put(&self, msg: &[u8]) -> Result<(), TryPutError<()>> {
-        self.put_wait(msg, NoWait)
-    }
-
-    /// Puts every message in order (batched under one lock where they fit);
-    /// on error, hands back how many were put.
-    pub fn put_many(&self, msgs: &[&[u8]]) -> Result<(), PutError<usize>> {
-        let mut done = 0;
-        while done < msgs.len() {
-            match self.ring.put(&msgs[done..], Forever) {
-                Ok(n) => done += n,
-                Err(f) => return Err(PutError::refused(f, done)),
-            }
-        }
-        Ok(())
-    }
-
-    fn get_one<W: Waiting, E: GetFamily<GaveUp = W::GaveUp>>(&self, wait: W) -> Result<Vec<u8>, E> {
-        let mut out = Vec::new();
-        self.ring
-            .get_one(wait, |b| out = b.to_vec())
-            .map_err(E::refused)?;
-        Ok(out)
-    }
-
-    /// Takes the next message, waiting while empty.
-    pub fn get(&self) -> Result<Vec<u8>, GetError> {
-        self.get_one(Forever)
-    }
-
-    /// Takes the next message, waiting at most `timeout`.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetTimeoutError> {
-        self.get_one(Until::after(timeout))
-    }
-
-    /// Takes the next message if there is one.
-    pub fn try_get(&self) -> Result<Vec<u8>, TryGetError> {
-        self.get_one(NoWait)
-    }
-
-    /// Takes the next message into `buf` (cleared first), reusing its
-    /// allocation: the fastest way to drain a byte queue.
-    pub fn get_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
-        buf.clear();
-        self.ring
-            .get_one(Forever, |b| buf.extend_from_slice(b))
-            .map_err(GetError::refused)
-    }
-
-    /// Takes up to `max` messages (waiting for the first): every message
-    /// queued when it looks, up to `max`. `max == 0` returns an empty `Vec`
-    /// at once.
-    pub fn get_many(&self, max: usize) -> Result<Vec<Vec<u8>>, GetError> {
-        let mut out = Vec::new();
-        self.ring
-            .get(max, Forever, &mut |b| {
-                out.push(b.to_vec());
-                true
-            })
-            .map_err(GetError::refused)?;
-        Ok(out)
-    }
-
-    /// Messages in the queue now.
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// True when empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The item limit (0: none).
-    pub fn maxsize(&self) -> usize {
-        self.ring.maxsize()
-    }
-
-    /// The byte capacity.
-    pub fn capacity(&self) -> usize {
-        self.ring.capacity()
-    }
-
-    /// Closes the queue; see [`Queue::close`].
-    pub fn close(&self) {
-        self.ring.close()
-    }
-
-    /// Whether the queue is closed.
-    pub fn is_closed(&self) -> bool {
-        self.ring.is_closed()
-    }
-
-    /// The name, for a named queue.
-    pub fn name(&self) -> Option<&str> {
-        self.ring.segment().name()
-    }
-
-    /// Keeps the name when this creating handle is dropped, so that
-    /// processes started later can still open the queue.
-    pub fn keep(&mut self) {
-        self.ring.segment_mut().set_owns_name(false);
-    }
-
-    /// Removes the name now; processes that have the queue keep it.
-    pub fn unlink(&mut self) -> Result<(), ShmError> {
-        self.ring.segment_mut().unlink()
-    }
-
-    /// Another handle to the same queue.
-    pub fn try_clone(&self) -> Result<ByteQueue, ShmError> {
-        Ok(ByteQueue {
-            ring: Ring::from_segment(self.ring.segment().try_clone()?)?,
-        })
-    }
-}
-
-impl serde::Serialize for ByteQueue {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.ring.segment().serialize_handle(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ByteQueue {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let seg =
-            Segment::deserialize_handle(d, |h| ring::spec(ObjectKind::Queue, bytes_elem(), h.len))?;
-        Ok(ByteQueue {
-            ring: Ring::from_segment(seg).map_err(D::Error::custom)?,
         })
     }
 }

@@ -49,3 +49,14 @@ pub(crate) const EPIPE: i32 = libc::EPIPE;
 pub(crate) const ESRCH: i32 = libc::ESRCH;
 /// Timer expired.
 pub(crate) const ETIMEDOUT: i32 = libc::ETIMEDOUT;
+
+/// True for the errors that say the system (or this process) is short of
+/// a resource for now, not that the call can never work: out of
+/// descriptors (`EMFILE`, `ENFILE`), of processes or memory (`EAGAIN`,
+/// `ENOMEM`, `ENOBUFS`). Trying again later may succeed.
+pub(crate) fn is_resource_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM | libc::ENOBUFS)
+    )
+}

@@ -47,6 +47,28 @@ fn pid(p: i32) -> io::Result<rustix::process::Pid> {
         .ok_or_else(|| io::Error::from_raw_os_error(super::errno::ESRCH))
 }
 
+/// Has the kernel SIGKILL the calling process when the *thread* that
+/// created it exits (`PR_SET_PDEATHSIG`; kept across `execve`, except into
+/// a set-user-id or file-capability program), then checks that `parent`,
+/// that creator's process, is still its parent: one that died before the
+/// call never sends the signal, and this process has been re-parented
+/// (`ESRCH` then). SIGKILL reaches a stopped process too.
+///
+/// Async-signal-safe (two system calls): meant for between `fork` and
+/// `exec`.
+///
+/// # References
+/// - [`prctl(2)`](https://man7.org/linux/man-pages/man2/prctl.2.html)
+///   (`PR_SET_PDEATHSIG`)
+pub(crate) fn kill_me_when_parent_thread_exits(parent: i32) -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(io_err)?;
+    if getppid() != parent {
+        return Err(io::Error::from_raw_os_error(super::errno::ESRCH));
+    }
+    Ok(())
+}
+
 /// Opens a pidfd for `pid`: a descriptor that stays tied to that process even
 /// after its id is reused, becomes readable when it exits, and lets us signal
 /// and reap it without races.

@@ -46,6 +46,26 @@ pub(crate) fn send_with_fds(
     bufs: &[IoSlice<'_>],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    send_fds_flags(sock, bufs, fds, SendFlags::NOSIGNAL)
+}
+
+/// [`send_with_fds`] that never waits (`MSG_DONTWAIT`, whatever the
+/// socket's own mode): a full socket buffer is `WouldBlock` with nothing
+/// sent.
+pub(crate) fn try_send_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    send_fds_flags(sock, bufs, fds, SendFlags::NOSIGNAL | SendFlags::DONTWAIT)
+}
+
+fn send_fds_flags(
+    sock: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    flags: SendFlags,
+) -> io::Result<usize> {
     debug_assert!(fds.len() <= MAX_FDS_PER_MESSAGE);
     let mut space =
         [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
@@ -56,7 +76,7 @@ pub(crate) fn send_with_fds(
         ));
     }
     loop {
-        match rustix::net::sendmsg(sock, bufs, &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(sock, bufs, &mut control, flags) {
             Err(Errno::INTR) => continue,
             r => return r.map_err(io_err),
         }

@@ -1,0 +1,462 @@
+//! The Python classes of shared values (`RawValue`, `RawArray`,
+//! `Synchronized`, `SynchronizedArray`): thin wrappers over [`Core`].
+
+use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple, PyType};
+
+use super::store::{Container, Scalar};
+use super::{Core, Kind, LockMode};
+use crate::sync::name_or_fresh;
+/// Initial elements of an array: `size_or_initializer` is a length
+/// (zeros) or an iterable.
+fn array_init(kind: Kind, size_or_init: &Bound<'_, PyAny>) -> PyResult<Vec<Scalar>> {
+    if size_or_init.is_instance_of::<pyo3::types::PyInt>() {
+        let n: isize = size_or_init.extract()?;
+        if n < 0 {
+            return Err(PyValueError::new_err("Array length must be >= 0"));
+        }
+        return Ok(vec![kind.zero(); n as usize]);
+    }
+    size_or_init
+        .try_iter()?
+        .map(|ob| kind.parse(&ob?))
+        .collect()
+}
+
+fn value_init(kind: Kind, args: &Bound<'_, PyTuple>) -> PyResult<Vec<Scalar>> {
+    match args.len() {
+        0 => Ok(vec![kind.zero()]),
+        1 => Ok(vec![kind.parse(&args.get_item(0)?)?]),
+        n => Err(PyTypeError::new_err(format!(
+            "expected at most 1 initial value, got {n}"
+        ))),
+    }
+}
+
+fn check_lock(lock: Option<Bound<'_, PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+    match lock {
+        Some(l) if !l.is_none() => {
+            if !l.hasattr("acquire")? {
+                return Err(PyAttributeError::new_err(format!(
+                    "{} has no method 'acquire'",
+                    l.repr()?
+                )));
+            }
+            Ok(Some(l.unbind()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The methods every shared value class has; `$ctor` holds its
+/// constructor and `open`.
+macro_rules! shared_class {
+    ($ty:ident, $doc:literal, { $($ctor:tt)* }) => {
+        #[doc = $doc]
+        #[pyclass(module = "mpkit._mpkit", frozen)]
+        pub(crate) struct $ty {
+            core: Core,
+        }
+
+        #[pymethods]
+        impl $ty {
+            $($ctor)*
+
+            /// The value (a 'c' array: its bytes up to the first NUL).
+            #[getter]
+            fn value(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                self.core.value(py)
+            }
+
+            #[setter]
+            fn set_value(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+                self.core.set_value(py, v)
+            }
+
+            /// All the bytes of a 'c' array.
+            #[getter]
+            fn raw(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                self.core.raw(py)
+            }
+
+            #[setter]
+            fn set_raw(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+                self.core.set_raw(py, v)
+            }
+
+            fn __len__(&self) -> PyResult<usize> {
+                self.core.len()
+            }
+
+            fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+                self.core.getitem(py, key)
+            }
+
+            fn __setitem__(
+                &self,
+                py: Python<'_>,
+                key: &Bound<'_, PyAny>,
+                v: &Bound<'_, PyAny>,
+            ) -> PyResult<()> {
+                self.core.setitem(py, key, v)
+            }
+
+            /// The name a Rust program (or ``open``) attaches by.
+            #[getter]
+            fn name(&self) -> &str {
+                &self.core.name
+            }
+
+            /// The typecode.
+            #[getter]
+            fn _typecode(&self) -> String {
+                self.core.kind.code.to_string()
+            }
+
+            fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+                self.core.repr(py)
+            }
+        }
+    };
+}
+
+shared_class!(
+    RawValue,
+    "A value in shared memory without a lock (``multiprocessing.RawValue``): \
+     ``RawValue(typecode_or_type, *args, name=None)``, ``.value``; \
+     ``RawValue.open(name, typecode_or_type)``. A Rust program opens it as \
+     ``mpkit::shm::RawValue<T>`` (T from the typecode: 'i' is i32...).",
+    {
+        #[new]
+        #[pyo3(signature = (typecode_or_type, *args, name=None))]
+        fn new(
+            py: Python<'_>,
+            typecode_or_type: &Bound<'_, PyAny>,
+            args: &Bound<'_, PyTuple>,
+            name: Option<String>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let init = value_init(kind, args)?;
+            let core = Core::make(
+                py,
+                kind,
+                Container::RawValue,
+                name_or_fresh(name),
+                Some(init),
+                None,
+            )?;
+            Ok(Self { core })
+        }
+
+        /// Attaches to the value named ``name``.
+        #[classmethod]
+        fn open(
+            cls: &Bound<'_, PyType>,
+            name: String,
+            typecode_or_type: &Bound<'_, PyAny>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let core = Core::make(cls.py(), kind, Container::RawValue, name, None, None)?;
+            Ok(Self { core })
+        }
+
+        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+            slf.get().core.raw_reduce(slf)
+        }
+    }
+);
+
+shared_class!(
+    RawArray,
+    "An array in shared memory without a lock (``multiprocessing.RawArray``): \
+     ``RawArray(typecode_or_type, size_or_initializer, *, name=None)``; \
+     indexing, slicing, ``len``, ``.value``/``.raw`` for 'c'; \
+     ``RawArray.open(name, typecode_or_type)``. A Rust program opens it as \
+     ``mpkit::shm::RawArray<T>``.",
+    {
+        #[new]
+        #[pyo3(signature = (typecode_or_type, size_or_initializer, *, name=None))]
+        fn new(
+            py: Python<'_>,
+            typecode_or_type: &Bound<'_, PyAny>,
+            size_or_initializer: &Bound<'_, PyAny>,
+            name: Option<String>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let init = array_init(kind, size_or_initializer)?;
+            let core = Core::make(
+                py,
+                kind,
+                Container::RawArray,
+                name_or_fresh(name),
+                Some(init),
+                None,
+            )?;
+            Ok(Self { core })
+        }
+
+        /// Attaches to the array named ``name``.
+        #[classmethod]
+        fn open(
+            cls: &Bound<'_, PyType>,
+            name: String,
+            typecode_or_type: &Bound<'_, PyAny>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let core = Core::make(cls.py(), kind, Container::RawArray, name, None, None)?;
+            Ok(Self { core })
+        }
+
+        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+            slf.get().core.raw_reduce(slf)
+        }
+    }
+);
+
+shared_class!(
+    Synchronized,
+    "A locked value in shared memory, what ``Value(...)`` returns (as \
+     multiprocessing's ``Synchronized``): ``.value`` (taken under the lock), \
+     ``get_lock()``, ``get_obj()``, ``acquire``/``release``, a context \
+     manager. ``Synchronized.open(name, typecode_or_type, lock=None)``.",
+    {
+        #[new]
+        #[pyo3(signature = (typecode_or_type, *args, lock=None, name=None))]
+        fn new(
+            py: Python<'_>,
+            typecode_or_type: &Bound<'_, PyAny>,
+            args: &Bound<'_, PyTuple>,
+            lock: Option<Bound<'_, PyAny>>,
+            name: Option<String>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let init = value_init(kind, args)?;
+            let lock = check_lock(lock)?;
+            let container = if lock.is_some() {
+                Container::RawValue
+            } else {
+                Container::Value
+            };
+            let core = Core::make(py, kind, container, name_or_fresh(name), Some(init), lock)?;
+            Ok(Self { core })
+        }
+
+        /// Attaches to the value named ``name`` (``lock``: the lock it was
+        /// made with, if not its own).
+        #[classmethod]
+        #[pyo3(signature = (name, typecode_or_type, lock=None))]
+        fn open(
+            cls: &Bound<'_, PyType>,
+            name: String,
+            typecode_or_type: &Bound<'_, PyAny>,
+            lock: Option<Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let lock = check_lock(lock)?;
+            let container = if lock.is_some() {
+                Container::RawValue
+            } else {
+                Container::Value
+            };
+            let core = Core::make(cls.py(), kind, container, name, None, lock)?;
+            Ok(Self { core })
+        }
+
+        /// The value without its lock (a ``RawValue`` over the same memory).
+        fn get_obj(&self) -> RawValue {
+            RawValue {
+                core: self.core.raw_view(),
+            }
+        }
+
+        /// The lock that guards the value.
+        fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+            self.core.lock_obj(py)
+        }
+
+        /// Takes the lock (``acquire(block=True, timeout=None)``).
+        #[pyo3(signature = (*args, **kwargs))]
+        fn acquire(
+            &self,
+            py: Python<'_>,
+            args: &Bound<'_, PyTuple>,
+            kwargs: Option<&Bound<'_, PyDict>>,
+        ) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method("acquire", args, kwargs)?
+                .unbind())
+        }
+
+        /// Releases the lock.
+        fn release(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method0("release")?
+                .unbind())
+        }
+
+        fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method0("__enter__")?
+                .unbind())
+        }
+
+        #[pyo3(signature = (*args))]
+        fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method1("__exit__", args)?
+                .unbind())
+        }
+
+        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+            let py = slf.py();
+            let core = &slf.get().core;
+            let lock = match &core.lock {
+                LockMode::External(l) => l.clone_ref(py),
+                _ => py.None(),
+            };
+            (
+                slf.get_type().getattr("open")?,
+                (core.name.clone(), core.kind.code.to_string(), lock),
+            )
+                .into_pyobject(py)
+                .map(|t| t.into_any())
+        }
+    }
+);
+
+shared_class!(
+    SynchronizedArray,
+    "A locked array in shared memory, what ``Array(...)`` returns (as \
+     multiprocessing's ``SynchronizedArray``/``SynchronizedString``): \
+     indexing and slicing under the lock, ``len``, ``.value``/``.raw`` for \
+     'c', ``get_lock()``, ``get_obj()``. \
+     ``SynchronizedArray.open(name, typecode_or_type, lock=None)``.",
+    {
+        #[new]
+        #[pyo3(signature = (typecode_or_type, size_or_initializer, *, lock=None, name=None))]
+        fn new(
+            py: Python<'_>,
+            typecode_or_type: &Bound<'_, PyAny>,
+            size_or_initializer: &Bound<'_, PyAny>,
+            lock: Option<Bound<'_, PyAny>>,
+            name: Option<String>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let init = array_init(kind, size_or_initializer)?;
+            let lock = check_lock(lock)?;
+            let container = if lock.is_some() {
+                Container::RawArray
+            } else {
+                Container::Array
+            };
+            let core = Core::make(py, kind, container, name_or_fresh(name), Some(init), lock)?;
+            Ok(Self { core })
+        }
+
+        /// Attaches to the array named ``name`` (``lock``: the lock it was
+        /// made with, if not its own).
+        #[classmethod]
+        #[pyo3(signature = (name, typecode_or_type, lock=None))]
+        fn open(
+            cls: &Bound<'_, PyType>,
+            name: String,
+            typecode_or_type: &Bound<'_, PyAny>,
+            lock: Option<Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let kind = Kind::of(typecode_or_type)?;
+            let lock = check_lock(lock)?;
+            let container = if lock.is_some() {
+                Container::RawArray
+            } else {
+                Container::Array
+            };
+            let core = Core::make(cls.py(), kind, container, name, None, lock)?;
+            Ok(Self { core })
+        }
+
+        /// The array without its lock (a ``RawArray`` over the same memory).
+        fn get_obj(&self) -> RawArray {
+            RawArray {
+                core: self.core.raw_view(),
+            }
+        }
+
+        /// The lock that guards the value.
+        fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+            self.core.lock_obj(py)
+        }
+
+        /// Takes the lock (``acquire(block=True, timeout=None)``).
+        #[pyo3(signature = (*args, **kwargs))]
+        fn acquire(
+            &self,
+            py: Python<'_>,
+            args: &Bound<'_, PyTuple>,
+            kwargs: Option<&Bound<'_, PyDict>>,
+        ) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method("acquire", args, kwargs)?
+                .unbind())
+        }
+
+        /// Releases the lock.
+        fn release(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method0("release")?
+                .unbind())
+        }
+
+        fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method0("__enter__")?
+                .unbind())
+        }
+
+        #[pyo3(signature = (*args))]
+        fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+            Ok(self
+                .core
+                .lock_obj(py)?
+                .bind(py)
+                .call_method1("__exit__", args)?
+                .unbind())
+        }
+
+        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+            let py = slf.py();
+            let core = &slf.get().core;
+            let lock = match &core.lock {
+                LockMode::External(l) => l.clone_ref(py),
+                _ => py.None(),
+            };
+            (
+                slf.get_type().getattr("open")?,
+                (core.name.clone(), core.kind.code.to_string(), lock),
+            )
+                .into_pyobject(py)
+                .map(|t| t.into_any())
+        }
+    }
+);

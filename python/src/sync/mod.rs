@@ -1,0 +1,237 @@
+//! Locks, semaphores, events, conditions and barriers with
+//! `multiprocessing`'s signatures: `Lock`, `RLock` (locks.rs), `Semaphore`,
+//! `BoundedSemaphore`, `Event` (sems.rs) on mpkit's robust process-shared
+//! objects, and `Condition`, `Barrier` (classes.py: multiprocessing's own
+//! algorithms over those).
+//!
+//! Also what every shared object of this package has in common
+//! ([`Owned`], [`fresh_name`], [`shm_err`]): each is a named mpkit object
+//! (a generated name unless the caller gives one), pickles as its name and
+//! reopens by it in the receiving process, and the creating Python object
+//! removes the name when it is collected, in the creating process only.
+
+mod locks;
+mod sems;
+
+use std::ffi::CStr;
+use std::hash::{BuildHasher, Hasher};
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mpkit::shm::ShmError;
+use pyo3::exceptions::{PyFileExistsError, PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pub(crate) use locks::{Lock, RLock, Shared};
+
+pyo3::create_exception!(
+    mpkit,
+    OwnerDiedWarning,
+    pyo3::exceptions::PyRuntimeWarning,
+    "Warned by `acquire` when the lock's previous holder died holding it \
+     (SIGKILL included): the lock is now the caller's, but what it \
+     protected may be half-updated. The lock's `owner_died` attribute says \
+     the same."
+);
+
+/// An mpkit object made or opened by this process. Dropping it drops the
+/// object (a creating handle removes its name), except:
+/// - in a process forked from the one that made it (a bare `os.fork()`, or
+///   a forked child collecting what it inherited), where it is left alone
+///   so that a child never removes its parent's name;
+/// - while a lock inside it is held through this handle ([`held`]): glibc
+///   links every robust mutex a thread holds into that thread's robust
+///   list *through the mutex's own memory*, so unmapping it would leave
+///   the list pointing at nothing and the next lock operation (or the
+///   thread's exit) would crash. Then the name is removed (if this handle
+///   made it) and the mapping stays until the process exits.
+///
+/// [`held`]: Owned::held
+pub(crate) struct Owned<T: Unlink> {
+    inner: ManuallyDrop<T>,
+    pid: u32,
+    creator: bool,
+    held: AtomicU64,
+}
+
+/// The objects [`Owned`] holds: each can remove its name.
+pub(crate) trait Unlink {
+    fn unlink_name(&mut self);
+}
+
+macro_rules! unlink {
+    ($($t:ty),*) => {$(
+        impl Unlink for $t {
+            fn unlink_name(&mut self) {
+                let _ = self.unlink();
+            }
+        }
+    )*};
+}
+unlink!(
+    mpkit::sync::Lock,
+    mpkit::sync::RLock,
+    mpkit::sync::Semaphore,
+    mpkit::sync::BoundedSemaphore,
+    mpkit::sync::Event
+);
+
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawValue<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
+    }
+}
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawArray<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
+    }
+}
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::Value<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
+    }
+}
+impl<T: bytemuck::Pod> Unlink for mpkit::shm::Array<T> {
+    fn unlink_name(&mut self) {
+        let _ = self.unlink();
+    }
+}
+
+impl<T: Unlink> Owned<T> {
+    /// `inner`, made (`creator`) or opened by this process.
+    pub(crate) fn new(inner: T, creator: bool) -> Owned<T> {
+        Owned {
+            inner: ManuallyDrop::new(inner),
+            pid: std::process::id(),
+            creator,
+            held: AtomicU64::new(0),
+        }
+    }
+
+    /// Acquisitions of the lock inside, through this handle, not yet
+    /// released (the lock's `acquire` adds, `release` subtracts).
+    pub(crate) fn held(&self) -> &AtomicU64 {
+        &self.held
+    }
+}
+
+impl<T: Unlink> Deref for Owned<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: Unlink> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        if self.held.load(Ordering::Relaxed) > 0 {
+            if self.creator {
+                self.inner.unlink_name();
+            }
+            return;
+        }
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.inner) }
+    }
+}
+
+/// A new unique object name: `mpkit_py` and 16 hex digits (mpkit's
+/// `mpkit ls` lists it, and `mpkit rm --stale` removes it once its creator
+/// is gone).
+pub(crate) fn fresh_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("mpkit_py{:016x}", h.finish())
+}
+
+/// The name to create under: the caller's, or a fresh one.
+pub(crate) fn name_or_fresh(name: Option<String>) -> String {
+    name.unwrap_or_else(fresh_name)
+}
+
+/// A Python exception for an mpkit shared-memory error: a missing or
+/// existing name as the `FileNotFoundError`/`FileExistsError` that
+/// `multiprocessing.shared_memory` raises, an object of another kind or
+/// element type as `ValueError`, the rest as `OSError`.
+pub(crate) fn shm_err(e: ShmError) -> PyErr {
+    match e {
+        ShmError::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
+        ShmError::Exists(_) => PyFileExistsError::new_err(e.to_string()),
+        ShmError::InvalidName(_)
+        | ShmError::WrongKind { .. }
+        | ShmError::WrongElement { .. }
+        | ShmError::NoParties
+        | ShmError::TooLarge { .. } => PyValueError::new_err(e.to_string()),
+        _ => PyOSError::new_err(e.to_string()),
+    }
+}
+
+/// Whether a Python `block` argument is true (multiprocessing takes any
+/// truthy value; left out, or `None`, blocks).
+pub(crate) fn truthy(block: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+    match block {
+        Some(b) if !b.is_none() => b.is_truthy(),
+        _ => Ok(true),
+    }
+}
+
+/// How long an `acquire(block, timeout)` of a lock or semaphore waits: a
+/// negative timeout is 0, as in multiprocessing's `SemLock` (unlike
+/// `queue.Queue`, which refuses it).
+pub(crate) fn acquire_wait(
+    block: Option<&Bound<'_, PyAny>>,
+    timeout: Option<f64>,
+) -> PyResult<Option<std::time::Duration>> {
+    crate::blocking::wait_for(truthy(block)?, timeout.map(|t| t.max(0.0)))
+}
+
+const CLASSES: &CStr = {
+    match CStr::from_bytes_with_nul(concat!(include_str!("classes.py"), "\0").as_bytes()) {
+        Ok(c) => c,
+        Err(_) => panic!("classes.py holds a NUL byte"),
+    }
+};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>, names: &mut Vec<&'static str>) -> PyResult<()> {
+    let py = m.py();
+    m.add("OwnerDiedWarning", py.get_type::<OwnerDiedWarning>())?;
+    m.add_class::<Lock>()?;
+    m.add_class::<RLock>()?;
+    sems::register(m)?;
+    // Condition and Barrier: Python over the classes above, defined as if
+    // in this module so that they pickle by reference to it.
+    let globals = PyDict::new(py);
+    globals.set_item("__name__", m.name()?)?;
+    globals.set_item("__builtins__", py.import("builtins")?)?;
+    for n in ["Lock", "RLock", "Semaphore"] {
+        globals.set_item(n, m.getattr(n)?)?;
+    }
+    py.run(CLASSES, Some(&globals), None)?;
+    for n in ["Condition", "Barrier"] {
+        m.add(n, globals.get_item(n)?)?;
+    }
+    names.extend([
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Condition",
+        "Event",
+        "Barrier",
+        "OwnerDiedWarning",
+    ]);
+    Ok(())
+}
