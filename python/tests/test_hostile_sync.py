@@ -277,6 +277,63 @@ def test_unpickling_after_the_creator_collected_it_is_file_not_found(method):
         assert p.exitcode == 0
 
 
+_KEPT = []
+
+
+def create_and_keep(out):
+    """Makes one of each kind and keeps them past the end of the child (in
+    a global, as a Pool initializer's state is)."""
+    objs = [mpkit.Lock(), mpkit.RLock(), mpkit.Semaphore(), mpkit.Event(), mpkit.Condition(),
+            mpkit.Value("i", 1), mpkit.Array("d", 2), mpkit.RawValue("b"), mpkit.RawArray("c", 3)]
+    _KEPT.append(objs)
+    out.put([o.name for o in objs if hasattr(o, "name")])
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_child_that_ends_holding_what_it_made_leaves_no_names(method):
+    """Under fork and forkserver a multiprocessing child ends with
+    os._exit, which collects nothing: every object it still held at its
+    end left its name in /dev/shm (multiprocessing's own locks and values
+    leave nothing). Its exit now removes them."""
+    c = multiprocessing.get_context(method)
+    out = c.Queue()
+    p = c.Process(target=create_and_keep, args=(out,))
+    p.start()
+    names = out.get(timeout=WAIT)
+    p.join(WAIT)
+    assert p.exitcode == 0
+    left = [n for n in names if os.path.exists("/dev/shm/" + n)]
+    for n in left:
+        os.unlink("/dev/shm/" + n)
+    assert left == []
+
+
+def test_a_pool_workers_objects_go_with_it():
+    c = multiprocessing.get_context("fork")
+    out = c.Queue()
+    with c.Pool(2, initializer=create_and_keep, initargs=(out,)) as pool:
+        pool.map(abs, range(4))
+        names = out.get(timeout=WAIT) + out.get(timeout=WAIT)
+        pool.close()
+        pool.join()
+    left = [n for n in names if os.path.exists("/dev/shm/" + n)]
+    for n in left:
+        os.unlink("/dev/shm/" + n)
+    assert left == []
+
+
+def test_a_forked_child_exiting_leaves_its_parents_names():
+    lock, v = mpkit.Lock(), mpkit.Value("i", 1)
+    c = multiprocessing.get_context("fork")
+    p = c.Process(target=abs, args=(1,))
+    p.start()
+    p.join(WAIT)
+    assert p.exitcode == 0
+    assert os.path.exists("/dev/shm/" + lock.name) and os.path.exists("/dev/shm/" + v.name)
+    with mpkit.Lock.open(lock.name):
+        pass
+
+
 # -- fork while another thread holds a lock -----------------------------------
 
 def test_a_bare_fork_while_another_thread_holds_a_lock():
