@@ -220,8 +220,15 @@ pub(crate) fn name_or_fresh(name: Option<String>) -> String {
 /// A Python exception for an mpkit shared-memory error: a missing or
 /// existing name as the `FileNotFoundError`/`FileExistsError` that
 /// `multiprocessing.shared_memory` raises, an object of another kind or
-/// element type as `ValueError`, the rest as `OSError`.
+/// element type as `ValueError`, the rest as `OSError`; one from the
+/// system keeps its errno, so that Python picks the subclass
+/// (`PermissionError` for EACCES...) and `e.errno` says EMFILE or ENOSPC.
 pub(crate) fn shm_err(e: ShmError) -> PyErr {
+    if let ShmError::Io(io) = &e {
+        if let Some(errno) = io.raw_os_error() {
+            return PyOSError::new_err((errno, e.to_string()));
+        }
+    }
     match e {
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
         ShmError::Exists(_) => PyFileExistsError::new_err(e.to_string()),
