@@ -85,9 +85,12 @@ fn acquire(
     let wait = acquire_wait(block, timeout)?;
     // A free lock is taken without releasing the GIL (as multiprocessing's
     // SemLock tries first): releasing and retaking it costs more than the
-    // lock itself.
-    if let Ok(Some(died)) = lock.take(Duration::ZERO) {
-        return Ok(Some(died));
+    // lock itself. A corrupt lock is reported here too, so that a
+    // non-blocking acquire does not pass it off as merely taken.
+    match lock.take(Duration::ZERO) {
+        Ok(Some(died)) => return Ok(Some(died)),
+        Ok(None) | Err(LockTimeoutError::Deadlock) => {}
+        Err(e) => return Err(lock_err(e)),
     }
     if wait == Some(Duration::ZERO) {
         return Ok(None);
@@ -98,11 +101,19 @@ fn acquire(
             std::thread::sleep(slice);
             Ok(None)
         }
-        Err(LockTimeoutError::Corrupt) => Err(PyOSError::new_err(
-            "the lock's shared memory was overwritten (its mutex kind is wrong)",
-        )),
-        Err(e) => Err(PyOSError::new_err(e.to_string())),
+        Err(e) => Err(lock_err(e)),
     })
+}
+
+/// The `OSError` for a lock that could not be taken for a reason other
+/// than its holder.
+fn lock_err(e: LockTimeoutError) -> PyErr {
+    match e {
+        LockTimeoutError::Corrupt => {
+            PyOSError::new_err("the lock's shared memory was overwritten (its mutex kind is wrong)")
+        }
+        e => PyOSError::new_err(e.to_string()),
+    }
 }
 
 /// Records an acquire's `owner_died` and warns when it is set.

@@ -13,10 +13,12 @@
 mod locks;
 mod sems;
 
+use std::collections::HashSet;
 use std::ffi::CStr;
 use std::hash::{BuildHasher, Hasher};
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mpkit::shm::ShmError;
@@ -59,6 +61,7 @@ pub(crate) struct Owned<T: Unlink> {
 /// The objects [`Owned`] holds: each can remove its name.
 pub(crate) trait Unlink {
     fn unlink_name(&mut self);
+    fn own_name(&self) -> Option<&str>;
 }
 
 macro_rules! unlink {
@@ -66,6 +69,9 @@ macro_rules! unlink {
         impl Unlink for $t {
             fn unlink_name(&mut self) {
                 let _ = self.unlink();
+            }
+            fn own_name(&self) -> Option<&str> {
+                self.name()
             }
         }
     )*};
@@ -82,26 +88,43 @@ impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawValue<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
+    fn own_name(&self) -> Option<&str> {
+        self.name()
+    }
 }
 impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawArray<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
+    }
+    fn own_name(&self) -> Option<&str> {
+        self.name()
     }
 }
 impl<T: bytemuck::Pod> Unlink for mpkit::shm::Value<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
+    fn own_name(&self) -> Option<&str> {
+        self.name()
+    }
 }
 impl<T: bytemuck::Pod> Unlink for mpkit::shm::Array<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
+    }
+    fn own_name(&self) -> Option<&str> {
+        self.name()
     }
 }
 
 impl<T: Unlink> Owned<T> {
     /// `inner`, made (`creator`) or opened by this process.
     pub(crate) fn new(inner: T, creator: bool) -> Owned<T> {
+        if creator {
+            if let Some(name) = inner.own_name() {
+                created(|names| names.insert(name.to_string()));
+            }
+        }
         Owned {
             inner: ManuallyDrop::new(inner),
             pid: std::process::id(),
@@ -129,6 +152,11 @@ impl<T: Unlink> Drop for Owned<T> {
         if self.pid != std::process::id() {
             return;
         }
+        if self.creator {
+            if let Some(name) = self.inner.own_name() {
+                created(|names| names.remove(name));
+            }
+        }
         if self.held.load(Ordering::Relaxed) > 0 {
             if self.creator {
                 self.inner.unlink_name();
@@ -138,6 +166,33 @@ impl<T: Unlink> Drop for Owned<T> {
         // SAFETY: dropped once, here, and never used again.
         unsafe { ManuallyDrop::drop(&mut self.inner) }
     }
+}
+
+/// The names this process created whose objects are alive: at exit
+/// (`_take_created`, from a `multiprocessing.util.Finalize` that
+/// classes.py registers) they are removed. A process that
+/// multiprocessing starts ends with `os._exit`, which runs no destructor,
+/// so without this every object a child still held at its end (in a
+/// global, a Pool initializer's state) left its name in /dev/shm. A
+/// forked child starts with none: its parent's names are not its own.
+fn created<R>(f: impl FnOnce(&mut HashSet<String>) -> R) -> R {
+    static CREATED: Mutex<Option<(u32, HashSet<String>)>> = Mutex::new(None);
+    let mut guard = CREATED.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if guard.as_ref().is_none_or(|(p, _)| *p != pid) {
+        *guard = Some((pid, HashSet::new()));
+    }
+    match guard.as_mut() {
+        Some((_, names)) => f(names),
+        None => f(&mut HashSet::new()),
+    }
+}
+
+/// Takes the names this process created whose objects are still alive
+/// (see [`created`]); the caller removes them.
+#[pyfunction]
+fn _take_created() -> Vec<String> {
+    created(|names| names.drain().collect())
 }
 
 /// A new unique object name: `mpkit_py` and 16 hex digits (mpkit's
@@ -165,8 +220,15 @@ pub(crate) fn name_or_fresh(name: Option<String>) -> String {
 /// A Python exception for an mpkit shared-memory error: a missing or
 /// existing name as the `FileNotFoundError`/`FileExistsError` that
 /// `multiprocessing.shared_memory` raises, an object of another kind or
-/// element type as `ValueError`, the rest as `OSError`.
+/// element type as `ValueError`, the rest as `OSError`; one from the
+/// system keeps its errno, so that Python picks the subclass
+/// (`PermissionError` for EACCES...) and `e.errno` says EMFILE or ENOSPC.
 pub(crate) fn shm_err(e: ShmError) -> PyErr {
+    if let ShmError::Io(io) = &e {
+        if let Some(errno) = io.raw_os_error() {
+            return PyOSError::new_err((errno, e.to_string()));
+        }
+    }
     match e {
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
         ShmError::Exists(_) => PyFileExistsError::new_err(e.to_string()),
@@ -210,6 +272,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>, names: &mut Vec<&'static str>) -
     m.add("OwnerDiedWarning", py.get_type::<OwnerDiedWarning>())?;
     m.add_class::<Lock>()?;
     m.add_class::<RLock>()?;
+    m.add_function(wrap_pyfunction!(_take_created, m)?)?;
     sems::register(m)?;
     // Condition and Barrier: Python over the classes above, defined as if
     // in this module so that they pickle by reference to it.
@@ -223,6 +286,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>, names: &mut Vec<&'static str>) -
     for n in ["Condition", "Barrier"] {
         m.add(n, globals.get_item(n)?)?;
     }
+    globals
+        .get_item("_watch_exit")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("classes.py lacks _watch_exit"))?
+        .call0()?;
     names.extend([
         "Lock",
         "RLock",
