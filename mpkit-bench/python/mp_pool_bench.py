@@ -1,8 +1,10 @@
-"""Python's multiprocessing.Pool.map of a trivial function, for
-benches/pool.rs: ``map N`` maps ``x + 1`` over N ints with Pool.map's
-default chunking; ``map1 N`` does it with chunksize=1. Workers: argv[3]
-(the pool is made once, with the default 'spawn'-free start method of the
-platform, and kept for the whole benchmark)."""
+"""Python's multiprocessing.Pool, for benches/pool.rs and ``mpkit bench``:
+``map N W`` maps ``x + 1`` over N ints with Pool.map's default chunking;
+``map1 N W`` does it with chunksize=1 (W workers; the pool is made once,
+with the platform's default start method, and kept for the whole
+benchmark). ``start-METHOD N W`` (METHOD: spawn, fork or forkserver) times
+making a pool of W workers with that start method plus its first result
+(``apply``); the pool's shutdown is not timed."""
 
 import multiprocessing
 import os
@@ -38,5 +40,29 @@ class Bench:
         self.pool.join()
 
 
+class StartBench:
+    def __init__(self, method, workers):
+        self.context = multiprocessing.get_context(method)
+        self.workers = workers
+
+    def run(self, n):
+        elapsed = 0
+        for _ in range(n):
+            start = time.perf_counter_ns()
+            pool = self.context.Pool(self.workers)
+            assert pool.apply(inc, (1,)) == 2
+            elapsed += time.perf_counter_ns() - start
+            pool.terminate()
+            pool.join()
+        return elapsed
+
+    def close(self):
+        pass
+
+
 if __name__ == "__main__":
-    serve(Bench(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    mode, items, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if mode.startswith("start-"):
+        serve(StartBench(mode[len("start-") :], workers))
+    else:
+        serve(Bench(mode, items, workers))

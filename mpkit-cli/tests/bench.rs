@@ -237,12 +237,16 @@ fn json_has_every_mechanism_with_positive_figures() {
         "cpu_1_worker_ms",
         "cpu_2_workers_ms",
         "rayon_2_threads_ms",
+        "start_ms",
     ] {
         positive(pools, key);
     }
     if python_runs() {
         positive(pools, "py_map_ms");
         positive(pools, "py_task_us");
+        for method in ["spawn", "fork", "forkserver"] {
+            positive(pools, &format!("py_start_{method}_ms"));
+        }
     }
     // The measured ranking: the three mechanisms, fastest first.
     let grades = report["rating"]["mpkit"].as_array().expect("three grades");
@@ -317,9 +321,11 @@ fn only_pools_measures_the_pools_table_alone() {
     let pools = &report["pools"];
     positive(pools, "map_ms");
     positive(pools, "task_us");
+    positive(pools, "start_ms");
     if python_runs() {
         positive(pools, "py_map_ms");
         positive(pools, "py_task_us");
+        positive(pools, "py_start_spawn_ms");
     }
     // An unknown id is refused, and the refusal names `pools` among the ids.
     let run = mpkit(&["bench", "--tiny", "--only", "poolz"], &scratch);

@@ -1,6 +1,8 @@
 //! The pool figures: `mpkit::Pool` against Python's `multiprocessing.Pool`
 //! (trivial tasks, default chunking and chunksize 1) and against rayon
-//! (CPU-bound tasks, the named peer for pools), with 1 against 2 workers.
+//! (CPU-bound tasks, the named peer for pools), with 1 against 2 workers;
+//! and start-up: `Pool::new(4)` plus its first result against Python's
+//! spawn, fork and forkserver pools doing the same.
 //!
 //! Each figure repeats its whole map until the mode's budget is spent (at
 //! least three times) and keeps the median; mpkit's and Python's maps run
@@ -36,6 +38,12 @@ pub(super) struct Pools {
     pub(super) cpu_1_worker_ms: f64,
     pub(super) cpu_2_workers_ms: f64,
     pub(super) rayon_2_threads_ms: f64,
+    /// Milliseconds from asking for a pool of [`START_WORKERS`] to its
+    /// first result: mpkit, then Python's pools by start method.
+    pub(super) start_ms: f64,
+    pub(super) py_start_spawn_ms: Option<f64>,
+    pub(super) py_start_fork_ms: Option<f64>,
+    pub(super) py_start_forkserver_ms: Option<f64>,
     pub(super) notes: Vec<String>,
 }
 
@@ -43,6 +51,10 @@ pub(super) struct Pools {
 const WORKERS: usize = 2;
 /// Items mapped at chunksize 1.
 const SMALL: u64 = 1_000;
+/// Workers of the pools whose start-up is timed (Python's `Pool(4)`).
+const START_WORKERS: usize = 4;
+/// Python's start methods, in the order their start-up is reported.
+const START_METHODS: [&str; 3] = ["spawn", "fork", "forkserver"];
 
 fn inc(x: u64) -> u64 {
     x + 1
@@ -101,14 +113,14 @@ fn map_once(pool: &Pool, items: u64, chunksize: usize) -> Result<Duration> {
 
 /// Python's pool mapping `items` (`map` or `map1` mode), started and
 /// answering, or why none.
-fn python_pool(python: &str, mode: &str, items: u64) -> Result<PyBench> {
+fn python_pool(python: &str, mode: &str, items: u64, workers: usize) -> Result<PyBench> {
     if !Path::new(POOL_SCRIPT).exists() {
         return Err(format!("{POOL_SCRIPT} is not here (the source tree)"));
     }
     Ok(PyBench::start(
         python,
         POOL_SCRIPT,
-        &[mode, &items.to_string(), "2"],
+        &[mode, &items.to_string(), &workers.to_string()],
     ))
 }
 
@@ -129,6 +141,66 @@ fn medians_in_turn(
     a.sort();
     b.sort();
     Ok((a[a.len() / 2], b[b.len() / 2]))
+}
+
+/// One start-up of ours: `Pool::new` and the first result of `apply`
+/// (the pool's shutdown is not timed, as in Python's figure).
+fn start_once() -> Result<Duration> {
+    let start = Instant::now();
+    let pool = Pool::new(START_WORKERS).ctx("Pool::new")?;
+    let first = pool.apply(inc, 1).ctx("Pool::apply")?;
+    let t = start.elapsed();
+    if first != 2 {
+        return Err("Pool::apply returned the wrong result".into());
+    }
+    drop(pool);
+    Ok(t)
+}
+
+/// Start-up medians: ours and Python's by [`START_METHODS`] (`None` where
+/// Python is not here), all in turns after one untimed round (which starts
+/// Python's forkserver, once per program as in Python, and warms the
+/// caches for everyone).
+fn start_up(
+    budget: Duration,
+    python: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Result<(Duration, [Option<Duration>; 3])> {
+    let mut pys: Vec<PyBench> = Vec::new();
+    if let Some(py) = python {
+        for method in START_METHODS {
+            match python_pool(py, &format!("start-{method}"), 0, START_WORKERS) {
+                Ok(p) => pys.push(p),
+                Err(e) => {
+                    notes.push(format!("Python start-up figures skipped: {e}"));
+                    pys.clear();
+                    break;
+                }
+            }
+        }
+    }
+    start_once()?;
+    for p in &mut pys {
+        p.run(1);
+    }
+    let start = Instant::now();
+    let mut ours = Vec::new();
+    let mut theirs = vec![Vec::new(); pys.len()];
+    while ours.len() < 3 || start.elapsed() < budget {
+        ours.push(start_once()?);
+        for (p, times) in pys.iter_mut().zip(&mut theirs) {
+            times.push(p.run(1));
+        }
+    }
+    let mid = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut py = [None; 3];
+    for (slot, times) in py.iter_mut().zip(theirs) {
+        *slot = Some(mid(times));
+    }
+    Ok((mid(ours), py))
 }
 
 /// Rounds of [`spin`] that take about `target` here.
@@ -154,13 +226,14 @@ pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
     let ours = |items, chunksize| map_once(&pool, items, chunksize);
     let (mut map, mut task) = (None, None);
     let (mut py_map, mut py_task) = (None, None);
-    let python = python.map(|py| python_pool(py, "map", map_items).map(|p| (py, p)));
+    let (start, [spawn, fork, forkserver]) = start_up(budget, python, &mut notes)?;
+    let python = python.map(|py| python_pool(py, "map", map_items, WORKERS).map(|p| (py, p)));
     match python {
         Some(Ok((py, mut py_pool))) => {
             let (m, p) = medians_in_turn(budget, || ours(map_items, 0), || py_pool.run(1))?;
             (map, py_map) = (Some(m), Some(ms(p)));
             drop(py_pool);
-            let mut py_pool = python_pool(py, "map1", SMALL)?;
+            let mut py_pool = python_pool(py, "map1", SMALL, WORKERS)?;
             let (t, p) = medians_in_turn(budget, || ours(SMALL, 1), || py_pool.run(1))?;
             task = Some(t);
             py_task = Some(p.as_secs_f64() * 1e6 / SMALL as f64);
@@ -215,6 +288,10 @@ pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
         cpu_1_worker_ms: ms(one),
         cpu_2_workers_ms: ms(two),
         rayon_2_threads_ms: ms(par),
+        start_ms: ms(start),
+        py_start_spawn_ms: spawn.map(ms),
+        py_start_fork_ms: fork.map(ms),
+        py_start_forkserver_ms: forkserver.map(ms),
         notes,
     })
 }
@@ -225,6 +302,22 @@ impl Pools {
     fn lines(&self) -> Vec<[String; 3]> {
         // No ratio (no Python) says nothing.
         let x = |r: Option<f64>, vs: &str| r.map_or(String::new(), |r| format!("x{r:.2} {vs}"));
+        let start_vs = [
+            ("spawn", self.py_start_spawn_ms),
+            ("fork", self.py_start_fork_ms),
+            ("forkserver", self.py_start_forkserver_ms),
+        ]
+        .iter()
+        .filter_map(|(method, py)| {
+            py.map(|py| format!("x{:.2} vs {method} ({py:.1} ms)", py / self.start_ms))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+        let start_vs = if start_vs.is_empty() {
+            start_vs
+        } else {
+            format!("{start_vs}: Python Pool({START_WORKERS})")
+        };
         vec![
             [
                 format!(
@@ -268,6 +361,11 @@ impl Pools {
                     Some(self.rayon_2_threads_ms / self.cpu_2_workers_ms),
                     "for mpkit vs rayon",
                 ),
+            ],
+            [
+                format!("Pool::new({START_WORKERS}) plus its first result (start-up)"),
+                format!("{:.1} ms", self.start_ms),
+                start_vs,
             ],
         ]
     }
