@@ -2,7 +2,8 @@
 //! pairs, Redis in one, a consumer process in each of the two others. One
 //! consumer's host is cut off (its link set down) while it holds an item:
 //! the item is delivered to the other host after the visibility timeout,
-//! and every item is done exactly once. Needs `ip` (iproute2) and root
+//! and every item is done exactly once. The `redis_two_hosts` example's
+//! producer and consumer run on two hosts too. Needs `ip` (iproute2) and root
 //! (CAP_SYS_ADMIN, CAP_NET_ADMIN); without them the test skips, except
 //! under CI, where it fails.
 
@@ -11,7 +12,9 @@ mod common;
 mod redis_server;
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::watchdog;
@@ -22,7 +25,7 @@ use mpkit_bench::netns;
 use redis_server::RedisServer;
 
 const LONG: Duration = Duration::from_secs(10);
-/// Every namespace this test makes is named `PREFIX-<pid>-<role>`.
+/// Every namespace these tests make is named `PREFIX-<pid>-<n>-<role>`.
 const PREFIX: &str = "mpkit-hosts";
 
 /// Runs `ip ARGS`, or says why it failed.
@@ -55,7 +58,9 @@ impl Hosts {
     /// `ip`, or not allowed to make namespaces; never under CI).
     fn build() -> Option<Hosts> {
         remove_stale();
-        let name = |role: &str| format!("{PREFIX}-{}-{role}", std::process::id());
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let name = |role: &str| format!("{PREFIX}-{}-{n}-{role}", std::process::id());
         let hosts = Hosts {
             server: name("server"),
             a: name("a"),
@@ -236,5 +241,74 @@ fn an_item_held_by_a_host_cut_off_is_done_by_another_host() {
     assert_eq!(q.pending().unwrap(), 0);
     assert_eq!(q.unfinished_tasks().unwrap(), 0);
     assert!(q.dead_letters(10).unwrap().is_empty());
+    drop(server);
+}
+
+/// A program started on a host (`ip netns exec`), killed by its pid if the
+/// test fails before it ends.
+struct OnHost(Option<Child>);
+
+impl OnHost {
+    fn spawn(ns: &str, program: &PathBuf, args: &[&str]) -> OnHost {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        OnHost(Some(child))
+    }
+
+    /// Its exit, stdout and stderr.
+    fn finish(mut self) -> (bool, String, String) {
+        let out = self.0.take().unwrap().wait_with_output().unwrap();
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        (out.status.success(), text(out.stdout), text(out.stderr))
+    }
+}
+
+impl Drop for OnHost {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn the_two_hosts_example_shares_work_between_hosts() {
+    let _w = watchdog(60);
+    if !redis_server::available() {
+        return;
+    }
+    let Some(hosts) = Hosts::build() else { return };
+    let server = RedisServer::start_in_netns(&hosts.server).unwrap();
+    let port = server.port;
+    // `cargo test` builds the examples first, next to the test binaries.
+    let mut example = std::env::current_exe().unwrap();
+    example.pop();
+    if example.ends_with("deps") {
+        example.pop();
+    }
+    example.push("examples/redis_two_hosts");
+    let on_b = format!("redis://10.91.2.1:{port}");
+    let on_a = format!("redis://10.91.1.1:{port}");
+    let consumer = OnHost::spawn(&hosts.b, &example, &["consume", &on_b, "squares"]);
+    let producer = OnHost::spawn(&hosts.a, &example, &["produce", &on_a, "squares", "10"]);
+    let (ok, out, err) = producer.finish();
+    assert!(ok, "producer: {out}{err}");
+    assert!(
+        out.contains("all 10 jobs done, sum of squares 385; queue closed"),
+        "{out}"
+    );
+    assert!(out.contains("producer: 7² = 49 (by "), "{out}");
+    let (ok, out, err) = consumer.finish();
+    assert!(ok, "consumer: {out}{err}");
+    assert!(out.contains("job 7 (delivery 1) -> 49"), "{out}");
+    assert!(out.contains("the queue is closed; did 10 jobs"), "{out}");
     drop(server);
 }
