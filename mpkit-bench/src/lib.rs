@@ -9,6 +9,9 @@
 //! - [`python`]: finding the Python interpreter (`MPKIT_BENCH_PYTHON`, the
 //!   venv of `scripts/bench-setup`) and its optional modules, the scripts
 //!   in `python/`, and running one;
+//! - [`redis_server`]: a private `redis-server` on a free port (the Redis
+//!   queue's tests, `mpkit tour`), also inside a network namespace
+//!   ([`netns`]);
 //! - `harness` (feature `criterion`): criterion's settings, CPU pinning
 //!   from `MPKIT_BENCH_CPUS`, and the ratio table printed after criterion.
 //!
@@ -16,6 +19,8 @@
 
 #[cfg(feature = "criterion")]
 pub mod harness;
+pub mod netns;
 pub mod python;
 pub mod raw;
+pub mod redis_server;
 pub mod ring;

@@ -1,8 +1,9 @@
 //! `mpkit tour`: each mechanism in a few narrated lines, between real
 //! processes, in the order a Python `multiprocessing` tutorial teaches them:
 //! processes, pipes, queues, shared memory, signals, locks, then the OS
-//! mechanisms (named pipes, message queues, sockets), and last a pool that
-//! survives a killed worker.
+//! mechanisms (named pipes, message queues, sockets), a pool that survives
+//! a killed worker, and last a queue on a Redis stream (when `redis-server`
+//! is installed) that redelivers what a killed consumer held.
 
 use std::error::Error;
 use std::time::Duration;
@@ -16,10 +17,12 @@ use mpkit::pool::TaskError;
 use mpkit::process::ProcessState;
 use mpkit::process::{Builder, JoinError, current_process, parent_process};
 use mpkit::queue::{GetTimeoutError, JoinableQueue, Queue, TryPutError};
+use mpkit::redis_queue::RedisQueue;
 use mpkit::shm::{Array, RawValue, SharedMemory, Value};
 use mpkit::signal::{self, Signal};
 use mpkit::sync::{Barrier, Event, Lock, Semaphore};
 use mpkit::{Connection, Pool, Process, RecvError};
+use mpkit_bench::redis_server::{self, RedisServer};
 use serde::{Deserialize, Serialize};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn Error>>;
@@ -38,6 +41,7 @@ pub fn run() -> Result {
     message_queues()?;
     sockets()?;
     pool()?;
+    redis_stream()?;
     println!("\ntour finished: every child was joined, nothing was left behind");
     Ok(())
 }
@@ -719,6 +723,79 @@ fn pool() -> Result {
         "  with retries(1): {squares:?}; item 3 ran again on worker pid {}",
         results[3].1
     );
+    println!();
+    Ok(())
+}
+
+/// A Redis consumer: takes one job, says so, and never acknowledges it
+/// (it is killed holding it).
+fn take_and_hold((q, took): (RedisQueue<String>, Event)) {
+    let job = q.get_delivery_timeout(Duration::from_secs(10));
+    took.set();
+    drop(job);
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A Redis consumer: takes `n` jobs, acknowledging each, and returns them
+/// with their delivery counts.
+fn take_n((q, n): (RedisQueue<String>, usize)) -> Vec<(String, u64)> {
+    (0..n)
+        .map(|_| {
+            let d = q.get_delivery_timeout(Duration::from_secs(10)).unwrap();
+            q.task_done().unwrap();
+            (d.value, d.deliveries)
+        })
+        .collect()
+}
+
+fn redis_stream() -> Result {
+    section("13. A queue on a Redis stream (a consumer killed holding a job)");
+    if !redis_server::installed() {
+        println!("  skipped: redis-server is not installed (scripts/redis-server installs it)\n");
+        return Ok(());
+    }
+    let server = RedisServer::try_start()?;
+    println!(
+        "  a private redis-server (pid {}) at {}",
+        server.pid().unwrap_or_default(),
+        server.url()
+    );
+    let vt = Duration::from_millis(500);
+    let q: RedisQueue<String> = RedisQueue::builder(&server.url(), "tour")
+        .visibility_timeout(vt)
+        .open()?;
+    q.put_many((1..=3).map(|i| format!("job {i}")).collect())?;
+    println!("  put 3 jobs; an unacknowledged job is delivered again after {vt:?}");
+    let took = Event::new()?;
+    let mut doomed = Process::spawn(take_and_hold, (q.try_clone()?, took.try_clone()?))?;
+    if !took.wait(Some(Duration::from_secs(10)))? {
+        return Err("the first consumer took no job".into());
+    }
+    doomed.kill()?;
+    // Reaped, so it is gone before the next consumer looks.
+    let _ = doomed.join_timeout(Duration::from_secs(10));
+    println!(
+        "  consumer pid {} took a job and was SIGKILLed before task_done; pending: {}",
+        doomed.pid(),
+        q.pending()?
+    );
+    let other = Process::spawn(take_n, (q.try_clone()?, 3))?;
+    let other_pid = other.pid();
+    let mut got = other.join()?;
+    got.sort();
+    let shown: Vec<String> = got
+        .iter()
+        .map(|(job, n)| format!("{job} (delivery {n})"))
+        .collect();
+    println!("  consumer pid {other_pid} got {}", shown.join(", "));
+    q.join_timeout(Duration::from_secs(10))?;
+    println!("  join_timeout() returned Ok: every job acknowledged");
+    drop(q);
+    let pid = server.pid().unwrap_or_default();
+    drop(server);
+    println!("  redis-server (pid {pid}) stopped");
     println!();
     Ok(())
 }

@@ -128,9 +128,31 @@ fn tour_runs_every_mechanism_and_exits_0() {
         "died (killed by signal 9)",
         "gh-66587",
         "with retries(1): [0, 1, 4, 9, 16, 25]",
+        "13. A queue on a Redis stream",
         "tour finished",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // The Redis section runs only where redis-server is installed (and
+    // under CI it must be).
+    if common::require_peer(
+        "redis-server (run scripts/redis-server to install it)",
+        Command::new("redis-server").arg("--version"),
+    ) {
+        for expected in [
+            "a private redis-server",
+            "was SIGKILLed before task_done; pending: 1",
+            "got job 1 (delivery 2), job 2 (delivery 1), job 3 (delivery 1)",
+            "join_timeout() returned Ok: every job acknowledged",
+            ") stopped",
+        ] {
+            assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+        }
+    } else {
+        assert!(
+            out.contains("skipped: redis-server is not installed"),
+            "{out}"
+        );
     }
 }
 
