@@ -7,17 +7,19 @@ Switch by changing one import::
 
 Every object lives in a named shared-memory segment (``/dev/shm/NAME``).
 The object that created a name removes it when it is garbage collected, and
-at interpreter exit for those still alive (this module's ``atexit`` hook);
+at exit for those still alive (this module's ``atexit`` hook, also run as a
+``multiprocessing`` exit finaliser in its children);
 a process killed before either leaves the name behind, which
 ``mpkit rm --stale`` removes.
 """
 
 import atexit as _atexit
+import multiprocessing.util as _mp_util
 import os as _os
 
 from mpkit._mpkit import *  # noqa: F401,F403
 from mpkit._mpkit import __all__ as _native_all
-from mpkit._mpkit import _created_names
+from mpkit._mpkit import _created_names, _name_prefix  # noqa: F401
 
 __all__ = list(_native_all)
 
@@ -31,3 +33,20 @@ def _remove_created_names():
             _os.unlink("/dev/shm/" + name)
         except OSError:
             pass
+
+
+# A multiprocessing child started by fork or forkserver ends in os._exit,
+# past the atexit hook, after running multiprocessing's exit finalisers:
+# the hook is one of those too. A forked child starts with none, so it is
+# registered again after each fork.
+class _AfterFork:
+    pass
+
+
+def _finalise_at_exit(_=None):
+    _mp_util.Finalize(None, _remove_created_names, exitpriority=0)
+
+
+_after_fork = _AfterFork()
+_finalise_at_exit()
+_mp_util.register_after_fork(_after_fork, _finalise_at_exit)

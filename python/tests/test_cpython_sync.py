@@ -8,7 +8,6 @@ test classes, which a spawned child could not import from a pytest file);
 tests/test_sync.py and tests/test_shared.py cover spawn and forkserver.
 """
 
-import faulthandler
 import unittest
 
 import pytest
@@ -16,14 +15,6 @@ import pytest
 import mpkit
 
 tm = pytest.importorskip("test._test_multiprocessing")
-
-
-@pytest.fixture(autouse=True)
-def _watchdog():
-    # A hang fails in seconds with every thread's traceback, not never.
-    faulthandler.dump_traceback_later(120, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 class MpkitMixin(tm.ProcessesMixin):

@@ -13,6 +13,7 @@ use pyo3::types::PyType;
 
 use super::{Owned, OwnerDiedWarning, acquire_wait, name_or_fresh, shm_err};
 use crate::blocking::wait_sliced;
+use crate::errors::CorruptError;
 
 /// An mpkit object with a re-entrant lock inside (a locked `Value` or
 /// `Array`), whose lock `get_lock()` hands out as an [`RLock`].
@@ -86,8 +87,10 @@ fn acquire(
     // A free lock is taken without releasing the GIL (as multiprocessing's
     // SemLock tries first): releasing and retaking it costs more than the
     // lock itself.
-    if let Ok(Some(died)) = lock.take(Duration::ZERO) {
-        return Ok(Some(died));
+    match lock.take(Duration::ZERO) {
+        Ok(Some(died)) => return Ok(Some(died)),
+        Err(e @ LockTimeoutError::Corrupt) => return Err(lock_failure(e)),
+        _ => {}
     }
     if wait == Some(Duration::ZERO) {
         return Ok(None);
@@ -98,11 +101,19 @@ fn acquire(
             std::thread::sleep(slice);
             Ok(None)
         }
-        Err(LockTimeoutError::Corrupt) => Err(PyOSError::new_err(
-            "the lock's shared memory was overwritten (its mutex kind is wrong)",
-        )),
-        Err(e) => Err(PyOSError::new_err(e.to_string())),
+        Err(e) => Err(lock_failure(e)),
     })
+}
+
+/// Python's exception for a lock that failed: `mpkit.CorruptError` when
+/// its shared memory was overwritten, `OSError` otherwise.
+fn lock_failure(e: LockTimeoutError) -> PyErr {
+    match e {
+        LockTimeoutError::Corrupt => CorruptError::new_err(
+            "the lock's shared memory was overwritten (its mutex kind is wrong)",
+        ),
+        e => PyOSError::new_err(e.to_string()),
+    }
 }
 
 /// Records an acquire's `owner_died` and warns when it is set.

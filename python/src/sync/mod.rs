@@ -5,16 +5,16 @@
 //! algorithms over those).
 //!
 //! Also what every shared object of this package has in common
-//! ([`Owned`], [`fresh_name`], [`shm_err`]): each is a named mpkit object
-//! (a generated name unless the caller gives one), pickles as its name and
-//! reopens by it in the receiving process, and the creating Python object
-//! removes the name when it is collected, in the creating process only.
+//! ([`Owned`], [`name_or_fresh`], [`shm_err`]): each is a named mpkit
+//! object (a generated name, `crate::names`, unless the caller gives one),
+//! pickles as its name and reopens by it in the receiving process, and the
+//! creating Python object removes the name when it is collected, or at
+//! exit if still alive, in the creating process only.
 
 mod locks;
 mod sems;
 
 use std::ffi::CStr;
-use std::hash::{BuildHasher, Hasher};
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,9 +56,10 @@ pub(crate) struct Owned<T: Unlink> {
     held: AtomicU64,
 }
 
-/// The objects [`Owned`] holds: each can remove its name.
+/// The objects [`Owned`] holds: each has a name and can remove it.
 pub(crate) trait Unlink {
     fn unlink_name(&mut self);
+    fn shm_name(&self) -> Option<&str>;
 }
 
 macro_rules! unlink {
@@ -66,6 +67,9 @@ macro_rules! unlink {
         impl Unlink for $t {
             fn unlink_name(&mut self) {
                 let _ = self.unlink();
+            }
+            fn shm_name(&self) -> Option<&str> {
+                self.name()
             }
         }
     )*};
@@ -82,26 +86,42 @@ impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawValue<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
+    fn shm_name(&self) -> Option<&str> {
+        self.name()
+    }
 }
 impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawArray<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
+    }
+    fn shm_name(&self) -> Option<&str> {
+        self.name()
     }
 }
 impl<T: bytemuck::Pod> Unlink for mpkit::shm::Value<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
+    fn shm_name(&self) -> Option<&str> {
+        self.name()
+    }
 }
 impl<T: bytemuck::Pod> Unlink for mpkit::shm::Array<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
+    fn shm_name(&self) -> Option<&str> {
+        self.name()
+    }
 }
 
 impl<T: Unlink> Owned<T> {
-    /// `inner`, made (`creator`) or opened by this process.
+    /// `inner`, made (`creator`: its name is removed at exit if this
+    /// handle is still alive then) or opened by this process.
     pub(crate) fn new(inner: T, creator: bool) -> Owned<T> {
+        if let (true, Some(name)) = (creator, inner.shm_name()) {
+            crate::names::created_now(name);
+        }
         Owned {
             inner: ManuallyDrop::new(inner),
             pid: std::process::id(),
@@ -129,6 +149,9 @@ impl<T: Unlink> Drop for Owned<T> {
         if self.pid != std::process::id() {
             return;
         }
+        if let (true, Some(name)) = (self.creator, self.inner.shm_name()) {
+            crate::names::dropped(name);
+        }
         if self.held.load(Ordering::Relaxed) > 0 {
             if self.creator {
                 self.inner.unlink_name();
@@ -140,34 +163,19 @@ impl<T: Unlink> Drop for Owned<T> {
     }
 }
 
-/// A new unique object name: `mpkit_py` and 16 hex digits (mpkit's
-/// `mpkit ls` lists it, and `mpkit rm --stale` removes it once its creator
-/// is gone).
-pub(crate) fn fresh_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    format!("mpkit_py{:016x}", h.finish())
-}
-
 /// The name to create under: the caller's, or a fresh one.
 pub(crate) fn name_or_fresh(name: Option<String>) -> String {
-    name.unwrap_or_else(fresh_name)
+    name.unwrap_or_else(crate::names::fresh)
 }
 
 /// A Python exception for an mpkit shared-memory error: a missing or
 /// existing name as the `FileNotFoundError`/`FileExistsError` that
 /// `multiprocessing.shared_memory` raises, an object of another kind or
-/// element type as `ValueError`, the rest as `OSError`.
+/// element type as `ValueError`, a corrupt one as `mpkit.CorruptError`,
+/// the rest as `OSError`.
 pub(crate) fn shm_err(e: ShmError) -> PyErr {
     match e {
+        ShmError::Corrupt(_) => crate::errors::CorruptError::new_err(e.to_string()),
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
         ShmError::Exists(_) => PyFileExistsError::new_err(e.to_string()),
         ShmError::InvalidName(_)
