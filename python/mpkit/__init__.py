@@ -14,6 +14,7 @@ a process killed before either leaves the name behind, which
 """
 
 import atexit as _atexit
+import multiprocessing.process as _mp_process
 import multiprocessing.util as _mp_util
 import os as _os
 
@@ -37,8 +38,8 @@ def _remove_created_names():
 
 # A multiprocessing child started by fork or forkserver ends in os._exit,
 # past the atexit hook, after running multiprocessing's exit finalisers:
-# the hook is one of those too. A forked child starts with none, so it is
-# registered again after each fork.
+# in such a child the hook is one of those too. A forked child starts with
+# none (multiprocessing clears them), so it is registered after each fork.
 class _AfterFork:
     pass
 
@@ -48,5 +49,6 @@ def _finalise_at_exit(_=None):
 
 
 _after_fork = _AfterFork()
-_finalise_at_exit()
+if _mp_process.parent_process() is not None:
+    _finalise_at_exit()
 _mp_util.register_after_fork(_after_fork, _finalise_at_exit)
