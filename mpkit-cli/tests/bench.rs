@@ -307,6 +307,27 @@ fn markdown_table_and_svg_chart() {
 }
 
 #[test]
+fn only_pools_measures_the_pools_table_alone() {
+    let scratch = Scratch::new("only_pools");
+    let run = mpkit(&["bench", "--tiny", "--only", "pools", "--json"], &scratch);
+    run.assert_ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", run.stdout));
+    assert_eq!(report["rows"].as_array().map(Vec::len), Some(0), "{report}");
+    let pools = &report["pools"];
+    positive(pools, "map_ms");
+    positive(pools, "task_us");
+    if python_runs() {
+        positive(pools, "py_map_ms");
+        positive(pools, "py_task_us");
+    }
+    // An unknown id is refused, and the refusal names `pools` among the ids.
+    let run = mpkit(&["bench", "--tiny", "--only", "poolz"], &scratch);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("pools"), "{}", run.stderr);
+}
+
+#[test]
 fn human_table_without_python_and_bad_plot_name() {
     let scratch = Scratch::new("human");
     let run = mpkit(&["bench", "--tiny", "--no-python"], &scratch);

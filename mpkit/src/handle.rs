@@ -75,6 +75,16 @@ pub(crate) fn collect<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
     (result, outgoing.finish().unwrap_or_default())
 }
 
+/// As [`collect`], adding to `fds` (the handles' indices go on from its
+/// end): one list for a message encoded in several steps, with code that
+/// must not add to it (a user's function) run between them.
+pub(crate) fn collect_into<R>(fds: &mut Vec<OwnedFd>, encode: impl FnOnce() -> R) -> R {
+    let outgoing = Restore::install(&OUTGOING, std::mem::take(fds));
+    let result = encode();
+    *fds = outgoing.finish().unwrap_or_default();
+    result
+}
+
 /// Runs `decode` with `fds` available to handles being deserialized; any
 /// descriptor no handle claimed is closed afterwards. If decoding failed
 /// because of a handle, the error says so.

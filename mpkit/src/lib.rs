@@ -46,6 +46,7 @@
 //! | [`os`] | `os.pipe`, `os.mkfifo` | anonymous pipes and FIFOs |
 //! | [`msgq`] | `sysv_ipc`, `posix_ipc` | System V and POSIX message queues |
 //! | [`admin`] | `ipcs`, `ipcrm` | listing, inspecting and removing named mpkit objects |
+//! | `redis_queue` (feature `redis`) | RQ, Celery, Dramatiq on Redis | a queue on a Redis stream, across hosts, with the shared-memory queue's API and at-least-once delivery |
 //!
 //! Below them, two private layers: `base` (the segments shared-memory
 //! objects live in, the robust lock cell, and the one spin-then-sleep
@@ -80,6 +81,8 @@ pub mod os;
 pub mod pool;
 pub mod process;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis_queue;
 pub mod shm;
 pub mod signal;
 pub mod sync;

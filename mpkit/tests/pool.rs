@@ -288,6 +288,36 @@ fn handles_travel_in_arguments() {
 }
 
 #[test]
+fn handles_travel_in_results_each_with_its_own_result() {
+    let _w = watchdog(30);
+    let pool = Pool::new(2).unwrap();
+    // More results in one chunk than a worker encodes at a time, with one
+    // that fails among them: each handle must still come back with the
+    // result it was made for.
+    let outcomes = pool.map_outcomes_chunked(
+        |i: u32| {
+            assert!(i != 70, "seventy");
+            let (rx, mut tx) = mpkit::pipe(false).unwrap();
+            tx.send(&i).unwrap();
+            (i, rx)
+        },
+        0..150,
+        150,
+    );
+    assert_eq!(outcomes.len(), 150);
+    for (i, outcome) in (0..150u32).zip(outcomes) {
+        match outcome {
+            Ok((n, mut rx)) => {
+                assert_eq!(n, i);
+                assert_eq!(rx.recv::<u32>().unwrap(), i);
+            }
+            Err(TaskError::Panicked { message }) if i == 70 => assert_eq!(message, "seventy"),
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn imap_is_lazy_and_bounded() {
     let _w = watchdog(30);
     let pool = Pool::new(2).unwrap();

@@ -7,14 +7,12 @@ Switch by changing one import::
 
 Every object lives in a named shared-memory segment (``/dev/shm/NAME``).
 The object that created a name removes it when it is garbage collected, and
-at exit for those still alive (this module's ``atexit`` hook, also run as a
-``multiprocessing`` exit finaliser in its children);
+at exit for those still alive (a ``multiprocessing`` exit finaliser, in the
+main process and in its children);
 a process killed before either leaves the name behind, which
 ``mpkit rm --stale`` removes.
 """
 
-import atexit as _atexit
-import multiprocessing.process as _mp_process
 import multiprocessing.util as _mp_util
 import os as _os
 
@@ -25,7 +23,6 @@ from mpkit._mpkit import _created_names, _name_prefix  # noqa: F401
 __all__ = list(_native_all)
 
 
-@_atexit.register
 def _remove_created_names():
     # Objects still referenced at exit are never dropped: remove the names
     # this process created (a forked child's list holds none of them).
@@ -36,19 +33,21 @@ def _remove_created_names():
             pass
 
 
-# A multiprocessing child started by fork or forkserver ends in os._exit,
-# past the atexit hook, after running multiprocessing's exit finalisers:
-# in such a child the hook is one of those too. A forked child starts with
-# none (multiprocessing clears them), so it is registered after each fork.
+# Run at exit as a multiprocessing finaliser, which covers every process:
+# multiprocessing's own atexit hook runs it in the main process, and it
+# runs before the os._exit that ends a child started by fork or forkserver
+# (past any atexit hook). At the lowest priority it runs after the process
+# has joined its children, which may still be opening these names. A forked
+# child starts with no finalisers (multiprocessing clears them), so it is
+# registered again after each fork.
 class _AfterFork:
     pass
 
 
 def _finalise_at_exit(_=None):
-    _mp_util.Finalize(None, _remove_created_names, exitpriority=0)
+    _mp_util.Finalize(None, _remove_created_names, exitpriority=-100)
 
 
 _after_fork = _AfterFork()
-if _mp_process.parent_process() is not None:
-    _finalise_at_exit()
+_finalise_at_exit()
 _mp_util.register_after_fork(_after_fork, _finalise_at_exit)

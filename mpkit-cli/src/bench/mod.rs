@@ -91,6 +91,9 @@ impl<T, E: Display> Context<T> for std::result::Result<T, E> {
     }
 }
 
+/// The `--only` id of the pools table.
+const POOLS: &str = "pools";
+
 /// What `mpkit bench --help` says after the options.
 const LONG_HELP: &str = "\
 Rows: the spin-polled shared-memory ring (the floor: both sides busy-poll, \
@@ -104,7 +107,7 @@ process, one consumer process), and the median round trip of a 64 B \
 message. Ratios are speed-ups (higher is faster): the share of the ring's \
 throughput, and the speed against the row's Python counterpart.
 
-Then the pools (left out under --only): Pool::map of x + 1 over 100 000 \
+Then the pools (under --only, only if it names `pools`): Pool::map of x + 1 over 100 000 \
 ints and the cost per task at chunksize 1, against Python's Pool.map; \
 CPU-bound tasks of about 1 ms on 1 and 2 workers, and on rayon.
 
@@ -147,7 +150,8 @@ pub struct BenchArgs {
     cpus: Option<String>,
     /// Measure only these rows (comma-separated ids, as in the JSON:
     /// spin_ring, pipe, queue, shared_memory, unix_socket, fifo, sysv_mq,
-    /// posix_mq, raw_pipe, py_pipe, py_queue, py_shm, py_socket).
+    /// posix_mq, raw_pipe, py_pipe, py_queue, py_shm, py_socket; `pools`
+    /// for the pools table).
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -199,9 +203,9 @@ fn bench(args: BenchArgs) -> Result {
     if let Some(unknown) = args
         .only
         .iter()
-        .find(|id| !SPECS.iter().any(|s| s.id == *id))
+        .find(|id| *id != POOLS && !SPECS.iter().any(|s| s.id == *id))
     {
-        let ids: Vec<&str> = SPECS.iter().map(|s| s.id).collect();
+        let ids: Vec<&str> = SPECS.iter().map(|s| s.id).chain([POOLS]).collect();
         return Err(format!(
             "--only: no row {unknown:?} (the rows: {})",
             ids.join(", ")
@@ -250,7 +254,7 @@ fn bench(args: BenchArgs) -> Result {
     };
     // The pools are measured on their own, with no placement: each has
     // two workers of its own.
-    let pools = if args.only.is_empty() {
+    let pools = if args.only.is_empty() || args.only.iter().any(|id| id == POOLS) {
         Some(pools::measure(
             mode,
             python.as_ref().ok().map(|p| p.path.as_str()),

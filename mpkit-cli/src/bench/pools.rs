@@ -3,7 +3,8 @@
 //! (CPU-bound tasks, the named peer for pools), with 1 against 2 workers.
 //!
 //! Each figure repeats its whole map until the mode's budget is spent (at
-//! least three times) and keeps the median. Python runs
+//! least three times) and keeps the median; mpkit's and Python's maps run
+//! in turns, so that load from elsewhere weighs on both alike. Python runs
 //! `mpkit-bench/python/mp_pool_bench.py` (the criterion bench's script) by
 //! path, so its figures are there only where the source tree is.
 
@@ -98,13 +99,36 @@ fn map_once(pool: &Pool, items: u64, chunksize: usize) -> Result<Duration> {
     Ok(t)
 }
 
-/// Python's time per map of `items` (`map` or `map1` mode), or why none.
-fn python_map(python: &str, mode: &str, items: u64, budget: Duration) -> Result<Duration> {
+/// Python's pool mapping `items` (`map` or `map1` mode), started and
+/// answering, or why none.
+fn python_pool(python: &str, mode: &str, items: u64) -> Result<PyBench> {
     if !Path::new(POOL_SCRIPT).exists() {
         return Err(format!("{POOL_SCRIPT} is not here (the source tree)"));
     }
-    let mut py = PyBench::start(python, POOL_SCRIPT, &[mode, &items.to_string(), "2"]);
-    median(budget, || Ok(py.run(1)))
+    Ok(PyBench::start(
+        python,
+        POOL_SCRIPT,
+        &[mode, &items.to_string(), "2"],
+    ))
+}
+
+/// The median times of `ours` and of `theirs`, run in turns (so that what
+/// else the machine does weighs on both alike) until `budget` is spent,
+/// three times each at least.
+fn medians_in_turn(
+    budget: Duration,
+    mut ours: impl FnMut() -> Result<Duration>,
+    mut theirs: impl FnMut() -> Duration,
+) -> Result<(Duration, Duration)> {
+    let start = Instant::now();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    while a.len() < 3 || start.elapsed() < budget {
+        a.push(ours()?);
+        b.push(theirs());
+    }
+    a.sort();
+    b.sort();
+    Ok((a[a.len() / 2], b[b.len() / 2]))
 }
 
 /// Rounds of [`spin`] that take about `target` here.
@@ -127,19 +151,31 @@ pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
     };
     let mut notes = Vec::new();
     let pool = warm(WORKERS)?;
-    let map = median(budget, || map_once(&pool, map_items, 0))?;
-    let task = median(budget, || map_once(&pool, SMALL, 1))? / SMALL as u32;
+    let ours = |items, chunksize| map_once(&pool, items, chunksize);
+    let (mut map, mut task) = (None, None);
     let (mut py_map, mut py_task) = (None, None);
-    if let Some(py) = python {
-        match python_map(py, "map", map_items, budget) {
-            Ok(t) => py_map = Some(ms(t)),
-            Err(e) => notes.push(format!("Python pool figures skipped: {e}")),
+    let python = python.map(|py| python_pool(py, "map", map_items).map(|p| (py, p)));
+    match python {
+        Some(Ok((py, mut py_pool))) => {
+            let (m, p) = medians_in_turn(budget, || ours(map_items, 0), || py_pool.run(1))?;
+            (map, py_map) = (Some(m), Some(ms(p)));
+            drop(py_pool);
+            let mut py_pool = python_pool(py, "map1", SMALL)?;
+            let (t, p) = medians_in_turn(budget, || ours(SMALL, 1), || py_pool.run(1))?;
+            task = Some(t);
+            py_task = Some(p.as_secs_f64() * 1e6 / SMALL as f64);
         }
-        if py_map.is_some() {
-            py_task =
-                Some(python_map(py, "map1", SMALL, budget)?.as_secs_f64() * 1e6 / SMALL as f64);
-        }
+        Some(Err(e)) => notes.push(format!("Python pool figures skipped: {e}")),
+        None => {}
     }
+    let map = match map {
+        Some(m) => m,
+        None => median(budget, || ours(map_items, 0))?,
+    };
+    let task = match task {
+        Some(t) => t,
+        None => median(budget, || ours(SMALL, 1))?,
+    } / SMALL as u32;
 
     let rounds = calibrate(Duration::from_millis(1));
     let task_ms = ms(timed(|| spin(rounds)).0);

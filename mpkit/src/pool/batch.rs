@@ -10,26 +10,22 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::TaskError;
 use super::dispatch::{Chunk, Shared};
-use super::wire::{self, MSG_TASK, MSG_TASK_PACKED, Records};
-use crate::codec::{Codec, Postcard};
+use super::wire::{self, MSG_TASK};
 use crate::handle;
 use crate::net::Waitable;
 use crate::process::child::{in_executable, offset_of};
 use crate::sys;
 
-/// A worker's reply to one chunk: its outcome records and their
+/// A worker's reply to one chunk: its failures and results, and their
 /// descriptors.
 pub(super) struct Reply {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
-    /// The reply's kind: records, a sequence of `WireOutcome`s, or a
-    /// sequence of values (`wire::REPLY_DONE*`).
-    pub kind: u8,
 }
 
 /// A chunk's result: the reply, or why there is none.
@@ -231,91 +227,148 @@ impl Batch {
     }
 }
 
-/// Which items of a chunk went to the worker: `None` for each item sent
-/// (in order), or the error that kept it here.
+/// Which items of a chunk went to the worker, in order: each item sent, or
+/// the error that kept it here.
 pub(super) struct Plan {
     pub seq: u64,
-    pub slots: Vec<Option<TaskError>>,
+    slots: Slots,
+}
+
+/// A chunk's items as [`Plan`] keeps them: one word for the usual chunk
+/// whose every item went, a slot per item otherwise.
+enum Slots {
+    /// This many items, every one sent.
+    Sent(usize),
+    /// `None` for each item sent, or the error that kept it here.
+    Each(Vec<Option<TaskError>>),
+}
+
+/// [`Slots`] item by item.
+enum SlotIter {
+    Sent(std::ops::Range<usize>),
+    Each(std::vec::IntoIter<Option<TaskError>>),
+}
+
+impl Iterator for SlotIter {
+    type Item = Option<TaskError>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Option<TaskError>> {
+        match self {
+            SlotIter::Sent(range) => range.next().map(|_| None),
+            SlotIter::Each(slots) => slots.next(),
+        }
+    }
 }
 
 impl Plan {
+    /// How many items the chunk has.
+    pub(super) fn len(&self) -> usize {
+        match &self.slots {
+            Slots::Sent(n) => *n,
+            Slots::Each(slots) => slots.len(),
+        }
+    }
+
+    /// How many of them went to the worker.
+    fn sent(&self) -> usize {
+        match &self.slots {
+            Slots::Sent(n) => *n,
+            Slots::Each(slots) => slots.iter().filter(|s| s.is_none()).count(),
+        }
+    }
+
+    /// Whether the first item failed before it was sent.
+    fn first_failed(&self) -> bool {
+        matches!(&self.slots, Slots::Each(slots) if slots.first().is_some_and(Option::is_some))
+    }
+
+    fn into_slots(self) -> SlotIter {
+        match self.slots {
+            Slots::Sent(n) => SlotIter::Sent(0..n),
+            Slots::Each(slots) => SlotIter::Each(slots.into_iter()),
+        }
+    }
+
     /// Turns the chunk's result into one outcome per item, in order.
     pub(super) fn decode<R: DeserializeOwned>(
         self,
         result: ChunkResult,
         mut emit: impl FnMut(Result<R, TaskError>),
     ) {
-        match result {
+        let reply = match result {
+            Ok(reply) => reply,
             Err(e) => {
-                for slot in self.slots {
+                for slot in self.into_slots() {
                     emit(Err(slot.unwrap_or_else(|| e.clone())));
                 }
+                return;
             }
-            Ok(reply) if reply.kind != wire::REPLY_DONE => {
-                let values = reply.kind == wire::REPLY_DONE_VALUES;
-                // Read as a stream, one outcome per item: no vector of
-                // outcomes in between.
-                let bad = |message: String| TaskError::ResultDecode {
-                    type_name: std::any::type_name::<R>(),
-                    message,
-                };
-                let mut slots = self.slots.into_iter();
-                let _ = handle::provide(reply.fds, || {
-                    let mut rest: &[u8] = &reply.bytes;
-                    // The sequence's length comes first (a varint, as a u64).
-                    let mut broken = match postcard::take_from_bytes::<u64>(rest) {
-                        Ok((_, after)) => {
-                            rest = after;
-                            None
+        };
+        let sent = self.sent() as u64;
+        // Read as a stream, one outcome per item, straight to `emit`.
+        let _ = handle::provide(reply.fds, || {
+            let mut de = postcard::Deserializer::from_bytes(&reply.bytes);
+            // The failures, then the count of results: together, the
+            // items sent; positions in order and among them.
+            let head = Vec::<wire::WireFailure>::deserialize(&mut de)
+                .and_then(|failures| Ok((failures, u64::deserialize(&mut de)?)));
+            let (failures, mut broken) = match head {
+                Ok((failures, returned))
+                    if failures.len() as u64 + returned == sent
+                        && failures.windows(2).all(|w| w[0].0 < w[1].0)
+                        && failures.last().is_none_or(|f| f.0 < sent) =>
+                {
+                    (failures, None)
+                }
+                Ok(_) => (Vec::new(), Some(wire::malformed::<R>())),
+                Err(e) => (Vec::new(), Some(result_decode::<R>(e))),
+            };
+            if let (Slots::Sent(n), true, None) = (&self.slots, failures.is_empty(), &broken) {
+                // The usual chunk, every item sent and returned: a tight
+                // loop.
+                let n = *n;
+                for i in 0..n {
+                    match R::deserialize(&mut de) {
+                        Ok(v) => emit(Ok(v)),
+                        Err(e) => {
+                            // The rest cannot be found past the bad one.
+                            let e = result_decode::<R>(e);
+                            (i..n).for_each(|_| emit(Err(e.clone())));
+                            break;
                         }
-                        Err(e) => Some(bad(e.to_string())),
-                    };
-                    for slot in slots.by_ref() {
-                        emit(match (slot, &broken) {
-                            (Some(e), _) => Err(e),
-                            (None, Some(e)) => Err(e.clone()),
-                            (None, None) => {
-                                let next = if values {
-                                    postcard::take_from_bytes::<R>(rest).map(|(r, a)| (Ok(r), a))
-                                } else {
-                                    postcard::take_from_bytes::<wire::WireOutcome<R>>(rest)
-                                        .map(|(o, a)| (o.into_result(), a))
-                                };
-                                match next {
-                                    Ok((outcome, after)) => {
-                                        rest = after;
-                                        outcome
-                                    }
-                                    Err(e) => {
-                                        let e = bad(e.to_string());
-                                        broken = Some(e.clone());
-                                        Err(e)
-                                    }
-                                }
-                            }
-                        });
                     }
-                    Ok(())
+                }
+                return Ok(());
+            }
+            let mut failures = failures.into_iter().peekable();
+            let mut at = 0u64;
+            for slot in self.into_slots() {
+                emit(match (slot, &broken) {
+                    (Some(e), _) => Err(e),
+                    (None, Some(e)) => Err(e.clone()),
+                    (None, None) => {
+                        at += 1;
+                        match failures.next_if(|f| f.0 == at - 1) {
+                            Some(failure) => Err(wire::failure_error::<R>(failure)),
+                            None => R::deserialize(&mut de).map(Ok).unwrap_or_else(|e| {
+                                let e = result_decode::<R>(e);
+                                broken = Some(e.clone());
+                                Err(e)
+                            }),
+                        }
+                    }
                 });
             }
-            Ok(reply) => {
-                // One provide for the whole reply: handles index its list.
-                let mut records = Records::new(&reply.bytes);
-                let mut slots = self.slots.into_iter();
-                let _ = handle::provide(reply.fds, || {
-                    for slot in slots.by_ref() {
-                        emit(match slot {
-                            Some(e) => Err(e),
-                            None => match records.next() {
-                                Some(record) => wire::decode_outcome(record),
-                                None => Err(wire::malformed::<R>()),
-                            },
-                        });
-                    }
-                    Ok(())
-                });
-            }
-        }
+            Ok(())
+        });
+    }
+}
+
+fn result_decode<R>(e: postcard::Error) -> TaskError {
+    TaskError::ResultDecode {
+        type_name: std::any::type_name::<R>(),
+        message: e.to_string(),
     }
 }
 
@@ -329,6 +382,11 @@ pub(super) struct Job<A, R> {
     next_seq: u64,
     _types: PhantomData<fn(A) -> R>,
 }
+
+/// The most a chunk's message reserves before its items are encoded
+/// (a hint from their count and size; the message grows past it as it
+/// needs).
+const RESERVE_MAX: usize = 1 << 20;
 
 impl<A, R> Job<A, R>
 where
@@ -350,7 +408,9 @@ where
         }
     }
 
-    /// Encodes `items` as the next chunk and queues it.
+    /// Encodes `items` as the next chunk and queues it. Each item is
+    /// encoded straight into the message and dropped; one that does not
+    /// encode is left out and fails alone.
     pub(super) fn send(&mut self, items: impl IntoIterator<Item = A>) -> Plan {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -360,38 +420,26 @@ where
                 .map(|_| Some(TaskError::ForeignFunction))
                 .collect();
             self.batch.deliver(seq, Ok(Reply::empty()));
-            return Plan { seq, slots };
+            return Plan {
+                seq,
+                slots: Slots::Each(slots),
+            };
         };
-        let items: Vec<A> = items.into_iter().collect();
-        let mut message = header.clone();
+        let items = items.into_iter();
         // Postcard rarely makes a value larger than it is in memory: one
         // allocation instead of a series of doublings.
-        message.reserve(items.len().saturating_mul(std::mem::size_of::<A>().max(1)));
-        // The fast path: the whole chunk as one postcard sequence.
-        message[0] = MSG_TASK_PACKED;
-        let (packed, fds) = handle::collect(|| Postcard::encode(&items, &mut message));
-        if packed.is_ok() && fds.len() <= sys::MAX_FDS_PER_MESSAGE {
-            let slots: Vec<_> = items.iter().map(|_| None).collect();
-            drop(items);
-            self.shared.submit([Chunk {
-                message,
-                fds,
-                items: slots.len(),
-                batch: Arc::clone(&self.batch),
-                seq,
-                retries: self.shared.config.retries,
-            }]);
-            return Plan { seq, slots };
-        }
-        drop(fds);
-        // A failed encode may have emptied the buffer: start again.
-        let mut message = header.clone();
-        let mut sent = 0;
+        let hint = items.size_hint().0.saturating_mul(size_of::<A>().max(1));
+        let mut message = Vec::with_capacity(wire::COUNT_AT.end + hint.min(RESERVE_MAX));
+        message.extend_from_slice(header);
+        message.extend_from_slice(&0u64.to_le_bytes());
+        let (mut len, mut sent) = (0, 0);
+        // Slots are kept one by one only from the first item that failed.
+        let mut failed: Option<Vec<Option<TaskError>>> = None;
         // One collect for the whole chunk: handles index its list.
-        let (mut slots, fds) = handle::collect(|| {
-            items
-                .iter()
-                .map(|item| match wire::push_record(&mut message, 0, item) {
+        let ((), fds) = handle::collect(|| {
+            let mut encoder = wire::Appender::new(&mut message);
+            for item in items {
+                let slot = match encoder.push(&item) {
                     Ok(()) => {
                         sent += 1;
                         None
@@ -400,18 +448,23 @@ where
                         type_name: std::any::type_name::<A>(),
                         message,
                     }),
-                })
-                .collect::<Vec<_>>()
+                };
+                if slot.is_some() || failed.is_some() {
+                    failed.get_or_insert_with(|| vec![None; len]).push(slot);
+                }
+                len += 1;
+            }
         });
-        drop(items);
+        let mut slots = failed.map_or(Slots::Sent(len), Slots::Each);
         if fds.len() > sys::MAX_FDS_PER_MESSAGE {
             let too_many = TaskError::TooManyHandles(fds.len());
-            slots.iter_mut().for_each(|s| *s = Some(too_many.clone()));
+            slots = Slots::Each(vec![Some(too_many); len]);
             sent = 0;
         }
         if sent == 0 {
             self.batch.deliver(seq, Ok(Reply::empty()));
         } else {
+            message[wire::COUNT_AT].copy_from_slice(&(sent as u64).to_le_bytes());
             self.shared.submit([Chunk {
                 message,
                 fds,
@@ -430,7 +483,6 @@ impl Reply {
         Reply {
             bytes: Vec::new(),
             fds: Vec::new(),
-            kind: wire::REPLY_DONE,
         }
     }
 }
@@ -544,14 +596,14 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     /// fails to decode as `R` counts as successful here and fails in
     /// [`get`](Self::get).
     pub fn successful(&self) -> Option<bool> {
-        if self.plan.slots.first().is_some_and(Option::is_some) {
+        if self.plan.first_failed() {
             return Some(false);
         }
         let st = self.batch.wait_for(Some(Instant::now()), |st| {
             st.done.contains_key(&self.plan.seq)
         })?;
         Some(match st.done.get(&self.plan.seq) {
-            Some(Ok(reply)) => wire::first_returned(&reply.bytes, reply.kind),
+            Some(Ok(reply)) => wire::first_returned(&reply.bytes),
             _ => false,
         })
     }

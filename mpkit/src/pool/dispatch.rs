@@ -4,8 +4,8 @@
 //! to one idle worker, so at every moment it knows which chunk each worker
 //! holds, and it sleeps in one `poll` over everything that can happen:
 //!
-//! - the wake-up pipe (a chunk was queued, or the pool was closed or
-//!   terminated),
+//! - the wake-up pipe (a chunk was queued where none was, or the pool was
+//!   closed or terminated),
 //! - each worker's socket: readable (a chunk is done; the initializer
 //!   failed) and, while a message to it is part-sent, writable,
 //! - each worker's pidfd (the worker died: its chunk fails with how it
@@ -64,10 +64,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::batch::{Batch, Reply};
-use super::wire::{
-    NUMBER_AT, REPLY_DONE, REPLY_DONE_PACKED, REPLY_DONE_VALUES, REPLY_INIT_FAILED, REPLY_NUMBER,
-    REPLY_READY,
-};
+use super::wire::{NUMBER_AT, REPLY_DONE, REPLY_INIT_FAILED, REPLY_NUMBER, REPLY_READY};
 use super::{TaskError, WorkerExit};
 use crate::connection::{Outgoing, RawConnection, RecvError};
 use crate::process::child::panic_message;
@@ -154,7 +151,7 @@ impl Shared {
 
     /// Queues chunks, or fails them at once when the pool takes no more.
     pub(super) fn submit(&self, chunks: impl IntoIterator<Item = Chunk>) {
-        let refused = {
+        let (wake, refused) = {
             let mut st = self.lock();
             let refusal = match (&st.failure, st.phase) {
                 (Some(e), _) => Some(e.clone()),
@@ -164,15 +161,21 @@ impl Shared {
             };
             match refusal {
                 None => {
+                    // Only a queue that was empty needs a wake-up: chunks
+                    // left queued mean every worker is busy, and the
+                    // dispatcher looks at the queue again as each replies.
+                    let was_empty = st.queue.is_empty();
                     st.queue.extend(chunks);
-                    None
+                    (was_empty, None)
                 }
-                Some(e) => Some((e, chunks.into_iter().collect::<Vec<_>>())),
+                Some(e) => (false, Some((e, chunks.into_iter().collect::<Vec<_>>()))),
             }
         };
-        match refused {
-            None => self.wake(),
-            Some((e, chunks)) => chunks.into_iter().for_each(|c| c.fail(e.clone())),
+        if wake {
+            self.wake();
+        }
+        if let Some((e, chunks)) = refused {
+            chunks.into_iter().for_each(|c| c.fail(e.clone()));
         }
     }
 
@@ -515,16 +518,10 @@ impl Dispatcher {
             .filter(|h| !h.timed_out && h.bad_reply.is_none())
             .map(|h| h.number);
         match msg.get(REPLY_NUMBER).copied() {
-            Some(kind @ (REPLY_DONE | REPLY_DONE_PACKED | REPLY_DONE_VALUES))
-                if expected.is_some() && number == expected =>
-            {
+            Some(REPLY_DONE) if expected.is_some() && number == expected => {
                 let held = w.held.take().expect("checked above");
                 msg.drain(..=REPLY_NUMBER);
-                let reply = Reply {
-                    bytes: msg,
-                    fds,
-                    kind,
-                };
+                let reply = Reply { bytes: msg, fds };
                 held.chunk.batch.deliver(held.chunk.seq, Ok(reply));
                 self.chunk_done(i);
             }

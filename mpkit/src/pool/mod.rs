@@ -142,12 +142,12 @@
 //!   one chunk together, are limited to 253 (one message's worth); past
 //!   that every item of the chunk fails ([`TaskError::TooManyHandles`],
 //!   [`TaskError::ResultEncode`]): use a smaller chunk size.
-//! - A chunk travels as one postcard sequence when it can. If such a
-//!   chunk's arguments do not decode in the worker, or its results do not
-//!   decode here (a `Serialize`/`Deserialize` pair that disagree), the
-//!   whole chunk fails with [`TaskError::ArgsDecode`] or
-//!   [`TaskError::ResultDecode`]; an item that does not *encode* fails
-//!   alone.
+//! - A chunk's items travel back to back, as do its results. If an
+//!   argument does not decode in the worker (a `Serialize`/`Deserialize`
+//!   pair that disagree), the whole chunk fails with
+//!   [`TaskError::ArgsDecode`]; if a result does not decode here, it and
+//!   the rest of its chunk fail with [`TaskError::ResultDecode`]. An item
+//!   or a result that does not *encode* fails alone.
 //! - A result's destructor runs in the worker after the result was sent:
 //!   a panic there is not reported.
 //! - How a worker died comes from waiting for it. If the program ignores
@@ -159,9 +159,11 @@
 //!   the task too) sends a second reply; the pool takes no reply for the
 //!   wrong chunk, but kills that worker, and the chunk it then holds fails
 //!   with [`TaskError::BadReply`].
-//! - In a worker, a chunk's arguments are decoded, then its functions run,
-//!   then its results are encoded: a chunk holds all its arguments and
-//!   results in memory at once.
+//! - In a worker, a chunk's arguments are all decoded before its first
+//!   function runs, and its results are all encoded before the reply
+//!   goes: a chunk holds all its arguments, and the encodings of all its
+//!   results (with the results themselves, when their type has a
+//!   destructor), in memory at once.
 //! - [`terminate`](Pool::terminate) (and drop) kill workers with SIGKILL:
 //!   a task in the middle of changing shared state leaves it as it was at
 //!   that moment (mpkit's locks recover from a dead holder).
@@ -597,7 +599,7 @@ impl Pool {
     fn queue_chunks<A, R>(
         &self,
         f: fn(A) -> R,
-        mut items: impl Iterator<Item = A>,
+        items: impl Iterator<Item = A>,
         len: usize,
         chunksize: usize,
     ) -> (Job<A, R>, Vec<Plan>, usize)
@@ -613,13 +615,13 @@ impl Pool {
         let mut plans = Vec::with_capacity(len.div_ceil(size).min(1 << 16));
         // Counted, not trusted from the hint: it sizes the caller's vector.
         let mut taken = 0;
-        loop {
-            let chunk: Vec<A> = items.by_ref().take(size).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            taken += chunk.len();
-            plans.push(job.send(chunk));
+        // Each item goes from the iterator straight into its chunk's
+        // message.
+        let mut items = items.peekable();
+        while items.peek().is_some() {
+            let plan = job.send(items.by_ref().take(size));
+            taken += plan.len();
+            plans.push(plan);
         }
         (job, plans, taken)
     }

@@ -7,12 +7,9 @@
 //!
 //! | message | layout |
 //! |---|---|
-//! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item records |
-//! | pool → worker: packed task | `3`, number `u64`, runner offset `u64`, function offset `u64`, postcard `Vec<A>` |
+//! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item count `u64`, the items' postcard encodings back to back |
 //! | pool → worker: initializer | `2`, number `u64` (0), runner offset `u64`, function offset `u64`, postcard argument |
-//! | worker → pool: chunk done | number `u64`, `1`, outcome records |
-//! | worker → pool: packed chunk done | number `u64`, `3`, postcard `Vec<WireOutcome<R>>` |
-//! | worker → pool: chunk done, every item returned | number `u64`, `5`, postcard `Vec<R>` |
+//! | worker → pool: chunk done | number `u64`, `5`, postcard `Vec<(u64, u8, &str, String)>` (the items that failed), postcard count `u64`, the other items' postcard results back to back |
 //! | worker → pool: initializer failed | number `u64`, `2`, UTF-8 message |
 //! | worker → pool: initializer done, ready for tasks | number `u64`, `4` |
 //!
@@ -23,15 +20,21 @@
 //! worker, or a task wrote to the worker's socket) is never taken as a
 //! result: the dispatcher kills that worker.
 //!
-//! A chunk goes packed (one postcard sequence, the fast path) when it
-//! encodes so and its handles fit; otherwise as records, so that one item
-//! that does not encode fails alone. Records are `[tag u8][len u32][len bytes]`,
-//! one per item of the chunk, in order. The records of one message are
-//! encoded under one `handle::collect` (and decoded under one
-//! `handle::provide`): handles index the message's descriptor list. An
-//! item's bytes are its postcard encoding. An outcome's tag is
-//! [`OUT_OK`] (bytes: the postcard result) or an error tag (bytes: the
-//! postcard `(type name, message)`).
+//! A task's items are encoded one after the other straight into the
+//! message (an item that does not encode is left out, and fails alone in
+//! the pool), all under one `handle::collect`, and decoded in order under
+//! one `handle::provide`: handles index the message's descriptor list.
+//! The count comes first, as a fixed-width word, because it is known only
+//! once every item was tried.
+//!
+//! A reply lists the items that failed first, each as its position in the
+//! chunk (ascending), a tag ([`OUT_PANICKED`], [`OUT_ARGS_DECODE`],
+//! [`OUT_RESULT_ENCODE`]), a type name and a message; then the results of
+//! the others, in order. A result that does not encode is cut back out
+//! and fails alone. The results are encoded as their functions return, a
+//! block at a time, each block under one `handle::collect_into` the same
+//! list: handles index the reply's one descriptor list, and the user's
+//! function never runs while the list is installed.
 //!
 //! The offsets are distances from `process::child::anchor`, as for
 //! [`Process`](crate::Process): the worker runs the pool's own executable
@@ -42,44 +45,47 @@
 use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use super::TaskError;
 use crate::Connection;
-use crate::codec::{Codec, Postcard};
+use crate::codec::{Codec, CodecError, Postcard};
 use crate::handle;
 use crate::process::child::{address_of, panic_message};
 use crate::sys;
 
 pub(super) const MSG_TASK: u8 = 1;
-pub(super) const MSG_TASK_PACKED: u8 = 3;
 pub(super) const MSG_INIT: u8 = 2;
-pub(super) const REPLY_DONE: u8 = 1;
-pub(super) const REPLY_DONE_PACKED: u8 = 3;
-pub(super) const REPLY_DONE_VALUES: u8 = 5;
+pub(super) const REPLY_DONE: u8 = 5;
 pub(super) const REPLY_INIT_FAILED: u8 = 2;
 pub(super) const REPLY_READY: u8 = 4;
 
 /// Bytes before a task's or initializer's payload.
 pub(super) const HEADER: usize = 25;
+/// Where a task's item count lies in its message.
+pub(super) const COUNT_AT: std::ops::Range<usize> = HEADER..HEADER + 8;
 /// Where a task's number lies in its message.
 pub(super) const NUMBER_AT: std::ops::Range<usize> = 1..9;
 /// Bytes before a reply's kind: its number.
 pub(super) const REPLY_NUMBER: usize = 8;
-/// Bytes before a record's bytes.
-const RECORD_HEADER: usize = 5;
 
-pub(super) const OUT_OK: u8 = 0;
-const OUT_PANICKED: u8 = 1;
-const OUT_ARGS_DECODE: u8 = 2;
-const OUT_RESULT_ENCODE: u8 = 3;
+/// A failed item's tags.
+pub(super) const OUT_PANICKED: u8 = 1;
+pub(super) const OUT_ARGS_DECODE: u8 = 2;
+pub(super) const OUT_RESULT_ENCODE: u8 = 3;
 
-/// Runs every item of a chunk: `(function, items, their descriptors,
-/// whether the items are packed, the reply to append to)`; returns the
-/// reply's descriptors and the results, to drop once the reply is sent.
+/// Results encoded under one `handle::collect_into`: the functions of a
+/// block run first, then its results are encoded (so the user's code never
+/// runs while the reply's descriptor list is installed). Bounds the
+/// results held at once.
+const BLOCK: usize = 64;
+
+/// Runs every item of a chunk: `(function, count and items, their
+/// descriptors, the reply to append to)`; returns the reply's descriptors
+/// and the results, to drop once the reply is sent.
 pub(super) type TaskRunner =
-    unsafe fn(usize, &[u8], Vec<OwnedFd>, bool, &mut Vec<u8>) -> (Vec<OwnedFd>, Results);
+    unsafe fn(usize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> (Vec<OwnedFd>, Results);
 /// Runs the initializer: `(function, argument, its descriptors)`.
 pub(super) type InitRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> Result<(), String>;
 
@@ -94,96 +100,95 @@ pub(super) fn header(kind: u8, runner: u64, function: u64) -> Vec<u8> {
     buf
 }
 
-/// Appends `value` as one record with tag `tag`. Its handles go to the
-/// list of the surrounding `handle::collect`, which spans the whole
-/// message. On failure the buffer is left as it was (a handle the value
-/// already gave stays in the list unclaimed, and is closed by the reader).
-pub(super) fn push_record<T: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    tag: u8,
-    value: &T,
-) -> Result<(), String> {
-    // Encoded aside: a failed encode may leave its buffer emptied. This is
-    // the slow path (the packed one failed), so the extra copy is fine.
-    let mut bytes = Vec::new();
-    Postcard::encode(value, &mut bytes).map_err(|e| e.to_string())?;
-    let len = u32::try_from(bytes.len()).map_err(|_| "larger than 4 GiB".to_string())?;
-    buf.push(tag);
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&bytes);
-    Ok(())
-}
+/// postcard's output appended to a borrowed vector (its own `to_extend`
+/// takes the vector by value, and loses it when the value fails).
+struct Append<'a>(&'a mut Vec<u8>);
 
-/// One record read back: its tag and bytes.
-pub(super) struct Record<'a> {
-    pub tag: u8,
-    pub bytes: &'a [u8],
-}
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
 
-/// Reads records in order. Stops (`None`) at the end or at the first
-/// record that does not fit in what is left.
-pub(super) struct Records<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Records<'a> {
-    pub(super) fn new(bytes: &'a [u8]) -> Records<'a> {
-        Records { rest: bytes }
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
     }
-}
 
-impl<'a> Iterator for Records<'a> {
-    type Item = Record<'a>;
-
-    fn next(&mut self) -> Option<Record<'a>> {
-        let (h, body) = self.rest.split_first_chunk::<RECORD_HEADER>()?;
-        let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        if body.len() < len {
-            self.rest = &[];
-            return None;
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        // Most pieces are a varint of a few bytes: pushed one by one they
+        // cost less than a call to `memcpy` each.
+        if bytes.len() <= 16 {
+            // A trusted length: one capacity check, then a plain loop.
+            self.0.extend(bytes.iter().copied());
+        } else {
+            self.0.extend_from_slice(bytes);
         }
-        let (bytes, rest) = body.split_at(len);
-        self.rest = rest;
-        Some(Record { tag: h[0], bytes })
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 
-/// Decodes one outcome record as the task's result (inside the
-/// `handle::provide` of the whole reply).
-pub(super) fn decode_outcome<R: DeserializeOwned>(record: Record<'_>) -> Result<R, TaskError> {
-    if record.tag == OUT_OK {
-        return Postcard::decode::<R>(record.bytes).map_err(|e| TaskError::ResultDecode {
-            type_name: std::any::type_name::<R>(),
-            message: e.to_string(),
-        });
-    }
-    let Ok((type_name, message)) = Postcard::decode::<(String, String)>(record.bytes) else {
-        return Err(malformed::<R>());
-    };
-    Err(match record.tag {
-        OUT_PANICKED => TaskError::Panicked { message },
-        OUT_ARGS_DECODE => TaskError::ArgsDecode { type_name, message },
-        OUT_RESULT_ENCODE => TaskError::ResultEncode { type_name, message },
-        _ => malformed::<R>(),
-    })
+/// Encodes values one after another onto the end of a vector, with one
+/// postcard serializer for them all.
+pub(super) struct Appender<'a> {
+    ser: postcard::Serializer<Append<'a>>,
 }
 
-/// Whether a reply's first outcome is a returned value (without decoding
-/// it): a record tagged [`OUT_OK`], in a packed reply variant 0 of
-/// [`WireOutcome`] after the sequence's length, or any value of a reply of
-/// values.
-pub(super) fn first_returned(reply: &[u8], kind: u8) -> bool {
-    match kind {
-        REPLY_DONE_VALUES => matches!(postcard::take_from_bytes::<u64>(reply), Ok((n, _)) if n > 0),
-        REPLY_DONE_PACKED => match postcard::take_from_bytes::<u64>(reply) {
-            Ok((n, rest)) => n > 0 && rest.first() == Some(&0),
-            Err(_) => false,
-        },
-        _ => reply.first() == Some(&OUT_OK),
+impl<'a> Appender<'a> {
+    pub(super) fn new(buf: &'a mut Vec<u8>) -> Appender<'a> {
+        Appender {
+            ser: postcard::Serializer {
+                output: Append(buf),
+            },
+        }
+    }
+
+    /// The vector written to.
+    pub(super) fn buf(&mut self) -> &mut Vec<u8> {
+        self.ser.output.0
+    }
+
+    /// Appends `value`'s postcard encoding; on failure the vector is left
+    /// as it was and the error says why (as [`Postcard`] words it).
+    /// Handles go to the list of the surrounding `handle::collect` (a
+    /// handle the value gave before it failed stays there unclaimed, and
+    /// the reader closes it).
+    #[inline]
+    pub(super) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), String> {
+        let start = self.buf().len();
+        if value.serialize(&mut self.ser).is_ok() {
+            return Ok(());
+        }
+        self.buf().truncate(start);
+        // Encoded again for the words: the codec recovers what a custom
+        // error said, which postcard's own error drops.
+        Err(match Postcard::encode(value, &mut Vec::new()) {
+            Err(e) => e.to_string(),
+            Ok(()) => "postcard: the value failed to encode once".to_string(),
+        })
     }
 }
 
-/// The error of an outcome that is missing or not a record.
+/// Appends one value's postcard encoding to `buf`; see [`Appender::push`].
+pub(super) fn append<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), String> {
+    Appender::new(buf).push(value)
+}
+
+/// Whether a reply's first item returned (without decoding its result): no
+/// failure listed, or the first one not at position 0.
+pub(super) fn first_returned(reply: &[u8]) -> bool {
+    let mut de = postcard::Deserializer::from_bytes(reply);
+    match serde::Deserialize::deserialize(&mut de) {
+        Ok(0u64) => true,
+        Ok(_) => !matches!(serde::Deserialize::deserialize(&mut de), Ok(0u64)),
+        Err(_) => false,
+    }
+}
+
+/// The error of an outcome that is missing or not a result.
 pub(super) fn malformed<R>() -> TaskError {
     TaskError::ResultDecode {
         type_name: std::any::type_name::<R>(),
@@ -191,48 +196,35 @@ pub(super) fn malformed<R>() -> TaskError {
     }
 }
 
-/// An item's outcome in the worker. It serializes as [`WireOutcome`] (the
-/// same postcard bytes), the packed reply's element type.
-#[derive(Serialize)]
-enum Outcome<R> {
-    Returned(R),
-    Failed(u8, &'static str, String),
-}
+/// A failed item as a reply lists it: its position in the chunk, tag,
+/// type name and message.
+pub(super) type WireFailure = (u64, u8, String, String);
 
-/// An item's outcome as the pool reads a packed reply.
-#[derive(Deserialize)]
-pub(super) enum WireOutcome<R> {
-    Returned(R),
-    Failed(u8, String, String),
-}
-
-impl<R> WireOutcome<R> {
-    #[inline]
-    pub(super) fn into_result(self) -> Result<R, TaskError> {
-        match self {
-            WireOutcome::Returned(r) => Ok(r),
-            WireOutcome::Failed(tag, type_name, message) => Err(match tag {
-                OUT_PANICKED => TaskError::Panicked { message },
-                OUT_ARGS_DECODE => TaskError::ArgsDecode { type_name, message },
-                OUT_RESULT_ENCODE => TaskError::ResultEncode { type_name, message },
-                _ => malformed::<R>(),
-            }),
-        }
+/// The error a listed failure stands for.
+pub(super) fn failure_error<R>((_, tag, type_name, message): WireFailure) -> TaskError {
+    match tag {
+        OUT_PANICKED => TaskError::Panicked { message },
+        OUT_ARGS_DECODE => TaskError::ArgsDecode { type_name, message },
+        OUT_RESULT_ENCODE => TaskError::ResultEncode { type_name, message },
+        _ => malformed::<R>(),
     }
 }
 
+/// Why an item of a chunk has no result, in the worker: the fields of a
+/// [`WireFailure`].
+type Failure = (u64, u8, &'static str, String);
+
 /// The worker side: runs every item of a chunk of `fn(A) -> R` tasks.
-/// `packed`: the items are one postcard sequence (else records). Appends
-/// the reply (its kind byte first) to `out`.
+/// `items`: the count, then the items (see the layouts). Appends the reply
+/// (its kind byte first) to `out`.
 ///
 /// The chunk's arguments are decoded first, all under one
-/// `handle::provide` (the function never runs inside it), and the results
-/// are encoded last, all under one `handle::collect`: one descriptor list
-/// per message, not per item. Each call runs under its own
-/// `catch_unwind`. The results go back packed when they encode so, else
-/// as records (so one result that does not encode fails alone). The
-/// results are returned, to be dropped after the reply is sent; a panic in
-/// a result's destructor is not reported (the result was delivered).
+/// `handle::provide` (the function never runs inside it). Then, a block of
+/// [`BLOCK`] items at a time, the functions run, each under its own
+/// `catch_unwind`, and their results are encoded, under one
+/// `handle::collect_into` the reply's list. Results whose type has a
+/// destructor are returned, to be dropped after the reply is sent (a
+/// panic there is not reported: the result was delivered).
 ///
 /// # Safety
 /// `function` must be the address of a `fn(A) -> R` in this executable
@@ -241,50 +233,61 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     function: usize,
     items: &[u8],
     fds: Vec<OwnedFd>,
-    packed: bool,
     out: &mut Vec<u8>,
 ) -> (Vec<OwnedFd>, Results) {
     // SAFETY: guaranteed by the caller; fn pointers and usize have the
     // same size.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let args = decode_args::<A, R>(items, fds, packed);
-    let outcomes: Vec<Outcome<R>> = args
-        .into_iter()
-        .map(|arg| {
-            let arg = arg?;
-            catch_unwind(AssertUnwindSafe(|| f(arg)))
-                .map(Outcome::Returned)
-                .map_err(|payload| failed(OUT_PANICKED, "", panic_message(payload)))
-        })
-        .map(|r| r.unwrap_or_else(|failed| *failed))
-        .collect();
-    let start = out.len();
-    // What `out` held before (the reply's number): a failed encode may
-    // leave its buffer emptied.
-    let head = out.clone();
-    // Every item returned (the common case): the results alone, as one
-    // sequence; else one sequence of outcomes.
-    let all_returned = outcomes.iter().all(|o| matches!(o, Outcome::Returned(_)));
-    let (encoded, mut out_fds) = handle::collect(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            if all_returned {
-                out.push(REPLY_DONE_VALUES);
-                Postcard::encode(&Values(&outcomes), out)
-            } else {
-                out.push(REPLY_DONE_PACKED);
-                Postcard::encode(&outcomes, out)
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut values = Vec::with_capacity(items.len());
+    let mut returned = 0u64;
+    let mut out_fds = Vec::new();
+    let mut kept: Vec<R> = Vec::new();
+    match decode_args::<A>(items, fds) {
+        Ok(args) => {
+            let mut block: Vec<(u64, R)> = Vec::with_capacity(BLOCK.min(args.len()));
+            let mut args = args.into_iter().zip(0u64..).peekable();
+            while args.peek().is_some() {
+                for (arg, at) in args.by_ref().take(BLOCK) {
+                    match catch_unwind(AssertUnwindSafe(|| f(arg))) {
+                        Ok(r) => block.push((at, r)),
+                        Err(payload) => {
+                            failures.push((at, OUT_PANICKED, "", panic_message(payload)))
+                        }
+                    }
+                }
+                handle::collect_into(&mut out_fds, || {
+                    let mut values = Appender::new(&mut values);
+                    for (at, r) in block.drain(..) {
+                        let start = values.buf().len();
+                        match catch_unwind(AssertUnwindSafe(|| values.push(&r))) {
+                            Ok(Ok(())) => returned += 1,
+                            Ok(Err(why)) => failures.push((
+                                at,
+                                OUT_RESULT_ENCODE,
+                                std::any::type_name::<R>(),
+                                why,
+                            )),
+                            Err(payload) => {
+                                values.buf().truncate(start);
+                                failures.push((at, OUT_PANICKED, "", panic_message(payload)));
+                            }
+                        }
+                        if std::mem::needs_drop::<R>() {
+                            kept.push(r);
+                        }
+                    }
+                });
             }
-        }))
-    });
-    if !matches!(encoded, Ok(Ok(()))) {
-        out.clear();
-        out.extend_from_slice(&head);
-        out.push(REPLY_DONE);
-        ((), out_fds) = handle::collect(|| {
-            for outcome in &outcomes {
-                push_outcome(out, outcome);
-            }
-        });
+            // Listed in the order of the items (a panic comes before the
+            // encode failures of its block's earlier items).
+            failures.sort_unstable_by_key(|f| f.0);
+        }
+        // The items cannot be told apart past the one that failed: every
+        // item of the chunk fails alike.
+        Err((count, tag, type_name, why)) => {
+            failures.extend((0..count as u64).map(|at| (at, tag, type_name, why.clone())));
+        }
     }
     if out_fds.len() > sys::MAX_FDS_PER_MESSAGE {
         // Too many handles for one reply: every item of the chunk fails.
@@ -293,159 +296,117 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
             out_fds.len(),
             sys::MAX_FDS_PER_MESSAGE
         );
-        out.truncate(start);
-        out.push(REPLY_DONE);
-        for _ in &outcomes {
-            error_record(
-                out,
-                OUT_RESULT_ENCODE,
-                std::any::type_name::<R>(),
-                why.clone(),
-            );
-        }
+        let items = failures.len() as u64 + returned;
+        failures = (0..items)
+            .map(|at| {
+                (
+                    at,
+                    OUT_RESULT_ENCODE,
+                    std::any::type_name::<R>(),
+                    why.clone(),
+                )
+            })
+            .collect();
+        values.clear();
+        returned = 0;
         out_fds.clear();
     }
-    (out_fds, Results::new(outcomes))
+    out.push(REPLY_DONE);
+    // Strings, numbers and a count: these cannot fail to encode.
+    let _ = append(out, &failures);
+    let _ = append(out, &returned);
+    out.extend_from_slice(&values);
+    (out_fds, Results::new(kept))
 }
 
-/// A chunk's results, kept until its reply is sent, then dropped, each
-/// under its own `catch_unwind` (a panic in a destructor is not reported).
-/// The worker's loop does not know the result type, so the type is erased:
-/// a boxed `Vec<Outcome<R>>` and the function that drops it.
+/// A chunk's results that have a destructor, kept until its reply is sent,
+/// then dropped, each under its own `catch_unwind` (a panic in a
+/// destructor is not reported). The worker's loop does not know the result
+/// type, so the type is erased: a boxed `Vec<R>` and the function that
+/// drops it.
 pub(super) struct Results {
-    outcomes: *mut (),
+    results: *mut (),
     drop_them: unsafe fn(*mut ()),
 }
 
 impl Results {
-    fn new<R>(outcomes: Vec<Outcome<R>>) -> Results {
+    fn new<R>(results: Vec<R>) -> Results {
         Results {
-            outcomes: Box::into_raw(Box::new(outcomes)).cast(),
-            drop_them: drop_outcomes::<R>,
+            results: Box::into_raw(Box::new(results)).cast(),
+            drop_them: drop_results::<R>,
         }
     }
 }
 
 /// # Safety
-/// `outcomes` must come from `Box::<Vec<Outcome<R>>>::into_raw`, and not
-/// be used again.
-unsafe fn drop_outcomes<R>(outcomes: *mut ()) {
+/// `results` must come from `Box::<Vec<R>>::into_raw`, and not be used
+/// again.
+unsafe fn drop_results<R>(results: *mut ()) {
     // SAFETY: guaranteed by the caller.
-    let outcomes = unsafe { Box::from_raw(outcomes.cast::<Vec<Outcome<R>>>()) };
-    for outcome in *outcomes {
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(outcome)));
+    let results = unsafe { Box::from_raw(results.cast::<Vec<R>>()) };
+    for result in *results {
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(result)));
     }
 }
 
 impl Drop for Results {
     fn drop(&mut self) {
-        // SAFETY: `Results::new` made the pair from a boxed
-        // `Vec<Outcome<R>>` and this `drop_outcomes::<R>`; it is dropped
-        // once. The results borrow nothing (`R: DeserializeOwned`, made in
-        // this process from owned arguments).
-        unsafe { (self.drop_them)(self.outcomes) }
+        // SAFETY: `Results::new` made the pair from a boxed `Vec<R>` and
+        // this `drop_results::<R>`; it is dropped once. The results borrow
+        // nothing (`R: DeserializeOwned`, made in this process from owned
+        // arguments).
+        unsafe { (self.drop_them)(self.results) }
     }
 }
 
-/// The results of a chunk whose every item returned, serialized as the
-/// sequence of the values alone.
-struct Values<'a, R>(&'a [Outcome<R>]);
+/// Why a chunk's arguments did not decode: how many items it has (at most
+/// [`MAX_FAILED_ITEMS`] are reported), and the tag, type name and message
+/// each of them fails with.
+type ArgsFailure = (usize, u8, &'static str, String);
 
-impl<R: Serialize> Serialize for Values<'_, R> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Mapped one to one, so the sequence's length is known up front
-        // (postcard needs it).
-        s.collect_seq(self.0.iter().map(ValueOf))
-    }
-}
+/// Bounds the item count of a task that did not decode: it only sizes an
+/// error reply.
+const MAX_FAILED_ITEMS: u64 = 1 << 20;
 
-/// One outcome as its value; a failure is an encoding error (never seen:
-/// [`Values`] is used only when every item returned).
-struct ValueOf<'a, R>(&'a Outcome<R>);
-
-impl<R: Serialize> Serialize for ValueOf<'_, R> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            Outcome::Returned(r) => r.serialize(s),
-            Outcome::Failed(..) => Err(serde::ser::Error::custom("an item did not return")),
-        }
-    }
-}
-
-fn failed<R>(tag: u8, type_name: &'static str, message: String) -> Box<Outcome<R>> {
-    Box::new(Outcome::Failed(tag, type_name, message))
-}
-
-/// Decodes a chunk's arguments, each to its value or its failure.
-fn decode_args<A: DeserializeOwned, R>(
+/// Decodes a chunk's count and arguments, in order, all or none.
+fn decode_args<A: DeserializeOwned>(
     items: &[u8],
     fds: Vec<OwnedFd>,
-    packed: bool,
-) -> Vec<Result<A, Box<Outcome<R>>>> {
+) -> Result<Vec<A>, ArgsFailure> {
     let type_name = std::any::type_name::<A>();
-    let mut args = Vec::new();
-    let _ = handle::provide(fds, || {
-        if packed {
-            match catch_unwind(AssertUnwindSafe(|| Postcard::decode::<Vec<A>>(items))) {
-                Ok(Ok(all)) => args.extend(all.into_iter().map(Ok)),
-                // The sequence cannot be split: every item fails alike.
-                Ok(Err(e)) => {
-                    let why = e.to_string();
-                    (0..packed_len(items)).for_each(|_| {
-                        args.push(Err(failed(OUT_ARGS_DECODE, type_name, why.clone())))
-                    });
-                }
-                Err(payload) => {
-                    let why = panic_message(payload);
-                    (0..packed_len(items))
-                        .for_each(|_| args.push(Err(failed(OUT_PANICKED, "", why.clone()))));
-                }
+    let Some((count, body)) = items.split_first_chunk::<8>() else {
+        return Err((0, OUT_ARGS_DECODE, type_name, "no item count".into()));
+    };
+    let count = u64::from_le_bytes(*count);
+    let reported = count.min(MAX_FAILED_ITEMS) as usize;
+    let decoded = handle::provide(fds, || {
+        match catch_unwind(AssertUnwindSafe(|| {
+            // Each item takes a byte at least, but for zero-sized ones:
+            // the count only hints the room.
+            let mut args = Vec::with_capacity(reported.min(body.len()));
+            let mut de = postcard::Deserializer::from_bytes(body);
+            for _ in 0..count {
+                args.push(A::deserialize(&mut de).map_err(|e| CodecError::new(Postcard::NAME, e))?);
             }
-            return Ok(());
+            match de.finalize() {
+                Ok([]) => Ok(args),
+                Ok(rest) => Err(CodecError::new(
+                    Postcard::NAME,
+                    format_args!("{} trailing bytes after the items", rest.len()),
+                )),
+                Err(e) => Err(CodecError::new(Postcard::NAME, e)),
+            }
+        })) {
+            Ok(Ok(args)) => Ok(Ok(args)),
+            Ok(Err(e)) => Err(e),
+            Err(payload) => Ok(Err(panic_message(payload))),
         }
-        for record in Records::new(items) {
-            let decoded = catch_unwind(AssertUnwindSafe(|| Postcard::decode::<A>(record.bytes)));
-            args.push(match decoded {
-                Ok(Ok(a)) => Ok(a),
-                Ok(Err(e)) => Err(failed(OUT_ARGS_DECODE, type_name, e.to_string())),
-                Err(payload) => Err(failed(OUT_PANICKED, "", panic_message(payload))),
-            });
-        }
-        Ok(())
     });
-    args
-}
-
-/// The item count at the head of a packed sequence (bounded: it only
-/// sizes an error reply).
-fn packed_len(items: &[u8]) -> usize {
-    postcard::take_from_bytes::<u64>(items).map_or(0, |(n, _)| n.min(1 << 20) as usize)
-}
-
-/// Appends one outcome as a record; a result that does not encode (or
-/// panics encoding) becomes an error record.
-fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: &Outcome<R>) {
-    match outcome {
-        Outcome::Returned(result) => {
-            let start = out.len();
-            match catch_unwind(AssertUnwindSafe(|| push_record(out, OUT_OK, result))) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => error_record(out, OUT_RESULT_ENCODE, std::any::type_name::<R>(), e),
-                Err(payload) => {
-                    out.truncate(start);
-                    error_record(out, OUT_PANICKED, "", panic_message(payload));
-                }
-            }
-        }
-        Outcome::Failed(tag, type_name, message) => {
-            error_record(out, *tag, type_name, message.clone())
-        }
+    match decoded {
+        Ok(Ok(args)) => Ok(args),
+        Ok(Err(why)) => Err((reported, OUT_PANICKED, "", why)),
+        Err(e) => Err((reported, OUT_ARGS_DECODE, type_name, e.to_string())),
     }
-}
-
-/// Appends an error outcome (which cannot fail to encode: two strings).
-fn error_record(out: &mut Vec<u8>, tag: u8, type_name: &str, message: String) {
-    let _ = push_record(out, tag, &(type_name, message));
 }
 
 /// The worker side: runs the pool's initializer `fn(A)`.
@@ -519,15 +480,14 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
     // Every reply starts with the number of the message it answers.
     out.extend_from_slice(&head[NUMBER_AT]);
     match head[0] {
-        kind @ (MSG_TASK | MSG_TASK_PACKED) => {
+        MSG_TASK => {
             // SAFETY: only the pool holds the other end of this socket (it
             // made the pair and passed this end at spawn), and it computed
             // the offsets from a `run_chunk::<A, R>` and a `fn(A) -> R`; the
             // bootstrap proved this is the pool's executable.
             let runner: TaskRunner = unsafe { std::mem::transmute::<usize, TaskRunner>(runner) };
             // SAFETY: as above.
-            let (fds, results) =
-                unsafe { runner(function, payload, fds, kind == MSG_TASK_PACKED, out) };
+            let (fds, results) = unsafe { runner(function, payload, fds, out) };
             Next::Reply(fds, Some(results))
         }
         MSG_INIT => {
@@ -552,6 +512,8 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     fn halve(x: u64) -> u64 {
@@ -559,60 +521,102 @@ mod tests {
         x / 2
     }
 
-    /// Runs a packed chunk of `items` through the worker side, in this
-    /// process: the reply's kind and its body.
-    fn run(items: &[u64]) -> (u8, Vec<u8>) {
-        let mut message = Vec::new();
-        Postcard::encode(items, &mut message).unwrap();
+    /// A task's payload: the count, then the items.
+    fn payload(items: &[u64]) -> Vec<u8> {
+        let mut message = (items.len() as u64).to_le_bytes().to_vec();
+        for item in items {
+            append(&mut message, item).unwrap();
+        }
+        message
+    }
+
+    /// Runs a chunk through the worker side, in this process: the reply's
+    /// body, after its kind.
+    fn run(message: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let f: fn(u64) -> u64 = halve;
         // SAFETY: `f` is a `fn(u64) -> u64`, as `run_chunk` is told.
         let (fds, _results) =
-            unsafe { run_chunk::<u64, u64>(f as usize, &message, Vec::new(), true, &mut out) };
+            unsafe { run_chunk::<u64, u64>(f as usize, message, Vec::new(), &mut out) };
         assert!(fds.is_empty());
-        (out[0], out[1..].to_vec())
+        assert_eq!(out[0], REPLY_DONE);
+        out[1..].to_vec()
+    }
+
+    /// A reply's failures and results.
+    fn parse(body: &[u8]) -> (Vec<(u64, TaskError)>, Vec<u64>) {
+        let mut de = postcard::Deserializer::from_bytes(body);
+        let failures = Vec::<WireFailure>::deserialize(&mut de).unwrap();
+        let n = u64::deserialize(&mut de).unwrap();
+        let values = (0..n).map(|_| u64::deserialize(&mut de).unwrap()).collect();
+        assert!(de.finalize().unwrap().is_empty());
+        let failures = failures
+            .into_iter()
+            .map(|f| (f.0, failure_error::<u64>(f)))
+            .collect();
+        (failures, values)
     }
 
     #[test]
-    fn a_chunk_whose_items_all_returned_comes_back_as_values() {
-        let (kind, body) = run(&[2, 4, 6]);
-        assert_eq!(kind, REPLY_DONE_VALUES);
-        assert_eq!(Postcard::decode::<Vec<u64>>(&body).unwrap(), [1, 2, 3]);
-        assert!(first_returned(&body, kind));
+    fn a_chunk_whose_items_all_returned_comes_back_as_values_alone() {
+        let body = run(&payload(&[2, 4, 6]));
+        assert_eq!(parse(&body), (vec![], vec![1, 2, 3]));
+        assert!(first_returned(&body));
     }
 
     #[test]
-    fn a_chunk_with_a_failure_comes_back_as_outcomes() {
-        let (kind, body) = run(&[3, 4]);
-        assert_eq!(kind, REPLY_DONE_PACKED);
-        assert!(!first_returned(&body, kind));
-        let outcomes: Vec<Result<u64, TaskError>> =
-            Postcard::decode::<Vec<WireOutcome<u64>>>(&body)
-                .unwrap()
-                .into_iter()
-                .map(WireOutcome::into_result)
-                .collect();
+    fn failures_are_listed_by_position_before_the_other_results() {
+        let body = run(&payload(&[4, 3, 8, 5]));
+        let panicked = |m: &str| TaskError::Panicked { message: m.into() };
         assert_eq!(
-            outcomes,
-            [
-                Err(TaskError::Panicked {
-                    message: "odd 3".into()
-                }),
-                Ok(2)
-            ]
+            parse(&body),
+            (
+                vec![(1, panicked("odd 3")), (3, panicked("odd 5"))],
+                vec![2, 4]
+            )
         );
+        assert!(first_returned(&body));
+        assert!(!first_returned(&run(&payload(&[3, 4]))));
     }
 
     #[test]
-    fn records_stop_at_a_length_past_the_end() {
-        let mut buf = Vec::new();
-        push_record(&mut buf, OUT_OK, &7u8).unwrap();
-        buf.extend_from_slice(&[OUT_OK, 200, 0, 0, 0, 1]);
-        let records: Vec<_> = Records::new(&buf).collect();
-        assert_eq!(records.len(), 1);
-        assert_eq!(
-            decode_outcome::<u8>(Records::new(&buf).next().unwrap()),
-            Ok(7)
-        );
+    fn a_chunk_that_does_not_decode_fails_every_item_alike() {
+        // One byte short, a count past the items, trailing bytes.
+        let mut short = payload(&[2, 400]);
+        short.pop();
+        let mut long_count = payload(&[2, 4]);
+        long_count[..8].copy_from_slice(&3u64.to_le_bytes());
+        let mut trailing = payload(&[2, 4]);
+        trailing.push(0);
+        for (message, items) in [(short, 2), (long_count, 3), (trailing, 2)] {
+            let (failures, values) = parse(&run(&message));
+            assert!(values.is_empty());
+            assert_eq!(failures.len(), items);
+            assert!(
+                failures.iter().enumerate().all(
+                    |(i, (at, e))| *at == i as u64 && matches!(e, TaskError::ArgsDecode { .. })
+                ),
+                "{failures:?}"
+            );
+        }
+        // No count at all: nothing to run, an empty reply.
+        assert_eq!(parse(&run(&[1, 2])), (vec![], vec![]));
+    }
+
+    #[test]
+    fn append_leaves_the_buffer_as_it_was_when_a_value_fails() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeTuple;
+                let mut t = s.serialize_tuple(2)?;
+                t.serialize_element(&7u8)?;
+                Err(serde::ser::Error::custom("no, after one byte"))
+            }
+        }
+        let mut buf = vec![1, 2];
+        let why = append(&mut buf, &Refuses).unwrap_err();
+        assert_eq!(buf, [1, 2]);
+        assert!(why.contains("after one byte"), "{why}");
     }
 }

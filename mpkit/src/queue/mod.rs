@@ -19,6 +19,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Code generic over where its queue lives uses the traits [`QueueOps`] and
+//! [`JoinableOps`] ([`generic`]), which these queues and the Redis-stream
+//! queue (`redis_queue::RedisQueue`, feature `redis`) implement.
+//!
 //! # Anatomy
 //! A queue is one segment holding a byte ring (see `queue/ring.rs` and
 //! ARCHITECTURE.md for the layout). Producers are one critical section,
@@ -83,6 +87,7 @@
 mod builder;
 mod bytes;
 mod error;
+pub mod generic;
 mod ring;
 
 use std::fmt;
@@ -103,6 +108,7 @@ pub use error::{
     PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
 use error::{GetFamily, PutFamily};
+pub use generic::{JoinableOps, QueueOps};
 use ring::{Forever, NoWait, Ring, Until, Waiting};
 
 /// What [`admin`](crate::admin) reports of a queue found in `file`: the

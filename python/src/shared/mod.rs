@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyAttributeError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PySlice, PyString};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyFloat, PyList, PySlice, PyString};
 
 use crate::sync::RLock;
 use pyclasses::{RawArray, RawValue, Synchronized, SynchronizedArray};
-use store::{Container, Num, Scalar, Store, build};
+use store::{Container, Init, Num, Scalar, Store, build};
 
 /// A ctypes typecode and the element type it is stored as.
 #[derive(Clone, Copy, Debug)]
@@ -175,6 +175,12 @@ enum LockMode {
     Internal(Py<RLock>),
     /// A `Lock`/`RLock` the caller gave.
     External(Py<PyAny>),
+    /// The `get_obj()` view of a locked value: it has no lock to hand
+    /// out, but mpkit reads and writes a `Value`/`Array` only under its
+    /// lock, so each access waits for that lock as `Internal` does (GIL
+    /// released, Ctrl-C honoured) rather than inside the store with the
+    /// GIL held.
+    View(Py<RLock>),
 }
 
 /// What every shared value class holds.
@@ -194,10 +200,10 @@ impl Core {
         kind: Kind,
         container: Container,
         name: String,
-        init: Option<Vec<Scalar>>,
+        init: Option<Init>,
         lock: Option<Py<PyAny>>,
     ) -> PyResult<Core> {
-        let (store, shared) = build(kind.num, container, &name, init.as_deref())?;
+        let (store, shared) = build(py, kind.num, container, &name, init)?;
         let lock = match (lock, shared) {
             (Some(l), _) => LockMode::External(l),
             (None, Some(shared)) => {
@@ -229,7 +235,7 @@ impl Core {
     fn locked<R>(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
         match &self.lock {
             LockMode::None => f(),
-            LockMode::Internal(l) => {
+            LockMode::Internal(l) | LockMode::View(l) => {
                 l.get().acquire_blocking(py)?;
                 let r = f();
                 l.get().release()?;
@@ -246,7 +252,9 @@ impl Core {
 
     fn lock_obj(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match &self.lock {
-            LockMode::None => Err(PyAttributeError::new_err("a raw shared value has no lock")),
+            LockMode::None | LockMode::View(_) => {
+                Err(PyAttributeError::new_err("a raw shared value has no lock"))
+            }
             LockMode::Internal(l) => Ok(l.clone_ref(py).into_any()),
             LockMode::External(l) => Ok(l.clone_ref(py)),
         }
@@ -305,7 +313,18 @@ impl Core {
         if !(self.is_array() && self.kind.is_char()) {
             return Err(PyAttributeError::new_err("only a 'c' array has .raw"));
         }
-        let b = v.extract::<Vec<u8>>()?;
+        // Bytes-like only, as ctypes' `.raw`: a list or a str is refused,
+        // not taken element by element.
+        let b = if let Ok(b) = v.cast::<PyBytes>() {
+            b.as_bytes().to_vec()
+        } else if let Ok(b) = v.cast::<PyByteArray>() {
+            b.to_vec()
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "a bytes-like object is required, not '{}'",
+                type_name(v)
+            )));
+        };
         if b.len() > self.store.len() {
             return Err(PyValueError::new_err("byte string too long"));
         }
@@ -411,12 +430,15 @@ impl Core {
     }
 
     /// A view of the same memory without the lock (`get_obj()`).
-    fn raw_view(&self) -> Core {
+    fn raw_view(&self, py: Python<'_>) -> Core {
         Core {
             kind: self.kind,
             container: self.container,
             store: self.store.clone(),
-            lock: LockMode::None,
+            lock: match &self.lock {
+                LockMode::Internal(l) => LockMode::View(l.clone_ref(py)),
+                _ => LockMode::None,
+            },
             name: self.name.clone(),
         }
     }
@@ -445,7 +467,7 @@ impl Core {
             format!("{}({})", self.kind.ctype(), v.bind(py).repr()?)
         };
         Ok(match self.lock {
-            LockMode::None => format!("<{inner} name={:?}>", self.name),
+            LockMode::None | LockMode::View(_) => format!("<{inner} name={:?}>", self.name),
             _ => format!("<Synchronized wrapper for {inner} name={:?}>", self.name),
         })
     }

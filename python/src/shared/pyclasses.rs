@@ -5,29 +5,30 @@ use pyo3::exceptions::{PyAttributeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple, PyType};
 
-use super::store::{Container, Scalar};
+use super::store::{Container, Init};
 use super::{Core, Kind, LockMode};
 use crate::sync::name_or_fresh;
 /// Initial elements of an array: `size_or_initializer` is a length
 /// (zeros) or an iterable.
-fn array_init(kind: Kind, size_or_init: &Bound<'_, PyAny>) -> PyResult<Vec<Scalar>> {
+fn array_init(kind: Kind, size_or_init: &Bound<'_, PyAny>) -> PyResult<Init> {
     if size_or_init.is_instance_of::<pyo3::types::PyInt>() {
         let n: isize = size_or_init.extract()?;
         if n < 0 {
             return Err(PyValueError::new_err("Array length must be >= 0"));
         }
-        return Ok(vec![kind.zero(); n as usize]);
+        return Ok(Init::Zeros(n as usize));
     }
     size_or_init
         .try_iter()?
         .map(|ob| kind.parse(&ob?))
-        .collect()
+        .collect::<PyResult<Vec<_>>>()
+        .map(Init::Items)
 }
 
-fn value_init(kind: Kind, args: &Bound<'_, PyTuple>) -> PyResult<Vec<Scalar>> {
+fn value_init(kind: Kind, args: &Bound<'_, PyTuple>) -> PyResult<Init> {
     match args.len() {
-        0 => Ok(vec![kind.zero()]),
-        1 => Ok(vec![kind.parse(&args.get_item(0)?)?]),
+        0 => Ok(Init::Items(vec![kind.zero()])),
+        1 => Ok(Init::Items(vec![kind.parse(&args.get_item(0)?)?])),
         n => Err(PyTypeError::new_err(format!(
             "expected at most 1 initial value, got {n}"
         ))),
@@ -263,10 +264,14 @@ shared_class!(
             Ok(Self { core })
         }
 
-        /// The value without its lock (a ``RawValue`` over the same memory).
-        fn get_obj(&self) -> RawValue {
+        /// The value as a ``RawValue`` over the same memory, without the
+        /// ``get_lock()`` methods. Unlike multiprocessing's, each access
+        /// still takes the value's lock for the moment it reads or writes
+        /// (mpkit touches a locked value only under its lock), waiting as
+        /// ``acquire`` does.
+        fn get_obj(&self, py: Python<'_>) -> RawValue {
             RawValue {
-                core: self.core.raw_view(),
+                core: self.core.raw_view(py),
             }
         }
 
@@ -387,10 +392,14 @@ shared_class!(
             Ok(Self { core })
         }
 
-        /// The array without its lock (a ``RawArray`` over the same memory).
-        fn get_obj(&self) -> RawArray {
+        /// The array as a ``RawArray`` over the same memory, without the
+        /// ``get_lock()`` methods. Unlike multiprocessing's, each access
+        /// still takes the array's lock for the moment it reads or writes
+        /// (mpkit touches a locked array only under its lock), waiting as
+        /// ``acquire`` does.
+        fn get_obj(&self, py: Python<'_>) -> RawArray {
             RawArray {
-                core: self.core.raw_view(),
+                core: self.core.raw_view(py),
             }
         }
 

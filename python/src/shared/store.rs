@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use bytemuck::Pod;
 use mpkit::shm::{Array, ArrayError, Bool, RawArray, RawValue, Value};
 use mpkit::sync::{LockError, RLockRef};
-use pyo3::exceptions::{PyIndexError, PyOSError};
+use pyo3::exceptions::{PyIndexError, PyMemoryError, PyOSError};
 use pyo3::prelude::*;
 
 use crate::sync::{Owned, Shared, shm_err};
@@ -200,12 +200,76 @@ impl<T: Elt> Shared for LA<T> {
     }
 }
 
+/// The elements a new object starts with.
+pub(crate) enum Init {
+    /// `n` zeroes (`Array(typecode, n)`): made in the stored type, so an
+    /// `n` too large for memory is a `MemoryError`, not an abort.
+    Zeros(usize),
+    Items(Vec<Scalar>),
+}
+
+/// Refuses an object of `bytes` bytes that cannot fit in the free space
+/// of `/dev/shm`, with the `OSError(ENOSPC)` that `posix_fallocate` gives:
+/// the segment is made with `ftruncate`, which grants any size, and
+/// copying the elements into pages tmpfs cannot supply would kill the
+/// interpreter with SIGBUS. (Another process can still fill `/dev/shm`
+/// between this check and the copy.)
+fn check_room(py: Python<'_>, bytes: Option<usize>) -> PyResult<()> {
+    let too_big = |free: Option<u64>| {
+        let free = free.map_or_else(|| "?".to_string(), |f| f.to_string());
+        PyOSError::new_err((
+            28,
+            format!(
+                "No space left on device: the object needs {} bytes, /dev/shm has {free} free",
+                bytes.map_or_else(|| "more than usize::MAX".to_string(), |b| b.to_string())
+            ),
+        ))
+    };
+    let Some(bytes) = bytes else {
+        return Err(too_big(None));
+    };
+    // Where /dev/shm cannot be asked about, the segment's own creation
+    // reports what goes wrong.
+    let Ok(st) = py
+        .import("os")
+        .and_then(|os| os.call_method1("statvfs", ("/dev/shm",)))
+    else {
+        return Ok(());
+    };
+    let free = st
+        .getattr("f_bavail")
+        .and_then(|a| a.extract::<u64>())
+        .and_then(|a| Ok(a.saturating_mul(st.getattr("f_frsize")?.extract::<u64>()?)));
+    match free {
+        Ok(free) if bytes as u64 > free => Err(too_big(Some(free))),
+        _ => Ok(()),
+    }
+}
+
 /// A store, and its lock when it has one inside.
 pub(crate) type Made = (Arc<dyn Store>, Option<Arc<dyn Shared>>);
 
-fn make<T: Elt>(c: Container, name: &str, init: Option<&[Scalar]>) -> PyResult<Made> {
+fn make<T: Elt>(py: Python<'_>, c: Container, name: &str, init: Option<Init>) -> PyResult<Made> {
     let created = init.is_some();
-    let vals: Option<Vec<T>> = init.map(|v| v.iter().map(|s| T::from_s(*s)).collect());
+    let len = match &init {
+        Some(Init::Zeros(n)) => *n,
+        Some(Init::Items(v)) => v.len(),
+        None => 0,
+    };
+    if created {
+        check_room(py, len.checked_mul(std::mem::size_of::<T>()))?;
+    }
+    let vals: Option<Vec<T>> = match init {
+        None => None,
+        Some(Init::Items(v)) => Some(v.iter().map(|s| T::from_s(*s)).collect()),
+        Some(Init::Zeros(n)) => {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n)
+                .map_err(|e| PyMemoryError::new_err(e.to_string()))?;
+            v.resize(n, T::zeroed());
+            Some(v)
+        }
+    };
     let first = || {
         vals.as_ref()
             .and_then(|v| v.first().copied())
@@ -246,18 +310,24 @@ fn make<T: Elt>(c: Container, name: &str, init: Option<&[Scalar]>) -> PyResult<M
 }
 
 /// Creates (`init` given) or opens (`None`) the object named `name`.
-pub(crate) fn build(num: Num, c: Container, name: &str, init: Option<&[Scalar]>) -> PyResult<Made> {
+pub(crate) fn build(
+    py: Python<'_>,
+    num: Num,
+    c: Container,
+    name: &str,
+    init: Option<Init>,
+) -> PyResult<Made> {
     match num {
-        Num::I8 => make::<i8>(c, name, init),
-        Num::U8 => make::<u8>(c, name, init),
-        Num::I16 => make::<i16>(c, name, init),
-        Num::U16 => make::<u16>(c, name, init),
-        Num::I32 => make::<i32>(c, name, init),
-        Num::U32 => make::<u32>(c, name, init),
-        Num::I64 => make::<i64>(c, name, init),
-        Num::U64 => make::<u64>(c, name, init),
-        Num::F32 => make::<f32>(c, name, init),
-        Num::F64 => make::<f64>(c, name, init),
-        Num::Bool => make::<Bool>(c, name, init),
+        Num::I8 => make::<i8>(py, c, name, init),
+        Num::U8 => make::<u8>(py, c, name, init),
+        Num::I16 => make::<i16>(py, c, name, init),
+        Num::U16 => make::<u16>(py, c, name, init),
+        Num::I32 => make::<i32>(py, c, name, init),
+        Num::U32 => make::<u32>(py, c, name, init),
+        Num::I64 => make::<i64>(py, c, name, init),
+        Num::U64 => make::<u64>(py, c, name, init),
+        Num::F32 => make::<f32>(py, c, name, init),
+        Num::F64 => make::<f64>(py, c, name, init),
+        Num::Bool => make::<Bool>(py, c, name, init),
     }
 }

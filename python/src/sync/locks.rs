@@ -86,11 +86,12 @@ fn acquire(
     let wait = acquire_wait(block, timeout)?;
     // A free lock is taken without releasing the GIL (as multiprocessing's
     // SemLock tries first): releasing and retaking it costs more than the
-    // lock itself.
+    // lock itself. A corrupt lock is reported here too, so that a
+    // non-blocking acquire does not pass it off as merely taken.
     match lock.take(Duration::ZERO) {
         Ok(Some(died)) => return Ok(Some(died)),
-        Err(e @ LockTimeoutError::Corrupt) => return Err(lock_failure(e)),
-        _ => {}
+        Ok(None) | Err(LockTimeoutError::Deadlock) => {}
+        Err(e) => return Err(lock_err(e)),
     }
     if wait == Some(Duration::ZERO) {
         return Ok(None);
@@ -101,13 +102,14 @@ fn acquire(
             std::thread::sleep(slice);
             Ok(None)
         }
-        Err(e) => Err(lock_failure(e)),
+        Err(e) => Err(lock_err(e)),
     })
 }
 
-/// Python's exception for a lock that failed: `mpkit.CorruptError` when
-/// its shared memory was overwritten, `OSError` otherwise.
-fn lock_failure(e: LockTimeoutError) -> PyErr {
+/// Python's exception for a lock that could not be taken for a reason
+/// other than its holder: `mpkit.CorruptError` when its shared memory was
+/// overwritten, `OSError` otherwise.
+fn lock_err(e: LockTimeoutError) -> PyErr {
     match e {
         LockTimeoutError::Corrupt => CorruptError::new_err(
             "the lock's shared memory was overwritten (its mutex kind is wrong)",

@@ -172,8 +172,15 @@ pub(crate) fn name_or_fresh(name: Option<String>) -> String {
 /// existing name as the `FileNotFoundError`/`FileExistsError` that
 /// `multiprocessing.shared_memory` raises, an object of another kind or
 /// element type as `ValueError`, a corrupt one as `mpkit.CorruptError`,
-/// the rest as `OSError`.
+/// the rest as `OSError`; one from the system keeps its errno, so that
+/// Python picks the subclass (`PermissionError` for EACCES...) and
+/// `e.errno` says EMFILE or ENOSPC.
 pub(crate) fn shm_err(e: ShmError) -> PyErr {
+    if let ShmError::Io(io) = &e {
+        if let Some(errno) = io.raw_os_error() {
+            return PyOSError::new_err((errno, e.to_string()));
+        }
+    }
     match e {
         ShmError::Corrupt(_) => crate::errors::CorruptError::new_err(e.to_string()),
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),

@@ -1,0 +1,130 @@
+//! The queue's Lua scripts. Redis runs a script atomically (no other
+//! command runs between its calls), which is what makes `maxsize` exact
+//! and a reclaim that dead-letters an entry all-or-nothing.
+//!
+//! Put and take fail with `NOQUEUE` when the settings hash is missing:
+//! the server lost the queue, and adding to a stream without its group, or
+//! reading nothing from it, would hide that.
+//!
+//! Keys: `KEYS[1]` the stream, `KEYS[2]` the settings hash, `KEYS[3]` the
+//! dead-letter stream. The consumer group is `ARGV[1]`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Creates the stream and its group if missing, records the settings the
+/// first opener gives (later openers keep them), and returns the settings
+/// in force: `maxsize`, `visibility_ms`, `max_deliveries`.
+pub(crate) static OPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
+    return redis.error_reply(made.err)
+end
+redis.call('HSETNX', KEYS[2], 'maxsize', ARGV[2])
+redis.call('HSETNX', KEYS[2], 'visibility_ms', ARGV[3])
+redis.call('HSETNX', KEYS[2], 'max_deliveries', ARGV[4])
+return redis.call('HMGET', KEYS[2], 'maxsize', 'visibility_ms', 'max_deliveries')
+"#,
+    )
+});
+
+/// Adds the payloads `ARGV[2..]` in order, as many as `maxsize` leaves room
+/// for (queued = entries in the stream less those delivered and not yet
+/// acknowledged). Returns how many were added, or -1 when the queue is
+/// closed.
+pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    return redis.error_reply('NOQUEUE the queue is gone from the server (restarted without its data, or its keys were deleted)')
+end
+local meta = redis.call('HMGET', KEYS[2], 'closed', 'maxsize')
+if meta[1] == '1' then return -1 end
+local n = #ARGV - 1
+local max = tonumber(meta[2]) or 0
+if max > 0 then
+    local queued = redis.call('XLEN', KEYS[1]) - redis.call('XPENDING', KEYS[1], ARGV[1])[1]
+    if max - queued < n then n = max - queued end
+end
+for i = 1, n do
+    redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 1])
+end
+if n < 0 then return 0 end
+return n
+"#,
+    )
+});
+
+/// Takes up to `ARGV[5]` entries for consumer `ARGV[2]`: first those
+/// delivered elsewhere and idle for at least `ARGV[3]` ms (`XAUTOCLAIM`,
+/// which counts a delivery), moving any whose delivery count passes
+/// `ARGV[4]` to the dead-letter stream instead (with fields `id` and
+/// `deliveries` before its own); if none, new entries (`XREADGROUP`, no
+/// blocking). Returns `{closed, {{id, fields, deliveries}, ...}}`.
+pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    return redis.error_reply('NOQUEUE the queue is gone from the server (restarted without its data, or its keys were deleted)')
+end
+local closed = redis.call('HGET', KEYS[2], 'closed') == '1'
+local count = tonumber(ARGV[5])
+local max = tonumber(ARGV[4])
+local out = {}
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
+for _, e in ipairs(claimed[2]) do
+    local id = e[1]
+    local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+    local n = 0
+    if p[1] then n = p[1][4] end
+    if n > max then
+        local fields = e[2] or {}
+        redis.call('XADD', KEYS[3], '*', 'id', id, 'deliveries', n, unpack(fields))
+        redis.call('XACK', KEYS[1], ARGV[1], id)
+        redis.call('XDEL', KEYS[1], id)
+    else
+        table.insert(out, {id, e[2] or {}, n})
+    end
+end
+if #out == 0 then
+    local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', count, 'STREAMS', KEYS[1], '>')
+    if r then
+        for _, e in ipairs(r[1][2]) do
+            table.insert(out, {e[1], e[2] or {}, 1})
+        end
+    end
+end
+return {closed and 1 or 0, out}
+"#,
+    )
+});
+
+/// Acknowledges the entries `ARGV[2..]` and deletes them from the stream;
+/// returns the ids of those that were not pending.
+pub(crate) static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local missed = {}
+for i = 2, #ARGV do
+    if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+        redis.call('XDEL', KEYS[1], ARGV[i])
+    else
+        table.insert(missed, ARGV[i])
+    end
+end
+return missed
+"#,
+    )
+});
+
+/// `{entries in the stream, of those delivered and not acknowledged}`.
+pub(crate) static STATS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+return {redis.call('XLEN', KEYS[1]), redis.call('XPENDING', KEYS[1], ARGV[1])[1]}
+"#,
+    )
+});
