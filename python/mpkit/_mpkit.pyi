@@ -1,5 +1,28 @@
-# Type stubs for mpkit's extension module. Each area has its own section.
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+# Type stubs for mpkit's extension module (the one stub file for it; each
+# area has its own section). Checked against the built module by
+# `python -m mypy.stubtest --ignore-disjoint-bases mpkit._mpkit`, which
+# tests/test_package.py runs.
+import ctypes
+import threading
+from types import TracebackType
+from typing import (
+    Any,
+    Callable,
+    Iterable,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Type,
+    TypeVar,
+    Union,
+    final,
+    overload,
+)
+
+from typing_extensions import Self
+
+__all__ = ["CorruptError", "TasksLostError", "Queue", "JoinableQueue", "SimpleQueue", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier", "OwnerDiedWarning", "Value", "Array", "RawValue", "RawArray"]
 
 # --- errors ---------------------------------------------------------------
 
@@ -16,8 +39,8 @@ _Dumps = Callable[[Any], Union[bytes, str]]
 _Loads = Callable[[bytes], Any]
 
 class Queue:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         maxsize: int = 0,
         *,
         capacity: Optional[int] = None,
@@ -25,7 +48,7 @@ class Queue:
         dumps: Optional[_Dumps] = None,
         loads: Optional[_Loads] = None,
         ctx: Any = None,
-    ) -> None: ...
+    ) -> Self: ...
     @staticmethod
     def open(
         name: str, dumps: Optional[_Dumps] = None, loads: Optional[_Loads] = None
@@ -41,9 +64,9 @@ class Queue:
         self,
         block: bool = True,
         timeout: Optional[float] = None,
-        max_messages_to_get: int = 1_000_000_000,
+        max_messages_to_get: int = ...,
     ) -> List[Any]: ...
-    def get_many_nowait(self, max_messages_to_get: int = 1_000_000_000) -> List[Any]: ...
+    def get_many_nowait(self, max_messages_to_get: int = ...) -> List[Any]: ...
     def qsize(self) -> int: ...
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
@@ -57,6 +80,7 @@ class Queue:
     @property
     def capacity(self) -> int: ...
 
+@final
 class JoinableQueue(Queue):
     @staticmethod
     def open(
@@ -65,16 +89,17 @@ class JoinableQueue(Queue):
     def task_done(self) -> None: ...
     def join(self) -> None: ...
 
+@final
 class SimpleQueue:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         capacity: Optional[int] = None,
         name: Optional[str] = None,
         dumps: Optional[_Dumps] = None,
         loads: Optional[_Loads] = None,
         ctx: Any = None,
-    ) -> None: ...
+    ) -> Self: ...
     @staticmethod
     def open(
         name: str, dumps: Optional[_Dumps] = None, loads: Optional[_Loads] = None
@@ -89,6 +114,184 @@ class SimpleQueue:
 def _open_queue(
     kind: int, name: str, dumps: Optional[_Dumps], loads: Optional[_Loads]
 ) -> Union[Queue, SimpleQueue]: ...
+
+# --- names (names.rs) -----------------------------------------------------
+
 def _created_names() -> List[str]: ...
+def _name_prefix() -> str: ...
 
 # --- locks and shared values (sync.rs, shared.rs) ---------------------------
+
+# --- locks and shared values (sync/, shared/) -----------------------------
+
+_T = TypeVar("_T")
+_TypeCode = Union[str, Type[ctypes._SimpleCData[Any]]]
+
+class OwnerDiedWarning(RuntimeWarning): ...
+
+class _LockBase:
+    @property
+    def owner_died(self) -> bool: ...
+    @property
+    def name(self) -> str: ...
+    def acquire(self, block: Optional[bool] = None, timeout: Optional[float] = None) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        t: Optional[Type[BaseException]],
+        v: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def _is_mine(self) -> bool: ...
+    def _count(self) -> int: ...
+
+@final
+class Lock(_LockBase):
+    def __new__(cls, *, name: Optional[str] = None) -> Self: ...
+    @classmethod
+    def open(cls, name: str) -> Lock: ...
+
+@final
+class RLock(_LockBase):
+    def __new__(cls, *, name: Optional[str] = None) -> Self: ...
+    @classmethod
+    def open(cls, name: str) -> RLock: ...
+
+class _SemaphoreBase:
+    def __new__(cls, value: int = 1, *, name: Optional[str] = None) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    def acquire(self, block: Optional[bool] = None, timeout: Optional[float] = None) -> bool: ...
+    def release(self) -> None: ...
+    def get_value(self) -> int: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(
+        self,
+        _ty: Optional[Type[BaseException]],
+        _value: Optional[BaseException],
+        _tb: Optional[TracebackType],
+        /,
+    ) -> None: ...
+
+@final
+class Semaphore(_SemaphoreBase):
+    @classmethod
+    def open(cls, name: str) -> Semaphore: ...
+
+@final
+class BoundedSemaphore(_SemaphoreBase):
+    @classmethod
+    def open(cls, name: str) -> BoundedSemaphore: ...
+
+@final
+class Event:
+    def __new__(cls, *, name: Optional[str] = None) -> Self: ...
+    @classmethod
+    def open(cls, name: str) -> Event: ...
+    @property
+    def name(self) -> str: ...
+    def set(self) -> None: ...
+    def clear(self) -> None: ...
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: Optional[float] = None) -> bool: ...
+
+class Condition:
+    def __init__(self, lock: Optional[Union[Lock, RLock]] = None) -> None: ...
+    # The lock's own methods, set per object.
+    acquire: Callable[..., bool]
+    release: Callable[[], None]
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *args: object) -> None: ...
+    def wait(self, timeout: Optional[float] = None) -> bool: ...
+    def wait_for(self, predicate: Callable[[], _T], timeout: Optional[float] = None) -> _T: ...
+    def notify(self, n: int = 1) -> None: ...
+    def notify_all(self) -> None: ...
+
+class Barrier(threading.Barrier):
+    def __init__(
+        self, parties: int, action: Optional[Callable[[], object]] = None, timeout: Optional[float] = None
+    ) -> None: ...
+
+class _Shared:
+    @property
+    def name(self) -> str: ...
+    @property
+    def raw(self) -> bytes: ...
+    @raw.setter
+    def raw(self, v: bytes) -> None: ...
+    @property
+    def value(self) -> Any: ...
+    @value.setter
+    def value(self, v: Any) -> None: ...
+
+class _SharedArray(_Shared):
+    @property
+    def raw(self) -> bytes: ...
+    @raw.setter
+    def raw(self, v: bytes) -> None: ...
+    def __len__(self) -> int: ...
+    @overload
+    def __getitem__(self, i: int, /) -> Any: ...
+    @overload
+    def __getitem__(self, s: slice, /) -> Any: ...
+    def __setitem__(self, i: Union[int, slice], v: Any, /) -> None: ...
+
+@final
+class RawValue(_Shared):
+    def __new__(cls, typecode_or_type: _TypeCode, *args: Any, name: Optional[str] = None) -> Self: ...
+    @classmethod
+    def open(cls, name: str, typecode_or_type: _TypeCode) -> RawValue: ...
+
+@final
+class RawArray(_SharedArray):
+    def __new__(
+        cls, typecode_or_type: _TypeCode, size_or_initializer: Union[int, Iterable[Any]], *, name: Optional[str] = None
+    ) -> Self: ...
+    @classmethod
+    def open(cls, name: str, typecode_or_type: _TypeCode) -> RawArray: ...
+
+class _Synchronized:
+    def get_lock(self) -> Union[Lock, RLock, Any]: ...
+    def acquire(self, block: Optional[bool] = None, timeout: Optional[float] = None) -> bool: ...
+    def release(self) -> None: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *args: object) -> None: ...
+
+@final
+class Synchronized(_Shared, _Synchronized):
+    def __new__(
+        cls,
+        typecode_or_type: _TypeCode,
+        *args: Any,
+        lock: Union[bool, None, Lock, RLock] = None,
+        name: Optional[str] = None,
+    ) -> Self: ...
+    @classmethod
+    def open(cls, name: str, typecode_or_type: _TypeCode, lock: Optional[Any] = None) -> Synchronized: ...
+    def get_obj(self) -> RawValue: ...
+
+@final
+class SynchronizedArray(_SharedArray, _Synchronized):
+    def __new__(
+        cls,
+        typecode_or_type: _TypeCode,
+        size_or_initializer: Union[int, Sequence[Any]],
+        *,
+        lock: Union[bool, None, Lock, RLock] = None,
+        name: Optional[str] = None,
+    ) -> Self: ...
+    @classmethod
+    def open(cls, name: str, typecode_or_type: _TypeCode, lock: Optional[Any] = None) -> SynchronizedArray: ...
+    def get_obj(self) -> RawArray: ...
+
+def Value(
+    typecode_or_type: _TypeCode, *args: Any, lock: Union[bool, None, Lock, RLock] = True, name: Optional[str] = None
+) -> Union[Synchronized, RawValue]: ...
+def Array(
+    typecode_or_type: _TypeCode,
+    size_or_initializer: Union[int, Sequence[Any]],
+    *,
+    lock: Union[bool, None, Lock, RLock] = True,
+    name: Optional[str] = None,
+) -> Union[SynchronizedArray, RawArray]: ...

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 mod blocking;
 mod errors;
+mod names;
 mod queue;
 mod shared;
 mod sync;
@@ -17,6 +18,7 @@ mod sync;
 fn _mpkit(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let mut names: Vec<&'static str> = Vec::new();
     errors::register(m, &mut names)?;
+    names::register(m)?;
     queue::register(m, &mut names)?;
     sync::register(m, &mut names)?;
     shared::register(m, &mut names)?;

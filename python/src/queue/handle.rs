@@ -15,8 +15,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use mpkit::queue::{
     ByteQueue, ByteQueueKind, GetTimeoutError, PutTimeoutError, TryGetError, TryPutError,
@@ -31,6 +31,7 @@ use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::blocking::{wait_for, wait_sliced};
 use crate::errors::CorruptError;
+use crate::names;
 
 /// First byte of a message holding a `bytes` object untouched.
 const RAW: u8 = 0;
@@ -63,33 +64,6 @@ pub(crate) fn empty(py: Python<'_>) -> PyResult<PyErr> {
         EMPTY.import(py, "queue", "Empty")?.clone(),
         (),
     ))
-}
-
-/// Names this process created and has not dropped yet, with their
-/// creator's pid (a forked child inherits the list, not the names).
-static CREATED: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
-
-/// Names of live queues this process created: `mpkit`'s `atexit` hook
-/// removes them, as objects still referenced at exit are never dropped.
-#[pyfunction]
-pub(crate) fn _created_names() -> Vec<String> {
-    let me = std::process::id();
-    let created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    created
-        .iter()
-        .filter(|(_, pid)| *pid == me)
-        .map(|(n, _)| n.clone())
-        .collect()
-}
-
-/// A name no other queue has: pid, a counter and the clock.
-fn fresh_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    format!("mpkit-py-{}-{n}-{:x}", std::process::id(), t & 0xffff_ffff)
 }
 
 /// Python's exception for an mpkit object that could not be made or
@@ -206,8 +180,7 @@ impl Drop for Core {
             return;
         }
         if let Some(name) = self.q.name() {
-            let mut created = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-            created.retain(|(n, pid)| !(n == name && *pid == self.creator));
+            names::dropped(name);
         }
     }
 }
@@ -222,15 +195,12 @@ impl Core {
         dumps: Option<Py<PyAny>>,
         loads: Option<Py<PyAny>>,
     ) -> PyResult<Core> {
-        let name = name.map_or_else(fresh_name, str::to_string);
+        let name = name.map_or_else(names::fresh, str::to_string);
         let capacity = capacity.unwrap_or(DEFAULT_CAPACITY);
         let q = ByteQueue::create_kind(kind, Some(&name), maxsize, capacity)
             .map_err(|e| shm_error(e, &name))?;
         let creator = std::process::id();
-        CREATED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name, creator));
+        names::created_now(&name);
         Ok(Core::wrap(q, creator, dumps, loads))
     }
 

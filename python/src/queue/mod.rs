@@ -17,7 +17,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>, names: &mut Vec<&'static str>) -
     m.add_class::<JoinableQueue>()?;
     m.add_class::<SimpleQueue>()?;
     m.add_function(wrap_pyfunction!(_open_queue, m)?)?;
-    m.add_function(wrap_pyfunction!(handle::_created_names, m)?)?;
     names.extend(["Queue", "JoinableQueue", "SimpleQueue"]);
     Ok(())
 }

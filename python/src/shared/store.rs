@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 
 use bytemuck::Pod;
 use mpkit::shm::{Array, ArrayError, Bool, RawArray, RawValue, Value};
-use mpkit::sync::RLockRef;
+use mpkit::sync::{LockError, RLockRef};
 use pyo3::exceptions::{PyIndexError, PyMemoryError, PyOSError};
 use pyo3::prelude::*;
 
@@ -98,8 +98,15 @@ pub(crate) trait Store: Send + Sync {
     }
 }
 
-fn lock_err(e: impl std::fmt::Display) -> PyErr {
-    PyOSError::new_err(format!("the value's lock: {e}"))
+/// Python's exception for the value's lock failing: `mpkit.CorruptError`
+/// when its shared memory was overwritten, `OSError` otherwise.
+fn lock_err(e: LockError) -> PyErr {
+    match e {
+        e @ LockError::Corrupt => {
+            crate::errors::CorruptError::new_err(format!("the value's lock: {e}"))
+        }
+        e => PyOSError::new_err(format!("the value's lock: {e}")),
+    }
 }
 
 fn index_err() -> PyErr {
@@ -174,7 +181,8 @@ impl<T: Elt> Store for LA<T> {
     fn set(&self, i: usize, v: Scalar) -> PyResult<()> {
         self.0.set(i, T::from_s(v)).map_err(|e| match e {
             ArrayError::OutOfBounds { .. } => index_err(),
-            e => lock_err(e),
+            ArrayError::Lock(e) => lock_err(e),
+            e => PyOSError::new_err(format!("the value's lock: {e}")),
         })
     }
     fn all(&self) -> PyResult<Vec<Scalar>> {

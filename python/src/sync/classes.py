@@ -157,30 +157,3 @@ class Barrier(threading.Barrier):
     def _count(self, value):
         self._array[1] = value
 
-
-def _remove_created():
-    # Removes the names of objects this process created that are still
-    # alive as it exits (see `created` in sync/mod.rs): multiprocessing
-    # ends its children with os._exit, which collects nothing.
-    import os
-    from mpkit._mpkit import _take_created
-    for name in _take_created():
-        try:
-            os.unlink('/dev/shm/' + name)
-        except OSError:
-            pass
-
-
-def _remove_created_at_exit(*_):
-    # multiprocessing runs its Finalize callbacks at the interpreter's exit
-    # and before a child's os._exit; a child clears those its parent
-    # registered, then calls the after-fork hooks, where this registers
-    # again.
-    from multiprocessing import util
-    util.Finalize(None, _remove_created, exitpriority=-100)
-
-
-def _watch_exit():
-    from multiprocessing import util
-    _remove_created_at_exit()
-    util.register_after_fork(_remove_created, _remove_created_at_exit)

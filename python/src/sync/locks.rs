@@ -13,6 +13,7 @@ use pyo3::types::PyType;
 
 use super::{Owned, OwnerDiedWarning, acquire_wait, name_or_fresh, shm_err};
 use crate::blocking::wait_sliced;
+use crate::errors::CorruptError;
 
 /// An mpkit object with a re-entrant lock inside (a locked `Value` or
 /// `Array`), whose lock `get_lock()` hands out as an [`RLock`].
@@ -105,13 +106,14 @@ fn acquire(
     })
 }
 
-/// The `OSError` for a lock that could not be taken for a reason other
-/// than its holder.
+/// Python's exception for a lock that could not be taken for a reason
+/// other than its holder: `mpkit.CorruptError` when its shared memory was
+/// overwritten, `OSError` otherwise.
 fn lock_err(e: LockTimeoutError) -> PyErr {
     match e {
-        LockTimeoutError::Corrupt => {
-            PyOSError::new_err("the lock's shared memory was overwritten (its mutex kind is wrong)")
-        }
+        LockTimeoutError::Corrupt => CorruptError::new_err(
+            "the lock's shared memory was overwritten (its mutex kind is wrong)",
+        ),
         e => PyOSError::new_err(e.to_string()),
     }
 }

@@ -5,20 +5,18 @@
 //! algorithms over those).
 //!
 //! Also what every shared object of this package has in common
-//! ([`Owned`], [`fresh_name`], [`shm_err`]): each is a named mpkit object
-//! (a generated name unless the caller gives one), pickles as its name and
-//! reopens by it in the receiving process, and the creating Python object
-//! removes the name when it is collected, in the creating process only.
+//! ([`Owned`], [`name_or_fresh`], [`shm_err`]): each is a named mpkit
+//! object (a generated name, `crate::names`, unless the caller gives one),
+//! pickles as its name and reopens by it in the receiving process, and the
+//! creating Python object removes the name when it is collected, or at
+//! exit if still alive, in the creating process only.
 
 mod locks;
 mod sems;
 
-use std::collections::HashSet;
 use std::ffi::CStr;
-use std::hash::{BuildHasher, Hasher};
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mpkit::shm::ShmError;
@@ -58,10 +56,10 @@ pub(crate) struct Owned<T: Unlink> {
     held: AtomicU64,
 }
 
-/// The objects [`Owned`] holds: each can remove its name.
+/// The objects [`Owned`] holds: each has a name and can remove it.
 pub(crate) trait Unlink {
     fn unlink_name(&mut self);
-    fn own_name(&self) -> Option<&str>;
+    fn shm_name(&self) -> Option<&str>;
 }
 
 macro_rules! unlink {
@@ -70,7 +68,7 @@ macro_rules! unlink {
             fn unlink_name(&mut self) {
                 let _ = self.unlink();
             }
-            fn own_name(&self) -> Option<&str> {
+            fn shm_name(&self) -> Option<&str> {
                 self.name()
             }
         }
@@ -88,7 +86,7 @@ impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawValue<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
-    fn own_name(&self) -> Option<&str> {
+    fn shm_name(&self) -> Option<&str> {
         self.name()
     }
 }
@@ -96,7 +94,7 @@ impl<T: bytemuck::Pod> Unlink for mpkit::shm::RawArray<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
-    fn own_name(&self) -> Option<&str> {
+    fn shm_name(&self) -> Option<&str> {
         self.name()
     }
 }
@@ -104,7 +102,7 @@ impl<T: bytemuck::Pod> Unlink for mpkit::shm::Value<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
-    fn own_name(&self) -> Option<&str> {
+    fn shm_name(&self) -> Option<&str> {
         self.name()
     }
 }
@@ -112,18 +110,17 @@ impl<T: bytemuck::Pod> Unlink for mpkit::shm::Array<T> {
     fn unlink_name(&mut self) {
         let _ = self.unlink();
     }
-    fn own_name(&self) -> Option<&str> {
+    fn shm_name(&self) -> Option<&str> {
         self.name()
     }
 }
 
 impl<T: Unlink> Owned<T> {
-    /// `inner`, made (`creator`) or opened by this process.
+    /// `inner`, made (`creator`: its name is removed at exit if this
+    /// handle is still alive then) or opened by this process.
     pub(crate) fn new(inner: T, creator: bool) -> Owned<T> {
-        if creator {
-            if let Some(name) = inner.own_name() {
-                created(|names| names.insert(name.to_string()));
-            }
+        if let (true, Some(name)) = (creator, inner.shm_name()) {
+            crate::names::created_now(name);
         }
         Owned {
             inner: ManuallyDrop::new(inner),
@@ -152,10 +149,8 @@ impl<T: Unlink> Drop for Owned<T> {
         if self.pid != std::process::id() {
             return;
         }
-        if self.creator {
-            if let Some(name) = self.inner.own_name() {
-                created(|names| names.remove(name));
-            }
+        if let (true, Some(name)) = (self.creator, self.inner.shm_name()) {
+            crate::names::dropped(name);
         }
         if self.held.load(Ordering::Relaxed) > 0 {
             if self.creator {
@@ -168,61 +163,18 @@ impl<T: Unlink> Drop for Owned<T> {
     }
 }
 
-/// The names this process created whose objects are alive: at exit
-/// (`_take_created`, from a `multiprocessing.util.Finalize` that
-/// classes.py registers) they are removed. A process that
-/// multiprocessing starts ends with `os._exit`, which runs no destructor,
-/// so without this every object a child still held at its end (in a
-/// global, a Pool initializer's state) left its name in /dev/shm. A
-/// forked child starts with none: its parent's names are not its own.
-fn created<R>(f: impl FnOnce(&mut HashSet<String>) -> R) -> R {
-    static CREATED: Mutex<Option<(u32, HashSet<String>)>> = Mutex::new(None);
-    let mut guard = CREATED.lock().unwrap_or_else(|e| e.into_inner());
-    let pid = std::process::id();
-    if guard.as_ref().is_none_or(|(p, _)| *p != pid) {
-        *guard = Some((pid, HashSet::new()));
-    }
-    match guard.as_mut() {
-        Some((_, names)) => f(names),
-        None => f(&mut HashSet::new()),
-    }
-}
-
-/// Takes the names this process created whose objects are still alive
-/// (see [`created`]); the caller removes them.
-#[pyfunction]
-fn _take_created() -> Vec<String> {
-    created(|names| names.drain().collect())
-}
-
-/// A new unique object name: `mpkit_py` and 16 hex digits (mpkit's
-/// `mpkit ls` lists it, and `mpkit rm --stale` removes it once its creator
-/// is gone).
-pub(crate) fn fresh_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    format!("mpkit_py{:016x}", h.finish())
-}
-
 /// The name to create under: the caller's, or a fresh one.
 pub(crate) fn name_or_fresh(name: Option<String>) -> String {
-    name.unwrap_or_else(fresh_name)
+    name.unwrap_or_else(crate::names::fresh)
 }
 
 /// A Python exception for an mpkit shared-memory error: a missing or
 /// existing name as the `FileNotFoundError`/`FileExistsError` that
 /// `multiprocessing.shared_memory` raises, an object of another kind or
-/// element type as `ValueError`, the rest as `OSError`; one from the
-/// system keeps its errno, so that Python picks the subclass
-/// (`PermissionError` for EACCES...) and `e.errno` says EMFILE or ENOSPC.
+/// element type as `ValueError`, a corrupt one as `mpkit.CorruptError`,
+/// the rest as `OSError`; one from the system keeps its errno, so that
+/// Python picks the subclass (`PermissionError` for EACCES...) and
+/// `e.errno` says EMFILE or ENOSPC.
 pub(crate) fn shm_err(e: ShmError) -> PyErr {
     if let ShmError::Io(io) = &e {
         if let Some(errno) = io.raw_os_error() {
@@ -230,6 +182,7 @@ pub(crate) fn shm_err(e: ShmError) -> PyErr {
         }
     }
     match e {
+        ShmError::Corrupt(_) => crate::errors::CorruptError::new_err(e.to_string()),
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(e.to_string()),
         ShmError::Exists(_) => PyFileExistsError::new_err(e.to_string()),
         ShmError::InvalidName(_)
@@ -272,7 +225,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>, names: &mut Vec<&'static str>) -
     m.add("OwnerDiedWarning", py.get_type::<OwnerDiedWarning>())?;
     m.add_class::<Lock>()?;
     m.add_class::<RLock>()?;
-    m.add_function(wrap_pyfunction!(_take_created, m)?)?;
     sems::register(m)?;
     // Condition and Barrier: Python over the classes above, defined as if
     // in this module so that they pickle by reference to it.
@@ -286,10 +238,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>, names: &mut Vec<&'static str>) -
     for n in ["Condition", "Barrier"] {
         m.add(n, globals.get_item(n)?)?;
     }
-    globals
-        .get_item("_watch_exit")?
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("classes.py lacks _watch_exit"))?
-        .call0()?;
     names.extend([
         "Lock",
         "RLock",
