@@ -93,13 +93,21 @@ fn fresh_name() -> String {
 }
 
 /// Python's exception for an mpkit object that could not be made or
-/// opened.
+/// opened: a bad name or capacity is `ValueError`, and an error from the
+/// system keeps its errno, so `e.errno` says EMFILE or ENOSPC and EACCES
+/// is a `PermissionError`. An object of another kind stays `OSError`, as
+/// the queues have always raised it.
 pub(crate) fn shm_error(e: ShmError, name: &str) -> PyErr {
     let msg = format!("queue {name:?}: {e}");
+    if let ShmError::Io(io) = &e {
+        if let Some(errno) = io.raw_os_error() {
+            return PyOSError::new_err((errno, msg));
+        }
+    }
     match e {
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(msg),
         ShmError::Exists(_) => PyFileExistsError::new_err(msg),
-        ShmError::InvalidName(_) => PyValueError::new_err(msg),
+        ShmError::InvalidName(_) | ShmError::TooLarge { .. } => PyValueError::new_err(msg),
         ShmError::Corrupt(_) => CorruptError::new_err(msg),
         _ => PyOSError::new_err(msg),
     }
