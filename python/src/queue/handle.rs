@@ -100,9 +100,7 @@ fn fresh_name() -> String {
 pub(crate) fn shm_error(e: ShmError, name: &str) -> PyErr {
     let msg = format!("queue {name:?}: {e}");
     if let ShmError::Io(io) = &e {
-        if let Some(errno) = io.raw_os_error() {
-            return PyOSError::new_err((errno, msg));
-        }
+        return os_error(io, msg);
     }
     match e {
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(msg),
@@ -124,12 +122,22 @@ fn too_large(size: usize, max: usize) -> PyErr {
     ))
 }
 
+/// An `OSError` for a failed system call, with its errno when it has one
+/// (so that `e.errno` can be matched and Python picks the subclass).
+pub(crate) fn os_error(source: &std::io::Error, msg: String) -> PyErr {
+    match source.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, msg)),
+        None => PyOSError::new_err(msg),
+    }
+}
+
 /// What a timed put reports that is not "full".
 fn put_failure<T>(e: PutTimeoutError<T>) -> PyErr {
     match e {
         PutTimeoutError::TooLarge { size, max, .. } => too_large(size, max),
         PutTimeoutError::Closed(_) => closed(),
         e @ PutTimeoutError::Corrupt { .. } => CorruptError::new_err(e.to_string()),
+        PutTimeoutError::Io { ref source, .. } => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
     }
 }
@@ -140,6 +148,7 @@ fn try_put_failure<T>(e: TryPutError<T>) -> PyErr {
         TryPutError::TooLarge { size, max, .. } => too_large(size, max),
         TryPutError::Closed(_) => closed(),
         e @ TryPutError::Corrupt { .. } => CorruptError::new_err(e.to_string()),
+        TryPutError::Io { ref source, .. } => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
     }
 }
@@ -149,6 +158,7 @@ fn get_failure(e: GetTimeoutError) -> PyErr {
     match e {
         GetTimeoutError::Closed => closed(),
         e @ GetTimeoutError::Corrupt(_) => CorruptError::new_err(e.to_string()),
+        GetTimeoutError::Io(ref source) => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
     }
 }
@@ -158,6 +168,7 @@ fn try_get_failure(e: TryGetError) -> PyErr {
     match e {
         TryGetError::Closed => closed(),
         e @ TryGetError::Corrupt(_) => CorruptError::new_err(e.to_string()),
+        TryGetError::Io(ref source) => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
     }
 }

@@ -68,8 +68,9 @@ fn reduce<'py>(
 ///
 /// - ``maxsize``: the most objects queued (0: no limit but bytes).
 /// - ``capacity``: the shared ring's size in bytes (default 1 MiB, rounded
-///   up to a power of two). Every message must fit it: one larger than
-///   ``capacity - 16`` bytes raises ``ValueError``.
+///   up to a power of two, at least 64; above 64 GiB is ``ValueError``).
+///   Every message must fit it: one larger than ``capacity - 16`` bytes
+///   raises ``ValueError``.
 /// - ``name``: create the queue under this name (``FileExistsError`` if
 ///   taken); ``Queue.open(name)`` attaches to it, from Python or Rust
 ///   (``mpkit::queue::ByteQueue::open``). Without it a unique name is made.
@@ -167,10 +168,14 @@ impl Queue {
     }
 
     /// Puts every object of ``objs`` in order, as few times entering the
-    /// queue as room allows (faster-fifo's ``put_many``). Waits as ``put``
-    /// does; when it gives up it raises ``queue.Full`` saying how many of
-    /// the first objects were put (unlike faster-fifo's, which puts all or
-    /// none).
+    /// queue as room allows (faster-fifo's ``put_many``). Every object is
+    /// encoded before any is put, so an iterator or ``dumps`` that raises,
+    /// or an object too large for the queue (``ValueError``), puts none.
+    /// Waits as ``put`` does; when it gives up it raises ``queue.Full``
+    /// saying how many of the first objects were put (unlike
+    /// faster-fifo's, which puts all or none). A ``KeyboardInterrupt``
+    /// while it waits also leaves the first objects put, but does not say
+    /// how many.
     #[pyo3(signature = (objs, block=true, timeout=None))]
     fn put_many(
         slf: &Bound<'_, Self>,
@@ -208,10 +213,14 @@ impl Queue {
         Queue::get(slf, false, None)
     }
 
-    /// Takes every object queued when it looks, up to
-    /// ``max_messages_to_get``, as a list (faster-fifo's ``get_many``);
-    /// waits for the first as ``get`` does (``queue.Empty`` when it gave
-    /// up). The list is never empty unless ``max_messages_to_get`` is 0.
+    /// Takes the objects queued when it looks, up to
+    /// ``max_messages_to_get`` and about 1 MiB of messages (the first
+    /// whatever its size), as a list (faster-fifo's ``get_many``); waits
+    /// for the first as ``get`` does (``queue.Empty`` when it gave up).
+    /// The list is never empty unless ``max_messages_to_get`` is 0. The
+    /// batch leaves the shared queue at once: a process killed before it
+    /// returns loses all of it (a ``JoinableQueue``'s ``join`` reports
+    /// them as lost tasks).
     #[pyo3(signature = (block=true, timeout=None, max_messages_to_get=MANY))]
     fn get_many<'py>(
         slf: &Bound<'py, Self>,
@@ -391,7 +400,10 @@ impl JoinableQueue {
                 Ok(()) => Ok(Some(Vec::new())),
                 Err(E::Timeout(_)) => Ok(None),
                 Err(E::TasksLost(lost)) => Ok(Some(lost)),
-                Err(e) => Err(PyOSError::new_err(e.to_string())),
+                Err(E::Io(source)) => Err(handle::os_error(
+                    &source,
+                    format!("waiting for tasks: {source}"),
+                )),
             }
         })?
         .unwrap_or_default();
