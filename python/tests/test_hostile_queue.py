@@ -332,6 +332,46 @@ def test_a_segment_truncated_by_another_process_is_an_error_not_sigbus():
     assert "raised" in r.stdout
 
 
+def _scribble(q, offset, fmt, value):
+    """Writes ``value`` at ``offset`` of the queue's segment, as another
+    process could (offsets: mpkit's ARCHITECTURE.md, the queue ring)."""
+    import struct
+
+    with open("/dev/shm/" + q.name, "r+b") as f:
+        f.seek(offset)
+        f.write(struct.pack(fmt, value))
+
+
+PRODUCERS_SEQ = 384
+RECORD_0_LEN = 4096
+
+
+def test_a_scribbled_count_is_corrupt_error_not_a_queue_length():
+    q = mpkit.Queue(2, capacity=4096)
+    q.put(0)
+    _scribble(q, PRODUCERS_SEQ, "<Q", 2**64 - 1)
+    with pytest.raises(mpkit.CorruptError):
+        q.qsize()
+    with pytest.raises(mpkit.CorruptError):
+        q.empty()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="mpkit's ring checks a record's length against the ring, not against the "
+    "producers' position, so a length another process enlarged hands out the bytes "
+    "after the message (pickle ignores them); the next call reports the corruption. "
+    "Producers store seq before pos, so the check is a change to the ring's protocol",
+)
+def test_a_record_longer_than_what_was_put_is_corrupt_error():
+    q = mpkit.Queue(2, capacity=4096)
+    q.put(0)
+    q.put(1)
+    _scribble(q, RECORD_0_LEN, "<I", 4000)
+    with pytest.raises(mpkit.CorruptError):
+        q.get(timeout=PATIENCE)
+
+
 # --- resources -------------------------------------------------------------------
 
 

@@ -41,6 +41,10 @@ const ESCAPED: u8 = 1;
 /// copies them out of the ring, and larger batches only cost fresh memory.
 const BATCH_BYTES: usize = 1 << 20;
 
+/// The fewest bytes a record takes in the ring (its header, padded to a
+/// cache line: ARCHITECTURE.md, the queue ring's layout).
+const RECORD_MIN: usize = 64;
+
 /// The byte capacity of a queue made without one: mpkit's default.
 pub(crate) const DEFAULT_CAPACITY: usize = mpkit::queue::DEFAULT_CAPACITY;
 
@@ -314,8 +318,21 @@ impl Core {
     }
 
     /// Messages queued, counting those this handle took and holds.
-    pub(crate) fn qsize(&self) -> usize {
-        self.q.len() + self.pending().len()
+    /// `CorruptError` for a count no ring of this capacity can hold (each
+    /// record takes 64 bytes at least): the counts in shared memory were
+    /// written by another process, and a garbage count must not pass for
+    /// a queue length.
+    pub(crate) fn qsize(&self) -> PyResult<usize> {
+        let queued = self.q.len();
+        let most = self.q.capacity() / RECORD_MIN;
+        if queued > most {
+            return Err(CorruptError::new_err(format!(
+                "the queue is corrupt: its counts say {queued} messages are queued, \
+                 more than the {most} records a {}-byte ring holds",
+                self.q.capacity()
+            )));
+        }
+        Ok(queued + self.pending().len())
     }
 
     fn encode<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Msg<'py>> {

@@ -246,14 +246,15 @@ impl Queue {
     }
 
     /// The number of objects queued now (exact when it is read; others may
-    /// change it at once).
-    fn qsize(&self) -> usize {
+    /// change it at once). ``mpkit.CorruptError`` when the counts in
+    /// shared memory are beyond what the ring can hold.
+    fn qsize(&self) -> PyResult<usize> {
         self.core.qsize()
     }
 
     /// Whether no object is queued now.
-    fn empty(&self) -> bool {
-        self.core.qsize() == 0
+    fn empty(&self) -> PyResult<bool> {
+        Ok(self.core.qsize()? == 0)
     }
 
     /// Whether ``maxsize`` objects are queued now.
@@ -496,7 +497,7 @@ impl SimpleQueue {
 
     /// Whether no object is queued now.
     fn empty(&self) -> PyResult<bool> {
-        Ok(self.check_open()?.qsize() == 0)
+        Ok(self.check_open()?.qsize()? == 0)
     }
 
     /// This object will be used no more: its ``put``, ``get`` and
