@@ -157,6 +157,30 @@ fn try_put_failure<T>(e: TryPutError<T>) -> PyErr {
     }
 }
 
+/// How many messages a `put_many_timeout` that failed had put.
+fn put_count(e: &PutTimeoutError<usize>) -> usize {
+    match e {
+        PutTimeoutError::Timeout(n) | PutTimeoutError::Closed(n) => *n,
+        PutTimeoutError::TooLarge { value, .. }
+        | PutTimeoutError::Encode { value, .. }
+        | PutTimeoutError::Corrupt { value, .. }
+        | PutTimeoutError::Io { value, .. } => *value,
+        _ => 0,
+    }
+}
+
+/// How many messages a `try_put_many` that failed had put.
+fn try_put_count(e: &TryPutError<usize>) -> usize {
+    match e {
+        TryPutError::Full(n) | TryPutError::Closed(n) => *n,
+        TryPutError::TooLarge { value, .. }
+        | TryPutError::Encode { value, .. }
+        | TryPutError::Corrupt { value, .. }
+        | TryPutError::Io { value, .. } => *value,
+        _ => 0,
+    }
+}
+
 /// What a timed get reports that is not "empty".
 fn get_failure(e: GetTimeoutError) -> PyErr {
     match e {
@@ -414,7 +438,9 @@ impl Core {
     }
 
     /// Puts every object in order; `Err(n)` when the queue stayed full
-    /// for `wait` after the first `n`.
+    /// for `wait` after the first `n`. An error raised once it began
+    /// putting (`KeyboardInterrupt`, `CorruptError`...) carries how many
+    /// were put as its `put_count` attribute.
     pub(crate) fn put_many(
         &self,
         py: Python<'_>,
@@ -432,25 +458,32 @@ impl Core {
             let rest = &slices[done..];
             let put = if slice.is_zero() {
                 q.try_put_many(rest).map_err(|e| match e {
-                    TryPutError::Full(n) => Ok(n),
-                    e => Err(try_put_failure(e)),
+                    TryPutError::Full(n) => (n, None),
+                    e => (try_put_count(&e), Some(try_put_failure(e))),
                 })
             } else {
                 q.put_many_timeout(rest, slice).map_err(|e| match e {
-                    PutTimeoutError::Timeout(n) => Ok(n),
-                    e => Err(put_failure(e)),
+                    PutTimeoutError::Timeout(n) => (n, None),
+                    e => (put_count(&e), Some(put_failure(e))),
                 })
             };
             match put {
                 Ok(()) => Ok(Some(())),
-                Err(Ok(n)) => {
+                Err((n, failure)) => {
                     done += n;
-                    Ok(None)
+                    failure.map_or(Ok(None), Err)
                 }
-                Err(Err(e)) => Err(e),
             }
-        })?;
-        Ok(finished.ok_or(done))
+        });
+        match finished {
+            Ok(finished) => Ok(finished.ok_or(done)),
+            Err(e) => {
+                // Best effort: an exception that takes no attribute still
+                // goes up as it is.
+                let _ = e.value(py).setattr("put_count", done);
+                Err(e)
+            }
+        }
     }
 
     /// Takes up to `max` raw messages (at least one, at most about

@@ -84,7 +84,11 @@ fn reduce<'py>(
 /// returns once the object is in shared memory, so nothing is lost when the
 /// process exits right after, and a killed process never corrupts the
 /// queue. The queue pickles (into ``Process`` arguments under every start
-/// method, ``Pool`` initargs, anywhere) by its name.
+/// method, ``Pool`` initargs, anywhere) by its name, so the creating object
+/// must live until the other process has unpickled it (as
+/// ``multiprocessing``'s own queues must): ``Process(target=f,
+/// args=(Queue(),)).start()`` under spawn leaves the child a removed name
+/// (``FileNotFoundError``). A subclass unpickles as ``Queue``.
 #[pyclass(module = "mpkit", frozen, subclass)]
 pub(crate) struct Queue {
     core: Core,
@@ -173,9 +177,10 @@ impl Queue {
     /// or an object too large for the queue (``ValueError``), puts none.
     /// Waits as ``put`` does; when it gives up it raises ``queue.Full``
     /// saying how many of the first objects were put (unlike
-    /// faster-fifo's, which puts all or none). A ``KeyboardInterrupt``
-    /// while it waits also leaves the first objects put, but does not say
-    /// how many.
+    /// faster-fifo's, which puts all or none). Any other exception
+    /// raised once it began putting (``KeyboardInterrupt`` while it waits,
+    /// ``mpkit.CorruptError``...) has a ``put_count`` attribute: how many
+    /// of the first objects were put.
     #[pyo3(signature = (objs, block=true, timeout=None))]
     fn put_many(
         slf: &Bound<'_, Self>,
