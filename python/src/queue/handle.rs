@@ -42,6 +42,10 @@ const ESCAPED: u8 = 1;
 /// copies them out of the ring, and larger batches only cost fresh memory.
 const BATCH_BYTES: usize = 1 << 20;
 
+/// The fewest bytes a record takes in the ring (its header, padded to a
+/// cache line: ARCHITECTURE.md, the queue ring's layout).
+const RECORD_MIN: usize = 64;
+
 /// The byte capacity of a queue made without one: mpkit's default.
 pub(crate) const DEFAULT_CAPACITY: usize = mpkit::queue::DEFAULT_CAPACITY;
 
@@ -67,13 +71,19 @@ pub(crate) fn empty(py: Python<'_>) -> PyResult<PyErr> {
 }
 
 /// Python's exception for an mpkit object that could not be made or
-/// opened.
+/// opened: a bad name or capacity is `ValueError`, and an error from the
+/// system keeps its errno, so `e.errno` says EMFILE or ENOSPC and EACCES
+/// is a `PermissionError`. An object of another kind stays `OSError`, as
+/// the queues have always raised it.
 pub(crate) fn shm_error(e: ShmError, name: &str) -> PyErr {
     let msg = format!("queue {name:?}: {e}");
+    if let ShmError::Io(io) = &e {
+        return os_error(io, msg);
+    }
     match e {
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(msg),
         ShmError::Exists(_) => PyFileExistsError::new_err(msg),
-        ShmError::InvalidName(_) => PyValueError::new_err(msg),
+        ShmError::InvalidName(_) | ShmError::TooLarge { .. } => PyValueError::new_err(msg),
         ShmError::Corrupt(_) => CorruptError::new_err(msg),
         _ => PyOSError::new_err(msg),
     }
@@ -90,12 +100,22 @@ fn too_large(size: usize, max: usize) -> PyErr {
     ))
 }
 
+/// An `OSError` for a failed system call, with its errno when it has one
+/// (so that `e.errno` can be matched and Python picks the subclass).
+pub(crate) fn os_error(source: &std::io::Error, msg: String) -> PyErr {
+    match source.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, msg)),
+        None => PyOSError::new_err(msg),
+    }
+}
+
 /// What a timed put reports that is not "full".
 fn put_failure<T>(e: PutTimeoutError<T>) -> PyErr {
     match e {
         PutTimeoutError::TooLarge { size, max, .. } => too_large(size, max),
         PutTimeoutError::Closed(_) => closed(),
         e @ PutTimeoutError::Corrupt { .. } => CorruptError::new_err(e.to_string()),
+        PutTimeoutError::Io { ref source, .. } => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
     }
 }
@@ -106,7 +126,32 @@ fn try_put_failure<T>(e: TryPutError<T>) -> PyErr {
         TryPutError::TooLarge { size, max, .. } => too_large(size, max),
         TryPutError::Closed(_) => closed(),
         e @ TryPutError::Corrupt { .. } => CorruptError::new_err(e.to_string()),
+        TryPutError::Io { ref source, .. } => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
+    }
+}
+
+/// How many messages a `put_many_timeout` that failed had put.
+fn put_count(e: &PutTimeoutError<usize>) -> usize {
+    match e {
+        PutTimeoutError::Timeout(n) | PutTimeoutError::Closed(n) => *n,
+        PutTimeoutError::TooLarge { value, .. }
+        | PutTimeoutError::Encode { value, .. }
+        | PutTimeoutError::Corrupt { value, .. }
+        | PutTimeoutError::Io { value, .. } => *value,
+        _ => 0,
+    }
+}
+
+/// How many messages a `try_put_many` that failed had put.
+fn try_put_count(e: &TryPutError<usize>) -> usize {
+    match e {
+        TryPutError::Full(n) | TryPutError::Closed(n) => *n,
+        TryPutError::TooLarge { value, .. }
+        | TryPutError::Encode { value, .. }
+        | TryPutError::Corrupt { value, .. }
+        | TryPutError::Io { value, .. } => *value,
+        _ => 0,
     }
 }
 
@@ -115,6 +160,7 @@ fn get_failure(e: GetTimeoutError) -> PyErr {
     match e {
         GetTimeoutError::Closed => closed(),
         e @ GetTimeoutError::Corrupt(_) => CorruptError::new_err(e.to_string()),
+        GetTimeoutError::Io(ref source) => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
     }
 }
@@ -124,6 +170,7 @@ fn try_get_failure(e: TryGetError) -> PyErr {
     match e {
         TryGetError::Closed => closed(),
         e @ TryGetError::Corrupt(_) => CorruptError::new_err(e.to_string()),
+        TryGetError::Io(ref source) => os_error(source, e.to_string()),
         e => PyOSError::new_err(e.to_string()),
     }
 }
@@ -265,8 +312,21 @@ impl Core {
     }
 
     /// Messages queued, counting those this handle took and holds.
-    pub(crate) fn qsize(&self) -> usize {
-        self.q.len() + self.pending().len()
+    /// `CorruptError` for a count no ring of this capacity can hold (each
+    /// record takes 64 bytes at least): the counts in shared memory were
+    /// written by another process, and a garbage count must not pass for
+    /// a queue length.
+    pub(crate) fn qsize(&self) -> PyResult<usize> {
+        let queued = self.q.len();
+        let most = self.q.capacity() / RECORD_MIN;
+        if queued > most {
+            return Err(CorruptError::new_err(format!(
+                "the queue is corrupt: its counts say {queued} messages are queued, \
+                 more than the {most} records a {}-byte ring holds",
+                self.q.capacity()
+            )));
+        }
+        Ok(queued + self.pending().len())
     }
 
     fn encode<'py>(&self, py: Python<'py>, obj: &Bound<'py, PyAny>) -> PyResult<Msg<'py>> {
@@ -348,7 +408,9 @@ impl Core {
     }
 
     /// Puts every object in order; `Err(n)` when the queue stayed full
-    /// for `wait` after the first `n`.
+    /// for `wait` after the first `n`. An error raised once it began
+    /// putting (`KeyboardInterrupt`, `CorruptError`...) carries how many
+    /// were put as its `put_count` attribute.
     pub(crate) fn put_many(
         &self,
         py: Python<'_>,
@@ -366,25 +428,32 @@ impl Core {
             let rest = &slices[done..];
             let put = if slice.is_zero() {
                 q.try_put_many(rest).map_err(|e| match e {
-                    TryPutError::Full(n) => Ok(n),
-                    e => Err(try_put_failure(e)),
+                    TryPutError::Full(n) => (n, None),
+                    e => (try_put_count(&e), Some(try_put_failure(e))),
                 })
             } else {
                 q.put_many_timeout(rest, slice).map_err(|e| match e {
-                    PutTimeoutError::Timeout(n) => Ok(n),
-                    e => Err(put_failure(e)),
+                    PutTimeoutError::Timeout(n) => (n, None),
+                    e => (put_count(&e), Some(put_failure(e))),
                 })
             };
             match put {
                 Ok(()) => Ok(Some(())),
-                Err(Ok(n)) => {
+                Err((n, failure)) => {
                     done += n;
-                    Ok(None)
+                    failure.map_or(Ok(None), Err)
                 }
-                Err(Err(e)) => Err(e),
             }
-        })?;
-        Ok(finished.ok_or(done))
+        });
+        match finished {
+            Ok(finished) => Ok(finished.ok_or(done)),
+            Err(e) => {
+                // Best effort: an exception that takes no attribute still
+                // goes up as it is.
+                let _ = e.value(py).setattr("put_count", done);
+                Err(e)
+            }
+        }
     }
 
     /// Takes up to `max` raw messages (at least one, at most about

@@ -67,8 +67,9 @@ fn reduce<'py>(
 ///
 /// - ``maxsize``: the most objects queued (0: no limit but bytes).
 /// - ``capacity``: the shared ring's size in bytes (default 1 MiB, rounded
-///   up to a power of two). Every message must fit it: one larger than
-///   ``capacity - 16`` bytes raises ``ValueError``.
+///   up to a power of two, at least 64; above 64 GiB is ``ValueError``).
+///   Every message must fit it: one larger than ``capacity - 16`` bytes
+///   raises ``ValueError``.
 /// - ``name``: create the queue under this name (``FileExistsError`` if
 ///   taken); ``Queue.open(name)`` attaches to it, from Python or Rust
 ///   (``mpkit::queue::ByteQueue::open``). Without it a unique name is made.
@@ -82,7 +83,11 @@ fn reduce<'py>(
 /// returns once the object is in shared memory, so nothing is lost when the
 /// process exits right after, and a killed process never corrupts the
 /// queue. The queue pickles (into ``Process`` arguments under every start
-/// method, ``Pool`` initargs, anywhere) by its name.
+/// method, ``Pool`` initargs, anywhere) by its name, so the creating object
+/// must live until the other process has unpickled it (as
+/// ``multiprocessing``'s own queues must): ``Process(target=f,
+/// args=(Queue(),)).start()`` under spawn leaves the child a removed name
+/// (``FileNotFoundError``). A subclass unpickles as ``Queue``.
 #[pyclass(module = "mpkit", frozen, subclass)]
 pub(crate) struct Queue {
     core: Core,
@@ -166,10 +171,15 @@ impl Queue {
     }
 
     /// Puts every object of ``objs`` in order, as few times entering the
-    /// queue as room allows (faster-fifo's ``put_many``). Waits as ``put``
-    /// does; when it gives up it raises ``queue.Full`` saying how many of
-    /// the first objects were put (unlike faster-fifo's, which puts all or
-    /// none).
+    /// queue as room allows (faster-fifo's ``put_many``). Every object is
+    /// encoded before any is put, so an iterator or ``dumps`` that raises,
+    /// or an object too large for the queue (``ValueError``), puts none.
+    /// Waits as ``put`` does; when it gives up it raises ``queue.Full``
+    /// saying how many of the first objects were put (unlike
+    /// faster-fifo's, which puts all or none). Any other exception
+    /// raised once it began putting (``KeyboardInterrupt`` while it waits,
+    /// ``mpkit.CorruptError``...) has a ``put_count`` attribute: how many
+    /// of the first objects were put.
     #[pyo3(signature = (objs, block=true, timeout=None))]
     fn put_many(
         slf: &Bound<'_, Self>,
@@ -207,10 +217,14 @@ impl Queue {
         Queue::get(slf, false, None)
     }
 
-    /// Takes every object queued when it looks, up to
-    /// ``max_messages_to_get``, as a list (faster-fifo's ``get_many``);
-    /// waits for the first as ``get`` does (``queue.Empty`` when it gave
-    /// up). The list is never empty unless ``max_messages_to_get`` is 0.
+    /// Takes the objects queued when it looks, up to
+    /// ``max_messages_to_get`` and about 1 MiB of messages (the first
+    /// whatever its size), as a list (faster-fifo's ``get_many``); waits
+    /// for the first as ``get`` does (``queue.Empty`` when it gave up).
+    /// The list is never empty unless ``max_messages_to_get`` is 0. The
+    /// batch leaves the shared queue at once: a process killed before it
+    /// returns loses all of it (a ``JoinableQueue``'s ``join`` reports
+    /// them as lost tasks).
     #[pyo3(signature = (block=true, timeout=None, max_messages_to_get=MANY))]
     fn get_many<'py>(
         slf: &Bound<'py, Self>,
@@ -236,14 +250,15 @@ impl Queue {
     }
 
     /// The number of objects queued now (exact when it is read; others may
-    /// change it at once).
-    fn qsize(&self) -> usize {
+    /// change it at once). ``mpkit.CorruptError`` when the counts in
+    /// shared memory are beyond what the ring can hold.
+    fn qsize(&self) -> PyResult<usize> {
         self.core.qsize()
     }
 
     /// Whether no object is queued now.
-    fn empty(&self) -> bool {
-        self.core.qsize() == 0
+    fn empty(&self) -> PyResult<bool> {
+        Ok(self.core.qsize()? == 0)
     }
 
     /// Whether ``maxsize`` objects are queued now.
@@ -390,7 +405,10 @@ impl JoinableQueue {
                 Ok(()) => Ok(Some(Vec::new())),
                 Err(E::Timeout(_)) => Ok(None),
                 Err(E::TasksLost(lost)) => Ok(Some(lost)),
-                Err(e) => Err(PyOSError::new_err(e.to_string())),
+                Err(E::Io(source)) => Err(handle::os_error(
+                    &source,
+                    format!("waiting for tasks: {source}"),
+                )),
             }
         })?
         .unwrap_or_default();
@@ -483,7 +501,7 @@ impl SimpleQueue {
 
     /// Whether no object is queued now.
     fn empty(&self) -> PyResult<bool> {
-        Ok(self.check_open()?.qsize() == 0)
+        Ok(self.check_open()?.qsize()? == 0)
     }
 
     /// This object will be used no more: its ``put``, ``get`` and
