@@ -26,11 +26,14 @@
 //! ```
 //!
 //! # Anatomy
-//! A queue named `N` is three keys (`{N}` is a hash tag: all three live in
+//! A queue named `N` is four keys (`{N}` is a hash tag: all four live in
 //! one slot): the stream `mpkit:{N}:stream`, one entry per item with one
 //! field `v` holding the codec's bytes; the hash `mpkit:{N}:meta` (its
-//! settings, set by the first opener, and the `closed` flag); and the
-//! dead-letter stream `mpkit:{N}:dead`. Consumers read through the
+//! settings, set by the first opener, and the `closed` flag); the
+//! dead-letter stream `mpkit:{N}:dead`; and the hash `mpkit:{N}:puts`,
+//! one short field per handle that has put (its last put's number, which
+//! makes a retried put add nothing again; delete it while no producer
+//! runs to reclaim the fields of handles long gone). Consumers read through the
 //! consumer group `mpkit`, each handle as its own consumer
 //! (`host-pid-n-…`). Puts, takes and acknowledgements are Lua scripts, so
 //! each is atomic on the server.
@@ -57,8 +60,10 @@
 //!   acknowledge it within the visibility timeout — including one whose
 //!   work was done and whose `task_done` came too late or was lost with
 //!   the connection. Make the work idempotent, or the visibility timeout
-//!   longer than the work. A put retried after a lost reply may add the
-//!   item twice (it reports [`RedisPutError::Unavailable`], never `Ok`).
+//!   longer than the work. A put whose reply was lost is retried on a
+//!   new connection and adds nothing the second time; a put that gives up
+//!   reports [`RedisPutError::Unavailable`] with its items, which may or
+//!   may not have been added: putting them again may add them twice.
 //! - Order: items are delivered in put order, except redeliveries, which
 //!   come before newer items.
 //!
@@ -91,6 +96,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -123,6 +129,9 @@ const POLL_MAX: Duration = Duration::from_millis(50);
 /// The longest a get blocks in the server before it looks for timed-out
 /// items and `close` again.
 const BLOCK_MAX: Duration = Duration::from_millis(500);
+/// The longest visibility timeout: 2^53 ms, exact in Lua's numbers and
+/// far inside what `XAUTOCLAIM` accepts (a signed 64-bit count of ms).
+const VISIBILITY_MAX: Duration = Duration::from_millis(1 << 53);
 
 /// An item with what the queue knows of its delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,6 +216,9 @@ pub struct RedisQueue<T, C = Postcard> {
     maxsize: usize,
     visibility: Duration,
     max_deliveries: u64,
+    /// The number of this handle's next put script, so that a retried
+    /// script is recognised and adds nothing again.
+    put_seq: AtomicU64,
     /// Entries taken from the server and not yet returned: what follows an
     /// entry that did not decode in a batch.
     buffer: Mutex<VecDeque<Raw>>,
@@ -359,11 +371,13 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         let mut pause = Duration::from_millis(1);
         while added < payloads.len() {
             let chunk = &payloads[added..payloads.len().min(added + PUT_CHUNK)];
+            let seq = self.put_seq.fetch_add(1, Ordering::Relaxed);
             let n: i64 = self
                 .conn
                 .call(deadline, Duration::ZERO, |con| {
                     let mut call = scripts::PUT.key(&self.keys.stream);
-                    call.key(&self.keys.meta).arg(GROUP);
+                    call.key(&self.keys.meta).key(&self.keys.puts);
+                    call.arg(GROUP).arg(&self.consumer).arg(seq);
                     for p in chunk {
                         call.arg(p.as_slice());
                     }
@@ -628,18 +642,38 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
             }
             taken.drain(..n).collect()
         };
-        self.ack_ids(&ids)
+        let result = self.ack_ids(&ids);
+        if matches!(
+            result,
+            Err(RedisAckError::Unavailable(_) | RedisAckError::Redis(_))
+        ) {
+            // Not acknowledged (or not known to be): the next task_done
+            // is for these again, not for items whose work is not done.
+            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids.into_iter().rev() {
+                taken.push_front(id);
+            }
+        }
+        result
     }
 
     /// Acknowledges the entry `id` (a [`Delivery::id`], or the id in a
     /// [`RedisGetError::Decode`] to finish with an entry that will never
     /// decode).
     pub fn ack(&self, id: &str) -> Result<(), RedisAckError> {
-        self.taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|t| t != id);
-        self.ack_ids(&[id.to_string()])
+        let result = self.ack_ids(&[id.to_string()]);
+        if !matches!(
+            result,
+            Err(RedisAckError::Unavailable(_) | RedisAckError::Redis(_))
+        ) {
+            // Kept when the server may not have it: a later task_done
+            // acknowledges it.
+            self.taken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|t| t != id);
+        }
+        result
     }
 
     fn ack_ids(&self, ids: &[String]) -> Result<(), RedisAckError> {

@@ -7,7 +7,8 @@
 //! reading nothing from it, would hide that.
 //!
 //! Keys: `KEYS[1]` the stream, `KEYS[2]` the settings hash, `KEYS[3]` the
-//! dead-letter stream. The consumer group is `ARGV[1]`.
+//! dead-letter stream (the producers' hash for [`PUT`]). The consumer
+//! group is `ARGV[1]`.
 
 use std::sync::LazyLock;
 
@@ -31,28 +32,40 @@ return redis.call('HMGET', KEYS[2], 'maxsize', 'visibility_ms', 'max_deliveries'
     )
 });
 
-/// Adds the payloads `ARGV[2..]` in order, as many as `maxsize` leaves room
+/// Adds the payloads `ARGV[4..]` in order, as many as `maxsize` leaves room
 /// for (queued = entries in the stream less those delivered and not yet
 /// acknowledged). Returns how many were added, or -1 when the queue is
 /// closed.
+///
+/// A put is idempotent per producer: `ARGV[2]` names the handle and
+/// `ARGV[3]` is its put's number; the hash `KEYS[3]` keeps each handle's
+/// last put that added something as `"number added"`, and a put whose
+/// number is already there (a retry after its reply was lost) adds nothing
+/// and returns what the first one added.
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('EXISTS', KEYS[2]) == 0 then
     return redis.error_reply('NOQUEUE the queue is gone from the server (restarted without its data, or its keys were deleted)')
 end
+local last = redis.call('HGET', KEYS[3], ARGV[2])
+if last then
+    local seq, added = string.match(last, '^(%d+) (%d+)$')
+    if seq == ARGV[3] then return tonumber(added) end
+end
 local meta = redis.call('HMGET', KEYS[2], 'closed', 'maxsize')
 if meta[1] == '1' then return -1 end
-local n = #ARGV - 1
+local n = #ARGV - 3
 local max = tonumber(meta[2]) or 0
 if max > 0 then
     local queued = redis.call('XLEN', KEYS[1]) - redis.call('XPENDING', KEYS[1], ARGV[1])[1]
     if max - queued < n then n = max - queued end
 end
+if n <= 0 then return 0 end
 for i = 1, n do
-    redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 1])
+    redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 3])
 end
-if n < 0 then return 0 end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ' ' .. n)
 return n
 "#,
     )

@@ -1,0 +1,218 @@
+//! The Redis-stream queue against a hostile or failing server, a real
+//! `redis-server` per test: replies lost after the server ran a command,
+//! a server that accepts connections and never answers, a paused server,
+//! settings at their extremes, raw commands from someone else.
+#![cfg(feature = "redis")]
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+#[path = "common/tcp_proxy.rs"]
+mod tcp_proxy;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::watchdog;
+use mpkit::redis_queue::{RedisAckError, RedisGetError, RedisPutError, RedisQueue};
+use redis_server::RedisServer;
+use tcp_proxy::TcpProxy;
+
+const LONG: Duration = Duration::from_secs(10);
+
+fn server() -> Option<RedisServer> {
+    redis_server::available().then(RedisServer::start)
+}
+
+fn proxy_to(s: &RedisServer) -> TcpProxy {
+    TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], s.port)))
+}
+
+/// The stream's length, read with a raw command.
+fn xlen(s: &RedisServer, q: &RedisQueue<u32>) -> String {
+    s.cmd(&[b"XLEN", q.stream_key().as_bytes()])
+}
+
+/// A put whose request ran on the server but whose reply never came back
+/// is retried on a new connection. The docs promise that such a put never
+/// reports `Ok` having added the item twice. Before the fix the retry
+/// added it again and the put returned `Ok` (2 entries).
+#[test]
+fn a_put_whose_reply_was_lost_adds_the_item_once() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let p = proxy_to(&s);
+    let q: RedisQueue<u32> = RedisQueue::builder(&p.url(), "lost-reply")
+        .io_timeout(Duration::from_millis(300))
+        .retry_for(LONG)
+        .open()
+        .unwrap();
+    q.put(1).unwrap(); // the script is loaded, the connection made
+    assert_eq!(xlen(&s, &q), ":1\r\n");
+    p.swallow_next_reply();
+    match q.put(2) {
+        Ok(()) => assert_eq!(xlen(&s, &q), ":2\r\n", "put returned Ok, item added twice"),
+        Err(RedisPutError::Unavailable { value: 2, .. }) => {}
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(p.swallowed(), 1);
+    // The same for a batch.
+    p.swallow_next_reply();
+    match q.put_many((3..6).collect()) {
+        Ok(()) => assert_eq!(
+            xlen(&s, &q),
+            ":5\r\n",
+            "put_many returned Ok, items added twice"
+        ),
+        Err(RedisPutError::Unavailable { .. }) => {}
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(q.get_many(100).unwrap(), (1..6).collect::<Vec<_>>());
+}
+
+/// `task_done` that failed (the server paused writes past the handle's
+/// I/O timeout) must leave the item to be acknowledged by the next
+/// `task_done`. Before the fix the failed call forgot the item, and the
+/// retry acknowledged the *next* item taken, whose work was not done: had
+/// the consumer died then, that item was lost.
+#[test]
+fn task_done_after_a_failed_ack_acknowledges_the_same_item() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "ack-retry")
+        .io_timeout(Duration::from_millis(200))
+        .retry_for(Duration::ZERO)
+        .open()
+        .unwrap();
+    q.put_many(vec![1, 2]).unwrap();
+    let a = q.get_delivery_timeout(LONG).unwrap();
+    let b = q.get_delivery_timeout(LONG).unwrap();
+    assert_eq!((a.value, b.value), (1, 2));
+    assert_eq!(s.cmd(&[b"CLIENT", b"PAUSE", b"60000", b"WRITE"]), "+OK\r\n");
+    let start = Instant::now();
+    let failed = q.task_done();
+    let took = start.elapsed();
+    assert_eq!(s.cmd(&[b"CLIENT", b"UNPAUSE"]), "+OK\r\n");
+    assert!(
+        matches!(failed, Err(RedisAckError::Unavailable(_))),
+        "{failed:?}"
+    );
+    assert!(took < Duration::from_secs(3), "task_done took {took:?}");
+    match q.task_done() {
+        Ok(()) => {}
+        Err(RedisAckError::NotPending(ids)) => assert_eq!(ids, a.id),
+        Err(e) => panic!("{e}"),
+    }
+    // b is still pending: its work is not done.
+    q.ack(&b.id).unwrap();
+    assert_eq!(q.pending().unwrap(), 0);
+}
+
+/// `ack` that failed keeps the id for `task_done`.
+#[test]
+fn a_failed_ack_by_id_is_not_forgotten() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "ack-id-retry")
+        .io_timeout(Duration::from_millis(200))
+        .retry_for(Duration::ZERO)
+        .open()
+        .unwrap();
+    q.put(1).unwrap();
+    let a = q.get_delivery_timeout(LONG).unwrap();
+    assert_eq!(s.cmd(&[b"CLIENT", b"PAUSE", b"60000", b"WRITE"]), "+OK\r\n");
+    let failed = q.ack(&a.id);
+    assert_eq!(s.cmd(&[b"CLIENT", b"UNPAUSE"]), "+OK\r\n");
+    assert!(
+        matches!(failed, Err(RedisAckError::Unavailable(_))),
+        "{failed:?}"
+    );
+    match q.task_done() {
+        Ok(()) => {}
+        Err(RedisAckError::NotPending(ids)) => assert_eq!(ids, a.id),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(q.pending().unwrap(), 0);
+}
+
+/// "Never redeliver" spelled as the longest visibility timeout works.
+/// Before the fix the timeout was sent to the server as 2^64-1 ms, which
+/// `XAUTOCLAIM` rejects, and every get failed.
+#[test]
+fn the_longest_visibility_timeout_is_usable() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "forever")
+        .visibility_timeout(Duration::MAX)
+        .max_deliveries(u64::MAX)
+        .open()
+        .unwrap();
+    q.put(7).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 7);
+    q.task_done().unwrap();
+    assert!(matches!(q.try_get(), Err(RedisGetError::Empty)));
+}
+
+/// Every call returns within its bound (its timeout, or `retry_for`, plus
+/// the I/O timeout) against a server that accepts connections and never
+/// answers.
+#[test]
+fn every_call_is_bounded_against_a_server_that_never_answers() {
+    let _w = watchdog(120);
+    let Some(s) = server() else { return };
+    let p = proxy_to(&s);
+    let io = Duration::from_millis(200);
+    let retry = Duration::from_millis(300);
+    let q: RedisQueue<u32> = RedisQueue::builder(&p.url(), "silent")
+        .io_timeout(io)
+        .retry_for(retry)
+        .open()
+        .unwrap();
+    q.put_many(vec![1, 2, 3]).unwrap();
+    let d = q.get_delivery_timeout(LONG).unwrap();
+    p.go_silent();
+    // A reconnect may take the connect timeout plus the I/O timeout.
+    let bound = retry + 3 * io + Duration::from_millis(500);
+    let timed = |what: &str, f: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        assert!(f(), "{what}: not an Unavailable error");
+        let took = start.elapsed();
+        assert!(took < bound, "{what} took {took:?}");
+    };
+    use RedisGetError as G;
+    timed("get_timeout", &|| {
+        matches!(
+            q.get_timeout(Duration::from_millis(50)),
+            Err(G::Unavailable(_))
+        )
+    });
+    timed("try_get", &|| matches!(q.try_get(), Err(G::Unavailable(_))));
+    timed("get", &|| matches!(q.get(), Err(G::Unavailable(_))));
+    timed("get_many", &|| {
+        matches!(q.get_many(5), Err(G::Unavailable(_)))
+    });
+    timed("put", &|| {
+        matches!(q.put(4), Err(RedisPutError::Unavailable { .. }))
+    });
+    timed("try_put", &|| {
+        matches!(q.try_put(4), Err(RedisPutError::Unavailable { .. }))
+    });
+    timed("put_many", &|| {
+        matches!(
+            q.put_many(vec![4, 5]),
+            Err(RedisPutError::Unavailable { .. })
+        )
+    });
+    timed("ack", &|| {
+        matches!(q.ack(&d.id), Err(RedisAckError::Unavailable(_)))
+    });
+    timed("len", &|| q.len().is_err());
+    timed("join", &|| q.join().is_err());
+    timed("close", &|| q.close().is_err());
+    timed("is_closed", &|| q.is_closed().is_err());
+    timed("dead_letters", &|| q.dead_letters(10).is_err());
+    timed("try_clone", &|| q.try_clone().is_err());
+    // And all is well once it answers again.
+    p.pass();
+    assert!(q.len().is_ok());
+}
