@@ -216,3 +216,100 @@ fn every_call_is_bounded_against_a_server_that_never_answers() {
     p.pass();
     assert!(q.len().is_ok());
 }
+
+/// An entry someone else wrote with thousands of fields is reported as
+/// malformed, then dead-lettered like any other; it must not wedge the
+/// take script.
+#[test]
+fn an_entry_with_thousands_of_fields_is_dead_lettered() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "many-fields")
+        .visibility_timeout(Duration::from_millis(1))
+        .max_deliveries(1)
+        .open()
+        .unwrap();
+    let mut args: Vec<Vec<u8>> = vec![b"XADD".to_vec(), q.stream_key().into(), b"*".to_vec()];
+    for i in 0..5000 {
+        args.push(format!("f{i}").into_bytes());
+        args.push(b"x".to_vec());
+    }
+    let refs: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+    assert!(s.cmd(&refs).starts_with('$'));
+    q.put(1).unwrap();
+    match q.get_timeout(LONG) {
+        Err(RedisGetError::Malformed { .. }) => {}
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    // Delivered once, so the next look dead-letters it.
+    assert_eq!(q.get_timeout(LONG).unwrap(), 1);
+    q.task_done().unwrap();
+    let dead = q.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].payload, None);
+    assert_eq!(q.unfinished_tasks().unwrap(), 0);
+}
+
+/// An item larger than the server takes (`proto-max-bulk-len`) is an
+/// error soon, the item handed back, and the queue still works.
+#[test]
+fn an_item_larger_than_the_server_takes_is_an_error() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    assert_eq!(
+        s.cmd(&[b"CONFIG", b"SET", b"proto-max-bulk-len", b"1mb"]),
+        "+OK\r\n"
+    );
+    let q: RedisQueue<Vec<u8>> = RedisQueue::builder(&s.url(), "huge")
+        .io_timeout(Duration::from_secs(1))
+        .retry_for(Duration::from_secs(2))
+        .open()
+        .unwrap();
+    let start = Instant::now();
+    match q.put(vec![7u8; 2 << 20]) {
+        Err(RedisPutError::Redis { value, .. }) => assert_eq!(value.len(), 2 << 20),
+        other => panic!("expected a Redis error, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    q.put(vec![1]).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), vec![1]);
+}
+
+/// Keys of the wrong type, a group deleted underneath: clear errors.
+#[test]
+fn keys_of_the_wrong_type_are_errors() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    // The stream key is a string before the queue is opened.
+    assert_eq!(s.cmd(&[b"SET", b"mpkit:{str}:stream", b"x"]), "+OK\r\n");
+    let e = RedisQueue::<u32>::open(&s.url(), "str").unwrap_err();
+    assert!(e.to_string().contains("WRONGTYPE"), "{e}");
+    // The dead-letter key is a list when an item is to be dead-lettered.
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "deadlist")
+        .visibility_timeout(Duration::from_millis(1))
+        .max_deliveries(1)
+        .open()
+        .unwrap();
+    assert_eq!(
+        s.cmd(&[b"RPUSH", q.dead_letter_key().as_bytes(), b"x"]),
+        ":1\r\n"
+    );
+    q.put(1).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 1);
+    let e = q.get_timeout(Duration::from_millis(500));
+    assert!(matches!(e, Err(RedisGetError::Redis(_))), "{e:?}");
+    // The group deleted underneath.
+    let g: RedisQueue<u32> = RedisQueue::open(&s.url(), "nogroup").unwrap();
+    g.put(1).unwrap();
+    assert_eq!(
+        s.cmd(&[b"XGROUP", b"DESTROY", g.stream_key().as_bytes(), b"mpkit"]),
+        ":1\r\n"
+    );
+    let e = g.get_timeout(Duration::from_millis(500));
+    assert!(matches!(e, Err(RedisGetError::Redis(_))), "{e:?}");
+    assert!(g.len().is_err());
+}

@@ -75,7 +75,9 @@ return n
 /// delivered elsewhere and idle for at least `ARGV[3]` ms (`XAUTOCLAIM`,
 /// which counts a delivery), moving any whose delivery count passes
 /// `ARGV[4]` to the dead-letter stream instead (with fields `id` and
-/// `deliveries` before its own); if none, new entries (`XREADGROUP`, no
+/// `deliveries` before its own; of an entry with over 500 fields, which
+/// Lua could not pass on, only `v` and `dropped_fields`, their number); if
+/// none, new entries (`XREADGROUP`, no
 /// blocking). Returns `{closed, {{id, fields, deliveries}, ...}}`.
 pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -95,6 +97,18 @@ for _, e in ipairs(claimed[2]) do
     if p[1] then n = p[1][4] end
     if n > max then
         local fields = e[2] or {}
+        if #fields > 1000 then
+            -- Not one of ours, and too many for unpack: keep `v`, if any.
+            local keep = {'dropped_fields', math.floor(#fields / 2)}
+            for i = 1, #fields - 1, 2 do
+                if fields[i] == 'v' then
+                    table.insert(keep, 'v')
+                    table.insert(keep, fields[i + 1])
+                    break
+                end
+            end
+            fields = keep
+        end
         redis.call('XADD', KEYS[3], '*', 'id', id, 'deliveries', n, unpack(fields))
         redis.call('XACK', KEYS[1], ARGV[1], id)
         redis.call('XDEL', KEYS[1], id)
