@@ -14,6 +14,23 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// A Lua function for scripts that need the group's count of delivered,
+/// unacknowledged entries: from `XINFO GROUPS`, which costs the same
+/// however many consumers the group has ever had (the summary form of
+/// `XPENDING` walks all of them, and every handle is a consumer).
+const PENDING: &str = r#"
+local function pending(stream, group)
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+        local name, n
+        for i = 1, #g - 1, 2 do
+            if g[i] == 'name' then name = g[i + 1] elseif g[i] == 'pending' then n = g[i + 1] end
+        end
+        if name == group then return n end
+    end
+    error({err = 'NOGROUP the consumer group ' .. group .. ' of ' .. stream .. ' is gone'})
+end
+"#;
+
 /// Creates the stream and its group if missing, records the settings the
 /// first opener gives (later openers keep them), and returns the settings
 /// in force: `maxsize`, `visibility_ms`, `max_deliveries`.
@@ -43,7 +60,8 @@ return redis.call('HMGET', KEYS[2], 'maxsize', 'visibility_ms', 'max_deliveries'
 /// number is already there (a retry after its reply was lost) adds nothing
 /// and returns what the first one added.
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{PENDING}{}",
         r#"
 if redis.call('EXISTS', KEYS[2]) == 0 then
     return redis.error_reply('NOQUEUE the queue is gone from the server (restarted without its data, or its keys were deleted)')
@@ -58,7 +76,7 @@ if meta[1] == '1' then return -1 end
 local n = #ARGV - 3
 local max = tonumber(meta[2]) or 0
 if max > 0 then
-    local queued = redis.call('XLEN', KEYS[1]) - redis.call('XPENDING', KEYS[1], ARGV[1])[1]
+    local queued = redis.call('XLEN', KEYS[1]) - pending(KEYS[1], ARGV[1])
     if max - queued < n then n = max - queued end
 end
 if n <= 0 then return 0 end
@@ -68,7 +86,7 @@ end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ' ' .. n)
 return n
 "#,
-    )
+    ))
 });
 
 /// Takes up to `ARGV[5]` entries for consumer `ARGV[2]`: first those
@@ -149,9 +167,10 @@ return missed
 
 /// `{entries in the stream, of those delivered and not acknowledged}`.
 pub(crate) static STATS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{PENDING}{}",
         r#"
-return {redis.call('XLEN', KEYS[1]), redis.call('XPENDING', KEYS[1], ARGV[1])[1]}
+return {redis.call('XLEN', KEYS[1]), pending(KEYS[1], ARGV[1])}
 "#,
-    )
+    ))
 });
