@@ -351,3 +351,56 @@ fn a_bounded_put_does_not_slow_down_with_many_past_consumers() {
         "with 100 000 past consumers {many:?}, with one {few:?}"
     );
 }
+
+/// The server's state letter in /proc (`T` when stopped).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Sends `sig` to the test's own server, and waits until it is in the
+/// state that signal makes.
+fn signal_server(s: &RedisServer, sig: i32, stopped: bool) {
+    let pid = s.pid().unwrap();
+    // SAFETY: kill(2) with the pid of the server this test started.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+    let want = |c: Option<char>| (c == Some('T')) == stopped;
+    assert!(common::eventually(LONG, || want(proc_state(pid))));
+}
+
+/// A server stopped (SIGSTOP) mid-put: the put gives up within its bound
+/// and hands the item back; whatever of its attempts the server runs once
+/// it continues adds the item at most once. A get is bounded the same.
+#[test]
+fn a_put_to_a_stopped_server_is_bounded_and_adds_at_most_once() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let io = Duration::from_millis(100);
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "stopped")
+        .io_timeout(io)
+        .retry_for(Duration::from_millis(500))
+        .open()
+        .unwrap();
+    q.put(1).unwrap();
+    q.get_timeout(LONG).unwrap();
+    q.task_done().unwrap();
+    signal_server(&s, libc::SIGSTOP, true);
+    let start = Instant::now();
+    let put = q.put(2);
+    let took = start.elapsed();
+    let get = q.get_timeout(Duration::from_millis(50));
+    signal_server(&s, libc::SIGCONT, false);
+    assert!(
+        matches!(put, Err(RedisPutError::Unavailable { value: 2, .. })),
+        "{put:?}"
+    );
+    assert!(took < Duration::from_secs(2), "put took {took:?}");
+    assert!(matches!(get, Err(RedisGetError::Unavailable(_))), "{get:?}");
+    // Every connection the handle dropped is read and closed by the
+    // server: only the one asking is left.
+    assert!(common::eventually(LONG, || s
+        .cmd(&[b"INFO", b"clients"])
+        .contains("connected_clients:1\r\n")));
+    let len = xlen(&s, &q);
+    assert!(len == ":0\r\n" || len == ":1\r\n", "XLEN {len}");
+}
