@@ -404,3 +404,42 @@ fn a_put_to_a_stopped_server_is_bounded_and_adds_at_most_once() {
     let len = xlen(&s, &q);
     assert!(len == ":0\r\n" || len == ":1\r\n", "XLEN {len}");
 }
+
+/// Puts into a bounded queue from one process, all at once with its
+/// siblings, until it is full; returns how many it put.
+fn fill((q, start): (RedisQueue<u32>, mpkit::sync::Barrier)) -> u32 {
+    start.wait_timeout(LONG).unwrap();
+    let mut put = 0;
+    for i in 0..1000 {
+        match q.try_put(i) {
+            Ok(()) => put += 1,
+            Err(RedisPutError::Full(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    put
+}
+
+/// `maxsize` holds exactly with producers in several processes racing to
+/// fill the queue.
+#[test]
+fn maxsize_is_exact_with_producers_in_several_processes() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "race")
+        .maxsize(301)
+        .open()
+        .unwrap();
+    let start = mpkit::sync::Barrier::new(4).unwrap();
+    let producers: Vec<_> = (0..4)
+        .map(|_| {
+            let args = (q.try_clone().unwrap(), start.try_clone().unwrap());
+            mpkit::Process::spawn(fill, args).unwrap()
+        })
+        .collect();
+    let total: u32 = producers.into_iter().map(|p| p.join().unwrap()).sum();
+    assert_eq!(total, 301);
+    assert_eq!(xlen(&s, &q), ":301\r\n");
+    assert_eq!(q.len().unwrap(), 301);
+    assert!(matches!(q.try_put(0), Err(RedisPutError::Full(0))));
+}

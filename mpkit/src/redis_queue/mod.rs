@@ -340,7 +340,10 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
 
     /// Puts every item, in order, waiting for room as needed; up to 1000
     /// items go to the server in one script. On error the items not put
-    /// are handed back.
+    /// are handed back. Not atomic as a whole: a producer that dies (or
+    /// is killed) meanwhile leaves the items before some point in the
+    /// queue and none after it; consumers may take the first while later
+    /// ones are still being put.
     pub fn put_many(&self, items: Vec<T>) -> Result<(), RedisPutError<Vec<T>>> {
         let mut encoded = Vec::with_capacity(items.len());
         for item in &items {
