@@ -504,3 +504,35 @@ fn consumers_of_finished_handles_do_not_pile_up() {
         .unwrap();
     assert!(consumers <= 2, "{consumers} consumers left in the group");
 }
+
+/// An item whose consumer is gone is delivered again once it has been
+/// idle for the visibility timeout, even while older items cycle through
+/// redelivery. Before the fix every take started its `XAUTOCLAIM` scan at
+/// the oldest pending entry and looked at 10 entries per item asked for,
+/// so 10 older entries just redelivered hid the 11th: it stayed pending
+/// for as long as they kept being taken.
+#[test]
+fn a_timed_out_item_behind_ten_busy_ones_is_delivered_again() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let v = Duration::from_millis(400);
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "behind")
+        .visibility_timeout(v)
+        .max_deliveries(100)
+        .open()
+        .unwrap();
+    q.put_many((1..=11).collect()).unwrap();
+    let first = q.try_clone().unwrap();
+    assert_eq!(first.get_many(10).unwrap(), (1..=10).collect::<Vec<_>>());
+    let gone = q.try_clone().unwrap();
+    assert_eq!(gone.get_timeout(LONG).unwrap(), 11);
+    drop(gone);
+    // After the timeout the ten come back, one get each, oldest first.
+    let again: Vec<u32> = (0..10).map(|_| q.get_timeout(LONG).unwrap()).collect();
+    assert_eq!(again, (1..=10).collect::<Vec<_>>());
+    // 11 has been idle at least as long as they had; they are busy again.
+    match q.get_delivery_timeout(v / 2) {
+        Ok(d) => assert_eq!((d.value, d.deliveries), (11, 2)),
+        Err(e) => panic!("item 11 not delivered again: {e}"),
+    }
+}

@@ -111,6 +111,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisBuilder<T, C> {
             put_seq: AtomicU64::new(0),
             buffer: Mutex::new(VecDeque::new()),
             taken: Mutex::new(VecDeque::new()),
+            claim_from: Mutex::new("0-0".to_string()),
             _t: PhantomData,
         })
     }

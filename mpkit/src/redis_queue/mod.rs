@@ -51,9 +51,12 @@
 //!   stays in the stream, pending under the consumer that took it, until
 //!   [`task_done`](RedisQueue::task_done) or [`ack`](RedisQueue::ack).
 //!   One left pending for the visibility timeout (its consumer died, hung,
-//!   lost its connection, or is slow) is delivered again to the next
-//!   consumer that looks (`XAUTOCLAIM`), with its delivery count raised
-//!   ([`Delivery::deliveries`]). An item whose next delivery would pass
+//!   lost its connection, or is slow) is delivered again to a consumer
+//!   that looks (`XAUTOCLAIM`), with its delivery count raised
+//!   ([`Delivery::deliveries`]). A look scans 10 pending entries per item
+//!   asked for, each handle going on where its last look stopped: behind
+//!   many busy items it is found within a few looks, not always the
+//!   first. An item whose next delivery would pass
 //!   `max_deliveries` goes to the dead-letter stream instead
 //!   ([`dead_letters`](RedisQueue::dead_letters)), and counts as done.
 //! - **What can be delivered twice**: an item whose consumer did not
@@ -224,6 +227,9 @@ pub struct RedisQueue<T, C = Postcard> {
     buffer: Mutex<VecDeque<Raw>>,
     /// Ids returned by gets and not yet acknowledged, oldest first.
     taken: Mutex<VecDeque<String>>,
+    /// Where the next scan for timed-out entries starts (`0-0`: at the
+    /// oldest pending entry); each scan goes on from the last.
+    claim_from: Mutex<String>,
     _t: Marker<T, C>,
 }
 
@@ -500,6 +506,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<(bool, Vec<Raw>), RedisGetError> {
+        let mut claim_from = self.claim_from.lock().unwrap_or_else(|p| p.into_inner());
         let reply: Value = self.conn.call(deadline, Duration::ZERO, |con| {
             scripts::TAKE
                 .key(&self.keys.stream)
@@ -510,15 +517,22 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
                 .arg(self.visibility.as_millis() as u64)
                 .arg(self.max_deliveries)
                 .arg(max)
+                .arg(claim_from.as_str())
                 .invoke(con)
         })?;
         let bad = || RedisGetError::Redis(bad_reply("take script", format!("{reply:?}")));
         let Value::Array(parts) = &reply else {
             return Err(bad());
         };
-        let [Value::Int(closed), Value::Array(entries)] = parts.as_slice() else {
+        let [
+            Value::Int(closed),
+            Value::Array(entries),
+            Value::BulkString(next),
+        ] = parts.as_slice()
+        else {
             return Err(bad());
         };
+        *claim_from = String::from_utf8(next.clone()).map_err(|_| bad())?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             match e {

@@ -96,7 +96,11 @@ return n
 /// `deliveries` before its own; of an entry with over 500 fields, which
 /// Lua could not pass on, only `v` and `dropped_fields`, their number); if
 /// none, new entries (`XREADGROUP`, no
-/// blocking). Returns `{closed, {{id, fields, deliveries}, ...}}`.
+/// blocking). The scan for idle entries starts at `ARGV[6]`, where this
+/// handle's last one stopped (`XAUTOCLAIM` looks at 10 entries per entry
+/// asked for: always starting at `0-0`, busy old entries would hide idle
+/// newer ones). Returns `{closed, {{id, fields, deliveries}, ...}, next
+/// scan start}`.
 pub(crate) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -107,7 +111,7 @@ local closed = redis.call('HGET', KEYS[2], 'closed') == '1'
 local count = tonumber(ARGV[5])
 local max = tonumber(ARGV[4])
 local out = {}
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', count)
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[6], 'COUNT', count)
 for _, e in ipairs(claimed[2]) do
     local id = e[1]
     local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
@@ -142,7 +146,7 @@ if #out == 0 then
         end
     end
 end
-return {closed and 1 or 0, out}
+return {closed and 1 or 0, out, claimed[1]}
 "#,
     )
 });
