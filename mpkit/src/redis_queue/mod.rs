@@ -67,6 +67,10 @@
 //!   new connection and adds nothing the second time; a put that gives up
 //!   reports [`RedisPutError::Unavailable`] with its items, which may or
 //!   may not have been added: putting them again may add them twice.
+//! - The visibility timeout is measured by the server, on its clock (an
+//!   entry's idle time): clients' clocks do not matter, but a jump of the
+//!   server's wall clock moves redeliveries (forward: sooner, so an item
+//!   still being worked on can be delivered twice; back: later).
 //! - Order: items are delivered in put order, except redeliveries, which
 //!   come before newer items.
 //!
