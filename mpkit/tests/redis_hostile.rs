@@ -539,3 +539,37 @@ fn a_timed_out_item_behind_ten_busy_ones_is_delivered_again() {
     let want: Vec<(u32, u64)> = (1..=11).map(|v| (v, 2)).collect();
     assert_eq!(again, want, "item 11 not delivered again in turn");
 }
+
+/// A delivery count someone else set to the largest a stream keeps
+/// (`XCLAIM … RETRYCOUNT`): the item is dead-lettered, and the dead
+/// letters stay readable.
+#[test]
+fn a_huge_delivery_count_is_dead_lettered_and_readable() {
+    let _w = watchdog(60);
+    let Some(s) = server() else { return };
+    let q: RedisQueue<u32> = RedisQueue::builder(&s.url(), "count")
+        .visibility_timeout(Duration::from_millis(1))
+        .max_deliveries(5)
+        .open()
+        .unwrap();
+    q.put(1).unwrap();
+    let d = q.get_delivery_timeout(LONG).unwrap();
+    let claim = s.cmd(&[
+        b"XCLAIM",
+        q.stream_key().as_bytes(),
+        b"mpkit",
+        q.consumer().as_bytes(),
+        b"0",
+        d.id.as_bytes(),
+        b"RETRYCOUNT",
+        b"9223372036854775807",
+    ]);
+    assert!(claim.starts_with('*'), "{claim}");
+    // A look once it is idle finds it past max_deliveries.
+    let got = q.get_timeout(Duration::from_millis(300));
+    assert!(matches!(got, Err(RedisGetError::Empty)), "{got:?}");
+    let dead = q.dead_letters(10).unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].id, d.id);
+    assert!(dead[0].deliveries > 5, "{dead:?}");
+}

@@ -117,6 +117,9 @@ for _, e in ipairs(claimed[2]) do
     local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
     local n = 0
     if p[1] then n = p[1][4] end
+    -- Redis keeps the count unsigned and reports it signed: one past
+    -- 2^63 - 1 (set with XCLAIM RETRYCOUNT) reads as negative.
+    if n < 0 then n = n + 18446744073709551616 end
     if n > max then
         local fields = e[2] or {}
         if #fields > 1000 then
@@ -131,7 +134,7 @@ for _, e in ipairs(claimed[2]) do
             end
             fields = keep
         end
-        redis.call('XADD', KEYS[3], '*', 'id', id, 'deliveries', n, unpack(fields))
+        redis.call('XADD', KEYS[3], '*', 'id', id, 'deliveries', string.format('%.0f', n), unpack(fields))
         redis.call('XACK', KEYS[1], ARGV[1], id)
         redis.call('XDEL', KEYS[1], id)
     else
