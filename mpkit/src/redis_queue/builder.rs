@@ -40,9 +40,10 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisBuilder<T, C> {
     }
 
     /// How long an item may stay delivered and unacknowledged before it is
-    /// delivered to another consumer (default 30 s, at least 1 ms).
+    /// delivered to another consumer (default 30 s, at least 1 ms, at most
+    /// 2^53 ms, some 285 000 years: `Duration::MAX` means never).
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
-        self.visibility = timeout.max(Duration::from_millis(1));
+        self.visibility = timeout.clamp(Duration::from_millis(1), super::VISIBILITY_MAX);
         self
     }
 
@@ -105,10 +106,12 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisBuilder<T, C> {
             keys,
             consumer: consumer_name(),
             maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
-            visibility: visibility.max(Duration::from_millis(1)),
+            visibility: visibility.clamp(Duration::from_millis(1), super::VISIBILITY_MAX),
             max_deliveries,
+            put_seq: AtomicU64::new(0),
             buffer: Mutex::new(VecDeque::new()),
             taken: Mutex::new(VecDeque::new()),
+            claim_from: Mutex::new("0-0".to_string()),
             _t: PhantomData,
         })
     }
@@ -120,6 +123,7 @@ pub(super) struct Keys {
     pub(super) stream: String,
     pub(super) meta: String,
     pub(super) dead: String,
+    pub(super) puts: String,
 }
 
 impl Keys {
@@ -128,6 +132,7 @@ impl Keys {
             stream: format!("mpkit:{{{name}}}:stream"),
             meta: format!("mpkit:{{{name}}}:meta"),
             dead: format!("mpkit:{{{name}}}:dead"),
+            puts: format!("mpkit:{{{name}}}:puts"),
         }
     }
 }

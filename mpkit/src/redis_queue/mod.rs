@@ -26,11 +26,14 @@
 //! ```
 //!
 //! # Anatomy
-//! A queue named `N` is three keys (`{N}` is a hash tag: all three live in
+//! A queue named `N` is four keys (`{N}` is a hash tag: all four live in
 //! one slot): the stream `mpkit:{N}:stream`, one entry per item with one
 //! field `v` holding the codec's bytes; the hash `mpkit:{N}:meta` (its
-//! settings, set by the first opener, and the `closed` flag); and the
-//! dead-letter stream `mpkit:{N}:dead`. Consumers read through the
+//! settings, set by the first opener, and the `closed` flag); the
+//! dead-letter stream `mpkit:{N}:dead`; and the hash `mpkit:{N}:puts`,
+//! one short field per handle that has put (its last put's number, which
+//! makes a retried put add nothing again; delete it while no producer
+//! runs to reclaim the fields of handles long gone). Consumers read through the
 //! consumer group `mpkit`, each handle as its own consumer
 //! (`host-pid-n-…`). Puts, takes and acknowledgements are Lua scripts, so
 //! each is atomic on the server.
@@ -48,17 +51,26 @@
 //!   stays in the stream, pending under the consumer that took it, until
 //!   [`task_done`](RedisQueue::task_done) or [`ack`](RedisQueue::ack).
 //!   One left pending for the visibility timeout (its consumer died, hung,
-//!   lost its connection, or is slow) is delivered again to the next
-//!   consumer that looks (`XAUTOCLAIM`), with its delivery count raised
-//!   ([`Delivery::deliveries`]). An item whose next delivery would pass
+//!   lost its connection, or is slow) is delivered again to a consumer
+//!   that looks (`XAUTOCLAIM`), with its delivery count raised
+//!   ([`Delivery::deliveries`]). A look scans 10 pending entries per item
+//!   asked for, each handle going on where its last look stopped: behind
+//!   many busy items it is found within a few looks, not always the
+//!   first. An item whose next delivery would pass
 //!   `max_deliveries` goes to the dead-letter stream instead
 //!   ([`dead_letters`](RedisQueue::dead_letters)), and counts as done.
 //! - **What can be delivered twice**: an item whose consumer did not
 //!   acknowledge it within the visibility timeout — including one whose
 //!   work was done and whose `task_done` came too late or was lost with
 //!   the connection. Make the work idempotent, or the visibility timeout
-//!   longer than the work. A put retried after a lost reply may add the
-//!   item twice (it reports [`RedisPutError::Unavailable`], never `Ok`).
+//!   longer than the work. A put whose reply was lost is retried on a
+//!   new connection and adds nothing the second time; a put that gives up
+//!   reports [`RedisPutError::Unavailable`] with its items, which may or
+//!   may not have been added: putting them again may add them twice.
+//! - The visibility timeout is measured by the server, on its clock (an
+//!   entry's idle time): clients' clocks do not matter, but a jump of the
+//!   server's wall clock moves redeliveries (forward: sooner, so an item
+//!   still being worked on can be delivered twice; back: later).
 //! - Order: items are delivered in put order, except redeliveries, which
 //!   come before newer items.
 //!
@@ -91,6 +103,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -123,6 +136,9 @@ const POLL_MAX: Duration = Duration::from_millis(50);
 /// The longest a get blocks in the server before it looks for timed-out
 /// items and `close` again.
 const BLOCK_MAX: Duration = Duration::from_millis(500);
+/// The longest visibility timeout: 2^53 ms, exact in Lua's numbers and
+/// far inside what `XAUTOCLAIM` accepts (a signed 64-bit count of ms).
+const VISIBILITY_MAX: Duration = Duration::from_millis(1 << 53);
 
 /// An item with what the queue knows of its delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,11 +223,17 @@ pub struct RedisQueue<T, C = Postcard> {
     maxsize: usize,
     visibility: Duration,
     max_deliveries: u64,
+    /// The number of this handle's next put script, so that a retried
+    /// script is recognised and adds nothing again.
+    put_seq: AtomicU64,
     /// Entries taken from the server and not yet returned: what follows an
     /// entry that did not decode in a batch.
     buffer: Mutex<VecDeque<Raw>>,
     /// Ids returned by gets and not yet acknowledged, oldest first.
     taken: Mutex<VecDeque<String>>,
+    /// Where the next scan for timed-out entries starts (`0-0`: at the
+    /// oldest pending entry); each scan goes on from the last.
+    claim_from: Mutex<String>,
     _t: Marker<T, C>,
 }
 
@@ -328,7 +350,10 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
 
     /// Puts every item, in order, waiting for room as needed; up to 1000
     /// items go to the server in one script. On error the items not put
-    /// are handed back.
+    /// are handed back. Not atomic as a whole: a producer that dies (or
+    /// is killed) meanwhile leaves the items before some point in the
+    /// queue and none after it; consumers may take the first while later
+    /// ones are still being put.
     pub fn put_many(&self, items: Vec<T>) -> Result<(), RedisPutError<Vec<T>>> {
         let mut encoded = Vec::with_capacity(items.len());
         for item in &items {
@@ -359,11 +384,13 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         let mut pause = Duration::from_millis(1);
         while added < payloads.len() {
             let chunk = &payloads[added..payloads.len().min(added + PUT_CHUNK)];
+            let seq = self.put_seq.fetch_add(1, Ordering::Relaxed);
             let n: i64 = self
                 .conn
                 .call(deadline, Duration::ZERO, |con| {
                     let mut call = scripts::PUT.key(&self.keys.stream);
-                    call.key(&self.keys.meta).arg(GROUP);
+                    call.key(&self.keys.meta).key(&self.keys.puts);
+                    call.arg(GROUP).arg(&self.consumer).arg(seq);
                     for p in chunk {
                         call.arg(p.as_slice());
                     }
@@ -483,6 +510,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<(bool, Vec<Raw>), RedisGetError> {
+        let mut claim_from = self.claim_from.lock().unwrap_or_else(|p| p.into_inner());
         let reply: Value = self.conn.call(deadline, Duration::ZERO, |con| {
             scripts::TAKE
                 .key(&self.keys.stream)
@@ -493,15 +521,22 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
                 .arg(self.visibility.as_millis() as u64)
                 .arg(self.max_deliveries)
                 .arg(max)
+                .arg(claim_from.as_str())
                 .invoke(con)
         })?;
         let bad = || RedisGetError::Redis(bad_reply("take script", format!("{reply:?}")));
         let Value::Array(parts) = &reply else {
             return Err(bad());
         };
-        let [Value::Int(closed), Value::Array(entries)] = parts.as_slice() else {
+        let [
+            Value::Int(closed),
+            Value::Array(entries),
+            Value::BulkString(next),
+        ] = parts.as_slice()
+        else {
             return Err(bad());
         };
+        *claim_from = String::from_utf8(next.clone()).map_err(|_| bad())?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             match e {
@@ -628,18 +663,38 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
             }
             taken.drain(..n).collect()
         };
-        self.ack_ids(&ids)
+        let result = self.ack_ids(&ids);
+        if matches!(
+            result,
+            Err(RedisAckError::Unavailable(_) | RedisAckError::Redis(_))
+        ) {
+            // Not acknowledged (or not known to be): the next task_done
+            // is for these again, not for items whose work is not done.
+            let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids.into_iter().rev() {
+                taken.push_front(id);
+            }
+        }
+        result
     }
 
     /// Acknowledges the entry `id` (a [`Delivery::id`], or the id in a
     /// [`RedisGetError::Decode`] to finish with an entry that will never
     /// decode).
     pub fn ack(&self, id: &str) -> Result<(), RedisAckError> {
-        self.taken
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|t| t != id);
-        self.ack_ids(&[id.to_string()])
+        let result = self.ack_ids(&[id.to_string()]);
+        if !matches!(
+            result,
+            Err(RedisAckError::Unavailable(_) | RedisAckError::Redis(_))
+        ) {
+            // Kept when the server may not have it: a later task_done
+            // acknowledges it.
+            self.taken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|t| t != id);
+        }
+        result
     }
 
     fn ack_ids(&self, ids: &[String]) -> Result<(), RedisAckError> {
