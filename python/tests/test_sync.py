@@ -116,8 +116,10 @@ def pool_init_all(*objs):
 def pool_use_all(_):
     lock, rlock, sem, bsem, ev, cond, barrier, value, array, raw, rarr = _pool_objs
     with lock, rlock, rlock, sem, bsem, cond:
-        pass
-    return (ev.is_set(), sem.get_value(), barrier.parties, value.value, array[:],
+        # Read under `lock`: every worker takes `sem` only while holding
+        # `lock`, so here it holds exactly our one permit of two.
+        permits_left = sem.get_value()
+    return (ev.is_set(), permits_left, barrier.parties, value.value, array[:],
             raw.value, rarr[1], lock.name)
 
 
@@ -278,7 +280,7 @@ def test_every_class_travels_in_pool_initargs(method):
     objs[4].set()
     with ctx(method).Pool(2, initializer=pool_init_all, initargs=objs) as pool:
         got = pool.map(pool_use_all, range(4))
-    assert got == [(True, 2, 3, 5, [1.5, 2.5], -3, 98, objs[0].name)] * 4
+    assert got == [(True, 1, 3, 5, [1.5, 2.5], -3, 98, objs[0].name)] * 4
 
 
 def test_objects_work_after_a_bare_fork():
