@@ -18,4 +18,5 @@ pub(crate) mod atomic_copy;
 pub(crate) mod cell;
 pub(crate) mod element;
 pub(crate) mod segment;
+pub(crate) mod shm_error;
 pub(crate) mod spin;

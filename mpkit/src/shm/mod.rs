@@ -53,7 +53,7 @@ use std::os::fd::AsFd;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub(crate) use crate::base::segment::{
-    Elem, HEADER_SIZE, Header, Segment, Spec, align_up, segment_object,
+    Elem, HEADER_SIZE, Header, Segment, Spec, TRUNCATED, align_up, segment_object,
 };
 pub use crate::base::segment::{LAYOUT_VERSION, ObjectKind, ShmError};
 pub use raw::{AtomicElement, RawArray, RawValue};
@@ -201,9 +201,26 @@ impl SharedMemory {
         }
     }
 
+    /// [`ShmError::Corrupt`] once another process has truncated the
+    /// block's file: the bytes past its new end are gone, and this process
+    /// sees zeros in the whole block from the first access past it on.
+    fn intact(&self) -> Result<(), ShmError> {
+        if self.seg.truncated() {
+            return Err(ShmError::Corrupt(TRUNCATED.to_string()));
+        }
+        Ok(())
+    }
+
     /// Copies `buf.len()` bytes starting at `offset` into `buf` (atomic
-    /// word accesses, no lock; see the type's docs).
+    /// word accesses, no lock; see the type's docs). [`ShmError::Corrupt`]
+    /// when another process truncated the block's file (then `buf` holds
+    /// zeros where the bytes are gone).
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
+        self.copy_out(offset, buf)?;
+        self.intact()
+    }
+
+    fn copy_out(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
         self.bounds(offset, buf.len())?;
         // SAFETY: the range is in bounds (checked). The mapping starts on a
         // page and spans whole pages, so the aligned words around the
@@ -218,7 +235,8 @@ impl SharedMemory {
     }
 
     /// Copies `data` into the block at `offset` (atomic word accesses, no
-    /// lock; see the type's docs).
+    /// lock; see the type's docs). [`ShmError::Corrupt`] when another
+    /// process truncated the block's file (the data reached no one).
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
         self.bounds(offset, data.len())?;
         // SAFETY: as in `read`; the mapping is writable, and the bytes of a
@@ -226,14 +244,15 @@ impl SharedMemory {
         unsafe {
             crate::base::atomic_copy::copy_to_shared(self.seg.base().as_ptr().add(offset), data)
         };
-        Ok(())
+        self.intact()
     }
 
     /// A copy of the whole block (as [`read`](Self::read): not a snapshot
-    /// while others write).
+    /// while others write; zeros where another process truncated the file,
+    /// which `read` reports).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = vec![0; self.size()];
-        self.read(0, &mut v).expect("whole block is in bounds");
+        self.copy_out(0, &mut v).expect("whole block is in bounds");
         v
     }
 

@@ -59,7 +59,7 @@ use std::sync::atomic::{Ordering, compiler_fence, fence};
 use std::time::Duration;
 
 use crate::base::cell::MutexCell;
-use crate::base::segment::{Elem, ObjectKind, Segment, ShmError};
+use crate::base::segment::{Elem, ObjectKind, Segment, ShmError, TRUNCATED};
 use crate::sys::{self, Deadline};
 use layout::*;
 pub(crate) use layout::{ring_capacity, spec};
@@ -289,6 +289,13 @@ impl Ring {
             member_hint: std::sync::atomic::AtomicU32::new(0),
             seg,
         })
+    }
+
+    /// Why every operation fails from now on, when another process
+    /// truncated the segment (whatever the operation did, it did on zeros).
+    #[inline(always)]
+    pub(super) fn truncated(&self) -> Option<String> {
+        self.seg.truncated().then(|| TRUNCATED.to_string())
     }
 
     pub(crate) fn segment(&self) -> &Segment {

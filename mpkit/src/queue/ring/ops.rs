@@ -82,7 +82,9 @@ impl Ring {
         wait: W,
     ) -> Result<(), PutFail<W::GaveUp>> {
         if self.try_put_leased(msg) {
-            return Ok(());
+            return self
+                .truncated()
+                .map_or(Ok(()), |why| Err(PutFail::Corrupt(why)));
         }
         self.put(&[msg], wait).map(|_| ())
     }
@@ -125,7 +127,9 @@ impl Ring {
         mut sink: impl FnMut(&[u8]),
     ) -> Result<(), GetFail<W::GaveUp>> {
         if self.try_get_leased(&mut sink) {
-            return Ok(());
+            return self
+                .truncated()
+                .map_or(Ok(()), |why| Err(GetFail::Corrupt(why)));
         }
         self.get(1, wait, &mut |bytes| {
             sink(bytes);
@@ -192,6 +196,17 @@ impl Ring {
     /// while not even the first fits. Returns how many were put.
     #[inline]
     pub(crate) fn put<W: Waiting>(
+        &self,
+        messages: &[&[u8]],
+        wait: W,
+    ) -> Result<usize, PutFail<W::GaveUp>> {
+        let put = self.put_untruncated(messages, wait);
+        self.truncated()
+            .map_or(put, |why| Err(PutFail::Corrupt(why)))
+    }
+
+    #[inline(always)]
+    fn put_untruncated<W: Waiting>(
         &self,
         messages: &[&[u8]],
         wait: W,
@@ -334,6 +349,18 @@ impl Ring {
     /// batch is taken whatever it returns (so a batch is never empty).
     #[inline]
     pub(crate) fn get<W: Waiting>(
+        &self,
+        max: usize,
+        wait: W,
+        sink: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<usize, GetFail<W::GaveUp>> {
+        let got = self.get_untruncated(max, wait, sink);
+        self.truncated()
+            .map_or(got, |why| Err(GetFail::Corrupt(why)))
+    }
+
+    #[inline(always)]
+    fn get_untruncated<W: Waiting>(
         &self,
         max: usize,
         wait: W,

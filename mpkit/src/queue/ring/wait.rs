@@ -128,6 +128,10 @@ impl Ring {
         if ready() {
             return Ok(true);
         }
+        if self.seg.truncated() {
+            // Private zeros now: no other process would ever wake us.
+            return Err(io::Error::other(crate::base::segment::TRUNCATED));
+        }
         let woken = sys::futex_wait(&word.epoch, epoch, deadline)?;
         SWITCHED.set(true);
         match woken {

@@ -7,7 +7,8 @@
 //!   [`shm_unlink(3)`](https://man7.org/linux/man-pages/man3/shm_unlink.3.html)
 //! - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html),
 //!   [`munmap(2)`](https://man7.org/linux/man-pages/man2/munmap.2.html)
-//! - [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
+//! - [`ftruncate(2)`](https://man7.org/linux/man-pages/man2/ftruncate.2.html),
+//!   [`fallocate(2)`](https://man7.org/linux/man-pages/man2/fallocate.2.html)
 //! - [`fsetxattr(2)`](https://man7.org/linux/man-pages/man2/fsetxattr.2.html),
 //!   [`fgetxattr(2)`](https://man7.org/linux/man-pages/man2/fgetxattr.2.html),
 //!   [`xattr(7)`](https://man7.org/linux/man-pages/man7/xattr.7.html)
@@ -17,6 +18,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use super::errno::io_err;
+use super::fault::{self, FaultSlot};
 
 /// An anonymous shared-memory file (`memfd_create`, close-on-exec, sealable)
 /// of `len` bytes. The kernel frees it when the last descriptor and mapping
@@ -50,6 +52,19 @@ pub(crate) fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     rustix::fs::ftruncate(fd, len).map_err(io_err)
 }
 
+/// Allocates the first `len` bytes of a file (`posix_fallocate`: every
+/// page backed now), so that running out of room is `ENOSPC` here
+/// (`io::ErrorKind::StorageFull`) rather than `SIGBUS` at a page's first
+/// touch. Retried when a signal interrupts it.
+pub(crate) fn allocate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    loop {
+        match rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io_err),
+        }
+    }
+}
+
 /// The size of a file.
 pub(crate) fn file_len(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd).map_err(io_err)?.st_size as u64)
@@ -70,10 +85,16 @@ pub(crate) fn get_xattr(fd: BorrowedFd<'_>, name: &str, buf: &mut [u8]) -> io::R
 }
 
 /// A shared, read-write mapping of a file, unmapped on drop.
+///
+/// Registered with the `SIGBUS` handler (`fault.rs`) for its whole life: if
+/// another process truncates the file, an access past its new end finds
+/// private zeros instead of killing the process, and [`truncated`](Self::truncated)
+/// says so from then on.
 #[derive(Debug)]
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    slot: &'static FaultSlot,
 }
 
 // SAFETY: the mapping is plain memory shared with other processes; all access
@@ -108,7 +129,16 @@ impl Mapping {
         .map_err(io_err)?;
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        Ok(Mapping { ptr, len })
+        let slot = fault::register(ptr.as_ptr(), len);
+        Ok(Mapping { ptr, len, slot })
+    }
+
+    /// Whether the file was found truncated under this mapping (an access
+    /// past its end was turned into private zeros; see `fault.rs`). One
+    /// relaxed load: call it after each operation on the mapped memory.
+    #[inline]
+    pub(crate) fn truncated(&self) -> bool {
+        self.slot.truncated()
     }
 
     /// The start of the mapping (page-aligned).
@@ -124,6 +154,16 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Deregistered before unmapping: the handler never acts on a range
+        // that may already belong to another mapping.
+        let truncated = self.slot.truncated();
+        fault::deregister(self.slot);
+        if truncated {
+            // Left mapped (private zeros now, never a fault): a lock held
+            // when the file was cut is still on its thread's robust list,
+            // which glibc and the kernel walk later.
+            return;
+        }
         // SAFETY: ptr/len are exactly what mmap returned, unmapped once.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }

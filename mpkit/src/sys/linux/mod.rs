@@ -23,6 +23,7 @@
 //! | `futex.rs` | process-shared futex wait and wake |
 //! | `mutex.rs` | robust, process-shared pthread mutexes |
 //! | `mem.rs` | `memfd`, `shm_open`/`shm_unlink`, shared [`Mapping`]s, extended attributes |
+//! | `fault.rs` | the `SIGBUS` handler that survives a mapped file truncated by another process |
 //! | `msgq.rs` | System V and POSIX message queues |
 //! | `rand.rs` | random bytes from the kernel |
 //!
@@ -31,6 +32,7 @@
 
 mod errno;
 mod eventfd;
+mod fault;
 mod fd;
 mod futex;
 mod loader;

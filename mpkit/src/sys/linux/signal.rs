@@ -1,7 +1,10 @@
 //! Signals, as far as mpkit's own writes need them: `SIGPIPE`'s
 //! disposition, a write that turns a would-be `SIGPIPE` into `EPIPE`, and
 //! the range of real-time signal numbers. Handlers are signal-hook's
-//! business (the public `signal` module builds on it), never a hand-rolled `sigaction` here.
+//! business (the public `signal` module builds on it), never a hand-rolled `sigaction` here,
+//! with one exception: `fault.rs`'s `SIGBUS` handler, which must give a fault that is not
+//! mpkit's the default action (signal-hook would return from it, and the fault would recur
+//! forever).
 //!
 //! # References
 //! - [`signal(7)`](https://man7.org/linux/man-pages/man7/signal.7.html)
