@@ -349,12 +349,6 @@ def test_scribbling_under_blocked_callers_ends_each_wait():
     assert "PanicException" not in r.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a segment another process truncated kills the process with SIGBUS on the next "
-    "access (as multiprocessing.shared_memory does); catching it needs a SIGBUS handler "
-    "or a size check before every access, not a contained change",
-)
 def test_a_segment_truncated_by_another_process_is_an_error_not_sigbus():
     r = run_python(
         """

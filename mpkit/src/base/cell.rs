@@ -30,14 +30,35 @@
 //! checks (glibc follows the robust-list pointers stored in the mutex when
 //! it unlocks); on targets whose `pthread_mutex_t` layout mpkit does not
 //! know, nothing is checked.
+//!
+//! A mutex word rewritten to name a thread that does not exist looks held
+//! for good: the kernel hands a robust mutex on only when the thread it
+//! names dies holding it. So a waiter sleeps in slices of
+//! [`OWNER_RECHECK`], and after each (and at its deadline) asks `/proc`
+//! whether the named thread exists; when it does not, the waiter marks the
+//! mutex exactly as the kernel marks a dead holder's (`FUTEX_OWNER_DIED`,
+//! waiters bit kept, one waiter woken), and the lock is taken with
+//! owner-died, the same path as after a crashed holder: the caller is told
+//! the protected data may be half-written. A thread id reused by a live
+//! thread since counts as alive (waiting is safe, taking a held lock is
+//! not). Thread ids are per PID namespace: processes sharing a lock must
+//! share one (as for the semaphore's reclaim), or a holder in another
+//! could be taken for a missing thread.
 
 use std::cell::UnsafeCell;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use super::spin::{Poll, Spin};
 pub(crate) use crate::sys::MutexType;
 use crate::sys::{self, Deadline, MutexLock, RawMutex};
+
+/// How often a thread asleep on a held lock checks that the holder the
+/// mutex names is a thread that exists (see "Memory another process
+/// rewrote"): a blocked `lock` wakes this often, and a lock whose word
+/// names no thread is taken over this long after the wait began.
+const OWNER_RECHECK: Duration = Duration::from_millis(100);
 
 /// Bytes reserved for a [`MutexCell`] in a layout.
 pub(crate) const CELL_SIZE: usize = 64;
@@ -112,12 +133,25 @@ impl MutexCell {
                 // SAFETY: as above.
                 outcome = unsafe { sys::mutex_trylock(m) }?;
             }
-            if outcome == MutexLock::Busy {
+            // Then sleep, in slices of OWNER_RECHECK: a mutex word naming
+            // a thread that does not exist (another process wrote it) is
+            // never handed on by the kernel, which only acts for a thread
+            // that dies holding the mutex.
+            while outcome == MutexLock::Busy {
                 if self.wrong_kind(ty).is_some() {
                     return Err(LockError::Corrupt);
                 }
+                let slice = Instant::now() + OWNER_RECHECK;
+                let last = deadline.is_some_and(|d| d <= slice);
                 // SAFETY: as above.
-                outcome = unsafe { sys::mutex_lock(m, deadline) }?;
+                outcome = unsafe { sys::mutex_lock(m, if last { deadline } else { Some(slice) }) }?;
+                if outcome == MutexLock::Busy && self.mark_if_owner_gone() {
+                    // SAFETY: as above.
+                    outcome = unsafe { sys::mutex_trylock(m) }?;
+                }
+                if last {
+                    break;
+                }
             }
         }
         let died = match outcome {
@@ -145,6 +179,20 @@ impl MutexCell {
         self.depth.store(depth, Ordering::Relaxed);
         self.owner.store(me, Ordering::Relaxed);
         Ok(Some(died))
+    }
+
+    /// When the mutex names as its holder a thread that does not exist,
+    /// marks it abandoned as the kernel marks a dead holder's (the next
+    /// lock call takes it with `OwnerDied`); true when it did.
+    #[cold]
+    fn mark_if_owner_gone(&self) -> bool {
+        let m = self.mutex.get();
+        // SAFETY: the cell is mapped while `self` is borrowed.
+        let Some(tid) = (unsafe { sys::mutex_owner_tid(m) }) else {
+            return false;
+        };
+        // SAFETY: as above; `tid` was just found not to be a live thread.
+        !sys::tid_alive(tid) && unsafe { sys::mutex_mark_owner_dead(m, tid) }
     }
 
     /// Acquires the mutex, waiting as long as it takes. Returns whether the

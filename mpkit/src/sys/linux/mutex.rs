@@ -14,7 +14,7 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Instant;
 
 use rustix::time::ClockId;
@@ -154,6 +154,64 @@ pub(crate) unsafe fn mutex_restore_kind(m: *mut RawMutex, ty: MutexType) {
         any(target_arch = "x86_64", target_arch = "aarch64")
     )))]
     let _ = (m, ty);
+}
+
+/// The futex word of a robust mutex (glibc's `__data.__lock`, offset 0 in
+/// every layout): the owner's thread id in bits 0-29, `FUTEX_WAITERS` and
+/// `FUTEX_OWNER_DIED` above, 0 when free. The kernel's robust-futex
+/// protocol fixes this format (`futex(2)`, "Robust futexes").
+///
+/// # Safety
+/// As for [`mutex_kind`].
+unsafe fn lock_word<'a>(m: *const RawMutex) -> &'a AtomicU32 {
+    // SAFETY: per the caller's contract the mutex is mapped and 8-byte
+    // aligned; glibc and the kernel access this word atomically.
+    unsafe { &*m.cast::<AtomicU32>() }
+}
+
+/// The thread id the robust mutex `m` names as its owner, when it is held
+/// and not already marked as abandoned (`None` when free, or when its
+/// owner died and the kernel marked it: the next lock call recovers it).
+/// One relaxed load.
+///
+/// # Safety
+/// As for [`mutex_kind`].
+pub(crate) unsafe fn mutex_owner_tid(m: *const RawMutex) -> Option<i32> {
+    // SAFETY: per the caller's contract.
+    let word = unsafe { lock_word(m) }.load(Ordering::Relaxed);
+    let tid = word & libc::FUTEX_TID_MASK;
+    (tid != 0 && word & libc::FUTEX_OWNER_DIED == 0).then_some(tid as i32)
+}
+
+/// Marks `m` abandoned by `tid`, a thread that no longer exists, exactly as
+/// the kernel marks the mutexes of a thread that dies holding them (word
+/// set to `FUTEX_OWNER_DIED`, the waiters bit kept, one waiter woken): the
+/// next lock call gets it with [`MutexLock::OwnerDied`]. Nothing changes
+/// (false) when the word no longer names `tid`.
+///
+/// # Safety
+/// As for [`mutex_kind`]; the caller has checked that `tid` is not a live
+/// thread (the kernel would have done this itself for a real one).
+pub(crate) unsafe fn mutex_mark_owner_dead(m: *const RawMutex, tid: i32) -> bool {
+    // SAFETY: per the caller's contract.
+    let word = unsafe { lock_word(m) };
+    let now = word.load(Ordering::Relaxed);
+    if now & libc::FUTEX_TID_MASK != tid as u32 || now & libc::FUTEX_OWNER_DIED != 0 {
+        return false;
+    }
+    let waiters = now & libc::FUTEX_WAITERS;
+    let marked = word
+        .compare_exchange(
+            now,
+            waiters | libc::FUTEX_OWNER_DIED,
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        )
+        .is_ok();
+    if marked && waiters != 0 {
+        super::futex::futex_wake(word, 1);
+    }
+    marked
 }
 
 fn errno_result(r: libc::c_int, what: &str) -> io::Result<()> {

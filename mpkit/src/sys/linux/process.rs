@@ -287,6 +287,24 @@ pub(crate) fn token_alive(token: u64) -> bool {
     process_alive(token_pid(token), token >> TOKEN_PID_BITS)
 }
 
+/// Whether `tid` names a thread that exists and has not exited, whatever
+/// its process (its `/proc/<tid>/stat`, which the kernel answers for any
+/// thread id, not only for processes): for a thread id read from shared
+/// memory, with no process to go with it ([`thread_alive`] when there is
+/// one). Where `/proc` cannot tell, it counts as alive: callers use a dead
+/// thread as leave to take over what it held. Thread ids are those of this
+/// PID namespace.
+pub(crate) fn tid_alive(tid: i32) -> bool {
+    if tid <= 0 {
+        return false;
+    }
+    match stat_file(&format!("/proc/{tid}/stat")) {
+        Ok(Some((state, _))) => !matches!(state, 'Z' | 'X' | 'x'),
+        Ok(None) => !std::path::Path::new("/proc/self/stat").exists(),
+        Err(_) => true,
+    }
+}
+
 /// True unless process `pid`, started at `start` (as from
 /// [`self_start_time`]), is known to be gone: missing, its pid now used by
 /// a later process, or every one of its threads exited (a zombie waiting
