@@ -77,7 +77,8 @@ pub enum ShmError {
     #[error("the object was never initialised (did its creator die?)")]
     NotReady,
     /// The header is inconsistent, or a lock's mutex is not what the
-    /// object was created with (another process overwrote it).
+    /// object was created with (another process overwrote it), or another
+    /// process truncated the object's file after this one mapped it.
     #[error("corrupt object: {0}")]
     Corrupt(String),
     /// An offset or index outside the object.

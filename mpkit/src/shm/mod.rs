@@ -31,6 +31,34 @@
 //! checks: the wrong kind, element type, version, a truncated file or a
 //! lock whose mutex another process overwrote is a [`ShmError`].
 //!
+//! # Files another process truncates, and a full `/dev/shm`
+//! Any process of the user may shrink a named object's file. The next
+//! access past the new end would be `SIGBUS`, which kills a process; mpkit
+//! catches it instead (a `SIGBUS` handler installed with the first object,
+//! chaining to any handler installed before it), this process sees zeros
+//! where the object was, and the object's operations fail from then on:
+//! [`ShmError::Corrupt`] from [`SharedMemory::read`]/[`write`](SharedMemory::write),
+//! `Corrupt` from queue operations and locks. A handler for `SIGBUS`
+//! installed *after* mpkit's first object replaces mpkit's: chain to the
+//! handler it replaces, or a truncation kills the process again.
+//!
+//! Creating a named object reserves every page of it (`posix_fallocate`),
+//! so a `/dev/shm` without room is an [`ShmError::Io`] of kind
+//! [`StorageFull`](std::io::ErrorKind::StorageFull) (`ENOSPC`) for the
+//! creator, not a `SIGBUS` at some later first touch of a page.
+//!
+//! ```
+//! use mpkit::shm::{SharedMemory, ShmError};
+//!
+//! let name = format!("doc-truncated-{}", std::process::id());
+//! let block = SharedMemory::create(&name, 4096)?;
+//! // Another process (here: this one, through the file) cuts it to nothing.
+//! std::fs::File::options().write(true).open(format!("/dev/shm/{name}"))?.set_len(0)?;
+//! let mut buf = [0u8; 8];
+//! assert!(matches!(block.read(0, &mut buf), Err(ShmError::Corrupt(_))));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Who removes a name
 //! The handle that *created* a named object removes the name when it is
 //! dropped (the memory itself lives on while other processes map it), unless
