@@ -352,15 +352,19 @@ def test_scribbling_under_blocked_callers_ends_each_wait():
 def test_a_segment_truncated_by_another_process_is_an_error_not_sigbus():
     r = run_python(
         """
-        import os, queue, mpkit
+        import os, mpkit
         q = mpkit.Queue(capacity=4096)
         q.put(1)
         print(q.name, flush=True)
         os.truncate("/dev/shm/" + q.name, 0)
         try:
             q.get(timeout=1)
-        except (OSError, queue.Empty):
-            print("raised")
+        except mpkit.CorruptError as e:
+            print("raised", e)
+        try:
+            q.put(2)
+        except mpkit.CorruptError:
+            print("put raised")
         """
     )
     name = r.stdout.split()[0] if r.stdout else None
@@ -368,7 +372,8 @@ def test_a_segment_truncated_by_another_process_is_an_error_not_sigbus():
         # The crash skipped the creator's clean-up.
         os.unlink("/dev/shm/" + name)
     assert r.returncode == 0, (r.returncode, r.stderr)
-    assert "raised" in r.stdout
+    assert "truncated" in r.stdout, r.stdout
+    assert "put raised" in r.stdout, r.stdout
 
 
 def _scribble(q, offset, fmt, value):
