@@ -83,6 +83,8 @@ pub mod process;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_queue;
+#[cfg(feature = "redis")]
+pub mod redis_pool;
 pub mod shm;
 pub mod signal;
 pub mod sync;

@@ -93,7 +93,7 @@
 //! acknowledge out of order. Redis Cluster is not supported.
 
 mod builder;
-mod conn;
+pub(crate) mod conn;
 mod error;
 mod ops;
 mod reply;
@@ -114,7 +114,7 @@ use crate::codec::{Codec, Postcard};
 use builder::Keys;
 pub use builder::RedisBuilder;
 use conn::Conn;
-use error::Fail;
+pub(crate) use error::Fail;
 pub use error::{
     RedisAckError, RedisGetError, RedisJoinError, RedisOpenError, RedisPutError, RedisQueryError,
 };
