@@ -82,9 +82,9 @@ pub mod pool;
 pub mod process;
 pub mod queue;
 #[cfg(feature = "redis")]
-pub mod redis_queue;
-#[cfg(feature = "redis")]
 pub mod redis_pool;
+#[cfg(feature = "redis")]
+pub mod redis_queue;
 pub mod shm;
 pub mod signal;
 pub mod sync;

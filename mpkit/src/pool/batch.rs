@@ -514,9 +514,7 @@ where
         let mut slots = failed.map_or(Slots::Sent(len), Slots::Each);
         let refused = match &self.target {
             Target::Remote(_) if !fds.is_empty() => Some(TaskError::HandleAcrossHosts),
-            _ if fds.len() > sys::MAX_FDS_PER_MESSAGE => {
-                Some(TaskError::TooManyHandles(fds.len()))
-            }
+            _ if fds.len() > sys::MAX_FDS_PER_MESSAGE => Some(TaskError::TooManyHandles(fds.len())),
             _ => None,
         };
         if let Some(e) = refused {

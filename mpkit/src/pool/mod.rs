@@ -178,9 +178,9 @@ pub(crate) mod remote;
 mod wire;
 
 pub use batch::AsyncResult;
-pub(crate) use batch::{Job, Plan};
 #[cfg(feature = "redis")]
 pub(crate) use batch::{Batch, ChunkSink, Reply};
+pub(crate) use batch::{Job, Plan};
 pub use error::{BuildError, TaskError, WorkerExit};
 pub use executor::{
     AsCompleted, AsCompletedTimeout, Executor, MapError, MapResults, ReturnWhen, Task,

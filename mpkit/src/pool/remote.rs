@@ -15,7 +15,10 @@ use super::wire::{self, OUT_RESULT_ENCODE, REPLY_DONE};
 /// decode, function and encode run under `catch_unwind`. Results that hold
 /// handles (descriptors) cannot leave the host: every item of such a
 /// chunk fails with `ResultEncode`, saying so.
-pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
+    f: fn(A) -> R,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     // SAFETY: `f` is a `fn(A) -> R`, which is what `run_chunk::<A, R>`
     // is told it is.
@@ -32,7 +35,14 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R, payloa
             "the chunk's results hold {handles} handles (descriptors), which cannot go to another host"
         );
         let failures: Vec<(u64, u8, &str, &str)> = (0..items)
-            .map(|at| (at, OUT_RESULT_ENCODE, std::any::type_name::<R>(), why.as_str()))
+            .map(|at| {
+                (
+                    at,
+                    OUT_RESULT_ENCODE,
+                    std::any::type_name::<R>(),
+                    why.as_str(),
+                )
+            })
             .collect();
         out.clear();
         out.push(REPLY_DONE);

@@ -216,7 +216,11 @@ impl Inner {
             found
         };
         let Some(batch) = batch else { return };
-        let text = |k: &[u8]| fields.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+        let text = |k: &[u8]| {
+            fields
+                .get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
         let result = match fields.get(&b"k"[..]).copied() {
             Some(b"ok") => match fields.get(&b"r"[..]) {
                 Some(r) => Ok(Reply {
@@ -365,7 +369,10 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
             pipe.cmd("XDEL").arg(&results).arg(&handled).ignore();
         }
         if !cancelled.is_empty() {
-            pipe.cmd("XDEL").arg(&inner.keys.tasks).arg(&cancelled).ignore();
+            pipe.cmd("XDEL")
+                .arg(&inner.keys.tasks)
+                .arg(&cancelled)
+                .ignore();
         }
         pipe.cmd("SET")
             .arg(&caller_key)

@@ -114,7 +114,10 @@ pub fn worker_main(tasks: &[&dyn AnyRemoteFn]) {
 
 /// A worker process: serves until SIGTERM or SIGINT; the exit code.
 fn serve(mode: &Mode, tasks: &[&dyn AnyRemoteFn]) -> i32 {
-    let worker = match Worker::builder(&mode.url, &mode.pool).tasks(tasks).connect() {
+    let worker = match Worker::builder(&mode.url, &mode.pool)
+        .tasks(tasks)
+        .connect()
+    {
         Ok(w) => w,
         Err(crate::redis_queue::RedisOpenError::Url(e)) => {
             eprintln!("mpkit worker: {} is not a Redis URL: {e}", mode.url);
@@ -252,7 +255,10 @@ mod tests {
         let none = |_: &str| None;
         assert_eq!(mode(&args(&["prog", "x"]), none), None);
         let m = mode(&args(&["prog", "--mpkit-worker", "redis://h:1"]), none).unwrap();
-        assert_eq!((m.url.as_str(), m.pool.as_str()), ("redis://h:1", "default"));
+        assert_eq!(
+            (m.url.as_str(), m.pool.as_str()),
+            ("redis://h:1", "default")
+        );
         let m = mode(
             &args(&["prog", "--mpkit-worker=redis://h:2", "--mpkit-pool", "p"]),
             |k| (k == "MPKIT_WORKER_PROCESSES").then(|| "3".to_string()),

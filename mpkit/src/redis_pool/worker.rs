@@ -271,7 +271,9 @@ impl<'a> Worker<'a> {
         *claim_from = String::from_utf8_lossy(next).into_owned();
         let mut out = Vec::new();
         for e in entries {
-            let Value::Array(t) = e else { return Err(bad()) };
+            let Value::Array(t) = e else {
+                return Err(bad());
+            };
             let [Value::BulkString(id), fields, Value::Int(_)] = t.as_slice() else {
                 return Err(bad());
             };
