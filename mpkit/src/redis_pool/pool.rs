@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,7 +28,7 @@ const WORKERS_ASSUMED: usize = 4;
 ///
 /// ```no_run
 /// // Needs a Redis server at the URL.
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use mpkit::redis_pool::RedisPool;
 ///
 /// let pool = RedisPool::builder("redis://127.0.0.1:6379", "default")
@@ -231,7 +231,11 @@ impl RedisPool {
     /// registration every 5 s; one that stopped doing so for 15 s is not
     /// counted).
     pub fn workers(&self) -> Result<usize, RedisOpenError> {
-        let n: u64 = self.inner.conn.call(None, Duration::ZERO, |con| {
+        self.workers_by(None)
+    }
+
+    fn workers_by(&self, deadline: Option<Instant>) -> Result<usize, RedisOpenError> {
+        let n: u64 = self.inner.conn.call(deadline, Duration::ZERO, |con| {
             scripts::WORKERS.key(&self.inner.keys.workers).invoke(con)
         })?;
         Ok(n as usize)
@@ -389,8 +393,12 @@ impl RedisPool {
     {
         let items: Vec<A> = items.into_iter().collect();
         let size = match chunksize {
-            // Unknown when the server is away: the submissions will say.
-            0 => default_chunksize(items.len(), self.workers().unwrap_or(0)),
+            // Unknown when the server is away (one attempt: the
+            // submissions retry, and say).
+            0 => default_chunksize(
+                items.len(),
+                self.workers_by(Some(Instant::now())).unwrap_or(0),
+            ),
             n => n,
         };
         let mut job = self.job(f, false);
@@ -496,9 +504,10 @@ impl RedisPool {
         self.inner.fail_all(&TaskError::PoolTerminated);
         self.stop();
         let inner = &self.inner;
-        // Best effort: a server that is away lets the lease expire, and
-        // workers then skip these tasks.
-        let _ = inner.conn.call(None, Duration::ZERO, |con| {
+        // Best effort, bounded: a server that is away lets the lease
+        // expire, and workers then skip these tasks.
+        let deadline = Instant::now() + inner.conn.io_timeout;
+        let _ = inner.conn.call(Some(deadline), Duration::ZERO, |con| {
             scripts::LEAVE_CALLER
                 .key(&inner.keys.tasks)
                 .key(inner.keys.caller(&inner.caller))
