@@ -103,11 +103,21 @@ impl Workers {
     /// `processes` workers of pool `pool`, started as a user would:
     /// `prog --mpkit-worker URL --mpkit-pool POOL`.
     fn start(url: &str, pool: &str, processes: usize) -> Workers {
-        let supervisor = Command::new(std::env::current_exe().unwrap())
-            .args(["--mpkit-worker", url, "--mpkit-pool", pool])
-            .env("MPKIT_WORKER_PROCESSES", processes.to_string())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--mpkit-worker", url, "--mpkit-pool", pool])
+            .env("MPKIT_WORKER_PROCESSES", processes.to_string());
+        // Killed with this test's thread, even by a watchdog's abort (its
+        // workers then die with it, by their own PR_SET_PDEATHSIG).
+        // SAFETY: prctl(2) only, async-signal-safe, between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let supervisor = cmd.spawn().unwrap();
         Workers { supervisor }
     }
 
