@@ -124,6 +124,10 @@ impl Workers {
     /// Sends SIGTERM; true if the supervisor (after its workers) exited
     /// within `timeout`.
     fn stop(&mut self, timeout: Duration) -> bool {
+        if matches!(self.supervisor.try_wait(), Ok(Some(_))) {
+            // Reaped: its pid may be another process's now.
+            return true;
+        }
         // SAFETY: kill(2) on our unreaped child, with a valid signal.
         unsafe { libc::kill(self.supervisor.id() as i32, libc::SIGTERM) };
         eventually(timeout, || {
@@ -436,7 +440,62 @@ fn a_stopped_server_is_a_timeout_honoured_then_an_error() {
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
 }
 
+/// How many tasks of `pool` workers hold (delivered, not finished).
+fn pending(s: &RedisServer, pool: &str) -> u64 {
+    let key = format!("mpkit:pool:{{{pool}}}:tasks");
+    let reply = s.cmd(&[b"XPENDING", key.as_bytes(), b"mpkit"]);
+    // `*4\r\n:N\r\n...`: the count first.
+    reply
+        .split("\r\n")
+        .nth(1)
+        .and_then(|l| l.strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{reply:?}"))
+}
+
+fn sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once() {
+    let Some(s) = server() else { return };
+    let mut workers = Workers::start(&s.url(), "default", 1);
+    let pool = RedisPool::connect(&s.url(), "default").unwrap();
+    await_workers(&pool, 1);
+    let r = pool.apply_async(&SLEEP, 1500);
+    assert!(eventually(LONG, || pending(&s, "default") == 1));
+    // SIGTERM while the task runs: it finishes, its result comes, then
+    // the worker and the supervisor exit.
+    // SAFETY: kill(2) on our unreaped child, with a valid signal.
+    unsafe { libc::kill(workers.supervisor.id() as i32, libc::SIGTERM) };
+    assert_eq!(r.get_timeout(LONG).ok().unwrap(), Ok(1500));
+    let mut status = None;
+    assert!(eventually(LONG, || {
+        status = workers.supervisor.try_wait().unwrap();
+        status.is_some()
+    }));
+    assert_eq!(status.unwrap().code(), Some(0));
+    assert!(eventually(LONG, || pool.workers().unwrap() == 0));
+    // A second signal does not wait for a long task.
+    let mut workers = Workers::start(&s.url(), "default", 1);
+    await_workers(&pool, 1);
+    let _r = pool.apply_async(&SLEEP, 600_000);
+    assert!(eventually(LONG, || pending(&s, "default") == 1));
+    let t0 = Instant::now();
+    // Two signals of different numbers: the kernel does not merge them
+    // into one as it may two pending SIGTERMs.
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: as above.
+        unsafe { libc::kill(workers.supervisor.id() as i32, sig) };
+    }
+    assert!(eventually(LONG, || matches!(
+        workers.supervisor.try_wait(),
+        Ok(Some(_))
+    )));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
 const TESTS: &[(&str, fn())] = &[
+    (
+        "sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once",
+        sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once,
+    ),
     (
         "map_over_two_worker_processes",
         map_over_two_worker_processes,
