@@ -399,6 +399,50 @@ fn caller_that_dies(url: &str, dir: &str) -> ! {
     unreachable!()
 }
 
+fn a_caller_stopped_past_its_lease_gets_an_error_not_a_hang() {
+    use std::io::{BufRead, BufReader};
+    let Some(s) = server() else { return };
+    let mut caller = Command::new(std::env::current_exe().unwrap())
+        .env("REDIS_POOL_TEST_STOPPED_CALLER", s.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(caller.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "submitted\n");
+    // SAFETY: kill(2) on our unreaped child, with a valid signal.
+    unsafe { libc::kill(caller.id() as i32, libc::SIGSTOP) };
+    assert!(eventually(LONG, || !keys(&s)
+        .iter()
+        .any(|k| k.contains(":caller:"))));
+    // Its lease is gone: a worker skips its task.
+    let _workers = Workers::start(&s.url(), "stopped-caller", 1);
+    assert!(eventually(LONG, || s
+        .cmd(&[b"XLEN", b"mpkit:pool:{stopped-caller}:tasks"])
+        == ":0\r\n"));
+    // SAFETY: as above.
+    unsafe { libc::kill(caller.id() as i32, libc::SIGCONT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(caller.wait().unwrap().success());
+    assert!(rest.starts_with("Ok(Err(Unavailable {"), "{rest}");
+    assert!(rest.contains("lease"), "{rest}");
+}
+
+/// The caller of `a_caller_stopped_past_its_lease_gets_an_error_not_a_hang`.
+fn caller_to_be_stopped(url: &str) -> ! {
+    let pool = RedisPool::builder(url, "stopped-caller")
+        .lease(Duration::from_millis(500))
+        .connect()
+        .unwrap();
+    let r = pool.apply_async(&DOUBLE, 1);
+    println!("submitted");
+    let outcome = r.get_timeout(LONG).map_err(|_| "still waiting");
+    println!("{outcome:?}");
+    std::process::exit(0)
+}
+
 fn a_stopped_server_is_a_timeout_honoured_then_an_error() {
     let Some(mut s) = server() else { return };
     let pool = RedisPool::builder(&s.url(), "stopped")
@@ -522,6 +566,10 @@ const TESTS: &[(&str, fn())] = &[
         a_caller_that_goes_away_leaves_nothing,
     ),
     (
+        "a_caller_stopped_past_its_lease_gets_an_error_not_a_hang",
+        a_caller_stopped_past_its_lease_gets_an_error_not_a_hang,
+    ),
+    (
         "a_stopped_server_is_a_timeout_honoured_then_an_error",
         a_stopped_server_is_a_timeout_honoured_then_an_error,
     ),
@@ -529,6 +577,9 @@ const TESTS: &[(&str, fn())] = &[
 
 fn main() {
     mpkit::redis_pool::worker_main(ALL);
+    if let Ok(url) = std::env::var("REDIS_POOL_TEST_STOPPED_CALLER") {
+        caller_to_be_stopped(&url);
+    }
     if let (Ok(url), Ok(dir)) = (
         std::env::var("REDIS_POOL_TEST_CALLER"),
         std::env::var("REDIS_POOL_TEST_DIR"),

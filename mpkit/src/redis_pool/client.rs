@@ -378,6 +378,10 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
     let mut handled: Vec<String> = Vec::new();
     let mut cancelled: Vec<String> = Vec::new();
     let mut failing_since: Option<Instant> = None;
+    // Renewed at least four times per lease.
+    let block = COLLECT_BLOCK
+        .min(inner.lease / 4)
+        .max(Duration::from_millis(1));
     while !inner.stop.load(Ordering::Acquire) {
         cancelled.extend(inner.take_cancelled());
         let mut pipe = redis::pipe();
@@ -405,7 +409,7 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
             .arg("COUNT")
             .arg(COLLECT_MAX)
             .arg("BLOCK")
-            .arg(COLLECT_BLOCK.as_millis() as u64)
+            .arg(block.as_millis() as u64)
             .arg("STREAMS")
             .arg(&results)
             .arg(&last);
@@ -413,7 +417,7 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
         // retry period is counted here.
         let attempt = Instant::now() + Duration::from_secs(1);
         let reply: Result<Vec<Value>, Fail> =
-            conn.call(Some(attempt), COLLECT_BLOCK, |con| pipe.query(con));
+            conn.call(Some(attempt), block, |con| pipe.query(con));
         let reply = match reply {
             Ok(r) => {
                 failing_since = None;
