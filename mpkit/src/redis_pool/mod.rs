@@ -115,7 +115,13 @@
 //!
 //! # Limitations
 //! - A task handed to Redis cannot be cancelled:
-//!   [`Task::cancel`](crate::pool::Task::cancel) returns false.
+//!   [`Task::cancel`](crate::pool::Task::cancel) returns false, and
+//!   [`Task::running`](crate::pool::Task::running) is true from its
+//!   submission until its result (the caller does not see when a worker
+//!   takes it).
+//! - A worker runs one task at a time; run more worker processes (one per
+//!   CPU by default) for more at once. The supervisor restarts worker
+//!   processes that die, but not itself: run it under a service manager.
 //! - A chunk's items and results travel in one Redis entry each: keep
 //!   chunks of large items small.
 //! - Redis Cluster is not supported; the pool's keys share a hash tag,
