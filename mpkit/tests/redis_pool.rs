@@ -229,6 +229,45 @@ fn imap_reads_its_input_lazily_and_unordered_gets_all() {
     );
 }
 
+/// How many entries were ever added to pool `pool`'s task stream.
+fn tasks_added(s: &RedisServer, pool: &str) -> u64 {
+    let key = format!("mpkit:pool:{{{pool}}}:tasks");
+    let reply = s.cmd(&[b"XINFO", b"STREAM", key.as_bytes()]);
+    let mut lines = reply.split("\r\n");
+    lines
+        .by_ref()
+        .find(|l| *l == "entries-added")
+        .unwrap_or_else(|| panic!("{reply}"));
+    lines
+        .next()
+        .and_then(|l| l.strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{reply}"))
+}
+
+fn imap_keeps_at_most_max_in_flight_chunks_in_redis() {
+    let Some(s) = server() else { return };
+    let pool = RedisPool::builder(&s.url(), "window")
+        .max_in_flight(4)
+        .connect()
+        .unwrap();
+    // No worker yet: an imap over an endless input adds its window of
+    // chunks, then waits for a result before it reads any further.
+    let taker = std::thread::spawn(move || {
+        let mut it = pool.imap(&DOUBLE, 0..);
+        let first = it.next();
+        (first, it.take(99).filter(|r| r.is_ok()).count())
+    });
+    assert!(eventually(LONG, || tasks_added(&s, "window") == 4));
+    let _workers = Workers::start(&s.url(), "window", 2);
+    let (first, rest) = taker.join().unwrap();
+    assert_eq!(first, Some(Ok(0)));
+    assert_eq!(rest, 99);
+    // 100 taken: at most the window more were ever added.
+    let added = tasks_added(&s, "window");
+    assert!((100..=104).contains(&added), "{added}");
+}
+
 fn apply_async_and_the_executor_calls() {
     let Some(s) = server() else { return };
     let _workers = Workers::start(&s.url(), "default", 2);
@@ -539,6 +578,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once",
         sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once,
+    ),
+    (
+        "imap_keeps_at_most_max_in_flight_chunks_in_redis",
+        imap_keeps_at_most_max_in_flight_chunks_in_redis,
     ),
     (
         "map_over_two_worker_processes",
