@@ -284,7 +284,7 @@ struct Call {
 }
 
 impl ChunkSink for Call {
-    fn submit(&self, batch: &Arc<Batch>, seq: u64, _items: usize, message: Vec<u8>) {
+    fn submit(&self, batch: &Arc<Batch>, seq: u64, message: Vec<u8>) {
         let inner = &self.inner;
         {
             let mut st = inner.lock();
