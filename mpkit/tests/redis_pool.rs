@@ -73,6 +73,10 @@ fn takes_connection(_: mpkit::Connection) -> u8 {
     0
 }
 
+fn makes_connection(_: ()) -> mpkit::Connection {
+    mpkit::pipe(true).unwrap().0
+}
+
 const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("test.double", double);
 const PANICS_ON_ODD: RemoteFn<u64, u64> = RemoteFn::new("test.panics_on_odd", panics_on_odd);
 const DIES_ONCE: RemoteFn<String, u64> = RemoteFn::new("test.dies_once", dies_once);
@@ -81,6 +85,8 @@ const TOUCH: RemoteFn<String, u32> = RemoteFn::new("test.touch", touch);
 const SLEEP: RemoteFn<u64, u64> = RemoteFn::new("test.sleep", sleep_ms);
 const TAKES_CONNECTION: RemoteFn<mpkit::Connection, u8> =
     RemoteFn::new("test.takes_connection", takes_connection);
+const MAKES_CONNECTION: RemoteFn<(), mpkit::Connection> =
+    RemoteFn::new("test.makes_connection", makes_connection);
 
 /// What the workers of this program run.
 const ALL: &[&dyn mpkit::redis_pool::AnyRemoteFn] = &[
@@ -322,6 +328,7 @@ fn unknown_and_incompatible_tasks_fail_naming_both_sides() {
     let stop = Arc::new(AtomicBool::new(false));
     let worker = Worker::builder(&s.url(), "compat")
         .task(&DOUBLE_V2)
+        .task(&MAKES_CONNECTION)
         .connect()
         .unwrap();
     let stop_w = Arc::clone(&stop);
@@ -348,6 +355,12 @@ fn unknown_and_incompatible_tasks_fail_naming_both_sides() {
         pool.apply(&TAKES_CONNECTION, tx),
         Err(TaskError::HandleAcrossHosts)
     );
+    match pool.apply(&MAKES_CONNECTION, ()) {
+        Err(TaskError::ResultEncode { message, .. }) => {
+            assert!(message.contains("cannot go to another host"), "{message}")
+        }
+        other => panic!("{:?}", other.map(|_| "a connection")),
+    }
     stop.store(true, Ordering::Release);
     thread.join().unwrap().unwrap();
 }
