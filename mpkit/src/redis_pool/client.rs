@@ -43,6 +43,9 @@ struct Outstanding {
 
 pub(super) struct State {
     pub(super) phase: Phase,
+    /// Set when the collector thread panicked (a bug in mpkit): every
+    /// later task fails with it.
+    pub(super) broken: Option<TaskError>,
     calls: HashMap<u64, Outstanding>,
 }
 
@@ -92,6 +95,7 @@ impl Inner {
             window,
             state: Mutex::new(State {
                 phase: Phase::Open,
+                broken: None,
                 calls: HashMap::new(),
             }),
             idle: Condvar::new(),
@@ -288,10 +292,11 @@ impl ChunkSink for Call {
         let inner = &self.inner;
         {
             let mut st = inner.lock();
-            let refused = match st.phase {
-                Phase::Open => None,
-                Phase::Closed => Some(TaskError::PoolClosed),
-                Phase::Terminated => Some(TaskError::PoolTerminated),
+            let refused = match (&st.broken, st.phase) {
+                (Some(e), _) => Some(e.clone()),
+                (None, Phase::Open) => None,
+                (None, Phase::Closed) => Some(TaskError::PoolClosed),
+                (None, Phase::Terminated) => Some(TaskError::PoolTerminated),
             };
             if let Some(e) = refused {
                 drop(st);
@@ -364,6 +369,27 @@ impl ChunkSink for Call {
 
     fn window(&self) -> usize {
         self.inner.window
+    }
+}
+
+/// [`collect`], and if it panics (a bug in mpkit), every outstanding and
+/// later task fails instead of waiting for ever.
+pub(super) fn collect_or_fail(inner: Arc<Inner>, conn: Conn) {
+    let for_collector = Arc::clone(&inner);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        collect(for_collector, conn)
+    }));
+    if let Err(payload) = ran {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let e = TaskError::PoolBroken {
+            message: format!("the Redis pool's collector thread panicked: {message}"),
+        };
+        inner.lock().broken = Some(e.clone());
+        inner.fail_all(&e);
     }
 }
 
