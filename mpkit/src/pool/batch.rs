@@ -23,13 +23,13 @@ use crate::sys;
 
 /// A worker's reply to one chunk: its failures and results, and their
 /// descriptors.
-pub(super) struct Reply {
+pub(crate) struct Reply {
     pub bytes: Vec<u8>,
     pub fds: Vec<OwnedFd>,
 }
 
 /// A chunk's result: the reply, or why there is none.
-pub(super) type ChunkResult = Result<Reply, TaskError>;
+pub(crate) type ChunkResult = Result<Reply, TaskError>;
 
 /// Told when a chunk's result arrives: an executor's `wait`, a result's
 /// readiness flag.
@@ -53,7 +53,7 @@ const STARTED: u8 = 1;
 const CANCELLED: u8 = 2;
 
 /// The results of one call's chunks, numbered from 0.
-pub(super) struct Batch {
+pub(crate) struct Batch {
     state: Mutex<BatchState>,
     arrived: Condvar,
     /// [`STARTED`] and [`CANCELLED`]: set by the dispatcher and the
@@ -74,7 +74,7 @@ struct BatchState {
 }
 
 impl Batch {
-    pub(super) fn new(unordered: bool) -> Arc<Batch> {
+    pub(crate) fn new(unordered: bool) -> Arc<Batch> {
         Arc::new(Batch {
             state: Mutex::new(BatchState::default()),
             arrived: Condvar::new(),
@@ -90,7 +90,7 @@ impl Batch {
     /// Chunk `seq`'s result. The first one stands: a chunk cancelled
     /// before it started already holds `Cancelled` when a terminating pool
     /// fails its queue.
-    pub(super) fn deliver(&self, seq: u64, result: ChunkResult) {
+    pub(crate) fn deliver(&self, seq: u64, result: ChunkResult) {
         let st = self.lock();
         self.deliver_locked(st, seq, result);
     }
@@ -137,7 +137,7 @@ impl Batch {
 
     /// Nobody will read the remaining results: queued chunks are dropped
     /// instead of run.
-    pub(super) fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.progress.fetch_or(CANCELLED, Ordering::AcqRel);
     }
 
@@ -174,7 +174,7 @@ impl Batch {
     }
 
     /// Whether the batch was cancelled.
-    pub(super) fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.progress.load(Ordering::Acquire) & CANCELLED != 0
     }
 
@@ -213,7 +213,7 @@ impl Batch {
     }
 
     /// Takes chunk `seq`'s result, waiting up to `deadline` for it.
-    pub(super) fn take(&self, seq: u64, deadline: Option<Instant>) -> Option<ChunkResult> {
+    pub(crate) fn take(&self, seq: u64, deadline: Option<Instant>) -> Option<ChunkResult> {
         self.wait_for(deadline, |st| st.done.contains_key(&seq))?
             .done
             .remove(&seq)
@@ -229,7 +229,7 @@ impl Batch {
 
 /// Which items of a chunk went to the worker, in order: each item sent, or
 /// the error that kept it here.
-pub(super) struct Plan {
+pub(crate) struct Plan {
     pub seq: u64,
     slots: Slots,
 }
@@ -291,7 +291,7 @@ impl Plan {
     }
 
     /// Turns the chunk's result into one outcome per item, in order.
-    pub(super) fn decode<R: DeserializeOwned>(
+    pub(crate) fn decode<R: DeserializeOwned>(
         self,
         result: ChunkResult,
         mut emit: impl FnMut(Result<R, TaskError>),
@@ -372,13 +372,39 @@ fn result_decode<R>(e: postcard::Error) -> TaskError {
     }
 }
 
+/// Where a remote pool takes a call's chunks (`redis_pool`): the seam
+/// between the chunks a [`Job`] encodes and a transport other than the
+/// local dispatcher. A chunk sent through it gets its result from
+/// [`Batch::deliver`], in the reply format of `wire.rs`.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) trait ChunkSink: Send + Sync {
+    /// Queues chunk `seq` of `batch`: `message` is the item count (`u64`,
+    /// little-endian) and the items' postcard encodings back to back, the
+    /// payload a worker's `run_chunk` takes. Must deliver the chunk's
+    /// result, or an error, to `batch` in the end.
+    fn submit(&self, batch: &Arc<Batch>, seq: u64, message: Vec<u8>);
+
+    /// How many chunks an `imap` keeps queued or running at once.
+    fn window(&self) -> usize;
+}
+
+/// Where a [`Job`]'s chunks go.
+enum Target {
+    /// The local dispatcher, with the task message header (kind and
+    /// offsets); `None` when the function is not in the executable.
+    Local {
+        shared: Arc<Shared>,
+        header: Option<Vec<u8>>,
+    },
+    /// A remote pool: items may not carry handles.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Remote(Arc<dyn ChunkSink>),
+}
+
 /// One call's way of sending chunks of `fn(A) -> R` tasks.
-pub(super) struct Job<A, R> {
-    pub shared: Arc<Shared>,
+pub(crate) struct Job<A, R> {
     pub batch: Arc<Batch>,
-    /// The task message header (kind and offsets); `None` when the
-    /// function is not in the executable.
-    header: Option<Vec<u8>>,
+    target: Target,
     next_seq: u64,
     /// Bytes per item the last chunk's encodings took (0: none yet).
     per_item: usize,
@@ -402,31 +428,62 @@ where
         let header = (in_executable(f as usize) && in_executable(runner as usize))
             .then(|| wire::header(MSG_TASK, offset_of(runner as usize), offset_of(f as usize)));
         Job {
-            shared,
             batch: Batch::new(unordered),
-            header,
+            target: Target::Local { shared, header },
             next_seq: 0,
             per_item: 0,
             _types: PhantomData,
         }
     }
 
+    /// A job whose chunks go to `sink` (a remote pool). Its batch counts
+    /// as started at once: a chunk handed to another host cannot be
+    /// taken back, so an executor's `cancel` says no.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn remote(sink: Arc<dyn ChunkSink>, batch: Arc<Batch>) -> Job<A, R> {
+        batch.start();
+        Job {
+            batch,
+            target: Target::Remote(sink),
+            next_seq: 0,
+            per_item: 0,
+            _types: PhantomData,
+        }
+    }
+
+    /// How many chunks an `imap` keeps in flight: two per local worker,
+    /// or what the remote pool says.
+    pub(crate) fn window(&self) -> usize {
+        match &self.target {
+            Target::Local { shared, .. } => 2 * shared.config.processes.max(1),
+            Target::Remote(sink) => sink.window().max(1),
+        }
+    }
+
     /// Encodes `items` as the next chunk and queues it. Each item is
     /// encoded straight into the message and dropped; one that does not
     /// encode is left out and fails alone.
-    pub(super) fn send(&mut self, items: impl IntoIterator<Item = A>) -> Plan {
+    pub(crate) fn send(&mut self, items: impl IntoIterator<Item = A>) -> Plan {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let Some(header) = &self.header else {
-            let slots = items
-                .into_iter()
-                .map(|_| Some(TaskError::ForeignFunction))
-                .collect();
-            self.batch.deliver(seq, Ok(Reply::empty()));
-            return Plan {
-                seq,
-                slots: Slots::Each(slots),
-            };
+        let (header, count_at): (&[u8], _) = match &self.target {
+            Target::Local { header: None, .. } => {
+                let slots = items
+                    .into_iter()
+                    .map(|_| Some(TaskError::ForeignFunction))
+                    .collect();
+                self.batch.deliver(seq, Ok(Reply::empty()));
+                return Plan {
+                    seq,
+                    slots: Slots::Each(slots),
+                };
+            }
+            Target::Local {
+                header: Some(header),
+                ..
+            } => (header, wire::COUNT_AT),
+            // The payload alone: the remote pool sends the task's name.
+            Target::Remote(_) => (&[], 0..8),
         };
         let items = items.into_iter();
         // Room for what the last chunk took per item, a quarter more; for
@@ -440,7 +497,7 @@ where
             n => n + n.div_ceil(4),
         };
         let hint = items.size_hint().0.saturating_mul(per_item);
-        let mut message = Vec::with_capacity(wire::COUNT_AT.end + hint.min(RESERVE_MAX));
+        let mut message = Vec::with_capacity(count_at.end + hint.min(RESERVE_MAX));
         message.extend_from_slice(header);
         message.extend_from_slice(&0u64.to_le_bytes());
         let (mut len, mut sent) = (0, 0);
@@ -467,33 +524,40 @@ where
             }
         });
         if sent > 0 {
-            self.per_item = (message.len() - wire::COUNT_AT.end).div_ceil(sent);
+            self.per_item = (message.len() - count_at.end).div_ceil(sent);
         }
         let mut slots = failed.map_or(Slots::Sent(len), Slots::Each);
-        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
-            let too_many = TaskError::TooManyHandles(fds.len());
-            slots = Slots::Each(vec![Some(too_many); len]);
+        let refused = match &self.target {
+            Target::Remote(_) if !fds.is_empty() => Some(TaskError::HandleAcrossHosts),
+            _ if fds.len() > sys::MAX_FDS_PER_MESSAGE => Some(TaskError::TooManyHandles(fds.len())),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            slots = Slots::Each(vec![Some(e); len]);
             sent = 0;
         }
         if sent == 0 {
             self.batch.deliver(seq, Ok(Reply::empty()));
-        } else {
-            message[wire::COUNT_AT].copy_from_slice(&(sent as u64).to_le_bytes());
-            self.shared.submit([Chunk {
+            return Plan { seq, slots };
+        }
+        message[count_at].copy_from_slice(&(sent as u64).to_le_bytes());
+        match &self.target {
+            Target::Local { shared, .. } => shared.submit([Chunk {
                 message,
                 fds,
                 items: sent,
                 batch: Arc::clone(&self.batch),
                 seq,
-                retries: self.shared.config.retries,
-            }]);
+                retries: shared.config.retries,
+            }]),
+            Target::Remote(sink) => sink.submit(&self.batch, seq, message),
         }
         Plan { seq, slots }
     }
 }
 
 impl Reply {
-    fn empty() -> Reply {
+    pub(crate) fn empty() -> Reply {
         Reply {
             bytes: Vec::new(),
             fds: Vec::new(),
@@ -591,7 +655,7 @@ impl<R> AsyncResult<R> {
 }
 
 impl<R: DeserializeOwned> AsyncResult<R> {
-    pub(super) fn new(batch: Arc<Batch>, plan: Plan) -> AsyncResult<R> {
+    pub(crate) fn new(batch: Arc<Batch>, plan: Plan) -> AsyncResult<R> {
         AsyncResult {
             batch,
             plan,

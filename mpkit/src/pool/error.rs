@@ -146,6 +146,50 @@ pub enum TaskError {
     /// The pool was terminated (or dropped) before the task finished.
     #[error("the pool was terminated before the task finished")]
     PoolTerminated,
+    /// A [`RedisPool`](crate::redis_pool::RedisPool)'s task was delivered
+    /// to workers `attempts` times (its retries and one) and none of them
+    /// finished it within the visibility timeout: each died, was cut off
+    /// from Redis, or ran too long. It is not delivered again.
+    #[error(
+        "the task was delivered to workers {attempts} times and none finished it (each died, was cut off, or ran past the visibility timeout)"
+    )]
+    WorkerLost {
+        /// How many times it was delivered.
+        attempts: u64,
+    },
+    /// A [`RedisPool`](crate::redis_pool::RedisPool)'s worker does not
+    /// run this task: it has no task of that name (`worker` is `None`), or
+    /// one with another signature (version, argument and result types).
+    /// The task did not run. Workers and callers disagree: a deploy error,
+    /// reported at once rather than left waiting for a worker that may
+    /// never come.
+    #[error("a worker cannot run task `{task}` ({caller}): {}", match worker {
+        Some(w) => format!("it has `{task}` as {w}"),
+        None => "it has no task of that name".to_string(),
+    })]
+    Incompatible {
+        /// The task's name.
+        task: String,
+        /// The signature the caller sent.
+        caller: String,
+        /// The signature the worker has under that name, if any.
+        worker: Option<String>,
+    },
+    /// The argument holds a handle (a descriptor: a
+    /// [`Connection`](crate::Connection), a queue in shared memory, …),
+    /// which cannot go to a worker on another host; the task never ran.
+    #[error("the argument holds a handle (a descriptor), which cannot go to another host")]
+    HandleAcrossHosts,
+    /// The Redis server behind a
+    /// [`RedisPool`](crate::redis_pool::RedisPool) could not be reached
+    /// (for its `retry_for`), lost the pool's data, or this caller's lease
+    /// expired (workers then skip its tasks): the task's result will not
+    /// come. It may or may not have run.
+    #[error("the Redis pool cannot deliver the task's result: {message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+    },
     /// The task was cancelled before a worker took it
     /// ([`Task::cancel`](super::Task::cancel), or
     /// [`Executor::shutdown`](super::Executor::shutdown) cancelling pending

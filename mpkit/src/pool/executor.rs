@@ -294,6 +294,12 @@ impl<R> fmt::Debug for Task<R> {
 }
 
 impl<R> Task<R> {
+    /// The task whose result `result` is (a remote pool's submissions).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn new(result: AsyncResult<R>) -> Task<R> {
+        Task { result }
+    }
+
     /// Whether the task has finished, however it ended (cancelled
     /// included).
     ///

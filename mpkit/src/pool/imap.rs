@@ -15,7 +15,9 @@ use super::batch::{Job, Plan};
 /// ([`Pool::imap_unordered`](super::Pool::imap_unordered)).
 ///
 /// The input is read only as results are taken: at most a window of
-/// chunks (two per worker) is queued or running at a time, so an endless
+/// chunks (two per worker; for a
+/// [`RedisPool`](crate::redis_pool::RedisPool), its `max_in_flight`) is
+/// queued or running at a time, so an endless
 /// input never fills memory. Dropping the iterator drops the queued
 /// chunks; chunks already running finish and their results are discarded.
 pub struct Imap<I: Iterator, R> {
@@ -44,13 +46,13 @@ where
     I::Item: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
-    pub(super) fn new(
+    pub(crate) fn new(
         job: Job<I::Item, R>,
         input: I,
         chunksize: usize,
         unordered: bool,
     ) -> Imap<I, R> {
-        let window = 2 * job.shared.config.processes.max(1);
+        let window = job.window();
         Imap {
             job,
             input: input.fuse(),

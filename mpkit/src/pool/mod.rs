@@ -173,9 +173,14 @@ mod dispatch;
 mod error;
 mod executor;
 mod imap;
+#[cfg(feature = "redis")]
+pub(crate) mod remote;
 mod wire;
 
 pub use batch::AsyncResult;
+#[cfg(feature = "redis")]
+pub(crate) use batch::{Batch, ChunkSink, Reply};
+pub(crate) use batch::{Job, Plan};
 pub use error::{BuildError, TaskError, WorkerExit};
 pub use executor::{
     AsCompleted, AsCompletedTimeout, Executor, MapError, MapResults, ReturnWhen, Task,
@@ -195,7 +200,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{Codec, Postcard};
 use crate::handle;
 use crate::process::child::{in_executable, offset_of};
-use batch::{Job, Plan};
+
 use dispatch::{Config, Phase, Shared};
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).

@@ -1,0 +1,572 @@
+//! The caller's side: chunks go to the task stream ([`Call`], one per
+//! call), results come back through one collector thread per pool, which
+//! also renews the caller's lease.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use super::Keys;
+use super::scripts;
+use crate::pool::{Batch, ChunkSink, Reply, TaskError};
+use crate::redis_queue::Fail;
+use crate::redis_queue::conn::Conn;
+
+/// The consumer group workers read the task stream through.
+pub(super) const GROUP: &str = "mpkit";
+/// The longest the collector blocks in the server before it renews the
+/// lease and looks at cancelled calls again.
+const COLLECT_BLOCK: Duration = Duration::from_millis(250);
+/// The most results one read of the collector takes.
+const COLLECT_MAX: usize = 512;
+
+/// Where the pool stands: taking tasks, closed to new ones, or
+/// terminated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Open,
+    Closed,
+    Terminated,
+}
+
+/// A call whose chunks are not all delivered.
+struct Outstanding {
+    batch: Weak<Batch>,
+    name: &'static str,
+    signature: Arc<str>,
+    /// Chunk number → the task's entry id once the server added it.
+    chunks: HashMap<u64, Option<String>>,
+}
+
+pub(super) struct State {
+    pub(super) phase: Phase,
+    /// Set when the collector thread panicked (a bug in mpkit): every
+    /// later task fails with it.
+    pub(super) broken: Option<TaskError>,
+    calls: HashMap<u64, Outstanding>,
+}
+
+/// What a pool's callers and its collector share.
+pub(super) struct Inner {
+    /// For submissions (callers' threads, one at a time).
+    pub(super) conn: Conn,
+    pub(super) url: String,
+    pub(super) keys: Keys,
+    /// This caller's name: its lease is `caller:{name}`, its results
+    /// `results:{name}`.
+    pub(super) caller: String,
+    pub(super) lease: Duration,
+    pub(super) visibility: Duration,
+    pub(super) retries: u32,
+    pub(super) window: usize,
+    pub(super) state: Mutex<State>,
+    /// Told when the last outstanding chunk is delivered.
+    pub(super) idle: Condvar,
+    next_call: AtomicU64,
+    /// Whether the last submission found the server unreachable.
+    unreachable: AtomicBool,
+    pub(super) malformed: AtomicU64,
+    pub(super) stop: AtomicBool,
+}
+
+impl Inner {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        conn: Conn,
+        url: String,
+        keys: Keys,
+        caller: String,
+        lease: Duration,
+        visibility: Duration,
+        retries: u32,
+        window: usize,
+    ) -> Inner {
+        Inner {
+            conn,
+            url,
+            keys,
+            caller,
+            lease,
+            visibility,
+            retries,
+            window,
+            state: Mutex::new(State {
+                phase: Phase::Open,
+                broken: None,
+                calls: HashMap::new(),
+            }),
+            idle: Condvar::new(),
+            next_call: AtomicU64::new(0),
+            unreachable: AtomicBool::new(false),
+            malformed: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the last submission found the server unreachable.
+    pub(super) fn unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_unreachable(&self, away: bool) {
+        self.unreachable.store(away, Ordering::Relaxed);
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new call of `name`: its chunks go through the returned sink, its
+    /// results to `batch`.
+    pub(super) fn call(
+        self: &Arc<Self>,
+        name: &'static str,
+        signature: String,
+        batch: &Arc<Batch>,
+    ) -> Arc<dyn ChunkSink> {
+        let id = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let signature: Arc<str> = signature.into();
+        self.lock().calls.insert(
+            id,
+            Outstanding {
+                batch: Arc::downgrade(batch),
+                name,
+                signature: Arc::clone(&signature),
+                chunks: HashMap::new(),
+            },
+        );
+        Arc::new(Call {
+            inner: Arc::clone(self),
+            id,
+            name,
+            signature,
+        })
+    }
+
+    /// Fails every outstanding chunk with `e` (the collector cannot
+    /// deliver their results).
+    pub(super) fn fail_all(&self, e: &TaskError) {
+        let failed: Vec<(Arc<Batch>, Vec<u64>)> = {
+            let mut st = self.lock();
+            st.calls
+                .drain()
+                .filter_map(|(_, o)| Some((o.batch.upgrade()?, o.chunks.into_keys().collect())))
+                .collect()
+        };
+        for (batch, seqs) in failed {
+            for seq in seqs {
+                batch.deliver(seq, Err(e.clone()));
+            }
+        }
+        self.idle.notify_all();
+    }
+
+    /// Ids of the tasks of calls that were cancelled (a dropped `imap`, a
+    /// `map` that stopped at a failure), now forgotten; calls whose
+    /// results nobody can read any more are forgotten too (their tasks
+    /// still run: an `apply_async` runs even if its result is dropped).
+    fn take_cancelled(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut st = self.lock();
+        st.calls.retain(|_, o| match o.batch.upgrade() {
+            None => false,
+            Some(b) if b.cancelled() => {
+                ids.extend(o.chunks.drain().filter_map(|(_, id)| id));
+                false
+            }
+            Some(_) => true,
+        });
+        if st.calls.values().all(|o| o.chunks.is_empty()) {
+            self.idle.notify_all();
+        }
+        ids
+    }
+
+    /// Whether no chunk waits for a result.
+    pub(super) fn quiet(st: &State) -> bool {
+        st.calls.values().all(|o| o.chunks.is_empty())
+    }
+
+    /// Every task id outstanding (for a terminate to delete).
+    pub(super) fn outstanding_ids(&self) -> Vec<String> {
+        self.lock()
+            .calls
+            .values()
+            .flat_map(|o| o.chunks.values().flatten().cloned())
+            .collect()
+    }
+
+    /// Hands a result entry to its call.
+    fn deliver(&self, fields: &HashMap<&[u8], &[u8]>) {
+        let num = |k: &[u8]| {
+            fields
+                .get(k)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        let (Some(call), Some(seq)) = (num(b"b"), num(b"s")) else {
+            self.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let (batch, name, signature) = {
+            let mut st = self.lock();
+            let Some(o) = st.calls.get_mut(&call) else {
+                // A call forgotten (cancelled, or its result dropped), or
+                // a second result of a task submitted twice: the first
+                // one stands.
+                return;
+            };
+            if o.chunks.remove(&seq).is_none() {
+                return;
+            }
+            let found = (o.batch.upgrade(), o.name, Arc::clone(&o.signature));
+            if o.chunks.is_empty() && found.0.is_none() {
+                st.calls.remove(&call);
+            }
+            if Inner::quiet(&st) {
+                self.idle.notify_all();
+            }
+            found
+        };
+        let Some(batch) = batch else { return };
+        let text = |k: &[u8]| {
+            fields
+                .get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let result = match fields.get(&b"k"[..]).copied() {
+            Some(b"ok") => match fields.get(&b"r"[..]) {
+                Some(r) => Ok(Reply {
+                    bytes: r.to_vec(),
+                    fds: Vec::new(),
+                }),
+                None => Err(malformed("a result without its field `r`")),
+            },
+            Some(b"lost") => match num(b"r") {
+                Some(attempts) => Err(TaskError::WorkerLost { attempts }),
+                None => Err(malformed("a lost task's result without its count")),
+            },
+            Some(b"unknown") => Err(TaskError::Incompatible {
+                task: name.to_string(),
+                caller: signature.to_string(),
+                worker: None,
+            }),
+            Some(b"incompatible") => Err(TaskError::Incompatible {
+                task: name.to_string(),
+                caller: signature.to_string(),
+                worker: text(b"r"),
+            }),
+            Some(b"malformed") => Err(TaskError::ArgsDecode {
+                type_name: "a task entry".into(),
+                message: text(b"r").unwrap_or_default(),
+            }),
+            _ => {
+                self.malformed.fetch_add(1, Ordering::Relaxed);
+                Err(malformed("a result of unknown kind"))
+            }
+        };
+        batch.deliver(seq, result);
+    }
+}
+
+fn malformed(why: &str) -> TaskError {
+    TaskError::ResultDecode {
+        type_name: "a Redis pool result",
+        message: why.to_string(),
+    }
+}
+
+/// One call's sink: adds its chunks to the task stream.
+struct Call {
+    inner: Arc<Inner>,
+    id: u64,
+    name: &'static str,
+    signature: Arc<str>,
+}
+
+impl ChunkSink for Call {
+    fn submit(&self, batch: &Arc<Batch>, seq: u64, message: Vec<u8>) {
+        let inner = &self.inner;
+        {
+            let mut st = inner.lock();
+            let refused = match (&st.broken, st.phase) {
+                (Some(e), _) => Some(e.clone()),
+                (None, Phase::Open) => None,
+                (None, Phase::Closed) => Some(TaskError::PoolClosed),
+                (None, Phase::Terminated) => Some(TaskError::PoolTerminated),
+            };
+            if let Some(e) = refused {
+                drop(st);
+                batch.deliver(seq, Err(e));
+                return;
+            }
+            // Listed before it is added: its result may come at once.
+            st.calls
+                .entry(self.id)
+                .or_insert_with(|| Outstanding {
+                    batch: Arc::downgrade(batch),
+                    name: self.name,
+                    signature: Arc::clone(&self.signature),
+                    chunks: HashMap::new(),
+                })
+                .chunks
+                .insert(seq, None);
+        }
+        // While the server is known to be away, one attempt each: a map
+        // of many chunks fails in one retry period, not one per chunk.
+        let deadline = inner.unreachable().then(Instant::now);
+        let added: Result<String, Fail> = inner.conn.call(deadline, Duration::ZERO, |con| {
+            scripts::SUBMIT
+                .key(&inner.keys.tasks)
+                .key(&inner.keys.meta)
+                .key(inner.keys.caller(&inner.caller))
+                .arg(inner.lease.as_millis() as u64)
+                .arg("c")
+                .arg(&inner.caller)
+                .arg("b")
+                .arg(self.id)
+                .arg("s")
+                .arg(seq)
+                .arg("n")
+                .arg(self.name)
+                .arg("g")
+                .arg(&*self.signature)
+                .arg("m")
+                .arg(u64::from(inner.retries) + 1)
+                .arg("p")
+                .arg(&message[..])
+                .invoke(con)
+        });
+        inner.set_unreachable(matches!(added, Err(Fail::Unavailable(_))));
+        let mut st = inner.lock();
+        let slot = st
+            .calls
+            .get_mut(&self.id)
+            .and_then(|o| o.chunks.get_mut(&seq));
+        match (added, slot) {
+            (Ok(id), Some(slot)) => *slot = Some(id),
+            // Delivered (or failed) already.
+            (_, None) => {}
+            (Err(e), Some(_)) => {
+                if let Some(o) = st.calls.get_mut(&self.id) {
+                    o.chunks.remove(&seq);
+                }
+                drop(st);
+                let message = match e {
+                    Fail::Unavailable(e) => {
+                        format!("could not add the task: the server stayed unreachable: {e}")
+                    }
+                    Fail::Redis(e) => format!("could not add the task: the server refused: {e}"),
+                };
+                batch.deliver(seq, Err(TaskError::Unavailable { message }));
+                inner.idle.notify_all();
+            }
+        }
+    }
+
+    fn window(&self) -> usize {
+        self.inner.window
+    }
+}
+
+/// [`collect`], and if it panics (a bug in mpkit), every outstanding and
+/// later task fails instead of waiting for ever.
+pub(super) fn collect_or_fail(inner: Arc<Inner>, conn: Conn) {
+    let for_collector = Arc::clone(&inner);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        collect(for_collector, conn)
+    }));
+    if let Err(payload) = ran {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let e = TaskError::PoolBroken {
+            message: format!("the Redis pool's collector thread panicked: {message}"),
+        };
+        inner.lock().broken = Some(e.clone());
+        inner.fail_all(&e);
+    }
+}
+
+/// The collector thread: reads the caller's results stream and delivers
+/// each result, renews the lease, deletes cancelled tasks; fails every
+/// outstanding chunk when the server stays unreachable for `retry_for`,
+/// lost the pool, or the lease expired. Ends when `stop` is set.
+pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
+    let results = inner.keys.results(&inner.caller);
+    let caller_key = inner.keys.caller(&inner.caller);
+    let mut last = "0-0".to_string();
+    let mut handled: Vec<String> = Vec::new();
+    let mut cancelled: Vec<String> = Vec::new();
+    let mut failing_since: Option<Instant> = None;
+    // Renewed at least four times per lease.
+    let block = COLLECT_BLOCK
+        .min(inner.lease / 4)
+        .max(Duration::from_millis(1));
+    while !inner.stop.load(Ordering::Acquire) {
+        cancelled.extend(inner.take_cancelled());
+        let mut pipe = redis::pipe();
+        if !handled.is_empty() {
+            pipe.cmd("XDEL").arg(&results).arg(&handled).ignore();
+        }
+        if !cancelled.is_empty() {
+            pipe.cmd("XDEL")
+                .arg(&inner.keys.tasks)
+                .arg(&cancelled)
+                .ignore();
+        }
+        pipe.cmd("SET")
+            .arg(&caller_key)
+            .arg(1)
+            .arg("PX")
+            .arg(inner.lease.as_millis() as u64)
+            .arg("GET");
+        pipe.cmd("PEXPIRE")
+            .arg(&results)
+            .arg(inner.lease.as_millis() as u64 * 2 + 1000)
+            .ignore();
+        pipe.cmd("EXISTS").arg(&inner.keys.meta);
+        pipe.cmd("XREAD")
+            .arg("COUNT")
+            .arg(COLLECT_MAX)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&results)
+            .arg(&last);
+        // Short attempts, so that a pool being dropped is seen soon; the
+        // retry period is counted here.
+        let attempt = Instant::now() + Duration::from_secs(1);
+        let reply: Result<Vec<Value>, Fail> =
+            conn.call(Some(attempt), block, |con| pipe.query(con));
+        let reply = match reply {
+            Ok(r) => {
+                failing_since = None;
+                handled.clear();
+                cancelled.clear();
+                r
+            }
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                // A refusal comes back at once: not a loop at full speed.
+                let refused = matches!(e, Fail::Redis(_));
+                let message = match e {
+                    Fail::Unavailable(e) => format!(
+                        "the Redis server stayed unreachable for {:?}: {e}",
+                        conn.retry_for
+                    ),
+                    Fail::Redis(e) => format!("the Redis server refused: {e}"),
+                };
+                if since.elapsed() >= conn.retry_for {
+                    inner.fail_all(&TaskError::Unavailable { message });
+                }
+                if refused {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                continue;
+            }
+        };
+        let [lease, meta, read] = reply.as_slice() else {
+            inner.fail_all(&TaskError::Unavailable {
+                message: format!("unexpected reply from the Redis server: {reply:?}"),
+            });
+            continue;
+        };
+        // Results first: those written before the lease expired, or
+        // before the pool was lost, stand.
+        let (found, unreadable) = entries(read);
+        if unreadable > 0 {
+            inner.malformed.fetch_add(unreadable, Ordering::Relaxed);
+        }
+        for (id, fields) in found {
+            match fields {
+                Some(fields) => inner.deliver(&fields),
+                None => {
+                    inner.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            last = id.clone();
+            handled.push(id);
+        }
+        if matches!(meta, Value::Int(0)) {
+            inner.fail_all(&TaskError::Unavailable {
+                message: "the pool is gone from the Redis server (restarted without its data, or its keys were deleted)".into(),
+            });
+        }
+        if matches!(lease, Value::Nil) {
+            // Expired meanwhile (this process stopped, or cut off, for
+            // longer than the lease): workers may have skipped its tasks.
+            inner.fail_all(&TaskError::Unavailable {
+                message: format!(
+                    "this caller's lease of {:?} expired (the process was stopped or cut off from Redis), so workers may have skipped its tasks",
+                    inner.lease
+                ),
+            });
+        }
+    }
+}
+
+/// An entry's id and fields (`None` when they are not pairs of strings).
+type Entry<'a> = (String, Option<HashMap<&'a [u8], &'a [u8]>>);
+
+/// The entries of an `XREAD` reply on one stream, and how many parts of
+/// it were not entries at all.
+fn entries(read: &Value) -> (Vec<Entry<'_>>, u64) {
+    let list = match read {
+        Value::Nil => return (Vec::new(), 0),
+        Value::Array(streams) => match streams.first() {
+            Some(Value::Array(s)) if s.len() == 2 => &s[1],
+            _ => return (Vec::new(), 1),
+        },
+        Value::Map(streams) => match streams.first() {
+            Some((_, entries)) => entries,
+            None => return (Vec::new(), 0),
+        },
+        _ => return (Vec::new(), 1),
+    };
+    let Value::Array(list) = list else {
+        return (Vec::new(), 1);
+    };
+    let mut unreadable = 0;
+    let found = list
+        .iter()
+        .filter_map(|e| {
+            let entry = match e {
+                Value::Array(t) => match t.as_slice() {
+                    [Value::BulkString(id), fields] => {
+                        Some((String::from_utf8_lossy(id).into_owned(), pairs(fields)))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if entry.is_none() {
+                unreadable += 1;
+            }
+            entry
+        })
+        .collect();
+    (found, unreadable)
+}
+
+/// A field list as a map (`None` if it is not pairs of strings).
+pub(super) fn pairs(fields: &Value) -> Option<HashMap<&[u8], &[u8]>> {
+    let Value::Array(f) = fields else {
+        return None;
+    };
+    let mut out = HashMap::new();
+    for pair in f.chunks(2) {
+        match pair {
+            [Value::BulkString(k), Value::BulkString(v)] => {
+                out.insert(k.as_slice(), v.as_slice());
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,248 @@
+//! The pool's Lua scripts: every step that changes two things together is
+//! one script, atomic on the server.
+//!
+//! Keys of pool `P` (all with the hash tag `{P}`), from the prefix
+//! `mpkit:pool:{P}:` that scripts are given as an argument to name a
+//! caller's keys: `tasks` (stream, group `mpkit`), `meta` (hash),
+//! `workers` (sorted set), `caller:C` (string with a TTL: caller `C` is
+//! alive), `results:C` (stream: caller `C`'s results).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Lua helpers shared by the scripts: a field of an entry, whether a
+/// caller is alive, acknowledging and deleting a task, and adding a result
+/// for a caller (its stream expires some time after the caller's lease
+/// would, so a caller that dies leaves nothing behind).
+const HELPERS: &str = r#"
+local function field(f, name)
+    for i = 1, #f - 1, 2 do
+        if f[i] == name then return f[i + 1] end
+    end
+end
+local function alive(prefix, c)
+    return redis.call('EXISTS', prefix .. 'caller:' .. c) == 1
+end
+local function finish(tasks, group, id)
+    local n = redis.call('XACK', tasks, group, id)
+    redis.call('XDEL', tasks, id)
+    return n
+end
+local function result(prefix, c, fields)
+    local rk = prefix .. 'results:' .. c
+    redis.call('XADD', rk, '*', unpack(fields))
+    local ttl = redis.call('PTTL', prefix .. 'caller:' .. c)
+    if ttl < 0 then ttl = 0 end
+    redis.call('PEXPIRE', rk, ttl * 2 + 1000)
+end
+"#;
+
+/// Opens the pool for a caller: creates the task stream and its group if
+/// missing, records the visibility timeout if none is (the first caller's
+/// stands), and starts the caller's lease. `KEYS`: tasks, meta, the
+/// caller's key. `ARGV`: group, visibility ms, lease ms. Returns the
+/// visibility timeout in force.
+pub(super) static OPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
+    return redis.error_reply(made.err)
+end
+redis.call('HSETNX', KEYS[2], 'visibility_ms', ARGV[2])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
+return redis.call('HGET', KEYS[2], 'visibility_ms')
+"#,
+    )
+});
+
+/// Opens the pool for a worker: creates the task stream and its group if
+/// missing. `KEYS`: tasks. `ARGV`: group.
+pub(super) static WORKER_OPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
+    return redis.error_reply(made.err)
+end
+return 1
+"#,
+    )
+});
+
+/// Adds one task (a chunk) and renews the caller's lease. `KEYS`: tasks,
+/// meta, the caller's key. `ARGV`: lease ms, then the entry's fields and
+/// values. Fails with `NOPOOL` when the pool's settings are gone (the
+/// server lost its data: a task added now would go to a stream without
+/// its group). Returns the entry's id.
+pub(super) static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+    return redis.error_reply('NOPOOL the pool is gone from the server (restarted without its data, or its keys were deleted)')
+end
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+"#,
+    )
+});
+
+/// Takes up to `ARGV[3]` tasks for worker `ARGV[2]`: first those delivered
+/// elsewhere and idle for the visibility timeout (`XAUTOCLAIM`, which
+/// counts a delivery, scanning on from `ARGV[4]`), then new ones. A task
+/// whose caller is gone is acknowledged and deleted, not returned; a
+/// reclaimed task whose delivery count passes its `m` field (its retries
+/// and one) is finished with a result `k = lost`, `r = deliveries so far`
+/// for its caller. `KEYS`: tasks, meta. `ARGV`: group, consumer, count,
+/// scan start, key prefix. Returns `{{{id, fields, deliveries}, ...}, next
+/// scan start, last id of the stream, visibility ms}` (the last id, to
+/// block on for newer entries when nothing was taken).
+pub(super) static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{HELPERS}{}",
+        r#"
+local vis = tonumber(redis.call('HGET', KEYS[2], 'visibility_ms') or '30000') or 30000
+local out = {}
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], vis, ARGV[4], 'COUNT', ARGV[3])
+for _, e in ipairs(claimed[2]) do
+    local id, f = e[1], e[2] or {}
+    local c = field(f, 'c')
+    if c and not alive(ARGV[5], c) then
+        finish(KEYS[1], ARGV[1], id)
+    else
+        local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+        local n = 0
+        if p[1] then n = p[1][4] end
+        local max = tonumber(field(f, 'm') or '1') or 1
+        if c and n > max then
+            finish(KEYS[1], ARGV[1], id)
+            result(ARGV[5], c, {'b', field(f, 'b') or '', 's', field(f, 's') or '', 'k', 'lost', 'r', string.format('%.0f', n - 1)})
+        else
+            table.insert(out, {id, f, n})
+        end
+    end
+end
+local last = '0-0'
+if #out == 0 then
+    local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+    if r then
+        for _, e in ipairs(r[1][2]) do
+            local c = field(e[2] or {}, 'c')
+            if c and not alive(ARGV[5], c) then
+                finish(KEYS[1], ARGV[1], e[1])
+            else
+                table.insert(out, {e[1], e[2] or {}, 1})
+            end
+        end
+    end
+    if #out == 0 then
+        local info = redis.call('XINFO', 'STREAM', KEYS[1])
+        for i = 1, #info - 1, 2 do
+            if info[i] == 'last-generated-id' then last = info[i + 1] end
+        end
+    end
+end
+return {out, claimed[1], last, vis}
+"#,
+    ))
+});
+
+/// Finishes a task: acknowledges and deletes it and, if that acknowledged
+/// it (no other worker did first) and its caller is alive, adds the result
+/// to the caller's results stream, all at once: a result exists only for
+/// a task acknowledged by the same step, and never for a caller that is
+/// gone. `KEYS`: tasks. `ARGV`: group, id, key prefix, caller, then the
+/// result's fields and values. Returns 1 when the result was added, 0 when
+/// another worker had finished the task, 2 when the caller is gone.
+pub(super) static DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{HELPERS}{}",
+        r#"
+if finish(KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ARGV[4] == '' or not alive(ARGV[3], ARGV[4]) then return 2 end
+result(ARGV[3], ARGV[4], {unpack(ARGV, 5)})
+return 1
+"#,
+    ))
+});
+
+/// A worker's heartbeat: its registration in `workers` (a sorted set
+/// scored by when it expires, on the server's clock) is renewed, expired
+/// ones are removed, and so are consumers of the group that hold nothing
+/// and have been idle longer than a registration lasts (workers gone;
+/// one that is not gone is made again by its next read). `KEYS`: workers,
+/// tasks. `ARGV`: consumer, registration ms, group. Returns the number of
+/// workers registered.
+pub(super) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[2], ARGV[3])
+if ok then
+    for _, c in ipairs(consumers) do
+        local name, pending, idle
+        for i = 1, #c - 1, 2 do
+            if c[i] == 'name' then name = c[i + 1]
+            elseif c[i] == 'pending' then pending = c[i + 1]
+            elseif c[i] == 'idle' then idle = c[i + 1] end
+        end
+        if name and pending == 0 and idle and idle > ttl then
+            redis.call('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[3], name)
+        end
+    end
+end
+return redis.call('ZCARD', KEYS[1])
+"#,
+    )
+});
+
+/// A worker leaves: its registration goes, and so does its consumer if it
+/// holds no task (one it holds stays pending, to be delivered again after
+/// the visibility timeout). `KEYS`: workers, tasks. `ARGV`: consumer,
+/// group.
+pub(super) static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+local ok, p = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[2], '-', '+', 1, ARGV[1])
+if ok and #p == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[2], ARGV[1])
+end
+return 1
+"#,
+    )
+});
+
+/// The number of workers registered now (expired ones removed first).
+/// `KEYS`: workers.
+pub(super) static WORKERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
+"#,
+    )
+});
+
+/// A caller leaves: its lease and results go, and so do the tasks it
+/// names that no worker finished (one a worker holds still runs; its
+/// result is not written, the caller being gone). `KEYS`: tasks, the
+/// caller's key, its results. `ARGV`: the task ids.
+pub(super) static LEAVE_CALLER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('DEL', KEYS[2], KEYS[3])
+for i = 1, #ARGV do
+    redis.call('XDEL', KEYS[1], ARGV[i])
+end
+return 1
+"#,
+    )
+});
