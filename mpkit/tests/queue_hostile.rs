@@ -327,3 +327,31 @@ fn a_rewritten_side_mutex_is_refused() {
         }
     }
 }
+
+/// A queue opened as another kind (a `Queue` as a `JoinableQueue`, typed or
+/// bytes): `ShmError::WrongKind` naming both, never a queue that would
+/// count tasks nobody records.
+#[test]
+fn opening_another_kind_is_wrong_kind() {
+    let _w = watchdog(30);
+    let (q, name) = named_queue("kind");
+    let wrong = |e: mpkit::shm::ShmError| {
+        matches!(
+            e,
+            mpkit::shm::ShmError::WrongKind {
+                found: "Queue",
+                expected: "JoinableQueue"
+            }
+        )
+    };
+    let e = ByteQueue::open_kind(mpkit::queue::ByteQueueKind::Joinable, &name).unwrap_err();
+    assert!(
+        e.to_string().contains("a Queue, not a JoinableQueue"),
+        "{e}"
+    );
+    assert!(wrong(e));
+    assert!(wrong(
+        mpkit::queue::JoinableQueue::<u32>::open(&name).unwrap_err()
+    ));
+    drop(q);
+}

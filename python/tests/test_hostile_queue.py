@@ -46,20 +46,19 @@ def test_a_capacity_above_the_limit_is_value_error():
         mpkit.Queue(capacity=-1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the queues raise OSError for an object of another kind, the other classes "
-    "ValueError (sync's shm_err); test_queue.py pins OSError, so the change is the "
-    "owner's to make",
-)
 def test_opening_another_kind_is_value_error():
     j = mpkit.JoinableQueue()
     s = mpkit.SimpleQueue()
+    q = mpkit.Queue()
     try:
-        with pytest.raises(ValueError, match="JoinableQueue"):
+        with pytest.raises(ValueError, match="a JoinableQueue, not a Queue"):
             mpkit.Queue.open(j.name)
+        with pytest.raises(ValueError, match="a SimpleQueue, not a JoinableQueue"):
+            mpkit.JoinableQueue.open(s.name)
+        with pytest.raises(ValueError, match="a Queue, not a SimpleQueue"):
+            mpkit.SimpleQueue.open(q.name)
     finally:
-        j = s = None  # the failure's traceback must not keep the names
+        j = s = q = None  # the failure's traceback must not keep the names
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "a" * 300, "a\0b"])

@@ -139,7 +139,9 @@ impl Queue {
 
     /// Attaches to the queue created under ``name`` (by this or another
     /// program). ``dumps``/``loads`` as for the constructor: the queue
-    /// does not record them.
+    /// does not record them. A missing name is ``FileNotFoundError``; an
+    /// object of another kind (a ``JoinableQueue`` opened as a ``Queue``)
+    /// is ``ValueError`` naming both kinds.
     #[staticmethod]
     #[pyo3(name = "open", signature = (name, dumps=None, loads=None))]
     fn py_open(name: &str, dumps: Option<Py<PyAny>>, loads: Option<Py<PyAny>>) -> PyResult<Queue> {
