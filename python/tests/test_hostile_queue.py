@@ -400,13 +400,6 @@ def test_a_scribbled_count_is_corrupt_error_not_a_queue_length():
         q.empty()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mpkit's ring checks a record's length against the ring, not against the "
-    "producers' position, so a length another process enlarged hands out the bytes "
-    "after the message (pickle ignores them); the next call reports the corruption. "
-    "Producers store seq before pos, so the check is a change to the ring's protocol",
-)
 def test_a_record_longer_than_what_was_put_is_corrupt_error():
     q = mpkit.Queue(2, capacity=4096)
     q.put(0)
@@ -419,12 +412,6 @@ def test_a_record_longer_than_what_was_put_is_corrupt_error():
 JOIN_DONE = 1152
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mpkit's ring does not check the tasks-done count against the messages put: "
-    "one another process raised past them makes join return with a task unfinished, "
-    "and JoinTimeoutError has no Corrupt variant to say so (an API change in mpkit)",
-)
 def test_a_scribbled_done_count_does_not_end_join():
     q = mpkit.JoinableQueue(capacity=4096)
     q.put(1)
