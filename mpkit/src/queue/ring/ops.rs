@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::layout::*;
 use super::wait::PATIENT_BYTES;
 use super::{EnterFail, GetFail, PutFail, Ring, SideId, Waiting};
+use crate::base::spin::spin_until;
 use crate::sys;
 
 /// How far ahead of the record it copies a consumer asks for the lines it
@@ -94,9 +95,9 @@ impl Ring {
 
     /// Whether a record ending at `end` lies within what the producers
     /// published, when the cached and the re-read `pos` both say it ends
-    /// past them: decided with the producers' side entered (so no producer
-    /// is between its `seq` and `pos` stores, and one that died there is
-    /// repaired on the way in). A record that ends past their `pos` then
+    /// past them: after a spin for their `pos` to reach it, decided with
+    /// the producers' side entered (so no producer is between its `seq` and
+    /// `pos` stores, and one that died there is repaired on the way in). A record that ends past their `pos` then
     /// has a length another process enlarged: its bytes past the message
     /// were never put, so it is reported (and the consumers moved on, see
     /// [`resync`](Self::resync)) instead of delivered. The caller has the
@@ -110,6 +111,15 @@ impl Ring {
         end: u64,
         wait: W,
     ) -> Result<(u64, u64), GetFail<W::GaveUp>> {
+        // A producer between its two stores (preempted there) usually
+        // finishes within the spin; entering its side would revoke its
+        // lease.
+        let producers = self.commit(SideId::Producers);
+        if spin_until(wait.enter_deadline(), || {
+            producers.pos.load(Ordering::Acquire) >= end
+        }) {
+            return Ok(self.reload_published());
+        }
         let section = match self.enter(SideId::Producers, wait.enter_deadline()) {
             Ok(section) => section,
             // A producer stopped inside its section: as if the message were
