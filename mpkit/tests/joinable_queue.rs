@@ -144,3 +144,30 @@ fn joinable_queue_tracks_tasks() {
     assert_eq!(q.task_done(), Err(TaskDoneError), "one call too many");
     q.join().unwrap();
 }
+
+/// The join block's done count (`JOIN` in the ring's layout), which
+/// counts tasks marked done that no member held.
+const JOIN_DONE: u64 = 1152;
+
+/// Another process raises the done count past the messages ever put: `join`
+/// is `Corrupt` (with and without a timeout), never a return with a task
+/// still unfinished.
+#[test]
+fn a_done_count_past_the_tasks_put_is_corrupt() {
+    let _w = watchdog(30);
+    let name = format!("mpkit-joinable-done-{}", std::process::id());
+    let q = queue::ByteQueue::create_kind(queue::ByteQueueKind::Joinable, Some(&name), 0, 4096)
+        .unwrap();
+    q.put(b"one").unwrap();
+    q.put(b"two").unwrap();
+    q.get().unwrap();
+    common::scribble_from_another_process(&name, vec![(JOIN_DONE, common::u64s(&[5]))]);
+    match q.join() {
+        Err(queue::JoinError::Corrupt(why)) => assert!(why.contains("5 tasks done of 2"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match q.join_timeout(Duration::from_millis(10)) {
+        Err(JoinTimeoutError::Corrupt(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -296,6 +296,36 @@ fn a_rewritten_record_is_reported_and_the_queue_recovers() {
     assert_eq!(after.unwrap(), b"after", "{outcomes:?}");
 }
 
+/// A record whose length another process enlarged past what the producers
+/// put (the bytes after it were never part of a message): the get is
+/// `Corrupt`, never the message with stale ring bytes after it, both on
+/// the locked path and on the leased one (a thread that got 200 messages
+/// in a row holds both sides' leases); the queue works again after.
+#[test]
+fn a_record_longer_than_what_was_put_is_corrupt() {
+    let _w = watchdog(30);
+    for warm in [0u64, 200] {
+        let (q, name) = named_queue("longer");
+        for _ in 0..warm {
+            q.put(b"w").unwrap();
+            q.get().unwrap();
+        }
+        q.put(b"one").unwrap();
+        q.put(b"two").unwrap();
+        // Each warm-up message took a 64-byte record.
+        let first = RING + (warm * 64) % 4096;
+        scribble(&name, vec![(first, 4000u32.to_le_bytes().to_vec())]);
+        match q.get_timeout(Duration::from_secs(5)) {
+            Err(mpkit::queue::GetTimeoutError::Corrupt(why)) => {
+                assert!(why.contains("past the producers' position"), "{why}")
+            }
+            other => panic!("after {warm} messages: {other:?}"),
+        }
+        q.put(b"after").unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), b"after");
+    }
+}
+
 /// Another process rewrites a side's mutex as private and not robust (the
 /// kind word, 16 bytes into the producers' lock cell at 128 or the
 /// consumers' at 256): attaching is refused, and that side's operations
@@ -326,4 +356,32 @@ fn a_rewritten_side_mutex_is_refused() {
             );
         }
     }
+}
+
+/// A queue opened as another kind (a `Queue` as a `JoinableQueue`, typed or
+/// bytes): `ShmError::WrongKind` naming both, never a queue that would
+/// count tasks nobody records.
+#[test]
+fn opening_another_kind_is_wrong_kind() {
+    let _w = watchdog(30);
+    let (q, name) = named_queue("kind");
+    let wrong = |e: mpkit::shm::ShmError| {
+        matches!(
+            e,
+            mpkit::shm::ShmError::WrongKind {
+                found: "Queue",
+                expected: "JoinableQueue"
+            }
+        )
+    };
+    let e = ByteQueue::open_kind(mpkit::queue::ByteQueueKind::Joinable, &name).unwrap_err();
+    assert!(
+        e.to_string().contains("a Queue, not a JoinableQueue"),
+        "{e}"
+    );
+    assert!(wrong(e));
+    assert!(wrong(
+        mpkit::queue::JoinableQueue::<u32>::open(&name).unwrap_err()
+    ));
+    drop(q);
 }

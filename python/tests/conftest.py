@@ -2,6 +2,12 @@
 thread's stack printed, this process's shared-memory names removed),
 and a check that the test left no shared-memory name of its own behind.
 
+The watchdog is a process, not a thread: a thread in the test process would
+make every ``os.fork()`` of the tests a fork of a multi-threaded process,
+which Python 3.12+ warns about (rightly, but for a thread that is only the
+watchdog). The tests that fork while threads of their own run do so on
+purpose, and their warnings stay.
+
 Named objects the tests create themselves go by ``shm_name`` (a name with
 this process's pid), and every object the package makes without a name
 (queues, locks, semaphores, events, shared values) gets one that starts
@@ -13,8 +19,9 @@ tests of other suites running at the same time do not disturb the check.
 import faulthandler
 import itertools
 import os
+import signal
+import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -58,10 +65,64 @@ def _orphans():
     return out
 
 
-def _expire(seconds):
+#: The watchdog process: sleeps until the deadline the running test set
+#: (a line on its standard input: seconds, or 0 for none), then sends the
+#: test process SIGUSR1 (``_expire``); if that process is still there 10 s
+#: later (a hang where no Python code runs), SIGUSR2 (faulthandler prints
+#: every thread's stack from C), removes the names itself and SIGKILLs it.
+#: It exits when its standard input closes or its parent is gone (never
+#: signalling a pid that may have been reused).
+_WATCHDOG = r"""
+import os, select, signal, sys, time
+parent, prefixes = int(sys.argv[1]), tuple(sys.argv[2:])
+deadline, pending = None, b""
+def gone():
+    return os.getppid() != parent
+while not gone():
+    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if select.select([0], [], [], left)[0]:
+        chunk = os.read(0, 4096)
+        if not chunk:
+            sys.exit(0)
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            seconds = float(line)
+            deadline = time.monotonic() + seconds if seconds > 0 else None
+        continue
+    if gone():
+        break
+    os.kill(parent, signal.SIGUSR1)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and not gone():
+        time.sleep(0.1)
+    if gone():
+        sys.exit(0)
+    sys.stderr.write("\nwatchdog: no Python code ran 10 s after the deadline: the stacks, then SIGKILL\n")
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGUSR2)
+    time.sleep(1)
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        names = []
+    for name in names:
+        if name.startswith(prefixes):
+            try:
+                os.unlink("/dev/shm/" + name)
+            except OSError:
+                pass
+    os.kill(parent, signal.SIGKILL)
+    sys.exit(0)
+"""
+
+#: The running test's watchdog seconds, for ``_expire``'s message.
+_seconds = DEFAULT_WATCHDOG
+
+
+def _expire(signum, frame):
     """The watchdog's bite: every thread's stack, this process's names
     removed (the exit skips every finaliser), then exit."""
-    sys.__stderr__.write(f"\nwatchdog: the test ran past {seconds} s\n")
+    sys.__stderr__.write(f"\nwatchdog: the test ran past {_seconds} s\n")
     faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
     for name in _ours() | set(mpkit._created_names()):
         try:
@@ -71,20 +132,42 @@ def _expire(seconds):
     os._exit(70)
 
 
+@pytest.fixture(scope="session")
+def _watchdog_process():
+    """Starts the watchdog process (before any test runs a thread), and
+    ends it after the last test."""
+    signal.signal(signal.SIGUSR1, _expire)
+    # The backstop, for a hang where no Python code runs: C-level, no
+    # clean-up.
+    faulthandler.register(signal.SIGUSR2, file=sys.__stderr__, all_threads=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), mpkit._name_prefix(),
+         f"pytest-{os.getpid()}-"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        yield proc.stdin
+    finally:
+        proc.stdin.close()
+        # A forked child still running would keep its end of the pipe open.
+        proc.kill()
+        proc.wait()
+        faulthandler.unregister(signal.SIGUSR2)
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+
+
 @pytest.fixture(autouse=True)
-def watchdog(request):
+def watchdog(request, _watchdog_process):
+    global _seconds
     marker = request.node.get_closest_marker("watchdog")
-    seconds = marker.args[0] if marker else DEFAULT_WATCHDOG
-    timer = threading.Timer(seconds, _expire, args=(seconds,))
-    timer.daemon = True
-    timer.start()
-    # The backstop, for a hang that holds the GIL: C-level, no clean-up.
-    faulthandler.dump_traceback_later(seconds + 10, exit=True, file=sys.__stderr__)
+    _seconds = marker.args[0] if marker else DEFAULT_WATCHDOG
+    _watchdog_process.write(f"{_seconds}\n".encode())
+    _watchdog_process.flush()
     try:
         yield
     finally:
-        timer.cancel()
-        faulthandler.cancel_dump_traceback_later()
+        _watchdog_process.write(b"0\n")
+        _watchdog_process.flush()
 
 
 @pytest.fixture(autouse=True)

@@ -46,20 +46,19 @@ def test_a_capacity_above_the_limit_is_value_error():
         mpkit.Queue(capacity=-1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the queues raise OSError for an object of another kind, the other classes "
-    "ValueError (sync's shm_err); test_queue.py pins OSError, so the change is the "
-    "owner's to make",
-)
 def test_opening_another_kind_is_value_error():
     j = mpkit.JoinableQueue()
     s = mpkit.SimpleQueue()
+    q = mpkit.Queue()
     try:
-        with pytest.raises(ValueError, match="JoinableQueue"):
+        with pytest.raises(ValueError, match="a JoinableQueue, not a Queue"):
             mpkit.Queue.open(j.name)
+        with pytest.raises(ValueError, match="a SimpleQueue, not a JoinableQueue"):
+            mpkit.JoinableQueue.open(s.name)
+        with pytest.raises(ValueError, match="a Queue, not a SimpleQueue"):
+            mpkit.SimpleQueue.open(q.name)
     finally:
-        j = s = None  # the failure's traceback must not keep the names
+        j = s = q = None  # the failure's traceback must not keep the names
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "a" * 300, "a\0b"])
@@ -400,13 +399,6 @@ def test_a_scribbled_count_is_corrupt_error_not_a_queue_length():
         q.empty()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mpkit's ring checks a record's length against the ring, not against the "
-    "producers' position, so a length another process enlarged hands out the bytes "
-    "after the message (pickle ignores them); the next call reports the corruption. "
-    "Producers store seq before pos, so the check is a change to the ring's protocol",
-)
 def test_a_record_longer_than_what_was_put_is_corrupt_error():
     q = mpkit.Queue(2, capacity=4096)
     q.put(0)
@@ -419,12 +411,6 @@ def test_a_record_longer_than_what_was_put_is_corrupt_error():
 JOIN_DONE = 1152
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mpkit's ring does not check the tasks-done count against the messages put: "
-    "one another process raised past them makes join return with a task unfinished, "
-    "and JoinTimeoutError has no Corrupt variant to say so (an API change in mpkit)",
-)
 def test_a_scribbled_done_count_does_not_end_join():
     q = mpkit.JoinableQueue(capacity=4096)
     q.put(1)

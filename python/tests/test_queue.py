@@ -242,7 +242,7 @@ def test_named_queues_open_by_name(shm_name):
     assert other.maxsize == 3
     other.put("hi")
     assert q.get_nowait() == "hi"
-    with pytest.raises(OSError, match="JoinableQueue"):
+    with pytest.raises(ValueError, match="a Queue, not a JoinableQueue"):
         mpkit.JoinableQueue.open(shm_name)
     with pytest.raises(FileNotFoundError):
         mpkit.Queue.open(shm_name + "-missing")
@@ -399,7 +399,7 @@ def test_simple_queue_opens_by_name(shm_name):
     q = mpkit.SimpleQueue(name=shm_name, capacity=4096)
     mpkit.SimpleQueue.open(shm_name).put(b"hi")
     assert q.get() == b"hi"
-    with pytest.raises(OSError):
+    with pytest.raises(ValueError, match="a SimpleQueue, not a Queue"):
         mpkit.Queue.open(shm_name)
 
 

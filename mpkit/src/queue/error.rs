@@ -464,6 +464,12 @@ pub enum JoinError {
     /// that found the deaths reports them.
     #[error("processes died holding unfinished tasks: {}", lost_list(.0))]
     TasksLost(Vec<MemberTasks>),
+    /// The queue's task counts were overwritten by another process (more
+    /// tasks done than were ever put, or a side's lock rewritten): how
+    /// many are unfinished cannot be known, so `join` does not return as
+    /// if none were.
+    #[error("the queue is corrupt: {0}")]
+    Corrupt(String),
     /// The OS refused the futex sleep.
     #[error("waiting for tasks: {0}")]
     Io(#[from] std::io::Error),
@@ -500,6 +506,9 @@ pub enum JoinTimeoutError {
     /// As [`JoinError::TasksLost`].
     #[error("processes died holding unfinished tasks: {}", lost_list(.0))]
     TasksLost(Vec<MemberTasks>),
+    /// As [`JoinError::Corrupt`].
+    #[error("the queue is corrupt: {0}")]
+    Corrupt(String),
     /// The OS refused the futex sleep.
     #[error("waiting for tasks: {0}")]
     Io(#[from] std::io::Error),
@@ -509,6 +518,7 @@ impl From<JoinError> for JoinTimeoutError {
     fn from(e: JoinError) -> JoinTimeoutError {
         match e {
             JoinError::TasksLost(lost) => JoinTimeoutError::TasksLost(lost),
+            JoinError::Corrupt(why) => JoinTimeoutError::Corrupt(why),
             JoinError::Io(e) => JoinTimeoutError::Io(e),
         }
     }

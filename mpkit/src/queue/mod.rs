@@ -597,6 +597,9 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     /// [`JoinError::TasksLost`] as soon as it finds processes that died
     /// holding unfinished tasks (those are then cleared; call again to
     /// wait for the rest). See [When a consumer dies](Self#when-a-consumer-dies).
+    /// Task counts another process overwrote (more done than were ever
+    /// put) are [`JoinError::Corrupt`], never a `join` that returns with
+    /// tasks unfinished.
     pub fn join(&self) -> Result<(), JoinError> {
         self.inner.ring.join(None).map_err(join_error)
     }
@@ -616,6 +619,7 @@ fn join_error(e: ring::JoinFail) -> JoinError {
         ring::JoinFail::Lost(lost) => {
             JoinError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
         }
+        ring::JoinFail::Corrupt(why) => JoinError::Corrupt(why),
         ring::JoinFail::Io(e) => JoinError::Io(e),
         // No deadline: never.
         ring::JoinFail::TimedOut(_) => JoinError::Io(std::io::ErrorKind::TimedOut.into()),
@@ -628,6 +632,7 @@ fn join_timeout_error(e: ring::JoinFail) -> JoinTimeoutError {
         ring::JoinFail::Lost(lost) => {
             JoinTimeoutError::TasksLost(lost.into_iter().map(MemberTasks::from).collect())
         }
+        ring::JoinFail::Corrupt(why) => JoinTimeoutError::Corrupt(why),
         ring::JoinFail::Io(e) => JoinTimeoutError::Io(e),
         ring::JoinFail::TimedOut(p) => JoinTimeoutError::Timeout(p.into()),
     }

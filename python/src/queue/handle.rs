@@ -73,8 +73,9 @@ pub(crate) fn empty(py: Python<'_>) -> PyResult<PyErr> {
 /// Python's exception for an mpkit object that could not be made or
 /// opened: a bad name or capacity is `ValueError`, and an error from the
 /// system keeps its errno, so `e.errno` says EMFILE or ENOSPC and EACCES
-/// is a `PermissionError`. An object of another kind stays `OSError`, as
-/// the queues have always raised it.
+/// is a `PermissionError`. An object of another kind (a `JoinableQueue`
+/// opened as a `Queue`) or element type is `ValueError` naming both, as
+/// the other classes raise it.
 pub(crate) fn shm_error(e: ShmError, name: &str) -> PyErr {
     let msg = format!("queue {name:?}: {e}");
     if let ShmError::Io(io) = &e {
@@ -83,7 +84,10 @@ pub(crate) fn shm_error(e: ShmError, name: &str) -> PyErr {
     match e {
         ShmError::NotFound(_) => PyFileNotFoundError::new_err(msg),
         ShmError::Exists(_) => PyFileExistsError::new_err(msg),
-        ShmError::InvalidName(_) | ShmError::TooLarge { .. } => PyValueError::new_err(msg),
+        ShmError::InvalidName(_)
+        | ShmError::TooLarge { .. }
+        | ShmError::WrongKind { .. }
+        | ShmError::WrongElement { .. } => PyValueError::new_err(msg),
         ShmError::Corrupt(_) => CorruptError::new_err(msg),
         _ => PyOSError::new_err(msg),
     }

@@ -139,7 +139,9 @@ impl Queue {
 
     /// Attaches to the queue created under ``name`` (by this or another
     /// program). ``dumps``/``loads`` as for the constructor: the queue
-    /// does not record them.
+    /// does not record them. A missing name is ``FileNotFoundError``; an
+    /// object of another kind (a ``JoinableQueue`` opened as a ``Queue``)
+    /// is ``ValueError`` naming both kinds.
     #[staticmethod]
     #[pyo3(name = "open", signature = (name, dumps=None, loads=None))]
     fn py_open(name: &str, dumps: Option<Py<PyAny>>, loads: Option<Py<PyAny>>) -> PyResult<Queue> {
@@ -395,7 +397,8 @@ impl JoinableQueue {
 
     /// Waits until every object put so far has been taken and marked done
     /// (``task_done``). Raises ``mpkit.TasksLostError`` when it finds a
-    /// process that died holding tasks.
+    /// process that died holding tasks, and ``mpkit.CorruptError`` when
+    /// another process overwrote the task counts (more done than put).
     fn join(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let q = slf.as_super().get().core.queue();
@@ -405,6 +408,10 @@ impl JoinableQueue {
                 Ok(()) => Ok(Some(Vec::new())),
                 Err(E::Timeout(_)) => Ok(None),
                 Err(E::TasksLost(lost)) => Ok(Some(lost)),
+                Err(E::Corrupt(why)) => Err(crate::errors::CorruptError::new_err(format!(
+                    "queue {:?}: {why}",
+                    q.name().unwrap_or_default()
+                ))),
                 Err(E::Io(source)) => Err(handle::os_error(
                     &source,
                     format!("waiting for tasks: {source}"),

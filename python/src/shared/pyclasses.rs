@@ -122,8 +122,37 @@ macro_rules! shared_class {
     };
 }
 
-shared_class!(
+/// A [`shared_class`] without a lock, stored as `$container`: `open`
+/// and pickling; `$what` says "value" or "array" in the docs; `$ctor`
+/// holds the constructor.
+macro_rules! raw_class {
+    ($ty:ident, $container:expr, $what:literal, $doc:literal, { $($ctor:tt)* }) => {
+        shared_class!($ty, $doc, {
+            $($ctor)*
+
+            #[doc = concat!("Attaches to the ", $what, " named ``name``.")]
+            #[classmethod]
+            fn open(
+                cls: &Bound<'_, PyType>,
+                name: String,
+                typecode_or_type: &Bound<'_, PyAny>,
+            ) -> PyResult<Self> {
+                let kind = Kind::of(typecode_or_type)?;
+                let core = Core::make(cls.py(), kind, $container, name, None, None)?;
+                Ok(Self { core })
+            }
+
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+                slf.get().core.raw_reduce(slf)
+            }
+        });
+    };
+}
+
+raw_class!(
     RawValue,
+    Container::RawValue,
+    "value",
     "A value in shared memory without a lock (``multiprocessing.RawValue``): \
      ``RawValue(typecode_or_type, *args, name=None)``, ``.value``; \
      ``RawValue.open(name, typecode_or_type)``. A Rust program opens it as \
@@ -138,38 +167,24 @@ shared_class!(
             name: Option<String>,
         ) -> PyResult<Self> {
             let kind = Kind::of(typecode_or_type)?;
-            let init = value_init(kind, args)?;
+            let init = Some(value_init(kind, args)?);
             let core = Core::make(
                 py,
                 kind,
                 Container::RawValue,
                 name_or_fresh(name),
-                Some(init),
+                init,
                 None,
             )?;
             Ok(Self { core })
         }
-
-        /// Attaches to the value named ``name``.
-        #[classmethod]
-        fn open(
-            cls: &Bound<'_, PyType>,
-            name: String,
-            typecode_or_type: &Bound<'_, PyAny>,
-        ) -> PyResult<Self> {
-            let kind = Kind::of(typecode_or_type)?;
-            let core = Core::make(cls.py(), kind, Container::RawValue, name, None, None)?;
-            Ok(Self { core })
-        }
-
-        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-            slf.get().core.raw_reduce(slf)
-        }
     }
 );
 
-shared_class!(
+raw_class!(
     RawArray,
+    Container::RawArray,
+    "array",
     "An array in shared memory without a lock (``multiprocessing.RawArray``): \
      ``RawArray(typecode_or_type, size_or_initializer, *, name=None)``; \
      indexing, slicing, ``len``, ``.value``/``.raw`` for 'c'; \
@@ -185,38 +200,146 @@ shared_class!(
             name: Option<String>,
         ) -> PyResult<Self> {
             let kind = Kind::of(typecode_or_type)?;
-            let init = array_init(kind, size_or_initializer)?;
+            let init = Some(array_init(kind, size_or_initializer)?);
             let core = Core::make(
                 py,
                 kind,
                 Container::RawArray,
                 name_or_fresh(name),
-                Some(init),
+                init,
                 None,
             )?;
             Ok(Self { core })
         }
-
-        /// Attaches to the array named ``name``.
-        #[classmethod]
-        fn open(
-            cls: &Bound<'_, PyType>,
-            name: String,
-            typecode_or_type: &Bound<'_, PyAny>,
-        ) -> PyResult<Self> {
-            let kind = Kind::of(typecode_or_type)?;
-            let core = Core::make(cls.py(), kind, Container::RawArray, name, None, None)?;
-            Ok(Self { core })
-        }
-
-        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-            slf.get().core.raw_reduce(slf)
-        }
     }
 );
 
-shared_class!(
+/// A synchronized class's core: the value or array under its own lock
+/// (`locked`), or, given a `lock` (checked to have `acquire`), the raw
+/// container under that lock (`raw`).
+fn synchronized_core(
+    py: Python<'_>,
+    kind: Kind,
+    (locked, raw): (Container, Container),
+    name: String,
+    init: Option<Init>,
+    lock: Option<Bound<'_, PyAny>>,
+) -> PyResult<Core> {
+    let lock = check_lock(lock)?;
+    let container = if lock.is_some() { raw } else { locked };
+    Core::make(py, kind, container, name, init, lock)
+}
+
+/// Calls `method` of the lock that guards `core`.
+fn call_lock(
+    core: &Core,
+    py: Python<'_>,
+    method: &str,
+    args: &Bound<'_, PyTuple>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Py<PyAny>> {
+    Ok(core
+        .lock_obj(py)?
+        .bind(py)
+        .call_method(method, args, kwargs)?
+        .unbind())
+}
+
+/// How a synchronized object pickles: its class's ``open`` with the name,
+/// the typecode and the lock it was given (``None``: its own).
+fn synchronized_reduce<'py>(slf: &Bound<'py, PyAny>, core: &Core) -> PyResult<Bound<'py, PyAny>> {
+    let py = slf.py();
+    let lock = match &core.lock {
+        LockMode::External(l) => l.clone_ref(py),
+        _ => py.None(),
+    };
+    (
+        slf.get_type().getattr("open")?,
+        (core.name.clone(), core.kind.code.to_string(), lock),
+    )
+        .into_pyobject(py)
+        .map(|t| t.into_any())
+}
+
+/// A [`shared_class`] with a lock: `open` with an optional lock,
+/// `get_obj` (a `$raw` over the same memory), `get_lock`, `acquire`,
+/// `release`, the context manager and pickling. `$containers` is (own
+/// lock, caller's lock); `$what` says "value" or "array" in the docs;
+/// `$ctor` holds the constructor.
+macro_rules! synchronized_class {
+    ($ty:ident, $raw:ident, $containers:expr, $what:literal, $doc:literal, { $($ctor:tt)* }) => {
+        shared_class!($ty, $doc, {
+            $($ctor)*
+
+            #[doc = concat!("Attaches to the ", $what, " named ``name`` (``lock``: the lock it \
+                             was made with, if not its own).")]
+            #[classmethod]
+            #[pyo3(signature = (name, typecode_or_type, lock=None))]
+            fn open(
+                cls: &Bound<'_, PyType>,
+                name: String,
+                typecode_or_type: &Bound<'_, PyAny>,
+                lock: Option<Bound<'_, PyAny>>,
+            ) -> PyResult<Self> {
+                let kind = Kind::of(typecode_or_type)?;
+                let core = synchronized_core(cls.py(), kind, $containers, name, None, lock)?;
+                Ok(Self { core })
+            }
+
+            #[doc = concat!("The ", $what, " as a ``", stringify!($raw), "`` over the same \
+                             memory, without the ``get_lock()`` methods. Unlike \
+                             multiprocessing's, each access still takes the ", $what,
+                            "'s lock for the moment it reads or writes (mpkit touches a \
+                             locked ", $what, " only under its lock), waiting as ``acquire`` \
+                             does.")]
+            fn get_obj(&self, py: Python<'_>) -> $raw {
+                $raw {
+                    core: self.core.raw_view(py),
+                }
+            }
+
+            /// The lock that guards the value.
+            fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                self.core.lock_obj(py)
+            }
+
+            /// Takes the lock (``acquire(block=True, timeout=None)``).
+            #[pyo3(signature = (*args, **kwargs))]
+            fn acquire(
+                &self,
+                py: Python<'_>,
+                args: &Bound<'_, PyTuple>,
+                kwargs: Option<&Bound<'_, PyDict>>,
+            ) -> PyResult<Py<PyAny>> {
+                call_lock(&self.core, py, "acquire", args, kwargs)
+            }
+
+            /// Releases the lock.
+            fn release(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                call_lock(&self.core, py, "release", &PyTuple::empty(py), None)
+            }
+
+            fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+                call_lock(&self.core, py, "__enter__", &PyTuple::empty(py), None)
+            }
+
+            #[pyo3(signature = (*args))]
+            fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
+                call_lock(&self.core, py, "__exit__", args, None)
+            }
+
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+                synchronized_reduce(slf.as_any(), &slf.get().core)
+            }
+        });
+    };
+}
+
+synchronized_class!(
     Synchronized,
+    RawValue,
+    (Container::Value, Container::RawValue),
+    "value",
     "A locked value in shared memory, what ``Value(...)`` returns (as \
      multiprocessing's ``Synchronized``): ``.value`` (taken under the lock), \
      ``get_lock()``, ``get_obj()``, ``acquire``/``release``, a context \
@@ -233,117 +356,19 @@ shared_class!(
         ) -> PyResult<Self> {
             let kind = Kind::of(typecode_or_type)?;
             let init = value_init(kind, args)?;
-            let lock = check_lock(lock)?;
-            let container = if lock.is_some() {
-                Container::RawValue
-            } else {
-                Container::Value
-            };
-            let core = Core::make(py, kind, container, name_or_fresh(name), Some(init), lock)?;
+            let containers = (Container::Value, Container::RawValue);
+            let name = name_or_fresh(name);
+            let core = synchronized_core(py, kind, containers, name, Some(init), lock)?;
             Ok(Self { core })
-        }
-
-        /// Attaches to the value named ``name`` (``lock``: the lock it was
-        /// made with, if not its own).
-        #[classmethod]
-        #[pyo3(signature = (name, typecode_or_type, lock=None))]
-        fn open(
-            cls: &Bound<'_, PyType>,
-            name: String,
-            typecode_or_type: &Bound<'_, PyAny>,
-            lock: Option<Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let kind = Kind::of(typecode_or_type)?;
-            let lock = check_lock(lock)?;
-            let container = if lock.is_some() {
-                Container::RawValue
-            } else {
-                Container::Value
-            };
-            let core = Core::make(cls.py(), kind, container, name, None, lock)?;
-            Ok(Self { core })
-        }
-
-        /// The value as a ``RawValue`` over the same memory, without the
-        /// ``get_lock()`` methods. Unlike multiprocessing's, each access
-        /// still takes the value's lock for the moment it reads or writes
-        /// (mpkit touches a locked value only under its lock), waiting as
-        /// ``acquire`` does.
-        fn get_obj(&self, py: Python<'_>) -> RawValue {
-            RawValue {
-                core: self.core.raw_view(py),
-            }
-        }
-
-        /// The lock that guards the value.
-        fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-            self.core.lock_obj(py)
-        }
-
-        /// Takes the lock (``acquire(block=True, timeout=None)``).
-        #[pyo3(signature = (*args, **kwargs))]
-        fn acquire(
-            &self,
-            py: Python<'_>,
-            args: &Bound<'_, PyTuple>,
-            kwargs: Option<&Bound<'_, PyDict>>,
-        ) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method("acquire", args, kwargs)?
-                .unbind())
-        }
-
-        /// Releases the lock.
-        fn release(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method0("release")?
-                .unbind())
-        }
-
-        fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method0("__enter__")?
-                .unbind())
-        }
-
-        #[pyo3(signature = (*args))]
-        fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method1("__exit__", args)?
-                .unbind())
-        }
-
-        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-            let py = slf.py();
-            let core = &slf.get().core;
-            let lock = match &core.lock {
-                LockMode::External(l) => l.clone_ref(py),
-                _ => py.None(),
-            };
-            (
-                slf.get_type().getattr("open")?,
-                (core.name.clone(), core.kind.code.to_string(), lock),
-            )
-                .into_pyobject(py)
-                .map(|t| t.into_any())
         }
     }
 );
 
-shared_class!(
+synchronized_class!(
     SynchronizedArray,
+    RawArray,
+    (Container::Array, Container::RawArray),
+    "array",
     "A locked array in shared memory, what ``Array(...)`` returns (as \
      multiprocessing's ``SynchronizedArray``/``SynchronizedString``): \
      indexing and slicing under the lock, ``len``, ``.value``/``.raw`` for \
@@ -361,111 +386,10 @@ shared_class!(
         ) -> PyResult<Self> {
             let kind = Kind::of(typecode_or_type)?;
             let init = array_init(kind, size_or_initializer)?;
-            let lock = check_lock(lock)?;
-            let container = if lock.is_some() {
-                Container::RawArray
-            } else {
-                Container::Array
-            };
-            let core = Core::make(py, kind, container, name_or_fresh(name), Some(init), lock)?;
+            let containers = (Container::Array, Container::RawArray);
+            let name = name_or_fresh(name);
+            let core = synchronized_core(py, kind, containers, name, Some(init), lock)?;
             Ok(Self { core })
-        }
-
-        /// Attaches to the array named ``name`` (``lock``: the lock it was
-        /// made with, if not its own).
-        #[classmethod]
-        #[pyo3(signature = (name, typecode_or_type, lock=None))]
-        fn open(
-            cls: &Bound<'_, PyType>,
-            name: String,
-            typecode_or_type: &Bound<'_, PyAny>,
-            lock: Option<Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let kind = Kind::of(typecode_or_type)?;
-            let lock = check_lock(lock)?;
-            let container = if lock.is_some() {
-                Container::RawArray
-            } else {
-                Container::Array
-            };
-            let core = Core::make(cls.py(), kind, container, name, None, lock)?;
-            Ok(Self { core })
-        }
-
-        /// The array as a ``RawArray`` over the same memory, without the
-        /// ``get_lock()`` methods. Unlike multiprocessing's, each access
-        /// still takes the array's lock for the moment it reads or writes
-        /// (mpkit touches a locked array only under its lock), waiting as
-        /// ``acquire`` does.
-        fn get_obj(&self, py: Python<'_>) -> RawArray {
-            RawArray {
-                core: self.core.raw_view(py),
-            }
-        }
-
-        /// The lock that guards the value.
-        fn get_lock(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-            self.core.lock_obj(py)
-        }
-
-        /// Takes the lock (``acquire(block=True, timeout=None)``).
-        #[pyo3(signature = (*args, **kwargs))]
-        fn acquire(
-            &self,
-            py: Python<'_>,
-            args: &Bound<'_, PyTuple>,
-            kwargs: Option<&Bound<'_, PyDict>>,
-        ) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method("acquire", args, kwargs)?
-                .unbind())
-        }
-
-        /// Releases the lock.
-        fn release(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method0("release")?
-                .unbind())
-        }
-
-        fn __enter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method0("__enter__")?
-                .unbind())
-        }
-
-        #[pyo3(signature = (*args))]
-        fn __exit__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<Py<PyAny>> {
-            Ok(self
-                .core
-                .lock_obj(py)?
-                .bind(py)
-                .call_method1("__exit__", args)?
-                .unbind())
-        }
-
-        fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-            let py = slf.py();
-            let core = &slf.get().core;
-            let lock = match &core.lock {
-                LockMode::External(l) => l.clone_ref(py),
-                _ => py.None(),
-            };
-            (
-                slf.get_type().getattr("open")?,
-                (core.name.clone(), core.kind.code.to_string(), lock),
-            )
-                .into_pyobject(py)
-                .map(|t| t.into_any())
         }
     }
 );

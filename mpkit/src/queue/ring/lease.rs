@@ -288,7 +288,11 @@ impl Ring {
 
     /// Finishes a commit a dead member of `side` left halfway: `seq` stored,
     /// `pos` not yet, and for consumers the member count that moves with
-    /// it (the caller has the side to itself).
+    /// it (the caller has the side to itself). The records the commit
+    /// covers lie whole from `pos` on, naming the messages up to `seq - 1`
+    /// one after another: `pos` moves past them. Anything else (the header
+    /// at `pos` names `seq` or later, or an older lap) is a whole commit,
+    /// left as it is.
     pub(super) fn repair(&self, side: SideId) {
         if side == SideId::Consumers {
             self.repair_tasks();
@@ -296,21 +300,31 @@ impl Ring {
         let commit = self.commit(side);
         let seq = commit.seq.load(Ordering::Acquire);
         let pos = commit.pos.load(Ordering::Acquire);
-        if seq == 0 {
+        if pos % RECORD_ALIGN as u64 != 0 {
+            // Written by another process: left for the checks that report it.
             return;
         }
-        let (len, t, s) = self.header_at(pos);
-        if pos % RECORD_ALIGN as u64 == 0
-            && s == seq - 1
-            && t == tag(pos)
-            && len <= self.max_message()
-        {
-            // A position that would pass 2^64 was written by another
-            // process: left for the checks that report it.
-            if let Some(next) = pos.checked_add(record_size(len)) {
-                commit.pos.store(next, Ordering::Release);
+        let (_, _, first) = self.header_at(pos);
+        // A batch is at most a ring of the smallest records.
+        if first >= seq || seq - first > (self.capacity / RECORD_ALIGN) as u64 {
+            return;
+        }
+        let mut end = pos;
+        for message in first..seq {
+            let (len, t, s) = self.header_at(end);
+            // A position that would pass 2^64, or a batch longer than the
+            // ring, was written by another process: left for the checks
+            // that report it.
+            let next = end.checked_add(record_size(len));
+            if s != message || t != tag(end) || len > self.max_message() {
+                return;
+            }
+            match next {
+                Some(next) if next - pos <= self.capacity as u64 => end = next,
+                _ => return,
             }
         }
+        commit.pos.store(end, Ordering::Release);
     }
 
     /// The record header at `pos`: `(len, tag, seq)`. A `pos` off a record
@@ -525,5 +539,46 @@ mod tests {
                 h.join().unwrap();
             }
         });
+    }
+
+    /// A member killed between the `seq` and the `pos` store of a batch
+    /// commit: the repair moves `pos` past every record of the batch (not
+    /// just one), on both sides, and leaves a whole commit as it is.
+    #[test]
+    fn a_batch_committed_halfway_is_repaired() {
+        let ring = ring();
+        let wide = [7u8; 100];
+        // Records of 64, 128 and 64 bytes.
+        assert_eq!(
+            ring.put(&[b"a", &wide, b"c"], super::super::Forever)
+                .unwrap(),
+            3
+        );
+        let producers = ring.commit(SideId::Producers);
+        assert_eq!(producers.pos.load(Ordering::Relaxed), 256);
+        ring.repair(SideId::Producers);
+        assert_eq!(producers.pos.load(Ordering::Relaxed), 256, "a whole commit");
+        producers.pos.store(0, Ordering::Relaxed);
+        ring.repair(SideId::Producers);
+        assert_eq!(producers.pos.load(Ordering::Relaxed), 256);
+
+        let mut got = Vec::new();
+        let taken = ring.get(2, super::super::Forever, &mut |b| {
+            got.push(b.to_vec());
+            true
+        });
+        assert_eq!(taken.unwrap(), 2);
+        assert_eq!(got, [b"a".to_vec(), wide.to_vec()]);
+        let consumers = ring.commit(SideId::Consumers);
+        assert_eq!(consumers.pos.load(Ordering::Relaxed), 192);
+        consumers.pos.store(0, Ordering::Relaxed);
+        ring.repair(SideId::Consumers);
+        assert_eq!(consumers.pos.load(Ordering::Relaxed), 192);
+        ring.repair(SideId::Consumers);
+        assert_eq!(consumers.pos.load(Ordering::Relaxed), 192, "a whole commit");
+        let mut last = Vec::new();
+        ring.get_one(super::super::Forever, |b| last = b.to_vec())
+            .unwrap();
+        assert_eq!(last, b"c");
     }
 }

@@ -19,10 +19,11 @@
 //!   over them;
 //! - a producer killed between its `seq` and `pos` stores: the next
 //!   producer to learn of the death (the robust mutex reports its owner
-//!   died, or a revoker finds the lease holder dead) finds the header at
-//!   `pos` naming message `seq - 1` at that very position, and moves `pos`
-//!   past it;
-//!   consumers never look at the producers' `pos`;
+//!   died, or a revoker finds the lease holder dead) finds the headers
+//!   from `pos` on naming the messages of its batch up to `seq - 1`, and
+//!   moves `pos` past them; a consumer that finds a record ending past the
+//!   producers' `pos` enters the producers' side (so repairing it) before
+//!   it judges the record;
 //! - a consumer killed before its `seq` store: the record is still first
 //!   and the next consumer delivers it (the dead one never returned it);
 //!   after its `seq` store: the next consumer moves `pos` on, as above;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use super::layout::*;
 use super::wait::PATIENT_BYTES;
 use super::{EnterFail, GetFail, PutFail, Ring, SideId, Waiting};
+use crate::base::spin::spin_until;
 use crate::sys;
 
 /// How far ahead of the record it copies a consumer asks for the lines it
@@ -59,17 +60,90 @@ impl Ring {
         if cached > seq {
             return cached;
         }
-        self.reload_published()
+        self.reload_published().0
     }
 
-    /// The producers' `seq`, read now (and cached for
-    /// [`published`](Self::published)). The caller has the consumers' side.
-    pub(super) fn reload_published(&self) -> u64 {
-        let tail_seq = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
+    /// The producers' `seq`, read now, and their `pos` right after it
+    /// (both cached, for [`published`](Self::published) and
+    /// [`published_end`](Self::published_end)). The caller has the
+    /// consumers' side.
+    ///
+    /// Producers store `seq` before `pos`, so the `pos` read here may lag
+    /// the `seq` (a producer between its two stores) or lead it (a later
+    /// commit made between the two loads): a record that ends before it
+    /// is published and whole, one that ends past it is settled by
+    /// [`settle_end`](Self::settle_end).
+    pub(super) fn reload_published(&self) -> (u64, u64) {
+        let producers = self.commit(SideId::Producers);
+        let tail_seq = producers.seq.load(Ordering::Acquire);
+        let tail = producers.pos.load(Ordering::Acquire);
+        let lease = self.lease(SideId::Consumers);
+        lease.cached_seq.store(tail_seq, Ordering::Relaxed);
+        lease.cached_pos.store(tail, Ordering::Relaxed);
+        (tail_seq, tail)
+    }
+
+    /// The producers' `pos` as last read by
+    /// [`reload_published`](Self::reload_published): every byte before it
+    /// was written by a producer, whole. The caller has the consumers' side.
+    #[inline(always)]
+    pub(super) fn published_end(&self) -> u64 {
         self.lease(SideId::Consumers)
-            .cached_seq
-            .store(tail_seq, Ordering::Relaxed);
-        tail_seq
+            .cached_pos
+            .load(Ordering::Relaxed)
+    }
+
+    /// Whether a record ending at `end` lies within what the producers
+    /// published, when the cached and the re-read `pos` both say it ends
+    /// past them: after a spin for their `pos` to reach it, decided with
+    /// the producers' side entered (so no producer is between its `seq` and
+    /// `pos` stores, and one that died there is repaired on the way in). A record that ends past their `pos` then
+    /// has a length another process enlarged: its bytes past the message
+    /// were never put, so it is reported (and the consumers moved on, see
+    /// [`resync`](Self::resync)) instead of delivered. The caller has the
+    /// consumers' side and took nothing yet in this section. Returns the
+    /// producers' `seq` and `pos`.
+    #[cold]
+    fn settle_end<W: Waiting>(
+        &self,
+        seq: u64,
+        head: u64,
+        end: u64,
+        wait: W,
+    ) -> Result<(u64, u64), GetFail<W::GaveUp>> {
+        // A producer between its two stores (preempted there) usually
+        // finishes within the spin; entering its side would revoke its
+        // lease.
+        let producers = self.commit(SideId::Producers);
+        if spin_until(wait.enter_deadline(), || {
+            producers.pos.load(Ordering::Acquire) >= end
+        }) {
+            return Ok(self.reload_published());
+        }
+        let section = match self.enter(SideId::Producers, wait.enter_deadline()) {
+            Ok(section) => section,
+            // A producer stopped inside its section: as if the message were
+            // not there yet.
+            Err(EnterFail::Busy) => {
+                return Err(match wait.timed_out() {
+                    Some(gave_up) => GetFail::GaveUp(gave_up),
+                    None => GetFail::Io(std::io::ErrorKind::TimedOut.into()),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (tail_seq, tail) = self.reload_published();
+        if end <= tail {
+            return Ok((tail_seq, tail));
+        }
+        let why = format!(
+            "message {seq} at byte {head} runs to byte {end}, past the producers' position \
+             {tail}"
+        );
+        // Still in the producers' section: their position is whole.
+        let why = self.resync(seq, head, why);
+        drop(section);
+        Err(GetFail::Corrupt(why))
     }
 
     /// Puts one message, waiting per `wait` while it does not fit. The
@@ -157,8 +231,15 @@ impl Ring {
         let cap = self.capacity;
         let off = (head as usize + RECORD_HEADER) & (cap - 1);
         let size = record_size(len);
-        if s != seq || t != tag(head) || off + len > cap || head.checked_add(size).is_none() {
-            // A wrapped body, or a bad header: the general path deals.
+        if s != seq
+            || t != tag(head)
+            || off + len > cap
+            || head
+                .checked_add(size)
+                .is_none_or(|end| end > self.published_end())
+        {
+            // A wrapped body, a bad header, or a record ending past the
+            // producers' position as last read: the general path deals.
             return false;
         }
         self.prefetch_after(head, size);
@@ -413,7 +494,7 @@ impl Ring {
             Err(EnterFail::Busy) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let result = self.take(max, sink);
+        let result = self.take(max, wait, sink);
         drop(section);
         if matches!(result, Ok(n) if n > 0) {
             self.wake(self.not_full());
@@ -422,20 +503,20 @@ impl Ring {
     }
 
     #[inline]
-    pub(super) fn take<G>(
+    pub(super) fn take<W: Waiting>(
         &self,
         max: usize,
+        wait: W,
         sink: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<usize, GetFail<G>> {
+    ) -> Result<usize, GetFail<W::GaveUp>> {
         let commit = self.commit(SideId::Consumers);
         let mut seq = commit.seq.load(Ordering::Relaxed);
         let mut head = commit.pos.load(Ordering::Relaxed);
-        // The cached count first: the loop re-reads the real one when it
-        // runs out.
-        let mut tail_seq = self
-            .lease(SideId::Consumers)
-            .cached_seq
-            .load(Ordering::Relaxed);
+        // The cached count and end first: the loop re-reads the real ones
+        // when they run out.
+        let lease = self.lease(SideId::Consumers);
+        let mut tail_seq = lease.cached_seq.load(Ordering::Relaxed);
+        let mut tail = lease.cached_pos.load(Ordering::Relaxed);
         let cap = self.capacity;
         let mut taken = 0;
         let mut buf = Vec::new();
@@ -448,7 +529,7 @@ impl Ring {
         while taken < max {
             if seq >= tail_seq {
                 // The cached count ran out: messages put since count too.
-                tail_seq = self.reload_published();
+                (tail_seq, tail) = self.reload_published();
                 if seq >= tail_seq {
                     break;
                 }
@@ -480,6 +561,21 @@ impl Ring {
             }
             let (len, _, _) = self.header_at(head);
             let size = record_size(len);
+            // Checked above.
+            let end = head + size;
+            if end > tail {
+                // The cached end ran out, or a producer is between its
+                // `seq` and `pos` stores, or the length was enlarged by
+                // another process.
+                (tail_seq, tail) = self.reload_published();
+                if end > tail {
+                    if taken > 0 {
+                        // Deliver what was good; the next get settles it.
+                        break;
+                    }
+                    (tail_seq, tail) = self.settle_end(seq, head, end, wait)?;
+                }
+            }
             self.prefetch_after(head, size);
             let off = (head as usize + RECORD_HEADER) & (cap - 1);
             if off + len <= cap {
@@ -586,9 +682,9 @@ impl Ring {
         let commit = self.commit(SideId::Consumers);
         commit.seq.store(tail_seq, Ordering::Release);
         commit.pos.store(tail, Ordering::Release);
-        self.lease(SideId::Consumers)
-            .cached_seq
-            .store(tail_seq, Ordering::Relaxed);
+        let lease = self.lease(SideId::Consumers);
+        lease.cached_seq.store(tail_seq, Ordering::Relaxed);
+        lease.cached_pos.store(tail, Ordering::Relaxed);
         self.wake(self.not_full());
         format!(
             "{why}; messages {seq} to {} were discarded so that the queue works again",

@@ -66,6 +66,8 @@ pub(crate) struct Pending {
 pub(crate) enum JoinFail {
     TimedOut(Pending),
     Lost(Vec<MemberTasks>),
+    /// The counts contradict each other (written by another process).
+    Corrupt(String),
     Io(io::Error),
 }
 
@@ -210,6 +212,23 @@ impl Ring {
             })
     }
 
+    /// Unfinished tasks, as [`unfinished`](Self::unfinished), or why the
+    /// counts cannot be: more tasks done than messages were ever put,
+    /// which only another process writing the counts can make (a
+    /// `task_done` moves them only while some task is unfinished). The
+    /// done count is read first: every task is put before it is marked
+    /// done, so a count read after it covers it.
+    fn unfinished_checked(&self) -> Result<u64, String> {
+        let done = self.done_total();
+        let put = self.commit(SideId::Producers).seq.load(Ordering::SeqCst);
+        put.checked_sub(done).ok_or_else(|| {
+            format!(
+                "the queue counts {done} tasks done of {put} ever put: its shared memory was \
+                 overwritten"
+            )
+        })
+    }
+
     /// Unfinished tasks: messages ever put minus tasks done.
     pub(crate) fn unfinished(&self) -> u64 {
         self.commit(SideId::Producers)
@@ -325,16 +344,14 @@ impl Ring {
     /// Clears the tasks of members that died holding some, and frees
     /// their slots; what was cleared. Waits for the consumers' section
     /// until `deadline` (nothing cleared if it stays busy).
-    fn clear_dead(&self, deadline: Deadline) -> Result<Vec<MemberTasks>, io::Error> {
+    fn clear_dead(&self, deadline: Deadline) -> Result<Vec<MemberTasks>, JoinFail> {
         // The section: a consumer that died moving a member's count is
         // repaired on the way in, and no claim runs meanwhile.
         let section = match self.enter(SideId::Consumers, deadline) {
             Ok(section) => section,
             Err(EnterFail::Busy | EnterFail::Reentered) => return Ok(Vec::new()),
-            Err(EnterFail::Io(e)) => return Err(e),
-            Err(EnterFail::Corrupt(why)) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, why));
-            }
+            Err(EnterFail::Io(e)) => return Err(JoinFail::Io(e)),
+            Err(EnterFail::Corrupt(why)) => return Err(JoinFail::Corrupt(why)),
         };
         let mut lost = Vec::new();
         for m in self.members() {
@@ -372,12 +389,14 @@ impl Ring {
 
     /// Waits until every task put so far is done. A member found dead
     /// holding tasks has them cleared and reported ([`JoinFail::Lost`]);
-    /// at `deadline`, what is still unfinished ([`JoinFail::TimedOut`]).
+    /// at `deadline`, what is still unfinished ([`JoinFail::TimedOut`]);
+    /// more done than put, [`JoinFail::Corrupt`] (never a `join` that
+    /// returns with tasks unfinished).
     pub(crate) fn join(&self, deadline: Deadline) -> Result<(), JoinFail> {
         let ctl = self.join_block();
         loop {
             let epoch = ctl.epoch.load(Ordering::SeqCst);
-            if self.unfinished() == 0 {
+            if self.unfinished_checked().map_err(JoinFail::Corrupt)? == 0 {
                 return Ok(());
             }
             // A member that died will never call task_done: look before
@@ -386,7 +405,7 @@ impl Ring {
             let mut until = deadline;
             if self.holders().next().is_some() {
                 if self.holders().any(|(_, owner, _)| !sys::token_alive(owner)) {
-                    let lost = self.clear_dead(deadline).map_err(JoinFail::Io)?;
+                    let lost = self.clear_dead(deadline)?;
                     if !lost.is_empty() {
                         return Err(JoinFail::Lost(lost));
                     }
@@ -404,7 +423,7 @@ impl Ring {
             if r.map_err(JoinFail::Io)? == FutexWait::TimedOut
                 && deadline.is_some_and(|d| Instant::now() >= d)
             {
-                return match self.unfinished() {
+                return match self.unfinished_checked().map_err(JoinFail::Corrupt)? {
                     0 => Ok(()),
                     _ => Err(JoinFail::TimedOut(self.pending())),
                 };
