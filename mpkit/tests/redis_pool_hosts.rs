@@ -38,14 +38,18 @@ fn hold_dir(log: &Path) -> std::path::PathBuf {
     d.into()
 }
 
+/// The first item that may be held: host a does some work before.
+const HOLD_FROM: u64 = 120;
+
 /// The task: logs its run, and returns `3x` and the host it ran on. The
-/// first run on host `a` holds: it creates `held` (holding its item) in
-/// the hold directory and waits until the test creates `released` there
-/// (host a's link is down by then).
+/// first run on host `a` of an item from [`HOLD_FROM`] on holds: it
+/// creates `held` (holding its item) in the hold directory and waits
+/// until the test creates `released` there (host a's link is down by
+/// then).
 fn tripled(x: u64) -> (u64, String) {
     fleet::record(x);
     let host = fleet::host();
-    if host == "a" {
+    if host == "a" && x >= HOLD_FROM {
         if let Some(log) = std::env::var_os(LOG_ENV) {
             let dir = hold_dir(Path::new(&log));
             let held = std::fs::OpenOptions::new()
@@ -241,6 +245,7 @@ fn a_task_held_by_a_host_cut_off_is_done_by_the_other() {
         by[usize::from(host == "b")] += 1;
     }
     assert_eq!(outcomes[held as usize].as_ref().unwrap().1, "b");
+    assert!(by[0] > 0, "host a did no task before it was cut off");
     // Taken shortly before the cut, it stayed with host a for the
     // visibility timeout (less what passed before the cut).
     assert!(
