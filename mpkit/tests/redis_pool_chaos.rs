@@ -170,6 +170,110 @@ fn a_map_survives_workers_killed_at_random() {
     assert_nothing_left(&s, &havoc.pids);
 }
 
+/// The children of the supervisor `sup` now (its worker processes).
+fn workers_of(sup: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The same chaos under the worker-mode supervisor (`prog --mpkit-worker
+/// URL` with `MPKIT_WORKER_PROCESSES=3`), as a deployment runs: its worker
+/// processes are SIGKILLed at random and the supervisor starts others
+/// (pausing longer while they keep dying); the map completes, every
+/// result once and right, and SIGTERM to the supervisor stops it all.
+fn a_map_survives_the_supervisors_workers_killed_at_random() {
+    if !redis_server::available() {
+        return;
+    }
+    let s = RedisServer::start();
+    let log = Scratch::new("supervised");
+    const N: u64 = 2_000;
+    const CHUNK: usize = 5;
+    const RETRIES: u32 = 10;
+    const WORKERS: usize = 3;
+    let pool = RedisPool::builder(&s.url(), "supervised")
+        .visibility_timeout(Duration::from_millis(400))
+        .retries(RETRIES)
+        .connect()
+        .unwrap();
+    // Killed (its workers then get SIGTERM) if the test fails.
+    struct Supervisor(std::process::Child);
+    impl Drop for Supervisor {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut supervisor = Supervisor(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--mpkit-worker", &s.url(), "--mpkit-pool", "supervised"])
+            .env("MPKIT_WORKER_PROCESSES", WORKERS.to_string())
+            .env(fleet::LOG_ENV, &log.0)
+            .spawn()
+            .unwrap(),
+    );
+    let sup = supervisor.0.id();
+    assert!(
+        eventually(Duration::from_secs(20), || pool.workers().unwrap()
+            >= WORKERS),
+        "workers did not register"
+    );
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let (outcomes, (kills, seen)) = std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let mut rng = Rng::new();
+            let (mut kills, mut seen) = (0, std::collections::BTreeSet::new());
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(50 + rng.below(150)));
+                let running = workers_of(sup);
+                seen.extend(running.iter().copied());
+                if stop.load(Ordering::Acquire) || running.is_empty() {
+                    continue;
+                }
+                let victim = running[rng.below(running.len() as u64) as usize];
+                // SAFETY: kill(2) with a valid signal on a child of our
+                // supervisor, read just now from its list of children: it
+                // cannot have been reaped (and its pid reused) unless it
+                // died since, which only our kills do.
+                unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+                kills += 1;
+            }
+            (kills, seen)
+        });
+        let outcomes = pool.map_outcomes_chunked(&SQUARE, 0..N, CHUNK);
+        stop.store(true, Ordering::Release);
+        (outcomes, killer.join().unwrap())
+    });
+    let took = t0.elapsed();
+    let again = check_outcomes(&outcomes, N, &[], &log.0, RETRIES);
+    println!(
+        "  {N} tasks in {took:.1?}: {kills} workers killed, {} seen, {again} tasks ran more than once",
+        seen.len()
+    );
+    assert!(kills >= 5, "only {kills} kills: no chaos");
+    assert!(seen.len() > WORKERS, "the supervisor started no worker again");
+    // SIGTERM: each worker finishes its task, then the supervisor exits.
+    // SAFETY: kill(2) on our unreaped child, with a valid signal.
+    unsafe { libc::kill(sup as i32, libc::SIGTERM) };
+    assert!(
+        eventually(Duration::from_secs(15), || matches!(
+            supervisor.0.try_wait(),
+            Ok(Some(_))
+        )),
+        "the supervisor did not stop on SIGTERM"
+    );
+    drop(supervisor);
+    let mut pids: Vec<u32> = seen.into_iter().collect();
+    pids.push(sup);
+    drop(pool);
+    assert_pool_clean(&s, "supervised");
+    assert_nothing_left(&s, &pids);
+}
+
 /// A map runs while the server is killed and started again (AOF with
 /// fsync always): it completes, every result once and right, nothing
 /// acknowledged lost; a wait with a timeout honours it while the server
@@ -274,6 +378,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "a_map_survives_workers_killed_at_random",
         a_map_survives_workers_killed_at_random,
+    ),
+    (
+        "a_map_survives_the_supervisors_workers_killed_at_random",
+        a_map_survives_the_supervisors_workers_killed_at_random,
     ),
     (
         "a_map_survives_a_redis_restart",

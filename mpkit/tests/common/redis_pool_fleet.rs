@@ -106,7 +106,22 @@ pub fn logged(dir: &Path) -> usize {
 pub struct Scratch(pub PathBuf);
 
 impl Scratch {
+    /// `mpkit-redis-pool-PID-NAME` in the temporary directory; first
+    /// removes those of test processes that are gone (aborted by their
+    /// watchdog: no destructor ran).
     pub fn new(name: &str) -> Scratch {
+        if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+            for entry in dir.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let Some(rest) = file.strip_prefix("mpkit-redis-pool-") else {
+                    continue;
+                };
+                let pid = rest.split('-').next().unwrap_or("");
+                if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!(
             "mpkit-redis-pool-{}-{name}",
             std::process::id()
