@@ -14,10 +14,10 @@
 //! redis_pool_chaos -- NAME`.
 
 mod common;
-#[path = "common/redis_server.rs"]
-mod redis_server;
 #[path = "common/redis_pool_fleet.rs"]
 mod fleet;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -78,7 +78,9 @@ fn check_outcomes(
         }
     }
     assert_eq!(
-        runs.keys().filter(|&&x| x >= n && !others.contains(&x)).count(),
+        runs.keys()
+            .filter(|&&x| x >= n && !others.contains(&x))
+            .count(),
         0,
         "items that were never submitted ran"
     );
@@ -255,7 +257,10 @@ fn a_map_survives_the_supervisors_workers_killed_at_random() {
         seen.len()
     );
     assert!(kills >= 5, "only {kills} kills: no chaos");
-    assert!(seen.len() > WORKERS, "the supervisor started no worker again");
+    assert!(
+        seen.len() > WORKERS,
+        "the supervisor started no worker again"
+    );
     // SIGTERM: each worker finishes its task, then the supervisor exits.
     // SAFETY: kill(2) on our unreaped child, with a valid signal.
     unsafe { libc::kill(sup as i32, libc::SIGTERM) };
@@ -364,9 +369,7 @@ fn a_map_survives_a_redis_restart() {
     });
     let took = t0.elapsed();
     let again = check_outcomes(&outcomes, N, &[N + 1, N + 2], &log.0, RETRIES);
-    println!(
-        "  {N} tasks in {took:.1?} across the restart; {again} tasks ran more than once"
-    );
+    println!("  {N} tasks in {took:.1?} across the restart; {again} tasks ran more than once");
     assert_eq!(pool.malformed_results(), 0);
     assert!(fleet.stop(Duration::from_secs(15)), "a worker did not stop");
     drop(pool);

@@ -11,10 +11,10 @@
 //! (`harness = false`): `main` calls `worker_main` first.
 
 mod common;
-#[path = "common/redis_server.rs"]
-mod redis_server;
 #[path = "common/redis_pool_fleet.rs"]
 mod fleet;
+#[path = "common/redis_server.rs"]
+mod redis_server;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -259,10 +259,17 @@ fn a_task_held_by_a_host_cut_off_is_done_by_the_other() {
         runs.get(&x)
             .map_or(0, |r| r.iter().filter(|p| pids.contains(*p)).count())
     };
-    assert!(on(&a.pids, held) >= 1 && on(&b.pids, held) >= 1, "{:?}", runs.get(&held));
+    assert!(
+        on(&a.pids, held) >= 1 && on(&b.pids, held) >= 1,
+        "{:?}",
+        runs.get(&held)
+    );
     for x in 0..N {
         let n = runs.get(&x).map_or(0, Vec::len);
-        assert!((1..=RETRIES as usize + 1).contains(&n), "item {x} ran {n} times");
+        assert!(
+            (1..=RETRIES as usize + 1).contains(&n),
+            "item {x} ran {n} times"
+        );
     }
     println!(
         "  {N} tasks in {took:.1?}: {} by host a, {} by host b; the held task {held} done by b {done_after_cut:.1?} after the cut",

@@ -129,7 +129,9 @@ impl Workers {
                 Ok(())
             });
         }
-        Ok(Workers(cmd.spawn().ctx("starting the Redis pool's workers")?))
+        Ok(Workers(
+            cmd.spawn().ctx("starting the Redis pool's workers")?,
+        ))
     }
 }
 
@@ -258,7 +260,10 @@ impl RedisPoolFigures {
             [
                 "the same, RedisPool (workers through Redis)".to_string(),
                 format!("{:.1} ms", self.redis_cpu_ms),
-                format!("x{:.2} the local time", self.redis_cpu_ms / self.local_cpu_ms),
+                format!(
+                    "x{:.2} the local time",
+                    self.redis_cpu_ms / self.local_cpu_ms
+                ),
             ],
             [
                 format!(

@@ -122,10 +122,8 @@ impl Scratch {
                 }
             }
         }
-        let dir = std::env::temp_dir().join(format!(
-            "mpkit-redis-pool-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("mpkit-redis-pool-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Scratch(dir)
