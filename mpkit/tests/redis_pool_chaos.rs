@@ -192,7 +192,11 @@ fn a_map_survives_the_supervisors_workers_killed_at_random() {
     }
     let s = RedisServer::start();
     let log = Scratch::new("supervised");
-    const N: u64 = 2_000;
+    const N: u64 = 4_000;
+    // The supervisor pauses longer each time a worker dies young (up to
+    // 5 s): a bounded number of kills keeps its pauses, and the test,
+    // short.
+    const KILLS: usize = 12;
     const CHUNK: usize = 5;
     const RETRIES: u32 = 10;
     const WORKERS: usize = 3;
@@ -230,10 +234,10 @@ fn a_map_survives_the_supervisors_workers_killed_at_random() {
             let mut rng = Rng::new();
             let (mut kills, mut seen) = (0, std::collections::BTreeSet::new());
             while !stop.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(50 + rng.below(150)));
+                std::thread::sleep(Duration::from_millis(100 + rng.below(200)));
                 let running = workers_of(sup);
                 seen.extend(running.iter().copied());
-                if stop.load(Ordering::Acquire) || running.is_empty() {
+                if stop.load(Ordering::Acquire) || running.is_empty() || kills == KILLS {
                     continue;
                 }
                 let victim = running[rng.below(running.len() as u64) as usize];
@@ -256,7 +260,7 @@ fn a_map_survives_the_supervisors_workers_killed_at_random() {
         "  {N} tasks in {took:.1?}: {kills} workers killed, {} seen, {again} tasks ran more than once",
         seen.len()
     );
-    assert!(kills >= 5, "only {kills} kills: no chaos");
+    assert!(kills >= 3, "only {kills} kills: no chaos");
     assert!(
         seen.len() > WORKERS,
         "the supervisor started no worker again"
