@@ -5,6 +5,7 @@
 mod bench;
 mod objects;
 mod tour;
+mod tour_redis_pool;
 
 use std::process::ExitCode;
 

@@ -42,6 +42,7 @@ pub fn run() -> Result {
     sockets()?;
     pool()?;
     redis_stream()?;
+    crate::tour_redis_pool::redis_pool()?;
     println!("\ntour finished: every child was joined, nothing was left behind");
     Ok(())
 }

@@ -129,6 +129,7 @@ fn tour_runs_every_mechanism_and_exits_0() {
         "gh-66587",
         "with retries(1): [0, 1, 4, 9, 16, 25]",
         "13. A queue on a Redis stream",
+        "14. A pool across hosts on Redis",
         "tour finished",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
@@ -145,6 +146,9 @@ fn tour_runs_every_mechanism_and_exits_0() {
             "got job 1 (delivery 2), job 2 (delivery 1), job 3 (delivery 1)",
             "join_timeout() returned Ok: every job acknowledged",
             ") stopped",
+            "map(square, 1..=6) = 1 (pid ",
+            "dies_once: its first worker exited mid-task; after the visibility timeout (500ms) it ran again on pid ",
+            "workers stopped (SIGTERM: each finishes its task first), redis-server stopped",
         ] {
             assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
         }

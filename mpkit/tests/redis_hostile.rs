@@ -479,13 +479,13 @@ fn take_and_ack(q: RedisQueue<u32>) {
     q.task_done().unwrap();
 }
 
-/// Every handle that takes is a consumer of the group, and nothing ever
-/// removes one: a server serving short-lived worker processes keeps a
-/// consumer (name, its own radix tree) per process forever. Removing
-/// one safely needs its pending entries gone first (`XGROUP DELCONSUMER`
-/// drops them), from a handle's drop or a sweep of idle consumers.
+/// Every handle that takes is a consumer of the group. Before the fix
+/// nothing ever removed one: a server serving short-lived worker
+/// processes kept a consumer (name, its own radix tree) per process
+/// forever. Now a handle leaves the group when dropped if it holds
+/// nothing (`XGROUP DELCONSUMER` would drop what it holds), and takes
+/// sweep idle consumers that hold nothing.
 #[test]
-#[ignore = "known defect: consumers of finished handles are never removed from the group"]
 fn consumers_of_finished_handles_do_not_pile_up() {
     let _w = watchdog(60);
     let Some(s) = server() else { return };

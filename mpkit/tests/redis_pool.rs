@@ -103,11 +103,21 @@ impl Workers {
     /// `processes` workers of pool `pool`, started as a user would:
     /// `prog --mpkit-worker URL --mpkit-pool POOL`.
     fn start(url: &str, pool: &str, processes: usize) -> Workers {
-        let supervisor = Command::new(std::env::current_exe().unwrap())
-            .args(["--mpkit-worker", url, "--mpkit-pool", pool])
-            .env("MPKIT_WORKER_PROCESSES", processes.to_string())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--mpkit-worker", url, "--mpkit-pool", pool])
+            .env("MPKIT_WORKER_PROCESSES", processes.to_string());
+        // Killed with this test's thread, even by a watchdog's abort (its
+        // workers then die with it, by their own PR_SET_PDEATHSIG).
+        // SAFETY: prctl(2) only, async-signal-safe, between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let supervisor = cmd.spawn().unwrap();
         Workers { supervisor }
     }
 
@@ -228,14 +238,14 @@ fn apply_async_and_the_executor_calls() {
         .collect();
     got.sort();
     assert_eq!(got, [2, 4, 6, 8, 10]);
-    let slow = pool.submit(&SLEEP, 60_000);
+    let slow = pool.submit(&SLEEP, 2_000);
     let quick = pool.submit(&DOUBLE, 1);
     assert!(!slow.cancel(), "a task handed to Redis cannot be cancelled");
     let (done, not_done) = wait([quick, slow], Some(LONG), ReturnWhen::FirstCompleted);
     assert_eq!((done.len(), not_done.len()), (1, 1));
     // A timeout is honoured while the task runs.
     let t0 = Instant::now();
-    let slow = pool.apply_async(&SLEEP, 60_000);
+    let slow = pool.apply_async(&SLEEP, 2_000);
     assert!(slow.get_timeout(Duration::from_millis(200)).is_err());
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
@@ -410,6 +420,20 @@ fn a_stopped_server_is_a_timeout_honoured_then_an_error() {
         other => panic!("{other:?}"),
     }
     assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // A map of many chunks fails within about one retry period, not one
+    // per chunk.
+    let t0 = Instant::now();
+    let out = pool.map_outcomes_chunked(&DOUBLE, 0..20, 1);
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, Err(TaskError::Unavailable { .. }))),
+        "{out:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // Dropping it is bounded too.
+    let t0 = Instant::now();
+    drop(pool);
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
 }
 
 const TESTS: &[(&str, fn())] = &[

@@ -63,6 +63,8 @@ pub(super) struct Inner {
     /// Told when the last outstanding chunk is delivered.
     pub(super) idle: Condvar,
     next_call: AtomicU64,
+    /// Whether the last submission found the server unreachable.
+    unreachable: AtomicBool,
     pub(super) malformed: AtomicU64,
     pub(super) stop: AtomicBool,
 }
@@ -94,9 +96,19 @@ impl Inner {
             }),
             idle: Condvar::new(),
             next_call: AtomicU64::new(0),
+            unreachable: AtomicBool::new(false),
             malformed: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the last submission found the server unreachable.
+    pub(super) fn unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_unreachable(&self, away: bool) {
+        self.unreachable.store(away, Ordering::Relaxed);
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -298,7 +310,10 @@ impl ChunkSink for Call {
                 .chunks
                 .insert(seq, None);
         }
-        let added: Result<String, Fail> = inner.conn.call(None, Duration::ZERO, |con| {
+        // While the server is known to be away, one attempt each: a map
+        // of many chunks fails in one retry period, not one per chunk.
+        let deadline = inner.unreachable().then(Instant::now);
+        let added: Result<String, Fail> = inner.conn.call(deadline, Duration::ZERO, |con| {
             scripts::SUBMIT
                 .key(&inner.keys.tasks)
                 .key(&inner.keys.meta)
@@ -320,6 +335,7 @@ impl ChunkSink for Call {
                 .arg(&message[..])
                 .invoke(con)
         });
+        inner.set_unreachable(matches!(added, Err(Fail::Unavailable(_))));
         let mut st = inner.lock();
         let slot = st
             .calls
@@ -431,6 +447,22 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
             });
             continue;
         };
+        // Results first: those written before the lease expired, or
+        // before the pool was lost, stand.
+        let (found, unreadable) = entries(read);
+        if unreadable > 0 {
+            inner.malformed.fetch_add(unreadable, Ordering::Relaxed);
+        }
+        for (id, fields) in found {
+            match fields {
+                Some(fields) => inner.deliver(&fields),
+                None => {
+                    inner.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            last = id.clone();
+            handled.push(id);
+        }
         if matches!(meta, Value::Int(0)) {
             inner.fail_all(&TaskError::Unavailable {
                 message: "the pool is gone from the Redis server (restarted without its data, or its keys were deleted)".into(),
@@ -445,20 +477,6 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
                     inner.lease
                 ),
             });
-        }
-        let (found, unreadable) = entries(read);
-        if unreadable > 0 {
-            inner.malformed.fetch_add(unreadable, Ordering::Relaxed);
-        }
-        for (id, fields) in found {
-            match fields {
-                Some(fields) => inner.deliver(&fields),
-                None => {
-                    inner.malformed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            last = id.clone();
-            handled.push(id);
         }
     }
 }

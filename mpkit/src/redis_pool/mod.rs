@@ -99,7 +99,9 @@
 //! delivered again. `imap` keeps at most
 //! [`max_in_flight`](RedisPoolBuilder::max_in_flight) chunks in Redis,
 //! reading its input only to top that up. A dropped `Imap`, or a `map`
-//! stopped by a failure, deletes its chunks no worker took yet.
+//! stopped by a failure, deletes its chunks from the stream: those no
+//! worker took never run (one a worker holds finishes, its result
+//! dropped).
 //!
 //! # Anatomy
 //! Pool `P` is a handful of keys with the hash tag `{P}`: the stream

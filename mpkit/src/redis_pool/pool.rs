@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,7 +28,7 @@ const WORKERS_ASSUMED: usize = 4;
 ///
 /// ```no_run
 /// // Needs a Redis server at the URL.
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use mpkit::redis_pool::RedisPool;
 ///
 /// let pool = RedisPool::builder("redis://127.0.0.1:6379", "default")
@@ -202,6 +202,17 @@ impl RedisPool {
     }
 
     /// Connects to pool `pool` with the default settings.
+    ///
+    /// ```no_run
+    /// // Needs a Redis server at the URL.
+    /// use mpkit::redis_pool::RedisPool;
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// assert_eq!(pool.name(), "default");
+    /// assert_eq!(pool.url(), "redis://127.0.0.1:6379");
+    /// println!("caller {} (visibility {:?})", pool.caller(), pool.visibility_timeout());
+    /// assert_eq!(pool.malformed_results(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect(url: &str, pool: &str) -> Result<RedisPool, RedisOpenError> {
         Self::builder(url, pool).connect()
     }
@@ -230,8 +241,20 @@ impl RedisPool {
     /// How many worker processes are registered now (each renews its
     /// registration every 5 s; one that stopped doing so for 15 s is not
     /// counted).
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// println!("{} worker processes", pool.workers()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn workers(&self) -> Result<usize, RedisOpenError> {
-        let n: u64 = self.inner.conn.call(None, Duration::ZERO, |con| {
+        self.workers_by(None)
+    }
+
+    fn workers_by(&self, deadline: Option<Instant>) -> Result<usize, RedisOpenError> {
+        let n: u64 = self.inner.conn.call(deadline, Duration::ZERO, |con| {
             scripts::WORKERS.key(&self.inner.keys.workers).invoke(con)
         })?;
         Ok(n as usize)
@@ -257,6 +280,14 @@ impl RedisPool {
 
     /// Runs `f(arg)` on a worker and waits for its result (Python's
     /// `apply`).
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// assert_eq!(pool.apply(&DOUBLE, 21)?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn apply<A, R>(&self, f: &RemoteFn<A, R>, arg: A) -> Result<R, TaskError>
     where
         A: Serialize + DeserializeOwned,
@@ -267,6 +298,16 @@ impl RedisPool {
 
     /// Starts `f(arg)` on a worker and returns at once (Python's
     /// `apply_async`); the task runs even if the result is dropped.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let r = pool.apply_async(&DOUBLE, 21);
+    /// let r = r.get_timeout(std::time::Duration::from_secs(5)).map_err(|_| "not yet")?;
+    /// assert_eq!(r?, 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn apply_async<A, R>(&self, f: &RemoteFn<A, R>, arg: A) -> AsyncResult<R>
     where
         A: Serialize + DeserializeOwned,
@@ -281,6 +322,20 @@ impl RedisPool {
     /// `Executor.submit`), for [`as_completed`](crate::pool::as_completed)
     /// and [`wait`](crate::pool::wait). A task handed to Redis cannot be
     /// taken back: [`Task::cancel`] returns false.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let tasks: Vec<_> = (1..=3).map(|i| pool.submit(&DOUBLE, i)).collect();
+    /// let mut got: Vec<u64> = Vec::new();
+    /// for task in mpkit::pool::as_completed(tasks, None) {
+    ///     got.push(task?.result()?);
+    /// }
+    /// got.sort();
+    /// assert_eq!(got, [2, 4, 6]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn submit<A, R>(&self, f: &RemoteFn<A, R>, arg: A) -> Task<R>
     where
         A: Serialize + DeserializeOwned,
@@ -293,6 +348,14 @@ impl RedisPool {
     /// in order (Python's `map`), or the first failure (in order). The
     /// chunk size is Python's (`len / (4 × workers)`, rounded up) over
     /// the workers registered now, at least 4, at most 1024 items.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// assert_eq!(pool.map(&DOUBLE, 1..=3)?, [2, 4, 6]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map<A, R>(
         &self,
         f: &RemoteFn<A, R>,
@@ -307,6 +370,14 @@ impl RedisPool {
 
     /// [`map`](Self::map) with `chunksize` items per chunk (0: the
     /// default).
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// assert_eq!(pool.map_chunked(&DOUBLE, 1..=3, 1)?, [2, 4, 6]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map_chunked<A, R>(
         &self,
         f: &RemoteFn<A, R>,
@@ -341,6 +412,15 @@ impl RedisPool {
     }
 
     /// Like [`map`](Self::map), but every item's outcome, in order.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let all = pool.map_outcomes(&DOUBLE, 1..=3);
+    /// assert_eq!(all, [Ok(2), Ok(4), Ok(6)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map_outcomes<A, R>(
         &self,
         f: &RemoteFn<A, R>,
@@ -355,6 +435,14 @@ impl RedisPool {
 
     /// [`map_outcomes`](Self::map_outcomes) with `chunksize` items per
     /// chunk (0: the default).
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// assert_eq!(pool.map_outcomes_chunked(&DOUBLE, [1], 1), [Ok(2)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn map_outcomes_chunked<A, R>(
         &self,
         f: &RemoteFn<A, R>,
@@ -389,8 +477,12 @@ impl RedisPool {
     {
         let items: Vec<A> = items.into_iter().collect();
         let size = match chunksize {
-            // Unknown when the server is away: the submissions will say.
-            0 => default_chunksize(items.len(), self.workers().unwrap_or(0)),
+            // Unknown when the server is away (one attempt: the
+            // submissions retry, and say).
+            0 => default_chunksize(
+                items.len(),
+                self.workers_by(Some(Instant::now())).unwrap_or(0),
+            ),
             n => n,
         };
         let mut job = self.job(f, false);
@@ -407,6 +499,16 @@ impl RedisPool {
     /// are read only as results are taken, with at most
     /// [`max_in_flight`](RedisPoolBuilder::max_in_flight) chunks in Redis
     /// at once, so an endless input fills neither memory nor Redis.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// // An endless input: only a window of chunks is ever in Redis.
+    /// let firsts: Vec<u64> = pool.imap(&DOUBLE, 0..).take(3).collect::<Result<_, _>>()?;
+    /// assert_eq!(firsts, [0, 2, 4]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap<I, R>(&self, f: &RemoteFn<I::Item, R>, items: I) -> Imap<I::IntoIter, R>
     where
         I: IntoIterator,
@@ -417,6 +519,15 @@ impl RedisPool {
     }
 
     /// [`imap`](Self::imap) with `chunksize` items per chunk.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let all: Vec<u64> = pool.imap_chunked(&DOUBLE, 0..100, 10).collect::<Result<_, _>>()?;
+    /// assert_eq!(all.len(), 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap_chunked<I, R>(
         &self,
         f: &RemoteFn<I::Item, R>,
@@ -433,6 +544,16 @@ impl RedisPool {
 
     /// Like [`imap`](Self::imap), but outcomes as they finish (Python's
     /// `imap_unordered`).
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let mut all: Vec<u64> = pool.imap_unordered(&DOUBLE, 1..=3).collect::<Result<_, _>>()?;
+    /// all.sort();
+    /// assert_eq!(all, [2, 4, 6]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap_unordered<I, R>(&self, f: &RemoteFn<I::Item, R>, items: I) -> Imap<I::IntoIter, R>
     where
         I: IntoIterator,
@@ -444,6 +565,15 @@ impl RedisPool {
 
     /// [`imap_unordered`](Self::imap_unordered) with `chunksize` items per
     /// chunk.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let n = pool.imap_unordered_chunked(&DOUBLE, 0..100, 10).count();
+    /// assert_eq!(n, 100);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn imap_unordered_chunked<I, R>(
         &self,
         f: &RemoteFn<I::Item, R>,
@@ -461,6 +591,18 @@ impl RedisPool {
     /// Takes no more tasks: later ones fail with
     /// [`TaskError::PoolClosed`]. Tasks submitted still run;
     /// [`join`](Self::join) waits for their results.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let r = pool.apply_async(&DOUBLE, 1);
+    /// pool.close();
+    /// assert_eq!(pool.apply(&DOUBLE, 2), Err(mpkit::pool::TaskError::PoolClosed));
+    /// pool.join();
+    /// assert_eq!(r.get()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(&self) {
         let mut st = self.inner.lock();
         if st.phase == Phase::Open {
@@ -490,15 +632,27 @@ impl RedisPool {
     /// tasks no worker finished are deleted from the stream (one a worker
     /// is running finishes there, its result unwritten), and so are this
     /// caller's lease and results. Dropping the pool does this.
+    /// ```no_run
+    /// // Needs a Redis server at the URL, and workers that run DOUBLE.
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn};
+    /// const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("double", |x: u64| x * 2);
+    /// let pool = RedisPool::connect("redis://127.0.0.1:6379", "default")?;
+    /// let r = pool.apply_async(&DOUBLE, 1);
+    /// pool.terminate();
+    /// // Its result, if it had not come yet, never will.
+    /// assert!(matches!(r.get(), Ok(2) | Err(mpkit::pool::TaskError::PoolTerminated)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn terminate(&self) {
         self.inner.lock().phase = Phase::Terminated;
         let ids = self.inner.outstanding_ids();
         self.inner.fail_all(&TaskError::PoolTerminated);
         self.stop();
         let inner = &self.inner;
-        // Best effort: a server that is away lets the lease expire, and
-        // workers then skip these tasks.
-        let _ = inner.conn.call(None, Duration::ZERO, |con| {
+        // Best effort, bounded: a server that is away lets the lease
+        // expire, and workers then skip these tasks.
+        let deadline = Instant::now() + inner.conn.io_timeout;
+        let _ = inner.conn.call(Some(deadline), Duration::ZERO, |con| {
             scripts::LEAVE_CALLER
                 .key(&inner.keys.tasks)
                 .key(inner.keys.caller(&inner.caller))

@@ -80,8 +80,9 @@ pub(super) fn mode(args: &[String], env: impl Fn(&str) -> Option<String>) -> Opt
 /// again, after a pause that doubles from 100 ms to 5 s while they keep
 /// dying. SIGTERM or SIGINT to the supervisor is passed on: each worker
 /// finishes its current task and exits, then the supervisor does. Worker
-/// processes get SIGTERM when the supervisor dies
-/// (`PR_SET_PDEATHSIG`).
+/// processes are killed (SIGKILL) when the supervisor dies, however it
+/// ends (`PR_SET_PDEATHSIG`): their tasks are delivered again after the
+/// visibility timeout.
 ///
 /// ```no_run
 /// use mpkit::redis_pool::{RedisPool, RemoteFn};
@@ -149,22 +150,14 @@ struct Slot {
 fn start_child() -> std::io::Result<Child> {
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
-    let parent = rustix::process::getpid();
+    let parent = crate::sys::getpid();
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0(arg0).args(args).env(CHILD_ENV, "1");
-    // SAFETY: the hook runs in the child between fork and exec, and only
-    // makes two system calls (prctl, getppid) and, on failure, `_exit`:
-    // all async-signal-safe, no allocation, no lock.
+    // SAFETY: the hook runs in the child between fork and exec, and makes
+    // two system calls (prctl, getppid), async-signal-safe, with no
+    // allocation and no lock; an error fails the spawn.
     unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
-            // The supervisor died before the line above: nobody would
-            // send the signal.
-            if rustix::process::getppid() != Some(parent) {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || crate::sys::kill_me_when_parent_thread_exits(parent));
     }
     cmd.spawn()
 }
@@ -229,9 +222,8 @@ fn supervise(mode: &Mode) -> i32 {
     // Each worker finishes its task, then exits.
     for slot in &mut slots {
         if let Some(child) = &slot.child {
-            // SAFETY: kill(2) on a child of ours not yet reaped (its pid
-            // cannot have been reused), with a valid signal.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            // Not reaped yet: its pid cannot have been reused.
+            let _ = crate::sys::kill(child.id() as i32, signal_hook::consts::SIGTERM);
         }
     }
     for slot in &mut slots {

@@ -182,6 +182,27 @@ impl<'a> Worker<'a> {
     /// Serves tasks until `stop` is set (seen within half a second while
     /// idle; a task running then finishes first). Leaves the pool's list
     /// of workers on the way out.
+    ///
+    /// ```no_run
+    /// // Needs a Redis server at the URL: a worker thread in the caller's
+    /// // own process (for a test, or a program that starts its workers).
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use mpkit::redis_pool::{RedisPool, RemoteFn, Worker};
+    ///
+    /// const NEG: RemoteFn<i64, i64> = RemoteFn::new("neg", |x: i64| -x);
+    /// let url = "redis://127.0.0.1:6379";
+    /// let worker = Worker::builder(url, "local").task(&NEG).connect()?;
+    /// println!("worker {}", worker.consumer());
+    /// let stop = Arc::new(AtomicBool::new(false));
+    /// let flag = Arc::clone(&stop);
+    /// let thread = std::thread::spawn(move || worker.run_until(&flag));
+    /// let pool = RedisPool::connect(url, "local")?;
+    /// assert_eq!(pool.apply(&NEG, 5)?, -5);
+    /// stop.store(true, Ordering::Release);
+    /// thread.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run_until(&self, stop: &AtomicBool) -> Result<(), RedisOpenError> {
         let mut claim_from = self.claim_from.clone();
         let mut next_beat = Instant::now();

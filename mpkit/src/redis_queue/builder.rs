@@ -112,6 +112,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisBuilder<T, C> {
             buffer: Mutex::new(VecDeque::new()),
             taken: Mutex::new(VecDeque::new()),
             claim_from: Mutex::new("0-0".to_string()),
+            took: std::sync::atomic::AtomicBool::new(false),
+            last_sweep: Mutex::new(None),
             _t: PhantomData,
         })
     }

@@ -95,12 +95,12 @@
 mod builder;
 pub(crate) mod conn;
 mod error;
+mod handle;
 mod ops;
 mod reply;
 mod scripts;
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -234,6 +234,11 @@ pub struct RedisQueue<T, C = Postcard> {
     /// Where the next scan for timed-out entries starts (`0-0`: at the
     /// oldest pending entry); each scan goes on from the last.
     claim_from: Mutex<String>,
+    /// Whether this handle has read as a consumer (so that it is one, to
+    /// leave the group when dropped).
+    took: std::sync::atomic::AtomicBool,
+    /// When this handle last removed idle consumers holding nothing.
+    last_sweep: Mutex<Option<Instant>>,
     _t: Marker<T, C>,
 }
 
@@ -510,6 +515,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
         max: usize,
         deadline: Option<Instant>,
     ) -> Result<(bool, Vec<Raw>), RedisGetError> {
+        self.took.store(true, Ordering::Relaxed);
+        self.sweep(deadline);
         let mut claim_from = self.claim_from.lock().unwrap_or_else(|p| p.into_inner());
         let reply: Value = self.conn.call(deadline, Duration::ZERO, |con| {
             scripts::TAKE
@@ -800,95 +807,5 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
                 .query(con)
         })?;
         Ok(v.as_deref() == Some("1"))
-    }
-
-    /// Up to `max` entries of the dead-letter stream, oldest first.
-    pub fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, RedisGetError> {
-        let reply: Value = self.conn.call(None, Duration::ZERO, |con| {
-            redis::cmd("XRANGE")
-                .arg(&self.keys.dead)
-                .arg("-")
-                .arg("+")
-                .arg("COUNT")
-                .arg(max)
-                .query(con)
-        })?;
-        let bad = || RedisGetError::Redis(bad_reply("XRANGE", format!("{reply:?}")));
-        let Value::Array(entries) = &reply else {
-            return Err(bad());
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            let Value::Array(t) = e else {
-                return Err(bad());
-            };
-            let [_, Value::Array(fields)] = t.as_slice() else {
-                return Err(bad());
-            };
-            let mut d = DeadLetter {
-                id: String::new(),
-                deliveries: 0,
-                payload: None,
-            };
-            for pair in fields.chunks(2) {
-                match pair {
-                    [Value::BulkString(k), Value::BulkString(v)] => match k.as_slice() {
-                        b"id" => d.id = String::from_utf8_lossy(v).into_owned(),
-                        b"deliveries" => {
-                            d.deliveries = std::str::from_utf8(v)
-                                .ok()
-                                .and_then(|s| s.parse().ok())
-                                .ok_or_else(bad)?
-                        }
-                        b"v" => d.payload = Some(v.clone()),
-                        _ => {}
-                    },
-                    _ => return Err(bad()),
-                }
-            }
-            out.push(d);
-        }
-        Ok(out)
-    }
-}
-
-impl<T, C> fmt::Debug for RedisQueue<T, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisQueue")
-            .field("type", &std::any::type_name::<T>())
-            .field("name", &self.name)
-            .field("consumer", &self.consumer)
-            .field("maxsize", &self.maxsize)
-            .field("visibility", &self.visibility)
-            .field("max_deliveries", &self.max_deliveries)
-            .finish()
-    }
-}
-
-/// A handle passes (to a [`Process`](crate::Process), for one) as its URL,
-/// name and timeouts; the receiver connects anew, as its own consumer. The
-/// URL travels whole, with any password in it: pass handles only to
-/// processes that may have it.
-impl<T, C> Serialize for RedisQueue<T, C> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        (
-            &self.url,
-            &self.name,
-            self.conn.io_timeout,
-            self.conn.retry_for,
-        )
-            .serialize(s)
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned, C: Codec> serde::Deserialize<'de> for RedisQueue<T, C> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error as _;
-        let (url, name, io, retry) = <(String, String, Duration, Duration)>::deserialize(d)?;
-        Self::builder(&url, &name)
-            .io_timeout(io)
-            .retry_for(retry)
-            .open()
-            .map_err(D::Error::custom)
     }
 }

@@ -181,3 +181,45 @@ return {redis.call('XLEN', KEYS[1]), pending(KEYS[1], ARGV[1])}
 "#,
     ))
 });
+
+/// A handle leaves the group: its consumer `ARGV[2]` is deleted if it
+/// holds no entry (`XGROUP DELCONSUMER` would drop what it holds, which
+/// must stay pending to be delivered again). Returns 1 if deleted.
+pub(crate) static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ok, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if ok and #p == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+    return 1
+end
+return 0
+"#,
+    )
+});
+
+/// Deletes the group's consumers that hold no entry and have been idle for
+/// `ARGV[2]` ms (handles gone without leaving: killed, or cut off; one
+/// that is not gone is made again by its next read). Returns how many.
+pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = 0
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return 0 end
+for _, c in ipairs(consumers) do
+    local name, pending, idle
+    for i = 1, #c - 1, 2 do
+        if c[i] == 'name' then name = c[i + 1]
+        elseif c[i] == 'pending' then pending = c[i + 1]
+        elseif c[i] == 'idle' then idle = c[i + 1] end
+    end
+    if name and pending == 0 and idle and idle >= tonumber(ARGV[2]) then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+        n = n + 1
+    end
+end
+return n
+"#,
+    )
+});
