@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("{} worker processes", pool.workers()?);
+    println!("worker processes registered: {}", pool.workers()?);
     let texts: Vec<String> = (1..=1000).map(|n| "word ".repeat(n % 17)).collect();
     let t0 = Instant::now();
     let counts = pool.map(&COUNT, texts)?;

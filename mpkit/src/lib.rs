@@ -47,6 +47,7 @@
 //! | [`msgq`] | `sysv_ipc`, `posix_ipc` | System V and POSIX message queues |
 //! | [`admin`] | `ipcs`, `ipcrm` | listing, inspecting and removing named mpkit objects |
 //! | `redis_queue` (feature `redis`) | RQ, Celery, Dramatiq on Redis | a queue on a Redis stream, across hosts, with the shared-memory queue's API and at-least-once delivery |
+//! | `redis_pool` (feature `redis`) | Celery workers, `Pool` across hosts | the `Pool` API with workers on any host: your program in worker mode, tasks by stable name, every result once |
 //!
 //! Below them, two private layers: `base` (the segments shared-memory
 //! objects live in, the robust lock cell, and the one spin-then-sleep

@@ -73,6 +73,10 @@ fn takes_connection(_: mpkit::Connection) -> u8 {
     0
 }
 
+fn makes_connection(_: ()) -> mpkit::Connection {
+    mpkit::pipe(true).unwrap().0
+}
+
 const DOUBLE: RemoteFn<u64, u64> = RemoteFn::new("test.double", double);
 const PANICS_ON_ODD: RemoteFn<u64, u64> = RemoteFn::new("test.panics_on_odd", panics_on_odd);
 const DIES_ONCE: RemoteFn<String, u64> = RemoteFn::new("test.dies_once", dies_once);
@@ -81,6 +85,8 @@ const TOUCH: RemoteFn<String, u32> = RemoteFn::new("test.touch", touch);
 const SLEEP: RemoteFn<u64, u64> = RemoteFn::new("test.sleep", sleep_ms);
 const TAKES_CONNECTION: RemoteFn<mpkit::Connection, u8> =
     RemoteFn::new("test.takes_connection", takes_connection);
+const MAKES_CONNECTION: RemoteFn<(), mpkit::Connection> =
+    RemoteFn::new("test.makes_connection", makes_connection);
 
 /// What the workers of this program run.
 const ALL: &[&dyn mpkit::redis_pool::AnyRemoteFn] = &[
@@ -124,6 +130,10 @@ impl Workers {
     /// Sends SIGTERM; true if the supervisor (after its workers) exited
     /// within `timeout`.
     fn stop(&mut self, timeout: Duration) -> bool {
+        if matches!(self.supervisor.try_wait(), Ok(Some(_))) {
+            // Reaped: its pid may be another process's now.
+            return true;
+        }
         // SAFETY: kill(2) on our unreaped child, with a valid signal.
         unsafe { libc::kill(self.supervisor.id() as i32, libc::SIGTERM) };
         eventually(timeout, || {
@@ -225,6 +235,45 @@ fn imap_reads_its_input_lazily_and_unordered_gets_all() {
     );
 }
 
+/// How many entries were ever added to pool `pool`'s task stream.
+fn tasks_added(s: &RedisServer, pool: &str) -> u64 {
+    let key = format!("mpkit:pool:{{{pool}}}:tasks");
+    let reply = s.cmd(&[b"XINFO", b"STREAM", key.as_bytes()]);
+    let mut lines = reply.split("\r\n");
+    lines
+        .by_ref()
+        .find(|l| *l == "entries-added")
+        .unwrap_or_else(|| panic!("{reply}"));
+    lines
+        .next()
+        .and_then(|l| l.strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{reply}"))
+}
+
+fn imap_keeps_at_most_max_in_flight_chunks_in_redis() {
+    let Some(s) = server() else { return };
+    let pool = RedisPool::builder(&s.url(), "window")
+        .max_in_flight(4)
+        .connect()
+        .unwrap();
+    // No worker yet: an imap over an endless input adds its window of
+    // chunks, then waits for a result before it reads any further.
+    let taker = std::thread::spawn(move || {
+        let mut it = pool.imap(&DOUBLE, 0..);
+        let first = it.next();
+        (first, it.take(99).filter(|r| r.is_ok()).count())
+    });
+    assert!(eventually(LONG, || tasks_added(&s, "window") == 4));
+    let _workers = Workers::start(&s.url(), "window", 2);
+    let (first, rest) = taker.join().unwrap();
+    assert_eq!(first, Some(Ok(0)));
+    assert_eq!(rest, 99);
+    // 100 taken: at most the window more were ever added.
+    let added = tasks_added(&s, "window");
+    assert!((100..=104).contains(&added), "{added}");
+}
+
 fn apply_async_and_the_executor_calls() {
     let Some(s) = server() else { return };
     let _workers = Workers::start(&s.url(), "default", 2);
@@ -279,6 +328,7 @@ fn unknown_and_incompatible_tasks_fail_naming_both_sides() {
     let stop = Arc::new(AtomicBool::new(false));
     let worker = Worker::builder(&s.url(), "compat")
         .task(&DOUBLE_V2)
+        .task(&MAKES_CONNECTION)
         .connect()
         .unwrap();
     let stop_w = Arc::clone(&stop);
@@ -305,6 +355,12 @@ fn unknown_and_incompatible_tasks_fail_naming_both_sides() {
         pool.apply(&TAKES_CONNECTION, tx),
         Err(TaskError::HandleAcrossHosts)
     );
+    match pool.apply(&MAKES_CONNECTION, ()) {
+        Err(TaskError::ResultEncode { message, .. }) => {
+            assert!(message.contains("cannot go to another host"), "{message}")
+        }
+        other => panic!("{:?}", other.map(|_| "a connection")),
+    }
     stop.store(true, Ordering::Release);
     thread.join().unwrap().unwrap();
 }
@@ -395,6 +451,50 @@ fn caller_that_dies(url: &str, dir: &str) -> ! {
     unreachable!()
 }
 
+fn a_caller_stopped_past_its_lease_gets_an_error_not_a_hang() {
+    use std::io::{BufRead, BufReader};
+    let Some(s) = server() else { return };
+    let mut caller = Command::new(std::env::current_exe().unwrap())
+        .env("REDIS_POOL_TEST_STOPPED_CALLER", s.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(caller.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "submitted\n");
+    // SAFETY: kill(2) on our unreaped child, with a valid signal.
+    unsafe { libc::kill(caller.id() as i32, libc::SIGSTOP) };
+    assert!(eventually(LONG, || !keys(&s)
+        .iter()
+        .any(|k| k.contains(":caller:"))));
+    // Its lease is gone: a worker skips its task.
+    let _workers = Workers::start(&s.url(), "stopped-caller", 1);
+    assert!(eventually(LONG, || s
+        .cmd(&[b"XLEN", b"mpkit:pool:{stopped-caller}:tasks"])
+        == ":0\r\n"));
+    // SAFETY: as above.
+    unsafe { libc::kill(caller.id() as i32, libc::SIGCONT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(caller.wait().unwrap().success());
+    assert!(rest.starts_with("Ok(Err(Unavailable {"), "{rest}");
+    assert!(rest.contains("lease"), "{rest}");
+}
+
+/// The caller of `a_caller_stopped_past_its_lease_gets_an_error_not_a_hang`.
+fn caller_to_be_stopped(url: &str) -> ! {
+    let pool = RedisPool::builder(url, "stopped-caller")
+        .lease(Duration::from_millis(500))
+        .connect()
+        .unwrap();
+    let r = pool.apply_async(&DOUBLE, 1);
+    println!("submitted");
+    let outcome = r.get_timeout(LONG).map_err(|_| "still waiting");
+    println!("{outcome:?}");
+    std::process::exit(0)
+}
+
 fn a_stopped_server_is_a_timeout_honoured_then_an_error() {
     let Some(mut s) = server() else { return };
     let pool = RedisPool::builder(&s.url(), "stopped")
@@ -436,7 +536,66 @@ fn a_stopped_server_is_a_timeout_honoured_then_an_error() {
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
 }
 
+/// How many tasks of `pool` workers hold (delivered, not finished).
+fn pending(s: &RedisServer, pool: &str) -> u64 {
+    let key = format!("mpkit:pool:{{{pool}}}:tasks");
+    let reply = s.cmd(&[b"XPENDING", key.as_bytes(), b"mpkit"]);
+    // `*4\r\n:N\r\n...`: the count first.
+    reply
+        .split("\r\n")
+        .nth(1)
+        .and_then(|l| l.strip_prefix(':'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{reply:?}"))
+}
+
+fn sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once() {
+    let Some(s) = server() else { return };
+    let mut workers = Workers::start(&s.url(), "default", 1);
+    let pool = RedisPool::connect(&s.url(), "default").unwrap();
+    await_workers(&pool, 1);
+    let r = pool.apply_async(&SLEEP, 1500);
+    assert!(eventually(LONG, || pending(&s, "default") == 1));
+    // SIGTERM while the task runs: it finishes, its result comes, then
+    // the worker and the supervisor exit.
+    // SAFETY: kill(2) on our unreaped child, with a valid signal.
+    unsafe { libc::kill(workers.supervisor.id() as i32, libc::SIGTERM) };
+    assert_eq!(r.get_timeout(LONG).ok().unwrap(), Ok(1500));
+    let mut status = None;
+    assert!(eventually(LONG, || {
+        status = workers.supervisor.try_wait().unwrap();
+        status.is_some()
+    }));
+    assert_eq!(status.unwrap().code(), Some(0));
+    assert!(eventually(LONG, || pool.workers().unwrap() == 0));
+    // A second signal does not wait for a long task.
+    let mut workers = Workers::start(&s.url(), "default", 1);
+    await_workers(&pool, 1);
+    let _r = pool.apply_async(&SLEEP, 600_000);
+    assert!(eventually(LONG, || pending(&s, "default") == 1));
+    let t0 = Instant::now();
+    // Two signals of different numbers: the kernel does not merge them
+    // into one as it may two pending SIGTERMs.
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: as above.
+        unsafe { libc::kill(workers.supervisor.id() as i32, sig) };
+    }
+    assert!(eventually(LONG, || matches!(
+        workers.supervisor.try_wait(),
+        Ok(Some(_))
+    )));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+}
+
 const TESTS: &[(&str, fn())] = &[
+    (
+        "sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once",
+        sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once,
+    ),
+    (
+        "imap_keeps_at_most_max_in_flight_chunks_in_redis",
+        imap_keeps_at_most_max_in_flight_chunks_in_redis,
+    ),
     (
         "map_over_two_worker_processes",
         map_over_two_worker_processes,
@@ -463,6 +622,10 @@ const TESTS: &[(&str, fn())] = &[
         a_caller_that_goes_away_leaves_nothing,
     ),
     (
+        "a_caller_stopped_past_its_lease_gets_an_error_not_a_hang",
+        a_caller_stopped_past_its_lease_gets_an_error_not_a_hang,
+    ),
+    (
         "a_stopped_server_is_a_timeout_honoured_then_an_error",
         a_stopped_server_is_a_timeout_honoured_then_an_error,
     ),
@@ -470,6 +633,9 @@ const TESTS: &[(&str, fn())] = &[
 
 fn main() {
     mpkit::redis_pool::worker_main(ALL);
+    if let Ok(url) = std::env::var("REDIS_POOL_TEST_STOPPED_CALLER") {
+        caller_to_be_stopped(&url);
+    }
     if let (Ok(url), Ok(dir)) = (
         std::env::var("REDIS_POOL_TEST_CALLER"),
         std::env::var("REDIS_POOL_TEST_DIR"),

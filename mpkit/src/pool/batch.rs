@@ -144,7 +144,7 @@ impl Batch {
     /// Called by the dispatcher as it hands one of the batch's chunks to a
     /// worker: false if the batch is cancelled, and the chunk is then
     /// dropped instead.
-    pub(crate) fn start(&self) -> bool {
+    pub(super) fn start(&self) -> bool {
         self.progress
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
                 (p & CANCELLED == 0).then_some(p | STARTED)
@@ -263,7 +263,7 @@ impl Iterator for SlotIter {
 
 impl Plan {
     /// How many items the chunk has.
-    pub(crate) fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match &self.slots {
             Slots::Sent(n) => *n,
             Slots::Each(slots) => slots.len(),
@@ -382,7 +382,7 @@ pub(crate) trait ChunkSink: Send + Sync {
     /// little-endian) and the items' postcard encodings back to back, the
     /// payload a worker's `run_chunk` takes. Must deliver the chunk's
     /// result, or an error, to `batch` in the end.
-    fn submit(&self, batch: &Arc<Batch>, seq: u64, items: usize, message: Vec<u8>);
+    fn submit(&self, batch: &Arc<Batch>, seq: u64, message: Vec<u8>);
 
     /// How many chunks an `imap` keeps queued or running at once.
     fn window(&self) -> usize;
@@ -535,7 +535,7 @@ where
                 seq,
                 retries: shared.config.retries,
             }]),
-            Target::Remote(sink) => sink.submit(&self.batch, seq, sent, message),
+            Target::Remote(sink) => sink.submit(&self.batch, seq, message),
         }
         Plan { seq, slots }
     }

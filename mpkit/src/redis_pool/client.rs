@@ -43,6 +43,9 @@ struct Outstanding {
 
 pub(super) struct State {
     pub(super) phase: Phase,
+    /// Set when the collector thread panicked (a bug in mpkit): every
+    /// later task fails with it.
+    pub(super) broken: Option<TaskError>,
     calls: HashMap<u64, Outstanding>,
 }
 
@@ -92,6 +95,7 @@ impl Inner {
             window,
             state: Mutex::new(State {
                 phase: Phase::Open,
+                broken: None,
                 calls: HashMap::new(),
             }),
             idle: Condvar::new(),
@@ -284,14 +288,15 @@ struct Call {
 }
 
 impl ChunkSink for Call {
-    fn submit(&self, batch: &Arc<Batch>, seq: u64, _items: usize, message: Vec<u8>) {
+    fn submit(&self, batch: &Arc<Batch>, seq: u64, message: Vec<u8>) {
         let inner = &self.inner;
         {
             let mut st = inner.lock();
-            let refused = match st.phase {
-                Phase::Open => None,
-                Phase::Closed => Some(TaskError::PoolClosed),
-                Phase::Terminated => Some(TaskError::PoolTerminated),
+            let refused = match (&st.broken, st.phase) {
+                (Some(e), _) => Some(e.clone()),
+                (None, Phase::Open) => None,
+                (None, Phase::Closed) => Some(TaskError::PoolClosed),
+                (None, Phase::Terminated) => Some(TaskError::PoolTerminated),
             };
             if let Some(e) = refused {
                 drop(st);
@@ -367,6 +372,27 @@ impl ChunkSink for Call {
     }
 }
 
+/// [`collect`], and if it panics (a bug in mpkit), every outstanding and
+/// later task fails instead of waiting for ever.
+pub(super) fn collect_or_fail(inner: Arc<Inner>, conn: Conn) {
+    let for_collector = Arc::clone(&inner);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        collect(for_collector, conn)
+    }));
+    if let Err(payload) = ran {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let e = TaskError::PoolBroken {
+            message: format!("the Redis pool's collector thread panicked: {message}"),
+        };
+        inner.lock().broken = Some(e.clone());
+        inner.fail_all(&e);
+    }
+}
+
 /// The collector thread: reads the caller's results stream and delivers
 /// each result, renews the lease, deletes cancelled tasks; fails every
 /// outstanding chunk when the server stays unreachable for `retry_for`,
@@ -378,6 +404,10 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
     let mut handled: Vec<String> = Vec::new();
     let mut cancelled: Vec<String> = Vec::new();
     let mut failing_since: Option<Instant> = None;
+    // Renewed at least four times per lease.
+    let block = COLLECT_BLOCK
+        .min(inner.lease / 4)
+        .max(Duration::from_millis(1));
     while !inner.stop.load(Ordering::Acquire) {
         cancelled.extend(inner.take_cancelled());
         let mut pipe = redis::pipe();
@@ -405,7 +435,7 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
             .arg("COUNT")
             .arg(COLLECT_MAX)
             .arg("BLOCK")
-            .arg(COLLECT_BLOCK.as_millis() as u64)
+            .arg(block.as_millis() as u64)
             .arg("STREAMS")
             .arg(&results)
             .arg(&last);
@@ -413,7 +443,7 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
         // retry period is counted here.
         let attempt = Instant::now() + Duration::from_secs(1);
         let reply: Result<Vec<Value>, Fail> =
-            conn.call(Some(attempt), COLLECT_BLOCK, |con| pipe.query(con));
+            conn.call(Some(attempt), block, |con| pipe.query(con));
         let reply = match reply {
             Ok(r) => {
                 failing_since = None;

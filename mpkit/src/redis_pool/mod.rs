@@ -56,15 +56,17 @@
 //!   a task acknowledges it. The caller keeps the first result of each
 //!   chunk and drops any later one (a task added twice, when a
 //!   submission's reply was lost and it was sent again).
-//! - **Side effects at least once, at most `retries + 1` times.** A task
+//! - **Side effects up to `retries + 1` times.** A task
 //!   whose worker died, was cut off from Redis, or ran past the
 //!   [visibility timeout](RedisPoolBuilder::visibility_timeout) is
 //!   delivered to another worker (`XAUTOCLAIM`): its function may run
 //!   again, on another host, while or after the first run. A task whose
 //!   next delivery would be its `retries + 2`th fails with
 //!   [`TaskError::WorkerLost`](crate::pool::TaskError::WorkerLost)
-//!   instead: never a hang. Make tasks idempotent, or the visibility
-//!   timeout longer than the longest task.
+//!   instead: never a hang. A submission whose reply was lost is sent
+//!   again, and both entries run (their second result is dropped): up to
+//!   twice that. Make tasks idempotent, or the visibility timeout longer
+//!   than the longest task.
 //! - **A caller that goes away leaves nothing.** Each caller holds a lease
 //!   (a key with a TTL, renewed several times a second by its collector
 //!   thread). Workers skip (acknowledge without running) the tasks of a
@@ -115,7 +117,13 @@
 //!
 //! # Limitations
 //! - A task handed to Redis cannot be cancelled:
-//!   [`Task::cancel`](crate::pool::Task::cancel) returns false.
+//!   [`Task::cancel`](crate::pool::Task::cancel) returns false, and
+//!   [`Task::running`](crate::pool::Task::running) is true from its
+//!   submission until its result (the caller does not see when a worker
+//!   takes it).
+//! - A worker runs one task at a time; run more worker processes (one per
+//!   CPU by default) for more at once. The supervisor restarts worker
+//!   processes that die, but not itself: run it under a service manager.
 //! - A chunk's items and results travel in one Redis entry each: keep
 //!   chunks of large items small.
 //! - Redis Cluster is not supported; the pool's keys share a hash tag,

@@ -148,7 +148,7 @@ impl RedisPoolBuilder {
         let for_thread = Arc::clone(&inner);
         let thread = std::thread::Builder::new()
             .name("mpkit-redis-pool".into())
-            .spawn(move || client::collect(for_thread, collector_conn))
+            .spawn(move || client::collect_or_fail(for_thread, collector_conn))
             .map_err(|e| RedisOpenError::Unavailable(e.into()))?;
         Ok(RedisPool {
             inner,

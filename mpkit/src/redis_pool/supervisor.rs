@@ -79,7 +79,9 @@ pub(super) fn mode(args: &[String], env: impl Fn(&str) -> Option<String>) -> Opt
 /// process that dies (a task that aborted, the OOM killer) is started
 /// again, after a pause that doubles from 100 ms to 5 s while they keep
 /// dying. SIGTERM or SIGINT to the supervisor is passed on: each worker
-/// finishes its current task and exits, then the supervisor does. Worker
+/// finishes its current task and exits, then the supervisor does; a
+/// second signal ends the supervisor at once, and its workers with it
+/// (their tasks are delivered again after the visibility timeout). Worker
 /// processes are killed (SIGKILL) when the supervisor dies, however it
 /// ends (`PR_SET_PDEATHSIG`): their tasks are delivered again after the
 /// visibility timeout.
@@ -152,7 +154,13 @@ fn start_child() -> std::io::Result<Child> {
     let arg0 = args.next().unwrap_or_default();
     let parent = crate::sys::getpid();
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(arg0).args(args).env(CHILD_ENV, "1");
+    // Its own process group: a Ctrl-C at the terminal reaches the
+    // supervisor alone, which passes one SIGTERM on (a second signal
+    // stops a worker at once).
+    cmd.arg0(arg0)
+        .args(args)
+        .env(CHILD_ENV, "1")
+        .process_group(0);
     // SAFETY: the hook runs in the child between fork and exec, and makes
     // two system calls (prctl, getppid), async-signal-safe, with no
     // allocation and no lock; an error fails the spawn.
@@ -165,11 +173,9 @@ fn start_child() -> std::io::Result<Child> {
 /// The supervisor's loop; the exit code.
 fn supervise(mode: &Mode) -> i32 {
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
-            eprintln!("mpkit worker supervisor: cannot handle signal {sig}: {e}");
-            return 1;
-        }
+    if let Err(e) = super::worker::stop_on_signals(&stop) {
+        eprintln!("mpkit worker supervisor: cannot handle signals: {e}");
+        return 1;
     }
     let now = Instant::now();
     let mut slots: Vec<Slot> = (0..mode.processes)

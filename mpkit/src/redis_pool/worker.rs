@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,17 @@ const BLOCK_MAX: Duration = Duration::from_millis(500);
 /// The longest pause before trying a server that stayed unreachable
 /// again.
 const UNREACHABLE_PAUSE: Duration = Duration::from_secs(1);
+
+/// Sets `stop` on the first SIGTERM or SIGINT; a second one ends the
+/// process at once (exit code 1).
+pub(super) fn stop_on_signals(stop: &Arc<AtomicBool>) -> std::io::Result<()> {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // Registered first: it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(stop))?;
+        signal_hook::flag::register(sig, Arc::clone(stop))?;
+    }
+    Ok(())
+}
 
 /// Settings for a [`Worker`]: `Worker::builder(url, pool)`.
 ///
@@ -169,13 +181,12 @@ impl<'a> Worker<'a> {
     }
 
     /// Serves tasks until SIGTERM or SIGINT arrives (the task running
-    /// then finishes first).
+    /// then finishes first; a second signal ends the process at once, exit
+    /// code 1, and that task is delivered again after the visibility
+    /// timeout).
     pub fn run(&self) -> Result<(), RedisOpenError> {
-        let stop = std::sync::Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-            signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))
-                .map_err(|e| RedisOpenError::Unavailable(e.into()))?;
-        }
+        let stop = Arc::new(AtomicBool::new(false));
+        stop_on_signals(&stop).map_err(|e| RedisOpenError::Unavailable(e.into()))?;
         self.run_until(&stop)
     }
 

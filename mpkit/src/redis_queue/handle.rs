@@ -1,4 +1,4 @@
-//! The rest of a [`RedisQueue`] handle: its dead letters, how it shows
+//! The rest of a [`RedisQueue`] handle: closing, its dead letters, how it shows
 //! and passes between processes, and how it leaves the consumer group.
 
 use std::fmt;
@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::reply::bad_reply;
-use super::{DeadLetter, GROUP, RedisGetError, RedisQueue, scripts};
+use super::{DeadLetter, GROUP, RedisGetError, RedisQueryError, RedisQueue, scripts};
 use crate::codec::Codec;
 
 /// How long a consumer holding nothing stays idle before a handle's
@@ -60,6 +60,35 @@ impl<T, C> Drop for RedisQueue<T, C> {
 }
 
 impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
+    /// Closes the queue for everyone: puts fail with `Closed`, gets deliver
+    /// what is queued and then fail with `Closed` (within half a second,
+    /// for a get blocked in the server). Items other consumers hold are
+    /// not waited for: one of them that times out later is still delivered
+    /// to a consumer that asks, but a get that found nothing to take has
+    /// already returned `Closed`. [`join`](Self::join) first to have every
+    /// item done.
+    pub fn close(&self) -> Result<(), RedisQueryError> {
+        self.conn.call(None, Duration::ZERO, |con| {
+            redis::cmd("HSET")
+                .arg(&self.keys.meta)
+                .arg("closed")
+                .arg(1)
+                .query::<()>(con)
+        })?;
+        Ok(())
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> Result<bool, RedisQueryError> {
+        let v: Option<String> = self.conn.call(None, Duration::ZERO, |con| {
+            redis::cmd("HGET")
+                .arg(&self.keys.meta)
+                .arg("closed")
+                .query(con)
+        })?;
+        Ok(v.as_deref() == Some("1"))
+    }
+
     /// Up to `max` entries of the dead-letter stream, oldest first.
     pub fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, RedisGetError> {
         let reply: Value = self.conn.call(None, Duration::ZERO, |con| {

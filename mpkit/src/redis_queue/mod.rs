@@ -779,33 +779,4 @@ impl<T: Serialize + DeserializeOwned, C: Codec> RedisQueue<T, C> {
             pause = (pause * 2).min(POLL_MAX);
         }
     }
-
-    /// Closes the queue for everyone: puts fail with `Closed`, gets deliver
-    /// what is queued and then fail with `Closed` (within half a second,
-    /// for a get blocked in the server). Items other consumers hold are
-    /// not waited for: one of them that times out later is still delivered
-    /// to a consumer that asks, but a get that found nothing to take has
-    /// already returned `Closed`. [`join`](Self::join) first to have every
-    /// item done.
-    pub fn close(&self) -> Result<(), RedisQueryError> {
-        self.conn.call(None, Duration::ZERO, |con| {
-            redis::cmd("HSET")
-                .arg(&self.keys.meta)
-                .arg("closed")
-                .arg(1)
-                .query::<()>(con)
-        })?;
-        Ok(())
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub fn is_closed(&self) -> Result<bool, RedisQueryError> {
-        let v: Option<String> = self.conn.call(None, Duration::ZERO, |con| {
-            redis::cmd("HGET")
-                .arg(&self.keys.meta)
-                .arg("closed")
-                .query(con)
-        })?;
-        Ok(v.as_deref() == Some("1"))
-    }
 }
