@@ -46,6 +46,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `mpkit --mpkit-worker URL`: a worker of the Redis pool that `mpkit
+    // bench --only redis-pool` measures; serves, then exits.
+    mpkit::redis_pool::worker_main(bench::REDIS_POOL_TASKS);
     // Like any Unix filter: `mpkit ls | head` ends quietly when `head`
     // stops reading, instead of failing to print. (mpkit's own pipe writes
     // stay safe: they guard against SIGPIPE when it is not ignored.)

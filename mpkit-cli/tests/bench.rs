@@ -384,3 +384,52 @@ fn assert_well_formed(svg: &str) {
     }
     assert!(open.is_empty(), "unclosed: {open:?}");
 }
+
+#[test]
+fn only_redis_pool_measures_the_redis_pool_against_the_local_pool() {
+    // It needs redis-server: absent, the run fails with a clear error.
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let scratch = Scratch::new("only_redis_pool");
+    if !installed {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "redis-server is needed by this test under CI");
+        let run = mpkit(&["bench", "--tiny", "--only", "redis-pool"], &scratch);
+        assert_eq!(run.code, 1);
+        assert!(run.stderr.contains("redis-server"), "{}", run.stderr);
+        return;
+    }
+    let run = mpkit(
+        &["bench", "--tiny", "--only", "redis-pool", "--json"],
+        &scratch,
+    );
+    run.assert_ok();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", run.stdout));
+    assert_eq!(report["rows"].as_array().map(Vec::len), Some(0), "{report}");
+    assert!(report["pools"].is_null(), "{report}");
+    let r = &report["redis_pool"];
+    for key in [
+        "local_cpu_ms",
+        "redis_cpu_ms",
+        "local_task_us",
+        "redis_task_us",
+    ] {
+        positive(r, key);
+    }
+    // The table in text, and the worker mode gone with the run (checked
+    // by `mpkit`: no process of it is left).
+    let run = mpkit(&["bench", "--tiny", "--only", "redis-pool"], &scratch);
+    run.assert_ok();
+    assert!(
+        run.stdout
+            .contains("the same, RedisPool (workers through Redis)"),
+        "{}",
+        run.stdout
+    );
+}

@@ -39,6 +39,7 @@
 //! - [`mechanisms`]: starting each mechanism;
 //! - [`python`]: the Python rows;
 //! - [`pools`]: the pool figures (against Python's Pool and rayon);
+//! - [`redis_pool`]: the Redis pool against the local pool (`--only redis-pool`);
 //! - [`measure`]: how each figure is measured;
 //! - [`report`], [`text`], [`chart`]: the results as JSON, text and SVG;
 //! - [`cpus`]: where the processes run; [`cleanup`]: what a signal removes.
@@ -54,6 +55,7 @@ mod measure;
 mod mechanisms;
 mod pools;
 mod python;
+mod redis_pool;
 mod report;
 mod rows;
 mod text;
@@ -77,6 +79,8 @@ use python::find_python;
 use report::{Report, Row};
 use rows::{SPECS, Spec, Start};
 
+pub(crate) use redis_pool::TASKS as REDIS_POOL_TASKS;
+
 /// Errors are one line of text for the user.
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -93,6 +97,8 @@ impl<T, E: Display> Context<T> for std::result::Result<T, E> {
 
 /// The `--only` id of the pools table.
 const POOLS: &str = "pools";
+/// The `--only` id of the Redis pool's table (measured only when named).
+const REDIS_POOL: &str = "redis-pool";
 
 /// What `mpkit bench --help` says after the options.
 const LONG_HELP: &str = "\
@@ -110,6 +116,10 @@ throughput, and the speed against the row's Python counterpart.
 Then the pools (under --only, only if it names `pools`): Pool::map of x + 1 over 100 000 \
 ints and the cost per task at chunksize 1, against Python's Pool.map; \
 CPU-bound tasks of about 1 ms on 1 and 2 workers, and on rayon.
+
+Only when --only names `redis-pool` (it needs redis-server): the Redis pool \
+against the local pool, 2 worker processes each, CPU-bound tasks of about \
+1 ms and the cost per trivial task, both at chunksize 1.
 
 The figures depend on the machine and on what else runs on it; a full run \
 takes about a minute, --quick under 20 seconds. The progress bar goes to \
@@ -151,7 +161,8 @@ pub struct BenchArgs {
     /// Measure only these rows (comma-separated ids, as in the JSON:
     /// spin_ring, pipe, queue, shared_memory, unix_socket, fifo, sysv_mq,
     /// posix_mq, raw_pipe, py_pipe, py_queue, py_shm, py_socket; `pools`
-    /// for the pools table).
+    /// for the pools table; `redis-pool` for the Redis pool's, measured
+    /// only when named).
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -203,9 +214,13 @@ fn bench(args: BenchArgs) -> Result {
     if let Some(unknown) = args
         .only
         .iter()
-        .find(|id| *id != POOLS && !SPECS.iter().any(|s| s.id == *id))
+        .find(|id| *id != POOLS && *id != REDIS_POOL && !SPECS.iter().any(|s| s.id == *id))
     {
-        let ids: Vec<&str> = SPECS.iter().map(|s| s.id).chain([POOLS]).collect();
+        let ids: Vec<&str> = SPECS
+            .iter()
+            .map(|s| s.id)
+            .chain([POOLS, REDIS_POOL])
+            .collect();
         return Err(format!(
             "--only: no row {unknown:?} (the rows: {})",
             ids.join(", ")
@@ -262,6 +277,11 @@ fn bench(args: BenchArgs) -> Result {
     } else {
         None
     };
+    let redis_pool = if args.only.iter().any(|id| id == REDIS_POOL) {
+        Some(redis_pool::measure(mode)?)
+    } else {
+        None
+    };
     let mut notes = Vec::new();
     if let Err(why) = &python {
         notes.push(format!("Python rows skipped: {why}"));
@@ -275,6 +295,7 @@ fn bench(args: BenchArgs) -> Result {
         notes,
     );
     report.pools = pools;
+    report.redis_pool = redis_pool;
     let text = if args.json {
         serde_json::to_string_pretty(&report).ctx("JSON")? + "\n"
     } else if args.markdown {
@@ -283,8 +304,17 @@ fn bench(args: BenchArgs) -> Result {
                 .pools
                 .as_ref()
                 .map_or(String::new(), |p| p.markdown())
+            + &report
+                .redis_pool
+                .as_ref()
+                .map_or(String::new(), |p| p.markdown())
     } else {
-        report.human() + &report.pools.as_ref().map_or(String::new(), |p| p.human())
+        report.human()
+            + &report.pools.as_ref().map_or(String::new(), |p| p.human())
+            + &report
+                .redis_pool
+                .as_ref()
+                .map_or(String::new(), |p| p.human())
     };
     // The chart first: a closed standard output ends the process.
     if let Some(plot) = &mut plot {

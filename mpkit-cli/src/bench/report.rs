@@ -25,6 +25,9 @@ pub(super) struct Report {
     /// The pool figures (absent under `--only`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) pools: Option<super::pools::Pools>,
+    /// The Redis pool's figures (only under `--only redis-pool`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) redis_pool: Option<super::redis_pool::RedisPoolFigures>,
 }
 
 #[derive(Serialize)]
@@ -190,6 +193,7 @@ impl Report {
             rating,
             notes,
             pools: None,
+            redis_pool: None,
         }
     }
 }
