@@ -463,6 +463,10 @@ fn a_caller_stopped_past_its_lease_gets_an_error_not_a_hang() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "submitted\n");
+    // Added in the background: stopped once its task is in the stream.
+    assert!(eventually(LONG, || s
+        .cmd(&[b"XLEN", b"mpkit:pool:{stopped-caller}:tasks"])
+        == ":1\r\n"));
     // SAFETY: kill(2) on our unreaped child, with a valid signal.
     unsafe { libc::kill(caller.id() as i32, libc::SIGSTOP) };
     assert!(eventually(LONG, || !keys(&s)
