@@ -552,7 +552,12 @@ impl RedisPool {
         I::Item: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        Imap::new(self.job(f, false, true), items.into_iter(), chunksize, false)
+        Imap::new(
+            self.job(f, false, true),
+            items.into_iter(),
+            chunksize,
+            false,
+        )
     }
 
     /// Like [`imap`](Self::imap), but outcomes as they finish (Python's
