@@ -193,15 +193,18 @@ impl Inner {
     /// Fails every outstanding chunk with `e` (the collector cannot
     /// deliver their results).
     pub(super) fn fail_all(&self, e: &TaskError) {
-        let failed: Vec<(Arc<Batch>, Vec<u64>)> = {
+        let (failed, queued): (Vec<(Arc<Batch>, Vec<u64>)>, _) = {
             let mut st = self.lock();
-            // Their chunks are among those failed here.
-            st.queue.clear();
-            st.calls
+            // Their chunks are among those failed here (dropped unlocked).
+            let queued = std::mem::take(&mut st.queue);
+            let failed = st
+                .calls
                 .drain()
                 .filter_map(|(_, o)| Some((o.batch.upgrade()?, o.chunks.into_keys().collect())))
-                .collect()
+                .collect();
+            (failed, queued)
         };
+        drop(queued);
         for (batch, seqs) in failed {
             for seq in seqs {
                 batch.deliver(seq, Err(e.clone()));
