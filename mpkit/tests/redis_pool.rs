@@ -463,6 +463,10 @@ fn a_caller_stopped_past_its_lease_gets_an_error_not_a_hang() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line, "submitted\n");
+    // Added in the background: stopped once its task is in the stream.
+    assert!(eventually(LONG, || s
+        .cmd(&[b"XLEN", b"mpkit:pool:{stopped-caller}:tasks"])
+        == ":1\r\n"));
     // SAFETY: kill(2) on our unreaped child, with a valid signal.
     unsafe { libc::kill(caller.id() as i32, libc::SIGSTOP) };
     assert!(eventually(LONG, || !keys(&s)
@@ -531,6 +535,48 @@ fn a_stopped_server_is_a_timeout_honoured_then_an_error() {
     );
     assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
     // Dropping it is bounded too.
+    let t0 = Instant::now();
+    drop(pool);
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+}
+
+/// `apply_async` and `submit` return at once while the server is down
+/// (their chunks are added by the pool's submitter thread, which retries
+/// for `retry_for`), so a wait with a timeout is honoured; the tasks then
+/// fail with `Unavailable`, not hang.
+fn apply_async_returns_at_once_while_the_server_is_down() {
+    let Some(mut s) = server() else { return };
+    let pool = RedisPool::builder(&s.url(), "down")
+        .io_timeout(Duration::from_millis(500))
+        .retry_for(Duration::from_secs(3))
+        .connect()
+        .unwrap();
+    s.kill();
+    let t0 = Instant::now();
+    let r = pool.apply_async(&DOUBLE, 3);
+    let task = pool.submit(&DOUBLE, 4);
+    let returned = t0.elapsed();
+    assert!(
+        returned < Duration::from_millis(200),
+        "apply_async and submit returned after {returned:?} with the server down"
+    );
+    let r = r.get_timeout(Duration::from_millis(300)).unwrap_err();
+    let waited = t0.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "get_timeout(300 ms) returned after {waited:?}"
+    );
+    match r.get_timeout(Duration::from_secs(10)) {
+        Ok(Err(TaskError::Unavailable { .. })) => {}
+        other => panic!("{:?}", other.map_err(|_| "still waiting")),
+    }
+    match task.result_timeout(Duration::from_secs(10)) {
+        Ok(Err(TaskError::Unavailable { .. })) => {}
+        other => panic!("{:?}", other.map_err(|_| "still waiting")),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // Dropping the pool while a submission retries is bounded too.
+    let _r = pool.apply_async(&DOUBLE, 5);
     let t0 = Instant::now();
     drop(pool);
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
@@ -628,6 +674,10 @@ const TESTS: &[(&str, fn())] = &[
     (
         "a_stopped_server_is_a_timeout_honoured_then_an_error",
         a_stopped_server_is_a_timeout_honoured_then_an_error,
+    ),
+    (
+        "apply_async_returns_at_once_while_the_server_is_down",
+        apply_async_returns_at_once_while_the_server_is_down,
     ),
 ];
 

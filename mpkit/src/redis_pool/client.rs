@@ -1,8 +1,9 @@
 //! The caller's side: chunks go to the task stream ([`Call`], one per
-//! call), results come back through one collector thread per pool, which
-//! also renews the caller's lease.
+//! call: from the caller's thread for `map`, through one submitter thread
+//! per pool for the calls that return at once), results come back through
+//! one collector thread per pool, which also renews the caller's lease.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ pub(super) const GROUP: &str = "mpkit";
 const COLLECT_BLOCK: Duration = Duration::from_millis(250);
 /// The most results one read of the collector takes.
 const COLLECT_MAX: usize = 512;
+/// The longest a submission retries before it looks whether the pool is
+/// being stopped (one attempt may take `io_timeout` on top).
+const SUBMIT_SLICE: Duration = Duration::from_millis(250);
 
 /// Where the pool stands: taking tasks, closed to new ones, or
 /// terminated.
@@ -47,6 +51,24 @@ pub(super) struct State {
     /// later task fails with it.
     pub(super) broken: Option<TaskError>,
     calls: HashMap<u64, Outstanding>,
+    /// Chunks for the submitter thread, in the order they were sent.
+    queue: VecDeque<Chunk>,
+    /// Tasks added after their chunk was no longer outstanding (its call
+    /// cancelled or forgotten, the pool terminated, or its result came
+    /// first): deleted by the collector, or by `terminate`.
+    orphans: Vec<String>,
+}
+
+/// A chunk to add to the task stream.
+struct Chunk {
+    call: u64,
+    name: &'static str,
+    signature: Arc<str>,
+    /// Held until the chunk is added: an `apply_async` whose result was
+    /// dropped at once still runs.
+    batch: Arc<Batch>,
+    seq: u64,
+    message: Vec<u8>,
 }
 
 /// What a pool's callers and its collector share.
@@ -65,6 +87,8 @@ pub(super) struct Inner {
     pub(super) state: Mutex<State>,
     /// Told when the last outstanding chunk is delivered.
     pub(super) idle: Condvar,
+    /// Told when a chunk is queued for the submitter, and on stop.
+    work: Condvar,
     next_call: AtomicU64,
     /// Whether the last submission found the server unreachable.
     unreachable: AtomicBool,
@@ -97,8 +121,11 @@ impl Inner {
                 phase: Phase::Open,
                 broken: None,
                 calls: HashMap::new(),
+                queue: VecDeque::new(),
+                orphans: Vec::new(),
             }),
             idle: Condvar::new(),
+            work: Condvar::new(),
             next_call: AtomicU64::new(0),
             unreachable: AtomicBool::new(false),
             malformed: AtomicU64::new(0),
@@ -120,12 +147,15 @@ impl Inner {
     }
 
     /// A new call of `name`: its chunks go through the returned sink, its
-    /// results to `batch`.
+    /// results to `batch`. A `background` call's chunks are added by the
+    /// submitter thread, in order, and its sends return at once; the
+    /// others' in the sending thread.
     pub(super) fn call(
         self: &Arc<Self>,
         name: &'static str,
         signature: String,
         batch: &Arc<Batch>,
+        background: bool,
     ) -> Arc<dyn ChunkSink> {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let signature: Arc<str> = signature.into();
@@ -143,19 +173,38 @@ impl Inner {
             id,
             name,
             signature,
+            background,
         })
+    }
+
+    /// Stops the collector and the submitter threads (they end within
+    /// one attempt of theirs).
+    pub(super) fn stop(&self) {
+        let _st = self.lock();
+        self.stop.store(true, Ordering::Release);
+        self.work.notify_all();
+    }
+
+    /// The tasks added after their chunk stopped being outstanding.
+    pub(super) fn take_orphans(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().orphans)
     }
 
     /// Fails every outstanding chunk with `e` (the collector cannot
     /// deliver their results).
     pub(super) fn fail_all(&self, e: &TaskError) {
-        let failed: Vec<(Arc<Batch>, Vec<u64>)> = {
+        let (failed, queued): (Vec<(Arc<Batch>, Vec<u64>)>, _) = {
             let mut st = self.lock();
-            st.calls
+            // Their chunks are among those failed here (dropped unlocked).
+            let queued = std::mem::take(&mut st.queue);
+            let failed = st
+                .calls
                 .drain()
                 .filter_map(|(_, o)| Some((o.batch.upgrade()?, o.chunks.into_keys().collect())))
-                .collect()
+                .collect();
+            (failed, queued)
         };
+        drop(queued);
         for (batch, seqs) in failed {
             for seq in seqs {
                 batch.deliver(seq, Err(e.clone()));
@@ -169,8 +218,8 @@ impl Inner {
     /// results nobody can read any more are forgotten too (their tasks
     /// still run: an `apply_async` runs even if its result is dropped).
     fn take_cancelled(&self) -> Vec<String> {
-        let mut ids = Vec::new();
         let mut st = self.lock();
+        let mut ids = std::mem::take(&mut st.orphans);
         st.calls.retain(|_, o| match o.batch.upgrade() {
             None => false,
             Some(b) if b.cancelled() => {
@@ -285,11 +334,20 @@ struct Call {
     id: u64,
     name: &'static str,
     signature: Arc<str>,
+    background: bool,
 }
 
 impl ChunkSink for Call {
     fn submit(&self, batch: &Arc<Batch>, seq: u64, message: Vec<u8>) {
         let inner = &self.inner;
+        let chunk = Chunk {
+            call: self.id,
+            name: self.name,
+            signature: Arc::clone(&self.signature),
+            batch: Arc::clone(batch),
+            seq,
+            message,
+        };
         {
             let mut st = inner.lock();
             let refused = match (&st.broken, st.phase) {
@@ -314,11 +372,53 @@ impl ChunkSink for Call {
                 })
                 .chunks
                 .insert(seq, None);
+            if self.background {
+                st.queue.push_back(chunk);
+                inner.work.notify_all();
+                return;
+            }
         }
-        // While the server is known to be away, one attempt each: a map
-        // of many chunks fails in one retry period, not one per chunk.
-        let deadline = inner.unreachable().then(Instant::now);
-        let added: Result<String, Fail> = inner.conn.call(deadline, Duration::ZERO, |con| {
+        add(inner, &inner.conn, chunk);
+    }
+
+    fn window(&self) -> usize {
+        self.inner.window
+    }
+}
+
+/// Adds `chunk` to the task stream, retrying a lost server for
+/// `retry_for` (one attempt while it is known to be away), and records its
+/// entry id, or fails it with [`TaskError::Unavailable`]. A chunk no
+/// longer outstanding (failed, or its call cancelled) is not added.
+fn add(inner: &Inner, conn: &Conn, chunk: Chunk) {
+    let Chunk {
+        call,
+        name,
+        signature,
+        batch,
+        seq,
+        message,
+    } = chunk;
+    let outstanding = |st: &State| {
+        st.calls
+            .get(&call)
+            .is_some_and(|o| o.chunks.contains_key(&seq))
+    };
+    if !outstanding(&inner.lock()) {
+        return;
+    }
+    // While the server is known to be away, one attempt each: a map of
+    // many chunks fails in one retry period, not one per chunk.
+    let start = Instant::now();
+    let give_up = if inner.unreachable() {
+        start
+    } else {
+        start + conn.retry_for
+    };
+    let added: Result<String, Fail> = loop {
+        // In slices, so that a pool being stopped is seen soon.
+        let slice = (Instant::now() + SUBMIT_SLICE).min(give_up);
+        let tried = conn.call(Some(slice), Duration::ZERO, |con| {
             scripts::SUBMIT
                 .key(&inner.keys.tasks)
                 .key(&inner.keys.meta)
@@ -327,57 +427,83 @@ impl ChunkSink for Call {
                 .arg("c")
                 .arg(&inner.caller)
                 .arg("b")
-                .arg(self.id)
+                .arg(call)
                 .arg("s")
                 .arg(seq)
                 .arg("n")
-                .arg(self.name)
+                .arg(name)
                 .arg("g")
-                .arg(&*self.signature)
+                .arg(&*signature)
                 .arg("m")
                 .arg(u64::from(inner.retries) + 1)
                 .arg("p")
                 .arg(&message[..])
                 .invoke(con)
         });
-        inner.set_unreachable(matches!(added, Err(Fail::Unavailable(_))));
-        let mut st = inner.lock();
-        let slot = st
-            .calls
-            .get_mut(&self.id)
-            .and_then(|o| o.chunks.get_mut(&seq));
-        match (added, slot) {
-            (Ok(id), Some(slot)) => *slot = Some(id),
-            // Delivered (or failed) already.
-            (_, None) => {}
-            (Err(e), Some(_)) => {
-                if let Some(o) = st.calls.get_mut(&self.id) {
-                    o.chunks.remove(&seq);
-                }
-                drop(st);
-                let message = match e {
-                    Fail::Unavailable(e) => {
-                        format!("could not add the task: the server stayed unreachable: {e}")
-                    }
-                    Fail::Redis(e) => format!("could not add the task: the server refused: {e}"),
-                };
-                batch.deliver(seq, Err(TaskError::Unavailable { message }));
-                inner.idle.notify_all();
-            }
+        let again = matches!(tried, Err(Fail::Unavailable(_)))
+            && Instant::now() < give_up
+            && !inner.stop.load(Ordering::Acquire);
+        if !again {
+            break tried;
         }
-    }
-
-    fn window(&self) -> usize {
-        self.inner.window
+    };
+    inner.set_unreachable(matches!(added, Err(Fail::Unavailable(_))));
+    let mut st = inner.lock();
+    let slot = st.calls.get_mut(&call).and_then(|o| o.chunks.get_mut(&seq));
+    match (added, slot) {
+        (Ok(id), Some(slot)) => *slot = Some(id),
+        // Delivered, failed or cancelled meanwhile: not to run.
+        (Ok(id), None) => st.orphans.push(id),
+        (Err(_), None) => {}
+        (Err(e), Some(_)) => {
+            if let Some(o) = st.calls.get_mut(&call) {
+                o.chunks.remove(&seq);
+            }
+            drop(st);
+            let message = match e {
+                Fail::Unavailable(e) => format!(
+                    "could not add the task: the server stayed unreachable for {:?}: {e}",
+                    start.elapsed()
+                ),
+                Fail::Redis(e) => format!("could not add the task: the server refused: {e}"),
+            };
+            batch.deliver(seq, Err(TaskError::Unavailable { message }));
+            inner.idle.notify_all();
+        }
     }
 }
 
-/// [`collect`], and if it panics (a bug in mpkit), every outstanding and
-/// later task fails instead of waiting for ever.
-pub(super) fn collect_or_fail(inner: Arc<Inner>, conn: Conn) {
-    let for_collector = Arc::clone(&inner);
+/// The submitter thread: adds the queued chunks in order until `stop` is
+/// set (chunks still queued then were failed by `terminate`).
+fn submit_queued(inner: &Inner, conn: &Conn) {
+    loop {
+        let chunk = {
+            let mut st = inner.lock();
+            loop {
+                if inner.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Some(chunk) = st.queue.pop_front() {
+                    break chunk;
+                }
+                st = inner.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        add(inner, conn, chunk);
+    }
+}
+
+/// [`submit_queued`] (`submitter`) or [`collect`], and if it panics (a
+/// bug in mpkit), every outstanding and later task fails instead of
+/// waiting for ever.
+pub(super) fn run_or_fail(inner: Arc<Inner>, conn: Conn, submitter: bool) {
+    let for_thread = Arc::clone(&inner);
     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        collect(for_collector, conn)
+        if submitter {
+            submit_queued(&for_thread, &conn);
+        } else {
+            collect(for_thread, conn);
+        }
     }));
     if let Err(payload) = ran {
         let message = payload
@@ -385,8 +511,9 @@ pub(super) fn collect_or_fail(inner: Arc<Inner>, conn: Conn) {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_default();
+        let thread = if submitter { "submitter" } else { "collector" };
         let e = TaskError::PoolBroken {
-            message: format!("the Redis pool's collector thread panicked: {message}"),
+            message: format!("the Redis pool's {thread} thread panicked: {message}"),
         };
         inner.lock().broken = Some(e.clone());
         inner.fail_all(&e);

@@ -82,7 +82,12 @@
 //!   ([`io_timeout`](RedisPoolBuilder::io_timeout)); a submission retries
 //!   a lost server for [`retry_for`](RedisPoolBuilder::retry_for), then
 //!   fails its task with
-//!   [`TaskError::Unavailable`](crate::pool::TaskError::Unavailable); the
+//!   [`TaskError::Unavailable`](crate::pool::TaskError::Unavailable).
+//!   `apply_async`, `submit` and `imap` return at once whatever the
+//!   server does: their chunks are added by the pool's submitter thread,
+//!   in the order they were sent (`map` adds its own, waiting as it would
+//!   for their results). Dropping the pool stops a submission under way
+//!   within one attempt (`io_timeout`). The
 //!   collector reconnects, and fails every task waiting for a result with
 //!   `Unavailable` once the server stayed away for `retry_for`, lost the
 //!   pool's data, or this caller's lease expired (its tasks may have been

@@ -144,15 +144,25 @@ impl RedisPoolBuilder {
             self.retries,
             window,
         ));
-        let collector_conn = Conn::new(client, self.io_timeout, self.retry_for);
-        let for_thread = Arc::clone(&inner);
-        let thread = std::thread::Builder::new()
-            .name("mpkit-redis-pool".into())
-            .spawn(move || client::collect_or_fail(for_thread, collector_conn))
-            .map_err(|e| RedisOpenError::Unavailable(e.into()))?;
+        let mut threads = Vec::new();
+        for (name, submitter) in [("mpkit-redis-pool", false), ("mpkit-redis-submit", true)] {
+            let conn = Conn::new(client.clone(), self.io_timeout, self.retry_for);
+            let for_thread = Arc::clone(&inner);
+            let spawned = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || client::run_or_fail(for_thread, conn, submitter));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    inner.stop();
+                    threads.into_iter().for_each(|t| drop(t.join()));
+                    return Err(RedisOpenError::Unavailable(e.into()));
+                }
+            }
+        }
         Ok(RedisPool {
             inner,
-            collector: Mutex::new(Some(thread)),
+            threads: Mutex::new(threads),
             pool: self.pool,
         })
     }
@@ -163,7 +173,8 @@ impl RedisPoolBuilder {
 /// [module docs](super) for its guarantees.
 pub struct RedisPool {
     inner: Arc<Inner>,
-    collector: Mutex<Option<JoinHandle<()>>>,
+    /// The collector and the submitter.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     pool: String,
 }
 
@@ -268,13 +279,15 @@ impl RedisPool {
         self.inner.malformed.load(Ordering::Relaxed)
     }
 
-    fn job<A, R>(&self, f: &RemoteFn<A, R>, unordered: bool) -> Job<A, R>
+    /// A call of `f`; a `background` one's sends return at once (its
+    /// chunks go through the submitter thread).
+    fn job<A, R>(&self, f: &RemoteFn<A, R>, unordered: bool, background: bool) -> Job<A, R>
     where
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
         let batch = Batch::new(unordered);
-        let sink = self.inner.call(f.name(), f.signature(), &batch);
+        let sink = self.inner.call(f.name(), f.signature(), &batch, background);
         Job::remote(sink, batch)
     }
 
@@ -313,7 +326,7 @@ impl RedisPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let mut job = self.job(f, false);
+        let mut job = self.job(f, false, true);
         let plan = job.send([arg]);
         AsyncResult::new(job.batch, plan)
     }
@@ -485,7 +498,7 @@ impl RedisPool {
             ),
             n => n,
         };
-        let mut job = self.job(f, false);
+        let mut job = self.job(f, false, false);
         let len = items.len();
         let mut plans = Vec::with_capacity(len.div_ceil(size));
         let mut items = items.into_iter().peekable();
@@ -539,7 +552,12 @@ impl RedisPool {
         I::Item: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        Imap::new(self.job(f, false), items.into_iter(), chunksize, false)
+        Imap::new(
+            self.job(f, false, true),
+            items.into_iter(),
+            chunksize,
+            false,
+        )
     }
 
     /// Like [`imap`](Self::imap), but outcomes as they finish (Python's
@@ -585,7 +603,7 @@ impl RedisPool {
         I::Item: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        Imap::new(self.job(f, true), items.into_iter(), chunksize, true)
+        Imap::new(self.job(f, true, true), items.into_iter(), chunksize, true)
     }
 
     /// Takes no more tasks: later ones fail with
@@ -645,9 +663,11 @@ impl RedisPool {
     /// ```
     pub fn terminate(&self) {
         self.inner.lock().phase = Phase::Terminated;
-        let ids = self.inner.outstanding_ids();
+        let mut ids = self.inner.outstanding_ids();
         self.inner.fail_all(&TaskError::PoolTerminated);
         self.stop();
+        // Added by a submission that was under way.
+        ids.extend(self.inner.take_orphans());
         let inner = &self.inner;
         // Best effort, bounded: a server that is away lets the lease
         // expire, and workers then skip these tasks.
@@ -663,9 +683,9 @@ impl RedisPool {
     }
 
     fn stop(&self) {
-        self.inner.stop.store(true, Ordering::Release);
-        let mut collector = self.collector.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(thread) = collector.take() {
+        self.inner.stop();
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for thread in threads.drain(..) {
             let _ = thread.join();
         }
     }

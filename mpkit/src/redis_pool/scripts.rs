@@ -71,7 +71,9 @@ return 1
     )
 });
 
-/// Adds one task (a chunk) and renews the caller's lease. `KEYS`: tasks,
+/// Adds one task (a chunk) and renews the caller's lease if it has not
+/// expired (an expired one stays so: the collector sees it, and fails
+/// the tasks workers may have skipped meanwhile). `KEYS`: tasks,
 /// meta, the caller's key. `ARGV`: lease ms, then the entry's fields and
 /// values. Fails with `NOPOOL` when the pool's settings are gone (the
 /// server lost its data: a task added now would go to a stream without
@@ -82,7 +84,7 @@ pub(super) static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
 if redis.call('EXISTS', KEYS[2]) == 0 then
     return redis.error_reply('NOPOOL the pool is gone from the server (restarted without its data, or its keys were deleted)')
 end
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[1], 'XX')
 return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 "#,
     )
