@@ -389,34 +389,6 @@ fn a_map_survives_a_redis_restart() {
     assert_nothing_left(&s, &fleet.pids);
 }
 
-/// `apply_async` while the server is down: it should return at once (its
-/// docs say so, as Python's does) so that `get_timeout` on its result is
-/// honoured; the submission retrying for `retry_for` belongs in the
-/// background. A known bug (see `KNOWN_BUGS`).
-fn apply_async_returns_at_once_while_the_server_is_down() {
-    if !redis_server::available() {
-        return;
-    }
-    let mut s = RedisServer::start();
-    let pool = RedisPool::builder(&s.url(), "down")
-        .io_timeout(Duration::from_millis(500))
-        .retry_for(Duration::from_secs(5))
-        .connect()
-        .unwrap();
-    s.kill();
-    let t0 = Instant::now();
-    let r = pool.apply_async(&SQUARE, 3);
-    let returned = t0.elapsed();
-    let waited = r.get_timeout(Duration::from_millis(300));
-    let total = t0.elapsed();
-    println!("  apply_async returned after {returned:.1?}; get_timeout(300 ms) after {total:.1?}");
-    assert!(waited.is_err() || matches!(waited, Ok(Err(TaskError::Unavailable { .. }))));
-    assert!(
-        total < Duration::from_secs(2),
-        "apply_async + get_timeout(300 ms) took {total:?} with the server down"
-    );
-}
-
 const TESTS: &[(&str, fn())] = &[
     (
         "a_map_survives_workers_killed_at_random",
@@ -432,25 +404,7 @@ const TESTS: &[(&str, fn())] = &[
     ),
 ];
 
-/// Reproducers of known bugs of the pool (reported in
-/// `/work/helpers/rpool-bugs.md`): they fail until fixed, so they run
-/// only when named (`-- NAME`), and move to `TESTS` once fixed.
-const KNOWN_BUGS: &[(&str, fn())] = &[(
-    "apply_async_returns_at_once_while_the_server_is_down",
-    apply_async_returns_at_once_while_the_server_is_down,
-)];
-
 fn main() {
     mpkit::redis_pool::worker_main(ALL);
-    let named = |name: &str| std::env::args().skip(1).any(|a| a == name);
-    let known: Vec<(&str, fn())> = KNOWN_BUGS
-        .iter()
-        .copied()
-        .filter(|(name, _)| named(name))
-        .collect();
-    if known.is_empty() {
-        fleet::run_tests(TESTS, 90);
-    } else {
-        fleet::run_tests(&known, 90);
-    }
+    fleet::run_tests(TESTS, 90);
 }
