@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{eventually, watchdog};
+use common::eventually;
 use mpkit::pool::{ReturnWhen, TaskError, as_completed, wait};
 use mpkit::redis_pool::{RedisPool, RemoteFn, Worker};
 use redis_server::RedisServer;
@@ -692,44 +692,5 @@ fn main() {
     ) {
         caller_that_dies(&url, &dir);
     }
-    // libtest's arguments: a name filter, `--list`; the others are
-    // ignored.
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in TESTS {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, test) in TESTS {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let t0 = Instant::now();
-        let name = name.to_string();
-        let outcome = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || {
-                let _w = watchdog(90);
-                test()
-            })
-            .unwrap()
-            .join();
-        match outcome {
-            Ok(()) => println!("test {name} ... ok ({:.1?})", t0.elapsed()),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
-    if !failed.is_empty() {
-        println!("failures: {failed:?}");
-        std::process::exit(101);
-    }
+    common::run_tests(TESTS, 90);
 }

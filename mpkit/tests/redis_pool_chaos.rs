@@ -406,5 +406,5 @@ const TESTS: &[(&str, fn())] = &[
 
 fn main() {
     mpkit::redis_pool::worker_main(ALL);
-    fleet::run_tests(TESTS, 90);
+    common::run_tests(TESTS, 90);
 }

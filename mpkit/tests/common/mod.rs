@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Fails the whole test binary if dropped later than `secs` after creation:
 /// kills every child mpkit started for this process, then aborts, so a hang
@@ -227,4 +227,48 @@ pub fn assert_asleep_in_futex(pid: i32, slot: &mpkit::shm::RawValue<i32>, timeou
         "thread {tid} of process {pid} never went to sleep in a futex wait: {:?}",
         thread_state(pid, tid)
     );
+}
+
+/// The runner of a `harness = false` test program: libtest's arguments
+/// (a name filter, `--list`; the others ignored), each test in its own
+/// thread under a watchdog of `secs`.
+pub fn run_tests(tests: &[(&str, fn())], secs: u64) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in tests {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for &(name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let t0 = Instant::now();
+        println!("test {name} ...");
+        let outcome = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let _w = watchdog(secs);
+                test()
+            })
+            .unwrap()
+            .join();
+        match outcome {
+            Ok(()) => println!("test {name} ... ok ({:.1?})", t0.elapsed()),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(name);
+            }
+        }
+    }
+    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(101);
+    }
 }

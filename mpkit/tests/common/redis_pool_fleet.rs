@@ -3,8 +3,7 @@
 //! per worker, so the test knows each pid and may SIGKILL it), a log of
 //! every execution of a task (one append-only file per worker process,
 //! so side effects can be counted after the fact), what a test leaves
-//! behind (children, zombies, `/dev/shm` files, Redis keys), and the
-//! small runner that a `harness = false` test program needs.
+//! behind (children, zombies, `/dev/shm` files, Redis keys).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -13,9 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{eventually, watchdog};
+use crate::common::eventually;
 use crate::redis_server::RedisServer;
 
 /// The directory a worker process logs its executions into (one file per
@@ -355,49 +354,5 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0 % n
-    }
-}
-
-/// The runner of a `harness = false` test program: libtest's arguments
-/// (a name filter, `--list`; the others ignored), each test in its own
-/// thread under a watchdog of `secs`.
-pub fn run_tests(tests: &[(&str, fn())], secs: u64) {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in tests {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for &(name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        ran += 1;
-        let t0 = Instant::now();
-        println!("test {name} ...");
-        let outcome = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let _w = watchdog(secs);
-                test()
-            })
-            .unwrap()
-            .join();
-        match outcome {
-            Ok(()) => println!("test {name} ... ok ({:.1?})", t0.elapsed()),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    println!("\n{} passed; {} failed", ran - failed.len(), failed.len());
-    if !failed.is_empty() {
-        println!("failures: {failed:?}");
-        std::process::exit(101);
     }
 }
