@@ -69,6 +69,7 @@
 
 mod barrier;
 mod semaphore;
+mod sleep;
 
 use std::io;
 use std::marker::PhantomData;
@@ -81,7 +82,8 @@ use crate::base::segment::{
     Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
 };
 use crate::base::spin::spin_until;
-use crate::sys::{self, Deadline, FutexWait};
+use crate::sys::{self, Deadline};
+use sleep::{Slept, WaitError, sleep_on};
 pub use barrier::{Barrier, BarrierError, BarrierTimeoutError};
 pub use semaphore::{
     BoundedSemaphore, HOLDER_SLOTS, OverReleaseError, Permit, PermitError, RECHECK, Semaphore,
@@ -445,25 +447,38 @@ impl Event {
 
     /// Waits until the flag is set (true) or `timeout` passes (false);
     /// `None` waits forever. An error when the OS refused the sleep (the
-    /// flag may be set or not).
+    /// flag may be set or not), or when another process truncated the
+    /// event's file: [`io::ErrorKind::InvalidData`] around
+    /// [`ShmError::Corrupt`], within 100 ms of the cut even for a waiter
+    /// already asleep (see [Truncated files](self#truncated-files)).
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let s = self.state();
         let deadline = sys::deadline_after(timeout);
         loop {
             if self.is_set() {
-                return Ok(true);
+                // Set in this process's private zeros, after a cut.
+                return self.unless_truncated(true);
             }
             spin_while(&s.flag, 0, deadline);
             if self.is_set() {
-                return Ok(true);
+                return self.unless_truncated(true);
             }
             s.waiters.fetch_add(1, Ordering::SeqCst);
-            let r = sys::futex_wait(&s.flag, 0, deadline);
+            let r = sleep_on(&self.seg, &s.flag, 0, deadline);
             s.waiters.fetch_sub(1, Ordering::SeqCst);
-            if r? == FutexWait::TimedOut {
-                return Ok(self.is_set());
+            if r? == Slept::TimedOut {
+                return self.unless_truncated(self.is_set());
             }
         }
+    }
+
+    /// `Ok(answer)`, unless the file was found truncated meanwhile.
+    #[inline]
+    fn unless_truncated(&self, answer: bool) -> io::Result<bool> {
+        if self.seg.truncated() {
+            return Err(sleep::truncated_io());
+        }
+        Ok(answer)
     }
 }
 
@@ -683,12 +698,25 @@ impl ConditionGuard<'_> {
         let seq = st.seq.load(Ordering::SeqCst);
         st.waiters.fetch_add(1, Ordering::SeqCst);
         let _ = cell.release(COND_TYPE);
-        let r = sys::futex_wait(&st.seq, seq, deadline);
+        // In slices: a file truncated meanwhile wakes nobody (`sleep`).
+        let r = loop {
+            match sleep_on(&self.cond.seg, &st.seq, seq, deadline) {
+                Ok(Slept::Slice) => {}
+                Ok(slept) => break Ok(slept == Slept::Woken),
+                Err(WaitError::Truncated) => break Err(None),
+                Err(WaitError::Io(e)) => break Err(Some(e)),
+            }
+        };
         st.waiters.fetch_sub(1, Ordering::SeqCst);
+        if matches!(r, Err(None)) || self.cond.seg.truncated() {
+            // Zeros now, lock cell included: not taken again.
+            return Err(LockTimeoutError::Corrupt);
+        }
         if cell.lock_until(COND_TYPE, relock)? {
             self.owner_died = true;
         }
-        Ok(r.map(|r| r == FutexWait::Woken || st.seq.load(Ordering::SeqCst) != seq))
+        Ok(r.map(|woken| woken || st.seq.load(Ordering::SeqCst) != seq)
+            .map_err(|e| e.unwrap_or_else(sleep::truncated_io)))
     }
 
     /// Waits until `predicate()` is true (checked under the lock), or
