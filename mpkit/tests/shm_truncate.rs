@@ -266,7 +266,10 @@ fn until_asleep(pid: i32, tid: i32) {
         if now.starts_with(&futex) {
             return;
         }
-        assert!(start.elapsed() < BOUND, "{path} never showed a futex wait: {now}");
+        assert!(
+            start.elapsed() < BOUND,
+            "{path} never showed a futex wait: {now}"
+        );
         std::thread::yield_now();
     }
 }
@@ -286,25 +289,35 @@ fn sleeper_thread(wait: impl FnOnce() -> Outcome + Send + 'static) -> mpsc::Rece
     rx
 }
 
+/// A sleeping child, killed (by its pid, through its handle) when the
+/// test fails before it has reported.
+struct Sleeper(Process<Outcome>);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        if self.0.is_alive() {
+            let _ = self.0.kill();
+            let _ = self.0.join_timeout(BOUND);
+        }
+    }
+}
+
 /// Spawns `f` in a child, which stores its thread id in the cell it is
 /// given before it waits, and returns once that thread is asleep.
-fn sleeper_process(
-    f: fn((String, RawValue<i32>)) -> Outcome,
-    name: &str,
-) -> Process<Outcome> {
+fn sleeper_process(f: fn((String, RawValue<i32>)) -> Outcome, name: &str) -> Sleeper {
     let tid = RawValue::new(0i32).unwrap();
-    let child = Process::spawn(f, (name.to_string(), tid.try_clone().unwrap())).unwrap();
+    let child = Sleeper(Process::spawn(f, (name.to_string(), tid.try_clone().unwrap())).unwrap());
     let start = Instant::now();
     while tid.get() == 0 {
         assert!(start.elapsed() < BOUND, "the child never started waiting");
         std::thread::yield_now();
     }
-    until_asleep(child.pid(), tid.get());
+    until_asleep(child.0.pid(), tid.get());
     child
 }
 
 /// Both sleepers report the cut within [`BOUND`] of it; returns their texts.
-fn both_fail(thread: mpsc::Receiver<Outcome>, mut child: Process<Outcome>) -> [String; 2] {
+fn both_fail(thread: mpsc::Receiver<Outcome>, mut child: Sleeper) -> [String; 2] {
     let cut = Instant::now();
     let mine = thread
         .recv_timeout(BOUND)
@@ -312,6 +325,7 @@ fn both_fail(thread: mpsc::Receiver<Outcome>, mut child: Process<Outcome>) -> [S
         .unwrap_or_else(|e| panic!("thread: {e}"));
     let left = BOUND.saturating_sub(cut.elapsed());
     let theirs = child
+        .0
         .join_timeout(left)
         .unwrap_or_else(|e| panic!("the child, {BOUND:?} after the cut: {e}"))
         .unwrap_or_else(|e| panic!("child: {e}"));

@@ -445,7 +445,10 @@ macro_rules! semaphore_methods {
         /// ([`io::ErrorKind::InvalidData`] around [`ShmError::Corrupt`];
         /// see [Truncated files](crate::sync#truncated-files)).
         pub fn acquire(&self) -> io::Result<()> {
-            sem(&self.seg).take(None).map(|_| ()).map_err(io::Error::from)
+            sem(&self.seg)
+                .take(None)
+                .map(|_| ())
+                .map_err(io::Error::from)
         }
 
         /// Takes one unit if there is one; false otherwise. It never
