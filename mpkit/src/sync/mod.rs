@@ -68,7 +68,10 @@
 //! within about 100 ms rather than at its deadline, or never. Operations
 //! that return no error ([`Event::set`], [`Semaphore::release`],
 //! `try_acquire`, `value`) act on this process's private zeros and reach
-//! nobody; the next wait reports the cut.
+//! nobody; the next wait that has to wait reports the cut (one that finds
+//! the flag set or a unit at once returns without looking, to keep that
+//! path as fast as before: after a cut, those can only be what this
+//! process put in its own zeros).
 //!
 //! # Layouts
 //! Every object is the 64-byte segment header (see `shm`) followed by:

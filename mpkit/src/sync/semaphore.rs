@@ -219,10 +219,16 @@ impl<'a> Sem<'a> {
     }
 
     /// Takes one unit, waiting until `deadline`; false if it passed.
-    /// `Truncated` when another process cut the file: the unit, if any,
-    /// was one of this process's private zeros.
+    /// `Truncated` when another process cut the file (a unit found after
+    /// the cut could only be one of this process's private zeros).
     fn take(&self, deadline: Deadline) -> Result<bool, WaitError> {
         let s = self.s;
+        // A unit at once: taken without looking at the truncation flag (as
+        // `Event::wait`: after a cut, it can only be one this process
+        // released into its private zeros).
+        if self.try_take() {
+            return Ok(true);
+        }
         loop {
             if self.try_take() {
                 return self.unless_truncated(true);
