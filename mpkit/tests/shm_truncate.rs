@@ -7,13 +7,17 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use common::watchdog;
 use mpkit::Process;
 use mpkit::queue::{GetTimeoutError, PutError, PutTimeoutError, Queue};
-use mpkit::shm::{Array, SharedMemory, ShmError, Value};
-use mpkit::sync::{Lock, LockError};
+use mpkit::shm::{Array, RawValue, SharedMemory, ShmError, Value};
+use mpkit::sync::{
+    Barrier, BarrierError, BarrierTimeoutError, Condition, Event, Lock, LockError, PermitError,
+    Semaphore,
+};
 
 /// A unique name for this test run.
 fn name(tag: &str) -> String {
@@ -214,6 +218,238 @@ fn shared_memory_truncated_is_corrupt_on_read_and_write() {
     }
     assert!(m.to_vec().iter().all(|&b| b == 0));
     assert!(matches!(m.write(0, b"x"), Err(ShmError::Corrupt(_))));
+}
+
+// ---------------------------------------------------------------------------
+// Sleepers: a waiter asleep without a timeout when another process cuts the
+// file is woken by nothing (no futex wake can name a page that is gone), so
+// it must notice the cut by itself, within a bound.
+// ---------------------------------------------------------------------------
+
+/// How long a sleeper may take to report the cut: its waits sleep in 100 ms
+/// slices; the rest is slack for a loaded machine.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// What a sleeper reports: `Ok` with the error's text when its wait failed
+/// as corrupt, `Err` saying what it got instead.
+type Outcome = Result<String, String>;
+
+/// An `io::Error` a sync object reports for a truncated file:
+/// `InvalidData` around `ShmError::Corrupt`.
+fn truncated_io(e: std::io::Error) -> Outcome {
+    let corrupt = e.kind() == std::io::ErrorKind::InvalidData
+        && matches!(
+            e.get_ref().and_then(|i| i.downcast_ref::<ShmError>()),
+            Some(ShmError::Corrupt(_))
+        );
+    if corrupt {
+        Ok(e.to_string())
+    } else {
+        Err(format!("not a corrupt error: {e:?}"))
+    }
+}
+
+/// The calling thread's id, for `/proc`.
+fn gettid() -> i32 {
+    // SAFETY: gettid(2) has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Waits (observing `/proc`, never sleeping a guessed time) until thread
+/// `tid` of process `pid` is asleep in a futex wait.
+fn until_asleep(pid: i32, tid: i32) {
+    let path = format!("/proc/{pid}/task/{tid}/syscall");
+    let futex = format!("{} ", libc::SYS_futex);
+    let start = Instant::now();
+    loop {
+        let now = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        if now.starts_with(&futex) {
+            return;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "{path} never showed a futex wait: {now}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Runs `wait` on a thread of this process, and returns once that thread is
+/// asleep in it; the receiver gets its outcome.
+fn sleeper_thread(wait: impl FnOnce() -> Outcome + Send + 'static) -> mpsc::Receiver<Outcome> {
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel();
+    // Not joined: without the fix it would sleep for ever, and the test
+    // fails on the bound instead of hanging with it.
+    std::thread::spawn(move || {
+        tid_tx.send(gettid()).unwrap();
+        let _ = tx.send(wait());
+    });
+    until_asleep(std::process::id() as i32, tid_rx.recv().unwrap());
+    rx
+}
+
+/// A sleeping child, killed (by its pid, through its handle) when the
+/// test fails before it has reported.
+struct Sleeper(Process<Outcome>);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        if self.0.is_alive() {
+            let _ = self.0.kill();
+            let _ = self.0.join_timeout(BOUND);
+        }
+    }
+}
+
+/// Spawns `f` in a child, which stores its thread id in the cell it is
+/// given before it waits, and returns once that thread is asleep.
+fn sleeper_process(f: fn((String, RawValue<i32>)) -> Outcome, name: &str) -> Sleeper {
+    let tid = RawValue::new(0i32).unwrap();
+    let child = Sleeper(Process::spawn(f, (name.to_string(), tid.try_clone().unwrap())).unwrap());
+    let start = Instant::now();
+    while tid.get() == 0 {
+        assert!(start.elapsed() < BOUND, "the child never started waiting");
+        std::thread::yield_now();
+    }
+    until_asleep(child.0.pid(), tid.get());
+    child
+}
+
+/// Both sleepers report the cut within [`BOUND`] of it; returns their texts.
+fn both_fail(thread: mpsc::Receiver<Outcome>, mut child: Sleeper) -> [String; 2] {
+    let cut = Instant::now();
+    let mine = thread
+        .recv_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("the thread still sleeps {BOUND:?} after the cut"))
+        .unwrap_or_else(|e| panic!("thread: {e}"));
+    let left = BOUND.saturating_sub(cut.elapsed());
+    let theirs = child
+        .0
+        .join_timeout(left)
+        .unwrap_or_else(|e| panic!("the child, {BOUND:?} after the cut: {e}"))
+        .unwrap_or_else(|e| panic!("child: {e}"));
+    eprintln!("both sleepers failed within {:?} of the cut", cut.elapsed());
+    [mine, theirs]
+}
+
+fn event_sleeper((name, tid): (String, RawValue<i32>)) -> Outcome {
+    let e = Event::open(&name).map_err(|e| e.to_string())?;
+    tid.set(gettid());
+    match e.wait(None) {
+        Ok(set) => Err(format!("wait returned {set}")),
+        Err(e) => truncated_io(e),
+    }
+}
+
+#[test]
+fn an_event_cut_under_sleeping_waiters_wakes_them_with_an_error() {
+    let _w = watchdog(30);
+    let n = name("trunc_event");
+    let e = Event::create(&n).unwrap();
+    let thread = sleeper_thread({
+        let n = n.clone();
+        move || event_sleeper((n, RawValue::new(0).unwrap()))
+    });
+    let child = sleeper_process(event_sleeper, &n);
+    truncate_from_another_process(&n, 0);
+    for why in both_fail(thread, child) {
+        says_truncated(&why);
+    }
+    // A wait with a timeout is an error too, not "timed out".
+    truncated_io(e.wait(Some(Duration::from_millis(10))).unwrap_err()).unwrap();
+}
+
+fn semaphore_sleeper((name, tid): (String, RawValue<i32>)) -> Outcome {
+    let s = Semaphore::open(&name).map_err(|e| e.to_string())?;
+    tid.set(gettid());
+    match s.permit() {
+        Ok(_) => Err("got a permit".into()),
+        Err(PermitError::Corrupt(why)) => Ok(why),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+#[test]
+fn a_semaphore_cut_under_sleeping_waiters_wakes_them_with_an_error() {
+    let _w = watchdog(30);
+    let n = name("trunc_sem");
+    let s = Semaphore::create(&n, 0).unwrap();
+    let thread = sleeper_thread({
+        let n = n.clone();
+        move || {
+            let s = Semaphore::open(&n).map_err(|e| e.to_string())?;
+            match s.acquire() {
+                Ok(()) => Err("acquired".into()),
+                Err(e) => truncated_io(e),
+            }
+        }
+    });
+    let child = sleeper_process(semaphore_sleeper, &n);
+    truncate_from_another_process(&n, 0);
+    for why in both_fail(thread, child) {
+        says_truncated(&why);
+    }
+    truncated_io(s.acquire_timeout(Duration::from_millis(10)).unwrap_err()).unwrap();
+    assert!(matches!(
+        s.permit_timeout(Duration::from_millis(10)),
+        Err(PermitError::Corrupt(_))
+    ));
+}
+
+fn condition_sleeper((name, tid): (String, RawValue<i32>)) -> Outcome {
+    let c = Condition::open(&name).map_err(|e| e.to_string())?;
+    let mut g = c.lock().map_err(|e| e.to_string())?;
+    tid.set(gettid());
+    match g.wait(None) {
+        Err(LockError::Corrupt) => Ok(LockError::Corrupt.to_string()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn a_condition_cut_under_sleeping_waiters_wakes_them_with_an_error() {
+    let _w = watchdog(30);
+    let n = name("trunc_cond");
+    let c = Condition::create(&n).unwrap();
+    let thread = sleeper_thread({
+        let n = n.clone();
+        move || condition_sleeper((n, RawValue::new(0).unwrap()))
+    });
+    let child = sleeper_process(condition_sleeper, &n);
+    truncate_from_another_process(&n, 0);
+    both_fail(thread, child);
+    assert!(matches!(c.lock(), Err(LockError::Corrupt)));
+}
+
+fn barrier_sleeper((name, tid): (String, RawValue<i32>)) -> Outcome {
+    let b = Barrier::open(&name).map_err(|e| e.to_string())?;
+    tid.set(gettid());
+    match b.wait() {
+        Err(BarrierError::Corrupt) => Ok(BarrierError::Corrupt.to_string()),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn a_barrier_cut_under_sleeping_parties_wakes_them_with_an_error() {
+    let _w = watchdog(30);
+    let n = name("trunc_barrier");
+    let b = Barrier::create(&n, 3).unwrap();
+    let thread = sleeper_thread({
+        let n = n.clone();
+        move || barrier_sleeper((n, RawValue::new(0).unwrap()))
+    });
+    let child = sleeper_process(barrier_sleeper, &n);
+    assert_eq!(b.n_waiting(), 2);
+    truncate_from_another_process(&n, 0);
+    for why in both_fail(thread, child) {
+        says_truncated(&why);
+    }
+    assert!(matches!(
+        b.wait_timeout(Duration::from_millis(10)),
+        Err(BarrierTimeoutError::Corrupt)
+    ));
 }
 
 #[test]

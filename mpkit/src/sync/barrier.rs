@@ -5,12 +5,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use super::sleep::{Slept, WaitError, sleep_on};
 use super::{LockError, LockGuard, LockTimeoutError, guard, spin_while};
 use crate::base::cell::{CELL_SIZE, MutexCell, MutexType};
 use crate::base::segment::{
     Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
 };
-use crate::sys::{self, Deadline, FutexWait};
+use crate::sys::{self, Deadline};
 
 /// Why [`Barrier::wait`] did not pass. It never times out.
 ///
@@ -33,9 +34,11 @@ pub enum BarrierError {
     /// barrier's lock).
     #[error("the barrier was waited at from inside its own action")]
     Deadlock,
-    /// Another process overwrote the barrier's lock; see
-    /// [`LockError::Corrupt`]. Nothing changed.
-    #[error("the barrier's lock is corrupt (another process overwrote it)")]
+    /// Another process overwrote the barrier's lock (see
+    /// [`LockError::Corrupt`]; nothing changed), or truncated the barrier's
+    /// file, even while this party slept in it (see
+    /// [Truncated files](crate::sync#truncated-files)).
+    #[error("the barrier is corrupt (another process overwrote or truncated its memory)")]
     Corrupt,
     /// The operating system refused; this party left the barrier, which is
     /// now broken for the others too (as for a timeout).
@@ -67,8 +70,8 @@ pub enum BarrierTimeoutError {
     /// [`BarrierError::Deadlock`].
     #[error("the barrier was waited at from inside its own action")]
     Deadlock,
-    /// The barrier's lock is corrupt; see [`BarrierError::Corrupt`].
-    #[error("the barrier's lock is corrupt (another process overwrote it)")]
+    /// The barrier is corrupt; see [`BarrierError::Corrupt`].
+    #[error("the barrier is corrupt (another process overwrote or truncated its memory)")]
     Corrupt,
     /// The operating system refused; see [`BarrierError::Io`].
     #[error("barrier: {0}")]
@@ -321,6 +324,9 @@ impl Barrier {
             s.last_trip.store(round, Ordering::SeqCst);
             s.generation.store(round.wrapping_add(1), Ordering::SeqCst);
             sys::futex_wake(&s.generation, u32::MAX);
+            if self.seg.truncated() {
+                return Err(BarrierError::Corrupt.into());
+            }
             return Ok(index.min(self.parties() - 1));
         }
         drop(held);
@@ -335,13 +341,15 @@ impl Barrier {
             // A party that stops waiting (its timeout, or a sleep the OS
             // refused) breaks the barrier for the others, as in Python;
             // unless the barrier tripped meanwhile.
-            let failure = match sys::futex_wait(&s.generation, round, deadline) {
-                Ok(FutexWait::Woken) => continue,
-                Ok(FutexWait::TimedOut) => match E::timed_out() {
+            // In slices: a file truncated meanwhile wakes nobody (`sleep`).
+            let failure = match sleep_on(&self.seg, &s.generation, round, deadline) {
+                Ok(Slept::Woken | Slept::Slice) => continue,
+                Ok(Slept::TimedOut) => match E::timed_out() {
                     Some(timeout) => timeout,
                     None => continue,
                 },
-                Err(e) => BarrierError::Io(e).into(),
+                Err(WaitError::Truncated) => return Err(BarrierError::Corrupt.into()),
+                Err(WaitError::Io(e)) => BarrierError::Io(e).into(),
             };
             // Bounded by the same deadline: a party stopped inside the
             // lock must not stretch this one's timeout.
@@ -356,6 +364,10 @@ impl Barrier {
                 self.break_locked();
                 return Err(failure);
             }
+        }
+        // The generation read zero from a truncated file's private zeros.
+        if self.seg.truncated() {
+            return Err(BarrierError::Corrupt.into());
         }
         if s.last_trip.load(Ordering::SeqCst) == round {
             Ok(index)

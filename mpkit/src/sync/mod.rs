@@ -53,6 +53,26 @@
 //! At most [`HOLDER_SLOTS`] live processes can have taken permits of one
 //! semaphore ([`PermitError::TooManyHolders`] for the next).
 //!
+//! # Truncated files
+//! Any process of the user may truncate a named object's file in
+//! `/dev/shm`; this process then sees private zeros there instead of dying
+//! of `SIGBUS` (see [`shm`](crate::shm)), and every wait reports the object
+//! corrupt: [`Semaphore::acquire`] and [`Event::wait`] with an
+//! [`io::Error`] of kind [`InvalidData`](io::ErrorKind::InvalidData)
+//! around [`ShmError::Corrupt`], [`Semaphore::permit`] with
+//! [`PermitError::Corrupt`], [`ConditionGuard::wait`] with
+//! [`LockError::Corrupt`], [`Barrier::wait`] with [`BarrierError::Corrupt`].
+//! A cut wakes no sleeper (no futex wake can reach a page that is gone),
+//! so waits sleep in slices of 100 ms and read their memory after each: a
+//! waiter asleep when the file is cut, in this process or any other, fails
+//! within about 100 ms rather than at its deadline, or never. Operations
+//! that return no error ([`Event::set`], [`Semaphore::release`],
+//! `try_acquire`, `value`) act on this process's private zeros and reach
+//! nobody; the next wait that has to wait reports the cut (one that finds
+//! the flag set or a unit at once returns without looking, to keep that
+//! path as fast as before: after a cut, those can only be what this
+//! process put in its own zeros).
+//!
 //! # Layouts
 //! Every object is the 64-byte segment header (see `shm`) followed by:
 //!
@@ -68,7 +88,9 @@
 //! `pthread_mutex_t` plus owner bookkeeping).
 
 mod barrier;
+mod event;
 mod semaphore;
+mod sleep;
 
 use std::io;
 use std::marker::PhantomData;
@@ -81,11 +103,13 @@ use crate::base::segment::{
     Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
 };
 use crate::base::spin::spin_until;
-use crate::sys::{self, Deadline, FutexWait};
+use crate::sys::{self, Deadline};
 pub use barrier::{Barrier, BarrierError, BarrierTimeoutError};
+pub use event::Event;
 pub use semaphore::{
     BoundedSemaphore, HOLDER_SLOTS, OverReleaseError, Permit, PermitError, RECHECK, Semaphore,
 };
+use sleep::{Slept, WaitError, sleep_on};
 
 /// Holds a lock until dropped ([`Lock::lock`], [`RLock::lock`],
 /// [`RLockRef::lock`]).
@@ -348,126 +372,6 @@ pub(super) fn spin_while(word: &AtomicU32, value: u32, deadline: Deadline) {
 }
 
 #[repr(C)]
-struct EventState {
-    flag: AtomicU32,
-    waiters: AtomicU32,
-}
-
-fn event_spec() -> Spec {
-    Spec {
-        kind: ObjectKind::Event,
-        elem: Elem::NONE,
-        len: 0,
-        size: HEADER_SIZE + 64,
-        cells: &[],
-    }
-}
-
-fn create_event(name: Option<&str>) -> Result<Segment, ShmError> {
-    Segment::create(event_spec(), name, 0o600, |base| {
-        // SAFETY: fresh segment with room for EventState at HEADER_SIZE.
-        unsafe {
-            base.as_ptr()
-                .add(HEADER_SIZE)
-                .cast::<EventState>()
-                .write(EventState {
-                    flag: AtomicU32::new(0),
-                    waiters: AtomicU32::new(0),
-                });
-        }
-        Ok(())
-    })
-}
-
-/// A flag processes can wait for (Python's `multiprocessing.Event`).
-///
-/// ```
-/// use std::time::Duration;
-/// use mpkit::sync::Event;
-/// let e = Event::new()?;
-/// assert!(!e.wait(Some(Duration::from_millis(1)))?);
-/// e.set();
-/// assert!(e.is_set() && e.wait(None)?);
-/// e.clear();
-/// assert!(!e.is_set());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug)]
-pub struct Event {
-    seg: Segment,
-}
-
-segment_object!(Event, |_: &Header| event_spec());
-
-impl Event {
-    fn from_segment(seg: Segment) -> Self {
-        Event { seg }
-    }
-
-    /// A new anonymous event, not set.
-    pub fn new() -> Result<Event, ShmError> {
-        create_event(None).map(Event::from_segment)
-    }
-
-    /// A new named event, not set.
-    pub fn create(name: &str) -> Result<Event, ShmError> {
-        create_event(Some(name)).map(Event::from_segment)
-    }
-
-    /// Attaches to a named event.
-    pub fn open(name: &str) -> Result<Event, ShmError> {
-        Segment::open(name, |_| event_spec()).map(Event::from_segment)
-    }
-
-    fn state(&self) -> &EventState {
-        // SAFETY: the header check proved an Event layout.
-        unsafe { self.seg.at::<EventState>(HEADER_SIZE).as_ref() }
-    }
-
-    /// Sets the flag and wakes every waiter.
-    pub fn set(&self) {
-        let s = self.state();
-        s.flag.store(1, Ordering::SeqCst);
-        if s.waiters.load(Ordering::SeqCst) > 0 {
-            sys::futex_wake(&s.flag, u32::MAX);
-        }
-    }
-
-    /// Clears the flag.
-    pub fn clear(&self) {
-        self.state().flag.store(0, Ordering::SeqCst);
-    }
-
-    /// Whether the flag is set.
-    pub fn is_set(&self) -> bool {
-        self.state().flag.load(Ordering::SeqCst) != 0
-    }
-
-    /// Waits until the flag is set (true) or `timeout` passes (false);
-    /// `None` waits forever. An error when the OS refused the sleep (the
-    /// flag may be set or not).
-    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        let s = self.state();
-        let deadline = sys::deadline_after(timeout);
-        loop {
-            if self.is_set() {
-                return Ok(true);
-            }
-            spin_while(&s.flag, 0, deadline);
-            if self.is_set() {
-                return Ok(true);
-            }
-            s.waiters.fetch_add(1, Ordering::SeqCst);
-            let r = sys::futex_wait(&s.flag, 0, deadline);
-            s.waiters.fetch_sub(1, Ordering::SeqCst);
-            if r? == FutexWait::TimedOut {
-                return Ok(self.is_set());
-            }
-        }
-    }
-}
-
-#[repr(C)]
 struct CondState {
     seq: AtomicU32,
     waiters: AtomicU32,
@@ -606,8 +510,10 @@ impl ConditionGuard<'_> {
     /// [`wait_for`](Self::wait_for). The timeout bounds the sleep, not
     /// taking the lock again, which waits as long as it takes (as in
     /// Python; a guard is returned only holding the lock): what can fail is
-    /// that, a [`LockError`]. When a holder that may stop (SIGSTOP, a
-    /// debugger) must not stretch the timeout, use
+    /// that, a [`LockError`]; [`LockError::Corrupt`] too when another
+    /// process truncated the condition's file, even during the sleep (see
+    /// [Truncated files](crate::sync#truncated-files)). When a holder that
+    /// may stop (SIGSTOP, a debugger) must not stretch the timeout, use
     /// [`wait_timeout`](Self::wait_timeout).
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, LockError> {
         self.wait_until(sys::deadline_after(timeout))
@@ -683,12 +589,25 @@ impl ConditionGuard<'_> {
         let seq = st.seq.load(Ordering::SeqCst);
         st.waiters.fetch_add(1, Ordering::SeqCst);
         let _ = cell.release(COND_TYPE);
-        let r = sys::futex_wait(&st.seq, seq, deadline);
+        // In slices: a file truncated meanwhile wakes nobody (`sleep`).
+        let r = loop {
+            match sleep_on(&self.cond.seg, &st.seq, seq, deadline) {
+                Ok(Slept::Slice) => {}
+                Ok(slept) => break Ok(slept == Slept::Woken),
+                Err(WaitError::Truncated) => break Err(None),
+                Err(WaitError::Io(e)) => break Err(Some(e)),
+            }
+        };
         st.waiters.fetch_sub(1, Ordering::SeqCst);
+        if matches!(r, Err(None)) || self.cond.seg.truncated() {
+            // Zeros now, lock cell included: not taken again.
+            return Err(LockTimeoutError::Corrupt);
+        }
         if cell.lock_until(COND_TYPE, relock)? {
             self.owner_died = true;
         }
-        Ok(r.map(|r| r == FutexWait::Woken || st.seq.load(Ordering::SeqCst) != seq))
+        Ok(r.map(|woken| woken || st.seq.load(Ordering::SeqCst) != seq)
+            .map_err(|e| e.unwrap_or_else(sleep::truncated_io)))
     }
 
     /// Waits until `predicate()` is true (checked under the lock), or

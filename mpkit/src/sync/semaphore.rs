@@ -20,11 +20,12 @@ use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::sleep::{Slept, WaitError, sleep_on};
 use super::spin_while;
 use crate::base::segment::{
-    Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, segment_object,
+    Elem, HEADER_SIZE, Header, ObjectKind, Segment, ShmError, Spec, TRUNCATED, segment_object,
 };
-use crate::sys::{self, Deadline, FutexWait};
+use crate::sys::{self, Deadline};
 
 /// Processes that can hold permits of one semaphore at once.
 pub const HOLDER_SLOTS: usize = 32;
@@ -88,6 +89,7 @@ fn create_sem(
 /// A semaphore's shared state: the counter and the holder table.
 #[derive(Clone, Copy)]
 struct Sem<'a> {
+    seg: &'a Segment,
     s: &'a SemState,
     table: &'a [HolderSlot; HOLDER_SLOTS],
 }
@@ -97,6 +99,7 @@ fn sem(seg: &Segment) -> Sem<'_> {
     // covers the table.
     unsafe {
         Sem {
+            seg,
             s: seg.at::<SemState>(HEADER_SIZE).as_ref(),
             table: seg.at::<[HolderSlot; HOLDER_SLOTS]>(TABLE).as_ref(),
         }
@@ -216,11 +219,19 @@ impl<'a> Sem<'a> {
     }
 
     /// Takes one unit, waiting until `deadline`; false if it passed.
-    fn take(&self, deadline: Deadline) -> io::Result<bool> {
+    /// `Truncated` when another process cut the file (a unit found after
+    /// the cut could only be one of this process's private zeros).
+    fn take(&self, deadline: Deadline) -> Result<bool, WaitError> {
         let s = self.s;
+        // A unit at once: taken without looking at the truncation flag (as
+        // `Event::wait`: after a cut, it can only be one this process
+        // released into its private zeros).
+        if self.try_take() {
+            return Ok(true);
+        }
         loop {
             if self.try_take() {
-                return Ok(true);
+                return self.unless_truncated(true);
             }
             spin_while(&s.value, 0, deadline);
             if s.value.load(Ordering::SeqCst) > 0 {
@@ -237,15 +248,27 @@ impl<'a> Sem<'a> {
                 until = Some(deadline.map_or(recheck, |d| d.min(recheck)));
             }
             s.waiters.fetch_add(1, Ordering::SeqCst);
-            let r = sys::futex_wait(&s.value, 0, until);
+            // In slices even when nobody holds permits: a file truncated
+            // meanwhile wakes nobody (see `sleep`).
+            let r = sleep_on(self.seg, &s.value, 0, until);
             s.waiters.fetch_sub(1, Ordering::SeqCst);
             // Without a deadline there is no timeout: `acquire` returns
             // only with a unit.
-            if r? == FutexWait::TimedOut && deadline.is_some_and(|d| Instant::now() >= d) {
+            if r? == Slept::TimedOut && deadline.is_some_and(|d| Instant::now() >= d) {
                 // One last try: a release may have raced with the timeout.
-                return Ok(self.try_take());
+                let got = self.try_take();
+                return self.unless_truncated(got);
             }
         }
+    }
+
+    /// `Ok(answer)`, unless the file was found truncated meanwhile.
+    #[inline]
+    fn unless_truncated(&self, answer: bool) -> Result<bool, WaitError> {
+        if self.seg.truncated() {
+            return Err(WaitError::Truncated);
+        }
+        Ok(answer)
     }
 
     fn release(&self, n: u32) -> Result<(), OverReleaseError> {
@@ -284,7 +307,11 @@ impl<'a> Sem<'a> {
     fn permit(self, wait: bool, deadline: Deadline) -> Result<HolderRef<'a>, PermitError> {
         let slot = self.my_slot()?;
         let got = if wait {
-            self.take(deadline)?
+            match self.take(deadline) {
+                Ok(got) => got,
+                Err(WaitError::Truncated) => return Err(PermitError::Corrupt(TRUNCATED.into())),
+                Err(WaitError::Io(e)) => return Err(PermitError::Io(e)),
+            }
         } else {
             self.try_take() || (self.held() && self.reclaim() > 0 && self.try_take())
         };
@@ -383,6 +410,10 @@ pub enum PermitError {
         "this process cannot be identified (its start time is unreadable), so it cannot hold permits"
     )]
     Unidentified,
+    /// Another process truncated the semaphore's file (its memory is
+    /// gone; see [Truncated files](crate::sync#truncated-files)).
+    #[error("corrupt semaphore: {0}")]
+    Corrupt(String),
     /// The OS refused the futex sleep.
     #[error("waiting for a permit: {0}")]
     Io(#[from] io::Error),
@@ -414,8 +445,16 @@ macro_rules! semaphore_methods {
         /// P: takes one unit, waiting while there is none. The unit is
         /// nobody's: if this process dies, it is not given back (use
         /// [`permit`](Self::permit) for that).
+        ///
+        /// An error when the OS refused the sleep, or when another
+        /// process truncated the semaphore's file
+        /// ([`io::ErrorKind::InvalidData`] around [`ShmError::Corrupt`];
+        /// see [Truncated files](crate::sync#truncated-files)).
         pub fn acquire(&self) -> io::Result<()> {
-            sem(&self.seg).take(None).map(|_| ())
+            sem(&self.seg)
+                .take(None)
+                .map(|_| ())
+                .map_err(io::Error::from)
         }
 
         /// Takes one unit if there is one; false otherwise. It never
@@ -427,8 +466,11 @@ macro_rules! semaphore_methods {
         }
 
         /// Takes one unit, waiting at most `timeout`; false if it passed.
+        /// Errors as for [`acquire`](Self::acquire).
         pub fn acquire_timeout(&self, timeout: Duration) -> io::Result<bool> {
-            sem(&self.seg).take(sys::deadline_after(Some(timeout)))
+            sem(&self.seg)
+                .take(sys::deadline_after(Some(timeout)))
+                .map_err(io::Error::from)
         }
 
         /// Takes one unit as a [`Permit`] recorded for this process,
