@@ -579,3 +579,32 @@ def test_create_destroy_cycles_leave_no_mappings_fds_or_names():
     gc.collect()
     assert mappings() - m0 < 10
     assert fds() - f0 < 5
+
+
+TRUNCATED = r"""
+import os, mpkit
+out = []
+for make, wait in ((lambda: mpkit.Semaphore(0), lambda o: o.acquire(timeout=2)),
+                   (mpkit.Event, lambda o: o.wait(timeout=2))):
+    o = make()
+    print(o.name, flush=True)
+    os.truncate("/dev/shm/" + o.name, 0)
+    try:
+        out.append(repr(wait(o)))
+    except mpkit.CorruptError as e:
+        out.append("CorruptError" if "truncated" in str(e) else "CorruptError without truncated: " + str(e))
+print(" ".join(out))
+"""
+
+
+def test_a_truncated_semaphore_or_event_is_corrupt_error_not_a_timeout():
+    """Another process cut the file of a Semaphore and an Event while this
+    one waits on it: the wait raises mpkit.CorruptError (it said False, a
+    wrong "timed out", or died of SIGBUS, before)."""
+    code, out, err = in_child_interpreter(TRUNCATED)
+    lines = out.splitlines()
+    for name in lines[:-1]:
+        if code != 0 and os.path.exists("/dev/shm/" + name):
+            os.unlink("/dev/shm/" + name)  # the crash skipped the creator's clean-up
+    assert code == 0, (code, err)
+    assert lines[-1] == "CorruptError CorruptError", (out, err)

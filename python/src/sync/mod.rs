@@ -194,6 +194,20 @@ pub(crate) fn shm_err(e: ShmError) -> PyErr {
     }
 }
 
+/// A Python exception for the `io::Error` of a semaphore or event wait:
+/// `mpkit.CorruptError` when it wraps [`ShmError::Corrupt`] (another
+/// process overwrote or truncated the object's file), an `OSError`
+/// keeping its errno otherwise.
+pub(crate) fn wait_err(e: std::io::Error) -> PyErr {
+    if let Some(ShmError::Corrupt(_)) = e.get_ref().and_then(|r| r.downcast_ref::<ShmError>()) {
+        return crate::errors::CorruptError::new_err(e.to_string());
+    }
+    match e.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, e.to_string())),
+        None => PyOSError::new_err(e.to_string()),
+    }
+}
+
 /// Whether a Python `block` argument is true (multiprocessing takes any
 /// truthy value; left out, or `None`, blocks).
 pub(crate) fn truthy(block: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {

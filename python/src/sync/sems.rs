@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
-use super::{Owned, acquire_wait, name_or_fresh, shm_err};
+use super::{Owned, acquire_wait, name_or_fresh, shm_err, wait_err};
 use crate::blocking::{wait_for, wait_sliced};
 
 /// The initial value as mpkit takes it; a negative or too large one is
@@ -77,8 +77,7 @@ macro_rules! semaphore_class {
                     let got = if slice.is_zero() {
                         sem.try_acquire()
                     } else {
-                        sem.acquire_timeout(slice)
-                            .map_err(|e| PyOSError::new_err(e.to_string()))?
+                        sem.acquire_timeout(slice).map_err(wait_err)?
                     };
                     Ok(got.then_some(()))
                 })?;
@@ -211,9 +210,7 @@ impl Event {
         let wait = wait_for(true, timeout.map(|t| t.max(0.0)))?;
         let ev = &*self.ev;
         let set = wait_sliced(py, wait, |slice| {
-            let set = ev
-                .wait(Some(slice))
-                .map_err(|e| PyOSError::new_err(e.to_string()))?;
+            let set = ev.wait(Some(slice)).map_err(wait_err)?;
             Ok(set.then_some(()))
         })?;
         Ok(set.is_some())
