@@ -209,11 +209,10 @@ pub(crate) enum Init {
 }
 
 /// Refuses an object of `bytes` bytes that cannot fit in the free space
-/// of `/dev/shm`, with the `OSError(ENOSPC)` that `posix_fallocate` gives:
-/// the segment is made with `ftruncate`, which grants any size, and
-/// copying the elements into pages tmpfs cannot supply would kill the
-/// interpreter with SIGBUS. (Another process can still fill `/dev/shm`
-/// between this check and the copy.)
+/// of `/dev/shm`, with the `OSError(ENOSPC)` that `posix_fallocate` gives,
+/// before the elements are built in memory. (The segment's creation
+/// fallocates, so a `/dev/shm` another process fills between this check
+/// and then is still `ENOSPC`, from there.)
 fn check_room(py: Python<'_>, bytes: Option<usize>) -> PyResult<()> {
     let too_big = |free: Option<u64>| {
         let free = free.map_or_else(|| "?".to_string(), |f| f.to_string());
