@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use mpkit::Process;
-use mpkit::queue::{GetTimeoutError, PutError, PutTimeoutError, Queue};
+use mpkit::queue::{GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue};
 use mpkit::shm::{Array, RawValue, SharedMemory, ShmError, Value};
 use mpkit::sync::{
     Barrier, BarrierError, BarrierTimeoutError, Condition, Event, Lock, LockError, PermitError,
@@ -498,4 +498,62 @@ fn tempfile_in_dev_shm() -> std::fs::File {
         .unwrap();
     std::fs::remove_file(&path).unwrap();
     f
+}
+
+/// A queue's `get` without a timeout, asleep on an empty queue: `Ok` with
+/// the error's text when it failed as corrupt.
+fn queue_get(q: &Queue<u64>) -> Outcome {
+    match q.get() {
+        Ok(v) => Err(format!("got {v}")),
+        Err(e) if format!("{e:?}").contains("Corrupt") => Ok(e.to_string()),
+        Err(e) => Err(format!("not a corrupt error: {e:?}")),
+    }
+}
+
+fn queue_sleeper((name, tid): (String, RawValue<i32>)) -> Outcome {
+    let q: Queue<u64> = Queue::open(&name).map_err(|e| e.to_string())?;
+    tid.set(gettid());
+    queue_get(&q)
+}
+
+#[test]
+fn a_queue_cut_under_sleeping_consumers_wakes_them_with_an_error() {
+    let _w = watchdog(30);
+    let n = name("trunc_queue_sleep");
+    let _q: Queue<u64> = Queue::create(&n, 0, 1 << 16).unwrap();
+    let thread = sleeper_thread({
+        let n = n.clone();
+        move || queue_get(&Queue::open(&n).map_err(|e| e.to_string())?)
+    });
+    let child = sleeper_process(queue_sleeper, &n);
+    truncate_from_another_process(&n, 0);
+    for why in both_fail(thread, child) {
+        says_truncated(&why);
+    }
+}
+
+#[test]
+fn a_joinable_queue_cut_under_join_is_corrupt_not_all_done() {
+    let _w = watchdog(30);
+    let n = name("trunc_join");
+    let q: JoinableQueue<u64> = JoinableQueue::create(&n, 0, 1 << 16).unwrap();
+    q.put(7).unwrap();
+    let joiner = sleeper_thread({
+        let n = n.clone();
+        move || {
+            let q: JoinableQueue<u64> = JoinableQueue::open(&n).map_err(|e| e.to_string())?;
+            match q.join() {
+                // Zeros where the counts were would say "nothing unfinished".
+                Ok(()) => Err("join returned as if every task were done".into()),
+                Err(e) if format!("{e:?}").contains("Corrupt") => Ok(e.to_string()),
+                Err(e) => Err(format!("not a corrupt error: {e:?}")),
+            }
+        }
+    });
+    truncate_from_another_process(&n, 0);
+    let why = joiner
+        .recv_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("join still sleeps {BOUND:?} after the cut"))
+        .unwrap_or_else(|e| panic!("join: {e}"));
+    says_truncated(&why);
 }

@@ -55,6 +55,10 @@ pub use super::shm_error::ShmError;
 
 /// What an operation on an object whose file another process truncated
 /// reports (see `sys/linux/fault.rs`).
+/// The longest a waiter on a segment's futex word sleeps before it reads
+/// the segment again, to notice a file truncated under it: no wake can
+/// reach a sleeper on a cut page (see `sync/sleep.rs`).
+pub(crate) const WAKE_SLICE: std::time::Duration = std::time::Duration::from_millis(100);
 pub(crate) const TRUNCATED: &str = "another process truncated the object's file: its memory is \
                                     gone (this process now sees zeros there)";
 

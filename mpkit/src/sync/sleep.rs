@@ -38,7 +38,7 @@ use crate::sys::{self, Deadline, FutexWait};
 
 /// The longest a waiter sleeps before it reads its object's memory again,
 /// to notice a file truncated under it (see the module docs).
-pub(super) const WAKE_SLICE: Duration = Duration::from_millis(100);
+pub(super) const WAKE_SLICE: Duration = crate::base::segment::WAKE_SLICE;
 
 /// Why [`sleep_on`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

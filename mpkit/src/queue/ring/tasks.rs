@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::*;
 use super::{EnterFail, Ring, SideId};
+use crate::base::segment::WAKE_SLICE;
 use crate::sys::{self, Deadline, FutexWait};
 
 /// How often a waiting `join` looks for dead members while tasks are held.
@@ -397,12 +398,18 @@ impl Ring {
         loop {
             let epoch = ctl.epoch.load(Ordering::SeqCst);
             if self.unfinished_checked().map_err(JoinFail::Corrupt)? == 0 {
+                // Zeros where a cut file was read are not "all done".
+                if let Some(truncated) = self.truncated() {
+                    return Err(JoinFail::Corrupt(truncated));
+                }
                 return Ok(());
             }
             // A member that died will never call task_done: look before
             // sleeping, and sleep no longer than RECHECK while tasks are
             // held.
-            let mut until = deadline;
+            // In slices, as every sleeper on a segment (`WAKE_SLICE`).
+            let slice = Instant::now() + WAKE_SLICE;
+            let mut until = Some(deadline.map_or(slice, |d| d.min(slice)));
             if self.holders().next().is_some() {
                 if self.holders().any(|(_, owner, _)| !sys::token_alive(owner)) {
                     let lost = self.clear_dead(deadline)?;
@@ -411,7 +418,7 @@ impl Ring {
                     }
                 }
                 let recheck = Instant::now() + RECHECK;
-                until = Some(deadline.map_or(recheck, |d| d.min(recheck)));
+                until = until.map(|u| u.min(recheck));
             }
             ctl.waiters.fetch_add(1, Ordering::SeqCst);
             let r = if self.unfinished() == 0 {
@@ -424,7 +431,8 @@ impl Ring {
                 && deadline.is_some_and(|d| Instant::now() >= d)
             {
                 return match self.unfinished_checked().map_err(JoinFail::Corrupt)? {
-                    0 => Ok(()),
+                    0 if self.truncated().is_none() => Ok(()),
+                    0 => Err(JoinFail::Corrupt(self.truncated().unwrap_or_default())),
                     _ => Err(JoinFail::TimedOut(self.pending())),
                 };
             }

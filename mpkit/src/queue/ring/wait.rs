@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::Ring;
 use super::layout::*;
+use crate::base::segment::WAKE_SLICE;
 use crate::base::spin::spin_until;
 use crate::sys::{self, Deadline, FutexWait};
 
@@ -65,8 +66,9 @@ impl Ring {
     }
 
     /// Waits until `ready()` (or a wake on `word`): first a short spin (the
-    /// policy of [`spin`](crate::base::spin)), then a futex sleep. False
-    /// when the deadline passed.
+    /// policy of [`spin`](crate::base::spin)), then a futex sleep of at
+    /// most [`WAKE_SLICE`]. False when `ready()` is still false after it:
+    /// the caller checks its own deadline, and tries again.
     ///
     /// With `patient`, a stronger condition than `ready`, the spin starts
     /// with up to [`PATIENCE`] of waiting for `patient()`, polled once every
@@ -132,7 +134,12 @@ impl Ring {
             // Private zeros now: no other process would ever wake us.
             return Err(io::Error::other(crate::base::segment::TRUNCATED));
         }
-        let woken = sys::futex_wait(&word.epoch, epoch, deadline)?;
+        // In slices: a file truncated under this sleeper wakes nobody, so
+        // it wakes itself to look (the caller's next attempt reads the
+        // ring, and a read of a cut page raises the segment's flag).
+        let slice = Instant::now() + WAKE_SLICE;
+        let until = deadline.map_or(slice, |d| d.min(slice));
+        let woken = sys::futex_wait(&word.epoch, epoch, Some(until))?;
         SWITCHED.set(true);
         match woken {
             FutexWait::Woken => Ok(true),

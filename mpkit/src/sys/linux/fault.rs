@@ -44,8 +44,9 @@
 //!   truncated mpkit object stays an error; otherwise the process dies on
 //!   the fault as before.
 //! - A thread asleep in the kernel on a word of the file (a futex wait)
-//!   when the file is truncated is not woken by the truncation: it wakes at
-//!   its deadline, or at the next wake of this process, and then fails.
+//!   when the file is truncated is not woken by the truncation: mpkit's
+//!   waits sleep in slices (`WAKE_SLICE`) and read their word after each,
+//!   which faults here and fails the wait.
 //! - The previous handler is called with this handler's signal mask, not
 //!   with the `sa_mask` it was installed with.
 //! - A mapping that was truncated is never unmapped (its slot is reused):
