@@ -460,6 +460,69 @@ where
         }
     }
 
+    /// Sends `items` as chunks of `size` items (a map's). Their plans, and
+    /// how many items there were: counted, not trusted from `len_hint`
+    /// (which only sizes the list of plans).
+    pub(crate) fn send_chunks(
+        &mut self,
+        items: impl Iterator<Item = A>,
+        size: usize,
+        len_hint: usize,
+    ) -> (Vec<Plan>, usize) {
+        let size = size.max(1);
+        let mut plans = Vec::with_capacity(len_hint.div_ceil(size).min(1 << 16));
+        let mut taken = 0;
+        // Each item goes from the iterator straight into its chunk's
+        // message.
+        let mut items = items.peekable();
+        while items.peek().is_some() {
+            let plan = self.send(items.by_ref().take(size));
+            taken += plan.len();
+            plans.push(plan);
+        }
+        (plans, taken)
+    }
+
+    /// Waits for the chunks of `plans` in order: every item's outcome (a
+    /// map's `map_outcomes`).
+    pub(crate) fn outcomes(&self, plans: Vec<Plan>, len: usize) -> Vec<Result<R, TaskError>> {
+        let mut out = Vec::with_capacity(len);
+        for plan in plans {
+            let result = self
+                .batch
+                .take(plan.seq, None)
+                .expect("waiting without a deadline returns the result");
+            plan.decode(result, |r| out.push(r));
+        }
+        out
+    }
+
+    /// Waits for the chunks of `plans` in order: the results, or the first
+    /// item's failure, after which the chunks not started are cancelled (a
+    /// map's `map`).
+    pub(crate) fn results(&self, plans: Vec<Plan>, len: usize) -> Result<Vec<R>, TaskError> {
+        let mut out = Vec::with_capacity(len);
+        let mut failed = None;
+        for plan in plans {
+            let result = self
+                .batch
+                .take(plan.seq, None)
+                .expect("waiting without a deadline returns the result");
+            plan.decode(result, |r| match r {
+                Ok(v) if failed.is_none() => out.push(v),
+                Ok(_) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            });
+            if let Some(e) = failed {
+                self.batch.cancel();
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+
     /// Encodes `items` as the next chunk and queues it. Each item is
     /// encoded straight into the message and dropped; one that does not
     /// encode is left out and fails alone.

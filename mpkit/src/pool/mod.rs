@@ -507,26 +507,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let (job, plans, len) = self.start_map(f, items, chunksize);
-        let mut out = Vec::with_capacity(len);
-        let mut failed = None;
-        for plan in plans {
-            let result = job
-                .batch
-                .take(plan.seq, None)
-                .expect("waiting without a deadline returns the result");
-            plan.decode(result, |r| match r {
-                Ok(v) if failed.is_none() => out.push(v),
-                Ok(_) => {}
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            });
-            if let Some(e) = failed {
-                job.batch.cancel();
-                return Err(e);
-            }
-        }
-        Ok(out)
+        job.results(plans, len)
     }
 
     /// Like [`map`](Self::map), but returns every item's outcome, in
@@ -565,15 +546,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let (job, plans, len) = self.start_map(f, items, chunksize);
-        let mut out = Vec::with_capacity(len);
-        for plan in plans {
-            let result = job
-                .batch
-                .take(plan.seq, None)
-                .expect("waiting without a deadline returns the result");
-            plan.decode(result, |r| out.push(r));
-        }
-        out
+        job.outcomes(plans, len)
     }
 
     /// Queues every chunk of a map.
@@ -617,17 +590,7 @@ impl Pool {
             n => n,
         };
         let mut job = Job::new(Arc::clone(&self.shared), f, false);
-        let mut plans = Vec::with_capacity(len.div_ceil(size).min(1 << 16));
-        // Counted, not trusted from the hint: it sizes the caller's vector.
-        let mut taken = 0;
-        // Each item goes from the iterator straight into its chunk's
-        // message.
-        let mut items = items.peekable();
-        while items.peek().is_some() {
-            let plan = job.send(items.by_ref().take(size));
-            taken += plan.len();
-            plans.push(plan);
-        }
+        let (plans, taken) = job.send_chunks(items, size, len);
         (job, plans, taken)
     }
 

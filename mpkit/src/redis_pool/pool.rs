@@ -402,26 +402,7 @@ impl RedisPool {
         R: Serialize + DeserializeOwned,
     {
         let (job, plans, len) = self.start_map(f, items, chunksize);
-        let mut out = Vec::with_capacity(len);
-        let mut failed = None;
-        for plan in plans {
-            let result = job
-                .batch
-                .take(plan.seq, None)
-                .expect("waiting without a deadline returns the result");
-            plan.decode(result, |r| match r {
-                Ok(v) if failed.is_none() => out.push(v),
-                Ok(_) => {}
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
-            });
-            if let Some(e) = failed {
-                job.batch.cancel();
-                return Err(e);
-            }
-        }
-        Ok(out)
+        job.results(plans, len)
     }
 
     /// Like [`map`](Self::map), but every item's outcome, in order.
@@ -467,15 +448,7 @@ impl RedisPool {
         R: Serialize + DeserializeOwned,
     {
         let (job, plans, len) = self.start_map(f, items, chunksize);
-        let mut out = Vec::with_capacity(len);
-        for plan in plans {
-            let result = job
-                .batch
-                .take(plan.seq, None)
-                .expect("waiting without a deadline returns the result");
-            plan.decode(result, |r| out.push(r));
-        }
-        out
+        job.outcomes(plans, len)
     }
 
     fn start_map<A, R>(
@@ -500,12 +473,8 @@ impl RedisPool {
         };
         let mut job = self.job(f, false, false);
         let len = items.len();
-        let mut plans = Vec::with_capacity(len.div_ceil(size));
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
-            plans.push(job.send(items.by_ref().take(size)));
-        }
-        (job, plans, len)
+        let (plans, taken) = job.send_chunks(items.into_iter(), size, len);
+        (job, plans, taken)
     }
 
     /// A lazy map, in order (Python's `imap`, one item per chunk): items
