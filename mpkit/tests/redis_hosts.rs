@@ -8,16 +8,18 @@
 //! under CI, where it fails.
 
 mod common;
+#[path = "common/hosts.rs"]
+mod hosts;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::watchdog;
+use hosts::{Hosts, ip};
 use mpkit::Process;
 use mpkit::redis_queue::{RedisAckError, RedisGetError, RedisQueue};
 use mpkit::sync::Event;
@@ -27,111 +29,6 @@ use redis_server::RedisServer;
 const LONG: Duration = Duration::from_secs(10);
 /// Every namespace these tests make is named `PREFIX-<pid>-<n>-<role>`.
 const PREFIX: &str = "mpkit-hosts";
-
-/// Runs `ip ARGS`, or says why it failed.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Three hosts: `server` holds Redis and is linked to `a` (10.91.1.0/24)
-/// and to `b` (10.91.2.0/24), each host's end of its link named `eth0`.
-/// The namespaces, and with them the veths, are deleted when dropped.
-struct Hosts {
-    server: String,
-    a: String,
-    b: String,
-}
-
-impl Hosts {
-    /// Builds them, or returns `None` when the test is to be skipped (no
-    /// `ip`, or not allowed to make namespaces; never under CI).
-    fn build() -> Option<Hosts> {
-        remove_stale();
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let name = |role: &str| format!("{PREFIX}-{}-{n}-{role}", std::process::id());
-        let hosts = Hosts {
-            server: name("server"),
-            a: name("a"),
-            b: name("b"),
-        };
-        // The first namespace is the probe: it needs `ip` and the right.
-        if !common::require_peer(
-            "`ip netns` (iproute2, run as root)",
-            Command::new("ip").args(["netns", "add", &hosts.server]),
-        ) {
-            return None;
-        }
-        if let Err(why) = hosts.link() {
-            panic!("could not build the hosts: {why}");
-        }
-        Some(hosts)
-    }
-
-    fn link(&self) -> Result<(), String> {
-        let s = self.server.as_str();
-        ip(&["netns", "add", &self.a])?;
-        ip(&["netns", "add", &self.b])?;
-        for ns in [s, &self.a, &self.b] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        for (ns, end, net) in [(&self.a, "to-a", "10.91.1"), (&self.b, "to-b", "10.91.2")] {
-            ip(&[
-                "-n", s, "link", "add", end, "type", "veth", "peer", "name", "eth0", "netns", ns,
-            ])?;
-            ip(&["-n", s, "addr", "add", &format!("{net}.1/24"), "dev", end])?;
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{net}.2/24"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", s, "link", "set", end, "up"])?;
-            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for ns in [&self.server, &self.a, &self.b] {
-            let _ = ip(&["netns", "del", ns]);
-        }
-    }
-}
-
-/// Deletes this test's namespaces left by a run that was aborted (its
-/// watchdog) before its `Hosts` was dropped: those whose pid is gone.
-fn remove_stale() {
-    let Ok(dir) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&format!("{PREFIX}-")) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or("");
-        if !pid.is_empty() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = ip(&["netns", "del", &name]);
-        }
-    }
-}
 
 /// What a consumer did: the items it acknowledged, with their delivery
 /// counts, and the item it held when it was cut off, with its failed
@@ -180,7 +77,9 @@ fn an_item_held_by_a_host_cut_off_is_done_by_another_host() {
     if !redis_server::available() {
         return;
     }
-    let Some(hosts) = Hosts::build() else { return };
+    let Some(hosts) = Hosts::build(PREFIX) else {
+        return;
+    };
     let server = RedisServer::start_in_netns(&hosts.server).unwrap();
     // This thread (only it) works on the server's host.
     netns::enter(&hosts.server).unwrap();
@@ -285,7 +184,9 @@ fn the_two_hosts_example_shares_work_between_hosts() {
     if !redis_server::available() {
         return;
     }
-    let Some(hosts) = Hosts::build() else { return };
+    let Some(hosts) = Hosts::build(PREFIX) else {
+        return;
+    };
     let server = RedisServer::start_in_netns(&hosts.server).unwrap();
     let port = server.port;
     // `cargo test` builds the examples first, next to the test binaries.

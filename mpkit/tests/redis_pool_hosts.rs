@@ -13,21 +13,23 @@
 mod common;
 #[path = "common/redis_pool_fleet.rs"]
 mod fleet;
+#[path = "common/hosts.rs"]
+mod hosts;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::eventually;
 use fleet::{Fleet, LOG_ENV, Scratch, assert_pool_clean, children_of, executions, shm_of};
+use hosts::{Hosts, ip};
 use mpkit::redis_pool::{AnyRemoteFn, RedisPool, RemoteFn};
 use mpkit_bench::netns;
 use redis_server::RedisServer;
 
-/// Every namespace this test makes is named `PREFIX-<pid>-<role>`.
+/// Every namespace this test makes is named `PREFIX-<pid>-<n>-<role>`.
 const PREFIX: &str = "mpkit-phosts";
 const LONG: Duration = Duration::from_secs(30);
 
@@ -72,114 +74,13 @@ fn tripled(x: u64) -> (u64, String) {
 const TRIPLED: RemoteFn<u64, (u64, String)> = RemoteFn::new("hosts.tripled", tripled);
 const ALL: &[&dyn AnyRemoteFn] = &[&TRIPLED];
 
-/// Runs `ip ARGS`, or says why it failed.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {args:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Three hosts: `server` holds Redis and is linked to `a` (10.91.1.0/24)
-/// and to `b` (10.91.2.0/24), each host's end of its link named `eth0`.
-/// The namespaces, and with them the veths, are deleted when dropped.
-struct Hosts {
-    server: String,
-    a: String,
-    b: String,
-}
-
-impl Hosts {
-    /// Builds them, or returns `None` when the test is to be skipped (no
-    /// `ip`, or not allowed to make namespaces; never under CI).
-    fn build() -> Option<Hosts> {
-        remove_stale();
-        let name = |role: &str| format!("{PREFIX}-{}-{role}", std::process::id());
-        let hosts = Hosts {
-            server: name("server"),
-            a: name("a"),
-            b: name("b"),
-        };
-        // The first namespace is the probe: it needs `ip` and the right.
-        if !common::require_peer(
-            "`ip netns` (iproute2, run as root)",
-            Command::new("ip").args(["netns", "add", &hosts.server]),
-        ) {
-            return None;
-        }
-        if let Err(why) = hosts.link() {
-            panic!("could not build the hosts: {why}");
-        }
-        Some(hosts)
-    }
-
-    fn link(&self) -> Result<(), String> {
-        let s = self.server.as_str();
-        ip(&["netns", "add", &self.a])?;
-        ip(&["netns", "add", &self.b])?;
-        for ns in [s, &self.a, &self.b] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        }
-        for (ns, end, net) in [(&self.a, "to-a", "10.91.1"), (&self.b, "to-b", "10.91.2")] {
-            ip(&[
-                "-n", s, "link", "add", end, "type", "veth", "peer", "name", "eth0", "netns", ns,
-            ])?;
-            ip(&["-n", s, "addr", "add", &format!("{net}.1/24"), "dev", end])?;
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{net}.2/24"),
-                "dev",
-                "eth0",
-            ])?;
-            ip(&["-n", s, "link", "set", end, "up"])?;
-            ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for ns in [&self.server, &self.a, &self.b] {
-            let _ = ip(&["netns", "del", ns]);
-        }
-    }
-}
-
-/// Deletes this test's namespaces left by a run that was aborted (its
-/// watchdog) before its `Hosts` was dropped: those whose pid is gone.
-fn remove_stale() {
-    let Ok(dir) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(&format!("{PREFIX}-")) else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or("");
-        if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = ip(&["netns", "del", &name]);
-        }
-    }
-}
-
 fn a_task_held_by_a_host_cut_off_is_done_by_the_other() {
     if !redis_server::available() {
         return;
     }
-    let Some(hosts) = Hosts::build() else { return };
+    let Some(hosts) = Hosts::build(PREFIX) else {
+        return;
+    };
     let s = RedisServer::start_in_netns(&hosts.server).unwrap();
     // This thread (only it, and the pool's collector it starts) works on
     // the server's host.
