@@ -633,7 +633,72 @@ fn sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once() {
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }
 
+/// A service manager (systemd's default `KillMode=control-group`) sends
+/// SIGTERM to the supervisor and its workers at once, and the supervisor
+/// passes one on: the running task still finishes and its result comes.
+fn sigterm_to_the_supervisor_and_its_workers_together_lets_the_task_finish() {
+    let Some(s) = server() else { return };
+    let mut workers = Workers::start(&s.url(), "default", 1);
+    let pool = RedisPool::connect(&s.url(), "default").unwrap();
+    await_workers(&pool, 1);
+    let r = pool.apply_async(&SLEEP, 1500);
+    assert!(eventually(LONG, || pending(&s, "default") == 1));
+    let sup = workers.supervisor.id();
+    let children = std::fs::read_to_string(format!("/proc/{sup}/task/{sup}/children")).unwrap();
+    let mut group: Vec<i32> = children
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(group.len(), 1, "one worker process: {children:?}");
+    group.push(sup as i32);
+    for pid in group {
+        // SAFETY: kill(2) with a valid signal, on the supervisor (our
+        // unreaped child) and its worker (its unreaped child: the
+        // supervisor reaps it only after it exits).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+    assert_eq!(r.get_timeout(LONG).ok().unwrap(), Ok(1500));
+    assert!(eventually(LONG, || matches!(
+        workers.supervisor.try_wait(),
+        Ok(Some(_))
+    )));
+}
+
+/// Python's `apply_async(...)` without keeping its result, then `join()`:
+/// the task still runs, and `join` waits for it.
+fn a_dropped_apply_async_still_runs_before_join_returns() {
+    let Some(s) = server() else { return };
+    let _workers = Workers::start(&s.url(), "default", 1);
+    let pool = RedisPool::connect(&s.url(), "default").unwrap();
+    await_workers(&pool, 1);
+    let dir = scratch("dropped");
+    let file = dir.join("ran");
+    // The worker is busy first, so the dropped task waits in the stream
+    // (added there by the submitter) while the collector looks for calls
+    // nobody can read any more.
+    // Busy with another caller's task: this caller has no result to wait
+    // for but the dropped one's.
+    let other = RedisPool::connect(&s.url(), "default").unwrap();
+    let busy = other.apply_async(&SLEEP, 3000);
+    assert!(eventually(LONG, || pending(&s, "default") == 1));
+    drop(pool.apply_async(&TOUCH, file.to_string_lossy().into_owned()));
+    let key = "mpkit:pool:{default}:tasks";
+    assert!(eventually(LONG, || s.cmd(&[b"XLEN", key.as_bytes()]) == ":2\r\n"));
+    pool.join();
+    assert!(file.exists(), "join returned before the dropped task ran");
+    assert_eq!(busy.get_timeout(LONG).ok().unwrap(), Ok(3000));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 const TESTS: &[(&str, fn())] = &[
+    (
+        "sigterm_to_the_supervisor_and_its_workers_together_lets_the_task_finish",
+        sigterm_to_the_supervisor_and_its_workers_together_lets_the_task_finish,
+    ),
+    (
+        "a_dropped_apply_async_still_runs_before_join_returns",
+        a_dropped_apply_async_still_runs_before_join_returns,
+    ),
     (
         "sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once",
         sigterm_lets_workers_finish_their_task_and_a_second_stops_at_once,

@@ -379,6 +379,20 @@ fn decode_args<A: DeserializeOwned>(
     };
     let count = u64::from_le_bytes(*count);
     let reported = count.min(MAX_FAILED_ITEMS) as usize;
+    // Each item takes a byte at least, but for those that encode to
+    // nothing (zero-sized ones): a count far past the body is refused,
+    // not looped over (2^64 units of `()` from a forged task).
+    if count > (body.len() as u64).saturating_add(MAX_FAILED_ITEMS) {
+        return Err((
+            reported,
+            OUT_ARGS_DECODE,
+            type_name,
+            format!(
+                "{count} items announced in {} bytes: more than a chunk can hold",
+                body.len()
+            ),
+        ));
+    }
     let decoded = handle::provide(fds, || {
         match catch_unwind(AssertUnwindSafe(|| {
             // Each item takes a byte at least, but for zero-sized ones:
@@ -519,6 +533,21 @@ mod tests {
     fn halve(x: u64) -> u64 {
         assert!(x % 2 == 0, "odd {x}");
         x / 2
+    }
+
+    #[test]
+    fn a_forged_count_of_zero_sized_items_is_refused_not_looped_over() {
+        // `()` encodes to nothing: 2^64 of them would take no bytes.
+        let forged = u64::MAX.to_le_bytes();
+        let (reported, kind, _, why) = decode_args::<()>(&forged, Vec::new()).unwrap_err();
+        assert_eq!(
+            (reported, kind),
+            (MAX_FAILED_ITEMS as usize, OUT_ARGS_DECODE)
+        );
+        assert!(why.contains("more than a chunk can hold"), "{why}");
+        // A real chunk of them still decodes.
+        let three = 3u64.to_le_bytes();
+        assert_eq!(decode_args::<()>(&three, Vec::new()).unwrap().len(), 3);
     }
 
     /// A task's payload: the count, then the items.

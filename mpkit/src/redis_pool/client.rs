@@ -221,7 +221,9 @@ impl Inner {
         let mut st = self.lock();
         let mut ids = std::mem::take(&mut st.orphans);
         st.calls.retain(|_, o| match o.batch.upgrade() {
-            None => false,
+            // Nobody will read its results, but its tasks still run, and
+            // `join` waits for them: kept until its last chunk is done.
+            None => !o.chunks.is_empty(),
             Some(b) if b.cancelled() => {
                 ids.extend(o.chunks.drain().filter_map(|(_, id)| id));
                 false

@@ -81,7 +81,10 @@ pub(super) fn mode(args: &[String], env: impl Fn(&str) -> Option<String>) -> Opt
 /// dying. SIGTERM or SIGINT to the supervisor is passed on: each worker
 /// finishes its current task and exits, then the supervisor does; a
 /// second signal ends the supervisor at once, and its workers with it
-/// (their tasks are delivered again after the visibility timeout). Worker
+/// (their tasks are delivered again after the visibility timeout). A
+/// worker process itself only stops gracefully, so that a service manager
+/// signalling the supervisor and its workers together (systemd's
+/// default) still lets each finish its task. Worker
 /// processes are killed (SIGKILL) when the supervisor dies, however it
 /// ends (`PR_SET_PDEATHSIG`): their tasks are delivered again after the
 /// visibility timeout.
@@ -131,7 +134,17 @@ fn serve(mode: &Mode, tasks: &[&dyn AnyRemoteFn]) -> i32 {
             return 1;
         }
     };
-    match worker.run() {
+    // Only the graceful stop: a service manager signals the supervisor
+    // and its workers together, and the supervisor then signals them
+    // again; a second signal must not end a task half done. A second
+    // signal to the supervisor ends it at once, and its workers with it
+    // (their parent-death signal).
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = super::worker::stop_on_signal(&stop) {
+        eprintln!("mpkit worker: cannot handle signals: {e}");
+        return 1;
+    }
+    match worker.run_until(&stop) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("mpkit worker: {e}");

@@ -25,6 +25,14 @@ const BLOCK_MAX: Duration = Duration::from_millis(500);
 /// again.
 const UNREACHABLE_PAUSE: Duration = Duration::from_secs(1);
 
+/// Sets `stop` on SIGTERM or SIGINT, however many come.
+pub(super) fn stop_on_signal(stop: &Arc<AtomicBool>) -> std::io::Result<()> {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(stop))?;
+    }
+    Ok(())
+}
+
 /// Sets `stop` on the first SIGTERM or SIGINT; a second one ends the
 /// process at once (exit code 1).
 pub(super) fn stop_on_signals(stop: &Arc<AtomicBool>) -> std::io::Result<()> {
