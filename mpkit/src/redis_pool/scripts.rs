@@ -11,6 +11,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::redis_queue::scripts::GROUP_LUA;
+
 /// Lua helpers shared by the scripts: a field of an entry, whether a
 /// caller is alive, acknowledging and deleting a task, and adding a result
 /// for a caller (its stream expires some time after the caller's lease
@@ -44,31 +46,29 @@ end
 /// caller's key. `ARGV`: group, visibility ms, lease ms. Returns the
 /// visibility timeout in force.
 pub(super) static OPEN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{GROUP_LUA}{}",
         r#"
-local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
-if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
-    return redis.error_reply(made.err)
-end
+local failed = make_group(KEYS[1], ARGV[1])
+if failed then return redis.error_reply(failed) end
 redis.call('HSETNX', KEYS[2], 'visibility_ms', ARGV[2])
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 return redis.call('HGET', KEYS[2], 'visibility_ms')
 "#,
-    )
+    ))
 });
 
 /// Opens the pool for a worker: creates the task stream and its group if
 /// missing. `KEYS`: tasks. `ARGV`: group.
 pub(super) static WORKER_OPEN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{GROUP_LUA}{}",
         r#"
-local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
-if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
-    return redis.error_reply(made.err)
-end
+local failed = make_group(KEYS[1], ARGV[1])
+if failed then return redis.error_reply(failed) end
 return 1
 "#,
-    )
+    ))
 });
 
 /// Adds one task (a chunk) and renews the caller's lease if it has not
@@ -177,30 +177,18 @@ return 1
 /// tasks. `ARGV`: consumer, registration ms, group. Returns the number of
 /// workers registered.
 pub(super) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{GROUP_LUA}{}",
         r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[2], ARGV[3])
-if ok then
-    for _, c in ipairs(consumers) do
-        local name, pending, idle
-        for i = 1, #c - 1, 2 do
-            if c[i] == 'name' then name = c[i + 1]
-            elseif c[i] == 'pending' then pending = c[i + 1]
-            elseif c[i] == 'idle' then idle = c[i + 1] end
-        end
-        if name and pending == 0 and idle and idle > ttl then
-            redis.call('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[3], name)
-        end
-    end
-end
+sweep_consumers(KEYS[2], ARGV[3], ttl + 1)
 return redis.call('ZCARD', KEYS[1])
 "#,
-    )
+    ))
 });
 
 /// A worker leaves: its registration goes, and so does its consumer if it
@@ -208,16 +196,14 @@ return redis.call('ZCARD', KEYS[1])
 /// the visibility timeout). `KEYS`: workers, tasks. `ARGV`: consumer,
 /// group.
 pub(super) static LEAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{GROUP_LUA}{}",
         r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
-local ok, p = pcall(redis.call, 'XPENDING', KEYS[2], ARGV[2], '-', '+', 1, ARGV[1])
-if ok and #p == 0 then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[2], ARGV[1])
-end
+leave_group(KEYS[2], ARGV[2], ARGV[1])
 return 1
 "#,
-    )
+    ))
 });
 
 /// The number of workers registered now (expired ones removed first).

@@ -98,7 +98,7 @@ mod error;
 mod handle;
 mod ops;
 mod reply;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;

@@ -31,22 +31,64 @@ local function pending(stream, group)
 end
 "#;
 
+/// Lua functions for the consumer group, shared with the pool's scripts
+/// (`redis_pool/scripts.rs`): `make_group` creates the stream and its
+/// group if missing (the error text, or nil); `leave_group` deletes a
+/// consumer that holds no entry (`XGROUP DELCONSUMER` would drop what it
+/// holds, which must stay pending to be delivered again), 1 if it did;
+/// `sweep_consumers` deletes those that hold no entry and have been idle
+/// for `idle_ms` or longer (handles gone without leaving: killed, or cut
+/// off; one that is not gone is made again by its next read), how many.
+pub(crate) const GROUP_LUA: &str = r#"
+local function make_group(stream, group)
+    local made = redis.pcall('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
+        return made.err
+    end
+end
+local function leave_group(stream, group, consumer)
+    local ok, p = pcall(redis.call, 'XPENDING', stream, group, '-', '+', 1, consumer)
+    if ok and #p == 0 then
+        redis.call('XGROUP', 'DELCONSUMER', stream, group, consumer)
+        return 1
+    end
+    return 0
+end
+local function sweep_consumers(stream, group, idle_ms)
+    local n = 0
+    local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', stream, group)
+    if not ok then return 0 end
+    for _, c in ipairs(consumers) do
+        local name, pending, idle
+        for i = 1, #c - 1, 2 do
+            if c[i] == 'name' then name = c[i + 1]
+            elseif c[i] == 'pending' then pending = c[i + 1]
+            elseif c[i] == 'idle' then idle = c[i + 1] end
+        end
+        if name and pending == 0 and idle and idle >= idle_ms then
+            redis.call('XGROUP', 'DELCONSUMER', stream, group, name)
+            n = n + 1
+        end
+    end
+    return n
+end
+"#;
+
 /// Creates the stream and its group if missing, records the settings the
 /// first opener gives (later openers keep them), and returns the settings
 /// in force: `maxsize`, `visibility_ms`, `max_deliveries`.
 pub(crate) static OPEN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{GROUP_LUA}{}",
         r#"
-local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
-if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP') then
-    return redis.error_reply(made.err)
-end
+local failed = make_group(KEYS[1], ARGV[1])
+if failed then return redis.error_reply(failed) end
 redis.call('HSETNX', KEYS[2], 'maxsize', ARGV[2])
 redis.call('HSETNX', KEYS[2], 'visibility_ms', ARGV[3])
 redis.call('HSETNX', KEYS[2], 'max_deliveries', ARGV[4])
 return redis.call('HMGET', KEYS[2], 'maxsize', 'visibility_ms', 'max_deliveries')
 "#,
-    )
+    ))
 });
 
 /// Adds the payloads `ARGV[4..]` in order, as many as `maxsize` leaves room
@@ -186,40 +228,18 @@ return {redis.call('XLEN', KEYS[1]), pending(KEYS[1], ARGV[1])}
 /// holds no entry (`XGROUP DELCONSUMER` would drop what it holds, which
 /// must stay pending to be delivered again). Returns 1 if deleted.
 pub(crate) static LEAVE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local ok, p = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
-if ok and #p == 0 then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-    return 1
-end
-return 0
-"#,
-    )
+    Script::new(&format!(
+        "{GROUP_LUA}{}",
+        "return leave_group(KEYS[1], ARGV[1], ARGV[2])"
+    ))
 });
 
 /// Deletes the group's consumers that hold no entry and have been idle for
 /// `ARGV[2]` ms (handles gone without leaving: killed, or cut off; one
 /// that is not gone is made again by its next read). Returns how many.
 pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local n = 0
-local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
-if not ok then return 0 end
-for _, c in ipairs(consumers) do
-    local name, pending, idle
-    for i = 1, #c - 1, 2 do
-        if c[i] == 'name' then name = c[i + 1]
-        elseif c[i] == 'pending' then pending = c[i + 1]
-        elseif c[i] == 'idle' then idle = c[i + 1] end
-    end
-    if name and pending == 0 and idle and idle >= tonumber(ARGV[2]) then
-        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
-        n = n + 1
-    end
-end
-return n
-"#,
-    )
+    Script::new(&format!(
+        "{GROUP_LUA}{}",
+        "return sweep_consumers(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
+    ))
 });
