@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec::CodecError;
 
 /// The newtype name handles serialize under.
-const HANDLE_NAME: &str = "$mpkit::fd";
+pub(crate) const HANDLE_NAME: &str = "$mpkit::fd";
 
 thread_local! {
     /// Descriptors referenced by the message being encoded on this thread:

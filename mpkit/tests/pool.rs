@@ -620,3 +620,83 @@ fn terminate_ends_a_join_that_waits_on_a_stuck_worker() {
     pool.terminate();
     joiner.join().unwrap();
 }
+
+/// Serializes as its number; refuses odd numbers when read back.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, PartialEq, Debug)]
+#[serde(try_from = "u64", into = "u64")]
+struct Even(u64);
+
+impl TryFrom<u64> for Even {
+    type Error = String;
+    fn try_from(x: u64) -> Result<Even, String> {
+        if x % 2 == 0 {
+            Ok(Even(x))
+        } else {
+            Err(format!("{x} is odd"))
+        }
+    }
+}
+
+impl From<Even> for u64 {
+    fn from(e: Even) -> u64 {
+        e.0
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, PartialEq, Debug)]
+struct Metres(f64);
+
+#[test]
+fn scalars_of_every_kind_and_their_mixtures_cross_the_pool() {
+    let _w = watchdog(30);
+    let pool = Pool::new(2).unwrap();
+    // Numbers in, text out, and back.
+    let texts = pool
+        .map_chunked(|x: u64| x.to_string(), 0..300, 64)
+        .unwrap();
+    assert_eq!(texts, (0..300).map(|x| x.to_string()).collect::<Vec<_>>());
+    let lens = pool
+        .map_chunked(|s: String| s.len() as u8, texts, 64)
+        .unwrap();
+    assert_eq!(
+        lens,
+        (0..300)
+            .map(|x: u64| x.to_string().len() as u8)
+            .collect::<Vec<_>>()
+    );
+    // Each kind of scalar, at its extremes.
+    let negated = pool
+        .map(|x: i128| x.wrapping_neg(), [i128::MIN, -1, 0, i128::MAX])
+        .unwrap();
+    assert_eq!(negated, [i128::MIN, 1, 0, -i128::MAX]);
+    let next = pool
+        .map(
+            |c: char| char::from_u32(c as u32 + 1).unwrap_or('?'),
+            ['a', 'é', '\u{10FFFF}'],
+        )
+        .unwrap();
+    assert_eq!(next, ['b', 'ê', '?']);
+    assert_eq!(
+        pool.map(|b: bool| !b, [true, false]).unwrap(),
+        [false, true]
+    );
+    let halves = pool
+        .map(|m: Metres| Metres(m.0 / 2.0), [Metres(3.0), Metres(-0.5)])
+        .unwrap();
+    assert_eq!(halves, [Metres(1.5), Metres(-0.25)]);
+    assert_eq!(
+        pool.map(|x: u8| assert!(x < 200), 0..100u8).unwrap().len(),
+        100
+    );
+    // A value that reads back wrong fails alone; the rest of its chunk runs.
+    let outcomes = pool.map_outcomes_chunked(|e: Even| e.0 / 2, (0..8).map(Even), 8);
+    for (x, o) in (0..8u64).zip(outcomes) {
+        match o {
+            Ok(half) if x % 2 == 0 => assert_eq!(half, x / 2),
+            Err(TaskError::ArgsDecode { message, .. }) if x % 2 == 1 => {
+                assert!(message.contains("is odd"), "{message}")
+            }
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}

@@ -63,7 +63,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::batch::{Batch, Reply};
+use super::batch::{self, Batch, Reply};
 use super::wire::{NUMBER_AT, REPLY_DONE, REPLY_INIT_FAILED, REPLY_NUMBER, REPLY_READY};
 use super::{TaskError, WorkerExit};
 use crate::connection::{Outgoing, RawConnection, RecvError};
@@ -93,6 +93,12 @@ pub(super) struct Chunk {
 impl Chunk {
     fn fail(self, error: TaskError) {
         self.batch.deliver(self.seq, Err(error));
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        batch::recycle(std::mem::take(&mut self.message));
     }
 }
 
@@ -486,7 +492,8 @@ impl Dispatcher {
             let Some(conn) = self.workers[i].conn.as_mut() else {
                 return;
             };
-            match conn.recv_with_fds(Some(Instant::now())) {
+            // The body is copied once, out of the connection's buffer.
+            match conn.recv_with(Some(Instant::now()), |msg, fds| (Incoming::new(msg), fds)) {
                 Ok((msg, fds)) => self.on_reply(i, msg, fds),
                 Err(RecvError::Timeout) => return,
                 // Descriptors ran out here: the message was taken whole
@@ -502,35 +509,37 @@ impl Dispatcher {
         }
     }
 
-    fn on_reply(&mut self, i: usize, mut msg: Vec<u8>, fds: Vec<OwnedFd>) {
+    fn on_reply(&mut self, i: usize, msg: Incoming, fds: Vec<OwnedFd>) {
         #[cfg(test)]
         if tests::PANIC_ON_REPLY.swap(false, std::sync::atomic::Ordering::SeqCst) {
             panic!("injected dispatcher panic");
         }
         let w = &mut self.workers[i];
-        let number = msg
-            .first_chunk::<REPLY_NUMBER>()
-            .map(|n| u64::from_le_bytes(*n));
+        let Incoming {
+            number,
+            kind,
+            len,
+            body,
+        } = msg;
         // The number of the chunk a result is expected for, if any.
         let expected = w
             .held
             .as_ref()
             .filter(|h| !h.timed_out && h.bad_reply.is_none())
             .map(|h| h.number);
-        match msg.get(REPLY_NUMBER).copied() {
+        match kind {
             Some(REPLY_DONE) if expected.is_some() && number == expected => {
                 let held = w.held.take().expect("checked above");
-                msg.drain(..=REPLY_NUMBER);
-                let reply = Reply { bytes: msg, fds };
+                let reply = Reply { bytes: body, fds };
                 held.chunk.batch.deliver(held.chunk.seq, Ok(reply));
                 self.chunk_done(i);
             }
-            Some(REPLY_READY) if msg.len() == REPLY_NUMBER + 1 && number == Some(0) && !w.ready => {
+            Some(REPLY_READY) if body.is_empty() && number == Some(0) && !w.ready => {
                 w.ready = true;
                 self.init_deaths = 0;
             }
             Some(REPLY_INIT_FAILED) if number == Some(0) && !w.ready => {
-                let message = String::from_utf8_lossy(&msg[REPLY_NUMBER + 1..]).into_owned();
+                let message = String::from_utf8_lossy(&body).into_owned();
                 let error = TaskError::InitializerFailed { message };
                 if let Some(held) = w.held.take() {
                     held.chunk.fail(error.clone());
@@ -546,11 +555,11 @@ impl Dispatcher {
                 let _ = w.process.kill();
                 if let Some(h) = w.held.as_mut().filter(|h| !h.timed_out) {
                     h.bad_reply.get_or_insert_with(|| match number {
-                        Some(n) if msg.len() > REPLY_NUMBER && n < h.number => format!(
+                        Some(n) if kind.is_some() && n < h.number => format!(
                             "a reply to its earlier task {n} came while it ran task {}",
                             h.number
                         ),
-                        _ => format!("{} bytes that are no reply to task {}", msg.len(), h.number),
+                        _ => format!("{len} bytes that are no reply to task {}", h.number),
                     });
                 }
             }
@@ -721,6 +730,28 @@ impl Drop for Dispatcher {
             if let Some(held) = w.held {
                 held.chunk.fail(error.clone());
             }
+        }
+    }
+}
+
+/// A worker's message, taken apart: its number and kind, its length, and
+/// what follows them.
+struct Incoming {
+    number: Option<u64>,
+    kind: Option<u8>,
+    len: usize,
+    body: Vec<u8>,
+}
+
+impl Incoming {
+    fn new(msg: &[u8]) -> Incoming {
+        Incoming {
+            number: msg
+                .first_chunk::<REPLY_NUMBER>()
+                .map(|n| u64::from_le_bytes(*n)),
+            kind: msg.get(REPLY_NUMBER).copied(),
+            len: msg.len(),
+            body: msg.get(REPLY_NUMBER + 1..).unwrap_or_default().to_vec(),
         }
     }
 }

@@ -169,9 +169,11 @@
 //!   that moment (mpkit's locks recover from a dead holder).
 
 mod batch;
+mod chunk;
 mod dispatch;
 mod error;
 mod executor;
+mod fixed;
 mod imap;
 #[cfg(feature = "redis")]
 pub(crate) mod remote;

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::wire::{self, OUT_RESULT_ENCODE, REPLY_DONE};
 
 /// Runs every item of a chunk of `f` tasks: `payload` is the item count
-/// (`u64`, little-endian) and the items' postcard encodings, as a
+/// (`u64`, little-endian) and the items (a format byte, then the items), as a
 /// [`Job`](super::Job) for a remote pool makes it. Returns the reply's
 /// body (the failures, then the results, as `wire.rs` lays a reply out),
 /// which [`Plan::decode`](super::batch::Plan::decode) reads. Each item's
@@ -23,7 +23,7 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
     // SAFETY: `f` is a `fn(A) -> R`, which is what `run_chunk::<A, R>`
     // is told it is.
     let (fds, results) =
-        unsafe { wire::run_chunk::<A, R>(f as usize, payload, Vec::new(), &mut out) };
+        unsafe { super::chunk::run_chunk::<A, R>(f as usize, payload, Vec::new(), &mut out) };
     let handles = fds.len();
     drop(fds);
     drop(results);
@@ -49,6 +49,8 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
         // Numbers and strings: these cannot fail to encode.
         let _ = wire::append(&mut out, &failures);
         let _ = wire::append(&mut out, &0u64);
+        // No results: the format byte alone.
+        out.push(super::fixed::POSTCARD);
     }
     debug_assert_eq!(out.first(), Some(&REPLY_DONE));
     out.remove(0);
