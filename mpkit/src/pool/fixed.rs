@@ -426,8 +426,8 @@ pub(super) enum PushError {
 enum State {
     /// No value written yet.
     Undecided,
-    /// This many values of one kind written.
-    Fixed(Kind, usize),
+    /// Values of one kind written.
+    Fixed(Kind),
     Postcard,
 }
 
@@ -499,39 +499,56 @@ impl<'a> ItemWriter<'a> {
         &mut self,
         value: &T,
     ) -> Result<bool, Box<dyn Any + Send>> {
-        let want = match self.state {
-            State::Undecided => None,
-            State::Fixed(kind, _) => Some(kind),
-            State::Postcard => return Ok(false),
-        };
-        let start = self.buf.len();
-        let mut probe = Probe {
-            out: self.buf,
-            want,
-        };
-        let kind = match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).ok()) {
-            Ok(kind) => kind,
-            Err(payload) => {
-                self.buf.truncate(start);
-                return Err(payload);
-            }
-        };
-        match (kind, &mut self.state) {
-            (Some(kind), State::Undecided) => {
-                self.buf[self.format_at] = kind as u8;
-                self.state = State::Fixed(kind, 1);
-                Ok(true)
-            }
-            (Some(_), State::Fixed(_, n)) => {
-                *n += 1;
-                Ok(true)
+        if let State::Fixed(kind) = self.state {
+            let start = self.buf.len();
+            let mut probe = Probe {
+                out: self.buf,
+                want: Some(kind),
+            };
+            match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).is_ok()) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(payload) => {
+                    self.buf.truncate(start);
+                    return Err(payload);
+                }
             }
             // Refused (a `Serialize` that wrote and then failed leaves
             // bytes to cut): postcard from here on.
-            _ => {
+            self.buf.truncate(start);
+            self.turn_to_postcard();
+            return Ok(false);
+        }
+        self.try_first::<CATCH, T>(value)
+    }
+
+    /// [`try_fixed`](Self::try_fixed) for the first value, or in postcard.
+    fn try_first<const CATCH: bool, T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<bool, Box<dyn Any + Send>> {
+        if !matches!(self.state, State::Undecided) {
+            return Ok(false);
+        }
+        let start = self.buf.len();
+        let mut probe = Probe {
+            out: self.buf,
+            want: None,
+        };
+        match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).ok()) {
+            Ok(Some(kind)) => {
+                self.buf[self.format_at] = kind as u8;
+                self.state = State::Fixed(kind);
+                Ok(true)
+            }
+            Ok(None) => {
                 self.buf.truncate(start);
                 self.turn_to_postcard();
                 Ok(false)
+            }
+            Err(payload) => {
+                self.buf.truncate(start);
+                Err(payload)
             }
         }
     }
@@ -560,18 +577,22 @@ impl<'a> ItemWriter<'a> {
     /// Rewrites the fixed-width values written so far in postcard, and
     /// writes postcard from now on.
     fn turn_to_postcard(&mut self) {
-        if let State::Fixed(kind, n) = self.state {
+        if let State::Fixed(kind) = self.state {
             let column = self.buf.split_off(self.format_at + 1);
             let mut reader = FixedReader {
                 kind,
                 bytes: &column,
             };
             let mut out = Appender::new(self.buf);
-            for _ in 0..n {
-                // Written above from values of this kind: each reads back.
-                if let Ok(value) = reader.take() {
-                    // A scalar: it cannot fail to encode.
-                    let _ = out.push(&value);
+            // Units take no room in either form: nothing to rewrite.
+            while !reader.bytes.is_empty() {
+                // Written above from values of this kind: each reads back,
+                // and a scalar cannot fail to encode.
+                match reader.take() {
+                    Ok(value) => {
+                        let _ = out.push(&value);
+                    }
+                    Err(_) => break,
                 }
             }
         }
