@@ -122,8 +122,8 @@ impl RedisPoolBuilder {
                 .arg(self.lease.as_millis() as u64)
                 .invoke(con)
         })?;
-        let visibility = visibility
-            .parse::<u64>()
+        // Always a valid one: the script records this caller's otherwise.
+        let visibility = scripts::visibility_ms(visibility.as_bytes())
             .map_or(self.visibility, Duration::from_millis);
         let window = match self.max_in_flight {
             Some(n) => n,
@@ -632,11 +632,15 @@ impl RedisPool {
     /// ```
     pub fn terminate(&self) {
         self.inner.lock().phase = Phase::Terminated;
-        let mut ids = self.inner.outstanding_ids();
-        self.inner.fail_all(&TaskError::PoolTerminated);
+        // The tasks of the chunks failed here, taken in the same step:
+        // one whose submission is under way finds its chunk gone once it
+        // is added, and becomes an orphan.
+        let mut ids = self.inner.fail_all(&TaskError::PoolTerminated);
         self.stop();
-        // Added by a submission that was under way.
-        ids.extend(self.inner.take_orphans());
+        // Orphans (and the collector's deletions it could not make): the
+        // submitter and the collector have stopped, and a task added
+        // after this (a `map` in another thread) is deleted by its thread.
+        ids.extend(self.inner.leave());
         let inner = &self.inner;
         // Best effort, bounded: a server that is away lets the lease
         // expire, and workers then skip these tasks.
