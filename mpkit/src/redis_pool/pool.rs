@@ -58,7 +58,9 @@ impl RedisPoolBuilder {
     /// worker (default 60 s): a worker that died, hangs, or was cut off
     /// from Redis holds it that long. Belongs to the pool: the first
     /// caller to connect records it, later ones use it
-    /// ([`RedisPool::visibility_timeout`]).
+    /// ([`RedisPool::visibility_timeout`]); a caller that finds it
+    /// overwritten by another client with something that is not a
+    /// number records its own (see [the pool's settings](super#the-pools-settings)).
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.visibility = timeout.clamp(Duration::from_millis(1), Duration::from_millis(1 << 53));
         self
