@@ -156,28 +156,20 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new call of `name`: its chunks go through the returned sink, its
-    /// results to `batch`. A `background` call's chunks are added by the
-    /// submitter thread, in order, and its sends return at once; the
-    /// others' in the sending thread.
+    /// A new call of `name`: its chunks go through the returned sink (with
+    /// the batch their results go to). A `background` call's chunks are
+    /// added by the submitter thread, in order, and its sends return at
+    /// once; the others' in the sending thread. The call is listed with
+    /// its first chunk: one refused (the pool closed), or without chunks,
+    /// holds nothing here.
     pub(super) fn call(
         self: &Arc<Self>,
         name: &'static str,
         signature: String,
-        batch: &Arc<Batch>,
         background: bool,
     ) -> Arc<dyn ChunkSink> {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let signature: Arc<str> = signature.into();
-        self.lock().calls.insert(
-            id,
-            Outstanding {
-                batch: Arc::clone(batch),
-                name,
-                signature: Arc::clone(&signature),
-                chunks: HashMap::new(),
-            },
-        );
         Arc::new(Call {
             inner: Arc::clone(self),
             id,

@@ -31,7 +31,7 @@ fn inner() -> Arc<Inner> {
 /// Queues one chunk of a background call, and takes it as the submitter
 /// does before sending it: its call number and chunk number.
 fn queued(inner: &Arc<Inner>, batch: &Arc<Batch>) -> (u64, u64) {
-    let sink = inner.call("t.f", "v1 u64 -> u64".into(), batch, true);
+    let sink = inner.call("t.f", "v1 u64 -> u64".into(), true);
     sink.submit(batch, 0, vec![1]);
     let chunk: Chunk = inner.lock().queue.pop_front().unwrap();
     (chunk.call, chunk.seq)

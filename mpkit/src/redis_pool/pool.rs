@@ -289,7 +289,7 @@ impl RedisPool {
         R: Serialize + DeserializeOwned,
     {
         let batch = Batch::new(unordered);
-        let sink = self.inner.call(f.name(), f.signature(), &batch, background);
+        let sink = self.inner.call(f.name(), f.signature(), background);
         Job::remote(sink, batch)
     }
 
