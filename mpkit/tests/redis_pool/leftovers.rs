@@ -151,7 +151,7 @@ pub(super) fn a_visibility_overwritten_by_another_client_fails_tasks_until_repai
             if named(&message) && message.contains("BADMETA") => {}
         other => panic!("{other:?}"),
     }
-    // A worker cannot take a task, and says why (once).
+    // A worker cannot take a task, and says why.
     // (Its stderr read to the end of the test: a worker that writes to a
     // closed pipe would fail.)
     let (mut log, _workers) = Workers::start_logged(&s.url(), "badmeta", 1);
