@@ -8,11 +8,13 @@
 //! Run one test: `cargo test --features redis --test redis_pool -- NAME`.
 
 mod common;
+#[path = "redis_pool/leftovers.rs"]
+mod leftovers;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -109,9 +111,20 @@ impl Workers {
     /// `processes` workers of pool `pool`, started as a user would:
     /// `prog --mpkit-worker URL --mpkit-pool POOL`.
     fn start(url: &str, pool: &str, processes: usize) -> Workers {
+        Self::start_with(url, pool, processes, Stdio::inherit())
+    }
+
+    /// [`start`](Self::start), their standard error piped here.
+    fn start_logged(url: &str, pool: &str, processes: usize) -> (ChildStderr, Workers) {
+        let mut w = Self::start_with(url, pool, processes, Stdio::piped());
+        (w.supervisor.stderr.take().unwrap(), w)
+    }
+
+    fn start_with(url: &str, pool: &str, processes: usize, stderr: Stdio) -> Workers {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args(["--mpkit-worker", url, "--mpkit-pool", pool])
-            .env("MPKIT_WORKER_PROCESSES", processes.to_string());
+            .env("MPKIT_WORKER_PROCESSES", processes.to_string())
+            .stderr(stderr);
         // Killed with this test's thread, even by a watchdog's abort (its
         // workers then die with it, by their own PR_SET_PDEATHSIG).
         // SAFETY: prctl(2) only, async-signal-safe, between fork and exec.
@@ -743,6 +756,18 @@ const TESTS: &[(&str, fn())] = &[
     (
         "apply_async_returns_at_once_while_the_server_is_down",
         apply_async_returns_at_once_while_the_server_is_down,
+    ),
+    (
+        "terminate_with_tasks_in_flight_and_no_worker_leaves_none",
+        leftovers::terminate_with_tasks_in_flight_and_no_worker_leaves_none,
+    ),
+    (
+        "a_stopping_collector_hands_its_deletions_to_terminate",
+        leftovers::a_stopping_collector_hands_its_deletions_to_terminate,
+    ),
+    (
+        "a_visibility_overwritten_by_another_client_fails_tasks_until_repaired",
+        leftovers::a_visibility_overwritten_by_another_client_fails_tasks_until_repaired,
     ),
 ];
 

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -38,7 +38,10 @@ pub(super) enum Phase {
 
 /// A call whose chunks are not all delivered.
 struct Outstanding {
-    batch: Weak<Batch>,
+    /// Held (not weakly): a batch cancelled and dropped at once (a `map`
+    /// stopped by a failure, a dropped `imap`) must still be seen
+    /// cancelled, for its tasks to be deleted.
+    batch: Arc<Batch>,
     name: &'static str,
     signature: Arc<str>,
     /// Chunk number → the task's entry id once the server added it.
@@ -53,10 +56,16 @@ pub(super) struct State {
     calls: HashMap<u64, Outstanding>,
     /// Chunks for the submitter thread, in the order they were sent.
     queue: VecDeque<Chunk>,
-    /// Tasks added after their chunk was no longer outstanding (its call
-    /// cancelled or forgotten, the pool terminated, or its result came
-    /// first): deleted by the collector, or by `terminate`.
+    /// Tasks to delete from the stream: added after their chunk was no
+    /// longer outstanding (its call cancelled or forgotten, the pool
+    /// terminated, or its result came first), or handed back by a
+    /// collector that stopped before it could delete them. Deleted by the
+    /// collector, or by `terminate`.
     orphans: Vec<String>,
+    /// Set when `terminate` took the orphans for the last time: a task
+    /// added later (by a `map` in another thread) is deleted by the
+    /// thread that added it.
+    left: bool,
 }
 
 /// A chunk to add to the task stream.
@@ -123,6 +132,7 @@ impl Inner {
                 calls: HashMap::new(),
                 queue: VecDeque::new(),
                 orphans: Vec::new(),
+                left: false,
             }),
             idle: Condvar::new(),
             work: Condvar::new(),
@@ -146,28 +156,20 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new call of `name`: its chunks go through the returned sink, its
-    /// results to `batch`. A `background` call's chunks are added by the
-    /// submitter thread, in order, and its sends return at once; the
-    /// others' in the sending thread.
+    /// A new call of `name`: its chunks go through the returned sink (with
+    /// the batch their results go to). A `background` call's chunks are
+    /// added by the submitter thread, in order, and its sends return at
+    /// once; the others' in the sending thread. The call is listed with
+    /// its first chunk: one refused (the pool closed), or without chunks,
+    /// holds nothing here.
     pub(super) fn call(
         self: &Arc<Self>,
         name: &'static str,
         signature: String,
-        batch: &Arc<Batch>,
         background: bool,
     ) -> Arc<dyn ChunkSink> {
         let id = self.next_call.fetch_add(1, Ordering::Relaxed);
         let signature: Arc<str> = signature.into();
-        self.lock().calls.insert(
-            id,
-            Outstanding {
-                batch: Arc::downgrade(batch),
-                name,
-                signature: Arc::clone(&signature),
-                chunks: HashMap::new(),
-            },
-        );
         Arc::new(Call {
             inner: Arc::clone(self),
             id,
@@ -185,24 +187,40 @@ impl Inner {
         self.work.notify_all();
     }
 
-    /// The tasks added after their chunk stopped being outstanding.
-    pub(super) fn take_orphans(&self) -> Vec<String> {
-        std::mem::take(&mut self.lock().orphans)
+    /// The tasks to delete (see [`State::orphans`]), for `terminate`
+    /// after the collector and the submitter stopped: a task added after
+    /// this is deleted by the thread that added it.
+    pub(super) fn leave(&self) -> Vec<String> {
+        let mut st = self.lock();
+        st.left = true;
+        std::mem::take(&mut st.orphans)
     }
 
     /// Fails every outstanding chunk with `e` (the collector cannot
-    /// deliver their results).
-    pub(super) fn fail_all(&self, e: &TaskError) {
-        let (failed, queued): (Vec<(Arc<Batch>, Vec<u64>)>, _) = {
+    /// deliver their results, or the pool is terminated), and returns the
+    /// ids of their tasks and of the orphans, to delete: one step under
+    /// the lock, so a task whose id is recorded concurrently (a
+    /// submission under way) is either among those returned, or, recorded
+    /// later, finds its chunk gone and becomes an orphan.
+    pub(super) fn fail_all(&self, e: &TaskError) -> Vec<String> {
+        let (failed, queued, ids): (Vec<(Arc<Batch>, Vec<u64>)>, _, _) = {
             let mut st = self.lock();
             // Their chunks are among those failed here (dropped unlocked).
             let queued = std::mem::take(&mut st.queue);
+            let mut ids = std::mem::take(&mut st.orphans);
             let failed = st
                 .calls
                 .drain()
-                .filter_map(|(_, o)| Some((o.batch.upgrade()?, o.chunks.into_keys().collect())))
+                .map(|(_, o)| {
+                    let mut seqs = Vec::with_capacity(o.chunks.len());
+                    for (seq, id) in o.chunks {
+                        seqs.push(seq);
+                        ids.extend(id);
+                    }
+                    (o.batch, seqs)
+                })
                 .collect();
-            (failed, queued)
+            (failed, queued, ids)
         };
         drop(queued);
         for (batch, seqs) in failed {
@@ -211,24 +229,63 @@ impl Inner {
             }
         }
         self.idle.notify_all();
+        ids
+    }
+
+    /// The chunks whose task the server has added (their id recorded),
+    /// by call and chunk number.
+    fn added(&self) -> Vec<(u64, u64)> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for (&call, o) in &st.calls {
+            out.extend(
+                o.chunks
+                    .iter()
+                    .filter(|(_, id)| id.is_some())
+                    .map(|(&seq, _)| (call, seq)),
+            );
+        }
+        out
+    }
+
+    /// Fails those of `chunks` still outstanding with `e`, and returns
+    /// the ids of their tasks, to delete.
+    fn fail_chunks(&self, chunks: &[(u64, u64)], e: &TaskError) -> Vec<String> {
+        let mut failed = Vec::new();
+        let mut ids = Vec::new();
+        {
+            let mut st = self.lock();
+            for &(call, seq) in chunks {
+                let Some(o) = st.calls.get_mut(&call) else {
+                    continue;
+                };
+                if let Some(id) = o.chunks.remove(&seq) {
+                    ids.extend(id);
+                    failed.push((Arc::clone(&o.batch), seq));
+                }
+            }
+        }
+        for (batch, seq) in failed {
+            batch.deliver(seq, Err(e.clone()));
+        }
+        self.idle.notify_all();
+        ids
     }
 
     /// Ids of the tasks of calls that were cancelled (a dropped `imap`, a
     /// `map` that stopped at a failure), now forgotten; calls whose
-    /// results nobody can read any more are forgotten too (their tasks
-    /// still run: an `apply_async` runs even if its result is dropped).
+    /// results nobody can read any more are forgotten once their last
+    /// chunk is done (their tasks still run, and `join` waits for them:
+    /// an `apply_async` runs even if its result is dropped).
     fn take_cancelled(&self) -> Vec<String> {
         let mut st = self.lock();
         let mut ids = std::mem::take(&mut st.orphans);
-        st.calls.retain(|_, o| match o.batch.upgrade() {
-            // Nobody will read its results, but its tasks still run, and
-            // `join` waits for them: kept until its last chunk is done.
-            None => !o.chunks.is_empty(),
-            Some(b) if b.cancelled() => {
+        st.calls.retain(|_, o| {
+            if o.batch.cancelled() {
                 ids.extend(o.chunks.drain().filter_map(|(_, id)| id));
-                false
+                return false;
             }
-            Some(_) => true,
+            !o.chunks.is_empty() || Arc::strong_count(&o.batch) > 1
         });
         if st.calls.values().all(|o| o.chunks.is_empty()) {
             self.idle.notify_all();
@@ -239,15 +296,6 @@ impl Inner {
     /// Whether no chunk waits for a result.
     pub(super) fn quiet(st: &State) -> bool {
         st.calls.values().all(|o| o.chunks.is_empty())
-    }
-
-    /// Every task id outstanding (for a terminate to delete).
-    pub(super) fn outstanding_ids(&self) -> Vec<String> {
-        self.lock()
-            .calls
-            .values()
-            .flat_map(|o| o.chunks.values().flatten().cloned())
-            .collect()
     }
 
     /// Hands a result entry to its call.
@@ -273,16 +321,13 @@ impl Inner {
             if o.chunks.remove(&seq).is_none() {
                 return;
             }
-            let found = (o.batch.upgrade(), o.name, Arc::clone(&o.signature));
-            if o.chunks.is_empty() && found.0.is_none() {
-                st.calls.remove(&call);
-            }
+            // Forgotten by the collector once nobody holds its batch.
+            let found = (Arc::clone(&o.batch), o.name, Arc::clone(&o.signature));
             if Inner::quiet(&st) {
                 self.idle.notify_all();
             }
             found
         };
-        let Some(batch) = batch else { return };
         let text = |k: &[u8]| {
             fields
                 .get(k)
@@ -367,7 +412,7 @@ impl ChunkSink for Call {
             st.calls
                 .entry(self.id)
                 .or_insert_with(|| Outstanding {
-                    batch: Arc::downgrade(batch),
+                    batch: Arc::clone(batch),
                     name: self.name,
                     signature: Arc::clone(&self.signature),
                     chunks: HashMap::new(),
@@ -450,12 +495,39 @@ fn add(inner: &Inner, conn: &Conn, chunk: Chunk) {
         }
     };
     inner.set_unreachable(matches!(added, Err(Fail::Unavailable(_))));
+    record(inner, conn, (call, seq), &batch, start.elapsed(), added);
+}
+
+/// Records what adding chunk `seq` of call `call` came to: its entry's
+/// id (or, if the chunk is no longer outstanding, an orphan to delete), or
+/// its failure, delivered to `batch` (`took`: how long it was tried).
+fn record(
+    inner: &Inner,
+    conn: &Conn,
+    (call, seq): (u64, u64),
+    batch: &Batch,
+    took: Duration,
+    added: Result<String, Fail>,
+) {
     let mut st = inner.lock();
+    let left = st.left;
     let slot = st.calls.get_mut(&call).and_then(|o| o.chunks.get_mut(&seq));
     match (added, slot) {
         (Ok(id), Some(slot)) => *slot = Some(id),
         // Delivered, failed or cancelled meanwhile: not to run.
-        (Ok(id), None) => st.orphans.push(id),
+        (Ok(id), None) if !left => st.orphans.push(id),
+        // And `terminate` has deleted the others already (a `map` in
+        // another thread): deleted here, best effort, as `terminate` does.
+        (Ok(id), None) => {
+            drop(st);
+            let deadline = Instant::now() + conn.io_timeout;
+            let _ = conn.call(Some(deadline), Duration::ZERO, |con| {
+                redis::cmd("XDEL")
+                    .arg(&inner.keys.tasks)
+                    .arg(&id)
+                    .query::<()>(con)
+            });
+        }
         (Err(_), None) => {}
         (Err(e), Some(_)) => {
             if let Some(o) = st.calls.get_mut(&call) {
@@ -464,8 +536,7 @@ fn add(inner: &Inner, conn: &Conn, chunk: Chunk) {
             drop(st);
             let message = match e {
                 Fail::Unavailable(e) => format!(
-                    "could not add the task: the server stayed unreachable for {:?}: {e}",
-                    start.elapsed()
+                    "could not add the task: the server stayed unreachable for {took:?}: {e}"
                 ),
                 Fail::Redis(e) => format!("could not add the task: the server refused: {e}"),
             };
@@ -518,7 +589,9 @@ pub(super) fn run_or_fail(inner: Arc<Inner>, conn: Conn, submitter: bool) {
             message: format!("the Redis pool's {thread} thread panicked: {message}"),
         };
         inner.lock().broken = Some(e.clone());
-        inner.fail_all(&e);
+        // Their tasks are deleted by `terminate`.
+        let ids = inner.fail_all(&e);
+        inner.lock().orphans.extend(ids);
     }
 }
 
@@ -533,12 +606,19 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
     let mut handled: Vec<String> = Vec::new();
     let mut cancelled: Vec<String> = Vec::new();
     let mut failing_since: Option<Instant> = None;
+    // Whether the pool's visibility timeout read last was not a number.
+    let mut bad_visibility = false;
     // Renewed at least four times per lease.
     let block = COLLECT_BLOCK
         .min(inner.lease / 4)
         .max(Duration::from_millis(1));
     while !inner.stop.load(Ordering::Acquire) {
         cancelled.extend(inner.take_cancelled());
+        // While the visibility timeout reads bad: the tasks added before
+        // this read, which no worker can take. (One added later passed
+        // `submit`'s check of the setting, and is not failed for a read
+        // made before that.)
+        let added_before = bad_visibility.then(|| inner.added());
         let mut pipe = redis::pipe();
         if !handled.is_empty() {
             pipe.cmd("XDEL").arg(&results).arg(&handled).ignore();
@@ -560,6 +640,7 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
             .arg(inner.lease.as_millis() as u64 * 2 + 1000)
             .ignore();
         pipe.cmd("EXISTS").arg(&inner.keys.meta);
+        pipe.cmd("HGET").arg(&inner.keys.meta).arg("visibility_ms");
         pipe.cmd("XREAD")
             .arg("COUNT")
             .arg(COLLECT_MAX)
@@ -592,7 +673,7 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
                     Fail::Redis(e) => format!("the Redis server refused: {e}"),
                 };
                 if since.elapsed() >= conn.retry_for {
-                    inner.fail_all(&TaskError::Unavailable { message });
+                    cancelled.extend(inner.fail_all(&TaskError::Unavailable { message }));
                 }
                 if refused {
                     std::thread::sleep(Duration::from_millis(50));
@@ -600,10 +681,10 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
                 continue;
             }
         };
-        let [lease, meta, read] = reply.as_slice() else {
-            inner.fail_all(&TaskError::Unavailable {
+        let [lease, meta, visibility, read] = reply.as_slice() else {
+            cancelled.extend(inner.fail_all(&TaskError::Unavailable {
                 message: format!("unexpected reply from the Redis server: {reply:?}"),
-            });
+            }));
             continue;
         };
         // Results first: those written before the lease expired, or
@@ -623,21 +704,35 @@ pub(super) fn collect(inner: Arc<Inner>, conn: Conn) {
             handled.push(id);
         }
         if matches!(meta, Value::Int(0)) {
-            inner.fail_all(&TaskError::Unavailable {
+            cancelled.extend(inner.fail_all(&TaskError::Unavailable {
                 message: "the pool is gone from the Redis server (restarted without its data, or its keys were deleted)".into(),
-            });
+            }));
+        }
+        bad_visibility = false;
+        if let Value::BulkString(v) = visibility
+            && scripts::visibility_ms(v).is_none()
+        {
+            // Overwritten by another client: no worker can take a task
+            // (each `take` refuses), so these would never get a result.
+            bad_visibility = true;
+            let message = scripts::bad_visibility(&inner.keys.meta, v);
+            let e = TaskError::Unavailable { message };
+            cancelled.extend(inner.fail_chunks(added_before.as_deref().unwrap_or_default(), &e));
         }
         if matches!(lease, Value::Nil) {
             // Expired meanwhile (this process stopped, or cut off, for
             // longer than the lease): workers may have skipped its tasks.
-            inner.fail_all(&TaskError::Unavailable {
+            cancelled.extend(inner.fail_all(&TaskError::Unavailable {
                 message: format!(
                     "this caller's lease of {:?} expired (the process was stopped or cut off from Redis), so workers may have skipped its tasks",
                     inner.lease
                 ),
-            });
+            }));
         }
     }
+    // Not deleted yet (the last pipeline failed): `terminate` deletes
+    // them.
+    inner.lock().orphans.append(&mut cancelled);
 }
 
 /// An entry's id and fields (`None` when they are not pairs of strings).
@@ -699,3 +794,7 @@ pub(super) fn pairs(fields: &Value) -> Option<HashMap<&[u8], &[u8]>> {
     }
     Some(out)
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -72,7 +72,8 @@
 //!   thread). Workers skip (acknowledge without running) the tasks of a
 //!   caller whose lease expired, and never write results for it; its
 //!   results stream expires with it. Dropping a pool deletes its lease,
-//!   results, and the tasks no worker took.
+//!   results, and the tasks no worker took, one being added at that
+//!   moment included.
 //! - **Failures are per task**, as in the local pool: a task that panics
 //!   fails alone with its message
 //!   ([`TaskError::Panicked`](crate::pool::TaskError::Panicked)), on a
@@ -91,12 +92,27 @@
 //!   collector reconnects, and fails every task waiting for a result with
 //!   `Unavailable` once the server stayed away for `retry_for`, lost the
 //!   pool's data, or this caller's lease expired (its tasks may have been
-//!   skipped). Waits with a timeout
+//!   skipped), and deletes their tasks. Waits with a timeout
 //!   ([`AsyncResult::get_timeout`](crate::pool::AsyncResult::get_timeout))
 //!   honour it whatever the server does. A result entry that cannot be
 //!   read fails its task, or, when it names none, is counted
 //!   ([`RedisPool::malformed_results`]).
 //! - The visibility timeout is measured by the server, on its clock.
+//!
+//! # The pool's settings
+//! The visibility timeout is the pool's, recorded in its `meta` hash
+//! (field `visibility_ms`) by the first caller to connect. Another client
+//! may overwrite it with something that is not a number of milliseconds
+//! (1 to 2^53, decimal digits); then no worker can take a task, and
+//! rather than let callers wait for ever:
+//! - a worker says so on its standard error, once, naming the key, the
+//!   field and the value, and tries again every second;
+//! - a caller's tasks added before it fail with
+//!   [`TaskError::Unavailable`](crate::pool::TaskError::Unavailable), and
+//!   new ones at once, with a message that names them too (`BADMETA`);
+//! - the next caller to connect ([`RedisPool::connect`]) records its own
+//!   timeout in its place, as the first caller does, and workers take
+//!   tasks again. So does `HSET mpkit:pool:{P}:meta visibility_ms 60000`.
 //!
 //! # Chunks
 //! [`map`](RedisPool::map) sends items in chunks of Python's size

@@ -58,7 +58,9 @@ impl RedisPoolBuilder {
     /// worker (default 60 s): a worker that died, hangs, or was cut off
     /// from Redis holds it that long. Belongs to the pool: the first
     /// caller to connect records it, later ones use it
-    /// ([`RedisPool::visibility_timeout`]).
+    /// ([`RedisPool::visibility_timeout`]); a caller that finds it
+    /// overwritten by another client with something that is not a
+    /// number records its own (see [the pool's settings](super#the-pools-settings)).
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.visibility = timeout.clamp(Duration::from_millis(1), Duration::from_millis(1 << 53));
         self
@@ -122,8 +124,8 @@ impl RedisPoolBuilder {
                 .arg(self.lease.as_millis() as u64)
                 .invoke(con)
         })?;
-        let visibility = visibility
-            .parse::<u64>()
+        // Always a valid one: the script records this caller's otherwise.
+        let visibility = scripts::visibility_ms(visibility.as_bytes())
             .map_or(self.visibility, Duration::from_millis);
         let window = match self.max_in_flight {
             Some(n) => n,
@@ -287,7 +289,7 @@ impl RedisPool {
         R: Serialize + DeserializeOwned,
     {
         let batch = Batch::new(unordered);
-        let sink = self.inner.call(f.name(), f.signature(), &batch, background);
+        let sink = self.inner.call(f.name(), f.signature(), background);
         Job::remote(sink, batch)
     }
 
@@ -632,11 +634,15 @@ impl RedisPool {
     /// ```
     pub fn terminate(&self) {
         self.inner.lock().phase = Phase::Terminated;
-        let mut ids = self.inner.outstanding_ids();
-        self.inner.fail_all(&TaskError::PoolTerminated);
+        // The tasks of the chunks failed here, taken in the same step:
+        // one whose submission is under way finds its chunk gone once it
+        // is added, and becomes an orphan.
+        let mut ids = self.inner.fail_all(&TaskError::PoolTerminated);
         self.stop();
-        // Added by a submission that was under way.
-        ids.extend(self.inner.take_orphans());
+        // Orphans (and the collector's deletions it could not make): the
+        // submitter and the collector have stopped, and a task added
+        // after this (a `map` in another thread) is deleted by its thread.
+        ids.extend(self.inner.leave());
         let inner = &self.inner;
         // Best effort, bounded: a server that is away lets the lease
         // expire, and workers then skip these tasks.

@@ -40,18 +40,65 @@ local function result(prefix, c, fields)
 end
 "#;
 
+/// The most milliseconds a visibility timeout may be (2^53: what a Lua
+/// number holds exactly, and what the builder allows).
+pub(super) const VISIBILITY_MAX: u64 = 1 << 53;
+
+/// The pool's recorded visibility timeout, `visibility_ms` in `meta`, as
+/// a valid one is written: the decimal digits of a number from 1 to
+/// [`VISIBILITY_MAX`], no sign, no leading zero, no fraction. The Lua
+/// function `visibility` ([`VISIBILITY_LUA`]) checks the same.
+pub(super) fn visibility_ms(v: &[u8]) -> Option<u64> {
+    let digits = v.len() <= 16 && v.first() != Some(&b'0') && v.iter().all(u8::is_ascii_digit);
+    let ms: u64 = std::str::from_utf8(v)
+        .ok()
+        .filter(|_| digits)?
+        .parse()
+        .ok()?;
+    (1..=VISIBILITY_MAX).contains(&ms).then_some(ms)
+}
+
+/// Why a `visibility_ms` that [`visibility_ms`] refuses is an error (the
+/// Lua scripts' `BADMETA` error says the same).
+pub(super) fn bad_visibility(meta: &str, v: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(&v[..v.len().min(64)]);
+    format!(
+        "the pool setting visibility_ms in {meta} holds {shown:?}, not a whole number of milliseconds from 1 to 2^53 (another client wrote it): no worker can take a task until a caller connects (RedisPool::connect records its own) or it is set right"
+    )
+}
+
+/// Lua: the pool's recorded visibility timeout. `visibility(meta)` returns
+/// `'ok', ms`, `'none'` (not recorded), or `'bad', what it holds`; and
+/// `bad_visibility(meta, v)` is the `BADMETA` error for the last.
+pub(super) const VISIBILITY_LUA: &str = r#"
+local function visibility(meta)
+    local v = redis.call('HGET', meta, 'visibility_ms')
+    if not v then return 'none' end
+    if #v <= 16 and string.match(v, '^[1-9]%d*$') and tonumber(v) <= 9007199254740992 then
+        return 'ok', tonumber(v)
+    end
+    return 'bad', v
+end
+local function bad_visibility(meta, v)
+    return redis.error_reply('BADMETA the pool setting visibility_ms in ' .. meta .. ' holds ' .. string.format('%q', string.sub(v, 1, 64)) .. ', not a whole number of milliseconds from 1 to 2^53 (another client wrote it): no worker can take a task until a caller connects (RedisPool::connect records its own) or it is set right')
+end
+"#;
+
 /// Opens the pool for a caller: creates the task stream and its group if
-/// missing, records the visibility timeout if none is (the first caller's
-/// stands), and starts the caller's lease. `KEYS`: tasks, meta, the
-/// caller's key. `ARGV`: group, visibility ms, lease ms. Returns the
-/// visibility timeout in force.
+/// missing, records the visibility timeout if no valid one is (the first
+/// caller's stands; one another client overwrote with something that is
+/// not a number of milliseconds is replaced), and starts the caller's
+/// lease. `KEYS`: tasks, meta, the caller's key. `ARGV`: group,
+/// visibility ms, lease ms. Returns the visibility timeout in force.
 pub(super) static OPEN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{GROUP_LUA}{}",
+        "{GROUP_LUA}{VISIBILITY_LUA}{}",
         r#"
 local failed = make_group(KEYS[1], ARGV[1])
 if failed then return redis.error_reply(failed) end
-redis.call('HSETNX', KEYS[2], 'visibility_ms', ARGV[2])
+if visibility(KEYS[2]) ~= 'ok' then
+    redis.call('HSET', KEYS[2], 'visibility_ms', ARGV[2])
+end
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 return redis.call('HGET', KEYS[2], 'visibility_ms')
 "#,
@@ -77,17 +124,21 @@ return 1
 /// meta, the caller's key. `ARGV`: lease ms, then the entry's fields and
 /// values. Fails with `NOPOOL` when the pool's settings are gone (the
 /// server lost its data: a task added now would go to a stream without
-/// its group). Returns the entry's id.
+/// its group), and with `BADMETA` when its visibility timeout is not a
+/// number (no worker could take the task). Returns the entry's id.
 pub(super) static SUBMIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{VISIBILITY_LUA}{}",
         r#"
 if redis.call('EXISTS', KEYS[2]) == 0 then
     return redis.error_reply('NOPOOL the pool is gone from the server (restarted without its data, or its keys were deleted)')
 end
+local st, v = visibility(KEYS[2])
+if st == 'bad' then return bad_visibility(KEYS[2], v) end
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[1], 'XX')
 return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 "#,
-    )
+    ))
 });
 
 /// Takes up to `ARGV[3]` tasks for worker `ARGV[2]`: first those delivered
@@ -99,12 +150,16 @@ return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
 /// for its caller. `KEYS`: tasks, meta. `ARGV`: group, consumer, count,
 /// scan start, key prefix. Returns `{{{id, fields, deliveries}, ...}, next
 /// scan start, last id of the stream, visibility ms}` (the last id, to
-/// block on for newer entries when nothing was taken).
+/// block on for newer entries when nothing was taken). Fails with
+/// `BADMETA`, taking nothing, when the recorded visibility timeout is not
+/// a number of milliseconds (30 s when none is recorded).
 pub(super) static TAKE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{HELPERS}{}",
+        "{HELPERS}{VISIBILITY_LUA}{}",
         r#"
-local vis = tonumber(redis.call('HGET', KEYS[2], 'visibility_ms') or '30000') or 30000
+local st, vis = visibility(KEYS[2])
+if st == 'bad' then return bad_visibility(KEYS[2], vis) end
+if st == 'none' then vis = 30000 end
 local out = {}
 local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], vis, ARGV[4], 'COUNT', ARGV[3])
 for _, e in ipairs(claimed[2]) do
@@ -234,3 +289,36 @@ return 1
 "#,
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use super::{VISIBILITY_MAX, visibility_ms};
+
+    #[test]
+    fn a_visibility_is_digits_from_1_to_2_pow_53() {
+        assert_eq!(visibility_ms(b"60000"), Some(60_000));
+        assert_eq!(visibility_ms(b"1"), Some(1));
+        assert_eq!(visibility_ms(b"9007199254740992"), Some(VISIBILITY_MAX));
+        for bad in [
+            &b""[..],
+            b"0",
+            b"060000",
+            b"+5",
+            b"-5",
+            b"1.5",
+            b"1e3",
+            b" 5",
+            b"soon",
+            b"9007199254740993",
+            b"99999999999999999999",
+            b"\xff",
+        ] {
+            assert_eq!(
+                visibility_ms(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

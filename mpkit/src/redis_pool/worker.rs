@@ -225,6 +225,9 @@ impl<'a> Worker<'a> {
     pub fn run_until(&self, stop: &AtomicBool) -> Result<(), RedisOpenError> {
         let mut claim_from = self.claim_from.clone();
         let mut next_beat = Instant::now();
+        // The server's refusal last reported, said once until it changes
+        // or a take succeeds.
+        let mut refused: Option<String> = None;
         while !stop.load(Ordering::Acquire) {
             if Instant::now() >= next_beat {
                 // A failed beat is tried again at the next look.
@@ -232,7 +235,11 @@ impl<'a> Worker<'a> {
                     next_beat = Instant::now() + REGISTRATION / 3;
                 }
             }
-            match self.take(&mut claim_from) {
+            let took = self.take(&mut claim_from);
+            if took.is_ok() {
+                refused = None;
+            }
+            match took {
                 Ok((taken, _, _)) if !taken.is_empty() => {
                     for t in taken {
                         self.serve(t);
@@ -249,7 +256,21 @@ impl<'a> Worker<'a> {
                             .invoke::<()>(con)
                     });
                 }
-                Err(_) => std::thread::sleep(UNREACHABLE_PAUSE),
+                Err(Fail::Redis(e)) => {
+                    // Refused (the pool's settings overwritten by another
+                    // client: `BADMETA`): said, and tried again, as it may
+                    // be put right meanwhile.
+                    let why = e.to_string();
+                    if refused.as_ref() != Some(&why) {
+                        eprintln!(
+                            "mpkit redis_pool worker {}: cannot take tasks of pool {:?}: {why} (trying again every {:?})",
+                            self.consumer, self.pool, UNREACHABLE_PAUSE
+                        );
+                        refused = Some(why);
+                    }
+                    std::thread::sleep(UNREACHABLE_PAUSE);
+                }
+                Err(Fail::Unavailable(_)) => std::thread::sleep(UNREACHABLE_PAUSE),
             }
         }
         let _ = self.conn.call(None, Duration::ZERO, |con| {
