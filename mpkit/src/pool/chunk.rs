@@ -166,7 +166,7 @@ impl<'v, R: Serialize> ReplyWriter<'v, R> {
     }
 
     /// Runs item `at`, and writes its result (or its panic).
-    #[inline]
+    #[inline(always)]
     fn run<A>(&mut self, at: u64, f: fn(A) -> R, arg: A) {
         match catch_unwind(AssertUnwindSafe(|| f(arg))) {
             Ok(r) => self.put(at, r),
@@ -178,7 +178,7 @@ impl<'v, R: Serialize> ReplyWriter<'v, R> {
         self.failures.push((at, tag, type_name, why));
     }
 
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, at: u64, r: R) {
         if !self.values.is_postcard() {
             match self.values.try_fixed::<true, R>(&r) {
