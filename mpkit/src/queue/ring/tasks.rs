@@ -172,7 +172,8 @@ impl Ring {
         match taker {
             None => commit.seq.store(seq, Ordering::Release),
             Some(t) => {
-                let after = t.taken.saturating_add(seq.saturating_sub(from));
+                let took = seq.saturating_sub(from);
+                let after = t.taken.saturating_add(took - self.done_before_taken(seq, took));
                 let journal = self.journal();
                 journal.seq_after.store(seq, Ordering::Relaxed);
                 journal.taken_after.store(after, Ordering::Relaxed);
@@ -242,8 +243,26 @@ impl Ring {
     /// is counted against this process's slot when it holds one, else
     /// against any member holding one (a task handed on to another
     /// process), else against none (a task marked done before it was
-    /// taken, or taken untracked).
+    /// taken, or taken untracked). Each judgement is one step with its
+    /// count (see the module docs), so racing calls never count more
+    /// tasks done than were put.
     pub(crate) fn task_done(&self) -> bool {
+        let counted = self.count_held()
+            || if self.joinable {
+                self.count_unheld_in_section()
+            } else {
+                self.count_unheld()
+            };
+        if counted {
+            self.wake_joiners();
+        }
+        counted
+    }
+
+    /// Counts one task done against a member holding one (this process's
+    /// slot first): a compare-and-swap of its `done` below its `taken`.
+    /// False if no member holds one.
+    fn count_held(&self) -> bool {
         let me = sys::process_token().unwrap_or(0);
         // This process's slot, as its gets found it (checked: the hint
         // is only this handle's memory).
@@ -256,7 +275,6 @@ impl Ring {
             // Another handle of this process may have taken the task.
             .or_else(|| self.members().find(is_mine));
         let order = mine.into_iter().chain(self.members());
-        let mut counted = false;
         for m in order {
             let taken = m.taken.load(Ordering::SeqCst);
             let mut done = m.done.load(Ordering::SeqCst);
@@ -267,37 +285,106 @@ impl Ring {
                     Ordering::SeqCst,
                     Ordering::SeqCst,
                 ) {
-                    Ok(_) => {
-                        counted = true;
-                        break;
-                    }
-                    Err(now) => done = now,
-                }
-            }
-            if counted {
-                break;
-            }
-        }
-        if !counted {
-            let ctl = self.join_block();
-            let mut done = ctl.done.load(Ordering::SeqCst);
-            loop {
-                if self.unfinished() == 0 {
-                    return false;
-                }
-                match ctl.done.compare_exchange_weak(
-                    done,
-                    done + 1,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                ) {
-                    Ok(_) => break,
+                    Ok(_) => return true,
                     Err(now) => done = now,
                 }
             }
         }
-        self.wake_joiners();
-        true
+        false
+    }
+
+    /// Counts one task done against no member, if any is unfinished: one
+    /// compare-and-swap of the join block's `done` against the total it
+    /// read. Exact where no member takes (a queue that is not joinable):
+    /// the join block's `done` is then the whole done count, and `put`
+    /// only grows.
+    fn count_unheld(&self) -> bool {
+        let ctl = self.join_block();
+        let mut done = ctl.done.load(Ordering::SeqCst);
+        loop {
+            if self.unfinished() == 0 {
+                return false;
+            }
+            match ctl.done.compare_exchange_weak(
+                done,
+                done + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => done = now,
+            }
+        }
+    }
+
+    /// [`count_unheld`](Self::count_unheld) for a joinable queue, inside
+    /// the consumers' section, where every member's `taken` and the join
+    /// block's `done` hold still: the task is counted only while the join
+    /// block's `done` plus every `taken` stays below the messages put,
+    /// the invariant that keeps a task from being counted both here and
+    /// against the member that takes its message.
+    #[cold]
+    fn count_unheld_in_section(&self) -> bool {
+        let _section = match self.enter(SideId::Consumers, None) {
+            Ok(section) => section,
+            // The side's lock was overwritten (`Corrupt`, or an error from
+            // the kernel), or this thread is inside a get: the lock-free
+            // judgement, exact unless a consumer commits meanwhile; the
+            // queue's next get, put or join reports a broken lock.
+            Err(_) => return self.count_unheld(),
+        };
+        // A task taken since the look outside the section.
+        if self.count_held() {
+            return true;
+        }
+        let ctl = self.join_block();
+        let taken = self
+            .members()
+            .fold(0u64, |sum, m| sum.saturating_add(m.taken.load(Ordering::SeqCst)));
+        let mut done = ctl.done.load(Ordering::SeqCst);
+        loop {
+            // Read last: every member was seen with `done == taken`, so a
+            // refusal is right as of this read.
+            let put = self.commit(SideId::Producers).seq.load(Ordering::SeqCst);
+            if done.saturating_add(taken) >= put {
+                return false;
+            }
+            match ctl.done.compare_exchange(done, done + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return true,
+                // Only a process outside this protocol moves it meanwhile.
+                Err(now) => done = now,
+            }
+        }
+    }
+
+    /// Of `took` messages being committed (the consumers' `seq` to become
+    /// `seq`), those whose tasks were marked done before they were taken:
+    /// the taker does not hold them. They are what the join block's
+    /// `done` plus every member's `taken` would exceed the messages put
+    /// by (see the module docs). Called inside the consumers' section.
+    #[inline(always)]
+    fn done_before_taken(&self, seq: u64, took: u64) -> u64 {
+        match self.join_block().done.load(Ordering::Acquire) {
+            0 => 0,
+            done => self.done_before_taken_slow(done, seq, took),
+        }
+    }
+
+    #[cold]
+    fn done_before_taken_slow(&self, done: u64, seq: u64, took: u64) -> u64 {
+        let put = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
+        // Members took no more than the messages taken before these: no
+        // excess while `done` fits in what stays queued.
+        if done <= put.saturating_sub(seq) {
+            return 0;
+        }
+        let taken = self
+            .members()
+            .fold(0u64, |sum, m| sum.saturating_add(m.taken.load(Ordering::Acquire)));
+        done.saturating_add(taken)
+            .saturating_add(took)
+            .saturating_sub(put)
+            .min(took)
     }
 
     fn wake_joiners(&self) {
