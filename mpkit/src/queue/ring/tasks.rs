@@ -173,7 +173,9 @@ impl Ring {
             None => commit.seq.store(seq, Ordering::Release),
             Some(t) => {
                 let took = seq.saturating_sub(from);
-                let after = t.taken.saturating_add(took - self.done_before_taken(seq, took));
+                let after = t
+                    .taken
+                    .saturating_add(took - self.done_before_taken(seq, took));
                 let journal = self.journal();
                 journal.seq_after.store(seq, Ordering::Relaxed);
                 journal.taken_after.store(after, Ordering::Relaxed);
@@ -305,12 +307,10 @@ impl Ring {
             if self.unfinished() == 0 {
                 return false;
             }
-            match ctl.done.compare_exchange_weak(
-                done,
-                done + 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match ctl
+                .done
+                .compare_exchange_weak(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return true,
                 Err(now) => done = now,
             }
@@ -338,9 +338,9 @@ impl Ring {
             return true;
         }
         let ctl = self.join_block();
-        let taken = self
-            .members()
-            .fold(0u64, |sum, m| sum.saturating_add(m.taken.load(Ordering::SeqCst)));
+        let taken = self.members().fold(0u64, |sum, m| {
+            sum.saturating_add(m.taken.load(Ordering::SeqCst))
+        });
         let mut done = ctl.done.load(Ordering::SeqCst);
         loop {
             // Read last: every member was seen with `done == taken`, so a
@@ -349,7 +349,10 @@ impl Ring {
             if done.saturating_add(taken) >= put {
                 return false;
             }
-            match ctl.done.compare_exchange(done, done + 1, Ordering::SeqCst, Ordering::SeqCst) {
+            match ctl
+                .done
+                .compare_exchange(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => return true,
                 // Only a process outside this protocol moves it meanwhile.
                 Err(now) => done = now,
@@ -378,9 +381,9 @@ impl Ring {
         if done <= put.saturating_sub(seq) {
             return 0;
         }
-        let taken = self
-            .members()
-            .fold(0u64, |sum, m| sum.saturating_add(m.taken.load(Ordering::Acquire)));
+        let taken = self.members().fold(0u64, |sum, m| {
+            sum.saturating_add(m.taken.load(Ordering::Acquire))
+        });
         done.saturating_add(taken)
             .saturating_add(took)
             .saturating_sub(put)
@@ -621,6 +624,102 @@ mod tests {
         assert_eq!(ring.member(slot).done.load(Ordering::SeqCst), 1);
         assert!(!ring.task_done(), "one too many");
         assert_eq!(ring.unfinished(), 0);
+    }
+
+    /// Python's count: a task marked done before it was taken is not held
+    /// by the member that takes it, so that member's `task_done` for it
+    /// is one too many (it was counted twice, and `join` found the counts
+    /// corrupt).
+    #[test]
+    fn a_task_done_before_its_take_is_not_held_by_the_taker() {
+        let ring = ring();
+        put(&ring, 2);
+        assert!(ring.task_done(), "done while queued");
+        assert_eq!(ring.join_block().done.load(Ordering::SeqCst), 1);
+        // One batch of both: one of them was done already.
+        let mut got = 0;
+        ring.get(2, super::super::Forever, &mut |_| {
+            got += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(got, 2);
+        let me = sys::process_token().unwrap();
+        let mine = ring
+            .members()
+            .find(|m| m.owner.load(Ordering::SeqCst) == me)
+            .expect("a member slot");
+        assert_eq!(mine.taken.load(Ordering::SeqCst), 1);
+        assert_eq!(ring.pending().held[0].count, 1);
+        assert!(ring.task_done());
+        assert!(!ring.task_done(), "one too many");
+        assert!(ring.join(None).is_ok());
+        // Tasks are counts: done ahead of a message still queued, it is
+        // the one not held (its taker's count stays).
+        put(&ring, 2);
+        assert!(ring.task_done());
+        ring.get_one(super::super::Forever, |_| {}).unwrap();
+        assert_eq!(mine.taken.load(Ordering::SeqCst), 2);
+        assert!(ring.task_done());
+        ring.get_one(super::super::Forever, |_| {}).unwrap();
+        assert_eq!(mine.taken.load(Ordering::SeqCst), 2);
+        assert!(!ring.task_done(), "one too many");
+        assert_eq!(ring.unfinished_checked(), Ok(0));
+    }
+
+    /// A task done against no member waits for the consumers' section: a
+    /// consumer committing meanwhile moves its member's `taken` first, and
+    /// the task is then counted against that member, never against the
+    /// join block as well.
+    #[test]
+    fn a_task_done_against_no_member_waits_for_a_commit_in_progress() {
+        let ring = ring();
+        put(&ring, 1);
+        let section = ring.enter(SideId::Consumers, None).unwrap();
+        let tid = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            let done = s.spawn(|| {
+                tid.store(sys::gettid(), Ordering::SeqCst);
+                ring.task_done()
+            });
+            // Until it has returned, or sleeps (in the section's wait).
+            let end = Instant::now() + Duration::from_secs(10);
+            let asleep = || {
+                let stat = format!("/proc/self/task/{}/stat", tid.load(Ordering::SeqCst));
+                std::fs::read_to_string(stat).is_ok_and(|st| {
+                    st.rfind(')')
+                        .is_some_and(|at| st[at + 1..].trim_start().starts_with('S'))
+                })
+            };
+            while !done.is_finished() && !asleep() && Instant::now() < end {
+                std::thread::yield_now();
+            }
+            // A consumer's commit of the message, as `take` makes it.
+            let mut taker = ring.taker();
+            assert!(taker.is_some());
+            ring.commit_taken(&mut taker, 0, 1, RECORD_ALIGN as u64);
+            drop(section);
+            assert!(done.join().unwrap());
+        });
+        let me = sys::process_token().unwrap();
+        let mine = ring
+            .members()
+            .find(|m| m.owner.load(Ordering::SeqCst) == me)
+            .unwrap();
+        // Counted once, against the member: it counts in the join block
+        // only inside the section, after the commit.
+        let counted = (
+            ring.join_block().done.load(Ordering::SeqCst),
+            mine.taken.load(Ordering::SeqCst),
+            mine.done.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            counted,
+            (0, 1, 1),
+            "join block done, member taken, member done"
+        );
+        assert!(!ring.task_done(), "one too many");
+        assert_eq!(ring.unfinished_checked(), Ok(0));
     }
 
     #[test]
