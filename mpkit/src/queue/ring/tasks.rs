@@ -11,6 +11,34 @@
 //! clears its tasks (moves `done` up to `taken` with a compare-and-swap,
 //! which one joiner wins, and that one reports) and frees the slot.
 //!
+//! # Counting a task done
+//! The tasks done are the join block's `done` (tasks no member held:
+//! marked done before they were taken, or taken untracked) plus every
+//! member's `done`, and they must never pass the messages put (`put`, the
+//! producers' `seq`): a `task_done` beyond that is one too many. Each
+//! count is judged in one step with its move, by keeping
+//!
+//! > join block's `done` + Σ members' `taken` ≤ `put`
+//!
+//! (and each member's `done ≤ taken`), which bounds the total:
+//! - A `task_done` counts against a member holding a task (its own slot
+//!   first, else any: a task handed on) with one compare-and-swap of that
+//!   member's `done` below its `taken`: lock-free, the common case.
+//! - Else, in a joinable queue, it enters the consumers' section, where
+//!   `taken` and the join block's `done` hold still (only the section
+//!   moves them), looks at the members again, and counts in the join
+//!   block only while the sum above stays below `put` (which only grows),
+//!   else refuses. So it waits, as a get does, while a consumer is
+//!   inside the section. Without the section, a task counted here while
+//!   its message was queued would be counted again against the member
+//!   that took it.
+//! - A consumer's commit does not count as held the messages it takes
+//!   beyond what the sum allows: their tasks were marked done before they
+//!   were taken (`taken_after` is lowered by that many, in the journal
+//!   too).
+//! - A queue that is not joinable has no members: the join block's `done`
+//!   is the whole count, moved by a compare-and-swap against `put`.
+//!
 //! # Crash safety
 //! - `taken` moves with the consumers' commit. Both cannot be one store, so
 //!   the committing consumer first writes the journal (`seq_after`,
@@ -23,7 +51,10 @@
 //!   consumers' section before it clears a dead member's tasks, so the
 //!   repair has run.
 //! - `done` moves by one compare-and-swap per `task_done` (never above
-//!   `taken`), and by one when a joiner clears a dead member's tasks.
+//!   `taken`), and by one when a joiner clears a dead member's tasks; the
+//!   join block's `done` by one compare-and-swap per `task_done` counted
+//!   against no member. Each is the count's only store, so a process
+//!   killed at any instruction has counted the task or not.
 //!   Slots keep their counts when their owner changes (a new owner starts
 //!   with `taken == done`), so nothing is ever reset.
 //! - A process that finds the table full takes untracked: its tasks count
