@@ -201,8 +201,8 @@ fn a_task_done_before_its_get_leaves_one_too_many() {
 /// Messages each racing consumer process takes (with `THREADS` threads).
 const SHARE: u32 = 400;
 const THREADS: u32 = 2;
-/// Surplus `task_done` calls of each consumer process, after its share.
-const CONSUMER_SURPLUS: u32 = 20;
+/// Surplus `task_done` calls of each consumer thread, after its share.
+const THREAD_SURPLUS: u32 = 10;
 /// `task_done` calls of each bystander process (it takes nothing): all
 /// surplus, made while the consumers take.
 const BYSTANDER_CALLS: u32 = 40;
@@ -218,13 +218,13 @@ fn count(outcomes: &mut Outcomes, r: Result<(), TaskDoneError>) {
 }
 
 /// Takes `SHARE` messages over `THREADS` threads, marks each done, then
-/// makes `CONSUMER_SURPLUS` more calls.
+/// makes `THREAD_SURPLUS` more calls in each thread.
 fn racing_consumer((q, start): (JoinableQueue<u32>, mpkit::sync::Barrier)) -> Outcomes {
     start.wait().unwrap();
     let mut total = (0, 0);
     std::thread::scope(|s| {
         let threads: Vec<_> = (0..THREADS)
-            .map(|t| {
+            .map(|_| {
                 let q = &q;
                 s.spawn(move || {
                     let mut out = (0, 0);
@@ -232,9 +232,7 @@ fn racing_consumer((q, start): (JoinableQueue<u32>, mpkit::sync::Barrier)) -> Ou
                         q.get_timeout(LONG).unwrap();
                         count(&mut out, q.task_done());
                     }
-                    let extra =
-                        CONSUMER_SURPLUS / THREADS + u32::from(t < CONSUMER_SURPLUS % THREADS);
-                    for _ in 0..extra {
+                    for _ in 0..THREAD_SURPLUS {
                         count(&mut out, q.task_done());
                     }
                     out
@@ -312,7 +310,7 @@ fn racing_surplus_task_done_calls_are_refused_exactly() {
             ok += o;
             refused += r;
         }
-        let surplus = CONSUMERS * CONSUMER_SURPLUS + BYSTANDERS * BYSTANDER_CALLS;
+        let surplus = CONSUMERS * THREADS * THREAD_SURPLUS + BYSTANDERS * BYSTANDER_CALLS;
         assert!(
             joined.is_ok(),
             "round {round}: join while racing: {joined:?}"
