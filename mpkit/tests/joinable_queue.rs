@@ -273,15 +273,16 @@ fn racing_bystander((q, start, put): (JoinableQueue<u32>, mpkit::sync::Barrier, 
 #[test]
 fn racing_surplus_task_done_calls_are_refused_exactly() {
     const CONSUMERS: u32 = 3;
-    const BYSTANDERS: u32 = 2;
     let _w = watchdog(60);
-    for round in 0..3 {
+    // Consumers alone first (their last calls race each other's), then
+    // with bystanders.
+    for (round, bystanders) in [0, 0, 2, 2].into_iter().enumerate() {
         let q: JoinableQueue<u32> = JoinableQueue::new(0).unwrap();
         let put = CONSUMERS * SHARE;
         for i in 0..put {
             q.put(i).unwrap();
         }
-        let start = mpkit::sync::Barrier::new(CONSUMERS + BYSTANDERS).unwrap();
+        let start = mpkit::sync::Barrier::new(CONSUMERS + bystanders).unwrap();
         let mut procs = Vec::new();
         for _ in 0..CONSUMERS {
             procs.push(
@@ -292,7 +293,7 @@ fn racing_surplus_task_done_calls_are_refused_exactly() {
                 .unwrap(),
             );
         }
-        for _ in 0..BYSTANDERS {
+        for _ in 0..bystanders {
             procs.push(
                 Process::spawn(
                     racing_bystander,
@@ -310,7 +311,7 @@ fn racing_surplus_task_done_calls_are_refused_exactly() {
             ok += o;
             refused += r;
         }
-        let surplus = CONSUMERS * THREADS * THREAD_SURPLUS + BYSTANDERS * BYSTANDER_CALLS;
+        let surplus = CONSUMERS * THREADS * THREAD_SURPLUS + bystanders * BYSTANDER_CALLS;
         assert!(
             joined.is_ok(),
             "round {round}: join while racing: {joined:?}"
