@@ -110,6 +110,22 @@ pub(super) struct Taker<'a> {
     taken: u64,
 }
 
+/// Counts one task done against `m` if its `done` is below `taken`: one
+/// compare-and-swap.
+fn count_below(m: &Member, taken: u64) -> bool {
+    let mut done = m.done.load(Ordering::SeqCst);
+    while done < taken {
+        match m
+            .done
+            .compare_exchange_weak(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return true,
+            Err(now) => done = now,
+        }
+    }
+    false
+}
+
 impl Ring {
     fn member(&self, index: usize) -> &Member {
         self.at(MEMBERS + (index % MEMBER_SLOTS) * std::mem::size_of::<Member>())
@@ -307,23 +323,9 @@ impl Ring {
             .filter(is_mine)
             // Another handle of this process may have taken the task.
             .or_else(|| self.members().find(is_mine));
-        let order = mine.into_iter().chain(self.members());
-        for m in order {
-            let taken = m.taken.load(Ordering::SeqCst);
-            let mut done = m.done.load(Ordering::SeqCst);
-            while done < taken {
-                match m.done.compare_exchange_weak(
-                    done,
-                    done + 1,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                ) {
-                    Ok(_) => return true,
-                    Err(now) => done = now,
-                }
-            }
-        }
-        false
+        mine.into_iter()
+            .chain(self.members())
+            .any(|m| count_below(m, m.taken.load(Ordering::SeqCst)))
     }
 
     /// Counts one task done against no member, if any is unfinished: one
@@ -364,14 +366,17 @@ impl Ring {
             // queue's next get, put or join reports a broken lock.
             Err(_) => return self.count_unheld(),
         };
-        // A task taken since the look outside the section.
-        if self.count_held() {
-            return true;
+        // One more look at the members (a task taken since the look
+        // outside the section), summing their `taken` on the way.
+        let mut taken = 0u64;
+        for m in self.members() {
+            let held = m.taken.load(Ordering::SeqCst);
+            if count_below(m, held) {
+                return true;
+            }
+            taken = taken.saturating_add(held);
         }
         let ctl = self.join_block();
-        let taken = self.members().fold(0u64, |sum, m| {
-            sum.saturating_add(m.taken.load(Ordering::SeqCst))
-        });
         let mut done = ctl.done.load(Ordering::SeqCst);
         loop {
             // Read last: every member was seen with `done == taken`, so a
