@@ -326,3 +326,73 @@ fn racing_surplus_task_done_calls_are_refused_exactly() {
         assert_eq!(q.task_done(), Err(TaskDoneError));
     }
 }
+
+/// Takes and marks done, one call too many each time, until killed.
+fn consume_until_killed(q: JoinableQueue<u32>) {
+    loop {
+        if q.get_timeout(LONG).is_ok() {
+            let _ = q.task_done();
+            let _ = q.task_done();
+        }
+    }
+}
+
+/// Marks done without taking (in the consumers' section, mostly
+/// refused), until killed.
+fn mark_done_until_killed(q: JoinableQueue<u32>) {
+    loop {
+        let _ = q.task_done();
+    }
+}
+
+/// Processes racing `task_done` are SIGKILLed at any point (the
+/// bystanders' calls spend most of their time inside the consumers'
+/// section): the counts stay whole. What is left is done by this process,
+/// `join` returns (after reporting what the dead consumers held), the
+/// done count never passes the messages put, and the queue works on.
+#[test]
+fn processes_killed_while_racing_task_done_leave_whole_counts() {
+    let _w = watchdog(60);
+    const PUT: u32 = 12_000;
+    for round in 0..3 {
+        let q: JoinableQueue<u32> = JoinableQueue::new(0).unwrap();
+        for i in 0..PUT {
+            q.put(i).unwrap();
+        }
+        let spawn = |f: fn(JoinableQueue<u32>)| Process::spawn(f, q.try_clone().unwrap()).unwrap();
+        let mut procs: Vec<_> = (0..6).map(|_| spawn(mark_done_until_killed)).collect();
+        procs.push(spawn(consume_until_killed));
+        procs.push(spawn(consume_until_killed));
+        // Each killed once the consumers have taken another share.
+        for (i, p) in procs.iter().enumerate() {
+            let below = PUT as usize * (procs.len() - i) / (procs.len() + 1);
+            assert!(
+                common::eventually(LONG, || q.len() <= below),
+                "round {round}: the consumers stopped taking at {} queued",
+                q.len()
+            );
+            p.kill().unwrap();
+        }
+        for p in procs {
+            assert!(matches!(p.join(), Err(JoinError::Signaled { signal: 9 })));
+        }
+        // This process does what is left.
+        while q.try_get().is_ok() {
+            let _ = q.task_done();
+        }
+        while q.task_done().is_ok() {}
+        assert_eq!(q.unfinished_tasks(), 0, "round {round}");
+        // Whatever the dead held was counted done by the calls above, or
+        // is reported once, and then `join` returns.
+        match q.join_timeout(LONG) {
+            Ok(()) | Err(JoinTimeoutError::TasksLost(_)) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+        q.join_timeout(LONG).unwrap();
+        q.put(7).unwrap();
+        assert_eq!(q.get_timeout(LONG).unwrap(), 7);
+        q.task_done().unwrap();
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+        q.join_timeout(LONG).unwrap();
+    }
+}
