@@ -535,8 +535,12 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
 ///
 /// A `task_done` counts against the calling process's own tasks, else any
 /// process's (a task handed on), else against none (marked done before it
-/// was taken). Processes beyond the table's 24, while all 24 live, take
-/// untracked: a `join` waits for their tasks as Python's does.
+/// was taken); one call more than there were items is an error, however
+/// many processes call at once. Processes beyond the table's 24, while
+/// all 24 live, take untracked: a `join` waits for their tasks as
+/// Python's does. A `task_done` that counts against no process's tasks
+/// enters the consumers' side of the queue, so it waits, as a `get`
+/// does, while another consumer is stopped inside it.
 pub struct JoinableQueue<T, C = Postcard> {
     inner: Typed<T, C>,
 }

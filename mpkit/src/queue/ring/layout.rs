@@ -35,7 +35,8 @@
 //!
 //! A member slot (`JoinableQueue` only) is `owner: u64` (a process token:
 //! start time above pid, see `sys::process_token`; 0: free), `taken: u64`
-//! (messages taken by its owners, ever), `done: u64` (their tasks marked
+//! (messages taken by its owners, ever, less those whose tasks were marked
+//! done before they were taken), `done: u64` (their tasks marked
 //! done, ever, by anyone, or cleared when the owner died), and 8 reserved
 //! bytes; its owner holds `taken - done` unfinished tasks. The journal
 //! names the member whose `taken` a consumer is about to move with the
@@ -156,6 +157,8 @@ pub(super) struct WaitWord {
 
 #[repr(C)]
 pub(super) struct Join {
+    /// Tasks marked done that no member held, ever; with every member's
+    /// `taken`, never above the messages put (see `tasks.rs`).
     pub(super) done: AtomicU64,
     pub(super) epoch: AtomicU32,
     pub(super) waiters: AtomicU32,
@@ -178,7 +181,8 @@ pub(super) struct TaskJournal {
 pub(super) struct Member {
     /// A process token (`sys::process_token`); 0: free.
     pub(super) owner: AtomicU64,
-    /// Messages taken through this slot, ever (written inside the
+    /// Messages taken through this slot, ever, less those whose tasks
+    /// were marked done before they were taken (written inside the
     /// consumers' section only).
     pub(super) taken: AtomicU64,
     /// Tasks of this slot marked done (or cleared after its owner died),

@@ -11,6 +11,34 @@
 //! clears its tasks (moves `done` up to `taken` with a compare-and-swap,
 //! which one joiner wins, and that one reports) and frees the slot.
 //!
+//! # Counting a task done
+//! The tasks done are the join block's `done` (tasks no member held:
+//! marked done before they were taken, or taken untracked) plus every
+//! member's `done`, and they must never pass the messages put (`put`, the
+//! producers' `seq`): a `task_done` beyond that is one too many. Each
+//! count is judged in one step with its move, by keeping
+//!
+//! > join block's `done` + Σ members' `taken` ≤ `put`
+//!
+//! (and each member's `done ≤ taken`), which bounds the total:
+//! - A `task_done` counts against a member holding a task (its own slot
+//!   first, else any: a task handed on) with one compare-and-swap of that
+//!   member's `done` below its `taken`: lock-free, the common case.
+//! - Else, in a joinable queue, it enters the consumers' section, where
+//!   `taken` and the join block's `done` hold still (only the section
+//!   moves them), looks at the members again, and counts in the join
+//!   block only while the sum above stays below `put` (which only grows),
+//!   else refuses. So it waits, as a get does, while a consumer is
+//!   inside the section. Without the section, a task counted here while
+//!   its message was queued would be counted again against the member
+//!   that took it.
+//! - A consumer's commit does not count as held the messages it takes
+//!   beyond what the sum allows: their tasks were marked done before they
+//!   were taken (`taken_after` is lowered by that many, in the journal
+//!   too).
+//! - A queue that is not joinable has no members: the join block's `done`
+//!   is the whole count, moved by a compare-and-swap against `put`.
+//!
 //! # Crash safety
 //! - `taken` moves with the consumers' commit. Both cannot be one store, so
 //!   the committing consumer first writes the journal (`seq_after`,
@@ -23,7 +51,10 @@
 //!   consumers' section before it clears a dead member's tasks, so the
 //!   repair has run.
 //! - `done` moves by one compare-and-swap per `task_done` (never above
-//!   `taken`), and by one when a joiner clears a dead member's tasks.
+//!   `taken`), and by one when a joiner clears a dead member's tasks; the
+//!   join block's `done` by one compare-and-swap per `task_done` counted
+//!   against no member. Each is the count's only store, so a process
+//!   killed at any instruction has counted the task or not.
 //!   Slots keep their counts when their owner changes (a new owner starts
 //!   with `taken == done`), so nothing is ever reset.
 //! - A process that finds the table full takes untracked: its tasks count
@@ -77,6 +108,22 @@ pub(super) struct Taker<'a> {
     member: &'a Member,
     index: u32,
     taken: u64,
+}
+
+/// Counts one task done against `m` if its `done` is below `taken`: one
+/// compare-and-swap.
+fn count_below(m: &Member, taken: u64) -> bool {
+    let mut done = m.done.load(Ordering::SeqCst);
+    while done < taken {
+        match m
+            .done
+            .compare_exchange_weak(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => return true,
+            Err(now) => done = now,
+        }
+    }
+    false
 }
 
 impl Ring {
@@ -172,7 +219,10 @@ impl Ring {
         match taker {
             None => commit.seq.store(seq, Ordering::Release),
             Some(t) => {
-                let after = t.taken.saturating_add(seq.saturating_sub(from));
+                let took = seq.saturating_sub(from);
+                let after = t
+                    .taken
+                    .saturating_add(took - self.done_before_taken(seq, took));
                 let journal = self.journal();
                 journal.seq_after.store(seq, Ordering::Relaxed);
                 journal.taken_after.store(after, Ordering::Relaxed);
@@ -242,8 +292,26 @@ impl Ring {
     /// is counted against this process's slot when it holds one, else
     /// against any member holding one (a task handed on to another
     /// process), else against none (a task marked done before it was
-    /// taken, or taken untracked).
+    /// taken, or taken untracked). Each judgement is one step with its
+    /// count (see the module docs), so racing calls never count more
+    /// tasks done than were put.
     pub(crate) fn task_done(&self) -> bool {
+        let counted = self.count_held()
+            || if self.joinable {
+                self.count_unheld_in_section()
+            } else {
+                self.count_unheld()
+            };
+        if counted {
+            self.wake_joiners();
+        }
+        counted
+    }
+
+    /// Counts one task done against a member holding one (this process's
+    /// slot first): a compare-and-swap of its `done` below its `taken`.
+    /// False if no member holds one.
+    fn count_held(&self) -> bool {
         let me = sys::process_token().unwrap_or(0);
         // This process's slot, as its gets found it (checked: the hint
         // is only this handle's memory).
@@ -255,49 +323,107 @@ impl Ring {
             .filter(is_mine)
             // Another handle of this process may have taken the task.
             .or_else(|| self.members().find(is_mine));
-        let order = mine.into_iter().chain(self.members());
-        let mut counted = false;
-        for m in order {
-            let taken = m.taken.load(Ordering::SeqCst);
-            let mut done = m.done.load(Ordering::SeqCst);
-            while done < taken {
-                match m.done.compare_exchange_weak(
-                    done,
-                    done + 1,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                ) {
-                    Ok(_) => {
-                        counted = true;
-                        break;
-                    }
-                    Err(now) => done = now,
-                }
+        mine.into_iter()
+            .chain(self.members())
+            .any(|m| count_below(m, m.taken.load(Ordering::SeqCst)))
+    }
+
+    /// Counts one task done against no member, if any is unfinished: one
+    /// compare-and-swap of the join block's `done` against the total it
+    /// read. Exact where no member takes (a queue that is not joinable):
+    /// the join block's `done` is then the whole done count, and `put`
+    /// only grows.
+    fn count_unheld(&self) -> bool {
+        let ctl = self.join_block();
+        let mut done = ctl.done.load(Ordering::SeqCst);
+        loop {
+            if self.unfinished() == 0 {
+                return false;
             }
-            if counted {
-                break;
-            }
-        }
-        if !counted {
-            let ctl = self.join_block();
-            let mut done = ctl.done.load(Ordering::SeqCst);
-            loop {
-                if self.unfinished() == 0 {
-                    return false;
-                }
-                match ctl.done.compare_exchange_weak(
-                    done,
-                    done + 1,
-                    Ordering::SeqCst,
-                    Ordering::SeqCst,
-                ) {
-                    Ok(_) => break,
-                    Err(now) => done = now,
-                }
+            match ctl
+                .done
+                .compare_exchange_weak(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => done = now,
             }
         }
-        self.wake_joiners();
-        true
+    }
+
+    /// [`count_unheld`](Self::count_unheld) for a joinable queue, inside
+    /// the consumers' section, where every member's `taken` and the join
+    /// block's `done` hold still: the task is counted only while the join
+    /// block's `done` plus every `taken` stays below the messages put,
+    /// the invariant that keeps a task from being counted both here and
+    /// against the member that takes its message.
+    #[cold]
+    fn count_unheld_in_section(&self) -> bool {
+        let _section = match self.enter(SideId::Consumers, None) {
+            Ok(section) => section,
+            // The side's lock was overwritten (`Corrupt`, or an error from
+            // the kernel), or this thread is inside a get: the lock-free
+            // judgement, exact unless a consumer commits meanwhile; the
+            // queue's next get, put or join reports a broken lock.
+            Err(_) => return self.count_unheld(),
+        };
+        // One more look at the members (a task taken since the look
+        // outside the section), summing their `taken` on the way.
+        let mut taken = 0u64;
+        for m in self.members() {
+            let held = m.taken.load(Ordering::SeqCst);
+            if count_below(m, held) {
+                return true;
+            }
+            taken = taken.saturating_add(held);
+        }
+        let ctl = self.join_block();
+        let mut done = ctl.done.load(Ordering::SeqCst);
+        loop {
+            // Read last: every member was seen with `done == taken`, so a
+            // refusal is right as of this read.
+            let put = self.commit(SideId::Producers).seq.load(Ordering::SeqCst);
+            if done.saturating_add(taken) >= put {
+                return false;
+            }
+            match ctl
+                .done
+                .compare_exchange(done, done + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                // Only a process outside this protocol moves it meanwhile.
+                Err(now) => done = now,
+            }
+        }
+    }
+
+    /// Of `took` messages being committed (the consumers' `seq` to become
+    /// `seq`), those whose tasks were marked done before they were taken:
+    /// the taker does not hold them. They are what the join block's
+    /// `done` plus every member's `taken` would exceed the messages put
+    /// by (see the module docs). Called inside the consumers' section.
+    #[inline(always)]
+    fn done_before_taken(&self, seq: u64, took: u64) -> u64 {
+        match self.join_block().done.load(Ordering::Acquire) {
+            0 => 0,
+            done => self.done_before_taken_slow(done, seq, took),
+        }
+    }
+
+    #[cold]
+    fn done_before_taken_slow(&self, done: u64, seq: u64, took: u64) -> u64 {
+        let put = self.commit(SideId::Producers).seq.load(Ordering::Acquire);
+        // Members took no more than the messages taken before these: no
+        // excess while `done` fits in what stays queued.
+        if done <= put.saturating_sub(seq) {
+            return 0;
+        }
+        let taken = self.members().fold(0u64, |sum, m| {
+            sum.saturating_add(m.taken.load(Ordering::Acquire))
+        });
+        done.saturating_add(taken)
+            .saturating_add(took)
+            .saturating_sub(put)
+            .min(took)
     }
 
     fn wake_joiners(&self) {
@@ -534,6 +660,102 @@ mod tests {
         assert_eq!(ring.member(slot).done.load(Ordering::SeqCst), 1);
         assert!(!ring.task_done(), "one too many");
         assert_eq!(ring.unfinished(), 0);
+    }
+
+    /// Python's count: a task marked done before it was taken is not held
+    /// by the member that takes it, so that member's `task_done` for it
+    /// is one too many (it was counted twice, and `join` found the counts
+    /// corrupt).
+    #[test]
+    fn a_task_done_before_its_take_is_not_held_by_the_taker() {
+        let ring = ring();
+        put(&ring, 2);
+        assert!(ring.task_done(), "done while queued");
+        assert_eq!(ring.join_block().done.load(Ordering::SeqCst), 1);
+        // One batch of both: one of them was done already.
+        let mut got = 0;
+        ring.get(2, super::super::Forever, &mut |_| {
+            got += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(got, 2);
+        let me = sys::process_token().unwrap();
+        let mine = ring
+            .members()
+            .find(|m| m.owner.load(Ordering::SeqCst) == me)
+            .expect("a member slot");
+        assert_eq!(mine.taken.load(Ordering::SeqCst), 1);
+        assert_eq!(ring.pending().held[0].count, 1);
+        assert!(ring.task_done());
+        assert!(!ring.task_done(), "one too many");
+        assert!(ring.join(None).is_ok());
+        // Tasks are counts: done ahead of a message still queued, it is
+        // the one not held (its taker's count stays).
+        put(&ring, 2);
+        assert!(ring.task_done());
+        ring.get_one(super::super::Forever, |_| {}).unwrap();
+        assert_eq!(mine.taken.load(Ordering::SeqCst), 2);
+        assert!(ring.task_done());
+        ring.get_one(super::super::Forever, |_| {}).unwrap();
+        assert_eq!(mine.taken.load(Ordering::SeqCst), 2);
+        assert!(!ring.task_done(), "one too many");
+        assert_eq!(ring.unfinished_checked(), Ok(0));
+    }
+
+    /// A task done against no member waits for the consumers' section: a
+    /// consumer committing meanwhile moves its member's `taken` first, and
+    /// the task is then counted against that member, never against the
+    /// join block as well.
+    #[test]
+    fn a_task_done_against_no_member_waits_for_a_commit_in_progress() {
+        let ring = ring();
+        put(&ring, 1);
+        let section = ring.enter(SideId::Consumers, None).unwrap();
+        let tid = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            let done = s.spawn(|| {
+                tid.store(sys::gettid(), Ordering::SeqCst);
+                ring.task_done()
+            });
+            // Until it has returned, or sleeps (in the section's wait).
+            let end = Instant::now() + Duration::from_secs(10);
+            let asleep = || {
+                let stat = format!("/proc/self/task/{}/stat", tid.load(Ordering::SeqCst));
+                std::fs::read_to_string(stat).is_ok_and(|st| {
+                    st.rfind(')')
+                        .is_some_and(|at| st[at + 1..].trim_start().starts_with('S'))
+                })
+            };
+            while !done.is_finished() && !asleep() && Instant::now() < end {
+                std::thread::yield_now();
+            }
+            // A consumer's commit of the message, as `take` makes it.
+            let mut taker = ring.taker();
+            assert!(taker.is_some());
+            ring.commit_taken(&mut taker, 0, 1, RECORD_ALIGN as u64);
+            drop(section);
+            assert!(done.join().unwrap());
+        });
+        let me = sys::process_token().unwrap();
+        let mine = ring
+            .members()
+            .find(|m| m.owner.load(Ordering::SeqCst) == me)
+            .unwrap();
+        // Counted once, against the member: it counts in the join block
+        // only inside the section, after the commit.
+        let counted = (
+            ring.join_block().done.load(Ordering::SeqCst),
+            mine.taken.load(Ordering::SeqCst),
+            mine.done.load(Ordering::SeqCst),
+        );
+        assert_eq!(
+            counted,
+            (0, 1, 1),
+            "join block done, member taken, member done"
+        );
+        assert!(!ring.task_done(), "one too many");
+        assert_eq!(ring.unfinished_checked(), Ok(0));
     }
 
     #[test]
