@@ -389,9 +389,11 @@ impl JoinableQueue {
     /// Marks one task taken from the queue as done. ``ValueError`` when
     /// called more times than objects were put.
     fn task_done(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let core = &slf.as_super().get().core;
-        core.queue()
-            .task_done()
+        let q = slf.as_super().get().core.queue();
+        // Without the GIL: a call no holder accounts for waits for the
+        // consumers' section, which another process may hold a while.
+        slf.py()
+            .detach(|| q.task_done())
             .map_err(|_| PyValueError::new_err("task_done() called too many times"))
     }
 
