@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::TaskError;
 use super::chunk;
 use super::dispatch::{Chunk, Shared};
-use super::fixed::{ItemReader, ItemWriter};
+use super::fixed::{ItemReader, ItemWriter, Run};
 use super::wire::{self, MSG_TASK};
 use crate::handle;
 use crate::net::Waitable;
@@ -619,7 +619,32 @@ where
         // One collect for the whole chunk: handles index its list.
         let ((), fds) = handle::collect(|| {
             let mut encoder = ItemWriter::new(&mut message);
-            for item in items {
+            let mut items = items;
+            loop {
+                // The usual chunk, a run of the same scalar, goes in
+                // without a look at each item's slot.
+                let item = match encoder.extend_fixed(&mut items) {
+                    Run::NotFixed => items.next(),
+                    Run::Done(n) => {
+                        sent += n;
+                        len += n;
+                        if let Some(failed) = &mut failed {
+                            failed.resize(len, None);
+                        }
+                        None
+                    }
+                    Run::Stopped(n, item) => {
+                        sent += n;
+                        len += n;
+                        if let Some(failed) = &mut failed {
+                            failed.resize(len, None);
+                        }
+                        Some(item)
+                    }
+                };
+                let Some(item) = item else {
+                    break;
+                };
                 let slot = match encoder.push(&item) {
                     Ok(()) => {
                         sent += 1;

@@ -235,18 +235,54 @@ impl de::Error for FixedError {
 
 /// A serializer that takes one scalar, of the kind `want` when set, and
 /// appends its bytes; anything else is refused before a byte is written.
-struct Probe<'a> {
-    out: &'a mut Vec<u8>,
+struct Probe<O> {
+    out: O,
     want: Option<Kind>,
 }
 
-impl Probe<'_> {
+/// Where a [`Probe`] writes.
+trait Out {
+    /// Appends `bytes`; `false` when there is no room (nothing written).
+    fn write<const N: usize>(&mut self, bytes: [u8; N]) -> bool;
+}
+
+impl Out for &mut Vec<u8> {
+    #[inline(always)]
+    fn write<const N: usize>(&mut self, bytes: [u8; N]) -> bool {
+        self.extend_from_slice(&bytes);
+        true
+    }
+}
+
+/// A run of values written into a slice, its length kept beside it (in a
+/// register, where a vector's length lives in memory that every byte
+/// written might alias: one store-to-load chain per value, about half a
+/// trivial map's encoding).
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Out for &mut Cursor<'_> {
+    #[inline(always)]
+    fn write<const N: usize>(&mut self, bytes: [u8; N]) -> bool {
+        match self.out.get_mut(self.at..self.at + N) {
+            Some(room) => {
+                room.copy_from_slice(&bytes);
+                self.at += N;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl<O: Out> Probe<O> {
     #[inline(always)]
     fn put<const N: usize>(&mut self, kind: Kind, bytes: [u8; N]) -> Result<Kind, FixedError> {
-        if self.want.is_some_and(|want| want != kind) {
+        if self.want.is_some_and(|want| want != kind) || !self.out.write(bytes) {
             return Err(FixedError(String::new()));
         }
-        self.out.extend_from_slice(&bytes);
         Ok(kind)
     }
 }
@@ -257,7 +293,7 @@ fn not_scalar() -> FixedError {
 
 type No = Impossible<Kind, FixedError>;
 
-impl Serializer for &mut Probe<'_> {
+impl<O: Out> Serializer for &mut Probe<O> {
     type Ok = Kind;
     type Error = FixedError;
     type SerializeSeq = No;
@@ -423,6 +459,17 @@ pub(super) enum PushError {
     Panicked(Box<dyn Any + Send>),
 }
 
+/// Where [`ItemWriter::extend_fixed`] stopped.
+pub(super) enum Run<T> {
+    /// The column is not fixed-width (yet): nothing was taken.
+    NotFixed,
+    /// The items ran out, after this many were written.
+    Done(usize),
+    /// This many were written; this item is not the column's scalar, and
+    /// the column is now postcard: [`ItemWriter::push`] writes it.
+    Stopped(usize, T),
+}
+
 enum State {
     /// No value written yet.
     Undecided,
@@ -484,6 +531,66 @@ impl<'a> ItemWriter<'a> {
         }
     }
 
+    /// Writes values from `items` while the column is fixed-width and each
+    /// is its scalar, straight into room made for a batch of them at a
+    /// time. See [`Run`] for where it stops. A panic in a value's
+    /// `Serialize` goes on up.
+    #[inline]
+    pub(super) fn extend_fixed<T: Serialize, I: Iterator<Item = T>>(
+        &mut self,
+        items: &mut I,
+    ) -> Run<T> {
+        /// Values a batch makes room for.
+        const BATCH: usize = 256;
+        let State::Fixed(kind) = self.state else {
+            return Run::NotFixed;
+        };
+        let width = kind.width().max(1);
+        let mut n = 0;
+        loop {
+            let start = self.buf.len();
+            // Zeroed room (safe code; the zeroing costs a fraction of the
+            // writes), cut back to what was written.
+            self.buf.resize(start + BATCH * width, 0);
+            let mut cursor = Cursor {
+                out: &mut self.buf[start..],
+                at: 0,
+            };
+            let mut written = 0;
+            let end = loop {
+                if written == BATCH {
+                    break None;
+                }
+                let Some(item) = items.next() else {
+                    break Some(None);
+                };
+                let at = cursor.at;
+                let mut probe = Probe {
+                    out: &mut cursor,
+                    want: Some(kind),
+                };
+                if item.serialize(&mut probe).is_err() {
+                    // A `Serialize` that wrote and then failed leaves
+                    // bytes to cut.
+                    cursor.at = at;
+                    break Some(Some(item));
+                }
+                written += 1;
+            };
+            let used = cursor.at;
+            self.buf.truncate(start + used);
+            n += written;
+            match end {
+                None => {}
+                Some(None) => return Run::Done(n),
+                Some(Some(item)) => {
+                    self.turn_to_postcard();
+                    return Run::Stopped(n, item);
+                }
+            }
+        }
+    }
+
     /// Whether values now go in postcard.
     pub(super) fn is_postcard(&self) -> bool {
         matches!(self.state, State::Postcard)
@@ -502,7 +609,7 @@ impl<'a> ItemWriter<'a> {
         if let State::Fixed(kind) = self.state {
             let start = self.buf.len();
             let mut probe = Probe {
-                out: self.buf,
+                out: &mut *self.buf,
                 want: Some(kind),
             };
             match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).is_ok()) {
@@ -532,7 +639,7 @@ impl<'a> ItemWriter<'a> {
         }
         let start = self.buf.len();
         let mut probe = Probe {
-            out: self.buf,
+            out: &mut *self.buf,
             want: None,
         };
         match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).ok()) {
