@@ -64,11 +64,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::batch::{self, Batch, Reply};
-use super::wire::{NUMBER_AT, REPLY_DONE, REPLY_INIT_FAILED, REPLY_NUMBER, REPLY_READY};
+use super::wire::{
+    ARENA_HALF, NUMBER_AT, REPLY_DONE, REPLY_DONE_IN_ARENA, REPLY_INIT_FAILED, REPLY_NUMBER,
+    REPLY_READY,
+};
 use super::{TaskError, WorkerExit};
 use crate::connection::{Outgoing, RawConnection, RecvError};
 use crate::process::child::panic_message;
 use crate::process::{self, JoinError, Process};
+use crate::shm::SharedMemory;
 use crate::sys::{self, Ready};
 
 mod workers;
@@ -217,6 +221,10 @@ struct Worker {
     /// get a chunk, so the initializer message and a chunk are never on
     /// their way at once.
     ready: bool,
+    /// Where its chunks' payloads and replies' bodies go (see `wire`).
+    arena: Option<SharedMemory>,
+    /// The message saying the held chunk's payload is in the arena.
+    short: Vec<u8>,
 }
 
 struct Held {
@@ -521,6 +529,14 @@ impl Dispatcher {
             len,
             body,
         } = msg;
+        let (kind, body) = match (kind, &w.arena) {
+            (Some(REPLY_DONE_IN_ARENA), Some(arena)) => match from_arena(arena, &body) {
+                Some(body) => (Some(REPLY_DONE), body),
+                // No reply: the worker is killed below.
+                None => (None, body),
+            },
+            other => (other.0, body),
+        };
         // The number of the chunk a result is expected for, if any.
         let expected = w
             .held
@@ -732,6 +748,17 @@ impl Drop for Dispatcher {
             }
         }
     }
+}
+
+/// A reply body a worker put in its arena, copied out: `len` is what its
+/// message said (a length `u64`). `None` for a length that is not one, or
+/// past the arena's half, or an arena whose file another process cut.
+fn from_arena(arena: &SharedMemory, len: &[u8]) -> Option<Vec<u8>> {
+    let len = u64::from_le_bytes(len.try_into().ok()?);
+    let len = usize::try_from(len).ok().filter(|&n| n <= ARENA_HALF)?;
+    let mut body = vec![0; len];
+    arena.read(ARENA_HALF, &mut body).ok()?;
+    Some(body)
 }
 
 /// A worker's message, taken apart: its number and kind, its length, and

@@ -8,10 +8,25 @@
 //! | message | layout |
 //! |---|---|
 //! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item count `u64`, the items (a format byte, then the items; see `fixed.rs`) |
+//! | pool → worker: task, payload in the arena | `3`, number `u64`, runner offset `u64`, function offset `u64`, the payload's length `u64` (the payload, from the item count on, is at the start of the arena) |
 //! | pool → worker: initializer | `2`, number `u64` (0), runner offset `u64`, function offset `u64`, postcard argument |
 //! | worker → pool: chunk done | number `u64`, `5`, postcard `Vec<(u64, u8, &str, String)>` (the items that failed), postcard count `u64`, the other items' results (a format byte, then the results; see `fixed.rs`) |
+//! | worker → pool: chunk done, body in the arena | number `u64`, `6`, the body's length `u64` (the body, what follows the `5` above, is at [`ARENA_HALF`] in the arena) |
 //! | worker → pool: initializer failed | number `u64`, `2`, UTF-8 message |
 //! | worker → pool: initializer done, ready for tasks | number `u64`, `4` |
+//!
+//! Each worker may have an *arena*: an anonymous shared-memory block of
+//! two halves of [`ARENA_HALF`] bytes, made by the pool and passed at
+//! spawn. A chunk's payload without descriptors that fits goes into the
+//! first half and the message only says how long it is; a reply's body
+//! without descriptors that fits goes into the second. The socket message
+//! that follows each write orders it before the other side's read, and
+//! neither side writes its half again until the other has answered (the
+//! pool gives a worker its next chunk only after the reply). Each side
+//! copies what it reads out of the arena (word by word: a process that
+//! scribbles there meanwhile makes bytes that fail to decode, no more), so
+//! a chunk and its reply cross with two copies instead of a socket's four,
+//! and no socket buffers to fill and drain.
 //!
 //! The number is the dispatcher's: each task it hands out gets the next
 //! one (from 1; the initializer's is 0), and every reply echoes the number
@@ -55,12 +70,19 @@ use crate::Connection;
 use crate::codec::{Codec, Postcard};
 use crate::handle;
 use crate::process::child::{address_of, panic_message};
+use crate::shm::SharedMemory;
 
 pub(super) const MSG_TASK: u8 = 1;
 pub(super) const MSG_INIT: u8 = 2;
+pub(super) const MSG_TASK_IN_ARENA: u8 = 3;
 pub(super) const REPLY_DONE: u8 = 5;
+pub(super) const REPLY_DONE_IN_ARENA: u8 = 6;
 pub(super) const REPLY_INIT_FAILED: u8 = 2;
 pub(super) const REPLY_READY: u8 = 4;
+
+/// The bytes of each half of a worker's arena: the pool writes a task's
+/// payload into the first, the worker its reply's body into the second.
+pub(super) const ARENA_HALF: usize = 2 << 20;
 
 /// Bytes before a task's or initializer's payload.
 pub(super) const HEADER: usize = 25;
@@ -234,15 +256,24 @@ enum Next {
 }
 
 /// The worker process's function: runs tasks until the pool closes its end
-/// of the socket (or goes away).
-pub(super) fn worker_main(conn: Connection) {
+/// of the socket (or goes away). Its arguments: that socket, and the
+/// worker's arena, if the pool could make one.
+pub(super) fn worker_main((conn, arena): (Connection, Option<SharedMemory>)) {
     let mut conn = conn.into_raw();
     let mut out = Vec::with_capacity(4096);
+    let mut inbox = Vec::new();
     loop {
         out.clear();
-        let next = conn.recv_with(None, |msg, fds| handle_message(msg, fds, &mut out));
+        let next = conn.recv_with(None, |msg, fds| {
+            handle_message(msg, fds, arena.as_ref(), &mut inbox, &mut out)
+        });
         let sent = match next {
             Ok(Next::Reply(fds, results)) => {
+                if fds.is_empty() {
+                    if let Some(arena) = &arena {
+                        into_arena(arena, &mut out);
+                    }
+                }
                 let sent = conn.send_message(&out, &fds);
                 // The results' destructors run once the results went out.
                 drop(results);
@@ -260,13 +291,60 @@ pub(super) fn worker_main(conn: Connection) {
         if out.capacity() > 1 << 20 {
             out = Vec::with_capacity(4096);
         }
+        if inbox.capacity() > ARENA_HALF {
+            inbox = Vec::new();
+        }
     }
 }
 
-fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
-    let Some((head, payload)) = msg.split_first_chunk::<HEADER>() else {
+/// Moves a chunk's reply body into the arena's second half, leaving in
+/// `out` the message that says so; a reply of another kind, one too long,
+/// or an arena that fails (another process cut its file) goes whole
+/// through the socket.
+fn into_arena(arena: &SharedMemory, out: &mut Vec<u8>) {
+    let Some(body) = out.get(REPLY_NUMBER + 1..) else {
+        return;
+    };
+    if out[REPLY_NUMBER] != REPLY_DONE
+        || body.len() > ARENA_HALF
+        || arena.write(ARENA_HALF, body).is_err()
+    {
+        return;
+    }
+    let len = body.len() as u64;
+    out.truncate(REPLY_NUMBER);
+    out.push(REPLY_DONE_IN_ARENA);
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+fn handle_message(
+    msg: &[u8],
+    fds: Vec<OwnedFd>,
+    arena: Option<&SharedMemory>,
+    inbox: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Next {
+    let Some((head, mut payload)) = msg.split_first_chunk::<HEADER>() else {
         return Next::Exit;
     };
+    let mut kind = head[0];
+    if kind == MSG_TASK_IN_ARENA {
+        // The payload is in the arena's first half; the message holds its
+        // length. Copied out: the pool writes there again only for the
+        // next task, after this one's reply.
+        let len = payload
+            .first_chunk::<8>()
+            .map(|n| u64::from_le_bytes(*n) as usize);
+        let (Some(arena), Some(len @ ..=ARENA_HALF)) = (arena, len) else {
+            return Next::Exit;
+        };
+        inbox.resize(len, 0);
+        if arena.read(0, inbox).is_err() {
+            return Next::Exit;
+        }
+        payload = inbox.as_slice();
+        kind = MSG_TASK;
+    }
     let word = |i: usize| {
         let mut w = [0u8; 8];
         w.copy_from_slice(&head[i..i + 8]);
@@ -275,7 +353,7 @@ fn handle_message(msg: &[u8], fds: Vec<OwnedFd>, out: &mut Vec<u8>) -> Next {
     let (runner, function) = (address_of(word(9)), address_of(word(17)));
     // Every reply starts with the number of the message it answers.
     out.extend_from_slice(&head[NUMBER_AT]);
-    match head[0] {
+    match kind {
         MSG_TASK => {
             // SAFETY: only the pool holds the other end of this socket (it
             // made the pair and passed this end at spawn), and it computed

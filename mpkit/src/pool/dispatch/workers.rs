@@ -13,6 +13,7 @@ use crate::connection::Outgoing;
 use crate::pool::TaskError;
 use crate::pool::wire;
 use crate::process::{self, SpawnError};
+use crate::shm::SharedMemory;
 use crate::sys;
 
 /// The wait before retrying a worker start that failed, doubled after each
@@ -28,6 +29,9 @@ pub(super) enum Sending {
     Init,
     /// The chunk the worker holds.
     Chunk,
+    /// The message saying the held chunk's payload is in the arena
+    /// (`Worker::short`).
+    ChunkInArena,
 }
 
 /// No worker runs and starting one failed: since when, and why.
@@ -45,11 +49,16 @@ impl Dispatcher {
         let cfg = &self.shared.config;
         self.started += 1;
         let (mine, theirs) = crate::Connection::<crate::codec::Postcard>::pair(true)?;
+        // Without an arena (no memory for it now), the worker's chunks go
+        // whole through its socket.
+        let arena = SharedMemory::anonymous(2 * wire::ARENA_HALF).ok();
+        let theirs_arena = arena.as_ref().and_then(|a| a.try_clone().ok());
+        let arena = arena.filter(|_| theirs_arena.is_some());
         let process = process::Builder::new()
             .name(format!("{}-{}", cfg.name, self.started))
             .daemon(true)
             .die_with_thread(true)
-            .spawn(wire::worker_main, theirs)?;
+            .spawn(wire::worker_main, (theirs, theirs_arena))?;
         let out = cfg
             .init
             .as_ref()
@@ -61,6 +70,8 @@ impl Dispatcher {
             out,
             chunks_done: 0,
             ready: cfg.init.is_none(),
+            arena,
+            short: Vec::new(),
         });
         self.flush(self.workers.len() - 1);
         Ok(())
@@ -73,14 +84,18 @@ impl Dispatcher {
             conn,
             held,
             out,
+            short,
             ..
         } = &mut self.workers[i];
         let Some((progress, what)) = out.as_mut() else {
             return;
         };
         let message = match what {
-            Sending::Init => self.shared.config.init.as_ref().map(|(m, f)| (m, f)),
-            Sending::Chunk => held.as_ref().map(|h| (&h.chunk.message, &h.chunk.fds)),
+            Sending::Init => (self.shared.config.init.as_ref()).map(|(m, f)| (&m[..], &f[..])),
+            Sending::Chunk => held
+                .as_ref()
+                .map(|h| (&h.chunk.message[..], &h.chunk.fds[..])),
+            Sending::ChunkInArena => held.as_ref().map(|_| (&short[..], &[][..])),
         };
         let (Some(conn), Some((bytes, fds))) = (conn.as_mut(), message) else {
             *out = None;
@@ -100,15 +115,32 @@ impl Dispatcher {
         }
     }
 
-    /// Starts sending worker `i` the chunk it was just given.
+    /// Starts sending worker `i` the chunk it was just given: its payload
+    /// into the worker's arena and a message saying so, when it has no
+    /// descriptors and fits; otherwise the whole message.
     pub(super) fn send(&mut self, i: usize) {
         let w = &mut self.workers[i];
         if let Some(held) = &w.held {
             let chunk = &held.chunk;
-            w.out = Some((
-                Outgoing::new(chunk.message.len(), chunk.fds.len()),
-                Sending::Chunk,
-            ));
+            let payload = chunk.message.get(wire::HEADER..).unwrap_or_default();
+            let in_arena = chunk.fds.is_empty()
+                && payload.len() <= wire::ARENA_HALF
+                && w.arena
+                    .as_ref()
+                    .is_some_and(|a| a.write(0, payload).is_ok());
+            w.out = Some(if in_arena {
+                w.short.clear();
+                w.short.extend_from_slice(&chunk.message[..wire::HEADER]);
+                w.short[0] = wire::MSG_TASK_IN_ARENA;
+                w.short
+                    .extend_from_slice(&(payload.len() as u64).to_le_bytes());
+                (Outgoing::new(w.short.len(), 0), Sending::ChunkInArena)
+            } else {
+                (
+                    Outgoing::new(chunk.message.len(), chunk.fds.len()),
+                    Sending::Chunk,
+                )
+            });
             self.flush(i);
         }
     }
