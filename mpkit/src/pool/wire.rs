@@ -19,7 +19,8 @@
 //! two halves of [`ARENA_HALF`] bytes, made by the pool and passed at
 //! spawn. A chunk's payload without descriptors that fits goes into the
 //! first half and the message only says how long it is; a reply's body
-//! without descriptors that fits goes into the second. The socket message
+//! without descriptors that fits goes into the second (either only from
+//! [`ARENA_MIN`] bytes: a short one costs no more through the socket). The socket message
 //! that follows each write orders it before the other side's read, and
 //! neither side writes its half again until the other has answered (the
 //! pool gives a worker its next chunk only after the reply). Each side
@@ -83,6 +84,9 @@ pub(super) const REPLY_READY: u8 = 4;
 /// The bytes of each half of a worker's arena: the pool writes a task's
 /// payload into the first, the worker its reply's body into the second.
 pub(super) const ARENA_HALF: usize = 2 << 20;
+/// Payloads and bodies shorter than this go through the socket even when
+/// they fit the arena: for a few bytes the socket costs no more.
+pub(super) const ARENA_MIN: usize = 4 << 10;
 
 /// Bytes before a task's or initializer's payload.
 pub(super) const HEADER: usize = 25;
@@ -306,7 +310,7 @@ fn into_arena(arena: &SharedMemory, out: &mut Vec<u8>) {
         return;
     };
     if out[REPLY_NUMBER] != REPLY_DONE
-        || body.len() > ARENA_HALF
+        || !(ARENA_MIN..=ARENA_HALF).contains(&body.len())
         || arena.write(ARENA_HALF, body).is_err()
     {
         return;

@@ -124,7 +124,7 @@ impl Dispatcher {
             let chunk = &held.chunk;
             let payload = chunk.message.get(wire::HEADER..).unwrap_or_default();
             let in_arena = chunk.fds.is_empty()
-                && payload.len() <= wire::ARENA_HALF
+                && (wire::ARENA_MIN..=wire::ARENA_HALF).contains(&payload.len())
                 && w.arena
                     .as_ref()
                     .is_some_and(|a| a.write(0, payload).is_ok());
