@@ -476,6 +476,9 @@ fn reused_buffers_never_mix_maps_or_retries() {
             t.join().unwrap();
         }
     });
+    // Every chunk of the retried maps killed its first worker: 4 rounds
+    // of 4 chunks.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 16);
 }
 
 /// The descriptors of this process that are sockets.
