@@ -85,6 +85,18 @@ pub(crate) fn collect_into<R>(fds: &mut Vec<OwnedFd>, encode: impl FnOnce() -> R
     result
 }
 
+/// Takes back (and closes) the descriptor the last handle serialized on
+/// this thread added to the outgoing list: for a format that refused the
+/// handle after it serialized (the pool's fixed-width columns), so that
+/// the value, serialized again, adds it once.
+pub(crate) fn take_back_last() {
+    OUTGOING.with(|o| {
+        if let Some(list) = o.borrow_mut().as_mut() {
+            list.pop();
+        }
+    });
+}
+
 /// Runs `decode` with `fds` available to handles being deserialized; any
 /// descriptor no handle claimed is closed afterwards. If decoding failed
 /// because of a handle, the error says so.

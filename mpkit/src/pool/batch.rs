@@ -324,7 +324,8 @@ impl Plan {
                 Ok(((failures, returned), values))
                     if failures.len() as u64 + returned == sent
                         && failures.windows(2).all(|w| w[0].0 < w[1].0)
-                        && failures.last().is_none_or(|f| f.0 < sent) =>
+                        && failures.last().is_none_or(|f| f.0 < sent)
+                        && values.fixed_exactly(returned).is_none_or(|r| r.is_ok()) =>
                 {
                     (failures, Some(values), None)
                 }
@@ -431,6 +432,12 @@ pub(crate) struct Job<A, R> {
 /// needs).
 const RESERVE_MAX: usize = 1 << 20;
 
+/// The most items in one chunk: a larger chunk size is cut to this. A
+/// worker refuses a chunk whose count is this far past its bytes (only
+/// zero-sized items take none), as a forged count; and a chunk this large
+/// already spreads its fixed cost over a million items.
+pub(crate) const MAX_CHUNK: usize = 1 << 20;
+
 /// The message buffers of chunks that are done, for the next chunks to be
 /// encoded into. A map's messages otherwise come and go in the caller's
 /// heap beside its results, and past glibc's trim threshold the heap gives
@@ -438,9 +445,10 @@ const RESERVE_MAX: usize = 1 << 20;
 /// map of numbers: ~140 faults, a fifth of its time).
 static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// At most this many spare buffers are kept...
-const SPARE_MAX: usize = 16;
-/// ... each of at most this many bytes.
-const SPARE_BYTES_MAX: usize = 4 << 20;
+const SPARE_MAX: usize = 8;
+/// ... each of at most this many bytes (a chunk that fits a worker's
+/// arena).
+const SPARE_BYTES_MAX: usize = 2 << 20;
 
 /// An empty buffer of at least `capacity` bytes, a spare one when there is.
 fn spare_buffer(capacity: usize) -> Vec<u8> {
@@ -519,7 +527,7 @@ where
         size: usize,
         len_hint: usize,
     ) -> (Vec<Plan>, usize) {
-        let size = size.max(1);
+        let size = size.clamp(1, MAX_CHUNK);
         let mut plans = Vec::with_capacity(len_hint.div_ceil(size).min(1 << 16));
         let mut taken = 0;
         // Each item goes from the iterator straight into its chunk's

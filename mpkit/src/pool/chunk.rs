@@ -59,7 +59,7 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     match fixed_args(items, &fds) {
         Some((count, mut reader)) => {
             for at in 0..count {
-                match catch_unwind(AssertUnwindSafe(|| reader.next::<A>())) {
+                match catch_unwind(AssertUnwindSafe(|| reader.next_alone::<A>())) {
                     Ok(Ok(arg)) => reply.run(at, f, arg),
                     Ok(Err(e)) => reply.fail(
                         at,
@@ -295,7 +295,7 @@ type ArgsFailure = (usize, u8, &'static str, String);
 
 /// Bounds the item count of a task that did not decode: it only sizes an
 /// error reply.
-const MAX_FAILED_ITEMS: u64 = 1 << 20;
+const MAX_FAILED_ITEMS: u64 = super::batch::MAX_CHUNK as u64;
 
 /// Decodes a chunk's count and arguments, in order, all or none.
 fn decode_args<A: DeserializeOwned>(

@@ -16,13 +16,19 @@
 //! else. Every later value must give the same kind of scalar; the first
 //! that does not turns the values written so far into postcard, once, and
 //! the rest follow in postcard. So no type is ever refused here that
-//! postcard takes, and each value's `Serialize` runs once (a handle is
-//! collected once).
+//! postcard takes, with one exception: a value the probe refuses is
+//! serialized again, by postcard (`Serialize` takes `&self`, and the same
+//! value gives the same bytes; a value that can be serialized only once,
+//! a one-shot stream, fails the second time with `ArgsEncode`). A
+//! handle's descriptor is still collected once: the probe takes back what
+//! the handle added before it refused it.
 //!
-//! Reading follows the type's `Deserialize`: every request is answered
-//! with the recorded kind's value (`visit_u64` for a `u64` column,
-//! whatever width the reader asked for), so serde's own range checks
-//! apply, and a newtype struct is entered as postcard would. A column
+//! Reading follows the type's `Deserialize`: every request for a scalar
+//! is answered with the recorded kind's value (`visit_u64` for a `u64`
+//! column, whatever width the reader asked for), so serde's own range
+//! checks apply, and a newtype struct is entered as postcard would. A
+//! request for anything else (`deserialize_any` included, as in
+//! postcard) is an error. A column
 //! cut short, trailing bytes, a `bool` that is not 0 or 1 and a `char`
 //! that is not a Unicode scalar are errors, as in postcard.
 
@@ -377,6 +383,10 @@ impl<O: Out> Serializer for &mut Probe<O> {
         // A handle's index only means something beside its descriptors,
         // which postcard's path collects and provides.
         if name == handle::HANDLE_NAME {
+            // Its descriptor was just added to the message's list (a
+            // handle adds it, then serializes its index): taken back, or
+            // postcard would add it a second time.
+            handle::take_back_last();
             return Err(not_scalar());
         }
         value.serialize(self)
@@ -767,8 +777,12 @@ macro_rules! direct {
 impl<'de> de::Deserializer<'de> for &mut FixedReader<'_> {
     type Error = FixedError;
 
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
-        self.visit_any(visitor)
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, FixedError> {
+        // As postcard: a value is read as its type says, never as the
+        // bytes say (so whether it reads cannot depend on its chunk).
+        Err(FixedError(
+            "the format does not describe itself (deserialize_any)".into(),
+        ))
     }
 
     direct! {
@@ -806,9 +820,26 @@ impl<'de> de::Deserializer<'de> for &mut FixedReader<'_> {
         false
     }
 
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+        self.visit_any(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+        self.visit_any(visitor)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, FixedError> {
+        self.deserialize_unit(visitor)
+    }
+
+    // What has a length, a tag or parts is never in a fixed-width column.
     serde::forward_to_deserialize_any! {
-        bool char str string bytes byte_buf option unit_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
+        str string bytes byte_buf option seq tuple tuple_struct map struct
+        enum identifier ignored_any
     }
 }
 
@@ -869,6 +900,33 @@ impl<'b> ItemReader<'b> {
             Reader::Postcard(de) => {
                 T::deserialize(de).map_err(|e| CodecError::new(Postcard::NAME, e))
             }
+        }
+    }
+
+    /// The next value, read from its own bytes: in a fixed-width column a
+    /// value whose `Deserialize` fails (or panics) before it took its
+    /// bytes, or leaves some, fails alone, and the next value is still the
+    /// next item's. In postcard, as [`next`](Self::next).
+    #[inline(always)]
+    pub(super) fn next_alone<T: Deserialize<'b>>(&mut self) -> Result<T, CodecError> {
+        let Reader::Fixed(reader) = &mut self.0 else {
+            return self.next();
+        };
+        let Some((bytes, rest)) = reader.bytes.split_at_checked(reader.kind.width()) else {
+            return Err(CodecError::new(FIXED_NAME, FixedError::short()));
+        };
+        reader.bytes = rest;
+        let mut one = FixedReader {
+            kind: reader.kind,
+            bytes,
+        };
+        let value = T::deserialize(&mut one).map_err(|e| CodecError::new(FIXED_NAME, e))?;
+        match one.bytes.len() {
+            0 => Ok(value),
+            _ => Err(CodecError::new(
+                FIXED_NAME,
+                "the value did not read its bytes",
+            )),
         }
     }
 

@@ -56,7 +56,7 @@ where
         Imap {
             job,
             input: input.fuse(),
-            chunksize: chunksize.max(1),
+            chunksize: chunksize.clamp(1, super::batch::MAX_CHUNK),
             window,
             in_flight: VecDeque::new(),
             ready: VecDeque::new(),

@@ -491,7 +491,7 @@ impl Pool {
     }
 
     /// [`map`](Self::map) with `chunksize` items per chunk (0: Python's
-    /// default).
+    /// default; at most 2^20, a larger size is cut to that).
     ///
     /// ```
     /// let pool = mpkit::Pool::new(2)?;
