@@ -698,6 +698,7 @@ impl<'a> ItemWriter<'a> {
             let column = self.buf.split_off(self.format_at + 1);
             let mut reader = FixedReader {
                 kind,
+                width: kind.width(),
                 bytes: &column,
             };
             let mut out = Appender::new(self.buf);
@@ -721,13 +722,15 @@ impl<'a> ItemWriter<'a> {
 /// Reads a fixed-width column.
 struct FixedReader<'b> {
     kind: Kind,
+    /// The kind's width, looked up once.
+    width: usize,
     bytes: &'b [u8],
 }
 
 impl FixedReader<'_> {
     #[inline(always)]
     fn take(&mut self) -> Result<Value, FixedError> {
-        let Some((value, rest)) = self.bytes.split_at_checked(self.kind.width()) else {
+        let Some((value, rest)) = self.bytes.split_at_checked(self.width) else {
             return Err(FixedError::short());
         };
         self.bytes = rest;
@@ -863,7 +866,11 @@ impl<'b> ItemReader<'b> {
                 postcard::Deserializer::from_bytes(rest),
             ))),
             Some((&byte, rest)) => match Kind::from_byte(byte) {
-                Some(kind) => Ok(ItemReader(Reader::Fixed(FixedReader { kind, bytes: rest }))),
+                Some(kind) => Ok(ItemReader(Reader::Fixed(FixedReader {
+                    kind,
+                    width: kind.width(),
+                    bytes: rest,
+                }))),
                 None => Err(CodecError::new(
                     FIXED_NAME,
                     format_args!("{byte} is not a format"),
@@ -879,7 +886,7 @@ impl<'b> ItemReader<'b> {
         let Reader::Fixed(reader) = &self.0 else {
             return None;
         };
-        let expected = (reader.kind.width() as u64).checked_mul(count);
+        let expected = (reader.width as u64).checked_mul(count);
         Some(match expected {
             Some(n) if n == reader.bytes.len() as u64 => Ok(()),
             _ => Err(format!(
@@ -912,12 +919,13 @@ impl<'b> ItemReader<'b> {
         let Reader::Fixed(reader) = &mut self.0 else {
             return self.next();
         };
-        let Some((bytes, rest)) = reader.bytes.split_at_checked(reader.kind.width()) else {
+        let Some((bytes, rest)) = reader.bytes.split_at_checked(reader.width) else {
             return Err(CodecError::new(FIXED_NAME, FixedError::short()));
         };
         reader.bytes = rest;
         let mut one = FixedReader {
             kind: reader.kind,
+            width: reader.width,
             bytes,
         };
         let value = T::deserialize(&mut one).map_err(|e| CodecError::new(FIXED_NAME, e))?;
