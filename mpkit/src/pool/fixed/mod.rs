@@ -1,0 +1,504 @@
+//! How a chunk's items (and a reply's results) are laid out: a format
+//! byte, then the values back to back, either in postcard or, when every
+//! value is one scalar of the same type, in a fixed-width form.
+//!
+//! | format byte | values |
+//! |---|---|
+//! | `0` | postcard encodings back to back |
+//! | a [`Kind`] (1-15) | each value's little-endian bytes, [`Kind::width`] each (a `bool` is `0`/`1`, a `char` its `u32`, `()` nothing) |
+//!
+//! The fixed-width form exists for speed: a map over numbers is the
+//! commonest map, and a varint costs several times a plain word to write
+//! and to read, in the caller and in the worker alike. It is chosen by
+//! what the values do, not by their type: the first value is serialized
+//! with [`Probe`], which takes exactly one scalar (through any number of
+//! newtype structs: handles, ids, units of measure) and refuses anything
+//! else. Every later value must give the same kind of scalar; the first
+//! that does not turns the values written so far into postcard, once, and
+//! the rest follow in postcard. So no type is ever refused here that
+//! postcard takes, with one exception: a value the probe refuses is
+//! serialized again, by postcard (`Serialize` takes `&self`, and the same
+//! value gives the same bytes; a value that can be serialized only once,
+//! a one-shot stream, fails the second time with `ArgsEncode`). A
+//! handle's descriptor is still collected once: the probe takes back what
+//! the handle added before it refused it.
+//!
+//! Reading follows the type's `Deserialize`: every request for a scalar
+//! is answered with the recorded kind's value (`visit_u64` for a `u64`
+//! column, whatever width the reader asked for), so serde's own range
+//! checks apply, and a newtype struct is entered as postcard would. A
+//! request for anything else (`deserialize_any` included, as in
+//! postcard) is an error. A column
+//! cut short, trailing bytes, a `bool` that is not 0 or 1 and a `char`
+//! that is not a Unicode scalar are errors, as in postcard.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::de::{self, Visitor};
+use serde::ser;
+use serde::{Serialize, Serializer};
+
+use super::wire::Appender;
+use probe::{Cursor, Probe};
+use read::FixedReader;
+pub(super) use read::ItemReader;
+
+mod probe;
+mod read;
+#[cfg(test)]
+mod tests;
+
+/// The format byte of values in postcard.
+pub(super) const POSTCARD: u8 = 0;
+
+/// The scalar every value of a fixed-width column is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(super) enum Kind {
+    Unit = 1,
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    U128,
+    I8,
+    I16,
+    I32,
+    I64,
+    I128,
+    F32,
+    F64,
+    Char,
+}
+
+impl Kind {
+    const ALL: [Kind; 15] = [
+        Kind::Unit,
+        Kind::Bool,
+        Kind::U8,
+        Kind::U16,
+        Kind::U32,
+        Kind::U64,
+        Kind::U128,
+        Kind::I8,
+        Kind::I16,
+        Kind::I32,
+        Kind::I64,
+        Kind::I128,
+        Kind::F32,
+        Kind::F64,
+        Kind::Char,
+    ];
+
+    fn from_byte(byte: u8) -> Option<Kind> {
+        Kind::ALL.get(usize::from(byte).wrapping_sub(1)).copied()
+    }
+
+    /// Bytes per value.
+    pub(super) fn width(self) -> usize {
+        match self {
+            Kind::Unit => 0,
+            Kind::Bool | Kind::U8 | Kind::I8 => 1,
+            Kind::U16 | Kind::I16 => 2,
+            Kind::U32 | Kind::I32 | Kind::F32 | Kind::Char => 4,
+            Kind::U64 | Kind::I64 | Kind::F64 => 8,
+            Kind::U128 | Kind::I128 => 16,
+        }
+    }
+}
+
+/// One value of a fixed-width column.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Value {
+    Unit,
+    Bool(bool),
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
+    U128(u128),
+    I8(i8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    I128(i128),
+    F32(f32),
+    F64(f64),
+    Char(char),
+}
+
+impl Value {
+    /// Reads a value of `kind` from `bytes`, which hold its width exactly.
+    #[inline(always)]
+    fn read(kind: Kind, bytes: &[u8]) -> Result<Value, FixedError> {
+        // `bytes` has the kind's width (the caller cut it so).
+        macro_rules! le {
+            ($t:ty) => {
+                <$t>::from_le_bytes(bytes.try_into().map_err(|_| FixedError::short())?)
+            };
+        }
+        Ok(match kind {
+            Kind::Unit => Value::Unit,
+            Kind::Bool => match bytes {
+                [0] => Value::Bool(false),
+                [1] => Value::Bool(true),
+                _ => return Err(FixedError(format!("{bytes:?} is not a bool"))),
+            },
+            Kind::U8 => Value::U8(le!(u8)),
+            Kind::U16 => Value::U16(le!(u16)),
+            Kind::U32 => Value::U32(le!(u32)),
+            Kind::U64 => Value::U64(le!(u64)),
+            Kind::U128 => Value::U128(le!(u128)),
+            Kind::I8 => Value::I8(le!(i8)),
+            Kind::I16 => Value::I16(le!(i16)),
+            Kind::I32 => Value::I32(le!(i32)),
+            Kind::I64 => Value::I64(le!(i64)),
+            Kind::I128 => Value::I128(le!(i128)),
+            Kind::F32 => Value::F32(le!(f32)),
+            Kind::F64 => Value::F64(le!(f64)),
+            Kind::Char => {
+                let code = le!(u32);
+                Value::Char(char::from_u32(code).ok_or_else(|| {
+                    FixedError(format!("{code:#x} is not a Unicode scalar value"))
+                })?)
+            }
+        })
+    }
+
+    #[inline(always)]
+    fn visit<'de, V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+        match self {
+            Value::Unit => visitor.visit_unit(),
+            Value::Bool(v) => visitor.visit_bool(v),
+            Value::U8(v) => visitor.visit_u8(v),
+            Value::U16(v) => visitor.visit_u16(v),
+            Value::U32(v) => visitor.visit_u32(v),
+            Value::U64(v) => visitor.visit_u64(v),
+            Value::U128(v) => visitor.visit_u128(v),
+            Value::I8(v) => visitor.visit_i8(v),
+            Value::I16(v) => visitor.visit_i16(v),
+            Value::I32(v) => visitor.visit_i32(v),
+            Value::I64(v) => visitor.visit_i64(v),
+            Value::I128(v) => visitor.visit_i128(v),
+            Value::F32(v) => visitor.visit_f32(v),
+            Value::F64(v) => visitor.visit_f64(v),
+            Value::Char(v) => visitor.visit_char(v),
+        }
+    }
+}
+
+/// Serializes as the scalar it holds (postcard's encoding of the value
+/// that gave it, since that value made exactly this one call).
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Value::Unit => s.serialize_unit(),
+            Value::Bool(v) => s.serialize_bool(v),
+            Value::U8(v) => s.serialize_u8(v),
+            Value::U16(v) => s.serialize_u16(v),
+            Value::U32(v) => s.serialize_u32(v),
+            Value::U64(v) => s.serialize_u64(v),
+            Value::U128(v) => s.serialize_u128(v),
+            Value::I8(v) => s.serialize_i8(v),
+            Value::I16(v) => s.serialize_i16(v),
+            Value::I32(v) => s.serialize_i32(v),
+            Value::I64(v) => s.serialize_i64(v),
+            Value::I128(v) => s.serialize_i128(v),
+            Value::F32(v) => s.serialize_f32(v),
+            Value::F64(v) => s.serialize_f64(v),
+            Value::Char(v) => s.serialize_char(v),
+        }
+    }
+}
+
+/// Why a value is not written in the fixed-width form, or a column does
+/// not read.
+#[derive(Debug)]
+pub(super) struct FixedError(String);
+
+impl FixedError {
+    fn short() -> FixedError {
+        FixedError("the values end inside one".into())
+    }
+}
+
+impl fmt::Display for FixedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FixedError {}
+
+impl ser::Error for FixedError {
+    fn custom<T: fmt::Display>(msg: T) -> FixedError {
+        FixedError(msg.to_string())
+    }
+}
+
+impl de::Error for FixedError {
+    fn custom<T: fmt::Display>(msg: T) -> FixedError {
+        FixedError(msg.to_string())
+    }
+}
+
+/// Why a value was not written.
+pub(super) enum PushError {
+    /// Its `Serialize` failed; the words say why (as postcard has them).
+    Encode(String),
+    /// Its `Serialize` panicked (only from [`ItemWriter::push_caught`]).
+    Panicked(Box<dyn Any + Send>),
+}
+
+/// Where [`ItemWriter::extend_fixed`] stopped.
+pub(super) enum Run<T> {
+    /// The column is not fixed-width (yet): nothing was taken.
+    NotFixed,
+    /// The items ran out, after this many were written.
+    Done(usize),
+    /// This many were written; this item is not the column's scalar, and
+    /// the column is now postcard: [`ItemWriter::push`] writes it.
+    Stopped(usize, T),
+}
+
+enum State {
+    /// No value written yet.
+    Undecided,
+    /// Values of one kind written.
+    Fixed(Kind),
+    Postcard,
+}
+
+/// Writes values one after another onto the end of a vector, after a
+/// format byte (see the module docs): fixed-width while every value is
+/// the same scalar, postcard from the first that is not.
+pub(super) struct ItemWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    format_at: usize,
+    state: State,
+}
+
+impl<'a> ItemWriter<'a> {
+    /// Writes the format byte (postcard until a value decides) at the end
+    /// of `buf`, and the values after it.
+    pub(super) fn new(buf: &'a mut Vec<u8>) -> ItemWriter<'a> {
+        let format_at = buf.len();
+        buf.push(POSTCARD);
+        ItemWriter {
+            buf,
+            format_at,
+            state: State::Undecided,
+        }
+    }
+
+    /// Appends `value`; on failure nothing of it is left in the vector.
+    /// A panic in its `Serialize` goes on up.
+    #[inline]
+    pub(super) fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), String> {
+        match self.push_with::<false, T>(value) {
+            Ok(()) => Ok(()),
+            Err(PushError::Encode(why)) => Err(why),
+            Err(PushError::Panicked(payload)) => std::panic::resume_unwind(payload),
+        }
+    }
+
+    /// As [`push`](Self::push), with a panic in the value's `Serialize`
+    /// caught and returned (what was written of the value is cut back).
+    #[inline]
+    pub(super) fn push_caught<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), PushError> {
+        self.push_with::<true, T>(value)
+    }
+
+    /// Runs `f`, under `catch_unwind` when `CATCH`.
+    #[inline(always)]
+    fn guard<const CATCH: bool, R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+        if CATCH {
+            catch_unwind(AssertUnwindSafe(f))
+        } else {
+            Ok(f())
+        }
+    }
+
+    /// Writes values from `items` while the column is fixed-width and each
+    /// is its scalar, straight into room made for a batch of them at a
+    /// time. See [`Run`] for where it stops. A panic in a value's
+    /// `Serialize` goes on up.
+    #[inline]
+    pub(super) fn extend_fixed<T: Serialize, I: Iterator<Item = T>>(
+        &mut self,
+        items: &mut I,
+    ) -> Run<T> {
+        /// Values a batch makes room for.
+        const BATCH: usize = 256;
+        let State::Fixed(kind) = self.state else {
+            return Run::NotFixed;
+        };
+        let width = kind.width().max(1);
+        let mut n = 0;
+        loop {
+            let start = self.buf.len();
+            // Zeroed room (safe code; the zeroing costs a fraction of the
+            // writes), cut back to what was written.
+            self.buf.resize(start + BATCH * width, 0);
+            let mut cursor = Cursor {
+                out: &mut self.buf[start..],
+                at: 0,
+            };
+            let mut written = 0;
+            let end = loop {
+                if written == BATCH {
+                    break None;
+                }
+                let Some(item) = items.next() else {
+                    break Some(None);
+                };
+                let at = cursor.at;
+                let mut probe = Probe {
+                    out: &mut cursor,
+                    want: Some(kind),
+                };
+                if item.serialize(&mut probe).is_err() {
+                    // A `Serialize` that wrote and then failed leaves
+                    // bytes to cut.
+                    cursor.at = at;
+                    break Some(Some(item));
+                }
+                written += 1;
+            };
+            let used = cursor.at;
+            self.buf.truncate(start + used);
+            n += written;
+            match end {
+                None => {}
+                Some(None) => return Run::Done(n),
+                Some(Some(item)) => {
+                    self.turn_to_postcard();
+                    return Run::Stopped(n, item);
+                }
+            }
+        }
+    }
+
+    /// Whether values now go in postcard.
+    pub(super) fn is_postcard(&self) -> bool {
+        matches!(self.state, State::Postcard)
+    }
+
+    /// Appends `value` fixed-width if it is the column's scalar (or the
+    /// first value, and a scalar): `Ok(true)`. Otherwise the column turns
+    /// to postcard and nothing of `value` is written: `Ok(false)`, for
+    /// [`push`](Self::push) to write it. A panic in its `Serialize` is
+    /// caught when `CATCH`.
+    #[inline(always)]
+    pub(super) fn try_fixed<const CATCH: bool, T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<bool, Box<dyn Any + Send>> {
+        if let State::Fixed(kind) = self.state {
+            let start = self.buf.len();
+            let mut probe = Probe {
+                out: &mut *self.buf,
+                want: Some(kind),
+            };
+            match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).is_ok()) {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(payload) => {
+                    self.buf.truncate(start);
+                    return Err(payload);
+                }
+            }
+            // Refused (a `Serialize` that wrote and then failed leaves
+            // bytes to cut): postcard from here on.
+            self.buf.truncate(start);
+            self.turn_to_postcard();
+            return Ok(false);
+        }
+        self.try_first::<CATCH, T>(value)
+    }
+
+    /// [`try_fixed`](Self::try_fixed) for the first value, or in postcard.
+    fn try_first<const CATCH: bool, T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<bool, Box<dyn Any + Send>> {
+        if !matches!(self.state, State::Undecided) {
+            return Ok(false);
+        }
+        let start = self.buf.len();
+        let mut probe = Probe {
+            out: &mut *self.buf,
+            want: None,
+        };
+        match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).ok()) {
+            Ok(Some(kind)) => {
+                self.buf[self.format_at] = kind as u8;
+                self.state = State::Fixed(kind);
+                Ok(true)
+            }
+            Ok(None) => {
+                self.buf.truncate(start);
+                self.turn_to_postcard();
+                Ok(false)
+            }
+            Err(payload) => {
+                self.buf.truncate(start);
+                Err(payload)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn push_with<const CATCH: bool, T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), PushError> {
+        match self.try_fixed::<CATCH, T>(value) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(payload) => return Err(PushError::Panicked(payload)),
+        }
+        let start = self.buf.len();
+        let buf = &mut *self.buf;
+        match Self::guard::<CATCH, _>(|| Appender::new(buf).push(value)) {
+            Ok(pushed) => pushed.map_err(PushError::Encode),
+            Err(payload) => {
+                self.buf.truncate(start);
+                Err(PushError::Panicked(payload))
+            }
+        }
+    }
+
+    /// Rewrites the fixed-width values written so far in postcard, and
+    /// writes postcard from now on.
+    fn turn_to_postcard(&mut self) {
+        if let State::Fixed(kind) = self.state {
+            let column = self.buf.split_off(self.format_at + 1);
+            let mut reader = FixedReader {
+                kind,
+                width: kind.width(),
+                bytes: &column,
+            };
+            let mut out = Appender::new(self.buf);
+            // Units take no room in either form: nothing to rewrite.
+            while !reader.bytes.is_empty() {
+                // Written above from values of this kind: each reads back,
+                // and a scalar cannot fail to encode.
+                match reader.take() {
+                    Ok(value) => {
+                        let _ = out.push(&value);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.buf[self.format_at] = POSTCARD;
+        self.state = State::Postcard;
+    }
+}

@@ -1,0 +1,247 @@
+//! Reading a column: fixed-width, or postcard.
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+use super::{FixedError, Kind, POSTCARD, Value};
+use crate::codec::{Codec, CodecError, Postcard};
+
+/// Reads a fixed-width column.
+pub(super) struct FixedReader<'b> {
+    pub(super) kind: Kind,
+    /// The kind's width, looked up once.
+    pub(super) width: usize,
+    pub(super) bytes: &'b [u8],
+}
+
+impl FixedReader<'_> {
+    #[inline(always)]
+    pub(super) fn take(&mut self) -> Result<Value, FixedError> {
+        let Some((value, rest)) = self.bytes.split_at_checked(self.width) else {
+            return Err(FixedError::short());
+        };
+        self.bytes = rest;
+        Value::read(self.kind, value)
+    }
+}
+
+impl FixedReader<'_> {
+    /// The next value when it is the kind asked for: the column's own
+    /// type read back, the usual case, kept small enough to inline.
+    #[inline(always)]
+    fn take_as<const N: usize>(&mut self, kind: Kind) -> Option<Result<[u8; N], FixedError>> {
+        if self.kind != kind {
+            return None;
+        }
+        Some(match self.bytes.split_first_chunk::<N>() {
+            Some((value, rest)) => {
+                self.bytes = rest;
+                Ok(*value)
+            }
+            None => Err(FixedError::short()),
+        })
+    }
+
+    /// Any other request: the recorded kind's value, for the visitor to
+    /// take or refuse.
+    #[inline(never)]
+    fn visit_any<'de, V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, FixedError> {
+        self.take()?.visit(visitor)
+    }
+}
+
+/// `deserialize_*` methods that read their own kind directly, and leave
+/// every other case to [`FixedReader::visit_any`].
+macro_rules! direct {
+    ($($method:ident $kind:ident $t:ty, $visit:ident;)*) => {$(
+        #[inline(always)]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+            match self.take_as::<{ size_of::<$t>() }>(Kind::$kind) {
+                Some(bytes) => visitor.$visit(<$t>::from_le_bytes(bytes?)),
+                None => self.visit_any(visitor),
+            }
+        }
+    )*};
+}
+
+impl<'de> de::Deserializer<'de> for &mut FixedReader<'_> {
+    type Error = FixedError;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, FixedError> {
+        // As postcard: a value is read as its type says, never as the
+        // bytes say (so whether it reads cannot depend on its chunk).
+        Err(FixedError(
+            "the format does not describe itself (deserialize_any)".into(),
+        ))
+    }
+
+    direct! {
+        deserialize_u8 U8 u8, visit_u8;
+        deserialize_u16 U16 u16, visit_u16;
+        deserialize_u32 U32 u32, visit_u32;
+        deserialize_u64 U64 u64, visit_u64;
+        deserialize_u128 U128 u128, visit_u128;
+        deserialize_i8 I8 i8, visit_i8;
+        deserialize_i16 I16 i16, visit_i16;
+        deserialize_i32 I32 i32, visit_i32;
+        deserialize_i64 I64 i64, visit_i64;
+        deserialize_i128 I128 i128, visit_i128;
+        deserialize_f32 F32 f32, visit_f32;
+        deserialize_f64 F64 f64, visit_f64;
+    }
+
+    #[inline(always)]
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+        match self.kind {
+            Kind::Unit => visitor.visit_unit(),
+            _ => self.visit_any(visitor),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, FixedError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+        self.visit_any(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+        self.visit_any(visitor)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, FixedError> {
+        self.deserialize_unit(visitor)
+    }
+
+    // What has a length, a tag or parts is never in a fixed-width column.
+    serde::forward_to_deserialize_any! {
+        str string bytes byte_buf option seq tuple tuple_struct map struct
+        enum identifier ignored_any
+    }
+}
+
+/// Reads values one after another, as an [`ItemWriter`] wrote them: the
+/// format byte first.
+pub(in crate::pool) struct ItemReader<'b>(Reader<'b>);
+
+enum Reader<'b> {
+    Postcard(postcard::Deserializer<'b, postcard::de_flavors::Slice<'b>>),
+    Fixed(FixedReader<'b>),
+}
+
+/// The name decoding errors of a fixed-width column carry.
+const FIXED_NAME: &str = "fixed-width";
+
+impl<'b> ItemReader<'b> {
+    /// Reads the format byte at the start of `bytes`.
+    pub(in crate::pool) fn new(bytes: &'b [u8]) -> Result<ItemReader<'b>, CodecError> {
+        match bytes.split_first() {
+            Some((&POSTCARD, rest)) => Ok(ItemReader(Reader::Postcard(
+                postcard::Deserializer::from_bytes(rest),
+            ))),
+            Some((&byte, rest)) => match Kind::from_byte(byte) {
+                Some(kind) => Ok(ItemReader(Reader::Fixed(FixedReader {
+                    kind,
+                    width: kind.width(),
+                    bytes: rest,
+                }))),
+                None => Err(CodecError::new(
+                    FIXED_NAME,
+                    format_args!("{byte} is not a format"),
+                )),
+            },
+            None => Err(CodecError::new(FIXED_NAME, "no format byte")),
+        }
+    }
+
+    /// For a fixed-width column, whether it holds exactly `count` values
+    /// (then each can be read, or fail, alone); `None` for postcard.
+    pub(in crate::pool) fn fixed_exactly(&self, count: u64) -> Option<Result<(), String>> {
+        let Reader::Fixed(reader) = &self.0 else {
+            return None;
+        };
+        let expected = (reader.width as u64).checked_mul(count);
+        Some(match expected {
+            Some(n) if n == reader.bytes.len() as u64 => Ok(()),
+            _ => Err(format!(
+                "{} bytes of {:?} values, not {count}",
+                reader.bytes.len(),
+                reader.kind
+            )),
+        })
+    }
+
+    /// The next value.
+    #[inline(always)]
+    pub(in crate::pool) fn next<T: Deserialize<'b>>(&mut self) -> Result<T, CodecError> {
+        match &mut self.0 {
+            Reader::Fixed(reader) => {
+                T::deserialize(reader).map_err(|e| CodecError::new(FIXED_NAME, e))
+            }
+            Reader::Postcard(de) => {
+                T::deserialize(de).map_err(|e| CodecError::new(Postcard::NAME, e))
+            }
+        }
+    }
+
+    /// The next value, read from its own bytes: in a fixed-width column a
+    /// value whose `Deserialize` fails (or panics) before it took its
+    /// bytes, or leaves some, fails alone, and the next value is still the
+    /// next item's. In postcard, as [`next`](Self::next).
+    #[inline(always)]
+    pub(in crate::pool) fn next_alone<T: Deserialize<'b>>(&mut self) -> Result<T, CodecError> {
+        let Reader::Fixed(reader) = &mut self.0 else {
+            return self.next();
+        };
+        let Some((bytes, rest)) = reader.bytes.split_at_checked(reader.width) else {
+            return Err(CodecError::new(FIXED_NAME, FixedError::short()));
+        };
+        reader.bytes = rest;
+        let mut one = FixedReader {
+            kind: reader.kind,
+            width: reader.width,
+            bytes,
+        };
+        let value = T::deserialize(&mut one).map_err(|e| CodecError::new(FIXED_NAME, e))?;
+        match one.bytes.len() {
+            0 => Ok(value),
+            _ => Err(CodecError::new(
+                FIXED_NAME,
+                "the value did not read its bytes",
+            )),
+        }
+    }
+
+    /// Checks that every byte was read.
+    pub(in crate::pool) fn finish(self) -> Result<(), CodecError> {
+        let (rest, name) = match self.0 {
+            Reader::Fixed(reader) => (reader.bytes.len(), FIXED_NAME),
+            Reader::Postcard(de) => (
+                de.finalize()
+                    .map_err(|e| CodecError::new(Postcard::NAME, e))?
+                    .len(),
+                Postcard::NAME,
+            ),
+        };
+        match rest {
+            0 => Ok(()),
+            n => Err(CodecError::new(
+                name,
+                format_args!("{n} trailing bytes after the items"),
+            )),
+        }
+    }
+}
