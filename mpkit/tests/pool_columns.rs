@@ -1,10 +1,7 @@
 //! The pool's chunk payloads between real processes: fixed-width columns
 //! of one scalar, the switch to postcard at the first value of another
 //! shape, handles beside them, zero-sized items, and the message buffers
-//! a map reuses. Each test states what the pool promises; the
-//! `#[ignore]`d one fails today, the reproducer of the limitation named
-//! in its `ignore` reason (`cargo test -p mpkit --test pool_columns --
-//! --ignored`).
+//! a map reuses. Each test states what the pool promises.
 
 mod common;
 
@@ -584,13 +581,11 @@ fn a_forged_reply_with_trailing_bytes_is_refused() {
     assert!(out.iter().all(Result::is_err), "{out:?}");
 }
 
-/// Each argument's `Serialize` runs once, so a value that can be
-/// serialized only once (a one-shot stream) crosses. Not so today: the
-/// probe of `pool/fixed.rs` runs the first value of each chunk (and the
-/// first of another shape) through `Serialize`, refuses it, and postcard
-/// runs it again; that item fails with `ArgsEncode`.
+/// An argument's `Serialize` runs once, so a value that can be serialized
+/// only once (a one-shot stream) crosses: the first value of a chunk is
+/// written in postcard while `pool/fixed.rs`'s recorder watches, not
+/// probed and written again.
 #[test]
-#[ignore = "limitation: pool/fixed.rs serializes a value the probe refused a second time, in postcard"]
 fn an_argument_is_serialized_once() {
     let _w = watchdog(30);
     let pool = Pool::new(1).unwrap();

@@ -123,7 +123,7 @@ pub(super) fn header(kind: u8, runner: u64, function: u64) -> Vec<u8> {
 
 /// postcard's output appended to a borrowed vector (its own `to_extend`
 /// takes the vector by value, and loses it when the value fails).
-struct Append<'a>(&'a mut Vec<u8>);
+pub(super) struct Append<'a>(pub(super) &'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Append<'_> {
     type Output = ();

@@ -10,27 +10,30 @@
 //! The fixed-width form exists for speed: a map over numbers is the
 //! commonest map, and a varint costs several times a plain word to write
 //! and to read, in the caller and in the worker alike. It is chosen by
-//! what the values do, not by their type: the first value is serialized
-//! with [`Probe`], which takes exactly one scalar (through any number of
-//! newtype structs: handles, ids, units of measure) and refuses anything
-//! else. Every later value must give the same kind of scalar; the first
-//! that does not turns the values written so far into postcard, once, and
-//! the rest follow in postcard. So no type is ever refused here that
-//! postcard takes, with one exception: a value the probe refuses is
-//! serialized again, by postcard (`Serialize` takes `&self`, and the same
-//! value gives the same bytes; a value that can be serialized only once,
-//! a one-shot stream, fails the second time with `ArgsEncode`). A
-//! handle's descriptor is still collected once: the probe takes back what
-//! the handle added before it refused it.
+//! what the values do, not by their type. The first value is serialized
+//! once, in postcard, through a [`Recorder`] that notes whether it made
+//! exactly one scalar call (through any number of newtype structs: ids,
+//! units of measure; not a handle's); if it did, its bytes are rewritten
+//! fixed-width and the column is that scalar's. Every later value goes
+//! through a [`Probe`], which takes only that kind of scalar and refuses
+//! anything else before writing a byte; the first it refuses turns the
+//! values written so far into postcard, once, and it and the rest follow
+//! in postcard. So no type is ever refused here that postcard takes, with
+//! one exception: the value the probe refused is serialized a second
+//! time (`Serialize` takes `&self`, and the same value gives the same
+//! bytes; a value that can be serialized only once, a one-shot stream,
+//! fails then with `ArgsEncode` if it follows scalars of its chunk). A
+//! handle's descriptor is collected once even so: the probe takes back
+//! what the handle added before it refused it.
 //!
 //! Reading follows the type's `Deserialize`: every request for a scalar
 //! is answered with the recorded kind's value (`visit_u64` for a `u64`
 //! column, whatever width the reader asked for), so serde's own range
 //! checks apply, and a newtype struct is entered as postcard would. A
 //! request for anything else (`deserialize_any` included, as in
-//! postcard) is an error. A column
-//! cut short, trailing bytes, a `bool` that is not 0 or 1 and a `char`
-//! that is not a Unicode scalar are errors, as in postcard.
+//! postcard) is an error. A column cut short, trailing bytes, a `bool`
+//! that is not 0 or 1 and a `char` that is not a Unicode scalar are
+//! errors, as in postcard.
 
 use std::any::Any;
 use std::fmt;
@@ -40,8 +43,8 @@ use serde::de::{self, Visitor};
 use serde::ser;
 use serde::{Serialize, Serializer};
 
-use super::wire::Appender;
-use probe::{Cursor, Probe};
+use super::wire::{Append, Appender};
+use probe::{Cursor, Probe, Recorder, Seen};
 use read::FixedReader;
 pub(super) use read::ItemReader;
 
@@ -423,7 +426,14 @@ impl<'a> ItemWriter<'a> {
         self.try_first::<CATCH, T>(value)
     }
 
-    /// [`try_fixed`](Self::try_fixed) for the first value, or in postcard.
+    /// [`try_fixed`](Self::try_fixed) for the first value (or in
+    /// postcard: `Ok(false)`). The value is serialized once, in postcard,
+    /// while a [`Recorder`] notes whether it was one scalar; if it was,
+    /// its bytes are rewritten fixed-width and the column is that
+    /// scalar's. If not, it stays as written and the column is postcard:
+    /// `Ok(true)` either way. A value that fails to serialize leaves
+    /// nothing and turns the column to postcard: `Ok(false)`, for
+    /// [`push`](Self::push) to write it again and say why.
     fn try_first<const CATCH: bool, T: Serialize + ?Sized>(
         &mut self,
         value: &T,
@@ -432,24 +442,59 @@ impl<'a> ItemWriter<'a> {
             return Ok(false);
         }
         let start = self.buf.len();
-        let mut probe = Probe {
-            out: &mut *self.buf,
-            want: None,
-        };
-        match Self::guard::<CATCH, _>(|| value.serialize(&mut probe).ok()) {
-            Ok(Some(kind)) => {
-                self.buf[self.format_at] = kind as u8;
-                self.state = State::Fixed(kind);
-                Ok(true)
+        let mut seen = Seen::default();
+        let buf = &mut *self.buf;
+        let serialized = Self::guard::<CATCH, _>(|| {
+            let mut ser = postcard::Serializer {
+                output: Append(buf),
+            };
+            let recorder = Recorder {
+                ser: &mut ser,
+                seen: &mut seen,
+            };
+            value.serialize(recorder).is_ok()
+        });
+        match (serialized, seen) {
+            (Err(payload), _) => {
+                self.buf.truncate(start);
+                Err(payload)
             }
-            Ok(None) => {
+            (Ok(false), _) => {
                 self.buf.truncate(start);
                 self.turn_to_postcard();
                 Ok(false)
             }
-            Err(payload) => {
+            (
+                Ok(true),
+                Seen {
+                    scalar: Some(scalar),
+                    other: false,
+                },
+            ) => {
                 self.buf.truncate(start);
-                Err(payload)
+                let mut probe = Probe {
+                    out: &mut *self.buf,
+                    want: None,
+                };
+                match scalar.serialize(&mut probe) {
+                    Ok(kind) => {
+                        self.buf[self.format_at] = kind as u8;
+                        self.state = State::Fixed(kind);
+                    }
+                    // A scalar, which the probe takes; were it not, its
+                    // postcard bytes again.
+                    Err(_) => {
+                        self.state = State::Postcard;
+                        let _ = Appender::new(self.buf).push(&scalar);
+                    }
+                }
+                Ok(true)
+            }
+            (Ok(true), _) => {
+                // Written in postcard, under the format byte it already
+                // has.
+                self.state = State::Postcard;
+                Ok(true)
             }
         }
     }

@@ -4,7 +4,8 @@
 use serde::ser::Impossible;
 use serde::{Serialize, Serializer};
 
-use super::{FixedError, Kind};
+use super::super::wire::Append;
+use super::{FixedError, Kind, Value};
 use crate::handle;
 
 /// A serializer that takes one scalar, of the kind `want` when set, and
@@ -225,6 +226,188 @@ impl<O: Out> Serializer for &mut Probe<O> {
     }
     fn is_human_readable(&self) -> bool {
         // As postcard: a value must not serialize differently here.
+        false
+    }
+}
+
+/// What a value did under a [`Recorder`].
+#[derive(Default)]
+pub(super) struct Seen {
+    /// The scalar it gave, if its first call gave one.
+    pub(super) scalar: Option<Value>,
+    /// It made a call that is not one scalar's (or more than one).
+    pub(super) other: bool,
+}
+
+impl Seen {
+    #[inline]
+    fn scalar(&mut self, value: Value) {
+        if self.scalar.is_some() {
+            self.other = true;
+        }
+        self.scalar = Some(value);
+    }
+}
+
+/// Serializes a value in postcard, noting whether it was exactly one
+/// scalar (through newtype structs, but not a handle's): the first value
+/// of a column is written once, and rewritten fixed-width when it was.
+pub(super) struct Recorder<'s, 'b> {
+    pub(super) ser: &'s mut postcard::Serializer<Append<'b>>,
+    pub(super) seen: &'s mut Seen,
+}
+
+type Postcard<'s, 'b> = &'s mut postcard::Serializer<Append<'b>>;
+
+/// Scalar methods: noted, then postcard's.
+macro_rules! scalars {
+    ($($method:ident $t:ty, $variant:ident;)*) => {$(
+        fn $method(self, v: $t) -> Result<(), postcard::Error> {
+            self.seen.scalar(Value::$variant(v));
+            self.ser.$method(v)
+        }
+    )*};
+}
+
+impl<'s, 'b> Serializer for Recorder<'s, 'b> {
+    type Ok = ();
+    type Error = postcard::Error;
+    type SerializeSeq = Postcard<'s, 'b>;
+    type SerializeTuple = Postcard<'s, 'b>;
+    type SerializeTupleStruct = Postcard<'s, 'b>;
+    type SerializeTupleVariant = Postcard<'s, 'b>;
+    type SerializeMap = Postcard<'s, 'b>;
+    type SerializeStruct = Postcard<'s, 'b>;
+    type SerializeStructVariant = Postcard<'s, 'b>;
+
+    scalars! {
+        serialize_bool bool, Bool;
+        serialize_u8 u8, U8;
+        serialize_u16 u16, U16;
+        serialize_u32 u32, U32;
+        serialize_u64 u64, U64;
+        serialize_u128 u128, U128;
+        serialize_i8 i8, I8;
+        serialize_i16 i16, I16;
+        serialize_i32 i32, I32;
+        serialize_i64 i64, I64;
+        serialize_i128 i128, I128;
+        serialize_f32 f32, F32;
+        serialize_f64 f64, F64;
+        serialize_char char, Char;
+    }
+
+    fn serialize_unit(self) -> Result<(), postcard::Error> {
+        self.seen.scalar(Value::Unit);
+        self.ser.serialize_unit()
+    }
+    fn serialize_unit_struct(self, name: &'static str) -> Result<(), postcard::Error> {
+        self.seen.scalar(Value::Unit);
+        self.ser.serialize_unit_struct(name)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), postcard::Error> {
+        if name == handle::HANDLE_NAME {
+            self.seen.other = true;
+            return self.ser.serialize_newtype_struct(name, value);
+        }
+        // Postcard writes a newtype as its content: so does this.
+        value.serialize(self)
+    }
+
+    // Everything else: noted as not a scalar, then postcard's.
+    fn serialize_str(self, v: &str) -> Result<(), postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_str(v)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_bytes(v)
+    }
+    fn serialize_none(self) -> Result<(), postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_none()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_some(v)
+    }
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+    ) -> Result<(), postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_unit_variant(name, index, variant)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), postcard::Error> {
+        self.seen.other = true;
+        self.ser
+            .serialize_newtype_variant(name, index, variant, value)
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Postcard<'s, 'b>, postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_seq(len)
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Postcard<'s, 'b>, postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_tuple(len)
+    }
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_tuple_struct(name, len)
+    }
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_tuple_variant(name, index, variant, len)
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Postcard<'s, 'b>, postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_map(len)
+    }
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_struct(name, len)
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
+        self.seen.other = true;
+        self.ser.serialize_struct_variant(name, index, variant, len)
+    }
+    fn collect_str<T: std::fmt::Display + ?Sized>(self, v: &T) -> Result<(), postcard::Error> {
+        self.seen.other = true;
+        self.ser.collect_str(v)
+    }
+    fn is_human_readable(&self) -> bool {
         false
     }
 }

@@ -85,7 +85,7 @@ impl Serialize for Either {
 }
 
 #[test]
-fn a_value_of_another_shape_turns_the_column_turn_to_postcard() {
+fn a_value_of_another_shape_turns_the_column_to_postcard() {
     let bytes = write(&[Either::Small(3), Either::Small(200), Either::Big(1 << 40)]);
     assert_eq!(bytes[0], POSTCARD);
     let mut expected = vec![POSTCARD];
