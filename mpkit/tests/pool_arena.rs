@@ -581,3 +581,77 @@ fn a_pool_of_many_workers_with_big_chunks() {
     let out = pool.map_chunked(|v: Vec<u8>| v, items.clone(), 1).unwrap();
     assert!(out == items);
 }
+
+/// Opens /dev/null until this process has no descriptor left.
+fn use_up_fds(hold: &mut Vec<std::fs::File>) {
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        hold.push(f);
+    }
+}
+
+/// In a child process, one worker: for k = 1..=24, descriptors used up
+/// but k, the worker killed, and big chunks mapped. Its replacement may
+/// start with an arena, without one (the memfd or its copy failed), or
+/// not at all: results are right or `WorkerStart` errors, never wrong.
+/// One line per k. (Measured at 93999da: a start needs 11 free
+/// descriptors, the arena's two among them; with 9 or 10 the arena takes
+/// two and the spawn fails, so a worker never starts without an arena.)
+fn big_chunks_with_few_descriptors(_: ()) -> String {
+    let pool = Pool::builder()
+        .processes(1)
+        .worker_start_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let items: Vec<Vec<u8>> = (0..4).map(|i| pattern(MIN * 6 + i)).collect();
+    assert!(pool.map_chunked(|v: Vec<u8>| v, items.clone(), 1).unwrap() == items);
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into a local rlimit.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) };
+    let lim = libc::rlimit {
+        rlim_cur: open_fds() as u64 + 32,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: lowering this (child) process's soft limit.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    let mut lines = Vec::new();
+    let mut hold = Vec::new();
+    for k in 1..=24 {
+        use_up_fds(&mut hold);
+        let _ = pool.apply(|(): ()| -> u8 { std::process::exit(3) }, ());
+        use_up_fds(&mut hold);
+        hold.truncate(hold.len().saturating_sub(k));
+        let out = pool.map_outcomes_chunked(|v: Vec<u8>| v, items.clone(), 1);
+        let (mut ok, mut start) = (0, 0);
+        for (o, v) in out.iter().zip(&items) {
+            match o {
+                Ok(r) if r == v => ok += 1,
+                Err(TaskError::WorkerStart { .. }) => start += 1,
+                other => panic!("k={k}: {other:?}"),
+            }
+        }
+        lines.push(format!("k={k} ok={ok} start_failed={start}"));
+        hold.clear();
+    }
+    let back = pool.map_chunked(|v: Vec<u8>| v, items.clone(), 1);
+    lines.push(format!("recovered={}", back.is_ok_and(|b| b == items)));
+    lines.join("\n")
+}
+
+/// Big chunks while the pool's process is all but out of descriptors: no
+/// wrong result, no hang, and the pool recovers.
+#[test]
+fn big_chunks_while_descriptors_run_out() {
+    let _s = serial();
+    let _w = watchdog(120);
+    let child = mpkit::Process::spawn(big_chunks_with_few_descriptors, ()).unwrap();
+    let got = child.join().unwrap();
+    eprintln!("{got}");
+    assert!(got.ends_with("recovered=true"), "{got}");
+    assert!(
+        got.lines().any(|l| l.contains(" ok=4 ")),
+        "no k left room for a worker: {got}"
+    );
+}
