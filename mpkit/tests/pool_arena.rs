@@ -344,7 +344,7 @@ fn a_fork_returning_twice_never_gives_its_reply_to_another_chunk() {
     let _s = serial();
     let _w = watchdog(120);
     const N: usize = 64 << 10;
-    for attempt in 0..5 {
+    for attempt in 0..30 {
         let pool = Pool::new(1).unwrap();
         let out = pool.map_outcomes_chunked(
             |i: u8| {
