@@ -655,3 +655,70 @@ fn big_chunks_while_descriptors_run_out() {
         "no k left room for a worker: {got}"
     );
 }
+
+/// A worker stopped (SIGSTOP) while idle is sent chunks that fit its
+/// arena: the task timeout still fires, the next worker gets them right,
+/// and dropping the pool returns.
+#[test]
+fn a_stopped_worker_sent_arena_sized_chunks_times_out() {
+    let _s = serial();
+    let _w = watchdog(60);
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let wpid = pool.apply(|(): ()| std::process::id() as i32, ()).unwrap();
+    // SAFETY: kill(2) on the worker this test's pool started.
+    unsafe { libc::kill(wpid, libc::SIGSTOP) };
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            std::fs::read_to_string(format!("/proc/{wpid}/stat"))
+                .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('T')))
+        }),
+        "the worker never stopped"
+    );
+    let first = pool.apply_async(|v: Vec<u8>| v, pattern(HALF - 100));
+    let second = pool.apply_async(|v: Vec<u8>| v, pattern(HALF / 2));
+    let outcome = first.get_timeout(Duration::from_secs(10));
+    // SAFETY: as above (it is dead by now, or this ends it).
+    unsafe { libc::kill(wpid, libc::SIGKILL) };
+    let outcome = outcome.unwrap_or_else(|_| panic!("no outcome 10 s after a 0.5 s timeout"));
+    assert!(
+        matches!(outcome, Err(TaskError::TimedOut { .. })),
+        "{outcome:?}"
+    );
+    let second = second.get_timeout(Duration::from_secs(10)).unwrap();
+    assert!(second.is_ok_and(|v| v == pattern(HALF / 2)));
+    drop(pool);
+}
+
+/// An initializer with an argument over 4 KiB (it goes through the
+/// socket), then big chunks into the arena.
+#[test]
+fn an_initializer_with_a_big_argument_then_big_chunks() {
+    let _s = serial();
+    let _w = watchdog(60);
+    static SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn init(v: Vec<u8>) {
+        assert!(v == pattern(HALF + 5));
+        SEEN.store(v.len(), std::sync::atomic::Ordering::SeqCst);
+    }
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(init, pattern(HALF + 5))
+        .build()
+        .unwrap();
+    let items: Vec<Vec<u8>> = (0..8).map(|i| pattern(MIN * 40 + i)).collect();
+    let out = pool
+        .map_chunked(
+            |v: Vec<u8>| (SEEN.load(std::sync::atomic::Ordering::SeqCst), v),
+            items.clone(),
+            1,
+        )
+        .unwrap();
+    for ((seen, o), v) in out.iter().zip(&items) {
+        assert_eq!(*seen, HALF + 5);
+        assert!(o == v);
+    }
+}
