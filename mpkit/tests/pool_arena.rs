@@ -232,8 +232,9 @@ fn a_task_that_cuts_its_arena_breaks_nothing() {
         |(i, v): (u32, Vec<u8>)| {
             if i == 3 {
                 let fd = arena_fd().expect("a worker has an arena");
-                // SAFETY: ftruncate on a descriptor of this process.
-                assert_eq!(unsafe { libc::ftruncate(fd, 0) }, 0);
+                // SAFETY: ftruncate on a descriptor of this process (a
+                // pool that seals its arenas refuses it: fine too).
+                unsafe { libc::ftruncate(fd, 0) };
             }
             v
         },
@@ -262,10 +263,11 @@ fn a_task_that_cuts_and_regrows_its_arena_breaks_nothing() {
             |(i, v): (u32, Vec<u8>)| {
                 if i % 4 == 1 {
                     let fd = arena_fd().expect("a worker has an arena");
-                    // SAFETY: ftruncate on a descriptor of this process.
+                    // SAFETY: ftruncate on a descriptor of this process
+                    // (refused where the pool seals its arenas).
                     unsafe {
-                        assert_eq!(libc::ftruncate(fd, 0), 0);
-                        assert_eq!(libc::ftruncate(fd, 2 * HALF as libc::off_t), 0);
+                        libc::ftruncate(fd, 0);
+                        libc::ftruncate(fd, 2 * HALF as libc::off_t);
                     }
                 }
                 v
@@ -721,4 +723,77 @@ fn an_initializer_with_a_big_argument_then_big_chunks() {
         assert_eq!(*seen, HALF + 5);
         assert!(o == v);
     }
+}
+
+/// This process's `VmSize` and `VmRSS`, in KiB.
+fn vm_kib() -> (i64, i64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| -> i64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("VmSize:"), field("VmRSS:"))
+}
+
+/// In a child process: 20 workers in turn (each retired after 2 chunks of
+/// 1 MiB), each of which has its arena cut by its first task when `cut`;
+/// returns the growth of (`VmSize`, `VmRSS`) in KiB over the pool's life.
+fn memory_after_workers_with_cut_arenas(cut: bool) -> (i64, i64) {
+    let run = |cut: bool| {
+        let pool = Pool::builder()
+            .processes(1)
+            .max_tasks_per_child(2)
+            .build()
+            .unwrap();
+        let items: Vec<(bool, Vec<u8>)> = (0..40)
+            .map(|i| (cut && i % 2 == 0, vec![i as u8; 1 << 20]))
+            .collect();
+        let out = pool
+            .map_chunked(
+                |(cut, v): (bool, Vec<u8>)| {
+                    if cut {
+                        let fd = arena_fd().expect("a worker has an arena");
+                        // SAFETY: ftruncate on a descriptor of this process
+                        // (refused where the pool seals its arenas).
+                        unsafe { libc::ftruncate(fd, 0) };
+                    }
+                    v.len()
+                },
+                items,
+                1,
+            )
+            .unwrap();
+        assert_eq!(out, vec![1 << 20; 40]);
+    };
+    // Once without measuring: allocator and thread caches warm up.
+    run(false);
+    let before = vm_kib();
+    run(cut);
+    let after = vm_kib();
+    (after.0 - before.0, after.1 - before.1)
+}
+
+/// Workers whose tasks cut their arenas leave nothing behind in the pool's
+/// process once they are gone: no mapping, no memory. (At 93999da the
+/// pool writes the next payload into its cut mapping, which its SIGBUS
+/// handler has replaced with private zeros, and never unmaps it: about
+/// 4 MiB of address space and the payload's bytes per such worker.)
+#[test]
+#[ignore = "defect: a cut arena's mapping stays in the pool's process for ever, written (dispatch/workers.rs send)"]
+fn workers_with_cut_arenas_leave_no_memory_behind() {
+    let _s = serial();
+    let _w = watchdog(120);
+    let clean = mpkit::Process::spawn(memory_after_workers_with_cut_arenas, false)
+        .unwrap()
+        .join()
+        .unwrap();
+    let cut = mpkit::Process::spawn(memory_after_workers_with_cut_arenas, true)
+        .unwrap()
+        .join()
+        .unwrap();
+    eprintln!("growth (VmSize, VmRSS) KiB: clean {clean:?}, cut {cut:?}");
+    assert!(
+        cut.0 - clean.0 < 16 << 10 && cut.1 - clean.1 < 8 << 10,
+        "20 workers with cut arenas left (VmSize, VmRSS) KiB {cut:?} against {clean:?} without"
+    );
 }
