@@ -517,6 +517,9 @@ fn terminate_mid_map_of_big_chunks() {
         out.iter()
             .any(|o| matches!(o, Err(TaskError::PoolTerminated)))
     );
+    for (i, o) in out.iter().enumerate().skip(1) {
+        assert!(o.as_ref().map_or(true, |v| *v == pattern(HALF / 2 + i)));
+    }
     drop(pool);
     drop(rx2);
     assert_eq!((open_fds(), mpkit_memfds()), before);
