@@ -529,11 +529,15 @@ impl Dispatcher {
             len,
             body,
         } = msg;
+        let mut arena_failed = false;
         let (kind, body) = match (kind, &w.arena) {
             (Some(REPLY_DONE_IN_ARENA), Some(arena)) => match from_arena(arena, &body) {
                 Some(body) => (Some(REPLY_DONE), body),
                 // No reply: the worker is killed below.
-                None => (None, body),
+                None => {
+                    arena_failed = true;
+                    (None, body)
+                }
             },
             other => (other.0, body),
         };
@@ -569,8 +573,16 @@ impl Dispatcher {
             // cannot be trusted with more work, nor its chunk's result.
             _ => {
                 let _ = w.process.kill();
+                // No more chunks for it (it is dying): its replacement
+                // starts now.
+                w.conn = None;
+                w.out = None;
                 if let Some(h) = w.held.as_mut().filter(|h| !h.timed_out) {
                     h.bad_reply.get_or_insert_with(|| match number {
+                        _ if arena_failed => format!(
+                            "its reply to task {} could not be read from its arena",
+                            h.number
+                        ),
                         Some(n) if kind.is_some() && n < h.number => format!(
                             "a reply to its earlier task {n} came while it ran task {}",
                             h.number
@@ -578,6 +590,7 @@ impl Dispatcher {
                         _ => format!("{len} bytes that are no reply to task {}", h.number),
                     });
                 }
+                self.replace();
             }
         }
     }

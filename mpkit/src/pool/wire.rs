@@ -24,10 +24,15 @@
 //! that follows each write orders it before the other side's read, and
 //! neither side writes its half again until the other has answered (the
 //! pool gives a worker its next chunk only after the reply). Each side
-//! copies what it reads out of the arena (word by word: a process that
-//! scribbles there meanwhile makes bytes that fail to decode, no more), so
-//! a chunk and its reply cross with two copies instead of a socket's four,
-//! and no socket buffers to fill and drain.
+//! copies what it reads out of the arena word by word, so a process that
+//! scribbles there meanwhile (a task that found the memfd) can change the
+//! bytes of its own chunk's reply, as it could its own results, but
+//! causes no undefined behaviour. A task that forks, with both processes
+//! going on as the worker, is the one way a reply could land in another
+//! chunk's: only the process the pool started answers through the arena.
+//! The arena's size is sealed, so nobody can cut it under the mappings.
+//! A chunk and its reply cross with two copies instead of a socket's
+//! four, and no socket buffers to fill and drain.
 //!
 //! The number is the dispatcher's: each task it hands out gets the next
 //! one (from 1; the initializer's is 0), and every reply echoes the number
@@ -266,6 +271,11 @@ pub(super) fn worker_main((conn, arena): (Connection, Option<SharedMemory>)) {
     let mut conn = conn.into_raw();
     let mut out = Vec::with_capacity(4096);
     let mut inbox = Vec::new();
+    // A task that forks, with both processes going on as this loop, must
+    // not have the copy answer through the arena: its reply would land in
+    // the half the pool reads for this worker's next chunk. Through the
+    // socket, its stale number gives it away.
+    let me = std::process::id();
     loop {
         out.clear();
         let next = conn.recv_with(None, |msg, fds| {
@@ -273,7 +283,7 @@ pub(super) fn worker_main((conn, arena): (Connection, Option<SharedMemory>)) {
         });
         let sent = match next {
             Ok(Next::Reply(fds, results)) => {
-                if fds.is_empty() {
+                if fds.is_empty() && std::process::id() == me {
                     if let Some(arena) = &arena {
                         into_arena(arena, &mut out);
                     }

@@ -6,6 +6,7 @@
 //! while no worker runs, the pool is [`Starving`] and `maintain` fails
 //! queued chunks once they have waited long enough.
 
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::{Chunk, Dispatcher, Phase, Worker};
@@ -49,9 +50,13 @@ impl Dispatcher {
         let cfg = &self.shared.config;
         self.started += 1;
         let (mine, theirs) = crate::Connection::<crate::codec::Postcard>::pair(true)?;
-        // Without an arena (no memory for it now), the worker's chunks go
-        // whole through its socket.
-        let arena = SharedMemory::anonymous(2 * wire::ARENA_HALF).ok();
+        // Without an arena (no memory or descriptors for it now), the
+        // worker's chunks go whole through its socket. Its size is sealed:
+        // a task that finds the memfd cannot cut it under this process's
+        // mapping (which would fault, and stay mapped for good).
+        let arena = SharedMemory::anonymous(2 * wire::ARENA_HALF)
+            .ok()
+            .filter(|a| sys::seal_size(a.as_fd()).is_ok());
         let theirs_arena = arena.as_ref().and_then(|a| a.try_clone().ok());
         let arena = arena.filter(|_| theirs_arena.is_some());
         let process = process::Builder::new()

@@ -31,6 +31,14 @@ pub(crate) fn memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Seals a memfd's size: no process can shrink or grow it from now on
+/// (nor lift the seals), so no mapping of it can fault past its end.
+pub(crate) fn seal_size(fd: BorrowedFd<'_>) -> io::Result<()> {
+    use rustix::fs::SealFlags;
+    rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)
+        .map_err(io_err)
+}
+
 /// Creates (exclusively) or opens a named POSIX shared-memory object.
 /// `name` starts with `/`, as `shm_open(3)` wants.
 pub(crate) fn shm_open(name: &str, create: bool, mode: u32) -> io::Result<OwnedFd> {
