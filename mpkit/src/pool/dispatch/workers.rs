@@ -10,10 +10,10 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::{Chunk, Dispatcher, Phase, Worker};
-use crate::connection::Outgoing;
+use crate::connection::{Outgoing, RawConnection};
 use crate::pool::TaskError;
 use crate::pool::wire;
-use crate::process::{self, SpawnError};
+use crate::process::{self, Process, SpawnError};
 use crate::shm::SharedMemory;
 use crate::sys;
 
@@ -47,9 +47,7 @@ impl Dispatcher {
     /// Spawns one worker (from this, the dispatcher's, thread) and starts
     /// sending it the initializer message.
     pub(super) fn start_worker(&mut self) -> Result<(), SpawnError> {
-        let cfg = &self.shared.config;
         self.started += 1;
-        let (mine, theirs) = crate::Connection::<crate::codec::Postcard>::pair(true)?;
         // Without an arena (no memory or descriptors for it now), the
         // worker's chunks go whole through its socket. Its size is sealed:
         // a task that finds the memfd cannot cut it under this process's
@@ -57,20 +55,20 @@ impl Dispatcher {
         let arena = SharedMemory::anonymous(2 * wire::ARENA_HALF)
             .ok()
             .filter(|a| sys::seal_size(a.as_fd()).is_ok());
-        let theirs_arena = arena.as_ref().and_then(|a| a.try_clone().ok());
-        let arena = arena.filter(|_| theirs_arena.is_some());
-        let process = process::Builder::new()
-            .name(format!("{}-{}", cfg.name, self.started))
-            .daemon(true)
-            .die_with_thread(true)
-            .spawn(wire::worker_main, (theirs, theirs_arena))?;
+        let (mine, process, arena) = match self.spawn_worker(arena) {
+            // The arena took the last descriptors the start needed: start
+            // without it.
+            Err(SpawnError::Io(e)) if sys::is_resource_shortage(&e) => self.spawn_worker(None)?,
+            started => started?,
+        };
+        let cfg = &self.shared.config;
         let out = cfg
             .init
             .as_ref()
             .map(|(message, fds)| (Outgoing::new(message.len(), fds.len()), Sending::Init));
         self.workers.push(Worker {
             process,
-            conn: Some(mine.into_raw()),
+            conn: Some(mine),
             held: None,
             out,
             chunks_done: 0,
@@ -80,6 +78,25 @@ impl Dispatcher {
         });
         self.flush(self.workers.len() - 1);
         Ok(())
+    }
+
+    /// Spawns a worker process with a new socket pair and `arena` (if it
+    /// can pass it): this end of the socket, the process, and the arena
+    /// it got.
+    fn spawn_worker(
+        &self,
+        arena: Option<SharedMemory>,
+    ) -> Result<(RawConnection, Process<()>, Option<SharedMemory>), SpawnError> {
+        let cfg = &self.shared.config;
+        let (mine, theirs) = crate::Connection::<crate::codec::Postcard>::pair(true)?;
+        let theirs_arena = arena.as_ref().and_then(|a| a.try_clone().ok());
+        let arena = arena.filter(|_| theirs_arena.is_some());
+        let process = process::Builder::new()
+            .name(format!("{}-{}", cfg.name, self.started))
+            .daemon(true)
+            .die_with_thread(true)
+            .spawn(wire::worker_main, (theirs, theirs_arena))?;
+        Ok((mine.into_raw(), process, arena))
     }
 
     /// Sends what the socket of worker `i` takes now of its pending message.
