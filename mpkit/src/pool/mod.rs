@@ -142,12 +142,19 @@
 //!   one chunk together, are limited to 253 (one message's worth); past
 //!   that every item of the chunk fails ([`TaskError::TooManyHandles`],
 //!   [`TaskError::ResultEncode`]): use a smaller chunk size.
-//! - A chunk's items travel back to back, as do its results. If an
+//! - A chunk's items travel back to back, as do its results: as
+//!   fixed-width columns when each is the same scalar (a number, `bool`,
+//!   `char`, `()`, or a newtype of one), in postcard otherwise. If an
 //!   argument does not decode in the worker (a `Serialize`/`Deserialize`
-//!   pair that disagree), the whole chunk fails with
-//!   [`TaskError::ArgsDecode`]; if a result does not decode here, it and
-//!   the rest of its chunk fail with [`TaskError::ResultDecode`]. An item
-//!   or a result that does not *encode* fails alone.
+//!   pair that disagree), it fails alone in a fixed-width column, and the
+//!   whole chunk fails in postcard (past it the others cannot be found),
+//!   with [`TaskError::ArgsDecode`]; if a result does not decode here, it
+//!   and the rest of its chunk fail with [`TaskError::ResultDecode`]. An
+//!   item or a result that does not *encode* fails alone. A chunk holds
+//!   at most 2^20 items.
+//! - A value whose `Serialize` can run only once (a one-shot stream) may
+//!   be serialized twice when it follows numbers in its chunk, and then
+//!   fails with [`TaskError::ArgsEncode`].
 //! - A result's destructor runs in the worker after the result was sent:
 //!   a panic there is not reported.
 //! - How a worker died comes from waiting for it. If the program ignores
@@ -159,11 +166,15 @@
 //!   the task too) sends a second reply; the pool takes no reply for the
 //!   wrong chunk, but kills that worker, and the chunk it then holds fails
 //!   with [`TaskError::BadReply`].
-//! - In a worker, a chunk's arguments are all decoded before its first
-//!   function runs, and its results are all encoded before the reply
-//!   goes: a chunk holds all its arguments, and the encodings of all its
-//!   results (with the results themselves, when their type has a
+//! - In a worker, a chunk's arguments in postcard are all decoded before
+//!   its first function runs, and its results are all encoded before the
+//!   reply goes: a chunk holds all its arguments, and the encodings of
+//!   all its results (with the results themselves, when their type has a
 //!   destructor), in memory at once.
+//! - Each worker has a shared-memory arena of 4 MiB for chunks and
+//!   replies of 4 KiB to 2 MiB without handles; the pages a big chunk
+//!   touched stay resident in it for the worker's life (bound them with
+//!   [`Builder::max_tasks_per_child`]).
 //! - [`terminate`](Pool::terminate) (and drop) kill workers with SIGKILL:
 //!   a task in the middle of changing shared state leaves it as it was at
 //!   that moment (mpkit's locks recover from a dead holder).
