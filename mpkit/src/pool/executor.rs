@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::batch::{AsyncResult, Batch, Job, Watch};
+use super::AsyncResult;
+use super::batch::{Batch, Job, Watch};
 use super::{BuildError, Builder, Pool, TaskError};
 use crate::net::Waitable;
 

@@ -179,6 +179,7 @@
 //!   a task in the middle of changing shared state leaves it as it was at
 //!   that moment (mpkit's locks recover from a dead holder).
 
+mod async_result;
 mod batch;
 mod chunk;
 mod dispatch;
@@ -190,7 +191,7 @@ mod imap;
 pub(crate) mod remote;
 mod wire;
 
-pub use batch::AsyncResult;
+pub use async_result::AsyncResult;
 #[cfg(feature = "redis")]
 pub(crate) use batch::{Batch, ChunkSink, Reply};
 pub(crate) use batch::{Job, Plan};
