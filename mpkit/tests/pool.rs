@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{pidfd, wait_exit, watchdog};
+use common::{TempDir, pidfd, wait_exit, watchdog};
 use mpkit::pool::{TaskError, WorkerExit};
 use mpkit::{Connection, Pool, Process};
 
@@ -29,24 +29,6 @@ fn exists(pid: i32) -> bool {
 /// announce themselves, so a test learns their pids as each starts.
 fn announce(mut conn: Connection) {
     conn.send(&pid()).unwrap();
-}
-
-/// A temporary directory removed when dropped, even if the test fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mpkit-pool-{tag}-{}", pid()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arena::*;
-use common::watchdog;
+use common::{open_fds, use_up_fds, watchdog};
 use mpkit::Pool;
 use mpkit::pool::TaskError;
 
@@ -317,13 +317,6 @@ fn a_pool_of_many_workers_with_big_chunks() {
     let items: Vec<Vec<u8>> = (0..256).map(|i| pattern(MIN * 2 + i)).collect();
     let out = pool.map_chunked(|v: Vec<u8>| v, items.clone(), 1).unwrap();
     assert!(out == items);
-}
-
-/// Opens /dev/null until this process has no descriptor left.
-fn use_up_fds(hold: &mut Vec<std::fs::File>) {
-    while let Ok(f) = std::fs::File::open("/dev/null") {
-        hold.push(f);
-    }
 }
 
 /// In a child process, one worker: for k = 1..=24, descriptors used up

@@ -9,38 +9,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::watchdog;
+use common::{TempDir, socket_fds, watchdog};
 use mpkit::pool::TaskError;
 use mpkit::{Connection, Pool};
 use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-fn pid() -> i32 {
-    std::process::id() as i32
-}
-
 fn kill_self() {
     // SAFETY: kill(2) on our own pid with a valid signal.
     unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mpkit-columns-{tag}-{}", pid()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// How many values of [`Quota`] this process has read.
@@ -476,19 +454,6 @@ fn reused_buffers_never_mix_maps_or_retries() {
     // Every chunk of the retried maps killed its first worker: 4 rounds
     // of 4 chunks.
     assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 16);
-}
-
-/// The descriptors of this process that are sockets.
-fn socket_fds() -> Vec<i32> {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            target.to_str()?.starts_with("socket:").then_some(fd)
-        })
-        .collect()
 }
 
 /// Runs a chunk of three `u64` items on a fresh one-worker pool whose

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::watchdog;
+use common::{open_fds, socket_fds, use_up_fds, watchdog};
 use mpkit::Pool;
 use mpkit::pool::{TaskError, WorkerExit};
 
@@ -123,19 +123,6 @@ fn task_timeout_fires_on_a_worker_stopped_mid_task() {
         "{outcome:?}"
     );
     assert_eq!(pool.apply(|x: u8| x + 1, 1), Ok(2));
-}
-
-/// The fds of this process that are sockets.
-fn socket_fds() -> Vec<i32> {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            target.to_str()?.starts_with("socket:").then_some(fd)
-        })
-        .collect()
 }
 
 /// A task that scribbles on every socket it inherited: that item fails,
@@ -505,10 +492,6 @@ fn sigchld_reaping_handler_still_says_how_a_worker_died() {
     sigchld_case(1);
 }
 
-fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
-}
-
 /// Lowers this process's soft descriptor limit to what is open plus 16.
 fn lower_fd_limit() {
     let mut old = libc::rlimit {
@@ -518,18 +501,11 @@ fn lower_fd_limit() {
     // SAFETY: getrlimit writes into a local rlimit.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut old) };
     let lim = libc::rlimit {
-        rlim_cur: open_fds() + 16,
+        rlim_cur: open_fds() as u64 + 16,
         rlim_max: old.rlim_max,
     };
     // SAFETY: lowering this (child) process's soft limit.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-}
-
-/// Opens /dev/null until this process has no descriptor left.
-fn use_up_fds(hold: &mut Vec<std::fs::File>) {
-    while let Ok(f) = std::fs::File::open("/dev/null") {
-        hold.push(f);
-    }
 }
 
 /// In a child process: a pool of 2, then this process's descriptors used

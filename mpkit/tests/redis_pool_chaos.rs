@@ -120,11 +120,7 @@ fn a_map_survives_workers_killed_at_random() {
         .connect()
         .unwrap();
     let fleet = Fleet::start(&s.url(), "chaos", &log.0, WORKERS);
-    assert!(
-        eventually(Duration::from_secs(20), || pool.workers().unwrap()
-            >= WORKERS),
-        "workers did not register"
-    );
+    fleet::await_workers(&pool, WORKERS);
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
     let (outcomes, havoc) = std::thread::scope(|scope| {
@@ -222,11 +218,7 @@ fn a_map_survives_the_supervisors_workers_killed_at_random() {
             .unwrap(),
     );
     let sup = supervisor.0.id();
-    assert!(
-        eventually(Duration::from_secs(20), || pool.workers().unwrap()
-            >= WORKERS),
-        "workers did not register"
-    );
+    fleet::await_workers(&pool, WORKERS);
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
     let (outcomes, (kills, seen)) = std::thread::scope(|scope| {
@@ -306,11 +298,7 @@ fn a_map_survives_a_redis_restart() {
         .connect()
         .unwrap();
     let mut fleet = Fleet::start(&s.url(), "restart", &log.0, WORKERS);
-    assert!(
-        eventually(Duration::from_secs(20), || pool.workers().unwrap()
-            >= WORKERS),
-        "workers did not register"
-    );
+    fleet::await_workers(&pool, WORKERS);
     let t0 = Instant::now();
     let tid = AtomicI32::new(0);
     let (outcomes, _) = std::thread::scope(|scope| {

@@ -110,11 +110,7 @@ fn a_task_held_by_a_host_cut_off_is_done_by_the_other() {
     let url_b = format!("redis://10.91.2.1:{port}");
     let mut a = Fleet::start_on(&url_a, "hosts", &log.0, 2, Some((&hosts.a, "a")));
     let mut b = Fleet::start_on(&url_b, "hosts", &log.0, 2, Some((&hosts.b, "b")));
-    assert!(
-        eventually(LONG, || pool.workers().unwrap() >= 4),
-        "{} of 4 workers registered",
-        pool.workers().unwrap()
-    );
+    fleet::await_workers(&pool, 4);
 
     let t0 = Instant::now();
     let (outcomes, held, cut_at) = std::thread::scope(|scope| {

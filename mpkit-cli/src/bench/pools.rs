@@ -371,27 +371,11 @@ impl Pools {
     }
 
     pub(super) fn human(&self) -> String {
-        let mut out =
-            String::from("\nPools (time per whole map; ratios: higher is faster for mpkit)\n");
-        for [what, figure, ratio] in self.lines() {
-            let line = format!("  {what:62}  {figure:>10}  {ratio}");
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        for note in &self.notes {
-            out.push_str(&format!("  note: {note}\n"));
-        }
-        out
+        let title = "Pools (time per whole map; ratios: higher is faster for mpkit)";
+        super::text::figures_human(title, &self.lines(), &self.notes)
     }
 
     pub(super) fn markdown(&self) -> String {
-        let mut out = String::from("\n| pool work | time | ratio |\n|---|---:|---|\n");
-        for [what, figure, ratio] in self.lines() {
-            out.push_str(&format!("| {what} | {figure} | {ratio} |\n"));
-        }
-        for note in &self.notes {
-            out.push_str(&format!("\n{note}\n"));
-        }
-        out
+        super::text::figures_markdown("pool work", &self.lines(), &self.notes)
     }
 }

@@ -301,28 +301,12 @@ impl RedisPoolFigures {
     }
 
     pub(super) fn human(&self) -> String {
-        let mut out = String::from(
-            "\nRedis pool against the local pool (same workers, same run; ratios: Redis / local)\n",
-        );
-        for [what, figure, ratio] in self.lines() {
-            let line = format!("  {what:62}  {figure:>10}  {ratio}");
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
-        for note in &self.notes {
-            out.push_str(&format!("  note: {note}\n"));
-        }
-        out
+        let title =
+            "Redis pool against the local pool (same workers, same run; ratios: Redis / local)";
+        super::text::figures_human(title, &self.lines(), &self.notes)
     }
 
     pub(super) fn markdown(&self) -> String {
-        let mut out = String::from("\n| Redis pool work | time | ratio |\n|---|---:|---|\n");
-        for [what, figure, ratio] in self.lines() {
-            out.push_str(&format!("| {what} | {figure} | {ratio} |\n"));
-        }
-        for note in &self.notes {
-            out.push_str(&format!("\n{note}\n"));
-        }
-        out
+        super::text::figures_markdown("Redis pool work", &self.lines(), &self.notes)
     }
 }

@@ -3,6 +3,34 @@
 use super::report::{Grade, RATING_RULE, Report, Row};
 use super::rows::SPECS;
 
+/// A section of figures (what, figure, ratio) as aligned text: the title
+/// line, a line per figure, then the notes.
+pub(super) fn figures_human(title: &str, lines: &[[String; 3]], notes: &[String]) -> String {
+    let mut out = format!("\n{title}\n");
+    for [what, figure, ratio] in lines {
+        let line = format!("  {what:62}  {figure:>10}  {ratio}");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for note in notes {
+        out.push_str(&format!("  note: {note}\n"));
+    }
+    out
+}
+
+/// The same as a Markdown table whose first column is headed `what`,
+/// the notes after it.
+pub(super) fn figures_markdown(what: &str, lines: &[[String; 3]], notes: &[String]) -> String {
+    let mut out = format!("\n| {what} | time | ratio |\n|---|---:|---|\n");
+    for [what, figure, ratio] in lines {
+        out.push_str(&format!("| {what} | {figure} | {ratio} |\n"));
+    }
+    for note in notes {
+        out.push_str(&format!("\n{note}\n"));
+    }
+    out
+}
+
 /// A rate with three significant digits and a k or M suffix.
 pub(super) fn rate_text(v: f64) -> String {
     let (v, unit) = if v >= 1e6 {

@@ -629,25 +629,16 @@ where
             loop {
                 // The usual chunk, a run of the same scalar, goes in
                 // without a look at each item's slot.
-                let item = match encoder.extend_fixed(&mut items) {
-                    Run::NotFixed => items.next(),
-                    Run::Done(n) => {
-                        sent += n;
-                        len += n;
-                        if let Some(failed) = &mut failed {
-                            failed.resize(len, None);
-                        }
-                        None
-                    }
-                    Run::Stopped(n, item) => {
-                        sent += n;
-                        len += n;
-                        if let Some(failed) = &mut failed {
-                            failed.resize(len, None);
-                        }
-                        Some(item)
-                    }
+                let (ran, item) = match encoder.extend_fixed(&mut items) {
+                    Run::NotFixed => (0, items.next()),
+                    Run::Done(n) => (n, None),
+                    Run::Stopped(n, item) => (n, Some(item)),
                 };
+                sent += ran;
+                len += ran;
+                if let Some(failed) = &mut failed {
+                    failed.resize(len, None);
+                }
                 let Some(item) = item else {
                     break;
                 };

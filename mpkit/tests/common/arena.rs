@@ -30,11 +30,6 @@ pub fn around(edge: usize) -> impl Iterator<Item = usize> {
     edge - 24..edge + 6
 }
 
-/// This process's open descriptors.
-pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// Descriptors and mappings of anonymous mpkit blocks in this process
 /// (`/memfd:mpkit`): arenas, while no other test runs.
 pub fn mpkit_memfds() -> (usize, usize) {

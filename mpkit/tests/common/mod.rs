@@ -272,3 +272,63 @@ pub fn run_tests(tests: &[(&str, fn())], secs: u64) {
         std::process::exit(101);
     }
 }
+
+/// A temporary directory for one test (`mpkit-test-PID-TAG`), removed
+/// when dropped, even if the test fails; those of test processes that are
+/// gone (aborted by their watchdog: no destructor ran) are removed first.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        const PREFIX: &str = "mpkit-test-";
+        if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
+            for entry in dir.flatten() {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                let Some(rest) = file.strip_prefix(PREFIX) else {
+                    continue;
+                };
+                let pid = rest.split('-').next().unwrap_or("");
+                if pid.parse::<u32>().is_ok()
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// This process's open descriptors.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The descriptors of this process that are sockets.
+pub fn socket_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            target.to_str()?.starts_with("socket:").then_some(fd)
+        })
+        .collect()
+}
+
+/// Opens /dev/null until this process has no descriptor left.
+pub fn use_up_fds(hold: &mut Vec<std::fs::File>) {
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        hold.push(f);
+    }
+}

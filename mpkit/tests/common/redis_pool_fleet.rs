@@ -101,39 +101,8 @@ pub fn logged(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// A fresh directory (removed when dropped).
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    /// `mpkit-redis-pool-PID-NAME` in the temporary directory; first
-    /// removes those of test processes that are gone (aborted by their
-    /// watchdog: no destructor ran).
-    pub fn new(name: &str) -> Scratch {
-        if let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) {
-            for entry in dir.flatten() {
-                let file = entry.file_name().to_string_lossy().into_owned();
-                let Some(rest) = file.strip_prefix("mpkit-redis-pool-") else {
-                    continue;
-                };
-                let pid = rest.split('-').next().unwrap_or("");
-                if pid.parse::<u32>().is_ok() && !Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
-        let dir =
-            std::env::temp_dir().join(format!("mpkit-redis-pool-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+/// A test's scratch directory (the workers' run logs).
+pub use crate::common::TempDir as Scratch;
 
 /// Worker processes this test started itself: each is this program in
 /// worker mode as one worker (`--mpkit-worker URL --mpkit-pool POOL` with
@@ -355,4 +324,13 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// Waits (30 s at most) until `pool` sees `n` workers registered.
+pub fn await_workers(pool: &mpkit::redis_pool::RedisPool, n: usize) {
+    assert!(
+        eventually(Duration::from_secs(30), || pool.workers().unwrap() >= n),
+        "{} of {n} workers registered",
+        pool.workers().unwrap()
+    );
 }

@@ -68,6 +68,15 @@ fn not_scalar() -> FixedError {
 
 type No = Impossible<Kind, FixedError>;
 
+/// Methods a probe refuses, before writing a byte.
+macro_rules! refused {
+    ($(fn $method:ident($($t:ty),*) -> $ok:ty;)*) => {$(
+        fn $method(self, $(_: $t),*) -> Result<$ok, FixedError> {
+            Err(not_scalar())
+        }
+    )*};
+}
+
 impl<O: Out> Serializer for &mut Probe<O> {
     type Ok = Kind;
     type Error = FixedError;
@@ -162,24 +171,20 @@ impl<O: Out> Serializer for &mut Probe<O> {
     }
 
     // Everything else has a length, a tag or parts: postcard's.
-    fn serialize_str(self, _: &str) -> Result<Kind, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<Kind, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_none(self) -> Result<Kind, FixedError> {
-        Err(not_scalar())
+    refused! {
+        fn serialize_str(&str) -> Kind;
+        fn serialize_bytes(&[u8]) -> Kind;
+        fn serialize_none() -> Kind;
+        fn serialize_unit_variant(&'static str, u32, &'static str) -> Kind;
+        fn serialize_seq(Option<usize>) -> No;
+        fn serialize_tuple(usize) -> No;
+        fn serialize_tuple_struct(&'static str, usize) -> No;
+        fn serialize_tuple_variant(&'static str, u32, &'static str, usize) -> No;
+        fn serialize_map(Option<usize>) -> No;
+        fn serialize_struct(&'static str, usize) -> No;
+        fn serialize_struct_variant(&'static str, u32, &'static str, usize) -> No;
     }
     fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<Kind, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-    ) -> Result<Kind, FixedError> {
         Err(not_scalar())
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -189,39 +194,6 @@ impl<O: Out> Serializer for &mut Probe<O> {
         _: &'static str,
         _: &T,
     ) -> Result<Kind, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<No, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_tuple(self, _: usize) -> Result<No, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<No, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<No, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<No, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<No, FixedError> {
-        Err(not_scalar())
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<No, FixedError> {
         Err(not_scalar())
     }
     fn is_human_readable(&self) -> bool {
@@ -265,6 +237,16 @@ macro_rules! scalars {
         fn $method(self, v: $t) -> Result<(), postcard::Error> {
             self.seen.scalar(Value::$variant(v));
             self.ser.$method(v)
+        }
+    )*};
+}
+
+/// Methods that are not one scalar's: noted, then postcard's.
+macro_rules! others {
+    ($(fn $method:ident($($arg:ident: $t:ty),*) -> $ok:ty;)*) => {$(
+        fn $method(self, $($arg: $t),*) -> Result<$ok, postcard::Error> {
+            self.seen.other = true;
+            self.ser.$method($($arg),*)
         }
     )*};
 }
@@ -319,30 +301,32 @@ impl<'s, 'b> Serializer for Recorder<'s, 'b> {
     }
 
     // Everything else: noted as not a scalar, then postcard's.
-    fn serialize_str(self, v: &str) -> Result<(), postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_str(v)
-    }
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_bytes(v)
-    }
-    fn serialize_none(self) -> Result<(), postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_none()
+    others! {
+        fn serialize_str(v: &str) -> ();
+        fn serialize_bytes(v: &[u8]) -> ();
+        fn serialize_none() -> ();
+        fn serialize_unit_variant(name: &'static str, index: u32, variant: &'static str) -> ();
+        fn serialize_seq(len: Option<usize>) -> Postcard<'s, 'b>;
+        fn serialize_tuple(len: usize) -> Postcard<'s, 'b>;
+        fn serialize_tuple_struct(name: &'static str, len: usize) -> Postcard<'s, 'b>;
+        fn serialize_tuple_variant(
+            name: &'static str,
+            index: u32,
+            variant: &'static str,
+            len: usize
+        ) -> Postcard<'s, 'b>;
+        fn serialize_map(len: Option<usize>) -> Postcard<'s, 'b>;
+        fn serialize_struct(name: &'static str, len: usize) -> Postcard<'s, 'b>;
+        fn serialize_struct_variant(
+            name: &'static str,
+            index: u32,
+            variant: &'static str,
+            len: usize
+        ) -> Postcard<'s, 'b>;
     }
     fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), postcard::Error> {
         self.seen.other = true;
         self.ser.serialize_some(v)
-    }
-    fn serialize_unit_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-    ) -> Result<(), postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_unit_variant(name, index, variant)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -354,54 +338,6 @@ impl<'s, 'b> Serializer for Recorder<'s, 'b> {
         self.seen.other = true;
         self.ser
             .serialize_newtype_variant(name, index, variant, value)
-    }
-    fn serialize_seq(self, len: Option<usize>) -> Result<Postcard<'s, 'b>, postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_seq(len)
-    }
-    fn serialize_tuple(self, len: usize) -> Result<Postcard<'s, 'b>, postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_tuple(len)
-    }
-    fn serialize_tuple_struct(
-        self,
-        name: &'static str,
-        len: usize,
-    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_tuple_struct(name, len)
-    }
-    fn serialize_tuple_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_tuple_variant(name, index, variant, len)
-    }
-    fn serialize_map(self, len: Option<usize>) -> Result<Postcard<'s, 'b>, postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_map(len)
-    }
-    fn serialize_struct(
-        self,
-        name: &'static str,
-        len: usize,
-    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_struct(name, len)
-    }
-    fn serialize_struct_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Postcard<'s, 'b>, postcard::Error> {
-        self.seen.other = true;
-        self.ser.serialize_struct_variant(name, index, variant, len)
     }
     fn collect_str<T: std::fmt::Display + ?Sized>(self, v: &T) -> Result<(), postcard::Error> {
         self.seen.other = true;
