@@ -17,6 +17,7 @@ use super::chunk;
 use super::dispatch::{Chunk, Shared};
 use super::fixed::{ItemReader, ItemWriter, Run};
 use super::wire::{self, MSG_TASK};
+use crate::codec::CodecError;
 use crate::handle;
 use crate::process::child::{in_executable, offset_of};
 use crate::sys;
@@ -294,13 +295,48 @@ impl Plan {
     pub(crate) fn decode<R: DeserializeOwned>(
         self,
         result: ChunkResult,
-        mut emit: impl FnMut(Result<R, TaskError>),
+        emit: impl FnMut(Result<R, TaskError>),
     ) {
+        self.decode_split(result, None, emit)
+    }
+
+    /// As [`decode`](Self::decode), but the values go onto the end of
+    /// `values` and only the failures to `failed` (a map's: its order
+    /// among the values no longer matters once one failed). The usual
+    /// chunk is then read straight into `values`' spare room.
+    pub(crate) fn decode_values<R: DeserializeOwned>(
+        self,
+        result: ChunkResult,
+        values: &mut Vec<R>,
+        mut failed: impl FnMut(TaskError),
+    ) {
+        self.decode_split(result, Some(values), |r| {
+            if let Err(e) = r {
+                failed(e)
+            }
+        })
+    }
+
+    /// [`decode`](Self::decode), with values going to `values` when
+    /// given, and everything else to `emit`.
+    fn decode_split<R: DeserializeOwned>(
+        self,
+        result: ChunkResult,
+        mut values_out: Option<&mut Vec<R>>,
+        mut emit_any: impl FnMut(Result<R, TaskError>),
+    ) {
+        let mut emit = |r: Result<R, TaskError>, values_out: &mut Option<&mut Vec<R>>| match (
+            r,
+            values_out.as_deref_mut(),
+        ) {
+            (Ok(v), Some(out)) => out.push(v),
+            (r, _) => emit_any(r),
+        };
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
                 for slot in self.into_slots() {
-                    emit(Err(slot.unwrap_or_else(|| e.clone())));
+                    emit(Err(slot.unwrap_or_else(|| e.clone())), &mut values_out);
                 }
                 return;
             }
@@ -336,13 +372,20 @@ impl Plan {
                 // The usual chunk, every item sent and returned: a tight
                 // loop.
                 let n = *n;
+                if let Some(out) = values_out.as_deref_mut() {
+                    if let (read, Some(e)) = read_into(values, n, out) {
+                        let e = result_decode::<R>(e);
+                        (read..n).for_each(|_| emit(Err(e.clone()), &mut None));
+                    }
+                    return Ok(());
+                }
                 for i in 0..n {
                     match values.next::<R>() {
-                        Ok(v) => emit(Ok(v)),
+                        Ok(v) => emit(Ok(v), &mut values_out),
                         Err(e) => {
                             // The rest cannot be found past the bad one.
                             let e = result_decode::<R>(e);
-                            (i..n).for_each(|_| emit(Err(e.clone())));
+                            (i..n).for_each(|_| emit(Err(e.clone()), &mut values_out));
                             break;
                         }
                     }
@@ -352,31 +395,65 @@ impl Plan {
             let mut failures = failures.into_iter().peekable();
             let mut at = 0u64;
             for slot in self.into_slots() {
-                emit(match (slot, &broken) {
-                    (Some(e), _) => Err(e),
-                    (None, Some(e)) => Err(e.clone()),
-                    (None, None) => {
-                        at += 1;
-                        match failures.next_if(|f| f.0 == at - 1) {
-                            Some(failure) => Err(wire::failure_error::<R>(failure)),
-                            None => match values.as_mut().map(|v| v.next::<R>()) {
-                                Some(Ok(v)) => Ok(v),
-                                other => {
-                                    let e = match other {
-                                        Some(Err(e)) => result_decode::<R>(e),
-                                        _ => wire::malformed::<R>(),
-                                    };
-                                    broken = Some(e.clone());
-                                    Err(e)
-                                }
-                            },
+                emit(
+                    match (slot, &broken) {
+                        (Some(e), _) => Err(e),
+                        (None, Some(e)) => Err(e.clone()),
+                        (None, None) => {
+                            at += 1;
+                            match failures.next_if(|f| f.0 == at - 1) {
+                                Some(failure) => Err(wire::failure_error::<R>(failure)),
+                                None => match values.as_mut().map(|v| v.next::<R>()) {
+                                    Some(Ok(v)) => Ok(v),
+                                    other => {
+                                        let e = match other {
+                                            Some(Err(e)) => result_decode::<R>(e),
+                                            _ => wire::malformed::<R>(),
+                                        };
+                                        broken = Some(e.clone());
+                                        Err(e)
+                                    }
+                                },
+                            }
                         }
-                    }
-                });
+                    },
+                    &mut values_out,
+                );
             }
             Ok(())
         });
+        recycle(reply.bytes);
     }
+}
+
+/// Reads `n` values onto the end of `out`, straight into its spare room
+/// (its length written once, not once a value: a vector's length lives in
+/// memory that each value written might alias, as far as the compiler
+/// knows). How many were read, and why the next one was not.
+fn read_into<'b, R: Deserialize<'b>>(
+    values: &mut ItemReader<'b>,
+    n: usize,
+    out: &mut Vec<R>,
+) -> (usize, Option<CodecError>) {
+    out.reserve(n);
+    let mut read = 0;
+    let mut error = None;
+    for slot in &mut out.spare_capacity_mut()[..n] {
+        match values.next::<R>() {
+            Ok(v) => {
+                slot.write(v);
+                read += 1;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    // SAFETY: the `read` slots past the length were written just above,
+    // each with a value of `R` (`reserve` made room for `n >= read`).
+    unsafe { out.set_len(out.len() + read) };
+    (read, error)
 }
 
 fn result_decode<R>(e: impl fmt::Display) -> TaskError {
@@ -436,36 +513,47 @@ const RESERVE_MAX: usize = 1 << 20;
 /// already spreads its fixed cost over a million items.
 pub(crate) const MAX_CHUNK: usize = 1 << 20;
 
-/// The message buffers of chunks that are done, for the next chunks to be
-/// encoded into. A map's messages otherwise come and go in the caller's
-/// heap beside its results, and past glibc's trim threshold the heap gives
-/// their pages back and faults them in again at every map (a 100 000-item
-/// map of numbers: ~140 faults, a fifth of its time).
+/// The message buffers of chunks that are done, and the bodies of replies
+/// that were read, for the next chunks to be encoded into and the next
+/// replies to be copied into. A map's messages otherwise come and go in
+/// the caller's heap beside its results, and past glibc's trim threshold
+/// the heap gives their pages back and faults them in again at every map
+/// (a 100 000-item map of numbers: ~140 faults, a fifth of its time).
+/// Each keeps its bytes: a reply copied into one only zero-fills what it
+/// did not hold yet.
 static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-/// At most this many spare buffers are kept...
-const SPARE_MAX: usize = 8;
+/// At most this many spare buffers are kept (a map's chunks and replies
+/// with two workers)...
+const SPARE_MAX: usize = 16;
 /// ... each of at most this many bytes (a chunk that fits a worker's
 /// arena).
 const SPARE_BYTES_MAX: usize = 2 << 20;
 
-/// An empty buffer of at least `capacity` bytes, a spare one when there is.
-fn spare_buffer(capacity: usize) -> Vec<u8> {
-    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    match spare {
-        Some(mut buf) => {
-            buf.reserve(capacity);
-            buf
-        }
-        None => Vec::with_capacity(capacity),
-    }
+fn spare() -> Option<Vec<u8>> {
+    SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop()
 }
 
-/// Keeps a chunk's message buffer for a later chunk.
-pub(super) fn recycle(mut buf: Vec<u8>) {
+/// An empty buffer of at least `capacity` bytes, a spare one when there is.
+fn spare_buffer(capacity: usize) -> Vec<u8> {
+    let mut buf = spare().unwrap_or_default();
+    buf.clear();
+    buf.reserve(capacity);
+    buf
+}
+
+/// A buffer of `len` bytes to be overwritten, a spare one when there is
+/// (only the bytes it did not hold are zeroed).
+pub(super) fn spare_filled(len: usize) -> Vec<u8> {
+    let mut buf = spare().unwrap_or_default();
+    buf.resize(len, 0);
+    buf
+}
+
+/// Keeps a buffer for a later chunk or reply.
+pub(super) fn recycle(buf: Vec<u8>) {
     if buf.capacity() == 0 || buf.capacity() > SPARE_BYTES_MAX {
         return;
     }
-    buf.clear();
     let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
     if spare.len() < SPARE_MAX {
         spare.push(buf);
@@ -564,12 +652,8 @@ where
                 .batch
                 .take(plan.seq, None)
                 .expect("waiting without a deadline returns the result");
-            plan.decode(result, |r| match r {
-                Ok(v) if failed.is_none() => out.push(v),
-                Ok(_) => {}
-                Err(e) => {
-                    failed.get_or_insert(e);
-                }
+            plan.decode_values(result, &mut out, |e| {
+                failed.get_or_insert(e);
             });
             if let Some(e) = failed {
                 self.batch.cancel();

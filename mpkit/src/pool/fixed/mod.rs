@@ -100,7 +100,7 @@ impl Kind {
         Kind::ALL.get(usize::from(byte).wrapping_sub(1)).copied()
     }
 
-    /// Bytes per value.
+    /// Bytes per value (at most [`MAX_WIDTH`]).
     pub(super) fn width(self) -> usize {
         match self {
             Kind::Unit => 0,
@@ -112,6 +112,9 @@ impl Kind {
         }
     }
 }
+
+/// The widest [`Kind`]'s bytes.
+const MAX_WIDTH: usize = 16;
 
 /// One value of a fixed-width column.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -342,15 +345,16 @@ impl<'a> ItemWriter<'a> {
         let State::Fixed(kind) = self.state else {
             return Run::NotFixed;
         };
-        let width = kind.width().max(1);
+        let width = kind.width();
+        // The batch is written on the stack, then appended: nothing the
+        // loop writes can alias the iterator's state (the message's bytes
+        // could, as far as the compiler knows), so that state stays in
+        // registers instead of a store and a load per value.
+        let mut room = [0u8; BATCH * MAX_WIDTH];
         let mut n = 0;
         loop {
-            let start = self.buf.len();
-            // Zeroed room (safe code; the zeroing costs a fraction of the
-            // writes), cut back to what was written.
-            self.buf.resize(start + BATCH * width, 0);
             let mut cursor = Cursor {
-                out: &mut self.buf[start..],
+                out: &mut room[..BATCH * width],
                 at: 0,
             };
             let mut written = 0;
@@ -375,7 +379,7 @@ impl<'a> ItemWriter<'a> {
                 written += 1;
             };
             let used = cursor.at;
-            self.buf.truncate(start + used);
+            self.buf.extend_from_slice(&room[..used]);
             n += written;
             match end {
                 None => {}

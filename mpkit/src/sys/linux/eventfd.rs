@@ -1,7 +1,10 @@
 //! Readiness flags: an `eventfd` that becomes readable once raised and
-//! stays readable (nobody reads it), so `poll` can wait on something that
-//! happens in this process (a pool result arriving) together with
-//! descriptors.
+//! stays readable until lowered, so `poll` can wait on something that
+//! happens in this process (a pool result arriving, work for the pool's
+//! dispatcher) together with descriptors. Raising one wakes a waiter
+//! without the *synchronous* hint a pipe's or socket's write gives the
+//! scheduler (that the writer is about to sleep, so the woken thread may
+//! as well run on the writer's CPU).
 //!
 //! # References
 //! - [`eventfd(2)`](https://man7.org/linux/man-pages/man2/eventfd.2.html)
@@ -34,6 +37,17 @@ pub(crate) fn raise_ready_flag(fd: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
+/// Lowers a flag made by [`ready_flag`] (reads its counter back to 0), for
+/// a flag used as a wake-up that is raised again and again. A flag already
+/// lowered stays so.
+pub(crate) fn lower_ready_flag(fd: BorrowedFd<'_>) {
+    let mut counter = [0u8; 8];
+    // Only `EAGAIN` (already 0) or `EINTR` can come back from an eventfd
+    // read into 8 bytes; after `EINTR` the flag is still raised, and
+    // whoever lowers it polls it again first.
+    let _ = rustix::io::read(fd, &mut counter);
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
@@ -49,6 +63,19 @@ mod tests {
         raise_ready_flag(flag.as_fd()).unwrap();
         raise_ready_flag(flag.as_fd()).unwrap();
         assert!(wait_readable(flag.as_fd(), Some(Instant::now())).unwrap());
+        assert!(wait_readable(flag.as_fd(), Some(Instant::now())).unwrap());
+    }
+
+    #[test]
+    fn a_lowered_flag_waits_for_the_next_raise() {
+        let flag = ready_flag().unwrap();
+        raise_ready_flag(flag.as_fd()).unwrap();
+        raise_ready_flag(flag.as_fd()).unwrap();
+        lower_ready_flag(flag.as_fd());
+        assert!(!wait_readable(flag.as_fd(), Some(Instant::now())).unwrap());
+        lower_ready_flag(flag.as_fd());
+        assert!(!wait_readable(flag.as_fd(), Some(Instant::now())).unwrap());
+        raise_ready_flag(flag.as_fd()).unwrap();
         assert!(wait_readable(flag.as_fd(), Some(Instant::now())).unwrap());
     }
 }
