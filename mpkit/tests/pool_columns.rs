@@ -645,3 +645,75 @@ fn n_or_text(n: u64) -> NumOrText {
         n => NumOrText::Num(n),
     }
 }
+
+/// How many values of [`Picky3`] this process has read.
+static PICKY_READS: AtomicU32 = AtomicU32::new(0);
+
+/// A number whose `Deserialize` refuses the values a process reads 4th,
+/// 257th and 601st, before reading them.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(transparent)]
+struct Picky3(u64);
+
+impl<'de> Deserialize<'de> for Picky3 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Picky3, D::Error> {
+        if matches!(PICKY_READS.fetch_add(1, Ordering::SeqCst), 3 | 256 | 600) {
+            return Err(D::Error::custom("picky"));
+        }
+        u64::deserialize(d).map(Picky3)
+    }
+}
+
+/// A result whose `Serialize` panics for numbers ending in 300 or 999.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq)]
+struct Touchy(u64);
+
+impl Serialize for Touchy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert!(!matches!(self.0 % 1000, 300 | 999), "touchy {}", self.0);
+        s.serialize_u64(self.0)
+    }
+}
+
+/// The worker runs a fixed-width chunk in batches of 256 results: items
+/// that panic, do not decode or whose result panics while being written,
+/// on either side of a batch's edge, at the chunk's first and last item,
+/// each fail alone, and every other item keeps its own result in order.
+#[test]
+fn failures_across_the_workers_batches_fail_alone_and_in_place() {
+    let _w = watchdog(30);
+    let pool = Pool::new(1).unwrap();
+    // The one worker reads each argument once, in order: items 3, 256 and
+    // 600 do not decode.
+    let outcomes = pool.map_outcomes_chunked(
+        |q: Picky3| {
+            assert!(!matches!(q.0, 0 | 255 | 511 | 700), "panics {}", q.0);
+            Touchy(q.0)
+        },
+        (0..1000).map(Picky3),
+        1000,
+    );
+    assert_eq!(outcomes.len(), 1000);
+    for (x, outcome) in (0..1000u64).zip(outcomes) {
+        match outcome {
+            Err(TaskError::ArgsDecode { message, .. }) if matches!(x, 3 | 256 | 600) => {
+                assert!(message.contains("picky"), "{message}")
+            }
+            Err(TaskError::Panicked { message }) if matches!(x, 0 | 255 | 511 | 700) => {
+                assert_eq!(message, format!("panics {x}"))
+            }
+            Err(TaskError::Panicked { message }) if matches!(x, 300 | 999) => {
+                assert_eq!(message, format!("touchy {x}"))
+            }
+            Ok(Touchy(v))
+                if v == x && !matches!(x, 0 | 3 | 255 | 256 | 300 | 511 | 600 | 700 | 999) => {}
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+    // The worker carries on with the next chunk.
+    assert_eq!(
+        pool.map_chunked(|x: u64| Touchy(x + 1), 0..299, 299)
+            .unwrap(),
+        (1..300).map(Touchy).collect::<Vec<_>>()
+    );
+}

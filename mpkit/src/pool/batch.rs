@@ -717,6 +717,7 @@ where
                     Run::NotFixed => (0, items.next()),
                     Run::Done(n) => (n, None),
                     Run::Stopped(n, item) => (n, Some(item)),
+                    Run::Panicked(..) => unreachable!("extend_fixed lets a panic go on up"),
                 };
                 sent += ran;
                 len += ran;

@@ -3,7 +3,10 @@
 //!
 //! Items in a fixed-width column (each the same scalar: no handle among
 //! them) are read, run and answered one at a time, with nothing held
-//! between: each that does not decode fails alone. Items in postcard are
+//! between: each that does not decode fails alone. While the results are
+//! a fixed-width column too, they are written a batch at a time through
+//! room on the stack (`ItemWriter::extend_fixed_from`), the loop's state
+//! in registers. Items in postcard are
 //! decoded first, all under one `handle::provide`, since their handles
 //! index the message's one list and one item cannot be found past another
 //! that does not decode: such a chunk fails whole.
@@ -22,7 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::fixed::{self, ItemReader, ItemWriter, PushError};
+use super::fixed::{self, ItemReader, ItemWriter, PushError, Run};
 use super::wire::{OUT_ARGS_DECODE, OUT_PANICKED, OUT_RESULT_ENCODE, REPLY_DONE, append};
 use crate::handle;
 use crate::process::child::panic_message;
@@ -58,17 +61,22 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     let mut reply = ReplyWriter::<R>::new(&mut values);
     match fixed_args(items, &fds) {
         Some((count, mut reader)) => {
-            for at in 0..count {
+            let mut at = 0;
+            while at < count {
+                // The usual run: arguments that decode, results of the
+                // column's scalar.
+                at = reply.run_fixed(at, count, f, &mut reader);
+                if at == count {
+                    break;
+                }
+                // One item the other way (the first, or one that stopped
+                // the run before it was run).
                 match catch_unwind(AssertUnwindSafe(|| reader.next_alone::<A>())) {
                     Ok(Ok(arg)) => reply.run(at, f, arg),
-                    Ok(Err(e)) => reply.fail(
-                        at,
-                        OUT_ARGS_DECODE,
-                        std::any::type_name::<A>(),
-                        e.to_string(),
-                    ),
+                    Ok(Err(e)) => reply.fail_decode::<A>(at, e.to_string()),
                     Err(payload) => reply.fail(at, OUT_PANICKED, "", panic_message(payload)),
                 }
+                at += 1;
             }
         }
         None => match decode_args::<A>(items, fds) {
@@ -176,6 +184,75 @@ impl<'v, R: Serialize> ReplyWriter<'v, R> {
 
     fn fail(&mut self, at: u64, tag: u8, type_name: &'static str, why: String) {
         self.failures.push((at, tag, type_name, why));
+    }
+
+    fn fail_decode<A>(&mut self, at: u64, why: String) {
+        self.fail(at, OUT_ARGS_DECODE, std::any::type_name::<A>(), why)
+    }
+
+    /// Runs items `at..count` of a fixed-width column while the results
+    /// are the fixed-width column's scalar, writing them a batch at a time
+    /// (see [`ItemWriter::extend_fixed_from`]). An item that does not
+    /// decode, panics, or whose `Serialize` panics fails alone and the run
+    /// goes on; a result of another shape is written by [`put`] (the
+    /// column is postcard from then on) and ends the run. Returns the
+    /// next item not run: `at` itself while the results' column is not
+    /// fixed-width, or when results need dropping after the reply.
+    ///
+    /// [`put`]: Self::put
+    #[inline(always)]
+    fn run_fixed<'b, A: serde::Deserialize<'b>>(
+        &mut self,
+        mut at: u64,
+        count: u64,
+        f: fn(A) -> R,
+        reader: &mut ItemReader<'b>,
+    ) -> u64 {
+        if std::mem::needs_drop::<R>() {
+            return at;
+        }
+        while at < count {
+            // Why the item after the last result made failed, if it did.
+            let mut failed = None;
+            let mut next = at;
+            let run = self.values.extend_fixed_from::<true, R>(|| {
+                if next == count {
+                    return None;
+                }
+                next += 1;
+                match catch_unwind(AssertUnwindSafe(|| reader.next_alone::<A>())) {
+                    Ok(Ok(arg)) => match catch_unwind(AssertUnwindSafe(|| f(arg))) {
+                        Ok(r) => return Some(r),
+                        Err(payload) => failed = Some(Err(payload)),
+                    },
+                    Ok(Err(e)) => failed = Some(Ok(e.to_string())),
+                    Err(payload) => failed = Some(Err(payload)),
+                }
+                None
+            });
+            let (written, end) = match run {
+                Run::NotFixed => return at,
+                Run::Done(n) => (n, None),
+                Run::Stopped(n, r) => (n, Some(Ok(r))),
+                Run::Panicked(n, payload) => (n, Some(Err(payload))),
+            };
+            self.returned += written as u64;
+            at += written as u64;
+            match (end, failed) {
+                // Out of items.
+                (None, None) => return at,
+                (None, Some(Ok(why))) => self.fail_decode::<A>(at, why),
+                (None, Some(Err(payload))) | (Some(Err(payload)), _) => {
+                    self.fail(at, OUT_PANICKED, "", panic_message(payload))
+                }
+                (Some(Ok(r)), _) => {
+                    self.put(at, r);
+                    return at + 1;
+                }
+            }
+            at += 1;
+        }
+        at
     }
 
     #[inline(always)]

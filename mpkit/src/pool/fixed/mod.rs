@@ -268,6 +268,10 @@ pub(super) enum Run<T> {
     /// This many were written; this item is not the column's scalar, and
     /// the column is now postcard: [`ItemWriter::push`] writes it.
     Stopped(usize, T),
+    /// This many were written; the next one's `Serialize` panicked (only
+    /// from [`ItemWriter::extend_fixed_from`] when it catches): nothing of
+    /// it was written, and the column is still fixed-width.
+    Panicked(usize, Box<dyn Any + Send>),
 }
 
 enum State {
@@ -340,6 +344,17 @@ impl<'a> ItemWriter<'a> {
         &mut self,
         items: &mut I,
     ) -> Run<T> {
+        self.extend_fixed_from::<false, T>(|| items.next())
+    }
+
+    /// [`extend_fixed`](Self::extend_fixed) with the values `next` makes
+    /// until it returns `None`. A panic in a value's `Serialize` is caught
+    /// when `CATCH` ([`Run::Panicked`]).
+    #[inline(always)]
+    pub(super) fn extend_fixed_from<const CATCH: bool, T: Serialize>(
+        &mut self,
+        mut next: impl FnMut() -> Option<T>,
+    ) -> Run<T> {
         /// Values a batch makes room for.
         const BATCH: usize = 256;
         let State::Fixed(kind) = self.state else {
@@ -347,9 +362,10 @@ impl<'a> ItemWriter<'a> {
         };
         let width = kind.width();
         // The batch is written on the stack, then appended: nothing the
-        // loop writes can alias the iterator's state (the message's bytes
-        // could, as far as the compiler knows), so that state stays in
-        // registers instead of a store and a load per value.
+        // loop writes can alias the state of what makes the values (the
+        // message's bytes could, as far as the compiler knows), so that
+        // state stays in registers instead of a store and a load per
+        // value.
         let mut room = [0u8; BATCH * MAX_WIDTH];
         let mut n = 0;
         loop {
@@ -362,32 +378,39 @@ impl<'a> ItemWriter<'a> {
                 if written == BATCH {
                     break None;
                 }
-                let Some(item) = items.next() else {
-                    break Some(None);
+                let Some(item) = next() else {
+                    break Some(Ok(None));
                 };
                 let at = cursor.at;
                 let mut probe = Probe {
                     out: &mut cursor,
                     want: Some(kind),
                 };
-                if item.serialize(&mut probe).is_err() {
-                    // A `Serialize` that wrote and then failed leaves
-                    // bytes to cut.
-                    cursor.at = at;
-                    break Some(Some(item));
+                match Self::guard::<CATCH, _>(|| item.serialize(&mut probe).is_ok()) {
+                    Ok(true) => written += 1,
+                    Ok(false) => {
+                        // A `Serialize` that wrote and then failed leaves
+                        // bytes to cut.
+                        cursor.at = at;
+                        break Some(Ok(Some(item)));
+                    }
+                    Err(payload) => {
+                        cursor.at = at;
+                        break Some(Err(payload));
+                    }
                 }
-                written += 1;
             };
             let used = cursor.at;
             self.buf.extend_from_slice(&room[..used]);
             n += written;
             match end {
                 None => {}
-                Some(None) => return Run::Done(n),
-                Some(Some(item)) => {
+                Some(Ok(None)) => return Run::Done(n),
+                Some(Ok(Some(item))) => {
                     self.turn_to_postcard();
                     return Run::Stopped(n, item);
                 }
+                Some(Err(payload)) => return Run::Panicked(n, payload),
             }
         }
     }
