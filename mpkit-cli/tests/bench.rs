@@ -232,6 +232,7 @@ fn json_has_every_mechanism_with_positive_figures() {
     let pools = &report["pools"];
     for key in [
         "map_ms",
+        "map_run_ms",
         "task_us",
         "cpu_task_ms",
         "cpu_1_worker_ms",
@@ -243,6 +244,7 @@ fn json_has_every_mechanism_with_positive_figures() {
     }
     if python_runs() {
         positive(pools, "py_map_ms");
+        positive(pools, "py_map_run_ms");
         positive(pools, "py_task_us");
         for method in ["spawn", "fork", "forkserver"] {
             positive(pools, &format!("py_start_{method}_ms"));
@@ -320,10 +322,12 @@ fn only_pools_measures_the_pools_table_alone() {
     assert_eq!(report["rows"].as_array().map(Vec::len), Some(0), "{report}");
     let pools = &report["pools"];
     positive(pools, "map_ms");
+    positive(pools, "map_run_ms");
     positive(pools, "task_us");
     positive(pools, "start_ms");
     if python_runs() {
         positive(pools, "py_map_ms");
+        positive(pools, "py_map_run_ms");
         positive(pools, "py_task_us");
         positive(pools, "py_start_spawn_ms");
     }

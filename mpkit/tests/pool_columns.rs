@@ -717,3 +717,43 @@ fn failures_across_the_workers_batches_fail_alone_and_in_place() {
         (1..300).map(Touchy).collect::<Vec<_>>()
     );
 }
+
+/// 64-bit numbers travel 4 bytes each while they fit 32 bits; one past
+/// that widens its column (in the caller for arguments, in the worker for
+/// results, inside a batch of the worker's run) and every value stays
+/// itself.
+#[test]
+fn numbers_past_32_bits_mid_chunk_widen_and_stay_right() {
+    let _w = watchdog(30);
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<u64> = (0..3000)
+        .map(|i| if i % 1000 == 700 { u64::MAX - i } else { i })
+        .collect();
+    let got = pool
+        .map_chunked(|x: u64| x.wrapping_add(1), items.clone(), 1500)
+        .unwrap();
+    let expected: Vec<u64> = items.iter().map(|x| x.wrapping_add(1)).collect();
+    assert_eq!(got, expected);
+    // Results widen where the arguments stay narrow.
+    let got = pool
+        .map_chunked(
+            |x: u32| if x == 900 { u64::MAX } else { u64::from(x) },
+            0..2000u32,
+            2000,
+        )
+        .unwrap();
+    assert_eq!(got[900], u64::MAX);
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, &v)| i == 900 || v == i as u64)
+    );
+    // Signed, both ways.
+    let got = pool
+        .map_chunked(|x: i64| -x * (1 << 20), -1000..1000i64, 2000)
+        .unwrap();
+    assert_eq!(
+        got,
+        (-1000..1000i64).map(|x| -x * (1 << 20)).collect::<Vec<_>>()
+    );
+}

@@ -6,7 +6,11 @@
 //!
 //! Each figure repeats its whole map until the mode's budget is spent (at
 //! least three times) and keeps the median; mpkit's and Python's maps run
-//! in turns, so that load from elsewhere weighs on both alike. Python runs
+//! in turns, so that load from elsewhere weighs on both alike. The trivial
+//! map is timed two ways: each map alone, right after one of Python's (the
+//! pool's threads and workers asleep, caches cold: what one map costs in
+//! a program that does other things between maps), and over runs of maps
+//! back to back (the throughput of a program that maps and maps). Python runs
 //! `mpkit-bench/python/mp_pool_bench.py` (the criterion bench's script) by
 //! path, so its figures are there only where the source tree is.
 
@@ -24,9 +28,14 @@ use super::{Context, Mode, Result};
 pub(super) struct Pools {
     /// Trivial tasks (`x + 1`) mapped with the default chunking.
     pub(super) map_items: u64,
-    /// Milliseconds per whole map, mpkit and Python.
+    /// Milliseconds per whole map, mpkit and Python, each map run alone
+    /// (after the other's: the pool idle, its caches cold).
     pub(super) map_ms: f64,
     pub(super) py_map_ms: Option<f64>,
+    /// Milliseconds per map over runs of maps back to back (throughput:
+    /// [`RUN`] of ours, [`PY_RUN`] of Python's, in turns).
+    pub(super) map_run_ms: f64,
+    pub(super) py_map_run_ms: Option<f64>,
     /// Microseconds per task at chunksize 1.
     pub(super) task_us: f64,
     pub(super) py_task_us: Option<f64>,
@@ -49,6 +58,11 @@ pub(super) struct Pools {
 
 /// Workers of the compared pools (as in `benches/pool.rs`).
 const WORKERS: usize = 2;
+/// Maps of ours back to back per turn for the throughput figure (a turn
+/// of about 6 ms).
+const RUN: u32 = 10;
+/// Python's (a turn of about 40 ms).
+const PY_RUN: u32 = 3;
 /// Items mapped at chunksize 1.
 const SMALL: u64 = 1_000;
 /// Workers of the pools whose start-up is timed (Python's `Pool(4)`).
@@ -224,14 +238,24 @@ pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
     let mut notes = Vec::new();
     let pool = warm(WORKERS)?;
     let ours = |items, chunksize| map_once(&pool, items, chunksize);
-    let (mut map, mut task) = (None, None);
-    let (mut py_map, mut py_task) = (None, None);
+    let (mut map, mut task, mut map_run) = (None, None, None);
+    let (mut py_map, mut py_task, mut py_map_run) = (None, None, None);
+    let run_of_ours = || -> Result<Duration> {
+        let mut total = Duration::ZERO;
+        for _ in 0..RUN {
+            total += ours(map_items, 0)?;
+        }
+        Ok(total / RUN)
+    };
     let (start, [spawn, fork, forkserver]) = start_up(budget, python, &mut notes)?;
     let python = python.map(|py| python_pool(py, "map", map_items, WORKERS).map(|p| (py, p)));
     match python {
         Some(Ok((py, mut py_pool))) => {
             let (m, p) = medians_in_turn(budget, || ours(map_items, 0), || py_pool.run(1))?;
             (map, py_map) = (Some(m), Some(ms(p)));
+            let (m, p) =
+                medians_in_turn(budget, run_of_ours, || py_pool.run(PY_RUN.into()) / PY_RUN)?;
+            (map_run, py_map_run) = (Some(m), Some(ms(p)));
             drop(py_pool);
             let mut py_pool = python_pool(py, "map1", SMALL, WORKERS)?;
             let (t, p) = medians_in_turn(budget, || ours(SMALL, 1), || py_pool.run(1))?;
@@ -244,6 +268,10 @@ pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
     let map = match map {
         Some(m) => m,
         None => median(budget, || ours(map_items, 0))?,
+    };
+    let map_run = match map_run {
+        Some(m) => m,
+        None => median(budget, run_of_ours)?,
     };
     let task = match task {
         Some(t) => t,
@@ -281,6 +309,8 @@ pub(super) fn measure(mode: Mode, python: Option<&str>) -> Result<Pools> {
         map_items,
         map_ms: ms(map),
         py_map_ms: py_map,
+        map_run_ms: ms(map_run),
+        py_map_run_ms: py_map_run,
         task_us: task.as_secs_f64() * 1e6,
         py_task_us: py_task,
         cpu_tasks,
@@ -324,10 +354,18 @@ impl Pools {
                     "Pool::map(x + 1) over {} ints, 2 workers, default chunking",
                     self.map_items
                 ),
-                format!("{:.1} ms", self.map_ms),
+                format!("{:.2} ms", self.map_ms),
                 x(
                     self.py_map_ms.map(|p| p / self.map_ms),
-                    "vs Python Pool.map",
+                    "vs Python Pool.map (each map alone, after Python's)",
+                ),
+            ],
+            [
+                "the same, maps back to back (throughput)".to_string(),
+                format!("{:.2} ms", self.map_run_ms),
+                x(
+                    self.py_map_run_ms.map(|p| p / self.map_run_ms),
+                    "vs Python Pool.map (back to back)",
                 ),
             ],
             [

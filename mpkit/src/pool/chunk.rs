@@ -1,5 +1,5 @@
 //! The worker's side of a chunk: runs each item's function and writes the
-//! reply (`wire.rs` lays the messages out, `fixed.rs` the values).
+//! reply (`wire.rs` lays the messages out, `fixed/` the values).
 //!
 //! Items in a fixed-width column (each the same scalar: no handle among
 //! them) are read, run and answered one at a time, with nothing held
@@ -39,11 +39,19 @@ const BLOCK: usize = 64;
 /// [`WireFailure`](super::wire::WireFailure).
 type Failure = (u64, u8, &'static str, String);
 
+/// Room left before a reply's results for what leads them (its kind, the
+/// failures, the count), written once the results are: the usual reply's
+/// lead fits, so its results are written where they are sent from, not
+/// copied there.
+const LEAD_ROOM: usize = 32;
+
 /// Runs every item of a chunk of `fn(A) -> R` tasks. `items`: the count,
 /// then the items (see the layouts in `wire.rs`). Appends the reply (its
-/// kind byte first) to `out`, and returns its descriptors and the results
-/// whose type has a destructor, to be dropped after the reply is sent (a
-/// panic there is not reported: the result was delivered).
+/// kind byte first) to `out`, and returns where the message now starts in
+/// `out` (what `out` held first, the reply's number, is moved up to just
+/// before the reply), its descriptors and the results whose type has a
+/// destructor, to be dropped after the reply is sent (a panic there is not
+/// reported: the result was delivered).
 ///
 /// # Safety
 /// `function` must be the address of a `fn(A) -> R` in this executable
@@ -53,12 +61,15 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
     items: &[u8],
     fds: Vec<OwnedFd>,
     out: &mut Vec<u8>,
-) -> (Vec<OwnedFd>, Results) {
+) -> (usize, Vec<OwnedFd>, Results) {
     // SAFETY: guaranteed by the caller; fn pointers and usize have the
     // same size.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
-    let mut values = Vec::with_capacity(items.len());
-    let mut reply = ReplyWriter::<R>::new(&mut values);
+    let prefix = out.len();
+    let values_at = prefix + LEAD_ROOM;
+    out.reserve(LEAD_ROOM + items.len());
+    out.resize(values_at, 0);
+    let mut reply = ReplyWriter::<R>::new(out);
     match fixed_args(items, &fds) {
         Some((count, mut reader)) => {
             let mut at = 0;
@@ -116,18 +127,30 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
                 )
             })
             .collect();
-        values.clear();
-        values.push(fixed::POSTCARD);
+        out.truncate(values_at);
+        out.push(fixed::POSTCARD);
         returned = 0;
         out_fds.clear();
     }
-    out.push(REPLY_DONE);
-    // Strings, numbers and a count: these cannot fail to encode.
-    let _ = append(out, &failures);
-    let _ = append(out, &returned);
-    // The format byte, then the results.
-    out.extend_from_slice(&values);
-    (out_fds, Results::new(kept))
+    // The prefix, the kind, then strings, numbers and a count: these
+    // cannot fail to encode.
+    let mut lead = Vec::with_capacity(prefix + LEAD_ROOM);
+    lead.extend_from_slice(&out[..prefix]);
+    lead.push(REPLY_DONE);
+    let _ = append(&mut lead, &failures);
+    let _ = append(&mut lead, &returned);
+    // Right before the format byte and the results.
+    let start = match values_at.checked_sub(lead.len()) {
+        Some(start) => {
+            out[start..values_at].copy_from_slice(&lead);
+            start
+        }
+        None => {
+            out.splice(..values_at, lead);
+            0
+        }
+    };
+    (start, out_fds, Results::new(kept))
 }
 
 /// The count and a reader of a chunk whose items are a fixed-width column
@@ -476,11 +499,11 @@ mod tests {
         let mut out = Vec::new();
         let f: fn(u64) -> u64 = halve;
         // SAFETY: `f` is a `fn(u64) -> u64`, as `run_chunk` is told.
-        let (fds, _results) =
+        let (start, fds, _results) =
             unsafe { run_chunk::<u64, u64>(f as usize, message, Vec::new(), &mut out) };
         assert!(fds.is_empty());
-        assert_eq!(out[0], REPLY_DONE);
-        out[1..].to_vec()
+        assert_eq!(out[start], REPLY_DONE);
+        out[start + 1..].to_vec()
     }
 
     /// A reply's failures and results.

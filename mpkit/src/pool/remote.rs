@@ -22,8 +22,9 @@ pub(crate) fn run_chunk<A: DeserializeOwned, R: Serialize>(
     let mut out = Vec::with_capacity(64);
     // SAFETY: `f` is a `fn(A) -> R`, which is what `run_chunk::<A, R>`
     // is told it is.
-    let (fds, results) =
+    let (start, fds, results) =
         unsafe { super::chunk::run_chunk::<A, R>(f as usize, payload, Vec::new(), &mut out) };
+    out.drain(..start);
     let handles = fds.len();
     drop(fds);
     drop(results);

@@ -7,10 +7,10 @@
 //!
 //! | message | layout |
 //! |---|---|
-//! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item count `u64`, the items (a format byte, then the items; see `fixed.rs`) |
+//! | pool → worker: task | `1`, number `u64`, runner offset `u64`, function offset `u64`, item count `u64`, the items (a format byte, then the items; see `fixed/`) |
 //! | pool → worker: task, payload in the arena | `3`, number `u64`, runner offset `u64`, function offset `u64`, the payload's length `u64` (the payload, from the item count on, is at the start of the arena) |
 //! | pool → worker: initializer | `2`, number `u64` (0), runner offset `u64`, function offset `u64`, postcard argument |
-//! | worker → pool: chunk done | number `u64`, `5`, postcard `Vec<(u64, u8, &str, String)>` (the items that failed), postcard count `u64`, the other items' results (a format byte, then the results; see `fixed.rs`) |
+//! | worker → pool: chunk done | number `u64`, `5`, postcard `Vec<(u64, u8, &str, String)>` (the items that failed), postcard count `u64`, the other items' results (a format byte, then the results; see `fixed/`) |
 //! | worker → pool: chunk done, body in the arena | number `u64`, `6`, the body's length `u64` (the body, what follows the `5` above, is at [`ARENA_HALF`] in the arena) |
 //! | worker → pool: initializer failed | number `u64`, `2`, UTF-8 message |
 //! | worker → pool: initializer done, ready for tasks | number `u64`, `4` |
@@ -43,7 +43,7 @@
 //!
 //! A task's items are encoded one after the other straight into the
 //! message, fixed-width when each is the same scalar and in postcard
-//! otherwise (`fixed.rs` says how it is chosen) (an item that does not encode is left out, and fails alone in
+//! otherwise (`fixed/` says how it is chosen) (an item that does not encode is left out, and fails alone in
 //! the pool), all under one `handle::collect`, and decoded in order under
 //! one `handle::provide`: handles index the message's descriptor list.
 //! The count comes first, as a fixed-width word, because it is known only
@@ -108,10 +108,11 @@ pub(super) const OUT_ARGS_DECODE: u8 = 2;
 pub(super) const OUT_RESULT_ENCODE: u8 = 3;
 
 /// Runs every item of a chunk: `(function, count and items, their
-/// descriptors, the reply to append to)`; returns the reply's descriptors
-/// and the results, to drop once the reply is sent.
+/// descriptors, the reply to append to)`; returns where the message starts
+/// in that buffer, the reply's descriptors and the results, to drop once
+/// the reply is sent.
 pub(super) type TaskRunner =
-    unsafe fn(usize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> (Vec<OwnedFd>, Results);
+    unsafe fn(usize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> (usize, Vec<OwnedFd>, Results);
 /// Runs the initializer: `(function, argument, its descriptors)`.
 pub(super) type InitRunner = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> Result<(), String>;
 
@@ -258,8 +259,9 @@ pub(super) unsafe fn run_init<A: DeserializeOwned>(
 
 /// What the worker does after a message.
 enum Next {
-    /// Send the reply, then drop the results (if any).
-    Reply(Vec<OwnedFd>, Option<Results>),
+    /// Send the reply (from this offset of the buffer on), then drop the
+    /// results (if any).
+    Reply(usize, Vec<OwnedFd>, Option<Results>),
     ReplyAndExit,
     Exit,
 }
@@ -282,13 +284,13 @@ pub(super) fn worker_main((conn, arena): (Connection, Option<SharedMemory>)) {
             handle_message(msg, fds, arena.as_ref(), &mut inbox, &mut out)
         });
         let sent = match next {
-            Ok(Next::Reply(fds, results)) => {
+            Ok(Next::Reply(start, fds, results)) => {
                 if fds.is_empty() && std::process::id() == me {
                     if let Some(arena) = &arena {
-                        into_arena(arena, &mut out);
+                        into_arena(arena, &mut out, start);
                     }
                 }
-                let sent = conn.send_message(&out, &fds);
+                let sent = conn.send_message(&out[start..], &fds);
                 // The results' destructors run once the results went out.
                 drop(results);
                 sent
@@ -311,22 +313,22 @@ pub(super) fn worker_main((conn, arena): (Connection, Option<SharedMemory>)) {
     }
 }
 
-/// Moves a chunk's reply body into the arena's second half, leaving in
-/// `out` the message that says so; a reply of another kind, one too long,
-/// or an arena that fails (another process cut its file) goes whole
-/// through the socket.
-fn into_arena(arena: &SharedMemory, out: &mut Vec<u8>) {
-    let Some(body) = out.get(REPLY_NUMBER + 1..) else {
+/// Moves a chunk's reply body (the message from `start` on in `out`) into
+/// the arena's second half, leaving in `out` the message that says so; a
+/// reply of another kind, one too long, or an arena that fails (another
+/// process cut its file) goes whole through the socket.
+fn into_arena(arena: &SharedMemory, out: &mut Vec<u8>, start: usize) {
+    let Some(body) = out.get(start + REPLY_NUMBER + 1..) else {
         return;
     };
-    if out[REPLY_NUMBER] != REPLY_DONE
+    if out[start + REPLY_NUMBER] != REPLY_DONE
         || !(ARENA_MIN..=ARENA_HALF).contains(&body.len())
         || arena.write(ARENA_HALF, body).is_err()
     {
         return;
     }
     let len = body.len() as u64;
-    out.truncate(REPLY_NUMBER);
+    out.truncate(start + REPLY_NUMBER);
     out.push(REPLY_DONE_IN_ARENA);
     out.extend_from_slice(&len.to_le_bytes());
 }
@@ -375,8 +377,8 @@ fn handle_message(
             // bootstrap proved this is the pool's executable.
             let runner: TaskRunner = unsafe { std::mem::transmute::<usize, TaskRunner>(runner) };
             // SAFETY: as above.
-            let (fds, results) = unsafe { runner(function, payload, fds, out) };
-            Next::Reply(fds, Some(results))
+            let (start, fds, results) = unsafe { runner(function, payload, fds, out) };
+            Next::Reply(start, fds, Some(results))
         }
         MSG_INIT => {
             // SAFETY: as for a task, from a `run_init::<A>` and a `fn(A)`.
@@ -385,7 +387,7 @@ fn handle_message(
             match unsafe { runner(function, payload, fds) } {
                 Ok(()) => {
                     out.push(REPLY_READY);
-                    Next::Reply(Vec::new(), None)
+                    Next::Reply(0, Vec::new(), None)
                 }
                 Err(message) => {
                     out.push(REPLY_INIT_FAILED);

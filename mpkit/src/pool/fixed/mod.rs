@@ -5,11 +5,15 @@
 //! | format byte | values |
 //! |---|---|
 //! | `0` | postcard encodings back to back |
-//! | a [`Kind`] (1-15) | each value's little-endian bytes, [`Kind::width`] each (a `bool` is `0`/`1`, a `char` its `u32`, `()` nothing) |
+//! | a [`Kind`] (1-17) | each value's little-endian bytes, [`Kind::width`] each (a `bool` is `0`/`1`, a `char` its `u32`, `()` nothing; kinds 16 and 17 are `u64` and `i64` values written as `u32` and `i32`) |
 //!
 //! The fixed-width form exists for speed: a map over numbers is the
 //! commonest map, and a varint costs several times a plain word to write
-//! and to read, in the caller and in the worker alike. It is chosen by
+//! and to read, in the caller and in the worker alike. A column of `u64`
+//! or `i64` values starts 4 bytes a value when its first value fits 32
+//! bits, and is widened to 8 (the values written so far rewritten once)
+//! at the first value that does not: half the bytes to copy between the
+//! processes for the usual `usize` and `u64` values. It is chosen by
 //! what the values do, not by their type. The first value is serialized
 //! once, in postcard, through a [`Recorder`] that notes whether it made
 //! exactly one scalar call (through any number of newtype structs: ids,
@@ -75,10 +79,14 @@ pub(super) enum Kind {
     F32,
     F64,
     Char,
+    /// `u64` values that all fit 32 bits so far, 4 bytes each.
+    U64As32,
+    /// `i64` values that all fit 32 bits so far, 4 bytes each.
+    I64As32,
 }
 
 impl Kind {
-    const ALL: [Kind; 15] = [
+    const ALL: [Kind; 17] = [
         Kind::Unit,
         Kind::Bool,
         Kind::U8,
@@ -94,6 +102,8 @@ impl Kind {
         Kind::F32,
         Kind::F64,
         Kind::Char,
+        Kind::U64As32,
+        Kind::I64As32,
     ];
 
     fn from_byte(byte: u8) -> Option<Kind> {
@@ -107,8 +117,27 @@ impl Kind {
             Kind::Bool | Kind::U8 | Kind::I8 => 1,
             Kind::U16 | Kind::I16 => 2,
             Kind::U32 | Kind::I32 | Kind::F32 | Kind::Char => 4,
+            Kind::U64As32 | Kind::I64As32 => 4,
             Kind::U64 | Kind::I64 | Kind::F64 => 8,
             Kind::U128 | Kind::I128 => 16,
+        }
+    }
+
+    /// The kind a narrowed kind's values have.
+    fn wide(self) -> Option<Kind> {
+        match self {
+            Kind::U64As32 => Some(Kind::U64),
+            Kind::I64As32 => Some(Kind::I64),
+            _ => None,
+        }
+    }
+
+    /// The narrowed kind a first value starts its column with, if any.
+    fn narrowed_for(value: Value) -> Option<Kind> {
+        match value {
+            Value::U64(v) if u32::try_from(v).is_ok() => Some(Kind::U64As32),
+            Value::I64(v) if i32::try_from(v).is_ok() => Some(Kind::I64As32),
+            _ => None,
         }
     }
 }
@@ -157,6 +186,8 @@ impl Value {
             Kind::U16 => Value::U16(le!(u16)),
             Kind::U32 => Value::U32(le!(u32)),
             Kind::U64 => Value::U64(le!(u64)),
+            Kind::U64As32 => Value::U64(le!(u32).into()),
+            Kind::I64As32 => Value::I64(le!(i32).into()),
             Kind::U128 => Value::U128(le!(u128)),
             Kind::I8 => Value::I8(le!(i8)),
             Kind::I16 => Value::I16(le!(i16)),
@@ -357,10 +388,9 @@ impl<'a> ItemWriter<'a> {
     ) -> Run<T> {
         /// Values a batch makes room for.
         const BATCH: usize = 256;
-        let State::Fixed(kind) = self.state else {
+        if !matches!(self.state, State::Fixed(_)) {
             return Run::NotFixed;
-        };
-        let width = kind.width();
+        }
         // The batch is written on the stack, then appended: nothing the
         // loop writes can alias the state of what makes the values (the
         // message's bytes could, as far as the compiler knows), so that
@@ -369,8 +399,13 @@ impl<'a> ItemWriter<'a> {
         let mut room = [0u8; BATCH * MAX_WIDTH];
         let mut n = 0;
         loop {
+            // Still fixed-width: it turns to postcard only where this
+            // returns (widening keeps it fixed-width).
+            let State::Fixed(kind) = self.state else {
+                return Run::Done(n);
+            };
             let mut cursor = Cursor {
-                out: &mut room[..BATCH * width],
+                out: &mut room[..BATCH * kind.width()],
                 at: 0,
             };
             let mut written = 0;
@@ -406,9 +441,19 @@ impl<'a> ItemWriter<'a> {
             match end {
                 None => {}
                 Some(Ok(None)) => return Run::Done(n),
+                // Refused: written at the column's full width if it was
+                // narrowed (and the run goes on), or the column turns to
+                // postcard.
                 Some(Ok(Some(item))) => {
-                    self.turn_to_postcard();
-                    return Run::Stopped(n, item);
+                    if !self.widen() {
+                        self.turn_to_postcard();
+                        return Run::Stopped(n, item);
+                    }
+                    match self.try_fixed::<CATCH, T>(&item) {
+                        Ok(true) => n += 1,
+                        Ok(false) => return Run::Stopped(n, item),
+                        Err(payload) => return Run::Panicked(n, payload),
+                    }
                 }
                 Some(Err(payload)) => return Run::Panicked(n, payload),
             }
@@ -445,8 +490,12 @@ impl<'a> ItemWriter<'a> {
                 }
             }
             // Refused (a `Serialize` that wrote and then failed leaves
-            // bytes to cut): postcard from here on.
+            // bytes to cut): the column's full width, if it was narrowed,
+            // or postcard from here on.
             self.buf.truncate(start);
+            if self.widen() {
+                return self.try_fixed::<CATCH, T>(value);
+            }
             self.turn_to_postcard();
             return Ok(false);
         }
@@ -501,7 +550,7 @@ impl<'a> ItemWriter<'a> {
                 self.buf.truncate(start);
                 let mut probe = Probe {
                     out: &mut *self.buf,
-                    want: None,
+                    want: Kind::narrowed_for(scalar),
                 };
                 match scalar.serialize(&mut probe) {
                     Ok(kind) => {
@@ -545,6 +594,30 @@ impl<'a> ItemWriter<'a> {
                 Err(PushError::Panicked(payload))
             }
         }
+    }
+
+    /// Rewrites a narrowed column's values at its kind's full width;
+    /// `false` (nothing done) for a column that is not narrowed.
+    fn widen(&mut self) -> bool {
+        let State::Fixed(kind) = self.state else {
+            return false;
+        };
+        let Some(wide) = kind.wide() else {
+            return false;
+        };
+        let column = self.buf.split_off(self.format_at + 1);
+        self.buf.reserve(column.len() * 2);
+        for word in column.chunks_exact(4) {
+            let word = [word[0], word[1], word[2], word[3]];
+            let value = match kind {
+                Kind::U64As32 => u64::from(u32::from_le_bytes(word)).to_le_bytes(),
+                _ => i64::from(i32::from_le_bytes(word)).to_le_bytes(),
+            };
+            self.buf.extend_from_slice(&value);
+        }
+        self.buf[self.format_at] = wide as u8;
+        self.state = State::Fixed(wide);
+        true
     }
 
     /// Rewrites the fixed-width values written so far in postcard, and

@@ -114,7 +114,11 @@ impl<O: Out> Serializer for &mut Probe<O> {
     }
     #[inline]
     fn serialize_u64(self, v: u64) -> Result<Kind, FixedError> {
-        self.put(Kind::U64, v.to_le_bytes())
+        match (self.want, u32::try_from(v)) {
+            (Some(Kind::U64As32), Ok(v)) => self.put(Kind::U64As32, v.to_le_bytes()),
+            (Some(Kind::U64As32), Err(_)) => Err(not_scalar()),
+            _ => self.put(Kind::U64, v.to_le_bytes()),
+        }
     }
     #[inline]
     fn serialize_u128(self, v: u128) -> Result<Kind, FixedError> {
@@ -134,7 +138,11 @@ impl<O: Out> Serializer for &mut Probe<O> {
     }
     #[inline]
     fn serialize_i64(self, v: i64) -> Result<Kind, FixedError> {
-        self.put(Kind::I64, v.to_le_bytes())
+        match (self.want, i32::try_from(v)) {
+            (Some(Kind::I64As32), Ok(v)) => self.put(Kind::I64As32, v.to_le_bytes()),
+            (Some(Kind::I64As32), Err(_)) => Err(not_scalar()),
+            _ => self.put(Kind::I64, v.to_le_bytes()),
+        }
     }
     #[inline]
     fn serialize_i128(self, v: i128) -> Result<Kind, FixedError> {

@@ -64,6 +64,22 @@ macro_rules! direct {
     )*};
 }
 
+/// As [`direct`], for the kinds that a column may hold narrowed.
+macro_rules! narrowed {
+    ($($method:ident $kind:ident $t:ty, $narrow:ident $n:ty, $visit:ident;)*) => {$(
+        #[inline(always)]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, FixedError> {
+            if let Some(bytes) = self.take_as::<{ size_of::<$n>() }>(Kind::$narrow) {
+                return visitor.$visit(<$n>::from_le_bytes(bytes?).into());
+            }
+            match self.take_as::<{ size_of::<$t>() }>(Kind::$kind) {
+                Some(bytes) => visitor.$visit(<$t>::from_le_bytes(bytes?)),
+                None => self.visit_any(visitor),
+            }
+        }
+    )*};
+}
+
 impl<'de> de::Deserializer<'de> for &mut FixedReader<'_> {
     type Error = FixedError;
 
@@ -79,15 +95,20 @@ impl<'de> de::Deserializer<'de> for &mut FixedReader<'_> {
         deserialize_u8 U8 u8, visit_u8;
         deserialize_u16 U16 u16, visit_u16;
         deserialize_u32 U32 u32, visit_u32;
-        deserialize_u64 U64 u64, visit_u64;
+
         deserialize_u128 U128 u128, visit_u128;
         deserialize_i8 I8 i8, visit_i8;
         deserialize_i16 I16 i16, visit_i16;
         deserialize_i32 I32 i32, visit_i32;
-        deserialize_i64 I64 i64, visit_i64;
+
         deserialize_i128 I128 i128, visit_i128;
         deserialize_f32 F32 f32, visit_f32;
         deserialize_f64 F64 f64, visit_f64;
+    }
+
+    narrowed! {
+        deserialize_u64 U64 u64, U64As32 u32, visit_u64;
+        deserialize_i64 I64 i64, I64As32 i32, visit_i64;
     }
 
     #[inline(always)]

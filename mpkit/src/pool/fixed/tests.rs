@@ -137,7 +137,9 @@ fn bad_columns_are_errors() {
     let mut not_char = vec![Kind::Char as u8];
     not_char.extend_from_slice(&0xD800u32.to_le_bytes());
     assert!(read::<char>(&not_char, 1).is_err());
-    assert!(read::<u8>(&[16, 0], 1).is_err());
+    assert!(read::<u8>(&[18, 0], 1).is_err());
+    // A narrowed column cut inside a value.
+    assert!(read::<u64>(&[Kind::U64As32 as u8, 1, 0, 0], 1).is_err());
     assert!(read::<u8>(&[], 1).is_err());
     // A string asked of a number column.
     assert!(read::<String>(&write(&[1u8]), 1).is_err());
@@ -161,4 +163,81 @@ fn a_panic_leaves_nothing_of_its_value() {
     ));
     w.push(&2u64).unwrap();
     assert_eq!(read::<u64>(&buf, 2).unwrap(), [1, 2]);
+}
+
+#[test]
+fn values_of_64_bits_that_fit_32_take_4_bytes() {
+    let bytes = write(&[1u64, 2, u64::from(u32::MAX)]);
+    assert_eq!((bytes[0], bytes.len()), (Kind::U64As32 as u8, 1 + 3 * 4));
+    assert_eq!(read::<u64>(&bytes, 3).unwrap(), [1, 2, u64::from(u32::MAX)]);
+    // Read back as any width the values fit, as a wide column is.
+    assert_eq!(read::<u32>(&bytes, 3).unwrap(), [1, 2, u32::MAX]);
+    assert!(read::<u16>(&bytes, 3).is_err());
+    let bytes = write(&[-1i64, i64::from(i32::MIN), 7]);
+    assert_eq!((bytes[0], bytes.len()), (Kind::I64As32 as u8, 1 + 3 * 4));
+    assert_eq!(
+        read::<i64>(&bytes, 3).unwrap(),
+        [-1, i64::from(i32::MIN), 7]
+    );
+    // A first value past 32 bits: 8 bytes from the start.
+    let bytes = write(&[1u64 << 32, 1]);
+    assert_eq!((bytes[0], bytes.len()), (Kind::U64 as u8, 1 + 2 * 8));
+    // A usize is a u64.
+    assert_eq!(write(&[3usize])[0], Kind::U64As32 as u8);
+}
+
+#[test]
+fn a_value_past_32_bits_widens_the_column_once() {
+    for values in [
+        vec![5u64, u64::MAX, 7],
+        vec![0, 1 << 32],
+        vec![u64::from(u32::MAX), u64::from(u32::MAX) + 1, 0],
+    ] {
+        let bytes = write(&values);
+        assert_eq!(bytes[0], Kind::U64 as u8, "{values:?}");
+        assert_eq!(bytes.len(), 1 + values.len() * 8);
+        assert_eq!(read::<u64>(&bytes, values.len()).unwrap(), values);
+    }
+    let values = [-3i64, i64::MIN, 2, -1];
+    let bytes = write(&values);
+    assert_eq!(bytes[0], Kind::I64 as u8);
+    assert_eq!(read::<i64>(&bytes, 4).unwrap(), values);
+    // Past the widening, another shape still turns it to postcard, with
+    // the values written so far rewritten right.
+    let bytes = write(&[Either::Big(1), Either::Big(1 << 40), Either::Small(2)]);
+    assert_eq!(bytes[0], POSTCARD);
+    let mut r = ItemReader::new(&bytes).unwrap();
+    assert_eq!(
+        [r.next::<u64>().unwrap(), r.next::<u64>().unwrap()],
+        [1, 1 << 40]
+    );
+    assert_eq!(r.next::<u8>().unwrap(), 2);
+    r.finish().unwrap();
+}
+
+#[test]
+fn a_run_widens_inside_a_batch_and_goes_on() {
+    // `extend_fixed` writes runs 256 at a time: widen in the middle of
+    // the third batch, then go on for more batches.
+    let values: Vec<i64> = (0..2000)
+        .map(|i| if i == 600 { i64::MAX - i } else { -i })
+        .collect();
+    let mut buf = Vec::new();
+    let mut w = ItemWriter::new(&mut buf);
+    let mut items = values.iter().copied();
+    w.push(&items.next().unwrap()).unwrap();
+    assert!(matches!(w.extend_fixed(&mut items), Run::Done(1999)));
+    assert_eq!(buf[0], Kind::I64 as u8);
+    assert_eq!(read::<i64>(&buf, 2000).unwrap(), values);
+    // And a run that stays narrow.
+    let mut buf = Vec::new();
+    let mut w = ItemWriter::new(&mut buf);
+    let mut items = 0..1000u64;
+    w.push(&items.next().unwrap()).unwrap();
+    assert!(matches!(w.extend_fixed(&mut items), Run::Done(999)));
+    assert_eq!((buf[0], buf.len()), (Kind::U64As32 as u8, 1 + 1000 * 4));
+    assert_eq!(
+        read::<u64>(&buf, 1000).unwrap(),
+        (0..1000).collect::<Vec<_>>()
+    );
 }
