@@ -708,3 +708,97 @@ fn results_beside_handles_widen_right_through_the_socket() {
     let back: Vec<i64> = got.into_iter().map(|(v, _)| v).collect();
     assert_eq!(back, values);
 }
+
+/// This process's descriptors: all, and the eventfds among them.
+fn descriptors() -> (usize, usize) {
+    let mut all = 0;
+    let mut eventfds = 0;
+    for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        all += 1;
+        if std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("eventfd")) {
+            eventfds += 1;
+        }
+    }
+    (all, eventfds)
+}
+
+/// Makes and ends pools every way (dropped idle, after close and join,
+/// after terminate, with an `apply_async` left pending): their
+/// descriptors before and after, `(all, eventfds)`.
+fn pools_made_and_ended(rounds: u32) -> ((usize, usize), (usize, usize)) {
+    // One pool first: whatever is made once a process (not per pool) is
+    // in the count before.
+    drop(Pool::new(1).unwrap());
+    let before = descriptors();
+    for round in 0..rounds {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.map(|x: u64| x + 1, 0..100u64).unwrap().len(), 100);
+        // The count sees a live pool's wake-up.
+        assert!(descriptors().1 > before.1, "a live pool's eventfd");
+        match round % 4 {
+            0 => {}
+            1 => {
+                pool.close();
+                pool.join();
+            }
+            2 => {
+                pool.terminate();
+                pool.join();
+            }
+            _ => {
+                let pending = pool.apply_async(|x: u64| x, 3);
+                drop(pool);
+                assert!(matches!(
+                    pending.get(),
+                    Ok(3) | Err(TaskError::PoolTerminated)
+                ));
+            }
+        }
+    }
+    (before, descriptors())
+}
+
+/// A pool's wake-up (now an eventfd) and everything else it opened are
+/// closed when it ends, whichever way: checked in a process of its own,
+/// where no other test opens descriptors meanwhile.
+#[test]
+fn ended_pools_leave_no_descriptor_behind() {
+    let _w = watchdog(120);
+    let (before, after) = mpkit::Process::spawn(pools_made_and_ended, 12)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        after, before,
+        "descriptors (all, eventfds) before and after 12 pools"
+    );
+}
+
+/// Results holding more handles than one reply carries: every item of
+/// that chunk fails with `ResultEncode` (its lead, hundreds of failures,
+/// is spliced in before the empty column), the other chunks of the map
+/// and the next map are right.
+#[test]
+fn a_chunk_whose_results_hold_too_many_handles_fails_whole_and_alone() {
+    let _w = watchdog(60);
+    let pool = Pool::new(1).unwrap();
+    let outcomes = pool.map_outcomes_chunked(
+        |x: u64| {
+            let (_r, w) = mpkit::os::pipe().unwrap();
+            (x, if x < 300 { Some(w) } else { None })
+        },
+        0..600u64,
+        300,
+    );
+    for (x, o) in outcomes.iter().enumerate() {
+        match o {
+            Err(TaskError::ResultEncode { message, .. }) if x < 300 => {
+                assert!(message.contains("handles"), "{message}")
+            }
+            Ok((got, None)) if x >= 300 => assert_eq!(*got, x as u64),
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+    let got = pool.map_chunked(|x: i64| -x, 0..5000i64, 5000).unwrap();
+    assert_eq!(got, (0..5000).map(|x: i64| -x).collect::<Vec<_>>());
+}
