@@ -374,16 +374,19 @@ fn a_reply_lead_of_any_length_leaves_results_in_place() {
 /// Counters of [`Tracked`] values in this (the calling) process, by
 /// test: made by `Deserialize`, dropped, and dropped when not alive (a
 /// second drop, or a drop of memory never written).
-static MADE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-static DROPPED: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-static BAD_DROPS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+static MADE: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+static DROPPED: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+static BAD_DROPS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 
 const ALIVE: u64 = 0x5eed_a11e_0b5e_55ed;
 /// The value whose `Deserialize` panics in the caller.
 const TRACKED_BOOM: u64 = 600;
+/// The value whose `Deserialize` fails in the caller.
+const TRACKED_REFUSED: u64 = 700;
 
 /// A number with a destructor that counts itself, whose `Deserialize`
-/// panics at [`TRACKED_BOOM`]. `K` picks the counters.
+/// panics at [`TRACKED_BOOM`] and fails at [`TRACKED_REFUSED`]. `K`
+/// picks the counters.
 #[derive(Debug)]
 struct Tracked<const K: usize> {
     v: u64,
@@ -400,6 +403,9 @@ impl<'de, const K: usize> Deserialize<'de> for Tracked<K> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tracked<K>, D::Error> {
         let v = u64::deserialize(d)?;
         assert!(v != TRACKED_BOOM, "tracked boom");
+        if v == TRACKED_REFUSED {
+            return Err(D::Error::custom("refused"));
+        }
         MADE[K].fetch_add(1, Ordering::SeqCst);
         Ok(Tracked { v, alive: ALIVE })
     }
@@ -801,4 +807,60 @@ fn a_chunk_whose_results_hold_too_many_handles_fails_whole_and_alone() {
     }
     let got = pool.map_chunked(|x: i64| -x, 0..5000i64, 5000).unwrap();
     assert_eq!(got, (0..5000).map(|x: i64| -x).collect::<Vec<_>>());
+}
+
+/// A map whose result's `Deserialize` fails (an error, not a panic) in
+/// the middle of a chunk: the map fails with `ResultDecode`, and every
+/// value read before it is dropped once.
+#[test]
+fn a_result_that_does_not_decode_mid_chunk_fails_the_map_and_drops_each_value_once() {
+    let _w = watchdog(60);
+    let pool = Pool::new(1).unwrap();
+    let r = pool.map_chunked(tracked::<2>, 650..1000u64, 350);
+    assert!(
+        matches!(&r, Err(TaskError::ResultDecode { message, .. }) if message.contains("refused")),
+        "{r:?}"
+    );
+    assert_eq!(BAD_DROPS[2].load(Ordering::SeqCst), 0);
+    assert_eq!(
+        (
+            MADE[2].load(Ordering::SeqCst),
+            DROPPED[2].load(Ordering::SeqCst)
+        ),
+        (50, 50)
+    );
+}
+
+/// Tasks submitted from several threads at once, then `shutdown` with
+/// `cancel_pending`: each task ends (its result, or `Cancelled`), and
+/// `shutdown(wait)` returns.
+#[test]
+fn executor_shutdown_with_tasks_from_many_threads_ends_every_task() {
+    let _w = watchdog(60);
+    let ex = Executor::new(2).unwrap();
+    let tasks = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6u64)
+            .map(|t| {
+                let ex = &ex;
+                s.spawn(move || {
+                    (0..40u64)
+                        .map(|i| (t * 100 + i, ex.submit(spin, t * 100 + i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    ex.shutdown(true, true);
+    for (x, t) in tasks {
+        assert!(t.done());
+        match t.result() {
+            Ok(r) => assert_eq!(r, x + 1),
+            Err(TaskError::Cancelled) => {}
+            Err(e) => panic!("task {x}: {e:?}"),
+        }
+    }
 }
