@@ -17,7 +17,6 @@ use super::chunk;
 use super::dispatch::{Chunk, Shared};
 use super::fixed::{ItemReader, ItemWriter, Run};
 use super::wire::{self, MSG_TASK};
-use crate::codec::CodecError;
 use crate::handle;
 use crate::process::child::{in_executable, offset_of};
 use crate::sys;
@@ -366,19 +365,27 @@ impl Plan {
                 Ok(_) => (Vec::new(), None, Some(wire::malformed::<R>())),
                 Err(e) => (Vec::new(), None, Some(e)),
             };
+            if let (Slots::Sent(n), true, Some(out)) =
+                (&self.slots, failures.is_empty(), values_out.as_deref_mut())
+            {
+                // The usual chunk of a map: straight into its vector, the
+                // reader by value (behind a reference, its state takes a
+                // store and a load per value).
+                if let Some(reader) = values.take() {
+                    let n = *n;
+                    if let (read, Some(e)) = reader.read_into(n, out) {
+                        let e = result_decode::<R>(e);
+                        (read..n).for_each(|_| emit(Err(e.clone()), &mut None));
+                    }
+                    return Ok(());
+                }
+            }
             if let (Slots::Sent(n), true, Some(values)) =
                 (&self.slots, failures.is_empty(), &mut values)
             {
                 // The usual chunk, every item sent and returned: a tight
                 // loop.
                 let n = *n;
-                if let Some(out) = values_out.as_deref_mut() {
-                    if let (read, Some(e)) = read_into(values, n, out) {
-                        let e = result_decode::<R>(e);
-                        (read..n).for_each(|_| emit(Err(e.clone()), &mut None));
-                    }
-                    return Ok(());
-                }
                 for i in 0..n {
                     match values.next::<R>() {
                         Ok(v) => emit(Ok(v), &mut values_out),
@@ -424,36 +431,6 @@ impl Plan {
         });
         recycle(reply.bytes);
     }
-}
-
-/// Reads `n` values onto the end of `out`, straight into its spare room
-/// (its length written once, not once a value: a vector's length lives in
-/// memory that each value written might alias, as far as the compiler
-/// knows). How many were read, and why the next one was not.
-fn read_into<'b, R: Deserialize<'b>>(
-    values: &mut ItemReader<'b>,
-    n: usize,
-    out: &mut Vec<R>,
-) -> (usize, Option<CodecError>) {
-    out.reserve(n);
-    let mut read = 0;
-    let mut error = None;
-    for slot in &mut out.spare_capacity_mut()[..n] {
-        match values.next::<R>() {
-            Ok(v) => {
-                slot.write(v);
-                read += 1;
-            }
-            Err(e) => {
-                error = Some(e);
-                break;
-            }
-        }
-    }
-    // SAFETY: the `read` slots past the length were written just above,
-    // each with a value of `R` (`reserve` made room for `n >= read`).
-    unsafe { out.set_len(out.len() + read) };
-    (read, error)
 }
 
 fn result_decode<R>(e: impl fmt::Display) -> TaskError {
@@ -620,7 +597,10 @@ where
         // message.
         let mut items = items.peekable();
         while items.peek().is_some() {
-            let plan = self.send(items.by_ref().take(size));
+            // The iterator goes in and comes back by value: behind a
+            // reference, its state would take a store and a load per item.
+            let (plan, rest) = self.send_taking(items, size);
+            items = rest;
             taken += plan.len();
             plans.push(plan);
         }
@@ -667,19 +647,31 @@ where
     /// encoded straight into the message and dropped; one that does not
     /// encode is left out and fails alone.
     pub(crate) fn send(&mut self, items: impl IntoIterator<Item = A>) -> Plan {
+        self.send_taking(items.into_iter(), usize::MAX).0
+    }
+
+    /// [`send`](Self::send) of the next `limit` items of `items` (fewer if
+    /// it ends first); gives back the rest.
+    pub(crate) fn send_taking<I: Iterator<Item = A>>(
+        &mut self,
+        mut items: I,
+        limit: usize,
+    ) -> (Plan, I) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let (header, count_at): (&[u8], _) = match &self.target {
             Target::Local { header: None, .. } => {
                 let slots = items
-                    .into_iter()
+                    .by_ref()
+                    .take(limit)
                     .map(|_| Some(TaskError::ForeignFunction))
                     .collect();
                 self.batch.deliver(seq, Ok(Reply::empty()));
-                return Plan {
+                let plan = Plan {
                     seq,
                     slots: Slots::Each(slots),
                 };
+                return (plan, items);
             }
             Target::Local {
                 header: Some(header),
@@ -688,7 +680,6 @@ where
             // The payload alone: the remote pool sends the task's name.
             Target::Remote(_) => (&[], 0..8),
         };
-        let items = items.into_iter();
         // Room for what the last chunk took per item, a quarter more; for
         // the first, the items' size in memory (postcard rarely makes a
         // value larger). One allocation instead of a series of doublings,
@@ -699,7 +690,7 @@ where
             0 => size_of::<A>().max(1),
             n => n + n.div_ceil(4),
         };
-        let hint = items.size_hint().0.saturating_mul(per_item);
+        let hint = items.size_hint().0.min(limit).saturating_mul(per_item);
         let mut message = spare_buffer(count_at.end + hint.min(RESERVE_MAX));
         message.extend_from_slice(header);
         message.extend_from_slice(&0u64.to_le_bytes());
@@ -707,9 +698,14 @@ where
         // Slots are kept one by one only from the first item that failed.
         let mut failed: Option<Vec<Option<TaskError>>> = None;
         // One collect for the whole chunk: handles index its list.
-        let ((), fds) = handle::collect(|| {
+        let (items, fds) = handle::collect(|| {
             let mut encoder = ItemWriter::new(&mut message);
-            let mut items = items;
+            let mut rest = items;
+            let mut left = limit;
+            let mut items = std::iter::from_fn(|| {
+                left = left.checked_sub(1)?;
+                rest.next()
+            });
             loop {
                 // The usual chunk, a run of the same scalar, goes in
                 // without a look at each item's slot.
@@ -742,6 +738,8 @@ where
                 }
                 len += 1;
             }
+            drop(items);
+            rest
         });
         if sent > 0 {
             self.per_item = (message.len() - count_at.end - 1).div_ceil(sent);
@@ -758,7 +756,7 @@ where
         }
         if sent == 0 {
             self.batch.deliver(seq, Ok(Reply::empty()));
-            return Plan { seq, slots };
+            return (Plan { seq, slots }, items);
         }
         message[count_at].copy_from_slice(&(sent as u64).to_le_bytes());
         match &self.target {
@@ -772,7 +770,7 @@ where
             }]),
             Target::Remote(sink) => sink.submit(&self.batch, seq, message),
         }
-        Plan { seq, slots }
+        (Plan { seq, slots }, items)
     }
 }
 

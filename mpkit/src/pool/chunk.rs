@@ -25,7 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::fixed::{self, ItemReader, ItemWriter, PushError, Run};
+use super::fixed::{self, FixedReader, ItemReader, ItemWriter, PushError, Run};
 use super::wire::{OUT_ARGS_DECODE, OUT_PANICKED, OUT_RESULT_ENCODE, REPLY_DONE, append};
 use crate::handle;
 use crate::process::child::panic_message;
@@ -156,7 +156,7 @@ pub(super) unsafe fn run_chunk<A: DeserializeOwned, R: Serialize>(
 /// The count and a reader of a chunk whose items are a fixed-width column
 /// of exactly that many values, with no descriptors beside them; `None`
 /// for any other chunk (which [`decode_args`] reads, or fails whole).
-fn fixed_args<'b>(items: &'b [u8], fds: &[OwnedFd]) -> Option<(u64, ItemReader<'b>)> {
+fn fixed_args<'b>(items: &'b [u8], fds: &[OwnedFd]) -> Option<(u64, FixedReader<'b>)> {
     let (count, body) = items.split_first_chunk::<8>()?;
     let count = u64::from_le_bytes(*count);
     // Zero-sized values take no room: a count far past the body goes to
@@ -166,7 +166,7 @@ fn fixed_args<'b>(items: &'b [u8], fds: &[OwnedFd]) -> Option<(u64, ItemReader<'
     }
     let reader = ItemReader::new(body).ok()?;
     match reader.fixed_exactly(count) {
-        Some(Ok(())) if fds.is_empty() => Some((count, reader)),
+        Some(Ok(())) if fds.is_empty() => Some((count, reader.into_fixed()?)),
         _ => None,
     }
 }
@@ -229,7 +229,7 @@ impl<'v, R: Serialize> ReplyWriter<'v, R> {
         mut at: u64,
         count: u64,
         f: fn(A) -> R,
-        reader: &mut ItemReader<'b>,
+        reader: &mut FixedReader<'b>,
     ) -> u64 {
         if std::mem::needs_drop::<R>() {
             return at;

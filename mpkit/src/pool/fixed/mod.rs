@@ -49,8 +49,7 @@ use serde::{Serialize, Serializer};
 
 use super::wire::{Append, Appender};
 use probe::{Cursor, Probe, Recorder, Seen};
-use read::FixedReader;
-pub(super) use read::ItemReader;
+pub(super) use read::{FixedReader, ItemReader};
 
 mod probe;
 mod read;

@@ -6,8 +6,10 @@ use serde::de::{self, Visitor};
 use super::{FixedError, Kind, POSTCARD, Value};
 use crate::codec::{Codec, CodecError, Postcard};
 
-/// Reads a fixed-width column.
-pub(super) struct FixedReader<'b> {
+/// Reads a fixed-width column. A plain struct, unlike [`ItemReader`] (an
+/// enum the compiler cannot keep in registers): loops over many values
+/// read through one of these.
+pub(in crate::pool) struct FixedReader<'b> {
     pub(super) kind: Kind,
     /// The kind's width, looked up once.
     pub(super) width: usize,
@@ -25,7 +27,37 @@ impl FixedReader<'_> {
     }
 }
 
-impl FixedReader<'_> {
+impl<'b> FixedReader<'b> {
+    /// The next value.
+    #[inline(always)]
+    pub(in crate::pool) fn next<T: Deserialize<'b>>(&mut self) -> Result<T, CodecError> {
+        T::deserialize(self).map_err(|e| CodecError::new(FIXED_NAME, e))
+    }
+
+    /// The next value, read from its own bytes: one whose `Deserialize`
+    /// fails (or panics) before it took its bytes, or leaves some, fails
+    /// alone, and the next value is still the next item's.
+    #[inline(always)]
+    pub(in crate::pool) fn next_alone<T: Deserialize<'b>>(&mut self) -> Result<T, CodecError> {
+        let Some((bytes, rest)) = self.bytes.split_at_checked(self.width) else {
+            return Err(CodecError::new(FIXED_NAME, FixedError::short()));
+        };
+        self.bytes = rest;
+        let mut one = FixedReader {
+            kind: self.kind,
+            width: self.width,
+            bytes,
+        };
+        let value = T::deserialize(&mut one).map_err(|e| CodecError::new(FIXED_NAME, e))?;
+        match one.bytes.len() {
+            0 => Ok(value),
+            _ => Err(CodecError::new(
+                FIXED_NAME,
+                "the value did not read its bytes",
+            )),
+        }
+    }
+
     /// The next value when it is the kind asked for: the column's own
     /// type read back, the usual case, kept small enough to inline.
     #[inline(always)]
@@ -218,31 +250,29 @@ impl<'b> ItemReader<'b> {
         }
     }
 
-    /// The next value, read from its own bytes: in a fixed-width column a
-    /// value whose `Deserialize` fails (or panics) before it took its
-    /// bytes, or leaves some, fails alone, and the next value is still the
-    /// next item's. In postcard, as [`next`](Self::next).
-    #[inline(always)]
-    pub(in crate::pool) fn next_alone<T: Deserialize<'b>>(&mut self) -> Result<T, CodecError> {
-        let Reader::Fixed(reader) = &mut self.0 else {
-            return self.next();
-        };
-        let Some((bytes, rest)) = reader.bytes.split_at_checked(reader.width) else {
-            return Err(CodecError::new(FIXED_NAME, FixedError::short()));
-        };
-        reader.bytes = rest;
-        let mut one = FixedReader {
-            kind: reader.kind,
-            width: reader.width,
-            bytes,
-        };
-        let value = T::deserialize(&mut one).map_err(|e| CodecError::new(FIXED_NAME, e))?;
-        match one.bytes.len() {
-            0 => Ok(value),
-            _ => Err(CodecError::new(
-                FIXED_NAME,
-                "the value did not read its bytes",
-            )),
+    /// The fixed-width column's reader, or `None` for postcard.
+    pub(in crate::pool) fn into_fixed(self) -> Option<FixedReader<'b>> {
+        match self.0 {
+            Reader::Fixed(reader) => Some(reader),
+            Reader::Postcard(_) => None,
+        }
+    }
+
+    /// Reads `n` values onto the end of `out`, straight into its spare
+    /// room (its length written once: a vector's length lives in memory
+    /// that each value written might alias, as far as the compiler knows).
+    /// How many were read, and why the next one was not.
+    pub(in crate::pool) fn read_into<T: Deserialize<'b>>(
+        self,
+        n: usize,
+        out: &mut Vec<T>,
+    ) -> (usize, Option<CodecError>) {
+        match self.0 {
+            // A plain struct, by value: its state in registers.
+            Reader::Fixed(mut reader) => fill(n, out, || reader.next()),
+            Reader::Postcard(mut de) => fill(n, out, || {
+                T::deserialize(&mut de).map_err(|e| CodecError::new(Postcard::NAME, e))
+            }),
         }
     }
 
@@ -264,5 +294,49 @@ impl<'b> ItemReader<'b> {
                 format_args!("{n} trailing bytes after the items"),
             )),
         }
+    }
+}
+
+/// Reads up to `n` values with `next` into `out`'s spare room, then sets
+/// its length once (also when `next` panics: every value read is the
+/// vector's, and dropped with it).
+#[inline(always)]
+fn fill<T>(
+    n: usize,
+    out: &mut Vec<T>,
+    mut next: impl FnMut() -> Result<T, CodecError>,
+) -> (usize, Option<CodecError>) {
+    out.reserve(n);
+    let start = out.len();
+    let mut filled = Filled { len: start, out };
+    let mut error = None;
+    for slot in &mut filled.out.spare_capacity_mut()[..n] {
+        match next() {
+            Ok(v) => {
+                slot.write(v);
+                filled.len += 1;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    (filled.len - start, error)
+}
+
+/// A vector whose first `len` elements are written, whose length it sets
+/// when dropped.
+struct Filled<'v, T> {
+    out: &'v mut Vec<T>,
+    len: usize,
+}
+
+impl<T> Drop for Filled<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: `fill` wrote the elements up to `len` (from the length
+        // the vector had, within the room `reserve` made) before counting
+        // each.
+        unsafe { self.out.set_len(self.len) };
     }
 }

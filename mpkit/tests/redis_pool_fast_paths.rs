@@ -6,7 +6,7 @@
 //! real `redis-server`, with workers that are this program started in
 //! worker mode (`harness = false`, as `redis_pool.rs`).
 //!
-//! Run one test: `cargo test --features redis --test redis_pool_review10 -- NAME`.
+//! Run one test: `cargo test --features redis --test redis_pool_fast_paths -- NAME`.
 
 mod common;
 #[path = "common/redis_server.rs"]
@@ -76,12 +76,12 @@ fn tracked(x: u64) -> Tracked {
     Tracked(x)
 }
 
-const TRACKED: RemoteFn<u64, Tracked> = RemoteFn::new("review10.tracked", tracked);
+const TRACKED: RemoteFn<u64, Tracked> = RemoteFn::new("fast_paths.tracked", tracked);
 
-const IDENTITY: RemoteFn<u64, u64> = RemoteFn::new("review10.identity", identity);
-const NEGATE: RemoteFn<i64, i64> = RemoteFn::new("review10.negate", negate);
+const IDENTITY: RemoteFn<u64, u64> = RemoteFn::new("fast_paths.identity", identity);
+const NEGATE: RemoteFn<i64, i64> = RemoteFn::new("fast_paths.negate", negate);
 const PANICS_WITH_LENGTH: RemoteFn<u64, u64> =
-    RemoteFn::new("review10.panics_with_length", panics_with_length);
+    RemoteFn::new("fast_paths.panics_with_length", panics_with_length);
 
 const ALL: &[&dyn mpkit::redis_pool::AnyRemoteFn] =
     &[&IDENTITY, &NEGATE, &PANICS_WITH_LENGTH, &TRACKED];
