@@ -738,7 +738,6 @@ where
                 }
                 len += 1;
             }
-            drop(items);
             rest
         });
         if sent > 0 {
