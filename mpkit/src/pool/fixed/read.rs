@@ -75,11 +75,29 @@ impl<'b> FixedReader<'b> {
     }
 
     /// Any other request: the recorded kind's value, for the visitor to
-    /// take or refuse.
-    #[inline(never)]
+    /// take or refuse. Out of line, and given the reader's fields by value
+    /// (its address would make the compiler keep every reader in memory,
+    /// a store and a load per value of the usual loop).
+    #[inline(always)]
     fn visit_any<'de, V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, FixedError> {
-        self.take()?.visit(visitor)
+        let (value, rest) = visit_value(self.kind, self.width, self.bytes, visitor);
+        self.bytes = rest;
+        value
     }
+}
+
+/// [`FixedReader::visit_any`]'s work: the next value of `bytes` (a column
+/// of `kind`), visited, and the bytes after it.
+#[inline(never)]
+fn visit_value<'b, 'de, V: Visitor<'de>>(
+    kind: Kind,
+    width: usize,
+    bytes: &'b [u8],
+    visitor: V,
+) -> (Result<V::Value, FixedError>, &'b [u8]) {
+    let mut reader = FixedReader { kind, width, bytes };
+    let value = reader.take().and_then(|v| v.visit(visitor));
+    (value, reader.bytes)
 }
 
 /// `deserialize_*` methods that read their own kind directly, and leave
