@@ -6,10 +6,16 @@
 //! between: each that does not decode fails alone. While the results are
 //! a fixed-width column too, they are written a batch at a time through
 //! room on the stack (`ItemWriter::extend_fixed_from`), the loop's state
-//! in registers. Items in postcard are
-//! decoded first, all under one `handle::provide`, since their handles
-//! index the message's one list and one item cannot be found past another
-//! that does not decode: such a chunk fails whole.
+//! in registers. Items in postcard are decoded first, all under one
+//! `handle::provide`, since their handles index the message's one list
+//! and one item cannot be found past another that does not decode: such a
+//! chunk fails whole.
+//!
+//! The reply is written where it is sent from: its results after
+//! [`LEAD_ROOM`] bytes of room, and what leads them (the reply's number,
+//! its kind, the failures, the count) into that room once they are known,
+//! ending where the results begin (spliced in, the one copy, when it does
+//! not fit).
 //!
 //! A result is written fixed-width while it is the column's scalar,
 //! outside any handle list (a handle refuses to serialize there, and so

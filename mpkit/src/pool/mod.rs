@@ -153,8 +153,9 @@
 //!   item or a result that does not *encode* fails alone. A chunk holds
 //!   at most 2^20 items.
 //! - A value whose `Serialize` can run only once (a one-shot stream) may
-//!   be serialized twice when it follows numbers in its chunk, and then
-//!   fails with [`TaskError::ArgsEncode`].
+//!   be serialized more than once when it follows numbers in its chunk
+//!   (up to three times after `u64`/`i64` values that fit 32 bits), and
+//!   then fails with [`TaskError::ArgsEncode`].
 //! - A result's destructor runs in the worker after the result was sent:
 //!   a panic there is not reported.
 //! - How a worker died comes from waiting for it. If the program ignores
