@@ -135,6 +135,11 @@ fn marks(dir: &TempDir) -> Vec<u64> {
 fn an_item_iterator_that_panics_reaches_the_caller_and_sends_nothing_half_built() {
     let _w = watchdog(120);
     let dir = TempDir::new("inputs-ran");
+    // The marks show what ran.
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.map(record, [1000, 1001]), Ok(vec![1000, 1001]));
+    drop(pool);
+    assert_eq!(marks(&dir), [1000, 1001]);
     let n = 20usize;
     for (chunk, at) in [(4, 6), (4, 8), (4, 0), (4, 19), (1, 5), (7, 13), (20, 10)] {
         for (postcard, outcomes, hint) in [
@@ -741,10 +746,66 @@ fn check_asked<T>(
     }
 }
 
+/// The worker's side of [`Asked`]: the argument as `T` read it.
+fn take_asked<T>(a: Asked<T>) -> T {
+    match a {
+        Asked::Got(t) => t,
+        _ => panic!("an argument not read"),
+    }
+}
+
+/// Arguments of `u64`/`i64` columns read as `T` in the worker (its reader
+/// by value, each value from its own bytes): each item is what serde
+/// makes of its value, or fails alone with `ArgsDecode`.
+fn check_args<T>(
+    pool: &Pool,
+    name: &str,
+    u: impl Fn(u64) -> Option<T>,
+    i: impl Fn(i64) -> Option<T>,
+    wrong: &mut Vec<String>,
+) where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let mut check = |what: String, got: Vec<Result<T, TaskError>>, want: Vec<Option<T>>| {
+        let got: Vec<Option<T>> = got
+            .into_iter()
+            .map(|r| match r {
+                Ok(t) => Some(t),
+                Err(TaskError::ArgsDecode { .. }) => None,
+                Err(other) => panic!("{name}, {what}: {other:?}"),
+            })
+            .collect();
+        if got != want {
+            wrong.push(format!(
+                "{name} arguments, {what}: got {got:?}, want {want:?}"
+            ));
+        }
+    };
+    for (layout, chunk, values) in layouts(&US, u64::MAX) {
+        let items = values.iter().map(|&v| Asked::<T>::U(v));
+        let got = pool.map_outcomes_chunked(take_asked::<T>, items, chunk);
+        check(
+            format!("u64 {layout}"),
+            got,
+            values.iter().map(|&v| u(v)).collect(),
+        );
+    }
+    for (layout, chunk, values) in layouts(&IS, i64::MIN) {
+        let items = values.iter().map(|&v| Asked::<T>::I(v));
+        let got = pool.map_outcomes_chunked(take_asked::<T>, items, chunk);
+        check(
+            format!("i64 {layout}"),
+            got,
+            values.iter().map(|&v| i(v)).collect(),
+        );
+    }
+}
+
 /// Every width and kind asked of `u64` and `i64` columns, narrow,
 /// widened and wide, plainly, in newtypes and transparent wrappers, and
 /// shapes a scalar column cannot hold (options, tuples, strings): serde's
-/// range checks decide, errors are errors, and no value is cut.
+/// range checks decide, errors are errors, and no value is cut; the
+/// same asked of arguments in the worker.
 #[test]
 fn results_asked_as_another_width_or_kind_read_as_serde_says() {
     let _w = watchdog(180);
@@ -753,6 +814,7 @@ fn results_asked_as_another_width_or_kind_read_as_serde_says() {
     macro_rules! plain {
         ($($t:ty),*) => {$(
             check_asked::<$t>(&pool, stringify!($t), serde_u::<$t>, serde_i::<$t>, &mut wrong);
+            check_args::<$t>(&pool, stringify!($t), serde_u::<$t>, serde_i::<$t>, &mut wrong);
         )*};
     }
     plain!(
@@ -783,6 +845,13 @@ fn results_asked_as_another_width_or_kind_read_as_serde_says() {
     macro_rules! newtype {
         ($($t:ty),*) => {$(
             check_asked::<Newtype<$t>>(
+                &pool,
+                concat!("Newtype<", stringify!($t), ">"),
+                |v| serde_u::<$t>(v).map(Newtype),
+                |v| serde_i::<$t>(v).map(Newtype),
+                &mut wrong,
+            );
+            check_args::<Newtype<$t>>(
                 &pool,
                 concat!("Newtype<", stringify!($t), ">"),
                 |v| serde_u::<$t>(v).map(Newtype),
