@@ -995,3 +995,100 @@ fn results_that_read_more_or_fewer_bytes_than_written_are_never_other_items_valu
         "values from other items' bytes: {wrong:#?}"
     );
 }
+
+/// Drops of [`Counted`] values in this process, by `K`.
+static DROPS: [std::sync::atomic::AtomicUsize; 4] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 4];
+
+/// A number that counts its drops here (a worker's copies count in the
+/// worker).
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(transparent)]
+struct Counted<const K: usize>(u64);
+
+impl<const K: usize> Drop for Counted<K> {
+    fn drop(&mut self) {
+        DROPS[K].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn drops<const K: usize>() -> usize {
+    DROPS[K].load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Every item the caller's iterator yields or still holds is dropped
+/// exactly once here, whatever becomes of the map: it runs, its iterator
+/// panics mid-chunk or between chunks, its function is not in the
+/// executable, or its length is unknown.
+#[test]
+fn every_item_is_dropped_once_whatever_becomes_of_its_map() {
+    let _w = watchdog(60);
+    let pool = Pool::new(2).unwrap();
+    let items = |n: u64| (0..n).map(Counted::<0>).collect::<Vec<_>>();
+    let mut made = 0;
+    for (chunk, panic_at) in [
+        (7, None),
+        (7, Some(23)),
+        (7, Some(21)),
+        (1, Some(0)),
+        (50, Some(49)),
+    ] {
+        for hint in [Hint::Exact, Hint::Unknown] {
+            let mut it = Items::new(items(50), hint);
+            made += 50;
+            if let Some(at) = panic_at {
+                it = it.panicking_at(at);
+            }
+            let out = catch_unwind(AssertUnwindSafe(|| {
+                pool.map_chunked(|c: Counted<0>| c.0 + 1, it, chunk)
+            }));
+            match (out, panic_at) {
+                (Ok(Ok(v)), None) => assert_eq!(v, (1..=50).collect::<Vec<_>>()),
+                (Err(_), Some(_)) => {}
+                (out, _) => panic!("chunk {chunk}, panic at {panic_at:?}: {out:?}"),
+            }
+            assert_eq!(drops::<0>(), made, "chunk {chunk}, panic at {panic_at:?}");
+        }
+    }
+    // A function not in the executable.
+    let f: fn(Counted<1>) -> u64 = {
+        // SAFETY: as in `foreign`: never called.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"abs".as_ptr()) };
+        assert!(!p.is_null());
+        // SAFETY: a non-null code address the pool refuses before any call.
+        unsafe { std::mem::transmute::<*mut libc::c_void, fn(Counted<1>) -> u64>(p) }
+    };
+    let out = pool.map_outcomes_chunked(f, (0..30).map(Counted::<1>), 4);
+    assert_eq!(out.len(), 30);
+    assert_eq!(drops::<1>(), 30);
+}
+
+/// An item iterator that uses the same pool while it is read (an `apply`
+/// in its `next`, with a connection in it, while the outer map's chunk
+/// holds connections too): each level's handles stay with their items.
+#[test]
+fn an_item_iterator_may_use_the_pool_itself() {
+    let _w = watchdog(60);
+    let pool = Pool::new(2).unwrap();
+    let mut peers = Vec::new();
+    let mut inner_peers = Vec::new();
+    let items = (0..12u32).map(|i| {
+        let (a, b) = mpkit::pipe(true).unwrap();
+        peers.push(b);
+        let (c, d) = mpkit::pipe(true).unwrap();
+        inner_peers.push(d);
+        let doubled = pool
+            .apply(
+                |(i, mut c): (u32, Connection)| c.send(&(i + 100)).map(|()| i * 2).unwrap(),
+                (i, c),
+            )
+            .unwrap();
+        (doubled, a)
+    });
+    let out = pool.map_chunked(|(i, mut c): (u32, Connection)| c.send(&i).is_ok(), items, 5);
+    assert_eq!(out, Ok(vec![true; 12]));
+    for (i, (peer, inner)) in peers.iter_mut().zip(&mut inner_peers).enumerate() {
+        assert_eq!(peer.recv::<u32>().unwrap(), 2 * i as u32);
+        assert_eq!(inner.recv::<u32>().unwrap(), i as u32 + 100);
+    }
+}
