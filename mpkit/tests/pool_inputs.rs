@@ -701,3 +701,61 @@ fn an_imap_whose_input_panicked_skips_no_item_it_took() {
         assert_eq!(seen, prefix, "unordered {unordered}: items skipped");
     }
 }
+
+/// A number sent in one of five shapes that postcard writes alike (as a
+/// `u16`, `u32` or `u64`, a one-element tuple, a newtype), read back as a
+/// `u64`: its chunk's column is fixed-width while the shape holds, and
+/// turns to postcard at the first change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Shaped(u64, u8);
+
+impl Serialize for Shaped {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        match self.1 {
+            0 => s.serialize_u16(self.0 as u16),
+            1 => s.serialize_u32(self.0 as u32),
+            2 => s.serialize_u64(self.0),
+            3 => {
+                let mut t = s.serialize_tuple(1)?;
+                t.serialize_element(&self.0)?;
+                t.end()
+            }
+            _ => s.serialize_newtype_struct("Shaped", &self.0),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Shaped {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shaped, D::Error> {
+        u64::deserialize(d).map(|x| Shaped(x, 0))
+    }
+}
+
+/// Items whose shape changes at, just before and just after chunk
+/// boundaries, at every chunk size around them: each chunk starts its
+/// column afresh, and every item, argument and result, comes back as it
+/// was, in order.
+#[test]
+fn items_changing_shape_at_chunk_boundaries_stay_right() {
+    let _w = watchdog(60);
+    let pool = Pool::new(2).unwrap();
+    // Runs of one shape of lengths 1 to 6, values that fit each shape.
+    let mut items = Vec::new();
+    for (run, shape) in (1..=6).cycle().zip((0..5u8).cycle()).take(40) {
+        for _ in 0..run {
+            let x = items.len() as u64 * 7 % 60_000;
+            items.push(Shaped(x, shape));
+        }
+    }
+    let n = items.len();
+    let want: Vec<u64> = items.iter().map(|s| s.0).collect();
+    for chunk in [1, 2, 3, 4, 5, 6, 7, 11, n - 1, n, n + 1] {
+        let got = pool.map_chunked(|s: Shaped| s.0, items.clone(), chunk);
+        assert_eq!(got.as_ref(), Ok(&want), "arguments, chunk {chunk}");
+        let xs = items.iter().map(|s| (s.0, s.1));
+        let back = pool.map_outcomes_chunked(|(x, shape): (u64, u8)| Shaped(x, shape), xs, chunk);
+        let back: Vec<u64> = back.into_iter().map(|r| r.unwrap().0).collect();
+        assert_eq!(back, want, "results, chunk {chunk}");
+    }
+}
