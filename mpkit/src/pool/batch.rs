@@ -353,52 +353,43 @@ impl Plan {
                 let values = ItemReader::new(values).map_err(|e| result_decode::<R>(e))?;
                 Ok((head, values))
             });
-            let (failures, mut values, mut broken) = match head {
+            let (failures, returned, values, mut broken) = match head {
                 Ok(((failures, returned), values))
                     if failures.len() as u64 + returned == sent
                         && failures.windows(2).all(|w| w[0].0 < w[1].0)
                         && failures.last().is_none_or(|f| f.0 < sent)
                         && values.fixed_exactly(returned).is_none_or(|r| r.is_ok()) =>
                 {
-                    (failures, Some(values), None)
+                    (failures, returned as usize, Some(values), None)
                 }
-                Ok(_) => (Vec::new(), None, Some(wire::malformed::<R>())),
-                Err(e) => (Vec::new(), None, Some(e)),
+                Ok(_) => (Vec::new(), 0, None, Some(wire::malformed::<R>())),
+                Err(e) => (Vec::new(), 0, None, Some(e)),
             };
-            if let (Slots::Sent(n), true, Some(out)) =
-                (&self.slots, failures.is_empty(), values_out.as_deref_mut())
-            {
-                // The usual chunk of a map: straight into its vector, the
-                // reader by value (behind a reference, its state takes a
-                // store and a load per value).
-                if let Some(reader) = values.take() {
-                    let n = *n;
+            // Every value is read before any goes out (`read_into`: a
+            // column whose values do not end where its bytes do fails
+            // whole), the reader by value (behind a reference, its state
+            // takes a store and a load per value).
+            if let (Slots::Sent(n), true, Some(out)) = (
+                &self.slots,
+                failures.is_empty() && values.is_some(),
+                values_out.as_deref_mut(),
+            ) {
+                // The usual chunk of a map: straight into its vector.
+                let n = *n;
+                if let Some(reader) = values {
                     if let (read, Some(e)) = reader.read_into(n, out) {
                         let e = result_decode::<R>(e);
                         (read..n).for_each(|_| emit(Err(e.clone()), &mut None));
                     }
-                    return Ok(());
-                }
-            }
-            if let (Slots::Sent(n), true, Some(values)) =
-                (&self.slots, failures.is_empty(), &mut values)
-            {
-                // The usual chunk, every item sent and returned: a tight
-                // loop.
-                let n = *n;
-                for i in 0..n {
-                    match values.next::<R>() {
-                        Ok(v) => emit(Ok(v), &mut values_out),
-                        Err(e) => {
-                            // The rest cannot be found past the bad one.
-                            let e = result_decode::<R>(e);
-                            (i..n).for_each(|_| emit(Err(e.clone()), &mut values_out));
-                            break;
-                        }
-                    }
                 }
                 return Ok(());
             }
+            let mut read = Vec::new();
+            let mut error = None;
+            if let Some(reader) = values {
+                error = reader.read_into(returned, &mut read).1;
+            }
+            let mut read = read.into_iter();
             let mut failures = failures.into_iter().peekable();
             let mut at = 0u64;
             for slot in self.into_slots() {
@@ -410,12 +401,14 @@ impl Plan {
                             at += 1;
                             match failures.next_if(|f| f.0 == at - 1) {
                                 Some(failure) => Err(wire::failure_error::<R>(failure)),
-                                None => match values.as_mut().map(|v| v.next::<R>()) {
-                                    Some(Ok(v)) => Ok(v),
-                                    other => {
-                                        let e = match other {
-                                            Some(Err(e)) => result_decode::<R>(e),
-                                            _ => wire::malformed::<R>(),
+                                None => match read.next() {
+                                    Some(v) => Ok(v),
+                                    None => {
+                                        // The rest cannot be found past the
+                                        // bad one.
+                                        let e = match error.take() {
+                                            Some(e) => result_decode::<R>(e),
+                                            None => wire::malformed::<R>(),
                                         };
                                         broken = Some(e.clone());
                                         Err(e)
@@ -483,6 +476,29 @@ pub(crate) struct Job<A, R> {
 /// (a hint from their count and size; the message grows past it as it
 /// needs).
 const RESERVE_MAX: usize = 1 << 20;
+
+/// Cancels a batch when dropped still holding it: during a panic (it is
+/// emptied otherwise).
+struct CancelOnUnwind(Option<Arc<Batch>>);
+
+impl Drop for CancelOnUnwind {
+    fn drop(&mut self) {
+        if let Some(batch) = &self.0 {
+            batch.cancel();
+        }
+    }
+}
+
+/// Collects items without trusting their size hint: `collect` reserves
+/// the hint's lower bound first, and a lower bound past memory made it
+/// panic or abort before the first item.
+pub(crate) fn collect_items<T>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut all = Vec::new();
+    for item in items {
+        all.push(item);
+    }
+    all
+}
 
 /// The most items in one chunk: a larger chunk size is cut to this. A
 /// worker refuses a chunk whose count is this far past its bytes (only
@@ -590,12 +606,16 @@ where
         size: usize,
         len_hint: usize,
     ) -> (Vec<Plan>, usize) {
+        // If the iterator panics, the chunks already queued are cancelled
+        // (those not started never run) and the panic goes on up.
+        let mut cancel = CancelOnUnwind(Some(Arc::clone(&self.batch)));
         let size = size.clamp(1, MAX_CHUNK);
         let mut plans = Vec::with_capacity(len_hint.div_ceil(size).min(1 << 16));
         let mut taken = 0;
         // Each item goes from the iterator straight into its chunk's
-        // message.
-        let mut items = items.peekable();
+        // message. The items end at the first `None`, whatever the
+        // iterator gives after it.
+        let mut items = items.fuse().peekable();
         while items.peek().is_some() {
             // The iterator goes in and comes back by value: behind a
             // reference, its state would take a store and a load per item.
@@ -604,6 +624,7 @@ where
             taken += plan.len();
             plans.push(plan);
         }
+        cancel.0 = None;
         (plans, taken)
     }
 

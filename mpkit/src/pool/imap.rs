@@ -1,8 +1,10 @@
 //! Lazy maps: [`Imap`], from [`Pool::imap`](super::Pool::imap) and
 //! [`Pool::imap_unordered`](super::Pool::imap_unordered).
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,9 +22,21 @@ use super::batch::{Job, Plan};
 /// queued or running at a time, so an endless
 /// input never fills memory. Dropping the iterator drops the queued
 /// chunks; chunks already running finish and their results are discarded.
+///
+/// If the input panics, the items it gave before still run, and their
+/// outcomes come first; then `next` panics with the input's panic, once,
+/// and the map ends there (as Python's `imap` raises the input's
+/// exception in its place): the input is not read again.
 pub struct Imap<I: Iterator, R> {
     job: Job<I::Item, R>,
     input: std::iter::Fuse<I>,
+    /// Items taken for the next chunk (kept here, not lost, if the input
+    /// panics before the chunk is full).
+    pending: Vec<I::Item>,
+    /// The input's panic, raised once the outcomes before it are out.
+    input_panic: Option<Box<dyn Any + Send>>,
+    /// The input ended (or panicked): it is not read again.
+    input_done: bool,
     chunksize: usize,
     window: usize,
     in_flight: VecDeque<Plan>,
@@ -56,6 +70,9 @@ where
         Imap {
             job,
             input: input.fuse(),
+            pending: Vec::new(),
+            input_panic: None,
+            input_done: false,
             chunksize: chunksize.clamp(1, super::batch::MAX_CHUNK),
             window,
             in_flight: VecDeque::new(),
@@ -64,14 +81,29 @@ where
         }
     }
 
-    /// Queues chunks until the window is full or the input ends.
+    /// Queues chunks until the window is full or the input ends (or
+    /// panics: the items it gave before go as a chunk, and its panic waits
+    /// in `input_panic`).
     fn top_up(&mut self) {
-        while self.in_flight.len() < self.window {
-            let items: Vec<I::Item> = self.input.by_ref().take(self.chunksize).collect();
-            if items.is_empty() {
+        while self.in_flight.len() < self.window && !self.input_done {
+            while self.pending.len() < self.chunksize {
+                match catch_unwind(AssertUnwindSafe(|| self.input.next())) {
+                    Ok(Some(item)) => self.pending.push(item),
+                    Ok(None) => {
+                        self.input_done = true;
+                        break;
+                    }
+                    Err(payload) => {
+                        self.input_panic = Some(payload);
+                        self.input_done = true;
+                        break;
+                    }
+                }
+            }
+            if self.pending.is_empty() {
                 return;
             }
-            let plan = self.job.send(items);
+            let plan = self.job.send(std::mem::take(&mut self.pending));
             self.in_flight.push_back(plan);
         }
     }
@@ -91,6 +123,12 @@ where
                 return Some(outcome);
             }
             self.top_up();
+            if self.in_flight.is_empty() {
+                // Every outcome before the input's panic is out: now it.
+                if let Some(payload) = self.input_panic.take() {
+                    resume_unwind(payload);
+                }
+            }
             let (plan, result) = if self.unordered {
                 if self.in_flight.is_empty() {
                     return None;

@@ -149,9 +149,11 @@
 //!   pair that disagree), it fails alone in a fixed-width column, and the
 //!   whole chunk fails in postcard (past it the others cannot be found),
 //!   with [`TaskError::ArgsDecode`]; if a result does not decode here, it
-//!   and the rest of its chunk fail with [`TaskError::ResultDecode`]. An
-//!   item or a result that does not *encode* fails alone. A chunk holds
-//!   at most 2^20 items.
+//!   and the rest of its chunk fail with [`TaskError::ResultDecode`] (in
+//!   postcard every item of the chunk, as do results that read fewer
+//!   bytes than they hold: past a value that read another's bytes, no
+//!   value of the chunk can be trusted). An item or a result that does
+//!   not *encode* fails alone. A chunk holds at most 2^20 items.
 //! - A value whose `Serialize` can run only once (a one-shot stream) may
 //!   be serialized more than once when it follows numbers in its chunk
 //!   (up to three times after `u64`/`i64` values that fit 32 bits), and
@@ -195,7 +197,7 @@ mod wire;
 pub use async_result::AsyncResult;
 #[cfg(feature = "redis")]
 pub(crate) use batch::{Batch, ChunkSink, Reply};
-pub(crate) use batch::{Job, Plan};
+pub(crate) use batch::{Job, Plan, collect_items};
 pub use error::{BuildError, TaskError, WorkerExit};
 pub use executor::{
     AsCompleted, AsCompletedTimeout, Executor, MapError, MapResults, ReturnWhen, Task,
@@ -582,7 +584,7 @@ impl Pool {
         match items.size_hint() {
             (lo, Some(hi)) if lo == hi => self.queue_chunks(f, items, lo, chunksize),
             _ => {
-                let items: Vec<A> = items.collect();
+                let items: Vec<A> = batch::collect_items(items);
                 let len = items.len();
                 self.queue_chunks(f, items.into_iter(), len, chunksize)
             }

@@ -463,7 +463,7 @@ impl RedisPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let items: Vec<A> = items.into_iter().collect();
+        let items: Vec<A> = crate::pool::collect_items(items.into_iter());
         let size = match chunksize {
             // Unknown when the server is away (one attempt: the
             // submissions retry, and say).

@@ -28,12 +28,6 @@ impl FixedReader<'_> {
 }
 
 impl<'b> FixedReader<'b> {
-    /// The next value.
-    #[inline(always)]
-    pub(in crate::pool) fn next<T: Deserialize<'b>>(&mut self) -> Result<T, CodecError> {
-        T::deserialize(self).map_err(|e| CodecError::new(FIXED_NAME, e))
-    }
-
     /// The next value, read from its own bytes: one whose `Deserialize`
     /// fails (or panics) before it took its bytes, or leaves some, fails
     /// alone, and the next value is still the next item's.
@@ -280,18 +274,44 @@ impl<'b> ItemReader<'b> {
     /// room (its length written once: a vector's length lives in memory
     /// that each value written might alias, as far as the compiler knows).
     /// How many were read, and why the next one was not.
+    ///
+    /// Values that all read, but end before or after the column's bytes
+    /// do, are taken back out and the error says so: past a value that
+    /// read the wrong number of bytes, the others were its neighbours'
+    /// bytes. So are the values before one that fails in postcard (in a
+    /// fixed-width column each value reads its own bytes).
     pub(in crate::pool) fn read_into<T: Deserialize<'b>>(
         self,
         n: usize,
         out: &mut Vec<T>,
     ) -> (usize, Option<CodecError>) {
-        match self.0 {
+        let start = out.len();
+        let (read, error, left, name) = match self.0 {
             // A plain struct, by value: its state in registers.
-            Reader::Fixed(mut reader) => fill(n, out, || reader.next()),
-            Reader::Postcard(mut de) => fill(n, out, || {
-                T::deserialize(&mut de).map_err(|e| CodecError::new(Postcard::NAME, e))
-            }),
+            Reader::Fixed(mut reader) => {
+                let (read, error) = fill(n, out, || reader.next_alone());
+                (read, error, reader.bytes.len(), FIXED_NAME)
+            }
+            Reader::Postcard(mut de) => {
+                let (read, error) = fill(n, out, || {
+                    T::deserialize(&mut de).map_err(|e| CodecError::new(Postcard::NAME, e))
+                });
+                if error.is_some() {
+                    // Where a value stopped cannot tell whether those
+                    // before it read their own bytes: none is kept.
+                    out.truncate(start);
+                    return (0, error);
+                }
+                let left = de.finalize().map_or(0, |rest| rest.len());
+                (read, error, left, Postcard::NAME)
+            }
+        };
+        if error.is_none() && left > 0 {
+            out.truncate(start);
+            let why = format!("the values end {left} bytes before their column does");
+            return (0, Some(CodecError::new(name, why)));
         }
+        (read, error)
     }
 
     /// Checks that every byte was read.
