@@ -16,6 +16,7 @@ use super::TaskError;
 use super::chunk;
 use super::dispatch::{Chunk, Shared};
 use super::fixed::{ItemReader, ItemWriter, Run};
+use super::spare;
 use super::wire::{self, MSG_TASK};
 use crate::handle;
 use crate::process::child::{in_executable, offset_of};
@@ -422,7 +423,7 @@ impl Plan {
             }
             Ok(())
         });
-        recycle(reply.bytes);
+        spare::recycle(reply.bytes);
     }
 }
 
@@ -505,53 +506,6 @@ pub(crate) fn collect_items<T>(items: impl Iterator<Item = T>) -> Vec<T> {
 /// zero-sized items take none), as a forged count; and a chunk this large
 /// already spreads its fixed cost over a million items.
 pub(crate) const MAX_CHUNK: usize = 1 << 20;
-
-/// The message buffers of chunks that are done, and the bodies of replies
-/// that were read, for the next chunks to be encoded into and the next
-/// replies to be copied into. A map's messages otherwise come and go in
-/// the caller's heap beside its results, and past glibc's trim threshold
-/// the heap gives their pages back and faults them in again at every map
-/// (a 100 000-item map of numbers: ~140 faults, a fifth of its time).
-/// Each keeps its bytes: a reply copied into one only zero-fills what it
-/// did not hold yet.
-static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-/// At most this many spare buffers are kept (a map's chunks and replies
-/// with two workers)...
-const SPARE_MAX: usize = 16;
-/// ... each of at most this many bytes (a chunk that fits a worker's
-/// arena).
-const SPARE_BYTES_MAX: usize = 2 << 20;
-
-fn spare() -> Option<Vec<u8>> {
-    SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop()
-}
-
-/// An empty buffer of at least `capacity` bytes, a spare one when there is.
-fn spare_buffer(capacity: usize) -> Vec<u8> {
-    let mut buf = spare().unwrap_or_default();
-    buf.clear();
-    buf.reserve(capacity);
-    buf
-}
-
-/// A buffer of `len` bytes to be overwritten, a spare one when there is
-/// (only the bytes it did not hold are zeroed).
-pub(super) fn spare_filled(len: usize) -> Vec<u8> {
-    let mut buf = spare().unwrap_or_default();
-    buf.resize(len, 0);
-    buf
-}
-
-/// Keeps a buffer for a later chunk or reply.
-pub(super) fn recycle(buf: Vec<u8>) {
-    if buf.capacity() == 0 || buf.capacity() > SPARE_BYTES_MAX {
-        return;
-    }
-    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
-    if spare.len() < SPARE_MAX {
-        spare.push(buf);
-    }
-}
 
 impl<A, R> Job<A, R>
 where
@@ -712,7 +666,7 @@ where
             n => n + n.div_ceil(4),
         };
         let hint = items.size_hint().0.min(limit).saturating_mul(per_item);
-        let mut message = spare_buffer(count_at.end + hint.min(RESERVE_MAX));
+        let mut message = spare::buffer(count_at.end + hint.min(RESERVE_MAX));
         message.extend_from_slice(header);
         message.extend_from_slice(&0u64.to_le_bytes());
         let (mut len, mut sent) = (0, 0);

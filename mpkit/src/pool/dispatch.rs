@@ -63,7 +63,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::batch::{self, Batch, Reply};
+use super::batch::{Batch, Reply};
+use super::spare;
 use super::wire::NUMBER_AT;
 use super::{TaskError, WorkerExit};
 use crate::connection::{Outgoing, RawConnection};
@@ -100,7 +101,7 @@ impl Chunk {
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        batch::recycle(std::mem::take(&mut self.message));
+        spare::recycle(std::mem::take(&mut self.message));
     }
 }
 

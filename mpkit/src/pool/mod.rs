@@ -192,6 +192,7 @@ mod fixed;
 mod imap;
 #[cfg(feature = "redis")]
 pub(crate) mod remote;
+mod spare;
 mod wire;
 
 pub use async_result::AsyncResult;

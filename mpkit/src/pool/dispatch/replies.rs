@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::{Dispatcher, Reply, TaskError};
 use crate::connection::RecvError;
-use crate::pool::batch;
+use crate::pool::spare;
 use crate::pool::wire::{
     ARENA_HALF, REPLY_DONE, REPLY_DONE_IN_ARENA, REPLY_INIT_FAILED, REPLY_NUMBER, REPLY_READY,
 };
@@ -164,7 +164,7 @@ impl Dispatcher {
 fn from_arena(arena: &SharedMemory, len: &[u8]) -> Option<Vec<u8>> {
     let len = u64::from_le_bytes(len.try_into().ok()?);
     let len = usize::try_from(len).ok().filter(|&n| n <= ARENA_HALF)?;
-    let mut body = batch::spare_filled(len);
+    let mut body = spare::filled(len);
     arena.read(ARENA_HALF, &mut body).ok()?;
     Some(body)
 }
