@@ -4,8 +4,8 @@
 //! to one idle worker, so at every moment it knows which chunk each worker
 //! holds, and it sleeps in one `poll` over everything that can happen:
 //!
-//! - the wake-up pipe (a chunk was queued where none was, or the pool was
-//!   closed or terminated),
+//! - the wake-up flag, an eventfd (a chunk was queued where none was, or
+//!   the pool was closed or terminated),
 //! - each worker's socket: readable (a chunk is done; the initializer
 //!   failed) and, while a message to it is part-sent, writable,
 //! - each worker's pidfd (the worker died: its chunk fails with how it

@@ -124,7 +124,7 @@
 //! its own socket to the pool. One dispatcher thread in the pool's process
 //! owns all workers: it hands each queued chunk to one idle worker (so it
 //! knows what each one holds) and sleeps in one `poll` over the workers'
-//! sockets, their pidfds, a wake-up pipe and the earliest task deadline.
+//! sockets, their pidfds, a wake-up eventfd and the earliest task deadline.
 //! A pidfd becoming readable means that worker died: its chunk fails (or
 //! is queued again) and a replacement starts. Sends to workers never
 //! block: what a socket does not take at once waits in the dispatcher
