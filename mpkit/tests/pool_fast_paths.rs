@@ -12,7 +12,7 @@ mod common;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::watchdog;
+use common::{first_diff, watchdog};
 use mpkit::Pool;
 use mpkit::pool::{Executor, TaskError};
 use serde::de::Error as _;
@@ -140,17 +140,6 @@ fn i64_values_at_32_bit_edges_come_back_unchanged_wherever_they_widen() {
             "as u64, chunks of {len}: {}",
             first_diff(&want, &got)
         );
-    }
-}
-
-/// The first place two lists differ, for a short failure message.
-fn first_diff<T: PartialEq + std::fmt::Debug>(want: &[T], got: &[T]) -> String {
-    if want.len() != got.len() {
-        return format!("{} values, want {}", got.len(), want.len());
-    }
-    match want.iter().zip(got).position(|(a, b)| a != b) {
-        Some(i) => format!("at {i}: got {:?}, want {:?}", got[i], want[i]),
-        None => "equal".into(),
     }
 }
 

@@ -10,7 +10,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{eventually, watchdog};
+use common::{eventually, first_diff, watchdog};
 use mpkit::Pool;
 use mpkit::pool::{Executor, TaskError};
 
@@ -286,16 +286,5 @@ fn executor_shutdown_with_tasks_from_many_threads_ends_every_task() {
             Err(TaskError::Cancelled) => {}
             Err(e) => panic!("task {x}: {e:?}"),
         }
-    }
-}
-
-/// The first place two lists differ, for a short failure message.
-fn first_diff<T: PartialEq + std::fmt::Debug>(want: &[T], got: &[T]) -> String {
-    if want.len() != got.len() {
-        return format!("{} values, want {}", got.len(), want.len());
-    }
-    match want.iter().zip(got).position(|(a, b)| a != b) {
-        Some(i) => format!("at {i}: got {:?}, want {:?}", got[i], want[i]),
-        None => "equal".into(),
     }
 }

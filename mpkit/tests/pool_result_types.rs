@@ -157,13 +157,45 @@ fn check_asked<T>(
             wrong.push(format!("{name}, {what}: got {got:?}, want {want:?}"));
         }
     };
-    for (layout, chunk, values) in layouts(&US, u64::MAX) {
-        let want = expected(values.iter().map(|&v| u(v)).collect(), chunk);
-        let got = pool.map_outcomes_chunked(send_u::<T>, values.clone(), chunk);
-        check(format!("u64 {layout} outcomes"), got, want);
+    check_layouts(
+        pool,
+        "u64",
+        layouts(&US, u64::MAX),
+        send_u::<T>,
+        &u,
+        &mut check,
+    );
+    check_layouts(
+        pool,
+        "i64",
+        layouts(&IS, i64::MIN),
+        send_i::<T>,
+        &i,
+        &mut check,
+    );
+}
+
+/// [`check_asked`] for the columns of one type `V` (`u64`, `i64`): each
+/// layout through `map_outcomes` whole, and each of its chunks through
+/// `map` (which fails whole at a value that does not read).
+fn check_layouts<V, T>(
+    pool: &Pool,
+    type_name: &str,
+    layouts: Vec<(&'static str, usize, Vec<V>)>,
+    send: fn(V) -> Asked<T>,
+    read: &impl Fn(V) -> Option<T>,
+    check: &mut impl FnMut(String, Vec<Result<Asked<T>, TaskError>>, Vec<Option<T>>),
+) where
+    V: Copy + std::fmt::Debug + Serialize + DeserializeOwned,
+    T: Serialize + DeserializeOwned,
+{
+    for (layout, chunk, values) in layouts {
+        let want = expected(values.iter().map(|&v| read(v)).collect(), chunk);
+        let got = pool.map_outcomes_chunked(send, values.clone(), chunk);
+        check(format!("{type_name} {layout} outcomes"), got, want);
         for c in values.chunks(chunk) {
-            let want = expected(c.iter().map(|&v| u(v)).collect(), chunk);
-            let got = match pool.map_chunked(send_u::<T>, c.to_vec(), chunk) {
+            let want = expected(c.iter().map(|&v| read(v)).collect(), chunk);
+            let got = match pool.map_chunked(send, c.to_vec(), chunk) {
                 Ok(v) => v.into_iter().map(Ok).collect(),
                 Err(e) => c.iter().map(|_| Err(e.clone())).collect(),
             };
@@ -171,24 +203,7 @@ fn check_asked<T>(
                 true => want,
                 false => c.iter().map(|_| None).collect(),
             };
-            check(format!("u64 {layout} map of {c:?}"), got, want);
-        }
-    }
-    for (layout, chunk, values) in layouts(&IS, i64::MIN) {
-        let want = expected(values.iter().map(|&v| i(v)).collect(), chunk);
-        let got = pool.map_outcomes_chunked(send_i::<T>, values.clone(), chunk);
-        check(format!("i64 {layout} outcomes"), got, want);
-        for c in values.chunks(chunk) {
-            let want = expected(c.iter().map(|&v| i(v)).collect(), chunk);
-            let got = match pool.map_chunked(send_i::<T>, c.to_vec(), chunk) {
-                Ok(v) => v.into_iter().map(Ok).collect(),
-                Err(e) => c.iter().map(|_| Err(e.clone())).collect(),
-            };
-            let want = match want.iter().all(Option::is_some) {
-                true => want,
-                false => c.iter().map(|_| None).collect(),
-            };
-            check(format!("i64 {layout} map of {c:?}"), got, want);
+            check(format!("{type_name} {layout} map of {c:?}"), got, want);
         }
     }
 }

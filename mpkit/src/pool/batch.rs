@@ -325,18 +325,11 @@ impl Plan {
         mut values_out: Option<&mut Vec<R>>,
         mut emit_any: impl FnMut(Result<R, TaskError>),
     ) {
-        let mut emit = |r: Result<R, TaskError>, values_out: &mut Option<&mut Vec<R>>| match (
-            r,
-            values_out.as_deref_mut(),
-        ) {
-            (Ok(v), Some(out)) => out.push(v),
-            (r, _) => emit_any(r),
-        };
         let reply = match result {
             Ok(reply) => reply,
             Err(e) => {
                 for slot in self.into_slots() {
-                    emit(Err(slot.unwrap_or_else(|| e.clone())), &mut values_out);
+                    emit_any(Err(slot.unwrap_or_else(|| e.clone())));
                 }
                 return;
             }
@@ -380,7 +373,7 @@ impl Plan {
                 if let Some(reader) = values {
                     if let (read, Some(e)) = reader.read_into(n, out) {
                         let e = result_decode::<R>(e);
-                        (read..n).for_each(|_| emit(Err(e.clone()), &mut None));
+                        (read..n).for_each(|_| emit_any(Err(e.clone())));
                     }
                 }
                 return Ok(());
@@ -391,35 +384,36 @@ impl Plan {
                 error = reader.read_into(returned, &mut read).1;
             }
             let mut read = read.into_iter();
+            let mut emit = |r: Result<R, TaskError>| match (r, values_out.as_deref_mut()) {
+                (Ok(v), Some(out)) => out.push(v),
+                (r, _) => emit_any(r),
+            };
             let mut failures = failures.into_iter().peekable();
             let mut at = 0u64;
             for slot in self.into_slots() {
-                emit(
-                    match (slot, &broken) {
-                        (Some(e), _) => Err(e),
-                        (None, Some(e)) => Err(e.clone()),
-                        (None, None) => {
-                            at += 1;
-                            match failures.next_if(|f| f.0 == at - 1) {
-                                Some(failure) => Err(wire::failure_error::<R>(failure)),
-                                None => match read.next() {
-                                    Some(v) => Ok(v),
-                                    None => {
-                                        // The rest cannot be found past the
-                                        // bad one.
-                                        let e = match error.take() {
-                                            Some(e) => result_decode::<R>(e),
-                                            None => wire::malformed::<R>(),
-                                        };
-                                        broken = Some(e.clone());
-                                        Err(e)
-                                    }
-                                },
-                            }
+                emit(match (slot, &broken) {
+                    (Some(e), _) => Err(e),
+                    (None, Some(e)) => Err(e.clone()),
+                    (None, None) => {
+                        at += 1;
+                        match failures.next_if(|f| f.0 == at - 1) {
+                            Some(failure) => Err(wire::failure_error::<R>(failure)),
+                            None => match read.next() {
+                                Some(v) => Ok(v),
+                                None => {
+                                    // The rest cannot be found past the
+                                    // bad one.
+                                    let e = match error.take() {
+                                        Some(e) => result_decode::<R>(e),
+                                        None => wire::malformed::<R>(),
+                                    };
+                                    broken = Some(e.clone());
+                                    Err(e)
+                                }
+                            },
                         }
-                    },
-                    &mut values_out,
-                );
+                    }
+                });
             }
             Ok(())
         });

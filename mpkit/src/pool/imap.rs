@@ -29,13 +29,11 @@ use super::batch::{Job, Plan};
 /// exception in its place): the input is not read again.
 pub struct Imap<I: Iterator, R> {
     job: Job<I::Item, R>,
-    input: std::iter::Fuse<I>,
-    /// Items taken for the next chunk (kept here, not lost, if the input
-    /// panics before the chunk is full).
-    pending: Vec<I::Item>,
+    input: I,
     /// The input's panic, raised once the outcomes before it are out.
     input_panic: Option<Box<dyn Any + Send>>,
-    /// The input ended (or panicked): it is not read again.
+    /// The input ended (or panicked): it is not read again (so a
+    /// non-fused input ends at its first `None`).
     input_done: bool,
     chunksize: usize,
     window: usize,
@@ -69,8 +67,7 @@ where
         let window = job.window();
         Imap {
             job,
-            input: input.fuse(),
-            pending: Vec::new(),
+            input,
             input_panic: None,
             input_done: false,
             chunksize: chunksize.clamp(1, super::batch::MAX_CHUNK),
@@ -86,9 +83,10 @@ where
     /// in `input_panic`).
     fn top_up(&mut self) {
         while self.in_flight.len() < self.window && !self.input_done {
-            while self.pending.len() < self.chunksize {
+            let mut items = Vec::new();
+            while items.len() < self.chunksize {
                 match catch_unwind(AssertUnwindSafe(|| self.input.next())) {
-                    Ok(Some(item)) => self.pending.push(item),
+                    Ok(Some(item)) => items.push(item),
                     Ok(None) => {
                         self.input_done = true;
                         break;
@@ -100,10 +98,10 @@ where
                     }
                 }
             }
-            if self.pending.is_empty() {
+            if items.is_empty() {
                 return;
             }
-            let plan = self.job.send(std::mem::take(&mut self.pending));
+            let plan = self.job.send(items);
             self.in_flight.push_back(plan);
         }
     }

@@ -585,7 +585,7 @@ impl Pool {
         match items.size_hint() {
             (lo, Some(hi)) if lo == hi => self.queue_chunks(f, items, lo, chunksize),
             _ => {
-                let items: Vec<A> = batch::collect_items(items);
+                let items: Vec<A> = collect_items(items);
                 let len = items.len();
                 self.queue_chunks(f, items.into_iter(), len, chunksize)
             }

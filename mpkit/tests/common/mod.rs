@@ -332,3 +332,14 @@ pub fn use_up_fds(hold: &mut Vec<std::fs::File>) {
         hold.push(f);
     }
 }
+
+/// The first place two lists differ, for a short failure message.
+pub fn first_diff<T: PartialEq + std::fmt::Debug>(want: &[T], got: &[T]) -> String {
+    if want.len() != got.len() {
+        return format!("{} values, want {}", got.len(), want.len());
+    }
+    match want.iter().zip(got).position(|(a, b)| a != b) {
+        Some(i) => format!("at {i}: got {:?}, want {:?}", got[i], want[i]),
+        None => "equal".into(),
+    }
+}
